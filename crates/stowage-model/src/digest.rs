@@ -1,0 +1,367 @@
+//! Content digests, parsed once at the edge.
+//!
+//! The registry's storage is content-addressed: every blob lives under the sha256 of its bytes,
+//! and every link file holds a digest string. Two types cover this:
+//!
+//! - [`Sha256`]: 32 raw bytes, `Copy`, ordered. This is what the hot tables (blobs, link
+//!   entries) hold, because `blobs/` and manifest revisions only ever use sha256 (the registry
+//!   canonicalises everything it stores to sha256, see `spec/registry-storage.md` §1.3).
+//! - [`Digest`]: any digest the go-digest grammar accepts *and* the registry can validate
+//!   (`sha256`, `sha384`, `sha512`, lowercase hex of the exact length). Manifests may reference
+//!   sha512 layers and `_layers/` may hold sha512 alias links, so references use this type.
+//!
+//! Parsing is strict, like the registry's `digest.Parse` + `Validate`: an empty string, a trailing
+//! newline, uppercase hex or a wrong length are errors. We never "repair" a digest; callers turn
+//! errors into findings.
+//!
+//! ```
+//! use stowage_model::digest::Digest;
+//! let d: Digest = "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae".parse().unwrap();
+//! assert_eq!(d.algorithm().as_str(), "sha256");
+//! assert!("sha256:2C26".parse::<Digest>().is_err());
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A sha256 digest as 32 raw bytes.
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Sha256(pub [u8; 32]);
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Decode lowercase hex into `out`; `None` on any other character or a length mismatch.
+fn decode_hex(s: &[u8], out: &mut [u8]) -> Option<()> {
+    if s.len() != out.len() * 2 {
+        return None;
+    }
+    for (i, pair) in s.chunks_exact(2).enumerate() {
+        out[i] = (hex_val(pair[0])? << 4) | hex_val(pair[1])?;
+    }
+    Some(())
+}
+
+fn encode_hex(bytes: &[u8], out: &mut String) {
+    out.reserve(bytes.len() * 2);
+    for b in bytes {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
+}
+
+impl Sha256 {
+    /// Parse 64 lowercase hex characters (the `<hex>` part of a path), without allocating.
+    pub fn from_hex(hex: &[u8]) -> Option<Sha256> {
+        let mut out = [0u8; 32];
+        decode_hex(hex, &mut out)?;
+        Some(Sha256(out))
+    }
+
+    /// Hash `bytes` with sha256.
+    pub fn of(bytes: &[u8]) -> Sha256 {
+        use sha2::Digest as _;
+        Sha256(sha2::Sha256::digest(bytes).into())
+    }
+
+    /// The 64-character lowercase hex form.
+    pub fn hex(&self) -> String {
+        let mut s = String::with_capacity(64);
+        encode_hex(&self.0, &mut s);
+        s
+    }
+
+    /// The first two hex characters: the 256-way fan-out directory under `blobs/sha256/`.
+    pub fn shard(&self) -> [u8; 2] {
+        [HEX[(self.0[0] >> 4) as usize], HEX[(self.0[0] & 15) as usize]]
+    }
+
+    /// As a general [`Digest`].
+    pub fn digest(self) -> Digest {
+        Digest::Sha256(self)
+    }
+
+    /// A short form for humans: `sha256:` and 12 hex characters.
+    pub fn short(&self) -> String {
+        let mut s = String::from("sha256:");
+        encode_hex(&self.0[..6], &mut s);
+        s
+    }
+}
+
+impl fmt::Display for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::with_capacity(71);
+        s.push_str("sha256:");
+        encode_hex(&self.0, &mut s);
+        f.write_str(&s)
+    }
+}
+
+impl fmt::Debug for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl serde::Serialize for Sha256 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Sha256 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        match s.parse::<Digest>().map_err(serde::de::Error::custom)? {
+            Digest::Sha256(h) => Ok(h),
+            other => Err(serde::de::Error::custom(format!("expected a sha256 digest, got {other}"))),
+        }
+    }
+}
+
+/// The digest algorithms the registry can validate.
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum Algorithm {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Algorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Sha384 => "sha384",
+            Algorithm::Sha512 => "sha512",
+        }
+    }
+
+    /// Length of the hex encoding.
+    pub fn hex_len(self) -> usize {
+        match self {
+            Algorithm::Sha256 => 64,
+            Algorithm::Sha384 => 96,
+            Algorithm::Sha512 => 128,
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        match name {
+            "sha256" => Some(Algorithm::Sha256),
+            "sha384" => Some(Algorithm::Sha384),
+            "sha512" => Some(Algorithm::Sha512),
+            _ => None,
+        }
+    }
+}
+
+/// Any digest the registry accepts. sha384/sha512 are boxed so the common case stays small.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Digest {
+    Sha256(Sha256),
+    Sha384(Box<[u8; 48]>),
+    Sha512(Box<[u8; 64]>),
+}
+
+/// Why a string is not a digest. The messages match what an operator needs to fix a file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DigestError {
+    #[error("empty")]
+    Empty,
+    #[error("contains whitespace or control characters (a trailing newline?)")]
+    Whitespace,
+    #[error("no ':' separating algorithm and hex")]
+    NoSeparator,
+    #[error("unsupported digest algorithm {0:?}")]
+    UnknownAlgorithm(String),
+    #[error("{alg} digest must have {expected} hex characters, found {found}")]
+    BadLength { alg: &'static str, expected: usize, found: usize },
+    #[error("hex part must be lowercase 0-9a-f")]
+    BadHex,
+}
+
+impl Digest {
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            Digest::Sha256(_) => Algorithm::Sha256,
+            Digest::Sha384(_) => Algorithm::Sha384,
+            Digest::Sha512(_) => Algorithm::Sha512,
+        }
+    }
+
+    /// The raw digest bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Digest::Sha256(h) => &h.0,
+            Digest::Sha384(b) => &b[..],
+            Digest::Sha512(b) => &b[..],
+        }
+    }
+
+    pub fn hex(&self) -> String {
+        let mut s = String::new();
+        encode_hex(self.bytes(), &mut s);
+        s
+    }
+
+    /// The sha256 form, if this is a sha256 digest.
+    pub fn sha256(&self) -> Option<Sha256> {
+        match self {
+            Digest::Sha256(h) => Some(*h),
+            _ => None,
+        }
+    }
+
+    /// Parse `alg` and `hex` given separately (as path components).
+    pub fn from_parts(alg: &str, hex: &str) -> Result<Digest, DigestError> {
+        let alg = Algorithm::from_name(alg).ok_or_else(|| DigestError::UnknownAlgorithm(alg.to_owned()))?;
+        let h = hex.as_bytes();
+        if h.len() != alg.hex_len() {
+            return Err(DigestError::BadLength { alg: alg.as_str(), expected: alg.hex_len(), found: h.len() });
+        }
+        match alg {
+            Algorithm::Sha256 => Sha256::from_hex(h).map(Digest::Sha256).ok_or(DigestError::BadHex),
+            Algorithm::Sha384 => {
+                let mut b = Box::new([0u8; 48]);
+                decode_hex(h, &mut b[..]).ok_or(DigestError::BadHex)?;
+                Ok(Digest::Sha384(b))
+            }
+            Algorithm::Sha512 => {
+                let mut b = Box::new([0u8; 64]);
+                decode_hex(h, &mut b[..]).ok_or(DigestError::BadHex)?;
+                Ok(Digest::Sha512(b))
+            }
+        }
+    }
+
+    /// Parse raw bytes (the content of a link file) strictly.
+    pub fn parse_bytes(bytes: &[u8]) -> Result<Digest, DigestError> {
+        if bytes.is_empty() {
+            return Err(DigestError::Empty);
+        }
+        if bytes.iter().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+            return Err(DigestError::Whitespace);
+        }
+        let s = std::str::from_utf8(bytes).map_err(|_| DigestError::BadHex)?;
+        let (alg, hex) = s.split_once(':').ok_or(DigestError::NoSeparator)?;
+        if alg.is_empty() {
+            return Err(DigestError::UnknownAlgorithm(String::new()));
+        }
+        // go-digest's syntactic grammar first: anything else is not a digest at all.
+        Digest::from_parts(alg, hex)
+    }
+}
+
+impl FromStr for Digest {
+    type Err = DigestError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Digest::parse_bytes(s.as_bytes())
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Digest::Sha256(h) => fmt::Display::fmt(h, f),
+            other => write!(f, "{}:{}", other.algorithm().as_str(), other.hex()),
+        }
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl From<Sha256> for Digest {
+    fn from(h: Sha256) -> Digest {
+        Digest::Sha256(h)
+    }
+}
+
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn sha256_of_known_vectors() {
+        assert_eq!(Sha256::of(b"").to_string(), EMPTY);
+        assert_eq!(
+            Sha256::of(b"abc").to_string(),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        // Multi-block input.
+        let long = vec![b'a'; 1000];
+        assert_eq!(
+            Sha256::of(&long).hex(),
+            "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3"
+        );
+    }
+
+    #[test]
+    fn parses_and_round_trips() {
+        let d: Digest = EMPTY.parse().unwrap();
+        assert_eq!(d.to_string(), EMPTY);
+        assert_eq!(d.sha256().unwrap().shard(), *b"e3");
+        let s512 = format!("sha512:{}", "ab".repeat(64));
+        let d512: Digest = s512.parse().unwrap();
+        assert_eq!(d512.to_string(), s512);
+        assert_eq!(d512.algorithm(), Algorithm::Sha512);
+    }
+
+    #[test]
+    fn rejects_what_the_registry_rejects() {
+        let cases = [
+            ("", DigestError::Empty),
+            (&format!("{EMPTY}\n") as &str, DigestError::Whitespace),
+            (" sha256:abc", DigestError::Whitespace),
+            ("sha256", DigestError::NoSeparator),
+            ("md5:d41d8cd98f00b204e9800998ecf8427e", DigestError::UnknownAlgorithm("md5".into())),
+            ("sha256:abc", DigestError::BadLength { alg: "sha256", expected: 64, found: 3 }),
+            (&EMPTY.to_uppercase().replace("SHA256", "sha256") as &str, DigestError::BadHex),
+        ];
+        for (input, want) in cases {
+            assert_eq!(input.parse::<Digest>().unwrap_err(), want, "input {input:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_parse_without_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..140)) {
+            let _ = Digest::parse_bytes(&bytes);
+        }
+
+        #[test]
+        fn sha256_round_trip(raw in proptest::array::uniform32(proptest::num::u8::ANY)) {
+            let h = Sha256(raw);
+            let parsed: Digest = h.to_string().parse().unwrap();
+            proptest::prop_assert_eq!(parsed, Digest::Sha256(h));
+            proptest::prop_assert_eq!(Sha256::from_hex(h.hex().as_bytes()), Some(h));
+        }
+    }
+}

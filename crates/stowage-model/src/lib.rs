@@ -1,0 +1,23 @@
+//! Pure domain types of stowage. No I/O, no clock.
+//!
+//! - [`digest`]: `Sha256` (32 bytes, the hot type) and `Digest` (any algorithm the registry
+//!   validates), parsed strictly.
+//! - [`name`]: repository and tag names, read leniently and checked against the strict grammar.
+//! - [`time`]: `Timestamp` (nanoseconds, UTC) and human formatting helpers.
+//! - [`manifest`]: stored manifest bytes -> kind and references (Docker schema 1/2, manifest
+//!   lists, OCI manifests, indexes and artifacts).
+//! - [`inventory`]: the raw facts a scan produces, with interned `BlobId`s.
+//! - [`finding`]: integrity findings with stable kinds and severities.
+
+pub mod digest;
+pub mod finding;
+pub mod inventory;
+pub mod manifest;
+pub mod name;
+pub mod time;
+
+pub use digest::{Digest, Sha256};
+pub use finding::{Finding, FindingKind, Severity};
+pub use inventory::{BlobId, Inventory};
+pub use name::RepositoryName;
+pub use time::Timestamp;

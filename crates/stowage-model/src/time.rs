@@ -1,0 +1,133 @@
+//! Timestamps as nanoseconds since the Unix epoch, UTC.
+//!
+//! The pure crates never read the clock: "now" is always a parameter. Storage gives file
+//! modification times (and birth times where the filesystem records them), object stores give
+//! `LastModified`; all become a [`Timestamp`]. JSON output is RFC 3339 in UTC.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Nanoseconds since 1970-01-01T00:00:00Z.
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub const EPOCH: Timestamp = Timestamp(0);
+
+    pub fn from_system_time(t: SystemTime) -> Timestamp {
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Timestamp(d.as_nanos().min(i64::MAX as u128) as i64),
+            Err(e) => Timestamp(-(e.duration().as_nanos().min(i64::MAX as u128) as i64)),
+        }
+    }
+
+    pub fn from_secs(s: i64) -> Timestamp {
+        Timestamp(s.saturating_mul(1_000_000_000))
+    }
+
+    pub fn secs(self) -> i64 {
+        self.0.div_euclid(1_000_000_000)
+    }
+
+    /// Parse RFC 3339 (`2026-11-22T11:55:23Z`, as the registry writes `startedat`).
+    pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
+        let ts: jiff::Timestamp = s.trim().parse().ok()?;
+        Some(Timestamp(ts.as_nanosecond().try_into().ok()?))
+    }
+
+    fn to_jiff(self) -> jiff::Timestamp {
+        jiff::Timestamp::from_nanosecond(self.0 as i128).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+    }
+
+    /// RFC 3339 in UTC with second precision, e.g. `2026-11-22T11:55:23Z`.
+    pub fn rfc3339(self) -> String {
+        self.to_jiff().round(jiff::Unit::Second).unwrap_or(self.to_jiff()).to_string()
+    }
+
+    /// `YYYY-MM-DD HH:MM` in the given time zone (for human tables).
+    pub fn human(self, tz: &jiff::tz::TimeZone) -> String {
+        self.to_jiff().to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M").to_string()
+    }
+
+    /// Signed duration from `self` to `later`, in seconds.
+    pub fn seconds_until(self, later: Timestamp) -> i64 {
+        (later.0 - self.0).div_euclid(1_000_000_000)
+    }
+
+    pub fn saturating_sub_secs(self, secs: i64) -> Timestamp {
+        Timestamp(self.0.saturating_sub(secs.saturating_mul(1_000_000_000)))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.rfc3339())
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_jiff())
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.rfc3339())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Timestamp::parse_rfc3339(&s).ok_or_else(|| serde::de::Error::custom(format!("not an RFC 3339 time: {s:?}")))
+    }
+}
+
+/// Render a byte count for humans with binary units (`1.5 MiB`).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if v >= 100.0 { format!("{v:.0} {}", UNITS[u]) } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+/// Render an age in seconds compactly (`3d`, `5h`, `12m`, `40s`).
+pub fn human_age(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trip() {
+        let t = Timestamp::parse_rfc3339("2026-11-22T11:55:23Z").unwrap();
+        assert_eq!(t.rfc3339(), "2026-11-22T11:55:23Z");
+        assert_eq!(t.secs(), 1_795_348_523);
+        assert!(Timestamp::parse_rfc3339("yesterday").is_none());
+    }
+
+    #[test]
+    fn bytes_and_ages() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(262_607), "256 KiB");
+        assert_eq!(human_age(90), "90s");
+        assert_eq!(human_age(3 * 86400 + 5), "3d");
+    }
+}
