@@ -1,0 +1,78 @@
+//! Storage errors, typed by failure kind rather than by backend, each naming its path.
+
+use std::fmt;
+use std::io;
+
+/// What went wrong, independent of the backend.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    NotFound,
+    PermissionDenied,
+    NotADirectory,
+    /// A symbolic link where a file or directory was expected; never followed.
+    Symlink,
+    /// Larger than the caller's limit.
+    TooLarge { limit: u64 },
+    /// `ESTALE` and friends on network filesystems.
+    Stale,
+    TimedOut,
+    Other,
+}
+
+/// An I/O error with the path it concerns.
+#[derive(Debug, thiserror::Error)]
+pub struct StorageError {
+    pub kind: ErrorKind,
+    pub path: String,
+    #[source]
+    pub source: Option<io::Error>,
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            ErrorKind::NotFound => "not found".to_string(),
+            ErrorKind::PermissionDenied => "permission denied".to_string(),
+            ErrorKind::NotADirectory => "not a directory".to_string(),
+            ErrorKind::Symlink => "is a symbolic link (not followed)".to_string(),
+            ErrorKind::TooLarge { limit } => format!("larger than {limit} bytes"),
+            ErrorKind::Stale => "stale file handle".to_string(),
+            ErrorKind::TimedOut => "timed out".to_string(),
+            ErrorKind::Other => "I/O error".to_string(),
+        };
+        let path = if self.path.is_empty() { "<root>" } else { &self.path };
+        match &self.source {
+            Some(e) if !matches!(self.kind, ErrorKind::NotFound | ErrorKind::PermissionDenied) => {
+                write!(f, "{path}: {what}: {e}")
+            }
+            _ => write!(f, "{path}: {what}"),
+        }
+    }
+}
+
+impl StorageError {
+    pub fn new(kind: ErrorKind, path: impl Into<String>) -> StorageError {
+        StorageError { kind, path: path.into(), source: None }
+    }
+
+    pub fn io(path: impl Into<String>, e: io::Error) -> StorageError {
+        let kind = match e.kind() {
+            io::ErrorKind::NotFound => ErrorKind::NotFound,
+            io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+            io::ErrorKind::NotADirectory => ErrorKind::NotADirectory,
+            io::ErrorKind::TimedOut => ErrorKind::TimedOut,
+            io::ErrorKind::StaleNetworkFileHandle => ErrorKind::Stale,
+            _ => match e.raw_os_error() {
+                Some(code) if code == rustix::io::Errno::LOOP.raw_os_error() => ErrorKind::Symlink,
+                Some(code) if code == rustix::io::Errno::STALE.raw_os_error() => ErrorKind::Stale,
+                _ => ErrorKind::Other,
+            },
+        };
+        StorageError { kind, path: path.into(), source: Some(e) }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.kind == ErrorKind::NotFound
+    }
+}

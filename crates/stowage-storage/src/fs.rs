@@ -1,0 +1,287 @@
+//! The filesystem backend.
+//!
+//! Listings use the entry types the kernel returns with `getdents` (no stat per entry); stats
+//! use `statx` through `symlink_metadata` (size, mtime and, where the filesystem records it, the
+//! birth time); reads open with `O_NOFOLLOW` and read at most `limit + 1` bytes. Paths are
+//! only ever built from names the scanner listed as directories, so no component on the way
+//! can be a symbolic link, and the final component is opened without following one.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use stowage_layout::LAYOUT_ROOT;
+use stowage_model::Timestamp;
+
+use crate::{BackendKind, Entry, EntryKind, ErrorKind, Meta, OpCounters, Storage, StorageError};
+
+/// How a user-supplied path was understood.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum RootLayout {
+    /// The registry's `rootdirectory` (it holds `docker/registry/v2`).
+    RootDirectory,
+    /// The `docker/registry/v2` directory itself.
+    LayoutRoot,
+    /// GitLab omnibus: `/var/opt/gitlab` (or its `gitlab-rails/shared/registry`).
+    GitLabOmnibus,
+}
+
+/// A resolved storage root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedRoot {
+    /// The `docker/registry/v2` directory.
+    pub layout_root: PathBuf,
+    pub how: RootLayout,
+}
+
+/// Find the layout root from what a user typed: the `rootdirectory`, the `v2` directory, or
+/// a GitLab omnibus path.
+pub fn resolve_root(path: &Path) -> Result<ResolvedRoot, StorageError> {
+    let shown = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| StorageError::io(shown.clone(), e))?;
+    if !meta.is_dir() {
+        return Err(StorageError::new(ErrorKind::NotADirectory, shown));
+    }
+    let is_dir = |p: &Path| std::fs::metadata(p).map(|m| m.is_dir()).unwrap_or(false);
+    let candidates = [
+        (path.join(LAYOUT_ROOT), RootLayout::RootDirectory),
+        (path.join("gitlab-rails/shared/registry").join(LAYOUT_ROOT), RootLayout::GitLabOmnibus),
+        (path.join("shared/registry").join(LAYOUT_ROOT), RootLayout::GitLabOmnibus),
+    ];
+    for (p, how) in candidates {
+        if is_dir(&p) {
+            return Ok(ResolvedRoot { layout_root: p, how });
+        }
+    }
+    // The v2 directory itself: named v2 under docker/registry, or holding blobs/ or repositories/.
+    let named_v2 = path.ends_with(LAYOUT_ROOT);
+    if named_v2 || is_dir(&path.join("blobs")) || is_dir(&path.join("repositories")) {
+        return Ok(ResolvedRoot { layout_root: path.to_path_buf(), how: RootLayout::LayoutRoot });
+    }
+    Err(StorageError {
+        kind: ErrorKind::NotFound,
+        path: format!(
+            "{shown} (no {LAYOUT_ROOT} below it, and it has no blobs/ or repositories/: is this the registry's rootdirectory?)"
+        ),
+        source: None,
+    })
+}
+
+/// A registry layout root on a (local or network) filesystem.
+pub struct FsStorage {
+    root: PathBuf,
+    backend: BackendKind,
+    counters: OpCounters,
+}
+
+impl FsStorage {
+    /// Open the layout root (`.../docker/registry/v2`). The root itself may be reached through
+    /// symbolic links (`/var/lib/registry -> /data/registry` is common); nothing below it is.
+    pub fn open(layout_root: &Path) -> Result<FsStorage, StorageError> {
+        let shown = layout_root.display().to_string();
+        let root = std::fs::canonicalize(layout_root).map_err(|e| StorageError::io(shown.clone(), e))?;
+        let backend = detect_backend(&root);
+        Ok(FsStorage { root, backend, counters: OpCounters::default() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn full(&self, rel: &str) -> PathBuf {
+        if rel.is_empty() { self.root.clone() } else { self.root.join(rel) }
+    }
+
+    fn open_nofollow(&self, path: &str) -> Result<File, StorageError> {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(self.full(path))
+            .map_err(|e| StorageError::io(path, e))
+    }
+}
+
+/// Name the filesystem type and say whether it is latency-bound (network or FUSE).
+fn detect_backend(root: &Path) -> BackendKind {
+    // Magic numbers from statfs(2) / linux/magic.h.
+    const NETWORK: &[(i64, &str)] = &[
+        (0x6969, "nfs"),
+        (0x517B, "smb"),
+        (0xFF53_4D42, "cifs"),
+        (0xFE53_4D42, "smb2"),
+        (0x6573_5546, "fuse"),
+        (0x0BD0_0BD0, "lustre"),
+        (0x00C3_6400, "ceph"),
+        (0x0116_1970, "gfs2"),
+        (0x7461_636f, "ocfs2"),
+        (0x0102_1997, "9p"),
+        (0x5346_414F, "afs"),
+        (0x4750_4653, "gpfs"),
+        (0x1983_0326, "beegfs"),
+        (0x0027_e0eb, "cgroup"),
+    ];
+    const LOCAL: &[(i64, &str)] = &[
+        (0xEF53, "ext4"),
+        (0x5846_5342, "xfs"),
+        (0x9123_683E, "btrfs"),
+        (0x0102_1994, "tmpfs"),
+        (0x794c_7630, "overlayfs"),
+        (0x2FC1_2FC1, "zfs"),
+        (0xF2F5_2010, "f2fs"),
+    ];
+    match rustix::fs::statfs(root) {
+        Ok(s) => {
+            let t = s.f_type as i64;
+            if let Some((_, name)) = NETWORK.iter().find(|(m, _)| *m == t) {
+                BackendKind::NetworkFs { fs_type: (*name).to_string() }
+            } else if let Some((_, name)) = LOCAL.iter().find(|(m, _)| *m == t) {
+                BackendKind::LocalFs { fs_type: (*name).to_string() }
+            } else {
+                BackendKind::LocalFs { fs_type: format!("0x{t:x}") }
+            }
+        }
+        Err(_) => BackendKind::LocalFs { fs_type: "unknown".into() },
+    }
+}
+
+fn meta_of(m: &std::fs::Metadata) -> Meta {
+    Meta {
+        size: m.len(),
+        modified: m.modified().map(Timestamp::from_system_time).unwrap_or_default(),
+        created: m.created().ok().map(Timestamp::from_system_time),
+    }
+}
+
+impl Storage for FsStorage {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn backend(&self) -> BackendKind {
+        self.backend.clone()
+    }
+
+    fn list_dir(&self, path: &str, visit: &mut dyn FnMut(Entry<'_>)) -> Result<(), StorageError> {
+        self.counters.track(&self.counters.lists, || {
+            let rd = std::fs::read_dir(self.full(path)).map_err(|e| StorageError::io(path, e))?;
+            for ent in rd {
+                let ent = ent.map_err(|e| StorageError::io(path, e))?;
+                // d_type from getdents; std falls back to lstat only where the filesystem
+                // leaves it unknown.
+                let kind = match ent.file_type() {
+                    Ok(t) if t.is_symlink() => EntryKind::Symlink,
+                    Ok(t) if t.is_dir() => EntryKind::Dir,
+                    Ok(t) if t.is_file() => EntryKind::File,
+                    Ok(_) => EntryKind::Other,
+                    Err(e) => {
+                        let name = ent.file_name();
+                        let p = format!("{path}/{}", name.to_string_lossy());
+                        return Err(StorageError::io(p, e));
+                    }
+                };
+                let name = ent.file_name();
+                visit(Entry { name: name.as_bytes(), kind, meta: None });
+            }
+            Ok(())
+        })
+    }
+
+    fn stat(&self, path: &str) -> Result<Meta, StorageError> {
+        self.counters.track(&self.counters.stats, || {
+            let m = std::fs::symlink_metadata(self.full(path)).map_err(|e| StorageError::io(path, e))?;
+            if m.file_type().is_symlink() {
+                return Err(StorageError::new(ErrorKind::Symlink, path));
+            }
+            Ok(meta_of(&m))
+        })
+    }
+
+    fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, StorageError> {
+        self.counters.track(&self.counters.reads, || {
+            let f = self.open_nofollow(path)?;
+            let mut buf = Vec::new();
+            // One read for small files; stop one byte past the limit to detect oversize
+            // without reading a huge file whole.
+            f.take(limit + 1).read_to_end(&mut buf).map_err(|e| StorageError::io(path, e))?;
+            self.counters.bytes_read.fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            if buf.len() as u64 > limit {
+                return Err(StorageError::new(ErrorKind::TooLarge { limit }, path));
+            }
+            Ok(buf)
+        })
+    }
+
+    fn open(&self, path: &str) -> Result<Box<dyn Read + Send>, StorageError> {
+        self.counters.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let f = self.open_nofollow(path)?;
+        let m = f.metadata().map_err(|e| StorageError::io(path, e))?;
+        if !m.is_file() {
+            return Err(StorageError::new(ErrorKind::Other, path));
+        }
+        Ok(Box::new(f))
+    }
+
+    fn counters(&self) -> &OpCounters {
+        &self.counters
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_rootdirectory_v2_and_gitlab() {
+        let t = tempfile::tempdir().unwrap();
+        let v2 = t.path().join("reg").join(LAYOUT_ROOT);
+        std::fs::create_dir_all(v2.join("blobs")).unwrap();
+        let r = resolve_root(&t.path().join("reg")).unwrap();
+        assert_eq!((r.layout_root.as_path(), r.how), (v2.as_path(), RootLayout::RootDirectory));
+        let r = resolve_root(&v2).unwrap();
+        assert_eq!(r.how, RootLayout::LayoutRoot);
+        let gl = t.path().join("gitlab/gitlab-rails/shared/registry").join(LAYOUT_ROOT);
+        std::fs::create_dir_all(&gl).unwrap();
+        let r = resolve_root(&t.path().join("gitlab")).unwrap();
+        assert_eq!((r.layout_root.as_path(), r.how), (gl.as_path(), RootLayout::GitLabOmnibus));
+        let empty = t.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let e = resolve_root(&empty).unwrap_err();
+        assert!(e.to_string().contains("rootdirectory"), "{e}");
+        assert!(resolve_root(&t.path().join("nope")).unwrap_err().is_not_found());
+    }
+
+    #[test]
+    fn never_follows_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("secret"), b"outside").unwrap();
+        let root = t.path().join("v2");
+        std::fs::create_dir(&root).unwrap();
+        std::os::unix::fs::symlink(t.path().join("secret"), root.join("link")).unwrap();
+        std::os::unix::fs::symlink(t.path(), root.join("dir")).unwrap();
+        let s = FsStorage::open(&root).unwrap();
+        let mut kinds = Vec::new();
+        s.list_dir("", &mut |e| kinds.push((String::from_utf8_lossy(e.name).into_owned(), e.kind))).unwrap();
+        kinds.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(kinds, [("dir".to_string(), EntryKind::Symlink), ("link".to_string(), EntryKind::Symlink)]);
+        assert_eq!(s.read("link", 100).unwrap_err().kind, ErrorKind::Symlink);
+        assert_eq!(s.stat("link").unwrap_err().kind, ErrorKind::Symlink);
+    }
+
+    #[test]
+    fn read_limits_and_errors_name_paths() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("big"), vec![b'x'; 1000]).unwrap();
+        let s = FsStorage::open(t.path()).unwrap();
+        let e = s.read("big", 100).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::TooLarge { limit: 100 });
+        assert_eq!(e.to_string(), "big: larger than 100 bytes");
+        assert_eq!(s.read("big", 1000).unwrap().len(), 1000);
+        let e = s.stat("missing/file").unwrap_err();
+        assert!(e.is_not_found());
+        assert_eq!(e.to_string(), "missing/file: not found");
+        let snap = s.counters().snapshot();
+        assert_eq!((snap.reads, snap.stats, snap.in_flight), (2, 1, 0));
+    }
+}

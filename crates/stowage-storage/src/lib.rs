@@ -1,0 +1,145 @@
+//! The I/O boundary of stowage: read access to a registry's storage.
+//!
+//! A [`Storage`] is rooted at the layout root (`<rootdirectory>/docker/registry/v2`) and is
+//! addressed with `/`-separated relative paths, which is also what object-store keys look like.
+//! The trait is small on purpose (object_store's lesson): list one directory, stat one path,
+//! read one small file, open one big file. The scanner decides *what* to touch; backends only
+//! say how. Listings may carry metadata (object stores return size and mtime with each key;
+//! the filesystem returns entry types only), so the scanner stats only what a listing did not
+//! already tell it.
+//!
+//! Invariants every backend keeps:
+//! - symbolic links are never followed: they are reported as [`EntryKind::Symlink`] in listings
+//!   and as [`ErrorKind::Symlink`] errors on stat or read;
+//! - every error names the path it concerns ([`StorageError`]);
+//! - nothing here deletes (deletion lives in the plan/apply crate, behind a separate trait).
+
+mod error;
+mod fs;
+pub mod registry_config;
+
+pub use error::{ErrorKind, StorageError};
+pub use fs::{FsStorage, ResolvedRoot, RootLayout, resolve_root};
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use stowage_model::Timestamp;
+
+/// What kind of entry a listing returned.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    /// Sockets, fifos, devices: nothing the registry writes.
+    Other,
+}
+
+/// File metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub size: u64,
+    pub modified: Timestamp,
+    /// Birth time, where the backend records it.
+    pub created: Option<Timestamp>,
+}
+
+/// One entry of a directory listing. `name` is the raw name (may be non-UTF-8 on a filesystem).
+#[derive(Debug)]
+pub struct Entry<'a> {
+    pub name: &'a [u8],
+    pub kind: EntryKind,
+    /// Present when the listing itself carried metadata (object stores).
+    pub meta: Option<Meta>,
+}
+
+/// How the storage is reached, which decides sensible concurrency defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    /// A local filesystem.
+    LocalFs { fs_type: String },
+    /// A network or FUSE filesystem: every operation is a round trip.
+    NetworkFs { fs_type: String },
+    ObjectStore { scheme: String },
+}
+
+impl BackendKind {
+    /// Concurrency that keeps enough requests in flight: latency-bound storage wants many,
+    /// a local disk with a warm cache wants about the number of cores.
+    pub fn default_concurrency(&self, cores: usize) -> usize {
+        match self {
+            BackendKind::LocalFs { .. } => (cores * 2).clamp(4, 16),
+            BackendKind::NetworkFs { .. } => 64,
+            BackendKind::ObjectStore { .. } => 64,
+        }
+    }
+
+    pub fn is_latency_bound(&self) -> bool {
+        !matches!(self, BackendKind::LocalFs { .. })
+    }
+}
+
+/// Counters of operations issued, shared by all threads.
+#[derive(Debug, Default)]
+pub struct OpCounters {
+    pub lists: AtomicU64,
+    pub stats: AtomicU64,
+    pub reads: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub in_flight: AtomicU64,
+}
+
+/// A snapshot of [`OpCounters`].
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpSnapshot {
+    pub lists: u64,
+    pub stats: u64,
+    pub reads: u64,
+    pub bytes_read: u64,
+    pub in_flight: u64,
+}
+
+impl OpCounters {
+    pub fn snapshot(&self) -> OpSnapshot {
+        OpSnapshot {
+            lists: self.lists.load(Ordering::Relaxed),
+            stats: self.stats.load(Ordering::Relaxed),
+            reads: self.reads.load(Ordering::Relaxed),
+            bytes_read: self.bytes_read.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Count one operation for its whole duration (in-flight gauge).
+    pub fn track<T>(&self, counter: &AtomicU64, f: impl FnOnce() -> T) -> T {
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let r = f();
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        r
+    }
+}
+
+/// Read-only access to a registry's layout root.
+pub trait Storage: Send + Sync {
+    /// For humans: what this storage is (`/var/lib/registry/docker/registry/v2`).
+    fn describe(&self) -> String;
+
+    fn backend(&self) -> BackendKind;
+
+    /// Call `visit` for each entry of the directory at `path` ("" is the root), in no
+    /// particular order.
+    fn list_dir(&self, path: &str, visit: &mut dyn FnMut(Entry<'_>)) -> Result<(), StorageError>;
+
+    /// Metadata of a file, without following symbolic links.
+    fn stat(&self, path: &str) -> Result<Meta, StorageError>;
+
+    /// Read a whole file of at most `limit` bytes ([`ErrorKind::TooLarge`] otherwise).
+    fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, StorageError>;
+
+    /// Open a file for streaming (hashing big blobs).
+    fn open(&self, path: &str) -> Result<Box<dyn std::io::Read + Send>, StorageError>;
+
+    /// Operation counters.
+    fn counters(&self) -> &OpCounters;
+}

@@ -1,0 +1,134 @@
+//! Reading the registry's own `config.yml`, so stowage can be pointed at the config the
+//! registry already uses.
+//!
+//! Only the parts stowage needs are read: the storage driver and its location, and the
+//! maintenance switches (read-only mode, upload purging) that matter before deleting.
+
+use std::path::PathBuf;
+
+use serde_yaml_ng::Value;
+
+/// Where the registry keeps its storage, per its config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Driver {
+    Filesystem { rootdirectory: PathBuf },
+    S3 { bucket: String, region: Option<String>, regionendpoint: Option<String>, rootdirectory: String, forcepathstyle: bool, secure: bool },
+    /// A driver stowage does not read yet (named as in the config: gcs, azure, inmemory...).
+    Unsupported { name: String },
+}
+
+/// What stowage takes from a registry `config.yml`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistryConfig {
+    pub driver: Driver,
+    /// `storage.maintenance.readonly.enabled`.
+    pub readonly: bool,
+    /// `storage.delete.enabled`.
+    pub delete_enabled: bool,
+}
+
+/// A config that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("not valid YAML: {0}")]
+    Yaml(#[from] serde_yaml_ng::Error),
+    #[error("no storage section")]
+    NoStorage,
+    #[error("storage section names no driver (filesystem, s3, gcs, azure, ...)")]
+    NoDriver,
+    #[error("storage.{driver}.{key} is missing")]
+    Missing { driver: &'static str, key: &'static str },
+}
+
+/// Parameters that are not drivers.
+const NOT_DRIVERS: &[&str] = &["delete", "maintenance", "cache", "redirect", "tag"];
+
+fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    v.as_mapping()?.get(key)
+}
+
+fn as_bool(v: Option<&Value>) -> Option<bool> {
+    match v? {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn as_string(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+impl RegistryConfig {
+    pub fn parse(text: &str) -> Result<RegistryConfig, ConfigError> {
+        let doc: Value = serde_yaml_ng::from_str(text)?;
+        let storage = get(&doc, "storage").ok_or(ConfigError::NoStorage)?;
+        let map = storage.as_mapping().ok_or(ConfigError::NoStorage)?;
+        let mut driver = None;
+        for (k, params) in map {
+            let Some(name) = k.as_str() else { continue };
+            if NOT_DRIVERS.contains(&name) {
+                continue;
+            }
+            driver = Some(match name {
+                "filesystem" => Driver::Filesystem {
+                    rootdirectory: PathBuf::from(
+                        as_string(get(params, "rootdirectory")).unwrap_or_else(|| "/var/lib/registry".to_string()),
+                    ),
+                },
+                "s3" => Driver::S3 {
+                    bucket: as_string(get(params, "bucket")).ok_or(ConfigError::Missing { driver: "s3", key: "bucket" })?,
+                    region: as_string(get(params, "region")),
+                    regionendpoint: as_string(get(params, "regionendpoint")),
+                    rootdirectory: as_string(get(params, "rootdirectory")).unwrap_or_default(),
+                    forcepathstyle: as_bool(get(params, "forcepathstyle")).unwrap_or(false),
+                    secure: as_bool(get(params, "secure")).unwrap_or(true),
+                },
+                other => Driver::Unsupported { name: other.to_string() },
+            });
+            break;
+        }
+        let driver = driver.ok_or(ConfigError::NoDriver)?;
+        let maintenance = get(storage, "maintenance");
+        let readonly =
+            maintenance.and_then(|m| get(m, "readonly")).and_then(|r| as_bool(get(r, "enabled"))).unwrap_or(false);
+        let delete_enabled = get(storage, "delete").and_then(|d| as_bool(get(d, "enabled"))).unwrap_or(false);
+        Ok(RegistryConfig { driver, readonly, delete_enabled })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filesystem_config_as_debian_ships_it() {
+        let c = RegistryConfig::parse(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  cache:\n    blobdescriptor: inmemory\n  filesystem:\n    rootdirectory: /var/lib/docker-registry\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: :5000\n",
+        )
+        .unwrap();
+        assert_eq!(c.driver, Driver::Filesystem { rootdirectory: "/var/lib/docker-registry".into() });
+        assert!(c.delete_enabled);
+        assert!(!c.readonly);
+    }
+
+    #[test]
+    fn readonly_s3_and_unsupported() {
+        let c = RegistryConfig::parse(
+            "storage:\n  s3:\n    bucket: reg\n    region: us-east-1\n    regionendpoint: http://127.0.0.1:9000\n    rootdirectory: /registry\n    forcepathstyle: true\n    secure: false\n  maintenance:\n    readonly:\n      enabled: true\n",
+        )
+        .unwrap();
+        assert!(c.readonly);
+        assert!(matches!(c.driver, Driver::S3 { ref bucket, forcepathstyle: true, secure: false, .. } if bucket == "reg"));
+        let g = RegistryConfig::parse("storage:\n  gcs:\n    bucket: x\n").unwrap();
+        assert_eq!(g.driver, Driver::Unsupported { name: "gcs".into() });
+        assert!(matches!(RegistryConfig::parse("http: {}\n"), Err(ConfigError::NoStorage)));
+        assert!(matches!(RegistryConfig::parse("storage: [\n"), Err(ConfigError::Yaml(_))));
+    }
+}
