@@ -92,6 +92,13 @@ impl RepositoryName {
         Ok(RepositoryName(name.to_owned()))
     }
 
+    /// Keep a name found on storage even though it breaks the lenient grammar (say, a space
+    /// in a directory name): it is on disk, so it must stay visible, and everything it
+    /// references stays protected. A finding reports it.
+    pub fn from_storage_unchecked(name: &str) -> RepositoryName {
+        RepositoryName(name.to_owned())
+    }
+
     /// Whether the name also satisfies the registry's strict grammar (what a push accepts).
     pub fn is_strict(&self) -> bool {
         self.0.len() <= 255 && self.0.split('/').all(is_strict_component)

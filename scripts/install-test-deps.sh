@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# install-test-deps.sh: install the Debian packages that stowage's tests need to build and
+# serve a REAL CNCF distribution registry fixture (see testkit/real-registry/).
+#
+#   docker-registry  the registry itself (Debian's build of distribution 2.8.x), binary
+#                    /usr/bin/docker-registry; also provides `garbage-collect`
+#   skopeo           a real client that pushes/pulls images (also pulls in containers-common,
+#                    which ships /etc/containers/policy.json)
+#   jq, curl         talking to the registry's HTTP API and reading JSON
+#   python3          the deterministic OCI image writer (testkit/real-registry/oci_writer.py)
+#
+# Idempotent: a package counts as present when its command is on PATH, and `apt-get update` runs
+# only when something has to be installed. Safe with no TTY; needs root only to install.
+#
+# Exit status: 0 when everything is present afterwards, non-zero with a message otherwise.
+set -Eeuo pipefail
+
+log() { printf 'install-test-deps: %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+trap 'die "failed at line $LINENO: $BASH_COMMAND"' ERR
+
+# command -> Debian package. Checking commands rather than dpkg state lets a developer's own
+# python3 (pyenv, venv) count as present, while CI on a bare Debian still gets everything.
+declare -A PKG_FOR=(
+  [docker-registry]=docker-registry
+  [skopeo]=skopeo
+  [jq]=jq
+  [curl]=curl
+  [python3]=python3
+)
+# Fixed order so the output is stable.
+CMDS=(docker-registry skopeo jq curl python3)
+
+missing=()
+for cmd in "${CMDS[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${PKG_FOR[$cmd]}")
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  log "all present: ${CMDS[*]} (nothing installed)"
+  exit 0
+fi
+
+log "missing: ${missing[*]}"
+[ "$(id -u)" -eq 0 ] || die "not root; run as root, or: sudo apt-get install -y ${missing[*]}"
+command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install ${missing[*]} by hand (Debian 12 packages)"
+
+export DEBIAN_FRONTEND=noninteractive
+# Never prompt about config files and never allocate a pseudo-terminal for dpkg (no TTY in CI).
+APT_OPTS=(-y -q --no-install-recommends -o Dpkg::Use-Pty=0
+          -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+
+# docker-registry's maintainer scripts would start the packaged service where an init system
+# runs (Debian's config listens on :5000 on ALL interfaces). The tests start their own registry
+# on loopback, so block service starts for the duration of the install with the standard
+# policy-rc.d mechanism, but only if the host has no policy-rc.d of its own.
+POLICY=/usr/sbin/policy-rc.d
+made_policy=0
+cleanup() { if [ "$made_policy" = 1 ]; then rm -f "$POLICY"; fi; }
+trap cleanup EXIT
+if [ ! -e "$POLICY" ]; then
+  printf '#!/bin/sh\n# temporary, from stowage scripts/install-test-deps.sh\nexit 101\n' >"$POLICY"
+  chmod 0755 "$POLICY"
+  made_policy=1
+fi
+
+log "apt-get update"
+apt-get update -q -o Dpkg::Use-Pty=0 >/dev/null || die "apt-get update failed"
+log "apt-get install ${missing[*]}"
+if ! apt-get install "${APT_OPTS[@]}" "${missing[@]}" >/tmp/install-test-deps.$$.log 2>&1; then
+  tail -n 30 "/tmp/install-test-deps.$$.log" >&2 || true
+  rm -f "/tmp/install-test-deps.$$.log"
+  die "apt-get install ${missing[*]} failed (last lines above)"
+fi
+rm -f "/tmp/install-test-deps.$$.log"
+
+# Verify: every command must now be on PATH.
+still=()
+for cmd in "${CMDS[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || still+=("$cmd")
+done
+[ "${#still[@]}" -eq 0 ] || die "still missing after install: ${still[*]}"
+
+# Report what was installed, with versions, on stdout.
+echo "installed:"
+dpkg-query -W -f='  ${Package} ${Version}\n' "${missing[@]}"

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# serve.sh: start the REAL registry (docker-registry serve, 2.8.x) over an existing storage
+# root, e.g. a fixture after stowage deleted things from it, so tests can check that what is
+# left still pulls (see pull-all.sh).
+#
+# Usage:  testkit/real-registry/serve.sh STORAGE_ROOTDIR
+#   STORAGE_ROOTDIR  the registry's `rootdirectory`: the directory that CONTAINS docker/registry/v2
+#                    (for a build.sh fixture: TARGET_DIR/storage)
+#
+# Prints "PORT PID" on stdout and returns, leaving the registry running on 127.0.0.1:PORT.
+# The caller stops it with `kill PID` (SIGTERM).
+#
+# Environment (optional):
+#   PORT=NNNN     listen on this loopback port (default: a free one)
+#   SERVE_DIR=D   where config.yml and registry.log go (default: a new mktemp dir, kept so the
+#                 log can be read after a failure; its path is printed on stderr)
+#
+# The config is read-write with delete enabled (so tests can also delete through the API), and
+# upload purging is disabled: the purger would otherwise delete _uploads/ dirs whose `startedat`
+# is older than a week, which is true of every upload in the committed sample fixture.
+set -Eeuo pipefail
+
+log() { printf 'serve.sh: %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+[ "$#" -eq 1 ] || die "usage: $0 STORAGE_ROOTDIR"
+[ -d "$1" ] || die "$1 is not a directory"
+ROOT=$(cd "$1" && pwd)
+if [ ! -d "$ROOT/docker/registry/v2" ]; then
+  case $ROOT in
+    */docker/registry/v2) die "$ROOT is the storage root itself; pass its rootdirectory ${ROOT%/docker/registry/v2}" ;;
+    *) die "$ROOT has no docker/registry/v2 inside; pass the registry's rootdirectory" ;;
+  esac
+fi
+command -v docker-registry >/dev/null 2>&1 || die "docker-registry not found; run scripts/install-test-deps.sh"
+command -v curl >/dev/null 2>&1 || die "curl not found; run scripts/install-test-deps.sh"
+command -v python3 >/dev/null 2>&1 || die "python3 not found; run scripts/install-test-deps.sh"
+
+if [ -n "${SERVE_DIR:-}" ]; then
+  mkdir -p "$SERVE_DIR"
+  DIR=$(cd "$SERVE_DIR" && pwd)
+else
+  DIR=$(mktemp -d "${TMPDIR:-/tmp}/stowage-serve.XXXXXX")
+fi
+CONFIG="$DIR/config.yml" LOGFILE="$DIR/registry.log"
+
+PID=
+# Never leave a half-started registry behind: on any failure, stop the one we started.
+on_exit() {
+  local rc=$?
+  if [ "$rc" -ne 0 ] && [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
+    kill -TERM "$PID" 2>/dev/null || true
+    wait "$PID" 2>/dev/null || true
+  fi
+}
+trap on_exit EXIT
+trap 'log "command failed at line $LINENO: $BASH_COMMAND"' ERR
+
+# port_free PORT: checked before starting, because if the registry cannot bind, whatever
+# already holds the port would answer the readiness probe.
+port_free() {
+  python3 -c 'import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)' "$1"
+}
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# try_start PORT -> 0 when OUR process listens on PORT and /v2/ answers, 1 if it died
+try_start() {
+  cat >"$CONFIG" <<EOF
+# Written by stowage testkit/real-registry/serve.sh
+version: 0.1
+log:
+  level: info
+storage:
+  filesystem:
+    rootdirectory: $ROOT
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:$1
+  secret: stowage-serve-not-a-secret
+EOF
+  # Output to a file (never our stdout): a caller reading "PORT PID" from a pipe must see EOF.
+  docker-registry serve "$CONFIG" </dev/null >"$LOGFILE" 2>&1 &
+  PID=$!
+  for _ in $(seq 200); do
+    if ! kill -0 "$PID" 2>/dev/null; then
+      wait "$PID" 2>/dev/null || true
+      PID=
+      return 1
+    fi
+    if grep -qF "listening on 127.0.0.1:$1" "$LOGFILE" &&
+       curl -fsS --max-time 1 -o /dev/null "http://127.0.0.1:$1/v2/" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.05
+  done
+  die "registry PID $PID did not answer on 127.0.0.1:$1 within 10 s; see $LOGFILE"
+}
+
+if [ -n "${PORT:-}" ]; then
+  [[ "$PORT" =~ ^[0-9]+$ ]] || die "PORT must be a number, got '$PORT'"
+  port_free "$PORT" || die "127.0.0.1:$PORT is already in use"
+  try_start "$PORT" || die "registry exited at start-up; see $LOGFILE"
+  port=$PORT
+else
+  started=0
+  for _ in 1 2 3 4 5; do
+    port=$(free_port)
+    port_free "$port" || continue
+    if try_start "$port"; then started=1; break; fi
+    grep -q 'address already in use' "$LOGFILE" || die "registry exited at start-up; see $LOGFILE"
+  done
+  [ "$started" = 1 ] || die "could not start the registry on a free port after 5 tries"
+fi
+
+log "registry PID $PID on http://127.0.0.1:$port over $ROOT (config and log in $DIR)"
+printf '%s %s\n' "$port" "$PID"
