@@ -248,8 +248,11 @@ pub struct Inventory {
     pub repositories: Vec<Repository>,
     /// Sorted (kind, path, message).
     pub findings: Vec<Finding>,
-    /// Bytes and counts of files outside the known layout (for the storage total).
+    /// Bytes of files outside the known layout (for the storage total).
     pub other_bytes: u64,
+    /// Directories under `repositories/` that could not be listed: whatever repositories
+    /// live below them are unknown, so no blob may be deleted on the strength of this scan.
+    pub unlisted: Vec<String>,
     pub stats: ScanStats,
 }
 

@@ -94,6 +94,23 @@ impl FsStorage {
         if rel.is_empty() { self.root.clone() } else { self.root.join(rel) }
     }
 
+    fn read_inner(&self, path: &str, limit: u64, want_meta: bool) -> Result<(Vec<u8>, Option<Meta>), StorageError> {
+        self.counters.track(&self.counters.reads, || {
+            let f = self.open_nofollow(path)?;
+            // fstat on the open descriptor: no second path lookup (on NFS the open already
+            // fetched the attributes).
+            let meta = if want_meta { Some(meta_of(&f.metadata().map_err(|e| StorageError::io(path, e))?)) } else { None };
+            let mut buf = Vec::with_capacity(meta.as_ref().map_or(128, |m| m.size.min(limit) as usize + 1));
+            // Stop one byte past the limit to detect oversize without reading a huge file whole.
+            f.take(limit + 1).read_to_end(&mut buf).map_err(|e| StorageError::io(path, e))?;
+            self.counters.bytes_read.fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            if buf.len() as u64 > limit {
+                return Err(StorageError::new(ErrorKind::TooLarge { limit }, path));
+            }
+            Ok((buf, meta))
+        })
+    }
+
     fn open_nofollow(&self, path: &str) -> Result<File, StorageError> {
         OpenOptions::new()
             .read(true)
@@ -199,18 +216,11 @@ impl Storage for FsStorage {
     }
 
     fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, StorageError> {
-        self.counters.track(&self.counters.reads, || {
-            let f = self.open_nofollow(path)?;
-            let mut buf = Vec::new();
-            // One read for small files; stop one byte past the limit to detect oversize
-            // without reading a huge file whole.
-            f.take(limit + 1).read_to_end(&mut buf).map_err(|e| StorageError::io(path, e))?;
-            self.counters.bytes_read.fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            if buf.len() as u64 > limit {
-                return Err(StorageError::new(ErrorKind::TooLarge { limit }, path));
-            }
-            Ok(buf)
-        })
+        self.read_inner(path, limit, false).map(|(b, _)| b)
+    }
+
+    fn read_with_meta(&self, path: &str, limit: u64) -> Result<(Vec<u8>, Meta), StorageError> {
+        self.read_inner(path, limit, true).map(|(b, m)| (b, m.unwrap_or(Meta { size: 0, modified: Timestamp::EPOCH, created: None })))
     }
 
     fn open(&self, path: &str) -> Result<Box<dyn Read + Send>, StorageError> {

@@ -137,6 +137,10 @@ pub trait Storage: Send + Sync {
     /// Read a whole file of at most `limit` bytes ([`ErrorKind::TooLarge`] otherwise).
     fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, StorageError>;
 
+    /// Read a whole small file and its metadata in one go (one open on a filesystem, one GET
+    /// on an object store).
+    fn read_with_meta(&self, path: &str, limit: u64) -> Result<(Vec<u8>, Meta), StorageError>;
+
     /// Open a file for streaming (hashing big blobs).
     fn open(&self, path: &str) -> Result<Box<dyn std::io::Read + Send>, StorageError>;
 

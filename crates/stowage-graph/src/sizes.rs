@@ -1,0 +1,271 @@
+//! Size accounting: total, exclusive and shared bytes per repository (rolled up like
+//! directories over nested names) and per tag.
+//!
+//! Definitions (also in `docs/json-schema.md`):
+//! - **total** of a repository: distinct blob bytes reachable from its manifests (all
+//!   revisions). Of a namespace: distinct bytes over every repository below it.
+//! - **exclusive** of a repository or namespace: what deleting exactly it (all its revisions),
+//!   then running the registry's GC, would free: bytes reachable from it and from no
+//!   repository outside it.
+//! - **shared** = total - exclusive.
+//! - **total** of a tag: distinct bytes reachable from its current manifest (index children
+//!   included). **exclusive** of a tag: what deleting that tag and collecting untagged
+//!   manifests (`gc --delete-untagged`) would free: bytes reachable from this tag and from no
+//!   other tag anywhere. Two tags on one manifest share everything, so each has 0 exclusive.
+//!
+//! # How it is computed in near-linear time
+//! Repositories are placed in a namespace tree and visited in pre-order. For each blob we keep
+//! the tree node that "owns" it: the lowest common ancestor of every repository reaching it.
+//! A repository's exclusive bytes are then the bytes owned inside its subtree. Distinct totals
+//! per subtree use the classic trick for unions of root paths: when repository `r` reaches a
+//! blob last reached by `p` (previous in pre-order), add its size at `r` and subtract it at
+//! `lca(p, r)`; subtree sums then count each blob once per subtree that contains a reacher.
+
+use stowage_model::inventory::BlobId;
+
+use crate::index::{Graph, Scratch};
+use crate::NONE;
+
+/// "More than one" in owner tables.
+const MULTI: u32 = NONE - 1;
+
+/// One node of the namespace tree (a repository, a namespace, or both).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeUsage {
+    /// Full name (`team/app`); "" for the registry root.
+    pub name: String,
+    pub parent: u32,
+    pub depth: u32,
+    /// Index into `inventory.repositories` when this node is a repository.
+    pub repository: Option<u32>,
+    /// Child node indices, sorted by name.
+    pub children: Vec<u32>,
+    /// Subtree figures (roll-up like directories).
+    pub total: u64,
+    pub exclusive: u64,
+    /// This repository alone (0 for pure namespaces).
+    pub own_total: u64,
+    pub own_exclusive: u64,
+    /// Counts over the subtree.
+    pub repositories: u64,
+    pub tags: u64,
+    pub manifests: u64,
+    pub untagged: u64,
+    pub upload_bytes: u64,
+}
+
+impl NodeUsage {
+    pub fn shared(&self) -> u64 {
+        self.total - self.exclusive
+    }
+}
+
+/// Per-tag figures.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct TagUsage {
+    pub total: u64,
+    pub exclusive: u64,
+}
+
+/// Usage over a whole inventory.
+#[derive(Clone, Debug)]
+pub struct Usage {
+    /// Node 0 is the registry root.
+    pub nodes: Vec<NodeUsage>,
+    /// Repository index -> node index.
+    pub repo_node: Vec<u32>,
+    /// `tags[repo][tag]`, parallel to `inventory.repositories[repo].tags`.
+    pub tags: Vec<Vec<TagUsage>>,
+}
+
+impl Usage {
+    pub fn node(&self, name: &str) -> Option<&NodeUsage> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+fn lca(nodes: &[NodeUsage], mut a: u32, mut b: u32) -> u32 {
+    while nodes[a as usize].depth > nodes[b as usize].depth {
+        a = nodes[a as usize].parent;
+    }
+    while nodes[b as usize].depth > nodes[a as usize].depth {
+        b = nodes[b as usize].parent;
+    }
+    while a != b {
+        a = nodes[a as usize].parent;
+        b = nodes[b as usize].parent;
+    }
+    a
+}
+
+/// Compute usage for every repository, namespace and tag.
+pub fn usage(g: &Graph<'_>) -> Usage {
+    let inv = g.inv;
+    // Namespace tree.
+    let mut nodes = vec![NodeUsage {
+        name: String::new(),
+        parent: NONE,
+        depth: 0,
+        repository: None,
+        children: Vec::new(),
+        total: 0,
+        exclusive: 0,
+        own_total: 0,
+        own_exclusive: 0,
+        repositories: 0,
+        tags: 0,
+        manifests: 0,
+        untagged: 0,
+        upload_bytes: 0,
+    }];
+    let mut by_name: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    by_name.insert(String::new(), 0);
+    let mut repo_node = vec![0u32; inv.repositories.len()];
+    for (ri, r) in inv.repositories.iter().enumerate() {
+        let mut parent = 0u32;
+        let mut name = String::new();
+        for (depth, comp) in r.name.components().enumerate() {
+            if !name.is_empty() {
+                name.push('/');
+            }
+            name.push_str(comp);
+            parent = match by_name.get(&name) {
+                Some(&i) => i,
+                None => {
+                    let i = nodes.len() as u32;
+                    let mut n = nodes[0].clone();
+                    n.name = name.clone();
+                    n.parent = parent;
+                    n.depth = depth as u32 + 1;
+                    n.children = Vec::new();
+                    nodes.push(n);
+                    nodes[parent as usize].children.push(i);
+                    by_name.insert(name.clone(), i);
+                    i
+                }
+            };
+        }
+        nodes[parent as usize].repository = Some(ri as u32);
+        repo_node[ri] = parent;
+    }
+    for i in 0..nodes.len() {
+        let mut ch = std::mem::take(&mut nodes[i].children);
+        ch.sort_by(|a, b| nodes[*a as usize].name.cmp(&nodes[*b as usize].name));
+        nodes[i].children = ch;
+    }
+    // Pre-order of nodes.
+    let mut order = Vec::with_capacity(nodes.len());
+    let mut stack = vec![0u32];
+    while let Some(x) = stack.pop() {
+        order.push(x);
+        for &c in nodes[x as usize].children.iter().rev() {
+            stack.push(c);
+        }
+    }
+
+    let n = g.len();
+    let mut owner = vec![NONE; n];
+    // The only repository reaching a blob, or MULTI.
+    let mut single = vec![NONE; n];
+    let mut last = vec![NONE; n];
+    let mut total_delta = vec![0i128; nodes.len()];
+    let mut scratch = Scratch::new(n);
+    for &node in &order {
+        let Some(ri) = nodes[node as usize].repository else { continue };
+        let repo = &inv.repositories[ri as usize];
+        let mut own = 0u64;
+        // Reach of the repository: closure of all its revisions, in one walk.
+        let roots: Vec<BlobId> = repo.revisions.iter().map(|l| l.target).collect();
+        let reach = reach_many(g, &roots, &mut scratch);
+        for id in reach {
+            let size = g.size(id);
+            own += size;
+            total_delta[node as usize] += size as i128;
+            let prev = last[id as usize];
+            if prev != NONE {
+                let l = lca(&nodes, prev, node);
+                total_delta[l as usize] -= size as i128;
+            }
+            last[id as usize] = node;
+            owner[id as usize] = if owner[id as usize] == NONE { node } else { lca(&nodes, owner[id as usize], node) };
+            single[id as usize] = if single[id as usize] == NONE { node } else { MULTI };
+        }
+        let nu = &mut nodes[node as usize];
+        nu.own_total = own;
+        nu.repositories = 1;
+        nu.tags = repo.tags.len() as u64;
+        nu.manifests = repo.revisions.len() as u64;
+        let tagged: std::collections::HashSet<BlobId> =
+            repo.tags.iter().filter_map(|t| t.current.and_then(|c| c.target)).collect();
+        nu.untagged = repo.revisions.iter().filter(|l| !tagged.contains(&l.target)).count() as u64;
+        nu.upload_bytes = repo.uploads.iter().map(|u| u.total_size).sum();
+    }
+    let mut excl_delta = vec![0u64; nodes.len()];
+    for (id, &o) in owner.iter().enumerate() {
+        if o != NONE {
+            excl_delta[o as usize] += g.size(id as BlobId);
+        }
+    }
+    for (id, &o) in single.iter().enumerate() {
+        if o != NONE && o != MULTI {
+            nodes[o as usize].own_exclusive += g.size(id as BlobId);
+        }
+    }
+    // Subtree sums, children before parents (reverse pre-order).
+    let mut tot = total_delta.clone();
+    let mut exc: Vec<u64> = excl_delta.clone();
+    let mut counts: Vec<(u64, u64, u64, u64, u64)> =
+        nodes.iter().map(|n| (n.repositories, n.tags, n.manifests, n.untagged, n.upload_bytes)).collect();
+    for &node in order.iter().rev() {
+        let p = nodes[node as usize].parent;
+        if p != NONE {
+            tot[p as usize] += tot[node as usize];
+            exc[p as usize] += exc[node as usize];
+            let c = counts[node as usize];
+            let pc = &mut counts[p as usize];
+            pc.0 += c.0;
+            pc.1 += c.1;
+            pc.2 += c.2;
+            pc.3 += c.3;
+            pc.4 += c.4;
+        }
+    }
+    for (i, nu) in nodes.iter_mut().enumerate() {
+        nu.total = tot[i].max(0) as u64;
+        nu.exclusive = exc[i];
+        (nu.repositories, nu.tags, nu.manifests, nu.untagged, nu.upload_bytes) = counts[i];
+    }
+
+    // Tags: owner per blob over tag roots (MULTI when two tags reach it).
+    let mut tag_owner = vec![NONE; n];
+    let mut tag_index = Vec::new(); // global tag number -> (repo, tag)
+    let mut tags: Vec<Vec<TagUsage>> = inv.repositories.iter().map(|r| vec![TagUsage::default(); r.tags.len()]).collect();
+    for (ri, r) in inv.repositories.iter().enumerate() {
+        for (ti, t) in r.tags.iter().enumerate() {
+            let gt = tag_index.len() as u32;
+            tag_index.push((ri, ti));
+            let Some(root) = t.current.and_then(|c| c.target) else { continue };
+            let mut total = 0;
+            g.for_each_descendant(root, &mut scratch, |id| {
+                total += g.size(id);
+                let o = &mut tag_owner[id as usize];
+                *o = if *o == NONE || *o == gt { gt } else { MULTI };
+            });
+            tags[ri][ti].total = total;
+        }
+    }
+    for (id, &o) in tag_owner.iter().enumerate() {
+        if o != NONE && o != MULTI {
+            let (ri, ti) = tag_index[o as usize];
+            tags[ri][ti].exclusive += g.size(id as BlobId);
+        }
+    }
+    Usage { nodes, repo_node, tags }
+}
+
+/// Distinct ids reachable from several roots (one walk, shared visited set).
+fn reach_many(g: &Graph<'_>, roots: &[BlobId], scratch: &mut Scratch) -> Vec<BlobId> {
+    let mut out = Vec::new();
+    g.for_each_descendant_of_all(roots, scratch, |id| out.push(id));
+    out
+}

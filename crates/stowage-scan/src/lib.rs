@@ -1,0 +1,1001 @@
+//! The parallel scanner: a [`Storage`] plus the layout grammar in, an [`Inventory`] out.
+//!
+//! # Scheduling
+//! Work runs on an I/O pool whose size is *not* the core count: on a network filesystem or an
+//! object store every operation is a round trip, and throughput comes from keeping many in
+//! flight ([`ScanOptions::concurrency`]). The scan has three phases, each a fan-out of small
+//! tasks on a rayon scope:
+//!
+//! 1. **Blobs.** One task per `blobs/sha256/<hh>` shard: list it (entry types come with the
+//!    listing) and stat each `<hex>/data` (size, mtime, birth time). The sorted blob table
+//!    is what digests are interned against ([`BlobId`]).
+//! 2. **Repositories.** A recursive walk of `repositories/`; a directory with `_manifests`,
+//!    `_layers` or `_uploads` is a repository. Each repository section, and each tag, is its
+//!    own task. Link files whose path names their digest are only stat-ed (existence and
+//!    date; the content is read when its size is not the 71 bytes the registry writes, or
+//!    always with [`ScanOptions::verify_links`]); tag `current` links are read.
+//! 3. **Manifests.** Every manifest a revision or a tag names is read once and parsed; index
+//!    children not seen yet are read in a further round.
+//!
+//! Nothing is read twice, nothing is stat-ed that a listing already told us. Problems become
+//! [`Finding`]s with their paths and the scan goes on; a repository that could not be read
+//! completely is marked `complete = false`, so no plan ever deletes on its strength.
+//!
+//! Results are sorted at the end, so the output does not depend on concurrency or timing.
+
+mod verify;
+
+pub use verify::{VerifyOptions, verify_blobs};
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use stowage_layout::{self as layout, LinkError, MAX_LINK_LEN, SHA256_LINK_LEN, parse_link};
+use stowage_model::digest::{Digest, Sha256};
+use stowage_model::finding::{Finding, FindingKind};
+use stowage_model::inventory::{
+    BlobFile, BlobId, CurrentLink, Inventory, Link, LinkKind, LinkState, ManifestExtra, ManifestRecord,
+    ManifestStatus, OddLink, Ref, RefRole, Repository, ScanStats, Tag, Upload,
+};
+use stowage_model::manifest::{self, ManifestKind};
+use stowage_model::name::{RepositoryName, is_valid_tag};
+use stowage_model::time::Timestamp;
+use stowage_storage::{EntryKind, ErrorKind, Storage, StorageError};
+
+/// The registry refuses manifest bodies over 4 MiB (`maxManifestBodySize` in 2.8); anything
+/// larger stored as a manifest was not written by it.
+pub const MANIFEST_LIMIT: u64 = 4 << 20;
+
+/// What to scan and how hard.
+#[derive(Clone, Debug)]
+pub struct ScanOptions {
+    /// Operations kept in flight.
+    pub concurrency: usize,
+    /// Read every link file and compare it with its path (for `check`).
+    pub verify_links: bool,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions { concurrency: 8, verify_links: false }
+    }
+}
+
+/// Live counters for a progress display (polled from another thread).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// 0 = starting, 1 = blobs, 2 = repositories, 3 = manifests, 4 = done.
+    pub phase: AtomicU8,
+    pub paths: AtomicU64,
+    pub blobs: AtomicU64,
+    pub repositories: AtomicU64,
+    pub manifests: AtomicU64,
+}
+
+impl Progress {
+    pub fn phase_name(&self) -> &'static str {
+        match self.phase.load(Ordering::Relaxed) {
+            0 => "starting",
+            1 => "listing blobs",
+            2 => "walking repositories",
+            3 => "reading manifests",
+            _ => "done",
+        }
+    }
+}
+
+/// A scan failure that leaves nothing to report (the root itself is unreadable).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScanError {
+    #[error("cannot read the storage root: {0}")]
+    Root(#[source] StorageError),
+    #[error("cannot start the I/O pool: {0}")]
+    Pool(String),
+}
+
+/// Scan a whole storage.
+pub fn scan(storage: &dyn Storage, opts: &ScanOptions, progress: &Progress) -> Result<Inventory, ScanError> {
+    // The root must be listable; everything below it only produces findings.
+    let mut top: Vec<(String, EntryKind)> = Vec::new();
+    storage
+        .list_dir("", &mut |e| top.push((String::from_utf8_lossy(e.name).into_owned(), e.kind)))
+        .map_err(ScanError::Root)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.concurrency.max(1))
+        .thread_name(|i| format!("stowage-io-{i}"))
+        .build()
+        .map_err(|e| ScanError::Pool(e.to_string()))?;
+    let ctx = Ctx {
+        storage,
+        opts,
+        progress,
+        findings: Mutex::new(Vec::new()),
+        fragments: Mutex::new(Vec::new()),
+        blobs: Mutex::new(Vec::new()),
+        missing: Mutex::new(HashMap::new()),
+        table: Vec::new(),
+        other_bytes: AtomicU64::new(0),
+        unlisted: Mutex::new(Vec::new()),
+    };
+    let mut ctx = ctx;
+    for (name, kind) in &top {
+        match (name.as_str(), kind) {
+            ("blobs" | "repositories", EntryKind::Dir) => {}
+            (_, EntryKind::Symlink) => ctx.finding(FindingKind::Symlink, name, "symbolic link at the layout root; not followed"),
+            (_, EntryKind::Dir) => ctx.finding(FindingKind::UnexpectedDirectory, name, "not part of the registry's layout"),
+            _ => ctx.finding(FindingKind::UnexpectedFile, name, "not part of the registry's layout"),
+        }
+    }
+
+    // Phase 1: blobs.
+    progress.phase.store(1, Ordering::Relaxed);
+    if top.iter().any(|(n, k)| n == "blobs" && *k == EntryKind::Dir) {
+        pool.scope(|s| ctx.scan_blobs(s));
+    }
+    let mut table = std::mem::take(&mut *ctx.blobs.lock().unwrap_or_else(|e| e.into_inner()));
+    table.sort_unstable_by(|a, b| a.digest.cmp(&b.digest));
+    table.dedup_by(|a, b| a.digest == b.digest);
+    ctx.table = table;
+
+    // Phase 2: repositories.
+    progress.phase.store(2, Ordering::Relaxed);
+    if top.iter().any(|(n, k)| n == "repositories" && *k == EntryKind::Dir) {
+        pool.scope(|s| ctx.walk_namespace(s, String::new()));
+    }
+    let fragments = std::mem::take(&mut *ctx.fragments.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut repositories = assemble(fragments);
+
+    // Phase 3: manifests named by revisions and tags, then index children not yet read.
+    progress.phase.store(3, Ordering::Relaxed);
+    let mut wanted: Vec<BlobId> = repositories
+        .iter()
+        .flat_map(|r| {
+            r.revisions
+                .iter()
+                .map(|l| l.target)
+                .chain(r.tags.iter().filter_map(|t| t.current.and_then(|c| c.target)))
+        })
+        .filter(|&id| (id as usize) < ctx.table.len())
+        .collect();
+    let mut manifests: Vec<ManifestRecord> = Vec::new();
+    let mut seen: std::collections::HashSet<BlobId> = std::collections::HashSet::new();
+    loop {
+        wanted.sort_unstable();
+        wanted.dedup();
+        wanted.retain(|id| seen.insert(*id));
+        if wanted.is_empty() {
+            break;
+        }
+        let batch: Vec<ManifestRecord> = pool.install(|| {
+            use rayon::prelude::*;
+            wanted.par_iter().map(|&id| ctx.read_manifest(id)).collect()
+        });
+        wanted = batch
+            .iter()
+            .flat_map(|m| m.children().collect::<Vec<_>>())
+            .filter(|&id| (id as usize) < ctx.table.len() && !seen.contains(&id))
+            .collect();
+        manifests.extend(batch);
+    }
+
+    // Finalise: give missing digests their final ids (sorted), sort everything.
+    let blobs = std::mem::take(&mut ctx.table);
+    let missing_map = std::mem::take(&mut *ctx.missing.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut missing: Vec<(Digest, u32)> = missing_map.into_iter().collect();
+    missing.sort_unstable();
+    let mut remap = vec![0u32; missing.len()];
+    for (rank, (_, temp)) in missing.iter().enumerate() {
+        remap[(temp & !TEMP_BIT) as usize] = (blobs.len() + rank) as u32;
+    }
+    let fix = |id: &mut BlobId| {
+        if *id & TEMP_BIT != 0 {
+            *id = remap[(*id & !TEMP_BIT) as usize];
+        }
+    };
+    for r in &mut repositories {
+        r.layers.iter_mut().chain(r.revisions.iter_mut()).for_each(|l| fix(&mut l.target));
+        for t in &mut r.tags {
+            t.index.iter_mut().for_each(|l| fix(&mut l.target));
+            if let Some(CurrentLink { target: Some(id), .. }) = &mut t.current {
+                fix(id);
+            }
+            t.index.sort_unstable_by_key(|l| l.target);
+        }
+        r.layers.sort_unstable_by_key(|l| l.target);
+        r.revisions.sort_unstable_by_key(|l| l.target);
+    }
+    for m in &mut manifests {
+        fix(&mut m.id);
+        m.refs.iter_mut().for_each(|r| fix(&mut r.id));
+        if let Some(s) = &mut m.subject {
+            fix(s);
+        }
+    }
+    manifests.sort_unstable_by_key(|m| m.id);
+    let mut findings = std::mem::take(&mut *ctx.findings.lock().unwrap_or_else(|e| e.into_inner()));
+    findings.sort();
+    findings.dedup();
+    let c = storage.counters().snapshot();
+    progress.phase.store(4, Ordering::Relaxed);
+    Ok(Inventory {
+        root: storage.describe(),
+        blobs,
+        missing: missing.into_iter().map(|(d, _)| d).collect(),
+        manifests,
+        repositories,
+        findings,
+        other_bytes: ctx.other_bytes.load(Ordering::Relaxed),
+        unlisted: {
+            let mut u = std::mem::take(&mut *ctx.unlisted.lock().unwrap_or_else(|e| e.into_inner()));
+            u.sort();
+            u
+        },
+        stats: ScanStats {
+            directories_listed: c.lists,
+            entries_seen: progress.paths.load(Ordering::Relaxed),
+            stats: c.stats,
+            reads: c.reads,
+            bytes_read: c.bytes_read,
+        },
+    })
+}
+
+/// Marks an id handed out for a digest `blobs/` does not have, before final numbering.
+const TEMP_BIT: u32 = 1 << 31;
+
+/// A piece of a repository, produced by one task and assembled after the walk.
+enum Fragment {
+    Repo { name: RepositoryName, has_manifests: bool, has_layers: bool, has_uploads: bool, has_tags_dir: bool },
+    Layers { repo: String, links: Vec<Link>, odd: Vec<OddLink>, aliases: Vec<(Digest, Option<Digest>)> },
+    Revisions { repo: String, links: Vec<Link>, odd: Vec<OddLink> },
+    Tag { repo: String, tag: Tag, odd: Vec<OddLink> },
+    Uploads { repo: String, uploads: Vec<Upload> },
+    Incomplete { repo: String },
+}
+
+fn assemble(mut fragments: Vec<Fragment>) -> Vec<Repository> {
+    let mut repos: Vec<Repository> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    // Repo fragments first so every other fragment finds its repository.
+    fragments.sort_by_key(|f| !matches!(f, Fragment::Repo { .. }));
+    for f in fragments {
+        match f {
+            Fragment::Repo { name, has_manifests, has_layers, has_uploads, has_tags_dir } => {
+                index.insert(name.as_str().to_owned(), repos.len());
+                let mut r = Repository::new(name);
+                r.has_manifests = has_manifests;
+                r.has_layers = has_layers;
+                r.has_uploads = has_uploads;
+                r.has_tags_dir = has_tags_dir;
+                repos.push(r);
+            }
+            Fragment::Layers { repo, links, odd, aliases } => {
+                if let Some(&i) = index.get(&repo) {
+                    repos[i].layers.extend(links);
+                    repos[i].odd_links.extend(odd);
+                    repos[i].aliases.extend(aliases);
+                }
+            }
+            Fragment::Revisions { repo, links, odd } => {
+                if let Some(&i) = index.get(&repo) {
+                    repos[i].revisions.extend(links);
+                    repos[i].odd_links.extend(odd);
+                }
+            }
+            Fragment::Tag { repo, tag, odd } => {
+                if let Some(&i) = index.get(&repo) {
+                    repos[i].tags.push(tag);
+                    repos[i].odd_links.extend(odd);
+                }
+            }
+            Fragment::Uploads { repo, uploads } => {
+                if let Some(&i) = index.get(&repo) {
+                    repos[i].uploads.extend(uploads);
+                }
+            }
+            Fragment::Incomplete { repo } => {
+                if let Some(&i) = index.get(&repo) {
+                    repos[i].complete = false;
+                }
+            }
+        }
+    }
+    for r in &mut repos {
+        r.tags.sort_by(|a, b| a.name.cmp(&b.name));
+        r.uploads.sort_by(|a, b| a.id.cmp(&b.id));
+        r.odd_links.sort();
+        r.aliases.sort();
+    }
+    repos.sort_by(|a, b| a.name.cmp(&b.name));
+    repos
+}
+
+struct Ctx<'a> {
+    storage: &'a dyn Storage,
+    opts: &'a ScanOptions,
+    progress: &'a Progress,
+    findings: Mutex<Vec<Finding>>,
+    fragments: Mutex<Vec<Fragment>>,
+    blobs: Mutex<Vec<BlobFile>>,
+    missing: Mutex<HashMap<Digest, u32>>,
+    /// The sorted blob table (phase 2 on).
+    table: Vec<BlobFile>,
+    other_bytes: AtomicU64,
+    unlisted: Mutex<Vec<String>>,
+}
+
+/// A listed directory entry, owned (names are needed after the listing closes).
+struct Ent {
+    name: String,
+    kind: EntryKind,
+}
+
+impl<'a> Ctx<'a> {
+    fn finding(&self, kind: FindingKind, path: &str, message: impl Into<String>) {
+        self.findings.lock().unwrap_or_else(|e| e.into_inner()).push(Finding::new(kind, path, message));
+    }
+
+    fn fragment(&self, f: Fragment) {
+        self.fragments.lock().unwrap_or_else(|e| e.into_inner()).push(f);
+    }
+
+    /// Report a storage error as a finding of the right kind.
+    fn storage_finding(&self, e: &StorageError, what: &str) {
+        let kind = match e.kind {
+            ErrorKind::PermissionDenied => FindingKind::PermissionDenied,
+            ErrorKind::NotFound => FindingKind::Vanished,
+            ErrorKind::Symlink => FindingKind::Symlink,
+            _ => FindingKind::IoError,
+        };
+        let msg = match e.kind {
+            ErrorKind::NotFound => format!("{what}: disappeared during the scan"),
+            ErrorKind::Symlink => format!("{what}: symbolic link, not followed"),
+            _ => format!("{what}: {e}"),
+        };
+        self.finding(kind, &e.path, msg);
+    }
+
+    /// List a directory into owned entries; non-UTF-8 names and symlinks become findings and
+    /// are left out. `Err` only when the directory itself could not be listed.
+    fn list(&self, path: &str) -> Result<Vec<Ent>, StorageError> {
+        let mut out = Vec::new();
+        let mut bad: Vec<(FindingKind, String, String)> = Vec::new();
+        self.storage.list_dir(path, &mut |e| match std::str::from_utf8(e.name) {
+            Ok(n) if e.kind == EntryKind::Symlink => bad.push((
+                FindingKind::Symlink,
+                format!("{path}/{n}"),
+                "symbolic link inside the storage; not followed".into(),
+            )),
+            Ok(n) => out.push(Ent { name: n.to_owned(), kind: e.kind }),
+            Err(_) => bad.push((
+                FindingKind::NonUtf8Name,
+                format!("{path}/{}", String::from_utf8_lossy(e.name)),
+                format!("name is not UTF-8 (bytes {}); skipped", layout::show_bytes(e.name, 64)),
+            )),
+        })?;
+        self.progress.paths.fetch_add((out.len() + bad.len()) as u64, Ordering::Relaxed);
+        for (k, p, m) in bad {
+            self.finding(k, &p, m);
+        }
+        Ok(out)
+    }
+
+    /// Intern a digest: the index of a present blob, or a temporary id for a missing one.
+    fn intern(&self, d: &Digest) -> BlobId {
+        if let Digest::Sha256(h) = d {
+            if let Ok(i) = self.table.binary_search_by(|b| b.digest.cmp(h)) {
+                return i as BlobId;
+            }
+        }
+        let mut m = self.missing.lock().unwrap_or_else(|e| e.into_inner());
+        let next = m.len() as u32 | TEMP_BIT;
+        *m.entry(d.clone()).or_insert(next)
+    }
+
+    fn intern_sha(&self, h: Sha256) -> BlobId {
+        match self.table.binary_search_by(|b| b.digest.cmp(&h)) {
+            Ok(i) => i as BlobId,
+            Err(_) => self.intern(&Digest::Sha256(h)),
+        }
+    }
+
+    // ---- phase 1: blobs -------------------------------------------------------------------
+
+    fn scan_blobs<'s>(&'s self, s: &rayon::Scope<'s>) {
+        let algs = match self.list("blobs") {
+            Ok(e) => e,
+            Err(e) => return self.storage_finding(&e, "cannot list blobs/"),
+        };
+        for alg in algs {
+            let path = format!("blobs/{}", alg.name);
+            if alg.kind != EntryKind::Dir {
+                self.unexpected_file(&path, "blobs/ holds only algorithm directories");
+                continue;
+            }
+            if alg.name != "sha256" {
+                // The registry canonicalises every blob to sha256 (spec §1.3).
+                self.finding(FindingKind::UnexpectedDirectory, &path, "blobs are only ever stored under sha256/; not scanned");
+                continue;
+            }
+            let shards = match self.list(&path) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.storage_finding(&e, "cannot list the blob store");
+                    continue;
+                }
+            };
+            for shard in shards {
+                let p = format!("{path}/{}", shard.name);
+                if shard.kind != EntryKind::Dir {
+                    self.unexpected_file(&p, "expected a two-hex-digit fan-out directory");
+                    continue;
+                }
+                s.spawn(move |_| self.scan_shard(p, shard.name));
+            }
+        }
+    }
+
+    fn unexpected_file(&self, path: &str, why: &str) {
+        let size = self.storage.stat(path).map(|m| m.size).unwrap_or(0);
+        self.other_bytes.fetch_add(size, Ordering::Relaxed);
+        self.finding(FindingKind::UnexpectedFile, path, format!("{why} ({size} bytes)"));
+    }
+
+    fn scan_shard(&self, path: String, shard: String) {
+        let entries = match self.list(&path) {
+            Ok(e) => e,
+            Err(e) => return self.storage_finding(&e, "cannot list blob shard"),
+        };
+        if entries.is_empty() {
+            self.finding(FindingKind::EmptyDirectory, &path, "empty fan-out directory (left behind by GC)");
+            return;
+        }
+        let mut out = Vec::with_capacity(entries.len());
+        for ent in entries {
+            let dir = format!("{path}/{}", ent.name);
+            if ent.kind != EntryKind::Dir {
+                self.unexpected_file(&dir, "expected a blob directory named by its digest");
+                continue;
+            }
+            let Some(h) = Sha256::from_hex(ent.name.as_bytes()) else {
+                self.finding(FindingKind::BlobMisplaced, &dir, "directory name is not a sha256 hex digest; not a blob");
+                continue;
+            };
+            if !ent.name.starts_with(&shard) {
+                self.finding(
+                    FindingKind::BlobMisplaced,
+                    &dir,
+                    format!("blob {} sits under fan-out {shard}; the registry never finds it there", h.short()),
+                );
+                continue;
+            }
+            let data = format!("{dir}/data");
+            match self.storage.stat(&data) {
+                Ok(m) => {
+                    self.progress.blobs.fetch_add(1, Ordering::Relaxed);
+                    out.push(BlobFile { digest: h, size: m.size, modified: m.modified, created: m.created });
+                }
+                Err(e) if e.is_not_found() => self.finding(
+                    FindingKind::BlobMissingData,
+                    &dir,
+                    "blob directory without a data file (not a blob; an interrupted write or partial delete)",
+                ),
+                Err(e) => self.storage_finding(&e, "cannot stat blob data"),
+            }
+        }
+        self.blobs.lock().unwrap_or_else(|e| e.into_inner()).extend(out);
+    }
+
+    // ---- phase 2: repositories ----------------------------------------------------------
+
+    /// Walk `repositories/<prefix>`: find repositories (directories with registry metadata
+    /// children) and recurse into namespace components.
+    fn walk_namespace<'s>(&'s self, s: &rayon::Scope<'s>, prefix: String) {
+        let path = if prefix.is_empty() { "repositories".to_string() } else { format!("repositories/{prefix}") };
+        let entries = match self.list(&path) {
+            Ok(e) => e,
+            Err(e) => {
+                // We cannot know which repositories live below: every repository whose name
+                // starts here is unknown. Plans refuse to delete blobs on such a scan.
+                self.unlisted.lock().unwrap_or_else(|e| e.into_inner()).push(path);
+                return self.storage_finding(&e, "cannot list repository namespace; repositories below it are unknown");
+            }
+        };
+        if entries.is_empty() {
+            if !prefix.is_empty() {
+                self.finding(FindingKind::EmptyDirectory, &path, "empty repository directory");
+            }
+            return;
+        }
+        let has = |n: &str| entries.iter().any(|e| e.name == n && e.kind == EntryKind::Dir);
+        let (m, l, u) = (has("_manifests"), has("_layers"), has("_uploads"));
+        if !prefix.is_empty() && (m || l || u) {
+            let name = match RepositoryName::parse_lenient(&prefix) {
+                Ok(n) => {
+                    if !n.is_strict() {
+                        self.finding(
+                            FindingKind::InvalidName,
+                            &path,
+                            "repository name outside the registry's strict grammar (lowercase, separators . _ __ -)",
+                        );
+                    }
+                    n
+                }
+                Err(e) => {
+                    self.finding(FindingKind::InvalidName, &path, format!("repository name {prefix:?}: {e}; scanned anyway"));
+                    RepositoryName::from_storage_unchecked(&prefix)
+                }
+            };
+            self.progress.repositories.fetch_add(1, Ordering::Relaxed);
+            self.scan_repository(s, name, m, l, u);
+        }
+        for ent in entries {
+            let child = format!("{path}/{}", ent.name);
+            if ent.name.starts_with('_') {
+                if ent.kind != EntryKind::Dir {
+                    self.unexpected_file(&child, "files do not belong in a repository directory");
+                } else if !matches!(ent.name.as_str(), "_manifests" | "_layers" | "_uploads") || prefix.is_empty() {
+                    self.finding(FindingKind::ForeignMetadata, &child, "'_' directory the registry does not use; skipped");
+                }
+                continue;
+            }
+            match ent.kind {
+                EntryKind::Dir => {
+                    let next = if prefix.is_empty() { ent.name } else { format!("{prefix}/{}", ent.name) };
+                    s.spawn(move |s| self.walk_namespace(s, next));
+                }
+                _ => self.unexpected_file(&child, "files do not belong among repository directories"),
+            }
+        }
+    }
+
+    fn scan_repository<'s>(&'s self, s: &rayon::Scope<'s>, name: RepositoryName, m: bool, l: bool, u: bool) {
+        let repo = name.as_str().to_owned();
+        let base = format!("repositories/{repo}");
+        let mut has_tags_dir = false;
+        if m {
+            let mpath = format!("{base}/_manifests");
+            match self.list(&mpath) {
+                Ok(entries) => {
+                    for e in entries {
+                        let p = format!("{mpath}/{}", e.name);
+                        match (e.name.as_str(), e.kind) {
+                            ("revisions", EntryKind::Dir) => {
+                                let repo = repo.clone();
+                                s.spawn(move |_| self.scan_revisions(repo, p));
+                            }
+                            ("tags", EntryKind::Dir) => {
+                                has_tags_dir = true;
+                                let repo = repo.clone();
+                                s.spawn(move |s| self.scan_tags(s, repo, p));
+                            }
+                            (_, EntryKind::Dir) => self.finding(FindingKind::ForeignMetadata, &p, "unknown directory in _manifests; skipped"),
+                            _ => self.unexpected_file(&p, "files do not belong in _manifests"),
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.storage_finding(&e, "cannot list _manifests");
+                    self.fragment(Fragment::Incomplete { repo: repo.clone() });
+                }
+            }
+        }
+        if l {
+            let repo = repo.clone();
+            let p = format!("{base}/_layers");
+            s.spawn(move |_| self.scan_layers(repo, p));
+        }
+        if u {
+            let repo = repo.clone();
+            let p = format!("{base}/_uploads");
+            s.spawn(move |_| self.scan_uploads(repo, p));
+        }
+        self.fragment(Fragment::Repo { name, has_manifests: m, has_layers: l, has_uploads: u, has_tags_dir });
+    }
+
+    /// Stat (and, when needed, read) one link file whose path names `path_digest`.
+    /// `None` when there is no link file (a finding says why).
+    fn link_at(
+        &self,
+        repo: &str,
+        dir: &str,
+        path_digest: Sha256,
+        kind: LinkKind,
+        tag: Option<&str>,
+        odd: &mut Vec<OddLink>,
+    ) -> Option<Link> {
+        let file = format!("{dir}/link");
+        let meta = match self.storage.stat(&file) {
+            Ok(m) => m,
+            Err(e) if e.is_not_found() => {
+                let why = match kind {
+                    LinkKind::Revision => "revision directory without a link (left behind by a manifest DELETE)",
+                    LinkKind::Layer => "_layers directory without a link (left behind by a blob DELETE)",
+                    _ => "tag index directory without a link",
+                };
+                self.finding(FindingKind::EmptyDirectory, dir, why);
+                return None;
+            }
+            Err(e) => {
+                self.storage_finding(&e, "cannot stat link");
+                self.fragment(Fragment::Incomplete { repo: repo.to_owned() });
+                return None;
+            }
+        };
+        let target = self.intern_sha(path_digest);
+        if meta.size == SHA256_LINK_LEN && !self.opts.verify_links {
+            return Some(Link { target, state: LinkState::Assumed, modified: meta.modified });
+        }
+        let state = self.read_link_checked(repo, &file, &Digest::Sha256(path_digest), meta.size, kind, tag, odd);
+        state.map(|state| Link { target, state, modified: meta.modified })
+    }
+
+    /// Read a link's content and compare it with the digest its path names.
+    #[allow(clippy::too_many_arguments)]
+    fn read_link_checked(
+        &self,
+        repo: &str,
+        file: &str,
+        path_digest: &Digest,
+        size: u64,
+        kind: LinkKind,
+        tag: Option<&str>,
+        odd: &mut Vec<OddLink>,
+    ) -> Option<LinkState> {
+        if size > MAX_LINK_LEN {
+            self.finding(FindingKind::LinkOversized, file, format!("{size} bytes; a link holds one digest (71 bytes for sha256)"));
+            odd.push(OddLink { kind, tag: tag.map(str::to_owned), path_digest: path_digest.clone(), content: None });
+            return Some(LinkState::Invalid);
+        }
+        let bytes = match self.storage.read(file, MAX_LINK_LEN) {
+            Ok(b) => b,
+            Err(e) => {
+                self.storage_finding(&e, "cannot read link");
+                self.fragment(Fragment::Incomplete { repo: repo.to_owned() });
+                return None;
+            }
+        };
+        match parse_link(&bytes) {
+            Ok(d) if &d == path_digest => Some(LinkState::Verified),
+            Ok(d) => {
+                self.finding(
+                    FindingKind::LinkMismatch,
+                    file,
+                    format!("content {d} differs from the digest in its path ({path_digest}); the registry follows the content"),
+                );
+                odd.push(OddLink { kind, tag: tag.map(str::to_owned), path_digest: path_digest.clone(), content: Some(d) });
+                Some(LinkState::Differs)
+            }
+            Err(e) => {
+                let k = if matches!(e, LinkError::Empty) { FindingKind::LinkEmpty } else { FindingKind::LinkInvalid };
+                self.finding(k, file, e.to_string());
+                odd.push(OddLink { kind, tag: tag.map(str::to_owned), path_digest: path_digest.clone(), content: None });
+                Some(LinkState::Invalid)
+            }
+        }
+    }
+
+    /// `<dir>/<alg>/<hex>/link` families: `_layers`, `_manifests/revisions`, `tags/*/index`.
+    /// Returns links, odd links, aliases, and whether everything could be listed.
+    #[allow(clippy::type_complexity)]
+    fn scan_link_family(
+        &self,
+        repo: &str,
+        dir: &str,
+        kind: LinkKind,
+        tag: Option<&str>,
+    ) -> (Vec<Link>, Vec<OddLink>, Vec<(Digest, Option<Digest>)>, bool) {
+        let mut links = Vec::new();
+        let mut odd = Vec::new();
+        let mut aliases = Vec::new();
+        let algs = match self.list(dir) {
+            Ok(a) => a,
+            Err(e) if e.is_not_found() && kind == LinkKind::TagIndex => return (links, odd, aliases, true),
+            Err(e) => {
+                self.storage_finding(&e, "cannot list links");
+                return (links, odd, aliases, false);
+            }
+        };
+        let mut complete = true;
+        for alg in algs {
+            let apath = format!("{dir}/{}", alg.name);
+            if alg.kind != EntryKind::Dir {
+                self.unexpected_file(&apath, "expected an algorithm directory");
+                continue;
+            }
+            let hexes = match self.list(&apath) {
+                Ok(h) => h,
+                Err(e) => {
+                    self.storage_finding(&e, "cannot list links");
+                    complete = false;
+                    continue;
+                }
+            };
+            for hx in hexes {
+                let hdir = format!("{apath}/{}", hx.name);
+                if hx.kind != EntryKind::Dir {
+                    self.unexpected_file(&hdir, "expected a directory named by a digest");
+                    continue;
+                }
+                if alg.name == "sha256" {
+                    match Sha256::from_hex(hx.name.as_bytes()) {
+                        Some(h) => {
+                            if let Some(l) = self.link_at(repo, &hdir, h, kind, tag, &mut odd) {
+                                links.push(l);
+                            }
+                        }
+                        None => self.finding(FindingKind::UnexpectedDirectory, &hdir, "not a sha256 digest; skipped"),
+                    }
+                    continue;
+                }
+                // Non-sha256: alias links (sha384/sha512 in _layers) or legacy tarsum dirs.
+                match Digest::from_parts(&alg.name, &hx.name) {
+                    Ok(d) if kind == LinkKind::Layer => {
+                        let file = format!("{hdir}/link");
+                        match self.storage.read(&file, MAX_LINK_LEN) {
+                            Ok(b) => {
+                                let content = parse_link(&b).ok();
+                                self.finding(
+                                    FindingKind::AliasLink,
+                                    &file,
+                                    match &content {
+                                        Some(c) => format!("alias of {c}"),
+                                        None => "alias link with unreadable content".into(),
+                                    },
+                                );
+                                aliases.push((d, content));
+                            }
+                            Err(e) if e.is_not_found() => {
+                                self.finding(FindingKind::EmptyDirectory, &hdir, "alias directory without a link")
+                            }
+                            Err(e) => self.storage_finding(&e, "cannot read alias link"),
+                        }
+                    }
+                    Ok(_) => self.finding(
+                        FindingKind::UnexpectedDirectory,
+                        &hdir,
+                        "the registry stores manifests only under sha256; skipped",
+                    ),
+                    Err(_) => self.finding(
+                        FindingKind::UnexpectedDirectory,
+                        &hdir,
+                        "not a digest directory (a legacy tarsum link?); skipped",
+                    ),
+                }
+            }
+        }
+        (links, odd, aliases, complete)
+    }
+
+    fn scan_layers(&self, repo: String, dir: String) {
+        let (links, odd, aliases, complete) = self.scan_link_family(&repo, &dir, LinkKind::Layer, None);
+        if !complete {
+            self.fragment(Fragment::Incomplete { repo: repo.clone() });
+        }
+        self.fragment(Fragment::Layers { repo, links, odd, aliases });
+    }
+
+    fn scan_revisions(&self, repo: String, dir: String) {
+        let (links, odd, _, complete) = self.scan_link_family(&repo, &dir, LinkKind::Revision, None);
+        if !complete {
+            self.fragment(Fragment::Incomplete { repo: repo.clone() });
+        }
+        self.fragment(Fragment::Revisions { repo, links, odd });
+    }
+
+    fn scan_tags<'s>(&'s self, s: &rayon::Scope<'s>, repo: String, dir: String) {
+        let tags = match self.list(&dir) {
+            Ok(t) => t,
+            Err(e) => {
+                self.storage_finding(&e, "cannot list tags");
+                return self.fragment(Fragment::Incomplete { repo });
+            }
+        };
+        for t in tags {
+            let tdir = format!("{dir}/{}", t.name);
+            if t.kind != EntryKind::Dir {
+                self.unexpected_file(&tdir, "expected a tag directory");
+                continue;
+            }
+            if !is_valid_tag(&t.name) {
+                self.finding(FindingKind::InvalidName, &tdir, "tag name outside [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}");
+            }
+            let repo = repo.clone();
+            s.spawn(move |_| self.scan_tag(repo, t.name, tdir));
+        }
+    }
+
+    fn scan_tag(&self, repo: String, name: String, dir: String) {
+        let mut odd = Vec::new();
+        let cpath = format!("{dir}/current/link");
+        let current = match self.storage.read_with_meta(&cpath, MAX_LINK_LEN) {
+            Ok((bytes, meta)) => match parse_link(&bytes) {
+                Ok(d) => Some(CurrentLink { target: Some(self.intern(&d)), modified: meta.modified }),
+                Err(e) => {
+                    let k = if matches!(e, LinkError::Empty) { FindingKind::LinkEmpty } else { FindingKind::LinkInvalid };
+                    self.finding(k, &cpath, e.to_string());
+                    Some(CurrentLink { target: None, modified: meta.modified })
+                }
+            },
+            Err(e) if e.is_not_found() => {
+                self.finding(
+                    FindingKind::TagWithoutCurrent,
+                    &dir,
+                    "tag directory without current/link: listed by the API, resolves to nothing",
+                );
+                None
+            }
+            Err(e) if matches!(e.kind, ErrorKind::TooLarge { .. }) => {
+                self.finding(FindingKind::LinkOversized, &cpath, "larger than any digest; not read");
+                None
+            }
+            Err(e) => {
+                self.storage_finding(&e, "cannot read tag");
+                self.fragment(Fragment::Incomplete { repo: repo.clone() });
+                None
+            }
+        };
+        let (index, o, _, complete) = self.scan_link_family(&repo, &format!("{dir}/index"), LinkKind::TagIndex, Some(&name));
+        odd.extend(o);
+        if !complete {
+            self.fragment(Fragment::Incomplete { repo: repo.clone() });
+        }
+        self.fragment(Fragment::Tag { repo, tag: Tag { name, current, index }, odd });
+    }
+
+    fn scan_uploads(&self, repo: String, dir: String) {
+        let entries = match self.list(&dir) {
+            Ok(e) => e,
+            Err(e) => return self.storage_finding(&e, "cannot list uploads"),
+        };
+        let mut uploads = Vec::new();
+        for ent in entries {
+            let udir = format!("{dir}/{}", ent.name);
+            if ent.kind != EntryKind::Dir {
+                self.unexpected_file(&udir, "expected an upload directory");
+                continue;
+            }
+            if !layout::is_upload_id(&ent.name) {
+                self.finding(FindingKind::UnexpectedDirectory, &udir, "upload directory not named by a UUID; counted as an upload");
+            }
+            uploads.push(self.scan_upload(ent.name, &udir));
+        }
+        self.fragment(Fragment::Uploads { repo, uploads });
+    }
+
+    fn scan_upload(&self, id: String, dir: &str) -> Upload {
+        let mut up = Upload { id, started_at: None, data_size: None, total_size: 0, modified: Timestamp::EPOCH };
+        let mut has_started = false;
+        // Uploads are few; walk them whole so their bytes are exact.
+        let mut stack = vec![dir.to_owned()];
+        while let Some(d) = stack.pop() {
+            let entries = match self.list(&d) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.storage_finding(&e, "cannot list upload");
+                    continue;
+                }
+            };
+            for e in entries {
+                let p = format!("{d}/{}", e.name);
+                match e.kind {
+                    EntryKind::Dir => stack.push(p),
+                    EntryKind::File => {
+                        let top = d == dir;
+                        if top && e.name == "startedat" {
+                            has_started = true;
+                            match self.storage.read_with_meta(&p, 64) {
+                                Ok((b, m)) => {
+                                    up.total_size += m.size;
+                                    up.modified = up.modified.max(m.modified);
+                                    match std::str::from_utf8(&b).ok().and_then(Timestamp::parse_rfc3339) {
+                                        Some(t) => up.started_at = Some(t),
+                                        None => self.finding(
+                                            FindingKind::UploadBadStartedAt,
+                                            &p,
+                                            format!("not an RFC 3339 time: {}", layout::show_bytes(&b, 40)),
+                                        ),
+                                    }
+                                }
+                                Err(e) => self.storage_finding(&e, "cannot read startedat"),
+                            }
+                            continue;
+                        }
+                        match self.storage.stat(&p) {
+                            Ok(m) => {
+                                up.total_size += m.size;
+                                up.modified = up.modified.max(m.modified);
+                                if top && e.name == "data" {
+                                    up.data_size = Some(m.size);
+                                }
+                            }
+                            Err(e) => self.storage_finding(&e, "cannot stat upload file"),
+                        }
+                    }
+                    _ => self.finding(FindingKind::UnexpectedFile, &p, "not a regular file"),
+                }
+            }
+        }
+        if !has_started {
+            self.finding(
+                FindingKind::UploadNoStartedAt,
+                dir,
+                "no startedat: the registry's upload purger never removes this upload",
+            );
+        }
+        up
+    }
+
+    // ---- phase 3: manifests -------------------------------------------------------------
+
+    fn read_manifest(&self, id: BlobId) -> ManifestRecord {
+        let h = self.table[id as usize].digest;
+        let path = layout::blob_data(&h);
+        let mut rec = ManifestRecord { id, status: ManifestStatus::Parsed, kind: None, refs: Box::new([]), subject: None, extra: None };
+        self.progress.manifests.fetch_add(1, Ordering::Relaxed);
+        let bytes = match self.storage.read(&path, MANIFEST_LIMIT) {
+            Ok(b) => b,
+            Err(e) => {
+                rec.status = ManifestStatus::Unreadable;
+                let msg = match e.kind {
+                    ErrorKind::TooLarge { .. } => {
+                        "manifest larger than the registry's 4 MiB limit; not read, kept with everything its repository links".to_string()
+                    }
+                    _ => format!("{e}; kept with everything its repository links"),
+                };
+                self.finding(FindingKind::ManifestUnreadable, &path, msg);
+                return rec;
+            }
+        };
+        match manifest::parse(&bytes) {
+            Ok(m) => {
+                let mut refs: Vec<Ref> = Vec::with_capacity(m.layers.len() + m.children.len() + 1);
+                let mut push = |id: BlobId, role: RefRole| {
+                    if !refs.iter().any(|r| r.id == id) {
+                        refs.push(Ref { id, role });
+                    }
+                };
+                if let Some(c) = &m.config {
+                    push(self.intern(&c.digest), RefRole::Config);
+                }
+                for l in &m.layers {
+                    push(self.intern(&l.digest), if l.external { RefRole::External } else { RefRole::Layer });
+                }
+                for c in &m.children {
+                    push(self.intern(&c.descriptor.digest), RefRole::Child);
+                }
+                for b in &m.blobs {
+                    push(self.intern(&b.digest), RefRole::ArtifactBlob);
+                }
+                rec.refs = refs.into_boxed_slice();
+                rec.subject = m.subject.as_ref().map(|s| self.intern(&s.digest));
+                rec.kind = Some(m.kind);
+                if m.kind == ManifestKind::Unknown {
+                    self.finding(
+                        FindingKind::ManifestUnknownMediaType,
+                        &path,
+                        format!(
+                            "media type {:?} is not one the registry knows; kept with everything its repository links",
+                            m.media_type.as_deref().unwrap_or("")
+                        ),
+                    );
+                }
+                let platforms: Vec<_> = m.children.into_iter().map(|c| c.platform).collect();
+                if m.kind.is_index() || m.artifact_type.is_some() || m.kind == ManifestKind::Unknown {
+                    rec.extra = Some(Box::new(ManifestExtra { media_type: m.media_type, artifact_type: m.artifact_type, platforms }));
+                }
+            }
+            Err(e) => {
+                rec.status = ManifestStatus::Unparseable;
+                self.finding(
+                    FindingKind::ManifestUnparseable,
+                    &path,
+                    format!("{e}; kept with everything its repository links"),
+                );
+            }
+        }
+        rec
+    }
+}
