@@ -23,7 +23,10 @@ impl Csr {
         for i in 0..rows {
             start[i + 1] += start[i];
         }
-        Csr { start, targets: pairs.into_iter().map(|p| p.1).collect() }
+        Csr {
+            start,
+            targets: pairs.into_iter().map(|p| p.1).collect(),
+        }
     }
 
     pub(crate) fn row(&self, i: u32) -> &[u32] {
@@ -47,6 +50,8 @@ pub struct Graph<'a> {
     referrers: Csr,
     /// Manifest id -> repositories holding a revision link for it (by repository index).
     revision_repos: Csr,
+    /// Blob id -> repositories holding a `_layers` link for it.
+    layer_repos: Csr,
     /// Manifest id -> tags whose `current` names it, as `repo << 32 | tag` split over two rows.
     current_tags: Csr,
     /// Tag coordinates indexed by `current_tags` values.
@@ -85,11 +90,15 @@ impl<'a> Graph<'a> {
         }
         let rev_pairs: Vec<(u32, u32)> = fwd_pairs.iter().map(|&(a, b)| (b, a)).collect();
         let mut rr_pairs = Vec::new();
+        let mut lr_pairs = Vec::new();
         let mut ct_pairs = Vec::new();
         let mut tag_coords = Vec::new();
         for (ri, r) in inv.repositories.iter().enumerate() {
             for l in &r.revisions {
                 rr_pairs.push((l.target, ri as u32));
+            }
+            for l in &r.layers {
+                lr_pairs.push((l.target, ri as u32));
             }
             for (ti, t) in r.tags.iter().enumerate() {
                 if let Some(id) = t.current.and_then(|c| c.target) {
@@ -105,6 +114,7 @@ impl<'a> Graph<'a> {
             rev: Csr::build(n, rev_pairs),
             referrers: Csr::build(n, ref_pairs),
             revision_repos: Csr::build(n, rr_pairs),
+            layer_repos: Csr::build(n, lr_pairs),
             current_tags: Csr::build(n, ct_pairs),
             tag_coords,
             manifest_at,
@@ -139,9 +149,17 @@ impl<'a> Graph<'a> {
         self.revision_repos.row(id)
     }
 
+    /// Repositories (indices) with a `_layers` link for blob `id`.
+    pub fn layer_repos(&self, id: BlobId) -> &[u32] {
+        self.layer_repos.row(id)
+    }
+
     /// Tags whose current link names `id`, as (repository index, tag index).
     pub fn tags_of(&self, id: BlobId) -> impl Iterator<Item = (u32, u32)> + '_ {
-        self.current_tags.row(id).iter().map(|&i| self.tag_coords[i as usize])
+        self.current_tags
+            .row(id)
+            .iter()
+            .map(|&i| self.tag_coords[i as usize])
     }
 
     pub fn manifest(&self, id: BlobId) -> Option<&'a stowage_model::inventory::ManifestRecord> {
@@ -234,7 +252,8 @@ impl<'a> Graph<'a> {
     }
 
     pub fn manifest_parsed(&self, id: BlobId) -> bool {
-        self.manifest(id).is_some_and(|m| m.status == ManifestStatus::Parsed)
+        self.manifest(id)
+            .is_some_and(|m| m.status == ManifestStatus::Parsed)
     }
 
     /// Walk the ancestors of `id` (manifests that reach it, transitively) with a reusable
@@ -262,7 +281,12 @@ impl<'a> Graph<'a> {
     }
 
     /// Walk everything reachable from any of `roots` (each id once), references only.
-    pub fn for_each_descendant_of_all(&self, roots: &[BlobId], scratch: &mut Scratch, mut f: impl FnMut(BlobId)) {
+    pub fn for_each_descendant_of_all(
+        &self,
+        roots: &[BlobId],
+        scratch: &mut Scratch,
+        mut f: impl FnMut(BlobId),
+    ) {
         scratch.next();
         let mut stack = std::mem::take(&mut scratch.stack);
         stack.clear();
@@ -292,7 +316,11 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new(n: usize) -> Scratch {
-        Scratch { stamp: vec![0; n], current: 0, stack: Vec::new() }
+        Scratch {
+            stamp: vec![0; n],
+            current: 0,
+            stack: Vec::new(),
+        }
     }
 
     fn next(&mut self) {

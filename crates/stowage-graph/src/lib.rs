@@ -23,7 +23,7 @@ mod index;
 mod sizes;
 mod verdicts;
 
-pub use index::Graph;
+pub use index::{Graph, Scratch};
 pub use sizes::{NodeUsage, TagUsage, Usage, usage};
 pub use verdicts::{BlobKind, Summary, analyze_findings, summary};
 

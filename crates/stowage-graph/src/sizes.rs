@@ -23,8 +23,8 @@
 
 use stowage_model::inventory::BlobId;
 
-use crate::index::{Graph, Scratch};
 use crate::NONE;
+use crate::index::{Graph, Scratch};
 
 /// "More than one" in owner tables.
 const MULTI: u32 = NONE - 1;
@@ -171,7 +171,9 @@ pub fn usage(g: &Graph<'_>) -> Usage {
     let mut total_delta = vec![0i128; nodes.len()];
     let mut scratch = Scratch::new(n);
     for &node in &order {
-        let Some(ri) = nodes[node as usize].repository else { continue };
+        let Some(ri) = nodes[node as usize].repository else {
+            continue;
+        };
         let repo = &inv.repositories[ri as usize];
         let mut own = 0u64;
         // Reach of the repository: closure of all its revisions, in one walk.
@@ -187,17 +189,32 @@ pub fn usage(g: &Graph<'_>) -> Usage {
                 total_delta[l as usize] -= size as i128;
             }
             last[id as usize] = node;
-            owner[id as usize] = if owner[id as usize] == NONE { node } else { lca(&nodes, owner[id as usize], node) };
-            single[id as usize] = if single[id as usize] == NONE { node } else { MULTI };
+            owner[id as usize] = if owner[id as usize] == NONE {
+                node
+            } else {
+                lca(&nodes, owner[id as usize], node)
+            };
+            single[id as usize] = if single[id as usize] == NONE {
+                node
+            } else {
+                MULTI
+            };
         }
         let nu = &mut nodes[node as usize];
         nu.own_total = own;
         nu.repositories = 1;
         nu.tags = repo.tags.len() as u64;
         nu.manifests = repo.revisions.len() as u64;
-        let tagged: std::collections::HashSet<BlobId> =
-            repo.tags.iter().filter_map(|t| t.current.and_then(|c| c.target)).collect();
-        nu.untagged = repo.revisions.iter().filter(|l| !tagged.contains(&l.target)).count() as u64;
+        let tagged: std::collections::HashSet<BlobId> = repo
+            .tags
+            .iter()
+            .filter_map(|t| t.current.and_then(|c| c.target))
+            .collect();
+        nu.untagged = repo
+            .revisions
+            .iter()
+            .filter(|l| !tagged.contains(&l.target))
+            .count() as u64;
         nu.upload_bytes = repo.uploads.iter().map(|u| u.total_size).sum();
     }
     let mut excl_delta = vec![0u64; nodes.len()];
@@ -214,8 +231,18 @@ pub fn usage(g: &Graph<'_>) -> Usage {
     // Subtree sums, children before parents (reverse pre-order).
     let mut tot = total_delta.clone();
     let mut exc: Vec<u64> = excl_delta.clone();
-    let mut counts: Vec<(u64, u64, u64, u64, u64)> =
-        nodes.iter().map(|n| (n.repositories, n.tags, n.manifests, n.untagged, n.upload_bytes)).collect();
+    let mut counts: Vec<(u64, u64, u64, u64, u64)> = nodes
+        .iter()
+        .map(|n| {
+            (
+                n.repositories,
+                n.tags,
+                n.manifests,
+                n.untagged,
+                n.upload_bytes,
+            )
+        })
+        .collect();
     for &node in order.iter().rev() {
         let p = nodes[node as usize].parent;
         if p != NONE {
@@ -233,18 +260,30 @@ pub fn usage(g: &Graph<'_>) -> Usage {
     for (i, nu) in nodes.iter_mut().enumerate() {
         nu.total = tot[i].max(0) as u64;
         nu.exclusive = exc[i];
-        (nu.repositories, nu.tags, nu.manifests, nu.untagged, nu.upload_bytes) = counts[i];
+        (
+            nu.repositories,
+            nu.tags,
+            nu.manifests,
+            nu.untagged,
+            nu.upload_bytes,
+        ) = counts[i];
     }
 
     // Tags: owner per blob over tag roots (MULTI when two tags reach it).
     let mut tag_owner = vec![NONE; n];
     let mut tag_index = Vec::new(); // global tag number -> (repo, tag)
-    let mut tags: Vec<Vec<TagUsage>> = inv.repositories.iter().map(|r| vec![TagUsage::default(); r.tags.len()]).collect();
+    let mut tags: Vec<Vec<TagUsage>> = inv
+        .repositories
+        .iter()
+        .map(|r| vec![TagUsage::default(); r.tags.len()])
+        .collect();
     for (ri, r) in inv.repositories.iter().enumerate() {
         for (ti, t) in r.tags.iter().enumerate() {
             let gt = tag_index.len() as u32;
             tag_index.push((ri, ti));
-            let Some(root) = t.current.and_then(|c| c.target) else { continue };
+            let Some(root) = t.current.and_then(|c| c.target) else {
+                continue;
+            };
             let mut total = 0;
             g.for_each_descendant(root, &mut scratch, |id| {
                 total += g.size(id);
@@ -260,7 +299,11 @@ pub fn usage(g: &Graph<'_>) -> Usage {
             tags[ri][ti].exclusive += g.size(id as BlobId);
         }
     }
-    Usage { nodes, repo_node, tags }
+    Usage {
+        nodes,
+        repo_node,
+        tags,
+    }
 }
 
 /// Distinct ids reachable from several roots (one walk, shared visited set).

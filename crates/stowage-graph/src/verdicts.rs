@@ -37,7 +37,11 @@ impl BlobKind {
 impl Graph<'_> {
     pub fn blob_kind(&self, id: BlobId) -> BlobKind {
         if let Some(m) = self.manifest(id) {
-            return if m.kind.is_some_and(|k| k.is_index()) { BlobKind::Index } else { BlobKind::Manifest };
+            return if m.kind.is_some_and(|k| k.is_index()) {
+                BlobKind::Index
+            } else {
+                BlobKind::Manifest
+            };
         }
         match self.role[id as usize] {
             ROLE_CONFIG => BlobKind::Config,
@@ -87,26 +91,49 @@ pub fn tagged_roots(g: &Graph<'_>) -> Vec<BlobId> {
     let mut roots = Vec::new();
     for r in &g.inv.repositories {
         let unsure = !r.complete
-            || r.tags.iter().any(|t| t.current.is_some_and(|c| c.target.is_none()))
+            || r.tags
+                .iter()
+                .any(|t| t.current.is_some_and(|c| c.target.is_none()))
             || r.odd_links.iter().any(|o| o.kind == LinkKind::TagCurrent);
         if unsure {
             roots.extend(r.revisions.iter().map(|l| l.target));
             continue;
         }
-        roots.extend(r.tags.iter().filter_map(|t| t.current.and_then(|c| c.target)));
+        roots.extend(
+            r.tags
+                .iter()
+                .filter_map(|t| t.current.and_then(|c| c.target)),
+        );
     }
     roots
 }
 
 /// Compute the summary. `referenced` is `g.mark(g.all_revision_roots(), false)`.
-pub fn summary(g: &Graph<'_>, referenced: &[bool], findings: &[Finding], now: Timestamp, stale_after_secs: i64) -> Summary {
+pub fn summary(
+    g: &Graph<'_>,
+    referenced: &[bool],
+    findings: &[Finding],
+    now: Timestamp,
+    stale_after_secs: i64,
+) -> Summary {
     let inv = g.inv;
-    let mut s = Summary { repositories: inv.repositories.len() as u64, ..Summary::default() };
+    let mut s = Summary {
+        repositories: inv.repositories.len() as u64,
+        ..Summary::default()
+    };
     for r in &inv.repositories {
         s.tags += r.tags.len() as u64;
         s.manifests += r.revisions.len() as u64;
-        let tagged: std::collections::HashSet<BlobId> = r.tags.iter().filter_map(|t| t.current.and_then(|c| c.target)).collect();
-        s.untagged_manifests += r.revisions.iter().filter(|l| !tagged.contains(&l.target)).count() as u64;
+        let tagged: std::collections::HashSet<BlobId> = r
+            .tags
+            .iter()
+            .filter_map(|t| t.current.and_then(|c| c.target))
+            .collect();
+        s.untagged_manifests += r
+            .revisions
+            .iter()
+            .filter(|l| !tagged.contains(&l.target))
+            .count() as u64;
         for u in &r.uploads {
             s.uploads += 1;
             s.upload_bytes += u.total_size;
@@ -164,7 +191,9 @@ pub fn analyze_findings(g: &Graph<'_>) -> Vec<Finding> {
                 out.push(Finding::new(
                     FindingKind::RevisionMissingBlob,
                     layout::revision_link(repo, &d),
-                    format!("revision of {d} whose manifest blob does not exist (the registry skips it)"),
+                    format!(
+                        "revision of {d} whose manifest blob does not exist (the registry skips it)"
+                    ),
                 ));
             }
         }
@@ -201,13 +230,18 @@ pub fn analyze_findings(g: &Graph<'_>) -> Vec<Finding> {
                     out.push(Finding::new(
                         FindingKind::LinkDangling,
                         layout::tag_index_link(repo, &t.name, &d),
-                        format!("history entry of {repo}:{} for {d}, which no longer exists", t.name),
+                        format!(
+                            "history entry of {repo}:{} for {d}, which no longer exists",
+                            t.name
+                        ),
                     ));
                 }
             }
         }
         for l in &r.revisions {
-            let Some(m) = g.manifest(l.target) else { continue };
+            let Some(m) = g.manifest(l.target) else {
+                continue;
+            };
             let md = inv.digest(m.id);
             for rf in m.refs.iter() {
                 let d = inv.digest(rf.id);

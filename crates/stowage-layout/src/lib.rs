@@ -51,7 +51,10 @@ pub fn layer_link(repo: &str, d: &Digest) -> String {
 }
 
 pub fn revision_dir(repo: &str, d: &Digest) -> String {
-    format!("repositories/{repo}/_manifests/revisions/{}", digest_components(d))
+    format!(
+        "repositories/{repo}/_manifests/revisions/{}",
+        digest_components(d)
+    )
 }
 
 pub fn revision_link(repo: &str, d: &Digest) -> String {
@@ -98,7 +101,10 @@ pub fn parse_link(bytes: &[u8]) -> Result<Digest, LinkError> {
     if bytes.len() as u64 > MAX_LINK_LEN {
         return Err(LinkError::TooLarge(bytes.len() as u64));
     }
-    Digest::parse_bytes(bytes).map_err(|error| LinkError::Invalid { shown: show_bytes(bytes, 80), error })
+    Digest::parse_bytes(bytes).map_err(|error| LinkError::Invalid {
+        shown: show_bytes(bytes, 80),
+        error,
+    })
 }
 
 /// Render bytes for a message: printable ASCII as is, the rest escaped, cut at `max`.
@@ -139,29 +145,70 @@ pub enum PathInfo {
     Root,
     BlobsRoot,
     /// `blobs/<alg>` or `blobs/<alg>/<hh>`.
-    BlobShard { path: String },
-    Blob { digest: Digest, part: Part },
+    BlobShard {
+        path: String,
+    },
+    Blob {
+        digest: Digest,
+        part: Part,
+    },
     RepositoriesRoot,
     /// A directory under `repositories/` that is a repository or a namespace.
-    RepositoryDir { name: String },
-    LayersDir { repo: String },
-    LayerLink { repo: String, digest: Digest, part: Part },
-    ManifestsDir { repo: String },
-    RevisionLink { repo: String, digest: Digest, part: Part },
-    TagsDir { repo: String },
-    Tag { repo: String, tag: String },
-    TagCurrent { repo: String, tag: String },
-    TagIndexEntry { repo: String, tag: String, digest: Digest, part: Part },
-    UploadsDir { repo: String },
-    Upload { repo: String, id: String, rest: Option<String> },
+    RepositoryDir {
+        name: String,
+    },
+    LayersDir {
+        repo: String,
+    },
+    LayerLink {
+        repo: String,
+        digest: Digest,
+        part: Part,
+    },
+    ManifestsDir {
+        repo: String,
+    },
+    RevisionLink {
+        repo: String,
+        digest: Digest,
+        part: Part,
+    },
+    TagsDir {
+        repo: String,
+    },
+    Tag {
+        repo: String,
+        tag: String,
+    },
+    TagCurrent {
+        repo: String,
+        tag: String,
+    },
+    TagIndexEntry {
+        repo: String,
+        tag: String,
+        digest: Digest,
+        part: Part,
+    },
+    UploadsDir {
+        repo: String,
+    },
+    Upload {
+        repo: String,
+        id: String,
+        rest: Option<String>,
+    },
     /// Outside the grammar: the reason says where it breaks.
-    Unknown { why: String },
+    Unknown {
+        why: String,
+    },
 }
 
 fn digest_at(parts: &[&str]) -> Result<(Digest, Part), String> {
     match parts {
         [alg, hex, rest @ ..] => {
-            let d = Digest::from_parts(alg, hex).map_err(|e| format!("{alg}/{hex} is not a digest: {e}"))?;
+            let d = Digest::from_parts(alg, hex)
+                .map_err(|e| format!("{alg}/{hex} is not a digest: {e}"))?;
             let part = match rest {
                 [] => Part::Dir,
                 [one] if *one == "link" || *one == "data" => Part::File,
@@ -176,7 +223,11 @@ fn digest_at(parts: &[&str]) -> Result<(Digest, Part), String> {
 /// Classify a path relative to the layout root. Leading `./` and `/` are ignored.
 pub fn classify(path: &str) -> PathInfo {
     let p = path.trim_start_matches("./").trim_matches('/');
-    let parts: Vec<&str> = if p.is_empty() { Vec::new() } else { p.split('/').collect() };
+    let parts: Vec<&str> = if p.is_empty() {
+        Vec::new()
+    } else {
+        p.split('/').collect()
+    };
     let unknown = |why: String| PathInfo::Unknown { why };
     match parts.as_slice() {
         [] => PathInfo::Root,
@@ -188,7 +239,10 @@ pub fn classify(path: &str) -> PathInfo {
             match digest_at(&v) {
                 Ok((digest, part)) => {
                     if !hex.starts_with(hh) {
-                        return unknown(format!("blob {hex} is under fan-out directory {hh}, not {}", &hex[..2.min(hex.len())]));
+                        return unknown(format!(
+                            "blob {hex} is under fan-out directory {hh}, not {}",
+                            &hex[..2.min(hex.len())]
+                        ));
                     }
                     let part = match part {
                         Part::File if rest == ["data"] => Part::File,
@@ -208,7 +262,10 @@ pub fn classify(path: &str) -> PathInfo {
                 None => (rest, &[][..]),
             };
             if name_parts.is_empty() {
-                return unknown(format!("{} directly under repositories/ has no repository name", meta[0]));
+                return unknown(format!(
+                    "{} directly under repositories/ has no repository name",
+                    meta[0]
+                ));
             }
             let repo = name_parts.join("/");
             match meta {
@@ -218,30 +275,52 @@ pub fn classify(path: &str) -> PathInfo {
                     Ok((digest, part)) => PathInfo::LayerLink { repo, digest, part },
                     Err(e) => unknown(e),
                 },
-                ["_manifests"] | ["_manifests", "revisions"] | ["_manifests", "revisions", _] => PathInfo::ManifestsDir { repo },
+                ["_manifests"] | ["_manifests", "revisions"] | ["_manifests", "revisions", _] => {
+                    PathInfo::ManifestsDir { repo }
+                }
                 ["_manifests", "revisions", d @ ..] => match digest_at(d) {
                     Ok((digest, part)) => PathInfo::RevisionLink { repo, digest, part },
                     Err(e) => unknown(e),
                 },
                 ["_manifests", "tags"] => PathInfo::TagsDir { repo },
-                ["_manifests", "tags", tag] => PathInfo::Tag { repo, tag: (*tag).to_owned() },
-                ["_manifests", "tags", tag, "current"] | ["_manifests", "tags", tag, "current", "link"] => {
-                    PathInfo::TagCurrent { repo, tag: (*tag).to_owned() }
-                }
+                ["_manifests", "tags", tag] => PathInfo::Tag {
+                    repo,
+                    tag: (*tag).to_owned(),
+                },
+                ["_manifests", "tags", tag, "current"]
+                | ["_manifests", "tags", tag, "current", "link"] => PathInfo::TagCurrent {
+                    repo,
+                    tag: (*tag).to_owned(),
+                },
                 ["_manifests", "tags", tag, "index"] | ["_manifests", "tags", tag, "index", _] => {
-                    PathInfo::Tag { repo, tag: (*tag).to_owned() }
+                    PathInfo::Tag {
+                        repo,
+                        tag: (*tag).to_owned(),
+                    }
                 }
                 ["_manifests", "tags", tag, "index", d @ ..] => match digest_at(d) {
-                    Ok((digest, part)) => PathInfo::TagIndexEntry { repo, tag: (*tag).to_owned(), digest, part },
+                    Ok((digest, part)) => PathInfo::TagIndexEntry {
+                        repo,
+                        tag: (*tag).to_owned(),
+                        digest,
+                        part,
+                    },
                     Err(e) => unknown(e),
                 },
                 ["_uploads"] => PathInfo::UploadsDir { repo },
                 ["_uploads", id, rest @ ..] => PathInfo::Upload {
                     repo,
                     id: (*id).to_owned(),
-                    rest: if rest.is_empty() { None } else { Some(rest.join("/")) },
+                    rest: if rest.is_empty() {
+                        None
+                    } else {
+                        Some(rest.join("/"))
+                    },
                 },
-                other => unknown(format!("{} is not part of the registry's repository layout", other.join("/"))),
+                other => unknown(format!(
+                    "{} is not part of the registry's repository layout",
+                    other.join("/")
+                )),
             }
         }
         [first, ..] => unknown(format!("{first} is not blobs/ or repositories/")),
@@ -272,9 +351,18 @@ mod tests {
     fn builders_match_the_registry() {
         let h = d().sha256().unwrap();
         assert_eq!(blob_data(&h), format!("blobs/sha256/37/{HEX}/data"));
-        assert_eq!(layer_link("team/app/api", &d()), format!("repositories/team/app/api/_layers/sha256/{HEX}/link"));
-        assert_eq!(revision_link("a", &d()), format!("repositories/a/_manifests/revisions/sha256/{HEX}/link"));
-        assert_eq!(tag_current_link("a/b", "1.0"), "repositories/a/b/_manifests/tags/1.0/current/link");
+        assert_eq!(
+            layer_link("team/app/api", &d()),
+            format!("repositories/team/app/api/_layers/sha256/{HEX}/link")
+        );
+        assert_eq!(
+            revision_link("a", &d()),
+            format!("repositories/a/_manifests/revisions/sha256/{HEX}/link")
+        );
+        assert_eq!(
+            tag_current_link("a/b", "1.0"),
+            "repositories/a/b/_manifests/tags/1.0/current/link"
+        );
         assert_eq!(
             tag_index_link("a", "latest", &d()),
             format!("repositories/a/_manifests/tags/latest/index/sha256/{HEX}/link")
@@ -284,22 +372,61 @@ mod tests {
     #[test]
     fn classify_every_kind_of_path() {
         assert_eq!(classify(""), PathInfo::Root);
-        assert_eq!(classify(&format!("blobs/sha256/37/{HEX}/data")), PathInfo::Blob { digest: d(), part: Part::File });
-        assert_eq!(classify(&format!("/blobs/sha256/37/{HEX}")), PathInfo::Blob { digest: d(), part: Part::Dir });
-        assert!(matches!(classify(&format!("blobs/sha256/38/{HEX}/data")), PathInfo::Unknown { .. }));
         assert_eq!(
-            classify(&format!("repositories/team/app/api/_layers/sha256/{HEX}/link")),
-            PathInfo::LayerLink { repo: "team/app/api".into(), digest: d(), part: Part::File }
+            classify(&format!("blobs/sha256/37/{HEX}/data")),
+            PathInfo::Blob {
+                digest: d(),
+                part: Part::File
+            }
         );
         assert_eq!(
-            classify(&format!("repositories/x/_manifests/revisions/sha256/{HEX}/link")),
-            PathInfo::RevisionLink { repo: "x".into(), digest: d(), part: Part::File }
+            classify(&format!("/blobs/sha256/37/{HEX}")),
+            PathInfo::Blob {
+                digest: d(),
+                part: Part::Dir
+            }
+        );
+        assert!(matches!(
+            classify(&format!("blobs/sha256/38/{HEX}/data")),
+            PathInfo::Unknown { .. }
+        ));
+        assert_eq!(
+            classify(&format!(
+                "repositories/team/app/api/_layers/sha256/{HEX}/link"
+            )),
+            PathInfo::LayerLink {
+                repo: "team/app/api".into(),
+                digest: d(),
+                part: Part::File
+            }
         );
         assert_eq!(
-            classify(&format!("repositories/x/_manifests/tags/v1/index/sha256/{HEX}/link")),
-            PathInfo::TagIndexEntry { repo: "x".into(), tag: "v1".into(), digest: d(), part: Part::File }
+            classify(&format!(
+                "repositories/x/_manifests/revisions/sha256/{HEX}/link"
+            )),
+            PathInfo::RevisionLink {
+                repo: "x".into(),
+                digest: d(),
+                part: Part::File
+            }
         );
-        assert_eq!(classify("repositories/team/app"), PathInfo::RepositoryDir { name: "team/app".into() });
+        assert_eq!(
+            classify(&format!(
+                "repositories/x/_manifests/tags/v1/index/sha256/{HEX}/link"
+            )),
+            PathInfo::TagIndexEntry {
+                repo: "x".into(),
+                tag: "v1".into(),
+                digest: d(),
+                part: Part::File
+            }
+        );
+        assert_eq!(
+            classify("repositories/team/app"),
+            PathInfo::RepositoryDir {
+                name: "team/app".into()
+            }
+        );
         assert_eq!(
             classify("repositories/u/_uploads/b78ab920-84fc-4b6e-8507-07cd0a454672/startedat"),
             PathInfo::Upload {
@@ -308,9 +435,18 @@ mod tests {
                 rest: Some("startedat".into())
             }
         );
-        assert!(matches!(classify("repositories/_layers"), PathInfo::Unknown { .. }));
-        assert!(matches!(classify("scheduler-state.json"), PathInfo::Unknown { .. }));
-        assert!(matches!(classify("repositories/a/_manifests/revisions/sha256/zz/link"), PathInfo::Unknown { .. }));
+        assert!(matches!(
+            classify("repositories/_layers"),
+            PathInfo::Unknown { .. }
+        ));
+        assert!(matches!(
+            classify("scheduler-state.json"),
+            PathInfo::Unknown { .. }
+        ));
+        assert!(matches!(
+            classify("repositories/a/_manifests/revisions/sha256/zz/link"),
+            PathInfo::Unknown { .. }
+        ));
     }
 
     #[test]
@@ -320,7 +456,10 @@ mod tests {
         assert_eq!(parse_link(&[b'a'; 300]), Err(LinkError::TooLarge(300)));
         let nl = parse_link(format!("sha256:{HEX}\n").as_bytes()).unwrap_err();
         assert!(nl.to_string().contains("\\n"), "{nl}");
-        assert!(matches!(parse_link(b"\xff\xfe"), Err(LinkError::Invalid { .. })));
+        assert!(matches!(
+            parse_link(b"\xff\xfe"),
+            Err(LinkError::Invalid { .. })
+        ));
     }
 
     #[test]

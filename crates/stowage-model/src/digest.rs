@@ -80,7 +80,10 @@ impl Sha256 {
 
     /// The first two hex characters: the 256-way fan-out directory under `blobs/sha256/`.
     pub fn shard(&self) -> [u8; 2] {
-        [HEX[(self.0[0] >> 4) as usize], HEX[(self.0[0] & 15) as usize]]
+        [
+            HEX[(self.0[0] >> 4) as usize],
+            HEX[(self.0[0] & 15) as usize],
+        ]
     }
 
     /// As a general [`Digest`].
@@ -122,7 +125,9 @@ impl<'de> serde::Deserialize<'de> for Sha256 {
         let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
         match s.parse::<Digest>().map_err(serde::de::Error::custom)? {
             Digest::Sha256(h) => Ok(h),
-            other => Err(serde::de::Error::custom(format!("expected a sha256 digest, got {other}"))),
+            other => Err(serde::de::Error::custom(format!(
+                "expected a sha256 digest, got {other}"
+            ))),
         }
     }
 }
@@ -184,7 +189,11 @@ pub enum DigestError {
     #[error("unsupported digest algorithm {0:?}")]
     UnknownAlgorithm(String),
     #[error("{alg} digest must have {expected} hex characters, found {found}")]
-    BadLength { alg: &'static str, expected: usize, found: usize },
+    BadLength {
+        alg: &'static str,
+        expected: usize,
+        found: usize,
+    },
     #[error("hex part must be lowercase 0-9a-f")]
     BadHex,
 }
@@ -223,13 +232,20 @@ impl Digest {
 
     /// Parse `alg` and `hex` given separately (as path components).
     pub fn from_parts(alg: &str, hex: &str) -> Result<Digest, DigestError> {
-        let alg = Algorithm::from_name(alg).ok_or_else(|| DigestError::UnknownAlgorithm(alg.to_owned()))?;
+        let alg = Algorithm::from_name(alg)
+            .ok_or_else(|| DigestError::UnknownAlgorithm(alg.to_owned()))?;
         let h = hex.as_bytes();
         if h.len() != alg.hex_len() {
-            return Err(DigestError::BadLength { alg: alg.as_str(), expected: alg.hex_len(), found: h.len() });
+            return Err(DigestError::BadLength {
+                alg: alg.as_str(),
+                expected: alg.hex_len(),
+                found: h.len(),
+            });
         }
         match alg {
-            Algorithm::Sha256 => Sha256::from_hex(h).map(Digest::Sha256).ok_or(DigestError::BadHex),
+            Algorithm::Sha256 => Sha256::from_hex(h)
+                .map(Digest::Sha256)
+                .ok_or(DigestError::BadHex),
             Algorithm::Sha384 => {
                 let mut b = Box::new([0u8; 48]);
                 decode_hex(h, &mut b[..]).ok_or(DigestError::BadHex)?;
@@ -248,7 +264,10 @@ impl Digest {
         if bytes.is_empty() {
             return Err(DigestError::Empty);
         }
-        if bytes.iter().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+        if bytes
+            .iter()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
             return Err(DigestError::Whitespace);
         }
         let s = std::str::from_utf8(bytes).map_err(|_| DigestError::BadHex)?;
@@ -341,12 +360,29 @@ mod tests {
             (&format!("{EMPTY}\n") as &str, DigestError::Whitespace),
             (" sha256:abc", DigestError::Whitespace),
             ("sha256", DigestError::NoSeparator),
-            ("md5:d41d8cd98f00b204e9800998ecf8427e", DigestError::UnknownAlgorithm("md5".into())),
-            ("sha256:abc", DigestError::BadLength { alg: "sha256", expected: 64, found: 3 }),
-            (&EMPTY.to_uppercase().replace("SHA256", "sha256") as &str, DigestError::BadHex),
+            (
+                "md5:d41d8cd98f00b204e9800998ecf8427e",
+                DigestError::UnknownAlgorithm("md5".into()),
+            ),
+            (
+                "sha256:abc",
+                DigestError::BadLength {
+                    alg: "sha256",
+                    expected: 64,
+                    found: 3,
+                },
+            ),
+            (
+                &EMPTY.to_uppercase().replace("SHA256", "sha256") as &str,
+                DigestError::BadHex,
+            ),
         ];
         for (input, want) in cases {
-            assert_eq!(input.parse::<Digest>().unwrap_err(), want, "input {input:?}");
+            assert_eq!(
+                input.parse::<Digest>().unwrap_err(),
+                want,
+                "input {input:?}"
+            );
         }
     }
 

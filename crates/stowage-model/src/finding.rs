@@ -7,7 +7,9 @@
 use std::fmt;
 
 /// How bad a finding is.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Leftovers that harm nothing (empty directories, stale temp files).
@@ -110,7 +112,11 @@ pub struct Finding {
 
 impl Finding {
     pub fn new(kind: FindingKind, path: impl Into<String>, message: impl Into<String>) -> Finding {
-        Finding { kind, path: path.into(), message: message.into() }
+        Finding {
+            kind,
+            path: path.into(),
+            message: message.into(),
+        }
     }
 
     pub fn severity(&self) -> Severity {
@@ -120,6 +126,13 @@ impl Finding {
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} [{}] {}: {}", self.severity(), self.kind, self.path, self.message)
+        write!(
+            f,
+            "{} [{}] {}: {}",
+            self.severity(),
+            self.kind,
+            self.path,
+            self.message
+        )
     }
 }

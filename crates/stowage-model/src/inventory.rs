@@ -145,15 +145,24 @@ impl Repository {
     }
 
     pub fn revision(&self, id: BlobId) -> Option<&Link> {
-        self.revisions.binary_search_by_key(&id, |l| l.target).ok().map(|i| &self.revisions[i])
+        self.revisions
+            .binary_search_by_key(&id, |l| l.target)
+            .ok()
+            .map(|i| &self.revisions[i])
     }
 
     pub fn layer(&self, id: BlobId) -> Option<&Link> {
-        self.layers.binary_search_by_key(&id, |l| l.target).ok().map(|i| &self.layers[i])
+        self.layers
+            .binary_search_by_key(&id, |l| l.target)
+            .ok()
+            .map(|i| &self.layers[i])
     }
 
     pub fn tag(&self, name: &str) -> Option<&Tag> {
-        self.tags.binary_search_by(|t| t.name.as_str().cmp(name)).ok().map(|i| &self.tags[i])
+        self.tags
+            .binary_search_by(|t| t.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.tags[i])
     }
 }
 
@@ -219,7 +228,10 @@ impl ManifestRecord {
     }
 
     pub fn children(&self) -> impl Iterator<Item = BlobId> + '_ {
-        self.refs.iter().filter(|r| r.role == RefRole::Child).map(|r| r.id)
+        self.refs
+            .iter()
+            .filter(|r| r.role == RefRole::Child)
+            .map(|r| r.id)
     }
 }
 
@@ -259,7 +271,11 @@ pub struct Inventory {
 impl Inventory {
     pub fn digest(&self, id: BlobId) -> Digest {
         let i = id as usize;
-        if i < self.blobs.len() { Digest::Sha256(self.blobs[i].digest) } else { self.missing[i - self.blobs.len()].clone() }
+        if i < self.blobs.len() {
+            Digest::Sha256(self.blobs[i].digest)
+        } else {
+            self.missing[i - self.blobs.len()].clone()
+        }
     }
 
     pub fn blob(&self, id: BlobId) -> Option<&BlobFile> {
@@ -281,15 +297,24 @@ impl Inventory {
                 return Some(i as BlobId);
             }
         }
-        self.missing.binary_search(d).ok().map(|i| (i + self.blobs.len()) as BlobId)
+        self.missing
+            .binary_search(d)
+            .ok()
+            .map(|i| (i + self.blobs.len()) as BlobId)
     }
 
     pub fn manifest(&self, id: BlobId) -> Option<&ManifestRecord> {
-        self.manifests.binary_search_by_key(&id, |m| m.id).ok().map(|i| &self.manifests[i])
+        self.manifests
+            .binary_search_by_key(&id, |m| m.id)
+            .ok()
+            .map(|i| &self.manifests[i])
     }
 
     pub fn repository(&self, name: &str) -> Option<&Repository> {
-        self.repositories.binary_search_by(|r| r.name.as_str().cmp(name)).ok().map(|i| &self.repositories[i])
+        self.repositories
+            .binary_search_by(|r| r.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.repositories[i])
     }
 
     /// Sum of blob sizes.

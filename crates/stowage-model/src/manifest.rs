@@ -38,7 +38,9 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_ARTIFACT: &str = "application/vnd.oci.artifact.manifest.v1+json";
 
 /// What kind of manifest a stored blob is.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ManifestKind {
     DockerSchema1,
@@ -56,7 +58,10 @@ pub enum ManifestKind {
 impl ManifestKind {
     /// Index-like manifests reference other manifests (platform children).
     pub fn is_index(self) -> bool {
-        matches!(self, ManifestKind::DockerManifestList | ManifestKind::OciIndex)
+        matches!(
+            self,
+            ManifestKind::DockerManifestList | ManifestKind::OciIndex
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -99,7 +104,9 @@ pub struct Descriptor {
 }
 
 /// `os/architecture[/variant]` of an index child.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Platform {
     pub os: String,
     pub architecture: String,
@@ -155,7 +162,11 @@ pub enum ManifestError {
     #[error("unsupported schemaVersion {0}")]
     UnsupportedSchemaVersion(i64),
     #[error("{field}: invalid digest {value:?}: {error}")]
-    BadDigest { field: String, value: String, error: DigestError },
+    BadDigest {
+        field: String,
+        value: String,
+        error: DigestError,
+    },
     #[error("{0} is missing")]
     MissingField(String),
     #[error("mediaType {declared:?} disagrees with the document's shape ({why})")]
@@ -220,20 +231,45 @@ fn is_external_media_type(mt: &str) -> bool {
     mt.contains(".foreign.") || mt.contains(".nondistributable.")
 }
 
-fn descriptor(raw: RawDescriptor<'_>, field: &str) -> Result<(Descriptor, Option<Platform>), ManifestError> {
-    let value = raw.digest.ok_or_else(|| ManifestError::MissingField(format!("{field}.digest")))?;
-    let digest = value.parse::<Digest>().map_err(|error| ManifestError::BadDigest {
-        field: format!("{field}.digest"),
-        value: value.clone().into_owned(),
-        error,
-    })?;
+fn descriptor(
+    raw: RawDescriptor<'_>,
+    field: &str,
+) -> Result<(Descriptor, Option<Platform>), ManifestError> {
+    let value = raw
+        .digest
+        .ok_or_else(|| ManifestError::MissingField(format!("{field}.digest")))?;
+    let digest = value
+        .parse::<Digest>()
+        .map_err(|error| ManifestError::BadDigest {
+            field: format!("{field}.digest"),
+            value: value.clone().into_owned(),
+            error,
+        })?;
     let external = raw.urls.as_ref().is_some_and(|u| !u.is_empty())
-        || raw.media_type.as_deref().is_some_and(is_external_media_type);
-    let platform = raw.platform.map(|p| Platform { os: p.os, architecture: p.architecture, variant: p.variant });
-    Ok((Descriptor { digest, size: raw.size, media_type: raw.media_type.map(Cow::into_owned), external }, platform))
+        || raw
+            .media_type
+            .as_deref()
+            .is_some_and(is_external_media_type);
+    let platform = raw.platform.map(|p| Platform {
+        os: p.os,
+        architecture: p.architecture,
+        variant: p.variant,
+    });
+    Ok((
+        Descriptor {
+            digest,
+            size: raw.size,
+            media_type: raw.media_type.map(Cow::into_owned),
+            external,
+        },
+        platform,
+    ))
 }
 
-fn descriptors(raw: Option<Vec<RawDescriptor<'_>>>, field: &str) -> Result<Vec<Descriptor>, ManifestError> {
+fn descriptors(
+    raw: Option<Vec<RawDescriptor<'_>>>,
+    field: &str,
+) -> Result<Vec<Descriptor>, ManifestError> {
     raw.unwrap_or_default()
         .into_iter()
         .enumerate()
@@ -243,26 +279,45 @@ fn descriptors(raw: Option<Vec<RawDescriptor<'_>>>, field: &str) -> Result<Vec<D
 
 /// Parse stored manifest bytes.
 pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
-    let raw: Raw<'_> = serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
-    let schema = raw.schema_version.ok_or(ManifestError::MissingSchemaVersion)?;
+    let raw: Raw<'_> =
+        serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
+    let schema = raw
+        .schema_version
+        .ok_or(ManifestError::MissingSchemaVersion)?;
     match schema {
         1 => {
             let mut layers: Vec<Descriptor> = Vec::new();
-            let fs = raw.fs_layers.ok_or_else(|| ManifestError::MissingField("fsLayers".into()))?;
+            let fs = raw
+                .fs_layers
+                .ok_or_else(|| ManifestError::MissingField("fsLayers".into()))?;
             for (i, l) in fs.into_iter().enumerate() {
-                let value = l.blob_sum.ok_or_else(|| ManifestError::MissingField(format!("fsLayers[{i}].blobSum")))?;
-                let digest = value.parse::<Digest>().map_err(|error| ManifestError::BadDigest {
-                    field: format!("fsLayers[{i}].blobSum"),
-                    value: value.clone().into_owned(),
-                    error,
-                })?;
+                let value = l
+                    .blob_sum
+                    .ok_or_else(|| ManifestError::MissingField(format!("fsLayers[{i}].blobSum")))?;
+                let digest = value
+                    .parse::<Digest>()
+                    .map_err(|error| ManifestError::BadDigest {
+                        field: format!("fsLayers[{i}].blobSum"),
+                        value: value.clone().into_owned(),
+                        error,
+                    })?;
                 if !layers.iter().any(|d| d.digest == digest) {
-                    layers.push(Descriptor { digest, size: None, media_type: None, external: false });
+                    layers.push(Descriptor {
+                        digest,
+                        size: None,
+                        media_type: None,
+                        external: false,
+                    });
                 }
             }
-            let signed = raw.signatures.is_some() || raw.media_type.as_deref() == Some(DOCKER_SCHEMA1_SIGNED);
+            let signed = raw.signatures.is_some()
+                || raw.media_type.as_deref() == Some(DOCKER_SCHEMA1_SIGNED);
             Ok(Manifest {
-                kind: if signed { ManifestKind::DockerSchema1Signed } else { ManifestKind::DockerSchema1 },
+                kind: if signed {
+                    ManifestKind::DockerSchema1Signed
+                } else {
+                    ManifestKind::DockerSchema1
+                },
                 media_type: raw.media_type.map(Cow::into_owned),
                 artifact_type: None,
                 config: None,
@@ -284,20 +339,33 @@ pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
                 None => ManifestKind::OciManifest,
                 Some(_) => ManifestKind::Unknown,
             };
-            if matches!(kind, ManifestKind::DockerSchema2 | ManifestKind::OciManifest) && raw.config.is_none() {
+            if matches!(
+                kind,
+                ManifestKind::DockerSchema2 | ManifestKind::OciManifest
+            ) && raw.config.is_none()
+            {
                 return Err(ManifestError::MissingField("config".into()));
             }
             if kind.is_index() && raw.manifests.is_none() {
                 return Err(ManifestError::MissingField("manifests".into()));
             }
-            let config = raw.config.map(|c| descriptor(c, "config").map(|(d, _)| d)).transpose()?;
+            let config = raw
+                .config
+                .map(|c| descriptor(c, "config").map(|(d, _)| d))
+                .transpose()?;
             let layers = descriptors(raw.layers, "layers")?;
             let mut children = Vec::new();
             for (i, c) in raw.manifests.unwrap_or_default().into_iter().enumerate() {
                 let (descriptor, platform) = descriptor(c, &format!("manifests[{i}]"))?;
-                children.push(Child { descriptor, platform });
+                children.push(Child {
+                    descriptor,
+                    platform,
+                });
             }
-            let subject = raw.subject.map(|s| descriptor(s, "subject").map(|(d, _)| d)).transpose()?;
+            let subject = raw
+                .subject
+                .map(|s| descriptor(s, "subject").map(|(d, _)| d))
+                .transpose()?;
             let blobs = descriptors(raw.blobs, "blobs")?;
             // An OCI artifact packaged as an image manifest announces itself by artifactType or,
             // before that field existed, by a non-image config media type.
@@ -372,7 +440,10 @@ mod tests {
     fn docker_schema2() {
         let m = parse(SCHEMA2).unwrap();
         assert_eq!(m.kind, ManifestKind::DockerSchema2);
-        assert_eq!(m.config.as_ref().unwrap().digest, d("sha256:cc5e2aaeb89720445fcb3df6d16559b3bac8cf509ed4765ae69cb6a26695086e"));
+        assert_eq!(
+            m.config.as_ref().unwrap().digest,
+            d("sha256:cc5e2aaeb89720445fcb3df6d16559b3bac8cf509ed4765ae69cb6a26695086e")
+        );
         assert_eq!(m.layers.len(), 1);
         assert_eq!(m.layers[0].size, Some(262_607));
         assert_eq!(m.references().count(), 2);
@@ -381,7 +452,11 @@ mod tests {
 
     #[test]
     fn oci_manifest_shares_refs_with_schema2() {
-        let a: Vec<_> = parse(SCHEMA2).unwrap().references().map(|d| d.digest.clone()).collect();
+        let a: Vec<_> = parse(SCHEMA2)
+            .unwrap()
+            .references()
+            .map(|d| d.digest.clone())
+            .collect();
         let m = parse(OCI).unwrap();
         assert_eq!(m.kind, ManifestKind::OciManifest);
         let b: Vec<_> = m.references().map(|d| d.digest.clone()).collect();
@@ -393,7 +468,11 @@ mod tests {
         let m = parse(INDEX).unwrap();
         assert_eq!(m.kind, ManifestKind::OciIndex);
         assert!(m.kind.is_index());
-        let platforms: Vec<_> = m.children.iter().map(|c| c.platform.as_ref().unwrap().to_string()).collect();
+        let platforms: Vec<_> = m
+            .children
+            .iter()
+            .map(|c| c.platform.as_ref().unwrap().to_string())
+            .collect();
         assert_eq!(platforms, ["linux/amd64", "linux/arm64/v8"]);
         let l = parse(LIST).unwrap();
         assert_eq!(l.kind, ManifestKind::DockerManifestList);
@@ -412,7 +491,10 @@ mod tests {
             "\"signatures\": [{\"header\": {\"alg\": \"ES256\"}, \"signature\": \"x\", \"protected\": \"y\"}], \"history\"",
             1,
         );
-        assert_eq!(parse(signed.as_bytes()).unwrap().kind, ManifestKind::DockerSchema1Signed);
+        assert_eq!(
+            parse(signed.as_bytes()).unwrap().kind,
+            ManifestKind::DockerSchema1Signed
+        );
     }
 
     #[test]
@@ -430,7 +512,10 @@ mod tests {
           "layers":[{"mediaType":"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip","digest":"sha256:78445dd45222097f5f22a4b0ab87d9e8eba7b27e7cfb72ae0d2ea6c7ab8d0a04","size":5,"urls":["https://example.com/x"]}],
           "subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:974eb04a16c1df9017e3ba6709049651d64aeaef4e4a6369b0f06dd27d26f611","size":558}}"#;
         let m = parse(art).unwrap();
-        assert_eq!(m.artifact_type.as_deref(), Some("application/vnd.example.sbom.v1"));
+        assert_eq!(
+            m.artifact_type.as_deref(),
+            Some("application/vnd.example.sbom.v1")
+        );
         assert!(m.layers[0].external);
         assert_eq!(
             m.subject.as_ref().unwrap().digest,
@@ -447,24 +532,35 @@ mod tests {
 
     #[test]
     fn unknown_media_type_is_kept_not_rejected() {
-        let m = parse(br#"{"schemaVersion":2,"mediaType":"application/x-custom","layers":[]}"#).unwrap();
+        let m = parse(br#"{"schemaVersion":2,"mediaType":"application/x-custom","layers":[]}"#)
+            .unwrap();
         assert_eq!(m.kind, ManifestKind::Unknown);
     }
 
     #[test]
     fn bad_input_is_an_error_naming_the_field() {
         assert!(matches!(parse(b""), Err(ManifestError::Json(_))));
-        assert!(matches!(parse(&SCHEMA2[..100]), Err(ManifestError::Json(_))));
+        assert!(matches!(
+            parse(&SCHEMA2[..100]),
+            Err(ManifestError::Json(_))
+        ));
         assert!(matches!(parse(b"[1,2]"), Err(ManifestError::Json(_))));
         assert_eq!(parse(b"{}"), Err(ManifestError::MissingSchemaVersion));
-        assert_eq!(parse(br#"{"schemaVersion":3}"#), Err(ManifestError::UnsupportedSchemaVersion(3)));
-        let bad = String::from_utf8(SCHEMA2.to_vec()).unwrap().replace("sha256:376a", "sha256:376A");
+        assert_eq!(
+            parse(br#"{"schemaVersion":3}"#),
+            Err(ManifestError::UnsupportedSchemaVersion(3))
+        );
+        let bad = String::from_utf8(SCHEMA2.to_vec())
+            .unwrap()
+            .replace("sha256:376a", "sha256:376A");
         match parse(bad.as_bytes()) {
             Err(ManifestError::BadDigest { field, .. }) => assert_eq!(field, "layers[0].digest"),
             other => panic!("unexpected {other:?}"),
         }
         assert_eq!(
-            parse(br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#),
+            parse(
+                br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#
+            ),
             Err(ManifestError::MissingField("config".into()))
         );
     }

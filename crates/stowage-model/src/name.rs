@@ -29,7 +29,9 @@ pub enum NameError {
 
 /// A single path component the storage driver accepts (`[A-Za-z0-9._-]+`).
 pub fn is_driver_component(c: &str) -> bool {
-    !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    !c.is_empty()
+        && c.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// The registry's strict grammar for one repository-name component.
@@ -130,7 +132,10 @@ impl fmt::Debug for RepositoryName {
 pub fn is_valid_tag(tag: &str) -> bool {
     let b = tag.as_bytes();
     let word = |x: u8| x.is_ascii_alphanumeric() || x == b'_';
-    !b.is_empty() && b.len() <= 128 && word(b[0]) && b[1..].iter().all(|&x| word(x) || x == b'.' || x == b'-')
+    !b.is_empty()
+        && b.len() <= 128
+        && word(b[0])
+        && b[1..].iter().all(|&x| word(x) || x == b'.' || x == b'-')
 }
 
 #[cfg(test)]
@@ -144,17 +149,37 @@ mod tests {
         assert_eq!(n.components().collect::<Vec<_>>(), ["team", "app", "api"]);
         let upper = RepositoryName::parse_lenient("Team/App").unwrap();
         assert!(!upper.is_strict());
-        assert!(RepositoryName::parse_lenient("a__b/c-d/e.f").unwrap().is_strict());
+        assert!(
+            RepositoryName::parse_lenient("a__b/c-d/e.f")
+                .unwrap()
+                .is_strict()
+        );
         assert!(!RepositoryName::parse_lenient("a___b").unwrap().is_strict());
         assert!(!RepositoryName::parse_lenient("a-").unwrap().is_strict());
-        assert_eq!(RepositoryName::parse_lenient("a/_layers"), Err(NameError::Reserved("_layers".into())));
-        assert_eq!(RepositoryName::parse_lenient("a//b"), Err(NameError::EmptyComponent));
-        assert_eq!(RepositoryName::parse_lenient("a b"), Err(NameError::BadCharacters("a b".into())));
+        assert_eq!(
+            RepositoryName::parse_lenient("a/_layers"),
+            Err(NameError::Reserved("_layers".into()))
+        );
+        assert_eq!(
+            RepositoryName::parse_lenient("a//b"),
+            Err(NameError::EmptyComponent)
+        );
+        assert_eq!(
+            RepositoryName::parse_lenient("a b"),
+            Err(NameError::BadCharacters("a b".into()))
+        );
     }
 
     #[test]
     fn tags() {
-        for ok in ["latest", "1.0", "_x", "v1.2.3-rc.1", "sha256-abc.sig", &"a".repeat(128)] {
+        for ok in [
+            "latest",
+            "1.0",
+            "_x",
+            "v1.2.3-rc.1",
+            "sha256-abc.sig",
+            &"a".repeat(128),
+        ] {
             assert!(is_valid_tag(ok), "{ok}");
         }
         for bad in ["", ".x", "-x", "a/b", "a:b", &"a".repeat(129)] {

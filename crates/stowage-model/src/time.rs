@@ -41,12 +41,18 @@ impl Timestamp {
 
     /// RFC 3339 in UTC with second precision, e.g. `2026-11-22T11:55:23Z`.
     pub fn rfc3339(self) -> String {
-        self.to_jiff().round(jiff::Unit::Second).unwrap_or(self.to_jiff()).to_string()
+        self.to_jiff()
+            .round(jiff::Unit::Second)
+            .unwrap_or(self.to_jiff())
+            .to_string()
     }
 
     /// `YYYY-MM-DD HH:MM` in the given time zone (for human tables).
     pub fn human(self, tz: &jiff::tz::TimeZone) -> String {
-        self.to_jiff().to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M").to_string()
+        self.to_jiff()
+            .to_zoned(tz.clone())
+            .strftime("%Y-%m-%d %H:%M")
+            .to_string()
     }
 
     /// Signed duration from `self` to `later`, in seconds.
@@ -80,7 +86,8 @@ impl serde::Serialize for Timestamp {
 impl<'de> serde::Deserialize<'de> for Timestamp {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
-        Timestamp::parse_rfc3339(&s).ok_or_else(|| serde::de::Error::custom(format!("not an RFC 3339 time: {s:?}")))
+        Timestamp::parse_rfc3339(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("not an RFC 3339 time: {s:?}")))
     }
 }
 
@@ -96,7 +103,11 @@ pub fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if v >= 100.0 { format!("{v:.0} {}", UNITS[u]) } else { format!("{v:.1} {}", UNITS[u]) }
+    if v >= 100.0 {
+        format!("{v:.0} {}", UNITS[u])
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 /// Render an age in seconds compactly (`3d`, `5h`, `12m`, `40s`).

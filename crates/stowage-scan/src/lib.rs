@@ -35,8 +35,8 @@ use stowage_layout::{self as layout, LinkError, MAX_LINK_LEN, SHA256_LINK_LEN, p
 use stowage_model::digest::{Digest, Sha256};
 use stowage_model::finding::{Finding, FindingKind};
 use stowage_model::inventory::{
-    BlobFile, BlobId, CurrentLink, Inventory, Link, LinkKind, LinkState, ManifestExtra, ManifestRecord,
-    ManifestStatus, OddLink, Ref, RefRole, Repository, ScanStats, Tag, Upload,
+    BlobFile, BlobId, CurrentLink, Inventory, Link, LinkKind, LinkState, ManifestExtra,
+    ManifestRecord, ManifestStatus, OddLink, Ref, RefRole, Repository, ScanStats, Tag, Upload,
 };
 use stowage_model::manifest::{self, ManifestKind};
 use stowage_model::name::{RepositoryName, is_valid_tag};
@@ -58,7 +58,10 @@ pub struct ScanOptions {
 
 impl Default for ScanOptions {
     fn default() -> Self {
-        ScanOptions { concurrency: 8, verify_links: false }
+        ScanOptions {
+            concurrency: 8,
+            verify_links: false,
+        }
     }
 }
 
@@ -96,11 +99,17 @@ pub enum ScanError {
 }
 
 /// Scan a whole storage.
-pub fn scan(storage: &dyn Storage, opts: &ScanOptions, progress: &Progress) -> Result<Inventory, ScanError> {
+pub fn scan(
+    storage: &dyn Storage,
+    opts: &ScanOptions,
+    progress: &Progress,
+) -> Result<Inventory, ScanError> {
     // The root must be listable; everything below it only produces findings.
     let mut top: Vec<(String, EntryKind)> = Vec::new();
     storage
-        .list_dir("", &mut |e| top.push((String::from_utf8_lossy(e.name).into_owned(), e.kind)))
+        .list_dir("", &mut |e| {
+            top.push((String::from_utf8_lossy(e.name).into_owned(), e.kind))
+        })
         .map_err(ScanError::Root)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.concurrency.max(1))
@@ -123,15 +132,30 @@ pub fn scan(storage: &dyn Storage, opts: &ScanOptions, progress: &Progress) -> R
     for (name, kind) in &top {
         match (name.as_str(), kind) {
             ("blobs" | "repositories", EntryKind::Dir) => {}
-            (_, EntryKind::Symlink) => ctx.finding(FindingKind::Symlink, name, "symbolic link at the layout root; not followed"),
-            (_, EntryKind::Dir) => ctx.finding(FindingKind::UnexpectedDirectory, name, "not part of the registry's layout"),
-            _ => ctx.finding(FindingKind::UnexpectedFile, name, "not part of the registry's layout"),
+            (_, EntryKind::Symlink) => ctx.finding(
+                FindingKind::Symlink,
+                name,
+                "symbolic link at the layout root; not followed",
+            ),
+            (_, EntryKind::Dir) => ctx.finding(
+                FindingKind::UnexpectedDirectory,
+                name,
+                "not part of the registry's layout",
+            ),
+            _ => ctx.finding(
+                FindingKind::UnexpectedFile,
+                name,
+                "not part of the registry's layout",
+            ),
         }
     }
 
     // Phase 1: blobs.
     progress.phase.store(1, Ordering::Relaxed);
-    if top.iter().any(|(n, k)| n == "blobs" && *k == EntryKind::Dir) {
+    if top
+        .iter()
+        .any(|(n, k)| n == "blobs" && *k == EntryKind::Dir)
+    {
         pool.scope(|s| ctx.scan_blobs(s));
     }
     let mut table = std::mem::take(&mut *ctx.blobs.lock().unwrap_or_else(|e| e.into_inner()));
@@ -141,7 +165,10 @@ pub fn scan(storage: &dyn Storage, opts: &ScanOptions, progress: &Progress) -> R
 
     // Phase 2: repositories.
     progress.phase.store(2, Ordering::Relaxed);
-    if top.iter().any(|(n, k)| n == "repositories" && *k == EntryKind::Dir) {
+    if top
+        .iter()
+        .any(|(n, k)| n == "repositories" && *k == EntryKind::Dir)
+    {
         pool.scope(|s| ctx.walk_namespace(s, String::new()));
     }
     let fragments = std::mem::take(&mut *ctx.fragments.lock().unwrap_or_else(|e| e.into_inner()));
@@ -152,10 +179,11 @@ pub fn scan(storage: &dyn Storage, opts: &ScanOptions, progress: &Progress) -> R
     let mut wanted: Vec<BlobId> = repositories
         .iter()
         .flat_map(|r| {
-            r.revisions
-                .iter()
-                .map(|l| l.target)
-                .chain(r.tags.iter().filter_map(|t| t.current.and_then(|c| c.target)))
+            r.revisions.iter().map(|l| l.target).chain(
+                r.tags
+                    .iter()
+                    .filter_map(|t| t.current.and_then(|c| c.target)),
+            )
         })
         .filter(|&id| (id as usize) < ctx.table.len())
         .collect();
@@ -195,10 +223,16 @@ pub fn scan(storage: &dyn Storage, opts: &ScanOptions, progress: &Progress) -> R
         }
     };
     for r in &mut repositories {
-        r.layers.iter_mut().chain(r.revisions.iter_mut()).for_each(|l| fix(&mut l.target));
+        r.layers
+            .iter_mut()
+            .chain(r.revisions.iter_mut())
+            .for_each(|l| fix(&mut l.target));
         for t in &mut r.tags {
             t.index.iter_mut().for_each(|l| fix(&mut l.target));
-            if let Some(CurrentLink { target: Some(id), .. }) = &mut t.current {
+            if let Some(CurrentLink {
+                target: Some(id), ..
+            }) = &mut t.current
+            {
                 fix(id);
             }
             t.index.sort_unstable_by_key(|l| l.target);
@@ -228,7 +262,8 @@ pub fn scan(storage: &dyn Storage, opts: &ScanOptions, progress: &Progress) -> R
         findings,
         other_bytes: ctx.other_bytes.load(Ordering::Relaxed),
         unlisted: {
-            let mut u = std::mem::take(&mut *ctx.unlisted.lock().unwrap_or_else(|e| e.into_inner()));
+            let mut u =
+                std::mem::take(&mut *ctx.unlisted.lock().unwrap_or_else(|e| e.into_inner()));
             u.sort();
             u
         },
@@ -247,12 +282,36 @@ const TEMP_BIT: u32 = 1 << 31;
 
 /// A piece of a repository, produced by one task and assembled after the walk.
 enum Fragment {
-    Repo { name: RepositoryName, has_manifests: bool, has_layers: bool, has_uploads: bool, has_tags_dir: bool },
-    Layers { repo: String, links: Vec<Link>, odd: Vec<OddLink>, aliases: Vec<(Digest, Option<Digest>)> },
-    Revisions { repo: String, links: Vec<Link>, odd: Vec<OddLink> },
-    Tag { repo: String, tag: Tag, odd: Vec<OddLink> },
-    Uploads { repo: String, uploads: Vec<Upload> },
-    Incomplete { repo: String },
+    Repo {
+        name: RepositoryName,
+        has_manifests: bool,
+        has_layers: bool,
+        has_uploads: bool,
+        has_tags_dir: bool,
+    },
+    Layers {
+        repo: String,
+        links: Vec<Link>,
+        odd: Vec<OddLink>,
+        aliases: Vec<(Digest, Option<Digest>)>,
+    },
+    Revisions {
+        repo: String,
+        links: Vec<Link>,
+        odd: Vec<OddLink>,
+    },
+    Tag {
+        repo: String,
+        tag: Tag,
+        odd: Vec<OddLink>,
+    },
+    Uploads {
+        repo: String,
+        uploads: Vec<Upload>,
+    },
+    Incomplete {
+        repo: String,
+    },
 }
 
 fn assemble(mut fragments: Vec<Fragment>) -> Vec<Repository> {
@@ -262,7 +321,13 @@ fn assemble(mut fragments: Vec<Fragment>) -> Vec<Repository> {
     fragments.sort_by_key(|f| !matches!(f, Fragment::Repo { .. }));
     for f in fragments {
         match f {
-            Fragment::Repo { name, has_manifests, has_layers, has_uploads, has_tags_dir } => {
+            Fragment::Repo {
+                name,
+                has_manifests,
+                has_layers,
+                has_uploads,
+                has_tags_dir,
+            } => {
                 index.insert(name.as_str().to_owned(), repos.len());
                 let mut r = Repository::new(name);
                 r.has_manifests = has_manifests;
@@ -271,7 +336,12 @@ fn assemble(mut fragments: Vec<Fragment>) -> Vec<Repository> {
                 r.has_tags_dir = has_tags_dir;
                 repos.push(r);
             }
-            Fragment::Layers { repo, links, odd, aliases } => {
+            Fragment::Layers {
+                repo,
+                links,
+                odd,
+                aliases,
+            } => {
                 if let Some(&i) = index.get(&repo) {
                     repos[i].layers.extend(links);
                     repos[i].odd_links.extend(odd);
@@ -334,11 +404,17 @@ struct Ent {
 
 impl<'a> Ctx<'a> {
     fn finding(&self, kind: FindingKind, path: &str, message: impl Into<String>) {
-        self.findings.lock().unwrap_or_else(|e| e.into_inner()).push(Finding::new(kind, path, message));
+        self.findings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Finding::new(kind, path, message));
     }
 
     fn fragment(&self, f: Fragment) {
-        self.fragments.lock().unwrap_or_else(|e| e.into_inner()).push(f);
+        self.fragments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(f);
     }
 
     /// Report a storage error as a finding of the right kind.
@@ -362,20 +438,29 @@ impl<'a> Ctx<'a> {
     fn list(&self, path: &str) -> Result<Vec<Ent>, StorageError> {
         let mut out = Vec::new();
         let mut bad: Vec<(FindingKind, String, String)> = Vec::new();
-        self.storage.list_dir(path, &mut |e| match std::str::from_utf8(e.name) {
-            Ok(n) if e.kind == EntryKind::Symlink => bad.push((
-                FindingKind::Symlink,
-                format!("{path}/{n}"),
-                "symbolic link inside the storage; not followed".into(),
-            )),
-            Ok(n) => out.push(Ent { name: n.to_owned(), kind: e.kind }),
-            Err(_) => bad.push((
-                FindingKind::NonUtf8Name,
-                format!("{path}/{}", String::from_utf8_lossy(e.name)),
-                format!("name is not UTF-8 (bytes {}); skipped", layout::show_bytes(e.name, 64)),
-            )),
-        })?;
-        self.progress.paths.fetch_add((out.len() + bad.len()) as u64, Ordering::Relaxed);
+        self.storage
+            .list_dir(path, &mut |e| match std::str::from_utf8(e.name) {
+                Ok(n) if e.kind == EntryKind::Symlink => bad.push((
+                    FindingKind::Symlink,
+                    format!("{path}/{n}"),
+                    "symbolic link inside the storage; not followed".into(),
+                )),
+                Ok(n) => out.push(Ent {
+                    name: n.to_owned(),
+                    kind: e.kind,
+                }),
+                Err(_) => bad.push((
+                    FindingKind::NonUtf8Name,
+                    format!("{path}/{}", String::from_utf8_lossy(e.name)),
+                    format!(
+                        "name is not UTF-8 (bytes {}); skipped",
+                        layout::show_bytes(e.name, 64)
+                    ),
+                )),
+            })?;
+        self.progress
+            .paths
+            .fetch_add((out.len() + bad.len()) as u64, Ordering::Relaxed);
         for (k, p, m) in bad {
             self.finding(k, &p, m);
         }
@@ -416,7 +501,11 @@ impl<'a> Ctx<'a> {
             }
             if alg.name != "sha256" {
                 // The registry canonicalises every blob to sha256 (spec §1.3).
-                self.finding(FindingKind::UnexpectedDirectory, &path, "blobs are only ever stored under sha256/; not scanned");
+                self.finding(
+                    FindingKind::UnexpectedDirectory,
+                    &path,
+                    "blobs are only ever stored under sha256/; not scanned",
+                );
                 continue;
             }
             let shards = match self.list(&path) {
@@ -440,7 +529,11 @@ impl<'a> Ctx<'a> {
     fn unexpected_file(&self, path: &str, why: &str) {
         let size = self.storage.stat(path).map(|m| m.size).unwrap_or(0);
         self.other_bytes.fetch_add(size, Ordering::Relaxed);
-        self.finding(FindingKind::UnexpectedFile, path, format!("{why} ({size} bytes)"));
+        self.finding(
+            FindingKind::UnexpectedFile,
+            path,
+            format!("{why} ({size} bytes)"),
+        );
     }
 
     fn scan_shard(&self, path: String, shard: String) {
@@ -449,7 +542,11 @@ impl<'a> Ctx<'a> {
             Err(e) => return self.storage_finding(&e, "cannot list blob shard"),
         };
         if entries.is_empty() {
-            self.finding(FindingKind::EmptyDirectory, &path, "empty fan-out directory (left behind by GC)");
+            self.finding(
+                FindingKind::EmptyDirectory,
+                &path,
+                "empty fan-out directory (left behind by GC)",
+            );
             return;
         }
         let mut out = Vec::with_capacity(entries.len());
@@ -460,14 +557,21 @@ impl<'a> Ctx<'a> {
                 continue;
             }
             let Some(h) = Sha256::from_hex(ent.name.as_bytes()) else {
-                self.finding(FindingKind::BlobMisplaced, &dir, "directory name is not a sha256 hex digest; not a blob");
+                self.finding(
+                    FindingKind::BlobMisplaced,
+                    &dir,
+                    "directory name is not a sha256 hex digest; not a blob",
+                );
                 continue;
             };
             if !ent.name.starts_with(&shard) {
                 self.finding(
                     FindingKind::BlobMisplaced,
                     &dir,
-                    format!("blob {} sits under fan-out {shard}; the registry never finds it there", h.short()),
+                    format!(
+                        "blob {} sits under fan-out {shard}; the registry never finds it there",
+                        h.short()
+                    ),
                 );
                 continue;
             }
@@ -485,7 +589,10 @@ impl<'a> Ctx<'a> {
                 Err(e) => self.storage_finding(&e, "cannot stat blob data"),
             }
         }
-        self.blobs.lock().unwrap_or_else(|e| e.into_inner()).extend(out);
+        self.blobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(out);
     }
 
     // ---- phase 2: repositories ----------------------------------------------------------
@@ -493,23 +600,41 @@ impl<'a> Ctx<'a> {
     /// Walk `repositories/<prefix>`: find repositories (directories with registry metadata
     /// children) and recurse into namespace components.
     fn walk_namespace<'s>(&'s self, s: &rayon::Scope<'s>, prefix: String) {
-        let path = if prefix.is_empty() { "repositories".to_string() } else { format!("repositories/{prefix}") };
+        let path = if prefix.is_empty() {
+            "repositories".to_string()
+        } else {
+            format!("repositories/{prefix}")
+        };
         let entries = match self.list(&path) {
             Ok(e) => e,
             Err(e) => {
                 // We cannot know which repositories live below: every repository whose name
                 // starts here is unknown. Plans refuse to delete blobs on such a scan.
-                self.unlisted.lock().unwrap_or_else(|e| e.into_inner()).push(path);
-                return self.storage_finding(&e, "cannot list repository namespace; repositories below it are unknown");
+                self.unlisted
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(path);
+                return self.storage_finding(
+                    &e,
+                    "cannot list repository namespace; repositories below it are unknown",
+                );
             }
         };
         if entries.is_empty() {
             if !prefix.is_empty() {
-                self.finding(FindingKind::EmptyDirectory, &path, "empty repository directory");
+                self.finding(
+                    FindingKind::EmptyDirectory,
+                    &path,
+                    "empty repository directory",
+                );
             }
             return;
         }
-        let has = |n: &str| entries.iter().any(|e| e.name == n && e.kind == EntryKind::Dir);
+        let has = |n: &str| {
+            entries
+                .iter()
+                .any(|e| e.name == n && e.kind == EntryKind::Dir)
+        };
         let (m, l, u) = (has("_manifests"), has("_layers"), has("_uploads"));
         if !prefix.is_empty() && (m || l || u) {
             let name = match RepositoryName::parse_lenient(&prefix) {
@@ -524,7 +649,11 @@ impl<'a> Ctx<'a> {
                     n
                 }
                 Err(e) => {
-                    self.finding(FindingKind::InvalidName, &path, format!("repository name {prefix:?}: {e}; scanned anyway"));
+                    self.finding(
+                        FindingKind::InvalidName,
+                        &path,
+                        format!("repository name {prefix:?}: {e}; scanned anyway"),
+                    );
                     RepositoryName::from_storage_unchecked(&prefix)
                 }
             };
@@ -536,22 +665,41 @@ impl<'a> Ctx<'a> {
             if ent.name.starts_with('_') {
                 if ent.kind != EntryKind::Dir {
                     self.unexpected_file(&child, "files do not belong in a repository directory");
-                } else if !matches!(ent.name.as_str(), "_manifests" | "_layers" | "_uploads") || prefix.is_empty() {
-                    self.finding(FindingKind::ForeignMetadata, &child, "'_' directory the registry does not use; skipped");
+                } else if !matches!(ent.name.as_str(), "_manifests" | "_layers" | "_uploads")
+                    || prefix.is_empty()
+                {
+                    self.finding(
+                        FindingKind::ForeignMetadata,
+                        &child,
+                        "'_' directory the registry does not use; skipped",
+                    );
                 }
                 continue;
             }
             match ent.kind {
                 EntryKind::Dir => {
-                    let next = if prefix.is_empty() { ent.name } else { format!("{prefix}/{}", ent.name) };
+                    let next = if prefix.is_empty() {
+                        ent.name
+                    } else {
+                        format!("{prefix}/{}", ent.name)
+                    };
                     s.spawn(move |s| self.walk_namespace(s, next));
                 }
-                _ => self.unexpected_file(&child, "files do not belong among repository directories"),
+                _ => {
+                    self.unexpected_file(&child, "files do not belong among repository directories")
+                }
             }
         }
     }
 
-    fn scan_repository<'s>(&'s self, s: &rayon::Scope<'s>, name: RepositoryName, m: bool, l: bool, u: bool) {
+    fn scan_repository<'s>(
+        &'s self,
+        s: &rayon::Scope<'s>,
+        name: RepositoryName,
+        m: bool,
+        l: bool,
+        u: bool,
+    ) {
         let repo = name.as_str().to_owned();
         let base = format!("repositories/{repo}");
         let mut has_tags_dir = false;
@@ -571,7 +719,11 @@ impl<'a> Ctx<'a> {
                                 let repo = repo.clone();
                                 s.spawn(move |s| self.scan_tags(s, repo, p));
                             }
-                            (_, EntryKind::Dir) => self.finding(FindingKind::ForeignMetadata, &p, "unknown directory in _manifests; skipped"),
+                            (_, EntryKind::Dir) => self.finding(
+                                FindingKind::ForeignMetadata,
+                                &p,
+                                "unknown directory in _manifests; skipped",
+                            ),
                             _ => self.unexpected_file(&p, "files do not belong in _manifests"),
                         }
                     }
@@ -592,7 +744,13 @@ impl<'a> Ctx<'a> {
             let p = format!("{base}/_uploads");
             s.spawn(move |_| self.scan_uploads(repo, p));
         }
-        self.fragment(Fragment::Repo { name, has_manifests: m, has_layers: l, has_uploads: u, has_tags_dir });
+        self.fragment(Fragment::Repo {
+            name,
+            has_manifests: m,
+            has_layers: l,
+            has_uploads: u,
+            has_tags_dir,
+        });
     }
 
     /// Stat (and, when needed, read) one link file whose path names `path_digest`.
@@ -611,8 +769,12 @@ impl<'a> Ctx<'a> {
             Ok(m) => m,
             Err(e) if e.is_not_found() => {
                 let why = match kind {
-                    LinkKind::Revision => "revision directory without a link (left behind by a manifest DELETE)",
-                    LinkKind::Layer => "_layers directory without a link (left behind by a blob DELETE)",
+                    LinkKind::Revision => {
+                        "revision directory without a link (left behind by a manifest DELETE)"
+                    }
+                    LinkKind::Layer => {
+                        "_layers directory without a link (left behind by a blob DELETE)"
+                    }
                     _ => "tag index directory without a link",
                 };
                 self.finding(FindingKind::EmptyDirectory, dir, why);
@@ -620,16 +782,34 @@ impl<'a> Ctx<'a> {
             }
             Err(e) => {
                 self.storage_finding(&e, "cannot stat link");
-                self.fragment(Fragment::Incomplete { repo: repo.to_owned() });
+                self.fragment(Fragment::Incomplete {
+                    repo: repo.to_owned(),
+                });
                 return None;
             }
         };
         let target = self.intern_sha(path_digest);
         if meta.size == SHA256_LINK_LEN && !self.opts.verify_links {
-            return Some(Link { target, state: LinkState::Assumed, modified: meta.modified });
+            return Some(Link {
+                target,
+                state: LinkState::Assumed,
+                modified: meta.modified,
+            });
         }
-        let state = self.read_link_checked(repo, &file, &Digest::Sha256(path_digest), meta.size, kind, tag, odd);
-        state.map(|state| Link { target, state, modified: meta.modified })
+        let state = self.read_link_checked(
+            repo,
+            &file,
+            &Digest::Sha256(path_digest),
+            meta.size,
+            kind,
+            tag,
+            odd,
+        );
+        state.map(|state| Link {
+            target,
+            state,
+            modified: meta.modified,
+        })
     }
 
     /// Read a link's content and compare it with the digest its path names.
@@ -645,15 +825,26 @@ impl<'a> Ctx<'a> {
         odd: &mut Vec<OddLink>,
     ) -> Option<LinkState> {
         if size > MAX_LINK_LEN {
-            self.finding(FindingKind::LinkOversized, file, format!("{size} bytes; a link holds one digest (71 bytes for sha256)"));
-            odd.push(OddLink { kind, tag: tag.map(str::to_owned), path_digest: path_digest.clone(), content: None });
+            self.finding(
+                FindingKind::LinkOversized,
+                file,
+                format!("{size} bytes; a link holds one digest (71 bytes for sha256)"),
+            );
+            odd.push(OddLink {
+                kind,
+                tag: tag.map(str::to_owned),
+                path_digest: path_digest.clone(),
+                content: None,
+            });
             return Some(LinkState::Invalid);
         }
         let bytes = match self.storage.read(file, MAX_LINK_LEN) {
             Ok(b) => b,
             Err(e) => {
                 self.storage_finding(&e, "cannot read link");
-                self.fragment(Fragment::Incomplete { repo: repo.to_owned() });
+                self.fragment(Fragment::Incomplete {
+                    repo: repo.to_owned(),
+                });
                 return None;
             }
         };
@@ -665,13 +856,27 @@ impl<'a> Ctx<'a> {
                     file,
                     format!("content {d} differs from the digest in its path ({path_digest}); the registry follows the content"),
                 );
-                odd.push(OddLink { kind, tag: tag.map(str::to_owned), path_digest: path_digest.clone(), content: Some(d) });
+                odd.push(OddLink {
+                    kind,
+                    tag: tag.map(str::to_owned),
+                    path_digest: path_digest.clone(),
+                    content: Some(d),
+                });
                 Some(LinkState::Differs)
             }
             Err(e) => {
-                let k = if matches!(e, LinkError::Empty) { FindingKind::LinkEmpty } else { FindingKind::LinkInvalid };
+                let k = if matches!(e, LinkError::Empty) {
+                    FindingKind::LinkEmpty
+                } else {
+                    FindingKind::LinkInvalid
+                };
                 self.finding(k, file, e.to_string());
-                odd.push(OddLink { kind, tag: tag.map(str::to_owned), path_digest: path_digest.clone(), content: None });
+                odd.push(OddLink {
+                    kind,
+                    tag: tag.map(str::to_owned),
+                    path_digest: path_digest.clone(),
+                    content: None,
+                });
                 Some(LinkState::Invalid)
             }
         }
@@ -692,7 +897,9 @@ impl<'a> Ctx<'a> {
         let mut aliases = Vec::new();
         let algs = match self.list(dir) {
             Ok(a) => a,
-            Err(e) if e.is_not_found() && kind == LinkKind::TagIndex => return (links, odd, aliases, true),
+            Err(e) if e.is_not_found() && kind == LinkKind::TagIndex => {
+                return (links, odd, aliases, true);
+            }
             Err(e) => {
                 self.storage_finding(&e, "cannot list links");
                 return (links, odd, aliases, false);
@@ -726,7 +933,11 @@ impl<'a> Ctx<'a> {
                                 links.push(l);
                             }
                         }
-                        None => self.finding(FindingKind::UnexpectedDirectory, &hdir, "not a sha256 digest; skipped"),
+                        None => self.finding(
+                            FindingKind::UnexpectedDirectory,
+                            &hdir,
+                            "not a sha256 digest; skipped",
+                        ),
                     }
                     continue;
                 }
@@ -747,9 +958,11 @@ impl<'a> Ctx<'a> {
                                 );
                                 aliases.push((d, content));
                             }
-                            Err(e) if e.is_not_found() => {
-                                self.finding(FindingKind::EmptyDirectory, &hdir, "alias directory without a link")
-                            }
+                            Err(e) if e.is_not_found() => self.finding(
+                                FindingKind::EmptyDirectory,
+                                &hdir,
+                                "alias directory without a link",
+                            ),
                             Err(e) => self.storage_finding(&e, "cannot read alias link"),
                         }
                     }
@@ -770,15 +983,22 @@ impl<'a> Ctx<'a> {
     }
 
     fn scan_layers(&self, repo: String, dir: String) {
-        let (links, odd, aliases, complete) = self.scan_link_family(&repo, &dir, LinkKind::Layer, None);
+        let (links, odd, aliases, complete) =
+            self.scan_link_family(&repo, &dir, LinkKind::Layer, None);
         if !complete {
             self.fragment(Fragment::Incomplete { repo: repo.clone() });
         }
-        self.fragment(Fragment::Layers { repo, links, odd, aliases });
+        self.fragment(Fragment::Layers {
+            repo,
+            links,
+            odd,
+            aliases,
+        });
     }
 
     fn scan_revisions(&self, repo: String, dir: String) {
-        let (links, odd, _, complete) = self.scan_link_family(&repo, &dir, LinkKind::Revision, None);
+        let (links, odd, _, complete) =
+            self.scan_link_family(&repo, &dir, LinkKind::Revision, None);
         if !complete {
             self.fragment(Fragment::Incomplete { repo: repo.clone() });
         }
@@ -800,7 +1020,11 @@ impl<'a> Ctx<'a> {
                 continue;
             }
             if !is_valid_tag(&t.name) {
-                self.finding(FindingKind::InvalidName, &tdir, "tag name outside [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}");
+                self.finding(
+                    FindingKind::InvalidName,
+                    &tdir,
+                    "tag name outside [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}",
+                );
             }
             let repo = repo.clone();
             s.spawn(move |_| self.scan_tag(repo, t.name, tdir));
@@ -812,11 +1036,21 @@ impl<'a> Ctx<'a> {
         let cpath = format!("{dir}/current/link");
         let current = match self.storage.read_with_meta(&cpath, MAX_LINK_LEN) {
             Ok((bytes, meta)) => match parse_link(&bytes) {
-                Ok(d) => Some(CurrentLink { target: Some(self.intern(&d)), modified: meta.modified }),
+                Ok(d) => Some(CurrentLink {
+                    target: Some(self.intern(&d)),
+                    modified: meta.modified,
+                }),
                 Err(e) => {
-                    let k = if matches!(e, LinkError::Empty) { FindingKind::LinkEmpty } else { FindingKind::LinkInvalid };
+                    let k = if matches!(e, LinkError::Empty) {
+                        FindingKind::LinkEmpty
+                    } else {
+                        FindingKind::LinkInvalid
+                    };
                     self.finding(k, &cpath, e.to_string());
-                    Some(CurrentLink { target: None, modified: meta.modified })
+                    Some(CurrentLink {
+                        target: None,
+                        modified: meta.modified,
+                    })
                 }
             },
             Err(e) if e.is_not_found() => {
@@ -828,7 +1062,11 @@ impl<'a> Ctx<'a> {
                 None
             }
             Err(e) if matches!(e.kind, ErrorKind::TooLarge { .. }) => {
-                self.finding(FindingKind::LinkOversized, &cpath, "larger than any digest; not read");
+                self.finding(
+                    FindingKind::LinkOversized,
+                    &cpath,
+                    "larger than any digest; not read",
+                );
                 None
             }
             Err(e) => {
@@ -837,12 +1075,25 @@ impl<'a> Ctx<'a> {
                 None
             }
         };
-        let (index, o, _, complete) = self.scan_link_family(&repo, &format!("{dir}/index"), LinkKind::TagIndex, Some(&name));
+        let (index, o, _, complete) = self.scan_link_family(
+            &repo,
+            &format!("{dir}/index"),
+            LinkKind::TagIndex,
+            Some(&name),
+        );
         odd.extend(o);
         if !complete {
             self.fragment(Fragment::Incomplete { repo: repo.clone() });
         }
-        self.fragment(Fragment::Tag { repo, tag: Tag { name, current, index }, odd });
+        self.fragment(Fragment::Tag {
+            repo,
+            tag: Tag {
+                name,
+                current,
+                index,
+            },
+            odd,
+        });
     }
 
     fn scan_uploads(&self, repo: String, dir: String) {
@@ -858,7 +1109,11 @@ impl<'a> Ctx<'a> {
                 continue;
             }
             if !layout::is_upload_id(&ent.name) {
-                self.finding(FindingKind::UnexpectedDirectory, &udir, "upload directory not named by a UUID; counted as an upload");
+                self.finding(
+                    FindingKind::UnexpectedDirectory,
+                    &udir,
+                    "upload directory not named by a UUID; counted as an upload",
+                );
             }
             uploads.push(self.scan_upload(ent.name, &udir));
         }
@@ -866,7 +1121,13 @@ impl<'a> Ctx<'a> {
     }
 
     fn scan_upload(&self, id: String, dir: &str) -> Upload {
-        let mut up = Upload { id, started_at: None, data_size: None, total_size: 0, modified: Timestamp::EPOCH };
+        let mut up = Upload {
+            id,
+            started_at: None,
+            data_size: None,
+            total_size: 0,
+            modified: Timestamp::EPOCH,
+        };
         let mut has_started = false;
         // Uploads are few; walk them whole so their bytes are exact.
         let mut stack = vec![dir.to_owned()];
@@ -890,12 +1151,18 @@ impl<'a> Ctx<'a> {
                                 Ok((b, m)) => {
                                     up.total_size += m.size;
                                     up.modified = up.modified.max(m.modified);
-                                    match std::str::from_utf8(&b).ok().and_then(Timestamp::parse_rfc3339) {
+                                    match std::str::from_utf8(&b)
+                                        .ok()
+                                        .and_then(Timestamp::parse_rfc3339)
+                                    {
                                         Some(t) => up.started_at = Some(t),
                                         None => self.finding(
                                             FindingKind::UploadBadStartedAt,
                                             &p,
-                                            format!("not an RFC 3339 time: {}", layout::show_bytes(&b, 40)),
+                                            format!(
+                                                "not an RFC 3339 time: {}",
+                                                layout::show_bytes(&b, 40)
+                                            ),
                                         ),
                                     }
                                 }
@@ -933,7 +1200,14 @@ impl<'a> Ctx<'a> {
     fn read_manifest(&self, id: BlobId) -> ManifestRecord {
         let h = self.table[id as usize].digest;
         let path = layout::blob_data(&h);
-        let mut rec = ManifestRecord { id, status: ManifestStatus::Parsed, kind: None, refs: Box::new([]), subject: None, extra: None };
+        let mut rec = ManifestRecord {
+            id,
+            status: ManifestStatus::Parsed,
+            kind: None,
+            refs: Box::new([]),
+            subject: None,
+            extra: None,
+        };
         self.progress.manifests.fetch_add(1, Ordering::Relaxed);
         let bytes = match self.storage.read(&path, MANIFEST_LIMIT) {
             Ok(b) => b,
@@ -961,7 +1235,14 @@ impl<'a> Ctx<'a> {
                     push(self.intern(&c.digest), RefRole::Config);
                 }
                 for l in &m.layers {
-                    push(self.intern(&l.digest), if l.external { RefRole::External } else { RefRole::Layer });
+                    push(
+                        self.intern(&l.digest),
+                        if l.external {
+                            RefRole::External
+                        } else {
+                            RefRole::Layer
+                        },
+                    );
                 }
                 for c in &m.children {
                     push(self.intern(&c.descriptor.digest), RefRole::Child);
@@ -983,8 +1264,13 @@ impl<'a> Ctx<'a> {
                     );
                 }
                 let platforms: Vec<_> = m.children.into_iter().map(|c| c.platform).collect();
-                if m.kind.is_index() || m.artifact_type.is_some() || m.kind == ManifestKind::Unknown {
-                    rec.extra = Some(Box::new(ManifestExtra { media_type: m.media_type, artifact_type: m.artifact_type, platforms }));
+                if m.kind.is_index() || m.artifact_type.is_some() || m.kind == ManifestKind::Unknown
+                {
+                    rec.extra = Some(Box::new(ManifestExtra {
+                        media_type: m.media_type,
+                        artifact_type: m.artifact_type,
+                        platforms,
+                    }));
                 }
             }
             Err(e) => {

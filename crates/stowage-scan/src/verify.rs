@@ -22,11 +22,25 @@ pub struct VerifyOptions {
 
 /// Hash every blob in `inv`; return a finding for each one whose content does not match its
 /// digest or could not be read. `hashed` counts bytes as they go (for progress).
-pub fn verify_blobs(storage: &dyn Storage, inv: &Inventory, opts: &VerifyOptions, hashed: &AtomicU64) -> Vec<Finding> {
+pub fn verify_blobs(
+    storage: &dyn Storage,
+    inv: &Inventory,
+    opts: &VerifyOptions,
+    hashed: &AtomicU64,
+) -> Vec<Finding> {
     use rayon::prelude::*;
-    let pool = match rayon::ThreadPoolBuilder::new().num_threads(opts.concurrency.max(1)).build() {
+    let pool = match rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.concurrency.max(1))
+        .build()
+    {
         Ok(p) => p,
-        Err(e) => return vec![Finding::new(FindingKind::IoError, "", format!("cannot start hashing pool: {e}"))],
+        Err(e) => {
+            return vec![Finding::new(
+                FindingKind::IoError,
+                "",
+                format!("cannot start hashing pool: {e}"),
+            )];
+        }
     };
     let mut out: Vec<Finding> = pool.install(|| {
         inv.blobs
@@ -39,7 +53,10 @@ pub fn verify_blobs(storage: &dyn Storage, inv: &Inventory, opts: &VerifyOptions
                             Some(Finding::new(
                                 FindingKind::Vanished,
                                 path,
-                                format!("size changed during verification ({} -> {n} bytes)", b.size),
+                                format!(
+                                    "size changed during verification ({} -> {n} bytes)",
+                                    b.size
+                                ),
                             ))
                         } else {
                             None
@@ -48,9 +65,16 @@ pub fn verify_blobs(storage: &dyn Storage, inv: &Inventory, opts: &VerifyOptions
                     Ok((h, n)) => Some(Finding::new(
                         FindingKind::BlobDigestMismatch,
                         path,
-                        format!("{n} bytes hash to {h}, not {}: the content is corrupt", b.digest),
+                        format!(
+                            "{n} bytes hash to {h}, not {}: the content is corrupt",
+                            b.digest
+                        ),
                     )),
-                    Err(e) => Some(Finding::new(FindingKind::IoError, path, format!("cannot verify: {e}"))),
+                    Err(e) => Some(Finding::new(
+                        FindingKind::IoError,
+                        path,
+                        format!("cannot verify: {e}"),
+                    )),
                 }
             })
             .collect()

@@ -13,7 +13,9 @@ pub enum ErrorKind {
     /// A symbolic link where a file or directory was expected; never followed.
     Symlink,
     /// Larger than the caller's limit.
-    TooLarge { limit: u64 },
+    TooLarge {
+        limit: u64,
+    },
     /// `ESTALE` and friends on network filesystems.
     Stale,
     TimedOut,
@@ -41,7 +43,11 @@ impl fmt::Display for StorageError {
             ErrorKind::TimedOut => "timed out".to_string(),
             ErrorKind::Other => "I/O error".to_string(),
         };
-        let path = if self.path.is_empty() { "<root>" } else { &self.path };
+        let path = if self.path.is_empty() {
+            "<root>"
+        } else {
+            &self.path
+        };
         match &self.source {
             Some(e) if !matches!(self.kind, ErrorKind::NotFound | ErrorKind::PermissionDenied) => {
                 write!(f, "{path}: {what}: {e}")
@@ -53,7 +59,11 @@ impl fmt::Display for StorageError {
 
 impl StorageError {
     pub fn new(kind: ErrorKind, path: impl Into<String>) -> StorageError {
-        StorageError { kind, path: path.into(), source: None }
+        StorageError {
+            kind,
+            path: path.into(),
+            source: None,
+        }
     }
 
     pub fn io(path: impl Into<String>, e: io::Error) -> StorageError {
@@ -69,7 +79,11 @@ impl StorageError {
                 _ => ErrorKind::Other,
             },
         };
-        StorageError { kind, path: path.into(), source: Some(e) }
+        StorageError {
+            kind,
+            path: path.into(),
+            source: Some(e),
+        }
     }
 
     pub fn is_not_found(&self) -> bool {

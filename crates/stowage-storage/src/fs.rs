@@ -47,18 +47,30 @@ pub fn resolve_root(path: &Path) -> Result<ResolvedRoot, StorageError> {
     let is_dir = |p: &Path| std::fs::metadata(p).map(|m| m.is_dir()).unwrap_or(false);
     let candidates = [
         (path.join(LAYOUT_ROOT), RootLayout::RootDirectory),
-        (path.join("gitlab-rails/shared/registry").join(LAYOUT_ROOT), RootLayout::GitLabOmnibus),
-        (path.join("shared/registry").join(LAYOUT_ROOT), RootLayout::GitLabOmnibus),
+        (
+            path.join("gitlab-rails/shared/registry").join(LAYOUT_ROOT),
+            RootLayout::GitLabOmnibus,
+        ),
+        (
+            path.join("shared/registry").join(LAYOUT_ROOT),
+            RootLayout::GitLabOmnibus,
+        ),
     ];
     for (p, how) in candidates {
         if is_dir(&p) {
-            return Ok(ResolvedRoot { layout_root: p, how });
+            return Ok(ResolvedRoot {
+                layout_root: p,
+                how,
+            });
         }
     }
     // The v2 directory itself: named v2 under docker/registry, or holding blobs/ or repositories/.
     let named_v2 = path.ends_with(LAYOUT_ROOT);
     if named_v2 || is_dir(&path.join("blobs")) || is_dir(&path.join("repositories")) {
-        return Ok(ResolvedRoot { layout_root: path.to_path_buf(), how: RootLayout::LayoutRoot });
+        return Ok(ResolvedRoot {
+            layout_root: path.to_path_buf(),
+            how: RootLayout::LayoutRoot,
+        });
     }
     Err(StorageError {
         kind: ErrorKind::NotFound,
@@ -81,9 +93,14 @@ impl FsStorage {
     /// symbolic links (`/var/lib/registry -> /data/registry` is common); nothing below it is.
     pub fn open(layout_root: &Path) -> Result<FsStorage, StorageError> {
         let shown = layout_root.display().to_string();
-        let root = std::fs::canonicalize(layout_root).map_err(|e| StorageError::io(shown.clone(), e))?;
+        let root =
+            std::fs::canonicalize(layout_root).map_err(|e| StorageError::io(shown.clone(), e))?;
         let backend = detect_backend(&root);
-        Ok(FsStorage { root, backend, counters: OpCounters::default() })
+        Ok(FsStorage {
+            root,
+            backend,
+            counters: OpCounters::default(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -91,19 +108,41 @@ impl FsStorage {
     }
 
     fn full(&self, rel: &str) -> PathBuf {
-        if rel.is_empty() { self.root.clone() } else { self.root.join(rel) }
+        if rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
+        }
     }
 
-    fn read_inner(&self, path: &str, limit: u64, want_meta: bool) -> Result<(Vec<u8>, Option<Meta>), StorageError> {
+    fn read_inner(
+        &self,
+        path: &str,
+        limit: u64,
+        want_meta: bool,
+    ) -> Result<(Vec<u8>, Option<Meta>), StorageError> {
         self.counters.track(&self.counters.reads, || {
             let f = self.open_nofollow(path)?;
             // fstat on the open descriptor: no second path lookup (on NFS the open already
             // fetched the attributes).
-            let meta = if want_meta { Some(meta_of(&f.metadata().map_err(|e| StorageError::io(path, e))?)) } else { None };
-            let mut buf = Vec::with_capacity(meta.as_ref().map_or(128, |m| m.size.min(limit) as usize + 1));
+            let meta = if want_meta {
+                Some(meta_of(
+                    &f.metadata().map_err(|e| StorageError::io(path, e))?,
+                ))
+            } else {
+                None
+            };
+            let mut buf = Vec::with_capacity(
+                meta.as_ref()
+                    .map_or(128, |m| m.size.min(limit) as usize + 1),
+            );
             // Stop one byte past the limit to detect oversize without reading a huge file whole.
-            f.take(limit + 1).read_to_end(&mut buf).map_err(|e| StorageError::io(path, e))?;
-            self.counters.bytes_read.fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            f.take(limit + 1)
+                .read_to_end(&mut buf)
+                .map_err(|e| StorageError::io(path, e))?;
+            self.counters
+                .bytes_read
+                .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
             if buf.len() as u64 > limit {
                 return Err(StorageError::new(ErrorKind::TooLarge { limit }, path));
             }
@@ -152,21 +191,32 @@ fn detect_backend(root: &Path) -> BackendKind {
         Ok(s) => {
             let t = s.f_type as i64;
             if let Some((_, name)) = NETWORK.iter().find(|(m, _)| *m == t) {
-                BackendKind::NetworkFs { fs_type: (*name).to_string() }
+                BackendKind::NetworkFs {
+                    fs_type: (*name).to_string(),
+                }
             } else if let Some((_, name)) = LOCAL.iter().find(|(m, _)| *m == t) {
-                BackendKind::LocalFs { fs_type: (*name).to_string() }
+                BackendKind::LocalFs {
+                    fs_type: (*name).to_string(),
+                }
             } else {
-                BackendKind::LocalFs { fs_type: format!("0x{t:x}") }
+                BackendKind::LocalFs {
+                    fs_type: format!("0x{t:x}"),
+                }
             }
         }
-        Err(_) => BackendKind::LocalFs { fs_type: "unknown".into() },
+        Err(_) => BackendKind::LocalFs {
+            fs_type: "unknown".into(),
+        },
     }
 }
 
 fn meta_of(m: &std::fs::Metadata) -> Meta {
     Meta {
         size: m.len(),
-        modified: m.modified().map(Timestamp::from_system_time).unwrap_or_default(),
+        modified: m
+            .modified()
+            .map(Timestamp::from_system_time)
+            .unwrap_or_default(),
         created: m.created().ok().map(Timestamp::from_system_time),
     }
 }
@@ -199,7 +249,11 @@ impl Storage for FsStorage {
                     }
                 };
                 let name = ent.file_name();
-                visit(Entry { name: name.as_bytes(), kind, meta: None });
+                visit(Entry {
+                    name: name.as_bytes(),
+                    kind,
+                    meta: None,
+                });
             }
             Ok(())
         })
@@ -207,7 +261,8 @@ impl Storage for FsStorage {
 
     fn stat(&self, path: &str) -> Result<Meta, StorageError> {
         self.counters.track(&self.counters.stats, || {
-            let m = std::fs::symlink_metadata(self.full(path)).map_err(|e| StorageError::io(path, e))?;
+            let m = std::fs::symlink_metadata(self.full(path))
+                .map_err(|e| StorageError::io(path, e))?;
             if m.file_type().is_symlink() {
                 return Err(StorageError::new(ErrorKind::Symlink, path));
             }
@@ -220,11 +275,22 @@ impl Storage for FsStorage {
     }
 
     fn read_with_meta(&self, path: &str, limit: u64) -> Result<(Vec<u8>, Meta), StorageError> {
-        self.read_inner(path, limit, true).map(|(b, m)| (b, m.unwrap_or(Meta { size: 0, modified: Timestamp::EPOCH, created: None })))
+        self.read_inner(path, limit, true).map(|(b, m)| {
+            (
+                b,
+                m.unwrap_or(Meta {
+                    size: 0,
+                    modified: Timestamp::EPOCH,
+                    created: None,
+                }),
+            )
+        })
     }
 
     fn open(&self, path: &str) -> Result<Box<dyn Read + Send>, StorageError> {
-        self.counters.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.counters
+            .reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let f = self.open_nofollow(path)?;
         let m = f.metadata().map_err(|e| StorageError::io(path, e))?;
         if !m.is_file() {
@@ -248,18 +314,31 @@ mod tests {
         let v2 = t.path().join("reg").join(LAYOUT_ROOT);
         std::fs::create_dir_all(v2.join("blobs")).unwrap();
         let r = resolve_root(&t.path().join("reg")).unwrap();
-        assert_eq!((r.layout_root.as_path(), r.how), (v2.as_path(), RootLayout::RootDirectory));
+        assert_eq!(
+            (r.layout_root.as_path(), r.how),
+            (v2.as_path(), RootLayout::RootDirectory)
+        );
         let r = resolve_root(&v2).unwrap();
         assert_eq!(r.how, RootLayout::LayoutRoot);
-        let gl = t.path().join("gitlab/gitlab-rails/shared/registry").join(LAYOUT_ROOT);
+        let gl = t
+            .path()
+            .join("gitlab/gitlab-rails/shared/registry")
+            .join(LAYOUT_ROOT);
         std::fs::create_dir_all(&gl).unwrap();
         let r = resolve_root(&t.path().join("gitlab")).unwrap();
-        assert_eq!((r.layout_root.as_path(), r.how), (gl.as_path(), RootLayout::GitLabOmnibus));
+        assert_eq!(
+            (r.layout_root.as_path(), r.how),
+            (gl.as_path(), RootLayout::GitLabOmnibus)
+        );
         let empty = t.path().join("empty");
         std::fs::create_dir(&empty).unwrap();
         let e = resolve_root(&empty).unwrap_err();
         assert!(e.to_string().contains("rootdirectory"), "{e}");
-        assert!(resolve_root(&t.path().join("nope")).unwrap_err().is_not_found());
+        assert!(
+            resolve_root(&t.path().join("nope"))
+                .unwrap_err()
+                .is_not_found()
+        );
     }
 
     #[test]
@@ -272,9 +351,18 @@ mod tests {
         std::os::unix::fs::symlink(t.path(), root.join("dir")).unwrap();
         let s = FsStorage::open(&root).unwrap();
         let mut kinds = Vec::new();
-        s.list_dir("", &mut |e| kinds.push((String::from_utf8_lossy(e.name).into_owned(), e.kind))).unwrap();
+        s.list_dir("", &mut |e| {
+            kinds.push((String::from_utf8_lossy(e.name).into_owned(), e.kind))
+        })
+        .unwrap();
         kinds.sort_by(|a, b| a.0.cmp(&b.0));
-        assert_eq!(kinds, [("dir".to_string(), EntryKind::Symlink), ("link".to_string(), EntryKind::Symlink)]);
+        assert_eq!(
+            kinds,
+            [
+                ("dir".to_string(), EntryKind::Symlink),
+                ("link".to_string(), EntryKind::Symlink)
+            ]
+        );
         assert_eq!(s.read("link", 100).unwrap_err().kind, ErrorKind::Symlink);
         assert_eq!(s.stat("link").unwrap_err().kind, ErrorKind::Symlink);
     }

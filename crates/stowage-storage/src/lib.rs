@@ -57,10 +57,16 @@ pub struct Entry<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BackendKind {
     /// A local filesystem.
-    LocalFs { fs_type: String },
+    LocalFs {
+        fs_type: String,
+    },
     /// A network or FUSE filesystem: every operation is a round trip.
-    NetworkFs { fs_type: String },
-    ObjectStore { scheme: String },
+    NetworkFs {
+        fs_type: String,
+    },
+    ObjectStore {
+        scheme: String,
+    },
 }
 
 impl BackendKind {

@@ -11,10 +11,21 @@ use serde_yaml_ng::Value;
 /// Where the registry keeps its storage, per its config.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Driver {
-    Filesystem { rootdirectory: PathBuf },
-    S3 { bucket: String, region: Option<String>, regionendpoint: Option<String>, rootdirectory: String, forcepathstyle: bool, secure: bool },
+    Filesystem {
+        rootdirectory: PathBuf,
+    },
+    S3 {
+        bucket: String,
+        region: Option<String>,
+        regionendpoint: Option<String>,
+        rootdirectory: String,
+        forcepathstyle: bool,
+        secure: bool,
+    },
     /// A driver stowage does not read yet (named as in the config: gcs, azure, inmemory...).
-    Unsupported { name: String },
+    Unsupported {
+        name: String,
+    },
 }
 
 /// What stowage takes from a registry `config.yml`.
@@ -38,7 +49,10 @@ pub enum ConfigError {
     #[error("storage section names no driver (filesystem, s3, gcs, azure, ...)")]
     NoDriver,
     #[error("storage.{driver}.{key} is missing")]
-    Missing { driver: &'static str, key: &'static str },
+    Missing {
+        driver: &'static str,
+        key: &'static str,
+    },
 }
 
 /// Parameters that are not drivers.
@@ -79,27 +93,41 @@ impl RegistryConfig {
             driver = Some(match name {
                 "filesystem" => Driver::Filesystem {
                     rootdirectory: PathBuf::from(
-                        as_string(get(params, "rootdirectory")).unwrap_or_else(|| "/var/lib/registry".to_string()),
+                        as_string(get(params, "rootdirectory"))
+                            .unwrap_or_else(|| "/var/lib/registry".to_string()),
                     ),
                 },
                 "s3" => Driver::S3 {
-                    bucket: as_string(get(params, "bucket")).ok_or(ConfigError::Missing { driver: "s3", key: "bucket" })?,
+                    bucket: as_string(get(params, "bucket")).ok_or(ConfigError::Missing {
+                        driver: "s3",
+                        key: "bucket",
+                    })?,
                     region: as_string(get(params, "region")),
                     regionendpoint: as_string(get(params, "regionendpoint")),
                     rootdirectory: as_string(get(params, "rootdirectory")).unwrap_or_default(),
                     forcepathstyle: as_bool(get(params, "forcepathstyle")).unwrap_or(false),
                     secure: as_bool(get(params, "secure")).unwrap_or(true),
                 },
-                other => Driver::Unsupported { name: other.to_string() },
+                other => Driver::Unsupported {
+                    name: other.to_string(),
+                },
             });
             break;
         }
         let driver = driver.ok_or(ConfigError::NoDriver)?;
         let maintenance = get(storage, "maintenance");
-        let readonly =
-            maintenance.and_then(|m| get(m, "readonly")).and_then(|r| as_bool(get(r, "enabled"))).unwrap_or(false);
-        let delete_enabled = get(storage, "delete").and_then(|d| as_bool(get(d, "enabled"))).unwrap_or(false);
-        Ok(RegistryConfig { driver, readonly, delete_enabled })
+        let readonly = maintenance
+            .and_then(|m| get(m, "readonly"))
+            .and_then(|r| as_bool(get(r, "enabled")))
+            .unwrap_or(false);
+        let delete_enabled = get(storage, "delete")
+            .and_then(|d| as_bool(get(d, "enabled")))
+            .unwrap_or(false);
+        Ok(RegistryConfig {
+            driver,
+            readonly,
+            delete_enabled,
+        })
     }
 }
 
@@ -113,7 +141,12 @@ mod tests {
             "version: 0.1\nlog:\n  level: info\nstorage:\n  cache:\n    blobdescriptor: inmemory\n  filesystem:\n    rootdirectory: /var/lib/docker-registry\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: :5000\n",
         )
         .unwrap();
-        assert_eq!(c.driver, Driver::Filesystem { rootdirectory: "/var/lib/docker-registry".into() });
+        assert_eq!(
+            c.driver,
+            Driver::Filesystem {
+                rootdirectory: "/var/lib/docker-registry".into()
+            }
+        );
         assert!(c.delete_enabled);
         assert!(!c.readonly);
     }
@@ -125,10 +158,18 @@ mod tests {
         )
         .unwrap();
         assert!(c.readonly);
-        assert!(matches!(c.driver, Driver::S3 { ref bucket, forcepathstyle: true, secure: false, .. } if bucket == "reg"));
+        assert!(
+            matches!(c.driver, Driver::S3 { ref bucket, forcepathstyle: true, secure: false, .. } if bucket == "reg")
+        );
         let g = RegistryConfig::parse("storage:\n  gcs:\n    bucket: x\n").unwrap();
         assert_eq!(g.driver, Driver::Unsupported { name: "gcs".into() });
-        assert!(matches!(RegistryConfig::parse("http: {}\n"), Err(ConfigError::NoStorage)));
-        assert!(matches!(RegistryConfig::parse("storage: [\n"), Err(ConfigError::Yaml(_))));
+        assert!(matches!(
+            RegistryConfig::parse("http: {}\n"),
+            Err(ConfigError::NoStorage)
+        ));
+        assert!(matches!(
+            RegistryConfig::parse("storage: [\n"),
+            Err(ConfigError::Yaml(_))
+        ));
     }
 }

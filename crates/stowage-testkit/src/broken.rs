@@ -27,14 +27,24 @@ pub struct Healthy {
 /// Two repositories, a shared layer, a tag and an untagged manifest.
 pub fn healthy(t: &TreeBuilder) -> Healthy {
     let base_layer = t.layer("base", 4096);
-    let base_config = t.blob(br#"{"architecture":"amd64","os":"linux","created":"2024-01-01T00:00:00Z"}"#);
+    let base_config =
+        t.blob(br#"{"architecture":"amd64","os":"linux","created":"2024-01-01T00:00:00Z"}"#);
     let base = t.image("lib/base", Some("1.0"), &base_config, &[&base_layer]);
     let app_layer = t.layer("app", 1000);
-    let app_config = t.blob(br#"{"architecture":"amd64","os":"linux","created":"2024-02-01T00:00:00Z"}"#);
+    let app_config =
+        t.blob(br#"{"architecture":"amd64","os":"linux","created":"2024-02-01T00:00:00Z"}"#);
     let app = t.image("app", Some("v1"), &app_config, &[&base_layer, &app_layer]);
-    let old_config = t.blob(br#"{"architecture":"amd64","os":"linux","created":"2023-01-01T00:00:00Z"}"#);
+    let old_config =
+        t.blob(br#"{"architecture":"amd64","os":"linux","created":"2023-01-01T00:00:00Z"}"#);
     let untagged = t.image("app", None, &old_config, &[&base_layer]);
-    Healthy { app_config, app_layer, base_layer, app, base, untagged }
+    Healthy {
+        app_config,
+        app_layer,
+        base_layer,
+        app,
+        base,
+        untagged,
+    }
 }
 
 /// A named defect: what it breaks, and the finding kind (as its stable string) and a path
@@ -63,25 +73,45 @@ pub fn defects() -> Vec<Defect> {
             name: "revision_link_with_trailing_newline",
             expect_kind: "link_invalid",
             expect_path: "repositories/app/_manifests/revisions/sha256/",
-            apply: |t, h| t.write(&rev(&h.app, "app"), format!("{}\n", h.app.digest).as_bytes()),
+            apply: |t, h| {
+                t.write(
+                    &rev(&h.app, "app"),
+                    format!("{}\n", h.app.digest).as_bytes(),
+                )
+            },
         },
         Defect {
             name: "layer_link_not_a_digest",
             expect_kind: "link_invalid",
             expect_path: "repositories/app/_layers/sha256/",
-            apply: |t, h| t.write(&layout::layer_link("app", &h.app_layer.digest()), b"garbage!"),
+            apply: |t, h| {
+                t.write(
+                    &layout::layer_link("app", &h.app_layer.digest()),
+                    b"garbage!",
+                )
+            },
         },
         Defect {
             name: "revision_link_names_another_digest",
             expect_kind: "link_mismatch",
             expect_path: "repositories/app/_manifests/revisions/sha256/",
-            apply: |t, h| t.write(&rev(&h.untagged, "app"), format!("sha256:{}", "0".repeat(64)).as_bytes()),
+            apply: |t, h| {
+                t.write(
+                    &rev(&h.untagged, "app"),
+                    format!("sha256:{}", "0".repeat(64)).as_bytes(),
+                )
+            },
         },
         Defect {
             name: "huge_link_file",
             expect_kind: "link_oversized",
             expect_path: "repositories/app/_layers/sha256/",
-            apply: |t, h| t.write(&layout::layer_link("app", &h.app_layer.digest()), &vec![b'a'; 1 << 20]),
+            apply: |t, h| {
+                t.write(
+                    &layout::layer_link("app", &h.app_layer.digest()),
+                    &vec![b'a'; 1 << 20],
+                )
+            },
         },
         Defect {
             name: "tag_current_link_garbage",
@@ -100,7 +130,8 @@ pub fn defects() -> Vec<Defect> {
             expect_kind: "tag_dangling",
             expect_path: "repositories/app/_manifests/tags/v2",
             apply: |t, _| {
-                let d: stowage_model::Digest = format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
+                let d: stowage_model::Digest =
+                    format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
                 t.tag("app", "v2", &d);
             },
         },
@@ -147,7 +178,12 @@ pub fn defects() -> Vec<Defect> {
             name: "blob_dir_without_data",
             expect_kind: "blob_missing_data",
             expect_path: "blobs/sha256/",
-            apply: |t, _| t.write(&format!("blobs/sha256/ee/{}/partial", "ee".repeat(32)), b"x"),
+            apply: |t, _| {
+                t.write(
+                    &format!("blobs/sha256/ee/{}/partial", "ee".repeat(32)),
+                    b"x",
+                )
+            },
         },
         Defect {
             name: "blob_in_wrong_shard",
@@ -177,7 +213,8 @@ pub fn defects() -> Vec<Defect> {
             expect_path: "repositories/",
             apply: |t, _| {
                 let name = std::ffi::OsStr::from_bytes(b"bad\xffname");
-                std::fs::create_dir_all(t.path("repositories").join(name).join("_manifests")).unwrap();
+                std::fs::create_dir_all(t.path("repositories").join(name).join("_manifests"))
+                    .unwrap();
             },
         },
         Defect {
@@ -202,13 +239,25 @@ pub fn defects() -> Vec<Defect> {
             name: "upload_without_startedat",
             expect_kind: "upload_no_startedat",
             expect_path: "repositories/app/_uploads/",
-            apply: |t, _| t.write("repositories/app/_uploads/0b1c2d3e-0000-4000-8000-000000000000/data", b"partial"),
+            apply: |t, _| {
+                t.write(
+                    "repositories/app/_uploads/0b1c2d3e-0000-4000-8000-000000000000/data",
+                    b"partial",
+                )
+            },
         },
         Defect {
             name: "upload_startedat_garbage",
             expect_kind: "upload_bad_startedat",
             expect_path: "repositories/app/_uploads/",
-            apply: |t, _| t.upload("app", "0b1c2d3e-0000-4000-8000-000000000001", "yesterday", 10),
+            apply: |t, _| {
+                t.upload(
+                    "app",
+                    "0b1c2d3e-0000-4000-8000-000000000001",
+                    "yesterday",
+                    10,
+                )
+            },
         },
         Defect {
             name: "foreign_metadata_dir",

@@ -19,7 +19,10 @@ use stowage_model::digest::{Digest, Sha256};
 
 /// The repository root (for locating `fixtures/`).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// An extracted copy of the committed sample registry.
@@ -127,13 +130,18 @@ impl TreeBuilder {
     pub fn blob(&self, bytes: &[u8]) -> Written {
         let h = Sha256::of(bytes);
         self.write(&layout::blob_data(&h), bytes);
-        Written { digest: h, size: bytes.len() as u64 }
+        Written {
+            digest: h,
+            size: bytes.len() as u64,
+        }
     }
 
     /// A layer-like blob with deterministic content.
     pub fn layer(&self, seed: &str, size: usize) -> Written {
         let mut v = Vec::with_capacity(size);
-        let mut x: u64 = seed.bytes().fold(1469598103934665603u64, |h, b| (h ^ b as u64).wrapping_mul(1099511628211));
+        let mut x: u64 = seed.bytes().fold(1469598103934665603u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(1099511628211)
+        });
         while v.len() < size {
             x ^= x << 13;
             x ^= x >> 7;
@@ -155,12 +163,27 @@ impl TreeBuilder {
 
     /// Push an image manifest (OCI) with `config` and `layers` into `repo`, linking its blobs
     /// like a push does; tag it when `tag` is given. Returns the manifest blob.
-    pub fn image(&self, repo: &str, tag: Option<&str>, config: &Written, layers: &[&Written]) -> Written {
-        let desc = |w: &Written, mt: &str| format!(r#"{{"mediaType":"{mt}","digest":"{}","size":{}}}"#, w.digest, w.size);
+    pub fn image(
+        &self,
+        repo: &str,
+        tag: Option<&str>,
+        config: &Written,
+        layers: &[&Written],
+    ) -> Written {
+        let desc = |w: &Written, mt: &str| {
+            format!(
+                r#"{{"mediaType":"{mt}","digest":"{}","size":{}}}"#,
+                w.digest, w.size
+            )
+        };
         let body = format!(
             r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[{}]}}"#,
             desc(config, "application/vnd.oci.image.config.v1+json"),
-            layers.iter().map(|l| desc(l, "application/vnd.oci.image.layer.v1.tar+gzip")).collect::<Vec<_>>().join(",")
+            layers
+                .iter()
+                .map(|l| desc(l, "application/vnd.oci.image.layer.v1.tar+gzip"))
+                .collect::<Vec<_>>()
+                .join(",")
         );
         self.link_layer(repo, &config.digest());
         for l in layers {
@@ -215,6 +238,10 @@ impl TreeBuilder {
     /// Remove a file or directory tree (for breaking fixtures).
     pub fn remove(&self, rel: &str) {
         let p = self.path(rel);
-        if p.is_dir() { fs::remove_dir_all(p).unwrap() } else { fs::remove_file(p).unwrap() }
+        if p.is_dir() {
+            fs::remove_dir_all(p).unwrap()
+        } else {
+            fs::remove_file(p).unwrap()
+        }
     }
 }

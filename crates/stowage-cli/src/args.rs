@@ -1,0 +1,187 @@
+//! Raw command-line arguments (clap types), kept apart from resolved settings.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "stowage",
+    version,
+    about = "See exactly what a container registry's storage holds, and reclaim space without breaking images.",
+    long_about = "stowage reads the storage of a CNCF distribution registry (registry:2, GitLab's registry) \
+directly: every blob with its size, date, kind and who needs it, per-repository and per-tag sizes, \
+orphans, stale uploads and integrity problems. Every command here is read-only."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// The registry's storage: its `rootdirectory`, the `docker/registry/v2` directory, or
+    /// GitLab's omnibus registry path.
+    #[arg(long, global = true, env = "STOWAGE_STORAGE", value_name = "PATH")]
+    pub storage: Option<PathBuf>,
+
+    /// Read the storage location from the registry's own config.yml.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub registry_config: Option<PathBuf>,
+
+    /// Output format. Tables are for people; json, ndjson and csv have a versioned schema
+    /// (docs/json-schema.md).
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+
+    /// Storage operations kept in flight (default: chosen from the storage type; see --verbose).
+    #[arg(long, global = true, value_name = "N")]
+    pub concurrency: Option<usize>,
+
+    /// Pretend the current time is this (RFC 3339), for reproducible output.
+    #[arg(long, global = true, value_name = "TIME")]
+    pub now: Option<String>,
+
+    /// Never show a progress display.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+
+    /// Say what stowage decided and why (storage type, concurrency, scan counters) on stderr.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Ndjson,
+    Csv,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Every blob: size, date, kind, and which repositories, tags and manifests need it.
+    Inventory(InventoryArgs),
+    /// Repositories as a tree with total, exclusive and shared bytes.
+    Du(DuArgs),
+    /// A repository's tags: digest, type, platforms, sizes, when each last moved, history.
+    Tags(TagsArgs),
+    /// Explain a digest, a storage path or an image reference in plain words.
+    Explain(ExplainArgs),
+    /// Integrity problems (exit status 1 when any are found).
+    Check(CheckArgs),
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobSort {
+    Digest,
+    Size,
+    Date,
+    Kind,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KindArg {
+    Manifest,
+    Index,
+    Config,
+    Layer,
+    Unknown,
+}
+
+#[derive(Args, Debug)]
+pub struct InventoryArgs {
+    /// Only blobs needed by (or linked into) repositories matching this glob (`team/**`).
+    #[arg(long, value_name = "GLOB")]
+    pub repo: Vec<String>,
+    /// Only blobs of these kinds.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub kind: Vec<KindArg>,
+    /// Only blobs nothing references (what the registry's GC would delete).
+    #[arg(long, conflicts_with = "referenced")]
+    pub unreferenced: bool,
+    /// Only referenced blobs.
+    #[arg(long)]
+    pub referenced: bool,
+    /// Only blobs last modified longer ago than this (`30d`, `12h`).
+    #[arg(long, value_name = "AGE")]
+    pub older_than: Option<String>,
+    /// Only blobs modified more recently than this.
+    #[arg(long, value_name = "AGE")]
+    pub newer_than: Option<String>,
+    /// Only blobs at least this big (`10MiB`, `1GB`, `500`).
+    #[arg(long, value_name = "SIZE")]
+    pub min_size: Option<String>,
+    /// Sort order.
+    #[arg(long, value_enum, default_value_t = BlobSort::Digest)]
+    pub sort: BlobSort,
+    /// Reverse the sort (largest or newest first for size/date).
+    #[arg(long)]
+    pub reverse: bool,
+    /// At most this many blob records.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Also list every link file (layer, revision, tag current and history links).
+    #[arg(long)]
+    pub links: bool,
+    /// Also list upload directories.
+    #[arg(long)]
+    pub uploads: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuSort {
+    Total,
+    Exclusive,
+    Shared,
+    Name,
+}
+
+#[derive(Args, Debug)]
+pub struct DuArgs {
+    /// Show the tree down to this depth (1 = top-level namespaces).
+    #[arg(long, value_name = "N")]
+    pub depth: Option<u32>,
+    /// Order of siblings (largest first, except by name).
+    #[arg(long, value_enum, default_value_t = DuSort::Total)]
+    pub sort: DuSort,
+}
+
+#[derive(Args, Debug)]
+pub struct TagsArgs {
+    /// Repository name (`team/app/api`).
+    pub repository: String,
+    /// Print each tag's full history.
+    #[arg(long)]
+    pub history: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// A digest (`sha256:...`), a path under the storage (absolute or relative to
+    /// docker/registry/v2), or an image reference (`repo:tag`, `repo@sha256:...`).
+    pub target: String,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warning,
+    Error,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Re-hash every blob and compare with its digest (reads all data).
+    #[arg(long)]
+    pub verify_digests: bool,
+    /// Read every link file and compare it with the digest its path names.
+    #[arg(long)]
+    pub verify_links: bool,
+    /// Exit 1 when a finding at or above this severity exists.
+    #[arg(long, value_enum, default_value_t = Level::Warning)]
+    pub fail_on: Level,
+}

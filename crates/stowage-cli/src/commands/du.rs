@@ -1,0 +1,110 @@
+//! `stowage du`: repositories as a tree, with total, exclusive and shared bytes.
+
+use std::io::Write;
+
+use anyhow::Result;
+use serde::Serialize;
+use stowage_graph::{Graph, Summary};
+use stowage_model::time::{Timestamp, human_bytes};
+use stowage_report::table::{Align, Table};
+use stowage_report::{DuRecord, du_records, schema};
+
+use super::{findings_exit, load};
+use crate::args::{DuArgs, DuSort, Format};
+use crate::output;
+use crate::settings::Settings;
+
+#[derive(Serialize)]
+struct Document<'a> {
+    schema: String,
+    root: &'a str,
+    generated_at: Timestamp,
+    summary: &'a Summary,
+    nodes: &'a [DuRecord],
+}
+
+pub fn run(s: &Settings, a: &DuArgs) -> Result<i32> {
+    let loaded = load(s, false)?;
+    let g = Graph::new(&loaded.inv);
+    let referenced = g.mark(g.all_revision_roots(), false);
+    let summary = stowage_graph::summary(&g, &referenced, &loaded.findings, s.now, 7 * 86400);
+    let u = stowage_graph::usage(&g);
+    let (key, desc): (fn(&DuRecord) -> (u64, String), bool) = match a.sort {
+        DuSort::Total => (|r| (r.total, r.name.clone()), true),
+        DuSort::Exclusive => (|r| (r.exclusive, r.name.clone()), true),
+        DuSort::Shared => (|r| (r.shared, r.name.clone()), true),
+        DuSort::Name => (|r| (0, r.name.clone()), false),
+    };
+    let rows = du_records(&u, a.depth, key, desc);
+    let mut out = output::stdout();
+    match s.format {
+        Format::Json => output::json(
+            &mut out,
+            &Document {
+                schema: schema("du"),
+                root: &loaded.inv.root,
+                generated_at: s.now,
+                summary: &summary,
+                nodes: &rows,
+            },
+        )?,
+        Format::Ndjson => {
+            for r in &rows {
+                output::ndjson(&mut out, r)?;
+            }
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(&mut out);
+            for r in &rows {
+                w.serialize(r)?;
+            }
+            w.flush()?;
+        }
+        Format::Table => {
+            let mut t = Table::new(&[
+                ("REPOSITORY", Align::Left),
+                ("TOTAL", Align::Right),
+                ("EXCLUSIVE", Align::Right),
+                ("SHARED", Align::Right),
+                ("TAGS", Align::Right),
+                ("MANIFESTS", Align::Right),
+                ("UNTAGGED", Align::Right),
+                ("UPLOADS", Align::Right),
+            ]);
+            for r in &rows {
+                let leaf = r.name.rsplit('/').next().unwrap_or(&r.name);
+                let name = if r.depth == 0 {
+                    "(all repositories)".to_string()
+                } else {
+                    format!(
+                        "{}{}{}",
+                        "  ".repeat(r.depth as usize - 1),
+                        leaf,
+                        if r.repository { "" } else { "/" }
+                    )
+                };
+                t.row(vec![
+                    name,
+                    human_bytes(r.total),
+                    human_bytes(r.exclusive),
+                    human_bytes(r.shared),
+                    r.tags.to_string(),
+                    r.manifests.to_string(),
+                    r.untagged_manifests.to_string(),
+                    human_bytes(r.upload_bytes),
+                ]);
+            }
+            out.write_all(t.render().as_bytes())?;
+            writeln!(
+                out,
+                "\nblob store: {} in {} blobs; unreferenced {} ({} blobs). EXCLUSIVE = freed by deleting that repository (or everything under that namespace) and running GC.",
+                human_bytes(summary.blob_bytes),
+                summary.blobs,
+                human_bytes(summary.unreferenced_bytes),
+                summary.unreferenced_blobs
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(findings_exit(&loaded.findings))
+}

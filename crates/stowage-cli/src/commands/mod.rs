@@ -1,0 +1,97 @@
+//! Command glue: resolve settings, scan, analyse, print.
+
+mod check;
+mod du;
+mod explain;
+mod inventory;
+mod tags;
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use stowage_graph::Graph;
+use stowage_model::finding::{Finding, Severity};
+use stowage_model::inventory::Inventory;
+use stowage_scan::{Progress, ScanOptions};
+
+use crate::args::{Cli, Command};
+use crate::exit;
+use crate::settings::Settings;
+
+pub fn run(cli: Cli) -> Result<i32> {
+    let settings = Settings::resolve(&cli.global)?;
+    match cli.command {
+        Command::Inventory(a) => inventory::run(&settings, &a),
+        Command::Du(a) => du::run(&settings, &a),
+        Command::Tags(a) => tags::run(&settings, &a),
+        Command::Explain(a) => explain::run(&settings, &a),
+        Command::Check(a) => check::run(&settings, &a),
+    }
+}
+
+/// A scanned and analysed storage.
+pub struct Loaded {
+    pub inv: Inventory,
+    /// Scan findings plus graph findings, sorted.
+    pub findings: Vec<Finding>,
+}
+
+/// Scan the storage (with progress) and add the graph's integrity findings.
+pub fn load(s: &Settings, verify_links: bool) -> Result<Loaded> {
+    let progress = Arc::new(Progress::default());
+    let started = std::time::Instant::now();
+    let inv = {
+        let _display =
+            crate::progress::Display::start(s.progress, progress.clone(), s.storage.clone());
+        stowage_scan::scan(
+            &*s.storage,
+            &ScanOptions {
+                concurrency: s.concurrency,
+                verify_links,
+            },
+            &progress,
+        )
+        .with_context(|| format!("scanning {}", s.storage.describe()))?
+    };
+    let mut findings = inv.findings.clone();
+    {
+        let g = Graph::new(&inv);
+        findings.extend(stowage_graph::analyze_findings(&g));
+    }
+    findings.sort();
+    findings.dedup();
+    if s.verbose {
+        let st = &inv.stats;
+        eprintln!(
+            "scanned in {:.2}s: {} blobs, {} repositories, {} manifests; {} directories listed, {} stats, {} reads ({} bytes)",
+            started.elapsed().as_secs_f64(),
+            inv.blobs.len(),
+            inv.repositories.len(),
+            inv.manifests.len(),
+            st.directories_listed,
+            st.stats,
+            st.reads,
+            st.bytes_read
+        );
+    }
+    Ok(Loaded { inv, findings })
+}
+
+/// For read commands other than `check`: exit 1 when error-level findings exist, and say so
+/// on stderr so a table of data is not mistaken for a clean bill of health.
+pub fn findings_exit(findings: &[Finding]) -> i32 {
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity() == Severity::Error)
+        .count();
+    let warnings = findings
+        .iter()
+        .filter(|f| f.severity() == Severity::Warning)
+        .count();
+    if errors + warnings > 0 {
+        eprintln!(
+            "note: {errors} integrity errors and {warnings} warnings found; `stowage check` lists them"
+        );
+    }
+    if errors > 0 { exit::FINDINGS } else { exit::OK }
+}
