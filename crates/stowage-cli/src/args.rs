@@ -178,9 +178,10 @@ pub struct CheckArgs {
     /// Re-hash every blob and compare with its digest (reads all data).
     #[arg(long)]
     pub verify_digests: bool,
-    /// Read every link file and compare it with the digest its path names.
+    /// Trust 71-byte link files instead of reading each one (as inventory does); by default
+    /// `check` reads every link and compares it with the digest its path names.
     #[arg(long)]
-    pub verify_links: bool,
+    pub fast: bool,
     /// Exit 1 when a finding at or above this severity exists.
     #[arg(long, value_enum, default_value_t = Level::Warning)]
     pub fail_on: Level,

@@ -15,6 +15,7 @@
 //! - nothing here deletes (deletion lives in the plan/apply crate, behind a separate trait).
 
 mod error;
+pub mod faults;
 mod fs;
 pub mod registry_config;
 

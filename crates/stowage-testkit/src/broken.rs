@@ -53,6 +53,9 @@ pub struct Defect {
     pub name: &'static str,
     pub expect_kind: &'static str,
     pub expect_path: &'static str,
+    /// Only a scan that reads every link (`check`) can see it: a 71-byte link is trusted to
+    /// hold the digest its path names unless read.
+    pub deep: bool,
     pub apply: fn(&TreeBuilder, &Healthy),
 }
 
@@ -67,12 +70,14 @@ pub fn defects() -> Vec<Defect> {
             name: "empty_revision_link",
             expect_kind: "link_empty",
             expect_path: "repositories/app/_manifests/revisions/sha256/",
+            deep: false,
             apply: |t, h| t.write(&rev(&h.app, "app"), b""),
         },
         Defect {
             name: "revision_link_with_trailing_newline",
             expect_kind: "link_invalid",
             expect_path: "repositories/app/_manifests/revisions/sha256/",
+            deep: false,
             apply: |t, h| {
                 t.write(
                     &rev(&h.app, "app"),
@@ -84,6 +89,7 @@ pub fn defects() -> Vec<Defect> {
             name: "layer_link_not_a_digest",
             expect_kind: "link_invalid",
             expect_path: "repositories/app/_layers/sha256/",
+            deep: false,
             apply: |t, h| {
                 t.write(
                     &layout::layer_link("app", &h.app_layer.digest()),
@@ -95,6 +101,7 @@ pub fn defects() -> Vec<Defect> {
             name: "revision_link_names_another_digest",
             expect_kind: "link_mismatch",
             expect_path: "repositories/app/_manifests/revisions/sha256/",
+            deep: true,
             apply: |t, h| {
                 t.write(
                     &rev(&h.untagged, "app"),
@@ -106,6 +113,7 @@ pub fn defects() -> Vec<Defect> {
             name: "huge_link_file",
             expect_kind: "link_oversized",
             expect_path: "repositories/app/_layers/sha256/",
+            deep: false,
             apply: |t, h| {
                 t.write(
                     &layout::layer_link("app", &h.app_layer.digest()),
@@ -117,18 +125,21 @@ pub fn defects() -> Vec<Defect> {
             name: "tag_current_link_garbage",
             expect_kind: "link_invalid",
             expect_path: "repositories/app/_manifests/tags/v1/current/link",
+            deep: false,
             apply: |t, _| t.write(&layout::tag_current_link("app", "v1"), b"sha256:zzzz"),
         },
         Defect {
             name: "tag_without_current_link",
             expect_kind: "tag_without_current",
             expect_path: "repositories/app/_manifests/tags/v1",
+            deep: false,
             apply: |t, _| t.remove(&layout::tag_current_link("app", "v1")),
         },
         Defect {
             name: "tag_points_at_missing_manifest",
             expect_kind: "tag_dangling",
             expect_path: "repositories/app/_manifests/tags/v2",
+            deep: false,
             apply: |t, _| {
                 let d: stowage_model::Digest =
                     format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
@@ -139,6 +150,7 @@ pub fn defects() -> Vec<Defect> {
             name: "truncated_manifest_json",
             expect_kind: "manifest_unparseable",
             expect_path: "blobs/sha256/",
+            deep: false,
             apply: |t, h| {
                 let p = layout::blob_data(&h.app.digest);
                 let full = std::fs::read(t.path(&p)).unwrap();
@@ -149,24 +161,28 @@ pub fn defects() -> Vec<Defect> {
             name: "manifest_is_not_json",
             expect_kind: "manifest_unparseable",
             expect_path: "blobs/sha256/",
+            deep: false,
             apply: |t, h| t.write(&layout::blob_data(&h.base.digest), b"\x00\x01binary"),
         },
         Defect {
             name: "manifest_blob_missing",
             expect_kind: "revision_missing_blob",
-            expect_path: "blobs/sha256/",
+            expect_path: "repositories/app/_manifests/revisions/sha256/",
+            deep: false,
             apply: |t, h| t.remove(&layout::blob_dir(&h.untagged.digest)),
         },
         Defect {
             name: "layer_blob_missing",
             expect_kind: "reference_missing",
             expect_path: "blobs/sha256/",
+            deep: false,
             apply: |t, h| t.remove(&layout::blob_dir(&h.app_layer.digest)),
         },
         Defect {
             name: "huge_manifest",
             expect_kind: "manifest_unreadable",
             expect_path: "blobs/sha256/",
+            deep: false,
             apply: |t, h| {
                 let mut big = b"{\"schemaVersion\":2,\"x\":\"".to_vec();
                 big.extend(std::iter::repeat_n(b'x', 5 << 20));
@@ -178,6 +194,7 @@ pub fn defects() -> Vec<Defect> {
             name: "blob_dir_without_data",
             expect_kind: "blob_missing_data",
             expect_path: "blobs/sha256/",
+            deep: false,
             apply: |t, _| {
                 t.write(
                     &format!("blobs/sha256/ee/{}/partial", "ee".repeat(32)),
@@ -189,18 +206,21 @@ pub fn defects() -> Vec<Defect> {
             name: "blob_in_wrong_shard",
             expect_kind: "blob_misplaced",
             expect_path: "blobs/sha256/00/",
+            deep: false,
             apply: |t, _| t.write(&format!("blobs/sha256/00/{}/data", "ff".repeat(32)), b"x"),
         },
         Defect {
             name: "symlink_repository_escaping_root",
             expect_kind: "symlink",
             expect_path: "repositories/evil",
+            deep: false,
             apply: |t, _| std::os::unix::fs::symlink("/etc", t.path("repositories/evil")).unwrap(),
         },
         Defect {
             name: "symlink_blob_data",
             expect_kind: "symlink",
             expect_path: "blobs/sha256/",
+            deep: false,
             apply: |t, h| {
                 let p = t.path(&layout::blob_data(&h.app_layer.digest));
                 std::fs::remove_file(&p).unwrap();
@@ -211,6 +231,7 @@ pub fn defects() -> Vec<Defect> {
             name: "non_utf8_repository_name",
             expect_kind: "non_utf8_name",
             expect_path: "repositories/",
+            deep: false,
             apply: |t, _| {
                 let name = std::ffi::OsStr::from_bytes(b"bad\xffname");
                 std::fs::create_dir_all(t.path("repositories").join(name).join("_manifests"))
@@ -221,24 +242,28 @@ pub fn defects() -> Vec<Defect> {
             name: "repository_name_with_space",
             expect_kind: "invalid_name",
             expect_path: "repositories/odd name",
+            deep: false,
             apply: |t, h| t.link_layer("odd name", &h.app_layer.digest()),
         },
         Defect {
             name: "stray_file_in_blob_store",
             expect_kind: "unexpected_file",
             expect_path: "blobs/sha256/README",
+            deep: false,
             apply: |t, _| t.write("blobs/sha256/README", b"hello"),
         },
         Defect {
             name: "empty_revision_dir_after_api_delete",
             expect_kind: "empty_directory",
             expect_path: "repositories/app/_manifests/revisions/sha256/",
+            deep: false,
             apply: |t, h| t.remove(&rev(&h.untagged, "app")),
         },
         Defect {
             name: "upload_without_startedat",
             expect_kind: "upload_no_startedat",
             expect_path: "repositories/app/_uploads/",
+            deep: false,
             apply: |t, _| {
                 t.write(
                     "repositories/app/_uploads/0b1c2d3e-0000-4000-8000-000000000000/data",
@@ -250,6 +275,7 @@ pub fn defects() -> Vec<Defect> {
             name: "upload_startedat_garbage",
             expect_kind: "upload_bad_startedat",
             expect_path: "repositories/app/_uploads/",
+            deep: false,
             apply: |t, _| {
                 t.upload(
                     "app",
@@ -263,12 +289,14 @@ pub fn defects() -> Vec<Defect> {
             name: "foreign_metadata_dir",
             expect_kind: "foreign_metadata",
             expect_path: "repositories/app/_referrers",
+            deep: false,
             apply: |t, _| t.write("repositories/app/_referrers/x", b"x"),
         },
         Defect {
             name: "index_child_not_linked",
             expect_kind: "index_child_unlinked",
             expect_path: "repositories/app/_manifests/revisions/sha256/",
+            deep: false,
             apply: |t, h| {
                 // An index in `app` whose child is only a revision of `lib/base`.
                 t.index("app", Some("multi"), &[(&h.base, "amd64")]);
