@@ -14,7 +14,15 @@ use stowage_testkit::{TreeBuilder, Written};
 
 fn scan_dir(root: &std::path::Path) -> Inventory {
     let s = FsStorage::open(root).unwrap();
-    scan(&s, &ScanOptions { concurrency: 2, verify_links: false }, &Progress::default()).unwrap()
+    scan(
+        &s,
+        &ScanOptions {
+            concurrency: 2,
+            verify_links: false,
+        },
+        &Progress::default(),
+    )
+    .unwrap()
 }
 
 fn reach(g: &Graph<'_>, roots: &[BlobId]) -> BTreeSet<BlobId> {
@@ -41,7 +49,12 @@ fn check_against_brute_force(inv: &Inventory) {
     let repo_reach: Vec<BTreeSet<BlobId>> = inv
         .repositories
         .iter()
-        .map(|r| reach(&g, &r.revisions.iter().map(|l| l.target).collect::<Vec<_>>()))
+        .map(|r| {
+            reach(
+                &g,
+                &r.revisions.iter().map(|l| l.target).collect::<Vec<_>>(),
+            )
+        })
         .collect();
     for node in &u.nodes {
         let mut inside = BTreeSet::new();
@@ -55,10 +68,20 @@ fn check_against_brute_force(inv: &Inventory) {
         }
         assert_eq!(node.total, bytes(&g, &inside), "total of {:?}", node.name);
         let excl: BTreeSet<BlobId> = inside.difference(&outside).copied().collect();
-        assert_eq!(node.exclusive, bytes(&g, &excl), "exclusive of {:?}", node.name);
+        assert_eq!(
+            node.exclusive,
+            bytes(&g, &excl),
+            "exclusive of {:?}",
+            node.name
+        );
         if let Some(ri) = node.repository {
             let own = &repo_reach[ri as usize];
-            assert_eq!(node.own_total, bytes(&g, own), "own total of {:?}", node.name);
+            assert_eq!(
+                node.own_total,
+                bytes(&g, own),
+                "own total of {:?}",
+                node.name
+            );
             let others: BTreeSet<BlobId> = repo_reach
                 .iter()
                 .enumerate()
@@ -66,7 +89,12 @@ fn check_against_brute_force(inv: &Inventory) {
                 .flat_map(|(_, s)| s.iter().copied())
                 .collect();
             let own_excl: BTreeSet<BlobId> = own.difference(&others).copied().collect();
-            assert_eq!(node.own_exclusive, bytes(&g, &own_excl), "own exclusive of {:?}", node.name);
+            assert_eq!(
+                node.own_exclusive,
+                bytes(&g, &own_excl),
+                "own exclusive of {:?}",
+                node.name
+            );
         }
     }
     // Tags.
@@ -78,11 +106,17 @@ fn check_against_brute_force(inv: &Inventory) {
         }
     }
     for ((ri, ti), set) in &all_tags {
-        let others: BTreeSet<BlobId> =
-            all_tags.iter().filter(|(k, _)| k != &(*ri, *ti)).flat_map(|(_, s)| s.iter().copied()).collect();
+        let others: BTreeSet<BlobId> = all_tags
+            .iter()
+            .filter(|(k, _)| k != &(*ri, *ti))
+            .flat_map(|(_, s)| s.iter().copied())
+            .collect();
         let tu = &u.tags[*ri][*ti];
         assert_eq!(tu.total, bytes(&g, set));
-        assert_eq!(tu.exclusive, bytes(&g, &set.difference(&others).copied().collect()));
+        assert_eq!(
+            tu.exclusive,
+            bytes(&g, &set.difference(&others).copied().collect())
+        );
     }
 }
 
@@ -101,11 +135,19 @@ const TAGS: &[&str] = &["latest", "v1", "v2"];
 fn build(pushes: &[Push], sizes: &[usize]) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let t = TreeBuilder::new(dir.path());
-    let layers: Vec<Written> = sizes.iter().enumerate().map(|(i, &s)| t.layer(&format!("l{i}"), s)).collect();
+    let layers: Vec<Written> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| t.layer(&format!("l{i}"), s))
+        .collect();
     for (n, p) in pushes.iter().enumerate() {
         let repo = REPOS[p.repo];
         let config = t.blob(format!("{{\"n\":{n}}}").as_bytes());
-        let ls: Vec<&Written> = p.layers.iter().map(|&i| &layers[i % layers.len()]).collect();
+        let ls: Vec<&Written> = p
+            .layers
+            .iter()
+            .map(|&i| &layers[i % layers.len()])
+            .collect();
         let tag = p.tag.map(|i| TAGS[i]);
         if p.multi {
             let a = t.image(repo, None, &config, &ls);
@@ -122,8 +164,18 @@ fn build(pushes: &[Push], sizes: &[usize]) -> (tempfile::TempDir, std::path::Pat
 }
 
 fn push_strategy() -> impl Strategy<Value = Push> {
-    (0..REPOS.len(), proptest::collection::vec(0usize..8, 0..4), proptest::option::of(0..TAGS.len()), proptest::bool::weighted(0.2))
-        .prop_map(|(repo, layers, tag, multi)| Push { repo, layers, tag, multi })
+    (
+        0..REPOS.len(),
+        proptest::collection::vec(0usize..8, 0..4),
+        proptest::option::of(0..TAGS.len()),
+        proptest::bool::weighted(0.2),
+    )
+        .prop_map(|(repo, layers, tag, multi)| Push {
+            repo,
+            layers,
+            tag,
+            multi,
+        })
 }
 
 proptest! {
@@ -163,7 +215,11 @@ fn tags_on_one_manifest_have_no_exclusive_bytes() {
     let inv = scan_dir(&s.layout_root());
     let g = Graph::new(&inv);
     let u = usage(&g);
-    let ri = inv.repositories.iter().position(|r| r.name.as_str() == "library/base").unwrap();
+    let ri = inv
+        .repositories
+        .iter()
+        .position(|r| r.name.as_str() == "library/base")
+        .unwrap();
     let r = &inv.repositories[ri];
     let ti = |name: &str| r.tags.iter().position(|t| t.name == name).unwrap();
     // 1.0 and latest are the same manifest: deleting one frees nothing.

@@ -164,7 +164,7 @@ fn describe_kind(c: &Ctx<'_>, id: BlobId) -> String {
         None => match c.g.blob_kind(id) {
             BlobKind::Config => "an image configuration blob".into(),
             BlobKind::Layer => "a layer blob".into(),
-            _ => "a blob that no manifest references".into(),
+            _ => "an unreferenced blob (nothing that was read refers to it)".into(),
         },
     }
 }
