@@ -1,0 +1,98 @@
+//! Interop: a fresh fixture built by the REAL registry (distribution 2.8) and skopeo; the
+//! scanner's view must equal what the registry's HTTP API reported and what its own garbage
+//! collector decides.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+
+use stowage_graph::Graph;
+use stowage_scan::{Progress, ScanOptions, scan};
+use stowage_storage::{FsStorage, resolve_root};
+use stowage_testkit::real;
+
+#[test]
+fn scan_of_a_fresh_real_registry_agrees_with_its_api_and_gc() {
+    let fx = real::build(false);
+    let root = resolve_root(&fx.rootdirectory()).unwrap();
+    let fs = FsStorage::open(&root.layout_root).unwrap();
+    let inv = scan(
+        &fs,
+        &ScanOptions {
+            concurrency: 8,
+            verify_links: true,
+        },
+        &Progress::default(),
+    )
+    .unwrap();
+    let api = fx.api_state();
+
+    let catalog: BTreeSet<String> = api["catalog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().into())
+        .collect();
+    let ours: BTreeSet<String> = inv
+        .repositories
+        .iter()
+        .filter(|r| r.has_manifests)
+        .map(|r| r.name.to_string())
+        .collect();
+    assert_eq!(ours, catalog);
+    for (repo, tags) in api["tags"].as_object().unwrap() {
+        let want: BTreeSet<String> = tags
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().into())
+            .collect();
+        let got: BTreeSet<String> = inv
+            .repository(repo)
+            .unwrap()
+            .tags
+            .iter()
+            .map(|t| t.name.clone())
+            .collect();
+        assert_eq!(got, want, "{repo}");
+    }
+    for (reference, m) in api["manifests"].as_object().unwrap() {
+        let (repo, tag) = reference.rsplit_once(':').unwrap();
+        let id = inv
+            .repository(repo)
+            .unwrap()
+            .tag(tag)
+            .unwrap()
+            .current
+            .unwrap()
+            .target
+            .unwrap();
+        assert_eq!(inv.digest(id).to_string(), m["digest"].as_str().unwrap());
+        assert_eq!(
+            inv.manifest(id).unwrap().kind.unwrap().media_type(),
+            m["mediaType"].as_str().unwrap()
+        );
+    }
+    // Every link the registry wrote is 71 bytes and names its own path's digest.
+    assert!(
+        inv.findings
+            .iter()
+            .all(|f| f.kind == stowage_model::FindingKind::EmptyDirectory),
+        "{:#?}",
+        inv.findings
+    );
+
+    // Unreferenced blobs = what the registry's own GC would delete.
+    let g = Graph::new(&inv);
+    let referenced = g.mark(g.all_revision_roots(), false);
+    let unreferenced: BTreeSet<String> = inv
+        .blobs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !referenced[*i])
+        .map(|(_, b)| b.digest.to_string())
+        .collect();
+    let gc = real::registry_gc_dry_run(&fx.config(), false);
+    assert!(gc.exit_ok, "{}", gc.stderr);
+    assert_eq!(unreferenced, gc.blobs);
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Run the whole test suite on a fresh machine: installs what the tests need (the real
+# registry, skopeo, cargo-nextest if missing), then runs every test of the workspace.
+# This is the README's test command; .ci/run calls exactly this.
+set -Eeuo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-test-deps.sh
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "==> installing cargo-nextest" >&2
+  cargo install --locked cargo-nextest
+fi
+
+export TZ=UTC
+echo "==> cargo nextest run --workspace" >&2
+cargo nextest run --workspace --profile ci
+echo "==> doc tests" >&2
+cargo test --workspace --doc --quiet
