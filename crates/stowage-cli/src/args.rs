@@ -73,6 +73,80 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Integrity problems (exit status 1 when any are found).
     Check(CheckArgs),
+    /// Plan a garbage collection (read-only): what would be deleted, with exact bytes.
+    Gc(GcArgs),
+    /// Execute a plan: re-check every target, delete (or quarantine) in a safe order, journal.
+    Apply(ApplyArgs),
+    /// Put back everything an apply moved into a quarantine directory.
+    Restore(RestoreArgs),
+    /// Manage quarantine directories.
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// Also delete manifests no tag points at (index children and referrers of kept images
+    /// are kept, unlike the registry's own GC), with their tag-history entries.
+    #[arg(long, short = 'm')]
+    pub delete_untagged: bool,
+    /// Nothing modified more recently than this is planned ("0s" turns it off).
+    #[arg(long, default_value = "1h", value_name = "DURATION")]
+    pub grace: String,
+    /// Also delete upload directories started longer ago than this (e.g. 7d).
+    #[arg(long, value_name = "AGE")]
+    pub uploads_older_than: Option<String>,
+    /// Also delete _layers links and tag-history entries whose blob is gone (or goes now).
+    #[arg(long)]
+    pub dangling_links: bool,
+    /// Also remove directories left empty.
+    #[arg(long)]
+    pub empty_dirs: bool,
+    /// All of the extra cleanups: --dangling-links --empty-dirs --uploads-older-than 7d.
+    #[arg(long)]
+    pub tidy: bool,
+    /// Save the plan here (JSON) for `stowage apply`.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// The plan file written by `stowage gc --out`.
+    pub plan: std::path::PathBuf,
+    /// Do not ask for confirmation (needed when stdin is not a terminal).
+    #[arg(long)]
+    pub yes: bool,
+    /// Move targets into this directory instead of deleting them (same filesystem);
+    /// `stowage restore DIR` puts them back.
+    #[arg(long, value_name = "DIR")]
+    pub quarantine: Option<std::path::PathBuf>,
+    /// Journal file (default: PLAN.journal, or inside the quarantine batch).
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<std::path::PathBuf>,
+    /// Refuse to run when the registry looks live (recent uploads or pushes).
+    #[arg(long)]
+    pub require_quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The quarantine directory (or one batch inside it).
+    pub dir: std::path::PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QuarantineCommand {
+    /// Delete quarantine batches older than an age.
+    Purge(PurgeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PurgeArgs {
+    pub dir: std::path::PathBuf,
+    /// Only batches created longer ago than this.
+    #[arg(long, value_name = "AGE")]
+    pub older_than: String,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,6 +14,8 @@ use crate::args::GlobalArgs;
 /// Resolved settings shared by every command.
 pub struct Settings {
     pub storage: Arc<dyn Storage>,
+    /// The same storage, with write access: only `apply` and `restore` use it.
+    pub writable: Arc<FsStorage>,
     pub concurrency: usize,
     pub now: Timestamp,
     pub tz: jiff::tz::TimeZone,
@@ -98,8 +100,10 @@ impl Settings {
         };
         let tz = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
         let progress = !g.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let fs = Arc::new(fs);
         Ok(Settings {
-            storage: Arc::new(fs),
+            storage: fs.clone(),
+            writable: fs,
             concurrency,
             now,
             tz,

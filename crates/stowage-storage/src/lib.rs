@@ -18,6 +18,9 @@ mod error;
 pub mod faults;
 mod fs;
 pub mod registry_config;
+mod write;
+
+pub use write::StorageWrite;
 
 pub use error::{ErrorKind, StorageError};
 pub use fs::{FsStorage, ResolvedRoot, RootLayout, resolve_root};

@@ -1,8 +1,10 @@
 //! Command glue: resolve settings, scan, analyse, print.
 
+mod apply;
 mod check;
 mod du;
 mod explain;
+mod gc;
 mod inventory;
 mod tags;
 
@@ -19,8 +21,16 @@ use crate::exit;
 use crate::settings::Settings;
 
 pub fn run(cli: Cli) -> Result<i32> {
+    // Purging a quarantine directory needs no storage.
+    if let Command::Quarantine(crate::args::QuarantineCommand::Purge(a)) = &cli.command {
+        return apply::purge(&cli.global, a);
+    }
     let settings = Settings::resolve(&cli.global)?;
     match cli.command {
+        Command::Gc(a) => gc::run(&settings, &a),
+        Command::Apply(a) => apply::run(&settings, &a),
+        Command::Restore(a) => apply::restore(&settings, &a),
+        Command::Quarantine(_) => unreachable!("handled above"),
         Command::Inventory(a) => inventory::run(&settings, &a),
         Command::Du(a) => du::run(&settings, &a),
         Command::Tags(a) => tags::run(&settings, &a),

@@ -1,0 +1,175 @@
+//! `stowage apply PLAN`, `stowage restore DIR`, `stowage quarantine purge DIR`.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::{Context, Result, bail};
+use stowage_model::time::{Timestamp, human_bytes};
+use stowage_plan::Plan;
+use stowage_plan::apply::{ApplyOptions, default_journal};
+
+use crate::args::{ApplyArgs, Format, GlobalArgs, PurgeArgs, RestoreArgs};
+use crate::exit;
+use crate::output;
+use crate::settings::{Settings, parse_age};
+
+pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
+    let text = std::fs::read_to_string(&a.plan)
+        .with_context(|| format!("reading {}", a.plan.display()))?;
+    let plan = Plan::from_json(&text).with_context(|| format!("{}", a.plan.display()))?;
+    if plan.is_empty() {
+        println!("the plan is empty: nothing to do");
+        return Ok(exit::OK);
+    }
+    let what = format!(
+        "{} blobs ({}), {} untagged manifests, {} history entries, {} layer links, {} uploads, {} empty directories from {}",
+        plan.blobs.len(),
+        human_bytes(plan.blob_bytes),
+        plan.manifests.len(),
+        plan.tag_index_entries.len(),
+        plan.layer_links.len(),
+        plan.uploads.len(),
+        plan.empty_dirs.len(),
+        plan.storage
+    );
+    let verb = if a.quarantine.is_some() {
+        "move to quarantine"
+    } else {
+        "DELETE"
+    };
+    if !a.yes {
+        if !std::io::stdin().is_terminal() {
+            bail!(
+                "refusing to {verb} without confirmation: stdin is not a terminal; pass --yes to apply {}",
+                a.plan.display()
+            );
+        }
+        eprint!("{verb} {what}?\nType 'yes' to continue: ");
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        if line.trim() != "yes" {
+            eprintln!("not applied");
+            return Ok(exit::OK);
+        }
+    }
+    let opts = ApplyOptions {
+        quarantine: a.quarantine.clone(),
+        journal: a
+            .journal
+            .clone()
+            .or_else(|| a.quarantine.is_none().then(|| default_journal(&a.plan))),
+        concurrency: s.concurrency,
+        now: s.now,
+        quiet_window_seconds: 600,
+        require_quiet: a.require_quiet,
+        registry_readonly: s.registry_config.as_ref().map(|c| c.readonly),
+    };
+    let progress = |m: &str| eprintln!("apply: {m}");
+    let rep = stowage_plan::apply::apply(&*s.writable, &plan, &opts, &progress)?;
+    for w in &rep.warnings {
+        eprintln!("warning: {w}");
+    }
+    let mut out = output::stdout();
+    match s.format {
+        Format::Table => {
+            writeln!(
+                out,
+                "{}: {} blobs, {} manifests, {} history entries, {} layer links, {} uploads, {} directories; {} freed in {:.1}s",
+                if a.quarantine.is_some() {
+                    "quarantined"
+                } else {
+                    "deleted"
+                },
+                rep.blobs,
+                rep.manifests,
+                rep.tag_index_entries,
+                rep.layer_links,
+                rep.uploads,
+                rep.empty_dirs,
+                human_bytes(rep.bytes_freed),
+                rep.seconds
+            )?;
+            if rep.already_done > 0 {
+                writeln!(
+                    out,
+                    "already done by an earlier, interrupted run: {}",
+                    rep.already_done
+                )?;
+            }
+            if !rep.skipped.is_empty() {
+                writeln!(
+                    out,
+                    "skipped {} (changed since the plan, or still needed):",
+                    rep.skipped.len()
+                )?;
+                for sk in &rep.skipped {
+                    writeln!(out, "  {}: {}", sk.path, sk.reason)?;
+                }
+            }
+            writeln!(out, "journal: {}", rep.journal.display())?;
+            if let Some(q) = &rep.quarantine {
+                writeln!(
+                    out,
+                    "quarantine: {} (stowage restore {} puts it back)",
+                    q.display(),
+                    q.display()
+                )?;
+            }
+            writeln!(
+                out,
+                "Restart the registry (or flush its redis blob-descriptor cache): its cache may still claim deleted blobs exist."
+            )?;
+        }
+        _ => output::json(&mut out, &rep)?,
+    }
+    out.flush()?;
+    Ok(if rep.skipped.is_empty() {
+        exit::OK
+    } else {
+        exit::FINDINGS
+    })
+}
+
+pub fn restore(s: &Settings, a: &RestoreArgs) -> Result<i32> {
+    let rep = stowage_plan::quarantine::restore(&*s.writable, &a.dir)
+        .with_context(|| format!("restoring from {}", a.dir.display()))?;
+    let mut out = output::stdout();
+    match s.format {
+        Format::Table => {
+            writeln!(
+                out,
+                "restored {} paths and {} directories from {} batch(es)",
+                rep.restored,
+                rep.directories,
+                rep.batches.len()
+            )?;
+            for (p, why) in &rep.failed {
+                writeln!(out, "  NOT restored {p}: {why}")?;
+            }
+        }
+        _ => output::json(&mut out, &rep)?,
+    }
+    out.flush()?;
+    Ok(if rep.failed.is_empty() {
+        exit::OK
+    } else {
+        exit::FINDINGS
+    })
+}
+
+pub fn purge(g: &GlobalArgs, a: &PurgeArgs) -> Result<i32> {
+    let age = parse_age(&a.older_than)?;
+    let now = match &g.now {
+        Some(n) => Timestamp::parse_rfc3339(n).context("--now")?,
+        None => Timestamp::from_system_time(std::time::SystemTime::now()),
+    };
+    let removed = stowage_plan::quarantine::purge(&a.dir, age, now)
+        .with_context(|| format!("purging {}", a.dir.display()))?;
+    for r in &removed {
+        println!("purged {}", r.display());
+    }
+    if removed.is_empty() {
+        println!("no batch older than {}", a.older_than);
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,171 @@
+//! `stowage gc`: build a garbage-collection plan (read-only) and print or save it.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use stowage_graph::Graph;
+use stowage_model::time::human_bytes;
+use stowage_plan::{GcOptions, Plan};
+use stowage_report::table::{Align, Table};
+
+use super::inventory::short;
+use super::load;
+use crate::args::{Format, GcArgs};
+use crate::output;
+use crate::settings::{Settings, parse_age};
+
+pub fn options(a: &GcArgs) -> Result<GcOptions> {
+    let grace = parse_age(&a.grace).context("--grace")?;
+    let uploads = match (&a.uploads_older_than, a.tidy) {
+        (Some(s), _) => Some(parse_age(s).context("--uploads-older-than")?),
+        (None, true) => Some(7 * 86400),
+        (None, false) => None,
+    };
+    Ok(GcOptions {
+        delete_untagged: a.delete_untagged,
+        grace_seconds: grace,
+        uploads_older_than_seconds: uploads,
+        dangling_links: a.dangling_links || a.tidy,
+        empty_dirs: a.empty_dirs || a.tidy,
+    })
+}
+
+pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
+    let opts = options(a)?;
+    let loaded = load(s, false)?;
+    let g = Graph::new(&loaded.inv);
+    let plan = stowage_plan::gc::build(&g, &opts, s.now);
+    if let Some(path) = &a.out {
+        std::fs::write(path, plan.to_json())
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!(
+            "plan written to {} ({} to free); review it, then: stowage apply {}",
+            path.display(),
+            human_bytes(plan.bytes),
+            path.display()
+        );
+    }
+    let mut out = output::stdout();
+    match s.format {
+        Format::Json | Format::Ndjson | Format::Csv => out.write_all(plan.to_json().as_bytes())?,
+        Format::Table => print_plan(&mut out, &plan, s)?,
+    }
+    out.flush()?;
+    Ok(crate::exit::OK)
+}
+
+pub fn print_plan(out: &mut impl Write, p: &Plan, s: &Settings) -> Result<()> {
+    if !p.manifests.is_empty() {
+        let mut t = Table::new(&[
+            ("UNTAGGED MANIFEST", Align::Left),
+            ("REPOSITORY", Align::Left),
+            ("PUSHED", Align::Left),
+        ]);
+        for m in &p.manifests {
+            t.row(vec![
+                m.digest.clone(),
+                m.repository.clone(),
+                m.modified.human(&s.tz),
+            ]);
+        }
+        out.write_all(t.render().as_bytes())?;
+        writeln!(out)?;
+    }
+    if !p.blobs.is_empty() {
+        let mut t = Table::new(&[
+            ("BLOB", Align::Left),
+            ("SIZE", Align::Right),
+            ("MODIFIED", Align::Left),
+            ("WHY", Align::Left),
+        ]);
+        for b in &p.blobs {
+            t.row(vec![
+                b.digest.clone(),
+                human_bytes(b.size),
+                b.modified.human(&s.tz),
+                b.reason.clone(),
+            ]);
+        }
+        out.write_all(t.render().as_bytes())?;
+        writeln!(out)?;
+    }
+    if !p.uploads.is_empty() {
+        let mut t = Table::new(&[
+            ("UPLOAD", Align::Left),
+            ("REPOSITORY", Align::Left),
+            ("SIZE", Align::Right),
+            ("STARTED", Align::Left),
+        ]);
+        for u in &p.uploads {
+            t.row(vec![
+                u.id.clone(),
+                u.repository.clone(),
+                human_bytes(u.size),
+                u.started_at
+                    .map(|t| t.human(&s.tz))
+                    .unwrap_or_else(|| "unknown".into()),
+            ]);
+        }
+        out.write_all(t.render().as_bytes())?;
+        writeln!(out)?;
+    }
+    if !p.kept_unlike_registry.is_empty() {
+        writeln!(
+            out,
+            "Kept, although the registry's own GC would delete them:"
+        )?;
+        for k in &p.kept_unlike_registry {
+            writeln!(
+                out,
+                "  {} ({}): {}",
+                short(&k.digest),
+                human_bytes(k.size),
+                k.reason
+            )?;
+        }
+        writeln!(out)?;
+    }
+    if !p.manifests_kept_unlike_registry.is_empty() {
+        writeln!(
+            out,
+            "Manifests kept, although the registry's GC --delete-untagged would delete them:"
+        )?;
+        for k in &p.manifests_kept_unlike_registry {
+            writeln!(out, "  {}@{}: {}", k.repository, short(&k.digest), k.reason)?;
+        }
+        writeln!(out)?;
+    }
+    for b in &p.blocked {
+        writeln!(out, "BLOCKED: {b}")?;
+    }
+    writeln!(
+        out,
+        "plan: {} blobs ({}), {} untagged manifests, {} history entries, {} layer links, {} uploads ({}), {} directories; frees {} in all",
+        p.blobs.len(),
+        human_bytes(p.blob_bytes),
+        p.manifests.len(),
+        p.tag_index_entries.len(),
+        p.layer_links.len(),
+        p.uploads.len(),
+        human_bytes(p.upload_bytes),
+        p.empty_dirs.len(),
+        human_bytes(p.bytes)
+    )?;
+    let h = &p.held_back;
+    if !h.blobs.is_empty() || !h.manifests.is_empty() || !h.uploads.is_empty() {
+        writeln!(
+            out,
+            "held back by the {}s grace period: {} blobs ({}), {} manifests, {} uploads ({})",
+            p.options.grace_seconds,
+            h.blobs.len(),
+            human_bytes(h.blob_bytes),
+            h.manifests.len(),
+            h.uploads.len(),
+            human_bytes(h.upload_bytes)
+        )?;
+    }
+    if p.is_empty() {
+        writeln!(out, "nothing to do")?;
+    }
+    Ok(())
+}

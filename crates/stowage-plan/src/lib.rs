@@ -1,0 +1,23 @@
+//! Plans and their application.
+//!
+//! Destructive work follows plan -> review -> apply (ARCHITECTURE.md invariant 1):
+//!
+//! - [`gc::build`] (pure) turns a scanned graph and [`GcOptions`] into a [`Plan`]: every
+//!   manifest, link, blob, upload and directory to remove, with sizes, the total bytes, what
+//!   the grace period held back, and where (and why) the plan keeps what the registry's own
+//!   GC would delete.
+//! - [`apply::apply`] is the only code in stowage that deletes. It re-scans the storage,
+//!   re-checks every target (still there, same size and mtime, still unreferenced by anything
+//!   that will remain), deletes in a safe order (history entries, revision links, layer links,
+//!   blobs, uploads, empty directories), and writes an append-only journal so an interrupted
+//!   apply can be resumed. With a quarantine directory it moves instead of deleting, and
+//!   [`quarantine::restore`] puts everything back.
+
+pub mod apply;
+pub mod gc;
+pub mod journal;
+pub mod plan;
+pub mod quarantine;
+
+pub use gc::GcOptions;
+pub use plan::Plan;

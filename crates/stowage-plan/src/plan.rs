@@ -1,0 +1,172 @@
+//! The plan file: a reviewable, deterministic list of what an apply will remove
+//! (`stowage.plan/v1`, documented in docs/json-schema.md).
+
+use serde::{Deserialize, Serialize};
+use stowage_model::time::Timestamp;
+
+use crate::gc::GcOptions;
+
+pub const PLAN_SCHEMA: &str = "stowage.plan/v1";
+
+/// A blob to delete (`blobs/sha256/<hh>/<hex>`, the whole directory, as the registry does).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobAction {
+    pub digest: String,
+    pub size: u64,
+    /// Modification time seen when planning; apply skips the blob if it changed.
+    pub modified: Timestamp,
+    /// `unreferenced` or `untagged` (only untagged manifests referenced it).
+    pub reason: String,
+}
+
+/// An untagged manifest whose revision directory goes (and its tag-history entries).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestAction {
+    pub repository: String,
+    pub digest: String,
+    /// When the revision link was written (when it was pushed to this repository).
+    pub modified: Timestamp,
+}
+
+/// A tag-history entry (`tags/<tag>/index/<alg>/<hex>/`) to remove.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagIndexAction {
+    pub repository: String,
+    pub tag: String,
+    pub digest: String,
+    /// `untagged-manifest` (goes with a deleted manifest) or `dangling` (its blob is gone).
+    pub reason: String,
+}
+
+/// A `_layers` link to remove.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkAction {
+    pub repository: String,
+    pub digest: String,
+    /// `dangling` (blob missing) or `blob-deleted` (its blob is deleted by this plan).
+    pub reason: String,
+}
+
+/// An abandoned upload directory to remove.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadAction {
+    pub repository: String,
+    pub id: String,
+    pub size: u64,
+    pub started_at: Option<Timestamp>,
+}
+
+/// Something the registry's GC would delete that this plan keeps, and why.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kept {
+    pub digest: String,
+    pub size: u64,
+    pub reason: String,
+}
+
+/// A manifest the registry's GC would delete that this plan keeps.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeptManifest {
+    pub repository: String,
+    pub digest: String,
+    pub reason: String,
+}
+
+/// What the grace period (or a safety rule) kept out of the plan.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldBack {
+    pub blobs: Vec<Kept>,
+    pub blob_bytes: u64,
+    pub manifests: Vec<ManifestAction>,
+    pub uploads: Vec<UploadAction>,
+    pub upload_bytes: u64,
+}
+
+/// A reviewable deletion plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub schema: String,
+    /// `gc` (later: `retention`).
+    pub kind: String,
+    pub created_at: Timestamp,
+    /// The layout root the plan was made for; apply refuses another.
+    pub storage: String,
+    pub options: GcOptions,
+    /// Bytes freed: blobs plus uploads.
+    pub bytes: u64,
+    pub blob_bytes: u64,
+    pub upload_bytes: u64,
+    pub manifests: Vec<ManifestAction>,
+    pub tag_index_entries: Vec<TagIndexAction>,
+    pub layer_links: Vec<LinkAction>,
+    pub blobs: Vec<BlobAction>,
+    pub uploads: Vec<UploadAction>,
+    /// Directories to remove if (and only if) they are empty when apply reaches them.
+    pub empty_dirs: Vec<String>,
+    pub held_back: HeldBack,
+    /// Blobs the registry's own GC (2.8, same flags) would delete but this plan keeps.
+    pub kept_unlike_registry: Vec<Kept>,
+    /// Manifests (revision links) the registry's GC with `--delete-untagged` would delete but
+    /// this plan keeps: index children and referrers of kept images, recent pushes.
+    pub manifests_kept_unlike_registry: Vec<KeptManifest>,
+    /// Reasons some deletions were not planned at all (incomplete scan...).
+    pub blocked: Vec<String>,
+}
+
+impl Plan {
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    pub fn from_json(text: &str) -> Result<Plan, PlanError> {
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| PlanError::Invalid(e.to_string()))?;
+        match v.get("schema").and_then(|s| s.as_str()) {
+            Some(PLAN_SCHEMA) => {}
+            Some(other) => return Err(PlanError::Schema(other.to_string())),
+            None => {
+                return Err(PlanError::Invalid(
+                    "no schema field: not a stowage plan".into(),
+                ));
+            }
+        }
+        serde_json::from_value(v).map_err(|e| PlanError::Invalid(e.to_string()))
+    }
+
+    /// A short fingerprint of the plan's content (names journals and quarantine batches).
+    pub fn id(&self) -> String {
+        use sha2::Digest as _;
+        let h = sha2::Sha256::digest(self.to_json().as_bytes());
+        h.iter().take(6).map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.manifests.is_empty()
+            && self.tag_index_entries.is_empty()
+            && self.layer_links.is_empty()
+            && self.blobs.is_empty()
+            && self.uploads.is_empty()
+            && self.empty_dirs.is_empty()
+    }
+}
+
+/// A plan file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    #[error("not a valid plan: {0}")]
+    Invalid(String),
+    #[error("plan schema {0:?} is not {PLAN_SCHEMA:?}; this stowage cannot apply it")]
+    Schema(String),
+}
