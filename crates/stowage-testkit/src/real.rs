@@ -90,6 +90,42 @@ pub fn build(with_digest_only_repo: bool) -> RealFixture {
     RealFixture { dir }
 }
 
+/// Write the fixture's deterministic OCI image layout (the images `build.sh` pushes) into
+/// `dir`, for tests that push again.
+pub fn oci_layout(dir: &Path) {
+    let o = Command::new("python3")
+        .arg(script("oci_writer.py"))
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "oci_writer.py failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Push `oci:<layout>:<name>` to `docker://<host>/<dest>` with skopeo, keeping digests.
+pub fn push(layout: &Path, name: &str, host: &str, dest: &str) {
+    require("skopeo");
+    let o = Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--preserve-digests",
+        ])
+        .arg(format!("oci:{}:{name}", layout.display()))
+        .arg(format!("docker://{host}/{dest}"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "skopeo push of {name} to {dest} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// Write a registry config for `rootdirectory` (filesystem driver, delete enabled).
 pub fn write_config(rootdirectory: &Path, at: &Path) {
     let text =
