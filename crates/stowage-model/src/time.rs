@@ -39,12 +39,11 @@ impl Timestamp {
         jiff::Timestamp::from_nanosecond(self.0 as i128).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
     }
 
-    /// RFC 3339 in UTC with second precision, e.g. `2026-11-22T11:55:23Z`.
+    /// RFC 3339 in UTC, e.g. `2026-11-22T11:55:23Z`, with as many fractional digits as the
+    /// time has (file times carry nanoseconds; plans must round-trip them exactly, because
+    /// apply compares them with the live storage).
     pub fn rfc3339(self) -> String {
-        self.to_jiff()
-            .round(jiff::Unit::Second)
-            .unwrap_or(self.to_jiff())
-            .to_string()
+        self.to_jiff().to_string()
     }
 
     /// `YYYY-MM-DD HH:MM` in the given time zone (for human tables).
@@ -131,6 +130,9 @@ mod tests {
         assert_eq!(t.rfc3339(), "2026-11-22T11:55:23Z");
         assert_eq!(t.secs(), 1_795_348_523);
         assert!(Timestamp::parse_rfc3339("yesterday").is_none());
+        let precise = Timestamp(1_795_348_523_123_456_789);
+        assert_eq!(precise.rfc3339(), "2026-11-22T11:55:23.123456789Z");
+        assert_eq!(Timestamp::parse_rfc3339(&precise.rfc3339()), Some(precise));
     }
 
     #[test]

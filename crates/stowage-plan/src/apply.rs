@@ -349,9 +349,11 @@ pub fn apply<S: StorageWrite>(
             return Err(ApplyError::ForeignJournal(journal_path));
         }
     }
+    // An `intent` without its `done` means the process died between the two: the action may
+    // have happened, so its target being gone now is this plan's doing too.
     let done_before: HashSet<String> = previous
         .iter()
-        .filter(|e| e.status == "done")
+        .filter(|e| e.status == "done" || e.status == "intent")
         .map(|e| e.path.clone())
         .collect();
     let mut journal = Journal::open(&journal_path).map_err(|source| ApplyError::Journal {

@@ -48,7 +48,20 @@ impl Journal {
         let seq = read(path)
             .map(|v| v.last().map_or(0, |e| e.seq))
             .unwrap_or(0);
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+        // A process killed mid-write leaves a torn last line: end it, so the next entry starts
+        // on a line of its own (the torn one is then skipped by `read`).
+        let len = file.metadata()?.len();
+        if len > 0 {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut r = File::open(path)?;
+            r.seek(SeekFrom::Start(len - 1))?;
+            let mut last = [0u8; 1];
+            r.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n")?;
+            }
+        }
         Ok(Journal {
             path: path.to_path_buf(),
             file,
