@@ -10,7 +10,7 @@ use stowage_graph::{Graph, Scratch, usage};
 use stowage_model::inventory::{BlobId, Inventory};
 use stowage_scan::{Progress, ScanOptions, scan};
 use stowage_storage::FsStorage;
-use stowage_testkit::{TreeBuilder, Written};
+use stowage_testkit::random::{build, push_strategy};
 
 fn scan_dir(root: &std::path::Path) -> Inventory {
     let s = FsStorage::open(root).unwrap();
@@ -118,64 +118,6 @@ fn check_against_brute_force(inv: &Inventory) {
             bytes(&g, &set.difference(&others).copied().collect())
         );
     }
-}
-
-#[derive(Debug, Clone)]
-struct Push {
-    repo: usize,
-    layers: Vec<usize>,
-    tag: Option<usize>,
-    /// Push as a two-platform index (the second child reuses the next layer).
-    multi: bool,
-}
-
-const REPOS: &[&str] = &["a", "a/b", "a/b/c", "a-c", "b", "c/d/e"];
-const TAGS: &[&str] = &["latest", "v1", "v2"];
-
-fn build(pushes: &[Push], sizes: &[usize]) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let t = TreeBuilder::new(dir.path());
-    let layers: Vec<Written> = sizes
-        .iter()
-        .enumerate()
-        .map(|(i, &s)| t.layer(&format!("l{i}"), s))
-        .collect();
-    for (n, p) in pushes.iter().enumerate() {
-        let repo = REPOS[p.repo];
-        let config = t.blob(format!("{{\"n\":{n}}}").as_bytes());
-        let ls: Vec<&Written> = p
-            .layers
-            .iter()
-            .map(|&i| &layers[i % layers.len()])
-            .collect();
-        let tag = p.tag.map(|i| TAGS[i]);
-        if p.multi {
-            let a = t.image(repo, None, &config, &ls);
-            let other = &layers[(p.layers.first().copied().unwrap_or(0) + 1) % layers.len()];
-            let config2 = t.blob(format!("{{\"n\":{n},\"arch\":\"arm64\"}}").as_bytes());
-            let b = t.image(repo, None, &config2, &[other]);
-            t.index(repo, tag, &[(&a, "amd64"), (&b, "arm64")]);
-        } else {
-            t.image(repo, tag, &config, &ls);
-        }
-    }
-    let root = t.root.clone();
-    (dir, root)
-}
-
-fn push_strategy() -> impl Strategy<Value = Push> {
-    (
-        0..REPOS.len(),
-        proptest::collection::vec(0usize..8, 0..4),
-        proptest::option::of(0..TAGS.len()),
-        proptest::bool::weighted(0.2),
-    )
-        .prop_map(|(repo, layers, tag, multi)| Push {
-            repo,
-            layers,
-            tag,
-            multi,
-        })
 }
 
 proptest! {
