@@ -107,12 +107,27 @@ impl FsStorage {
         &self.root
     }
 
-    fn full(&self, rel: &str) -> PathBuf {
+    /// The absolute path of a key, refusing anything that could leave the layout root: an
+    /// absolute key, empty components, `.` or `..`. Keys come from listings and from plan
+    /// files, which a person can edit.
+    pub(crate) fn full(&self, rel: &str) -> Result<PathBuf, StorageError> {
         if rel.is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(rel)
+            return Ok(self.root.clone());
         }
+        if rel.starts_with('/')
+            || rel
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..")
+        {
+            return Err(StorageError {
+                kind: ErrorKind::Other,
+                path: rel.to_string(),
+                source: Some(std::io::Error::other(
+                    "not a path inside the storage (absolute, empty, . or .. component)",
+                )),
+            });
+        }
+        Ok(self.root.join(rel))
     }
 
     fn read_inner(
@@ -154,7 +169,7 @@ impl FsStorage {
         OpenOptions::new()
             .read(true)
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(self.full(path))
+            .open(self.full(path)?)
             .map_err(|e| StorageError::io(path, e))
     }
 }
@@ -232,7 +247,7 @@ impl Storage for FsStorage {
 
     fn list_dir(&self, path: &str, visit: &mut dyn FnMut(Entry<'_>)) -> Result<(), StorageError> {
         self.counters.track(&self.counters.lists, || {
-            let rd = std::fs::read_dir(self.full(path)).map_err(|e| StorageError::io(path, e))?;
+            let rd = std::fs::read_dir(self.full(path)?).map_err(|e| StorageError::io(path, e))?;
             for ent in rd {
                 let ent = ent.map_err(|e| StorageError::io(path, e))?;
                 // d_type from getdents; std falls back to lstat only where the filesystem
@@ -261,7 +276,7 @@ impl Storage for FsStorage {
 
     fn stat(&self, path: &str) -> Result<Meta, StorageError> {
         self.counters.track(&self.counters.stats, || {
-            let m = std::fs::symlink_metadata(self.full(path))
+            let m = std::fs::symlink_metadata(self.full(path)?)
                 .map_err(|e| StorageError::io(path, e))?;
             if m.file_type().is_symlink() {
                 return Err(StorageError::new(ErrorKind::Symlink, path));
@@ -365,6 +380,25 @@ mod tests {
         );
         assert_eq!(s.read("link", 100).unwrap_err().kind, ErrorKind::Symlink);
         assert_eq!(s.stat("link").unwrap_err().kind, ErrorKind::Symlink);
+    }
+
+    #[test]
+    fn keys_cannot_leave_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("v2")).unwrap();
+        std::fs::write(t.path().join("outside"), b"x").unwrap();
+        let s = FsStorage::open(&t.path().join("v2")).unwrap();
+        for bad in [
+            "../outside",
+            "/etc/passwd",
+            "a/../../outside",
+            "a//b",
+            "./x",
+        ] {
+            assert!(s.stat(bad).is_err(), "{bad}");
+            assert!(crate::StorageWrite::delete(&s, bad).is_err(), "{bad}");
+        }
+        assert!(t.path().join("outside").exists());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! Every method is idempotent where the registry's layout allows it: deleting something that is
 //! already gone reports `Ok(false)`, so an interrupted apply can simply be resumed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::{ErrorKind, FsStorage, Storage, StorageError};
 
@@ -32,23 +32,13 @@ pub trait StorageWrite: Storage {
     fn check_quarantine(&self, dest: &Path) -> Result<(), StorageError>;
 }
 
-impl FsStorage {
-    fn abs(&self, rel: &str) -> PathBuf {
-        if rel.is_empty() {
-            self.root().to_path_buf()
-        } else {
-            self.root().join(rel)
-        }
-    }
-}
-
 fn gone(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::NotFound
 }
 
 impl StorageWrite for FsStorage {
     fn delete(&self, path: &str) -> Result<bool, StorageError> {
-        let p = self.abs(path);
+        let p = self.full(path)?;
         let meta = match std::fs::symlink_metadata(&p) {
             Ok(m) => m,
             Err(e) if gone(&e) => return Ok(false),
@@ -67,7 +57,7 @@ impl StorageWrite for FsStorage {
     }
 
     fn remove_empty_dir(&self, path: &str) -> Result<bool, StorageError> {
-        match std::fs::remove_dir(self.abs(path)) {
+        match std::fs::remove_dir(self.full(path)?) {
             Ok(()) => Ok(true),
             Err(e) if gone(&e) => Ok(false),
             Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => Ok(false),
@@ -76,7 +66,7 @@ impl StorageWrite for FsStorage {
     }
 
     fn move_to(&self, path: &str, dest: &Path) -> Result<bool, StorageError> {
-        let from = self.abs(path);
+        let from = self.full(path)?;
         if let Err(e) = std::fs::symlink_metadata(&from) {
             return if gone(&e) {
                 Ok(false)
@@ -103,6 +93,8 @@ impl StorageWrite for FsStorage {
     }
 
     fn move_back(&self, src: &Path, path: &str) -> Result<bool, StorageError> {
+        // Validate the key before touching anything (a journal is a file a person can edit).
+        self.full(path)?;
         let from = src.join(path);
         if let Err(e) = std::fs::symlink_metadata(&from) {
             return if gone(&e) {
@@ -111,7 +103,7 @@ impl StorageWrite for FsStorage {
                 Err(StorageError::io(from.display().to_string(), e))
             };
         }
-        let to = self.abs(path);
+        let to = self.full(path)?;
         if std::fs::symlink_metadata(&to).is_ok() {
             return Err(StorageError {
                 kind: ErrorKind::Other,
@@ -129,7 +121,7 @@ impl StorageWrite for FsStorage {
     }
 
     fn create_dir_all(&self, path: &str) -> Result<(), StorageError> {
-        std::fs::create_dir_all(self.abs(path)).map_err(|e| StorageError::io(path, e))
+        std::fs::create_dir_all(self.full(path)?).map_err(|e| StorageError::io(path, e))
     }
 
     fn check_quarantine(&self, dest: &Path) -> Result<(), StorageError> {
