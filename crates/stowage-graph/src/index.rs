@@ -58,6 +58,9 @@ pub struct Graph<'a> {
     pub(crate) tag_coords: Vec<(u32, u32)>,
     /// Id -> index into `inv.manifests` (or NONE).
     manifest_at: Vec<u32>,
+    /// Non-sha256 digest -> the canonical blobs its `_layers` alias links name (sha512 pushes
+    /// are stored under sha256 with an alias link, `spec/registry-storage.md` §1.3).
+    aliases: Csr,
     /// Id -> role it is referenced in (the strongest seen: config beats layer), or NONE.
     pub(crate) role: Vec<u8>,
 }
@@ -89,6 +92,17 @@ impl<'a> Graph<'a> {
             }
         }
         let rev_pairs: Vec<(u32, u32)> = fwd_pairs.iter().map(|&(a, b)| (b, a)).collect();
+        let mut alias_pairs = Vec::new();
+        for r in &inv.repositories {
+            for (path_digest, content) in &r.aliases {
+                if let (Some(a), Some(c)) = (
+                    inv.id_of(path_digest),
+                    content.as_ref().and_then(|c| inv.id_of(c)),
+                ) {
+                    alias_pairs.push((a, c));
+                }
+            }
+        }
         let mut rr_pairs = Vec::new();
         let mut lr_pairs = Vec::new();
         let mut ct_pairs = Vec::new();
@@ -116,6 +130,7 @@ impl<'a> Graph<'a> {
             revision_repos: Csr::build(n, rr_pairs),
             layer_repos: Csr::build(n, lr_pairs),
             current_tags: Csr::build(n, ct_pairs),
+            aliases: Csr::build(n, alias_pairs),
             tag_coords,
             manifest_at,
             role,
@@ -215,6 +230,12 @@ impl<'a> Graph<'a> {
                     stack.push(c);
                 }
             }
+            for &c in self.aliases.row(id) {
+                if !marked[c as usize] {
+                    marked[c as usize] = true;
+                    stack.push(c);
+                }
+            }
             if referrers {
                 for &c in self.referrers(id) {
                     if !marked[c as usize] {
@@ -297,7 +318,7 @@ impl<'a> Graph<'a> {
         }
         while let Some(x) = stack.pop() {
             f(x);
-            for &c in self.refs(x) {
+            for &c in self.refs(x).iter().chain(self.aliases.row(x)) {
                 if scratch.visit(c) {
                     stack.push(c);
                 }

@@ -169,8 +169,10 @@ pub enum ManifestError {
     },
     #[error("{0} is missing")]
     MissingField(String),
-    #[error("mediaType {declared:?} disagrees with the document's shape ({why})")]
-    Inconsistent { declared: String, why: &'static str },
+    #[error(
+        "key {0:?} differs only in case from a field the registry reads (Go matches keys case-insensitively)"
+    )]
+    CaseFoldedKey(String),
 }
 
 #[derive(serde::Deserialize)]
@@ -277,8 +279,95 @@ fn descriptors(
         .collect()
 }
 
+/// Field names stowage reads. Go's `encoding/json` (the registry, clients) matches object
+/// keys case-insensitively, with Unicode simple folding (`ſ` = `s`, `K` = `k`); serde does
+/// not. A key that folds to one of these without being it would be read by Go and ignored
+/// by us, so such a manifest is refused (and kept, as opaque) rather than half-read.
+const FIELDS: &[&str] = &[
+    "schemaversion",
+    "mediatype",
+    "artifacttype",
+    "config",
+    "layers",
+    "manifests",
+    "subject",
+    "blobs",
+    "fslayers",
+    "blobsum",
+    "digest",
+    "size",
+    "urls",
+    "platform",
+    "signatures",
+];
+
+fn fold(s: &str) -> String {
+    s.chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| match c {
+            '\u{17f}' => 's',
+            '\u{212a}' => 'k',
+            c => c,
+        })
+        .collect()
+}
+
+/// Find an object key that Go would take for a field we read, spelled differently.
+fn case_folded_key(bytes: &[u8]) -> Option<String> {
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'"' {
+            i += 1;
+            continue;
+        }
+        // A string: find its end (skipping escapes).
+        let start = i + 1;
+        let mut j = start;
+        while j < bytes.len() && bytes[j] != b'"' {
+            j += if bytes[j] == b'\\' { 2 } else { 1 };
+        }
+        let end = j.min(bytes.len());
+        // A key is a string followed by optional whitespace and a colon.
+        let mut k = end + 1;
+        while k < bytes.len() && bytes[k].is_ascii_whitespace() {
+            k += 1;
+        }
+        if k < bytes.len() && bytes[k] == b':' {
+            if let Ok(key) = std::str::from_utf8(&bytes[start..end]) {
+                let folded = fold(key);
+                if FIELDS.contains(&folded.as_str()) && !FIELDS_EXACT.contains(&key) {
+                    return Some(key.to_owned());
+                }
+            }
+        }
+        i = end + 1;
+    }
+    None
+}
+
+const FIELDS_EXACT: &[&str] = &[
+    "schemaVersion",
+    "mediaType",
+    "artifactType",
+    "config",
+    "layers",
+    "manifests",
+    "subject",
+    "blobs",
+    "fsLayers",
+    "blobSum",
+    "digest",
+    "size",
+    "urls",
+    "platform",
+    "signatures",
+];
+
 /// Parse stored manifest bytes.
 pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+    if let Some(key) = case_folded_key(bytes) {
+        return Err(ManifestError::CaseFoldedKey(key));
+    }
     let raw: Raw<'_> =
         serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
     let schema = raw
@@ -563,6 +652,30 @@ mod tests {
             ),
             Err(ManifestError::MissingField("config".into()))
         );
+    }
+
+    #[test]
+    fn keys_go_would_fold_are_refused_not_ignored() {
+        let capital = String::from_utf8(SCHEMA2.to_vec())
+            .unwrap()
+            .replace("\"layers\"", "\"Layers\"");
+        assert_eq!(
+            parse(capital.as_bytes()),
+            Err(ManifestError::CaseFoldedKey("Layers".into()))
+        );
+        let long_s = String::from_utf8(SCHEMA2.to_vec())
+            .unwrap()
+            .replace("\"layers\"", "\"layer\u{17f}\"");
+        assert!(matches!(
+            parse(long_s.as_bytes()),
+            Err(ManifestError::CaseFoldedKey(_))
+        ));
+        // Values that look like keys are fine.
+        let m = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"Layers","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[],"annotations":{"Layers":"x"}}"#;
+        // "Layers" as an annotation key folds to a field name but sits in annotations: refused
+        // too, conservatively (such a manifest is kept, not half-read).
+        assert!(parse(m).is_err());
+        assert!(parse(SCHEMA2).is_ok() && parse(INDEX).is_ok() && parse(SCHEMA1).is_ok());
     }
 
     proptest::proptest! {

@@ -56,7 +56,8 @@ impl Timestamp {
 
     /// Signed duration from `self` to `later`, in seconds.
     pub fn seconds_until(self, later: Timestamp) -> i64 {
-        (later.0 - self.0).div_euclid(1_000_000_000)
+        ((later.0 as i128 - self.0 as i128).div_euclid(1_000_000_000))
+            .clamp(i64::MIN as i128, i64::MAX as i128) as i64
     }
 
     pub fn saturating_sub_secs(self, secs: i64) -> Timestamp {

@@ -127,6 +127,7 @@ pub fn live_signs(inv: &Inventory, now: Timestamp, window: i64) -> Vec<String> {
         .flat_map(|r| {
             r.revisions
                 .iter()
+                .chain(r.layers.iter())
                 .chain(r.tags.iter().flat_map(|t| t.index.iter()))
         })
         .filter(|l| recent(l.modified))
@@ -139,7 +140,7 @@ pub fn live_signs(inv: &Inventory, now: Timestamp, window: i64) -> Vec<String> {
             .count();
     if pushes > 0 {
         out.push(format!(
-            "{pushes} manifest or tag link(s) written in the last {window}s (recent pushes)"
+            "{pushes} manifest, layer or tag link(s) written in the last {window}s (recent pushes)"
         ));
     }
     out
@@ -511,8 +512,18 @@ pub fn apply<S: StorageWrite>(
             None if r.done_before.contains(&path) => blob_targets.push((path, b.size)),
             None => r.skip(&path, "gone already (not by this apply)")?,
             Some((id, f)) => {
+                let relinked = inv2
+                    .repositories
+                    .iter()
+                    .filter_map(|repo| repo.layer(id))
+                    .any(|l| l.modified > plan.created_at);
                 if f.size != b.size || f.modified != b.modified {
                     r.skip(&path, "changed since the plan (size or mtime)")?;
+                } else if relinked {
+                    r.skip(
+                        &path,
+                        "linked into a repository since the plan (a push in progress)",
+                    )?;
                 } else if marks2[id as usize] {
                     r.skip(
                         &path,
@@ -541,10 +552,13 @@ pub fn apply<S: StorageWrite>(
     }
 
     // Phase 3: dangling links and history entries whose blob is now gone.
+    // Gone means "not found", nothing else: an I/O error says nothing about the blob.
     let gone = |d: &Digest| -> bool {
         match d.sha256() {
-            Some(h) => !storage.stat(&layout::blob_data(&h)).is_ok(),
-            None => true,
+            Some(h) => storage
+                .stat(&layout::blob_data(&h))
+                .is_err_and(|e| e.is_not_found()),
+            None => false,
         }
     };
     for l in &plan.layer_links {
@@ -552,6 +566,16 @@ pub fn apply<S: StorageWrite>(
             continue;
         };
         let link = layout::layer_link(&l.repository, &d);
+        // Only a link the re-scan saw (a plan file is editable; this keeps removals to
+        // targets that exist in the layout as the scanner read it).
+        let seen = inv2
+            .repository(&l.repository)
+            .zip(inv2.id_of(&d))
+            .is_some_and(|(repo, id)| repo.layer(id).is_some());
+        if !seen && !r.done_before.contains(&link) {
+            r.skip(&link, "not in the storage as re-scanned")?;
+            continue;
+        }
         if !gone(&d) {
             r.skip(&link, "its blob still exists")?;
             continue;
@@ -568,6 +592,15 @@ pub fn apply<S: StorageWrite>(
             continue;
         };
         let path = layout::tag_index_dir(&t.repository, &t.tag, &d);
+        let seen = inv2
+            .repository(&t.repository)
+            .and_then(|repo| repo.tag(&t.tag))
+            .zip(inv2.id_of(&d))
+            .is_some_and(|(tag, id)| tag.index.iter().any(|l| l.target == id));
+        if !seen && !r.done_before.contains(&path) {
+            r.skip(&path, "not in the storage as re-scanned")?;
+            continue;
+        }
         let has_revision = inv2
             .repository(&t.repository)
             .zip(inv2.id_of(&d))
@@ -587,7 +620,10 @@ pub fn apply<S: StorageWrite>(
             .and_then(|repo| repo.uploads.iter().find(|x| x.id == u.id));
         match live {
             None if r.done_before.contains(&path) => {
-                r.remove(Kind::Upload, &path, u.size)?;
+                // Removed by an interrupted earlier run of this plan.
+                let mut rep = r.report.lock().unwrap_or_else(|e| e.into_inner());
+                rep.already_done += 1;
+                rep.bytes_freed += u.size;
             }
             None => r.skip(&path, "gone already (not by this apply)")?,
             Some(x) if x.started_at != u.started_at || x.total_size != u.size => {

@@ -112,6 +112,12 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
                 {
                     continue;
                 }
+                // A manifest we could not read or parse might be a referrer or an index: it
+                // is kept (with everything its repository links), never guessed untagged.
+                if g.is_opaque(l.target) {
+                    roots.push(l.target);
+                    continue;
+                }
                 // A revision whose blob is gone is only a dangling link: removed with the
                 // dangling-link cleanup, never counted as a manifest.
                 if !present && !opts.dangling_links {
@@ -148,12 +154,22 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
     let mut blobs = Vec::new();
     let mut held = HeldBack::default();
     let mut planned_blob: Vec<bool> = vec![false; g.len()];
+    let mut latest_link = vec![Timestamp::EPOCH; inv.blobs.len()];
+    for r in &inv.repositories {
+        for l in &r.layers {
+            if let Some(t) = latest_link.get_mut(l.target as usize) {
+                *t = (*t).max(l.modified);
+            }
+        }
+    }
     if !blobs_blocked {
         for (i, b) in inv.blobs.iter().enumerate() {
             if marked[i] {
                 continue;
             }
-            if recent(b.modified) {
+            // A blob mounted into a repository, or committed again, keeps its old mtime; its
+            // new `_layers` link is the sign of a push in progress.
+            if recent(b.modified) || recent(latest_link[i]) {
                 held.blobs.push(Kept {
                     digest: b.digest.to_string(),
                     size: b.size,
@@ -421,6 +437,9 @@ fn registry_differences(
 /// Explain why a marked blob is kept, naming the kept manifest that needs it.
 fn why_kept(g: &Graph<'_>, id: BlobId, marked: &[bool]) -> String {
     let inv = g.inv;
+    if g.is_opaque(id) {
+        return "a manifest that could not be read or parsed: kept, with everything its repository links".into();
+    }
     let describe = |m: BlobId| -> Option<String> {
         for &p in g.parents(m) {
             if marked[p as usize] && g.manifest_kind(p).is_some_and(|k| k.is_index()) {

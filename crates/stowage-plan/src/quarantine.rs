@@ -56,12 +56,17 @@ pub fn restore<S: StorageWrite>(storage: &S, dir: &Path) -> std::io::Result<Rest
                 }
             }
         }
-        // Moves, newest first.
+        // Moves, newest first. An `intent` without `done` may have happened (the process
+        // died in between): put back whatever is there.
+        let mut seen = std::collections::HashSet::new();
         for e in entries
             .iter()
             .rev()
-            .filter(|e| e.status == "done" && e.op == "move")
+            .filter(|e| (e.status == "done" || e.status == "intent") && e.op == "move")
         {
+            if !seen.insert(e.path.as_str()) {
+                continue;
+            }
             match storage.move_back(&batch, &e.path) {
                 Ok(true) => rep.restored += 1,
                 Ok(false) => {}
@@ -72,12 +77,35 @@ pub fn restore<S: StorageWrite>(storage: &S, dir: &Path) -> std::io::Result<Rest
             }
         }
         rep.batches.push(batch.display().to_string());
-        if failed_here == 0 {
-            // Everything is back: the batch holds only empty directories and its journal.
+        // Remove the batch only when nothing but directories and its own files is left in it:
+        // never delete quarantined data restore did not put back.
+        if failed_here == 0 && !holds_data(&batch)? {
             std::fs::remove_dir_all(&batch)?;
         }
     }
     Ok(rep)
+}
+
+/// Whether a batch still holds any file besides its journal and batch record.
+fn holds_data(batch: &Path) -> std::io::Result<bool> {
+    let mut stack = vec![batch.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let e = e?;
+            let t = e.file_type()?;
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if d != batch
+                || !matches!(
+                    e.file_name().to_str(),
+                    Some("journal.ndjson" | "batch.json")
+                )
+            {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// Delete quarantine batches created more than `older_than` seconds before `now`. Returns the
@@ -99,4 +127,50 @@ pub fn purge(dir: &Path, older_than: i64, now: Timestamp) -> std::io::Result<Vec
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stowage_storage::FsStorage;
+
+    #[test]
+    fn restore_puts_back_a_move_whose_done_line_was_lost() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("v2");
+        std::fs::create_dir_all(root.join("blobs/sha256/ab/abcd")).unwrap();
+        std::fs::write(root.join("blobs/sha256/ab/abcd/data"), b"bytes").unwrap();
+        let s = FsStorage::open(&root).unwrap();
+        let batch = t.path().join("q/batch-1");
+        std::fs::create_dir_all(&batch).unwrap();
+        // The apply wrote its intent and renamed, then died before writing `done`.
+        let mut j = journal::Journal::open(&batch.join("journal.ndjson")).unwrap();
+        j.write(journal::entry("intent", "move", "blobs/sha256/ab/abcd"))
+            .unwrap();
+        assert!(s.move_to("blobs/sha256/ab/abcd", &batch).unwrap());
+        let rep = restore(&s, &t.path().join("q")).unwrap();
+        assert_eq!(rep.restored, 1);
+        assert_eq!(
+            std::fs::read(root.join("blobs/sha256/ab/abcd/data")).unwrap(),
+            b"bytes"
+        );
+        assert!(!batch.exists());
+    }
+
+    #[test]
+    fn a_batch_still_holding_data_is_not_removed() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("v2");
+        std::fs::create_dir_all(&root).unwrap();
+        let s = FsStorage::open(&root).unwrap();
+        let batch = t.path().join("q/batch-2");
+        std::fs::create_dir_all(batch.join("blobs/sha256/cd/cdef")).unwrap();
+        std::fs::write(batch.join("blobs/sha256/cd/cdef/data"), b"x").unwrap();
+        journal::Journal::open(&batch.join("journal.ndjson")).unwrap();
+        restore(&s, &t.path().join("q")).unwrap();
+        assert!(
+            batch.join("blobs/sha256/cd/cdef/data").exists(),
+            "unjournalled data must survive a restore"
+        );
+    }
 }

@@ -169,3 +169,107 @@ fn an_incomplete_scan_plans_no_blob_deletion() {
         plan.blocked
     );
 }
+
+#[test]
+fn a_sha512_reference_keeps_the_canonical_blob_behind_its_alias() {
+    use stowage_model::digest::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let t = stowage_testkit::TreeBuilder::new(dir.path());
+    let layer = t.layer("aliased", 500);
+    let config = t.blob(b"{}");
+    t.link_layer("app", &config.digest());
+    t.link_layer("app", &layer.digest());
+    // A client pushed the layer as sha512: the registry stored it under sha256 and wrote an
+    // alias link whose content is the canonical digest.
+    let alias: Digest = format!("sha512:{}", "cd".repeat(64)).parse().unwrap();
+    t.write(
+        &stowage_layout::layer_link("app", &alias),
+        layer.digest.to_string().as_bytes(),
+    );
+    let body = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{alias}","size":500}}]}}"#,
+        config.digest
+    );
+    t.manifest("app", Some("v1"), body.as_bytes());
+    let inv = scan_dir(&t.root);
+    let g = Graph::new(&inv);
+    for untagged in [false, true] {
+        let plan = gc::build(
+            &g,
+            &GcOptions {
+                delete_untagged: untagged,
+                grace_seconds: 0,
+                dangling_links: true,
+                ..GcOptions::default()
+            },
+            now(),
+        );
+        assert!(
+            plan.blobs
+                .iter()
+                .all(|b| b.digest != layer.digest.to_string()),
+            "{plan:#?}"
+        );
+    }
+}
+
+#[test]
+fn an_unreadable_untagged_manifest_is_kept_not_guessed() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = stowage_testkit::TreeBuilder::new(dir.path());
+    let h = stowage_testkit::broken::healthy(&t);
+    // The untagged manifest becomes unparseable (it could be a referrer or an index).
+    t.write(
+        &stowage_layout::blob_data(&h.untagged.digest),
+        b"{\"schemaVersion\":2,",
+    );
+    let inv = scan_dir(&t.root);
+    let plan = gc::build(
+        &Graph::new(&inv),
+        &GcOptions {
+            delete_untagged: true,
+            grace_seconds: 0,
+            ..GcOptions::default()
+        },
+        now(),
+    );
+    assert!(
+        plan.manifests
+            .iter()
+            .all(|m| m.digest != h.untagged.digest.to_string())
+    );
+    assert!(
+        plan.blobs
+            .iter()
+            .all(|b| b.digest != h.untagged.digest.to_string())
+    );
+    assert!(plan.manifests_kept_unlike_registry.iter().any(|k| k.digest
+        == h.untagged.digest.to_string()
+        && k.reason.contains("could not be read")));
+}
+
+#[test]
+fn a_blob_linked_recently_is_held_back_even_if_its_data_is_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = stowage_testkit::TreeBuilder::new(dir.path());
+    let old = t.layer("orphan", 300);
+    // Old data...
+    let data = t.path(&stowage_layout::blob_data(&old.digest));
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86400);
+    std::fs::File::options()
+        .write(true)
+        .open(&data)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
+    // ...mounted into a repository just now (a push in progress: the manifest is not there yet).
+    t.link_layer("app", &old.digest());
+    let inv = scan_dir(&t.root);
+    let plan = gc::build(
+        &Graph::new(&inv),
+        &GcOptions::default(),
+        Timestamp::from_system_time(std::time::SystemTime::now()),
+    );
+    assert!(plan.blobs.is_empty(), "{:#?}", plan.blobs);
+    assert_eq!(plan.held_back.blobs.len(), 1);
+}

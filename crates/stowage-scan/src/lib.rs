@@ -132,6 +132,16 @@ pub fn scan(
     for (name, kind) in &top {
         match (name.as_str(), kind) {
             ("blobs" | "repositories", EntryKind::Dir) => {}
+            ("blobs" | "repositories", _) => {
+                // The registry would follow a symbolic link here; we never do, so what it
+                // holds is unknown and no plan may delete anything.
+                ctx.unseen(name);
+                ctx.finding(
+                    FindingKind::Symlink,
+                    name,
+                    "not a plain directory (a symbolic link?); not followed, and deletion is blocked",
+                );
+            }
             (_, EntryKind::Symlink) => ctx.finding(
                 FindingKind::Symlink,
                 name,
@@ -170,6 +180,15 @@ pub fn scan(
         .any(|(n, k)| n == "repositories" && *k == EntryKind::Dir)
     {
         pool.scope(|s| ctx.walk_namespace(s, String::new()));
+    } else if !ctx.table.is_empty() && !top.iter().any(|(n, _)| n == "repositories") {
+        // Blobs but no repositories directory at all: the registry's own GC refuses to run
+        // ("Path not found"); a plan that deleted every blob would be a guess, so block it.
+        ctx.unseen("repositories");
+        ctx.finding(
+            FindingKind::UnexpectedDirectory,
+            "repositories",
+            "missing while blobs exist; deletion is blocked (is this the right root?)",
+        );
     }
     let fragments = std::mem::take(&mut *ctx.fragments.lock().unwrap_or_else(|e| e.into_inner()));
     let mut repositories = assemble(fragments);
@@ -462,9 +481,24 @@ impl<'a> Ctx<'a> {
             .paths
             .fetch_add((out.len() + bad.len()) as u64, Ordering::Relaxed);
         for (k, p, m) in bad {
-            self.finding(k, &p, m);
+            // The registry follows symbolic links and may read what we skip: what lies behind
+            // them is unknown to us, so no plan may delete on the strength of this scan.
+            self.unseen(&p);
+            self.finding(
+                k,
+                &p,
+                format!("{m}; blob deletion is blocked while it is there"),
+            );
         }
         Ok(out)
+    }
+
+    /// Record a path whose contents the scan could not see (blocks deletion plans).
+    fn unseen(&self, path: &str) {
+        self.unlisted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(path.to_owned());
     }
 
     /// Intern a digest: the index of a present blob, or a temporary id for a missing one.
@@ -491,7 +525,10 @@ impl<'a> Ctx<'a> {
     fn scan_blobs<'s>(&'s self, s: &rayon::Scope<'s>) {
         let algs = match self.list("blobs") {
             Ok(e) => e,
-            Err(e) => return self.storage_finding(&e, "cannot list blobs/"),
+            Err(e) => {
+                self.unseen("blobs");
+                return self.storage_finding(&e, "cannot list blobs/");
+            }
         };
         for alg in algs {
             let path = format!("blobs/{}", alg.name);
@@ -511,6 +548,7 @@ impl<'a> Ctx<'a> {
             let shards = match self.list(&path) {
                 Ok(e) => e,
                 Err(e) => {
+                    self.unseen(&path);
                     self.storage_finding(&e, "cannot list the blob store");
                     continue;
                 }
@@ -539,7 +577,11 @@ impl<'a> Ctx<'a> {
     fn scan_shard(&self, path: String, shard: String) {
         let entries = match self.list(&path) {
             Ok(e) => e,
-            Err(e) => return self.storage_finding(&e, "cannot list blob shard"),
+            Err(e) => {
+                // Manifests stored here would look missing, and what they reference unreferenced.
+                self.unseen(&path);
+                return self.storage_finding(&e, "cannot list blob shard");
+            }
         };
         if entries.is_empty() {
             self.finding(
@@ -586,7 +628,10 @@ impl<'a> Ctx<'a> {
                     &dir,
                     "blob directory without a data file (not a blob; an interrupted write or partial delete)",
                 ),
-                Err(e) => self.storage_finding(&e, "cannot stat blob data"),
+                Err(e) => {
+                    self.unseen(&data);
+                    self.storage_finding(&e, "cannot stat blob data");
+                }
             }
         }
         self.blobs
@@ -1067,7 +1112,17 @@ impl<'a> Ctx<'a> {
                     &cpath,
                     "larger than any digest; not read",
                 );
-                None
+                // Present but unreadable: the tag exists and names something unknown, which
+                // makes the repository's tags unsure (all its revisions are kept).
+                let modified = self
+                    .storage
+                    .stat(&cpath)
+                    .map(|m| m.modified)
+                    .unwrap_or_default();
+                Some(CurrentLink {
+                    target: None,
+                    modified,
+                })
             }
             Err(e) => {
                 self.storage_finding(&e, "cannot read tag");

@@ -286,6 +286,8 @@ fn symlinks_are_never_followed() {
             .iter()
             .any(|f| f.kind == FindingKind::Symlink && f.path == "repositories/app-copy")
     );
+    // The registry would follow it: what it holds is unknown, so deletion must be blocked.
+    assert_eq!(inv.unlisted, ["repositories/app-copy"]);
     let _ = h;
 }
 
@@ -366,6 +368,22 @@ fn an_unlistable_namespace_is_recorded() {
     let inv = scan(&s, &ScanOptions::default(), &Progress::default()).unwrap();
     assert_eq!(inv.unlisted, ["repositories/lib"]);
     assert!(inv.repository("lib/base").is_none());
+}
+
+#[test]
+fn an_unlistable_blob_shard_blocks_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = TreeBuilder::new(dir.path());
+    let h = broken::healthy(&t);
+    let shard = format!("blobs/sha256/{}", &h.app.digest.hex()[..2]);
+    let faults = vec![Fault {
+        prefix: shard.clone(),
+        kind: ErrorKind::PermissionDenied,
+        on: Ops::List,
+    }];
+    let s = FaultyStorage::new(FsStorage::open(&t.root).unwrap(), faults);
+    let inv = scan(&s, &ScanOptions::default(), &Progress::default()).unwrap();
+    assert!(inv.unlisted.contains(&shard), "{:?}", inv.unlisted);
 }
 
 #[test]

@@ -140,7 +140,9 @@ impl StorageWrite for FsStorage {
                 )),
             });
         }
-        if dest.starts_with(self.root()) {
+        let canonical = std::fs::canonicalize(dest)
+            .map_err(|e| StorageError::io(dest.display().to_string(), e))?;
+        if canonical.starts_with(self.root()) {
             return Err(StorageError {
                 kind: ErrorKind::Other,
                 path: dest.display().to_string(),
