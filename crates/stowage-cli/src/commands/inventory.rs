@@ -2,32 +2,17 @@
 
 use anyhow::Result;
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use serde::Serialize;
 use stowage_graph::{BlobKind, Graph, Summary};
-use stowage_model::time::{Timestamp, human_bytes};
+use stowage_model::time::human_bytes;
 use stowage_report::table::{Align, Table, abbreviate};
 use stowage_report::{
-    BlobRecord, BlobRecordBuilder, LinkRecord, UploadRecord, link_records, schema, upload_records,
+    BlobRecordBuilder, LinkRecord, UploadRecord, link_records, schema, upload_records,
 };
 
 use super::{findings_exit, load};
 use crate::args::{BlobSort, Format, InventoryArgs, KindArg};
 use crate::output;
 use crate::settings::{Settings, parse_age, parse_size};
-
-#[derive(Serialize)]
-struct Document<'a> {
-    schema: String,
-    root: &'a str,
-    generated_at: Timestamp,
-    summary: &'a Summary,
-    blobs: &'a [BlobRecord],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    links: Option<&'a [LinkRecord]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uploads: Option<&'a [UploadRecord]>,
-    findings: usize,
-}
 
 pub fn globset(patterns: &[String]) -> Result<Option<GlobSet>> {
     if patterns.is_empty() {
@@ -65,8 +50,11 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
     let referenced = g.mark(g.all_revision_roots(), false);
     let summary = stowage_graph::summary(&g, &referenced, &loaded.findings, s.now, 7 * 86400);
 
+    // Select and order blob ids first (cheap), then build each record only while writing it:
+    // memory stays proportional to the number of blobs, not to the size of the output (a
+    // base layer's record lists every tag that uses it).
     let mut b = BlobRecordBuilder::new(&g);
-    let mut records: Vec<BlobRecord> = Vec::new();
+    let mut ids: Vec<u32> = Vec::new();
     for (i, blob) in inv.blobs.iter().enumerate() {
         let id = i as u32;
         let refd = referenced[i];
@@ -83,38 +71,35 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
         if !kind_matches(g.blob_kind(id), &a.kind) {
             continue;
         }
-        let rec = b.record(id, refd);
         if let Some(gs) = &repo_glob {
-            if !rec
-                .repositories
+            let (repos, _) = b.owners(id);
+            let linked = g
+                .layer_repos(id)
                 .iter()
-                .chain(rec.linked_in.iter())
+                .map(|&r| inv.repositories[r as usize].name.as_str());
+            if !repos
+                .iter()
+                .map(String::as_str)
+                .chain(linked)
                 .any(|r| gs.is_match(r))
             {
                 continue;
             }
         }
-        records.push(rec);
+        ids.push(id);
     }
+    let blob = |id: &u32| &inv.blobs[*id as usize];
     match a.sort {
         BlobSort::Digest => {}
-        BlobSort::Size => {
-            records.sort_by(|x, y| x.size.cmp(&y.size).then_with(|| x.digest.cmp(&y.digest)))
-        }
-        BlobSort::Date => records.sort_by(|x, y| {
-            x.modified
-                .cmp(&y.modified)
-                .then_with(|| x.digest.cmp(&y.digest))
-        }),
-        BlobSort::Kind => {
-            records.sort_by(|x, y| x.kind.cmp(&y.kind).then_with(|| x.digest.cmp(&y.digest)))
-        }
+        BlobSort::Size => ids.sort_by_key(|id| (blob(id).size, *id)),
+        BlobSort::Date => ids.sort_by_key(|id| (blob(id).modified, *id)),
+        BlobSort::Kind => ids.sort_by_key(|id| (g.blob_kind(*id), *id)),
     }
     if a.reverse {
-        records.reverse();
+        ids.reverse();
     }
     if let Some(n) = a.limit {
-        records.truncate(n);
+        ids.truncate(n);
     }
     let repo_ok = |name: &str| repo_glob.as_ref().is_none_or(|gs| gs.is_match(name));
     let links: Option<Vec<LinkRecord>> = a.links.then(|| {
@@ -134,22 +119,44 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
 
     let mut out = output::stdout();
     match s.format {
-        Format::Json => output::json(
-            &mut out,
-            &Document {
-                schema: schema("inventory"),
-                root: &inv.root,
-                generated_at: s.now,
-                summary: &summary,
-                blobs: &records,
-                links: links.as_deref(),
-                uploads: uploads.as_deref(),
-                findings: loaded.findings.len(),
-            },
-        )?,
+        Format::Json => {
+            // Written piece by piece so records never all sit in memory; still one JSON
+            // document, one blob record per line.
+            out.write_all(b"{\n")?;
+            write!(
+                out,
+                "  \"schema\": {},\n",
+                serde_json::to_string(&schema("inventory"))?
+            )?;
+            write!(out, "  \"root\": {},\n", serde_json::to_string(&inv.root)?)?;
+            write!(
+                out,
+                "  \"generated_at\": {},\n",
+                serde_json::to_string(&s.now)?
+            )?;
+            write!(
+                out,
+                "  \"summary\": {},\n",
+                serde_json::to_string(&summary)?
+            )?;
+            write!(out, "  \"findings\": {},\n", loaded.findings.len())?;
+            out.write_all(b"  \"blobs\": [")?;
+            for (n, id) in ids.iter().enumerate() {
+                out.write_all(if n == 0 { b"\n    " } else { b",\n    " })?;
+                serde_json::to_writer(&mut out, &b.record(*id, referenced[*id as usize]))?;
+            }
+            out.write_all(b"\n  ]")?;
+            if let Some(l) = &links {
+                write!(out, ",\n  \"links\": {}", serde_json::to_string(l)?)?;
+            }
+            if let Some(u) = &uploads {
+                write!(out, ",\n  \"uploads\": {}", serde_json::to_string(u)?)?;
+            }
+            out.write_all(b"\n}\n")?;
+        }
         Format::Ndjson => {
-            for r in &records {
-                output::ndjson(&mut out, r)?;
+            for id in &ids {
+                output::ndjson(&mut out, &b.record(*id, referenced[*id as usize]))?;
             }
             for l in links.iter().flatten() {
                 output::ndjson(&mut out, l)?;
@@ -171,7 +178,8 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
                 "tags",
                 "path",
             ])?;
-            for r in &records {
+            for id in &ids {
+                let r = &b.record(*id, referenced[*id as usize]);
                 w.write_record([
                     r.digest.as_str(),
                     &r.size.to_string(),
@@ -197,7 +205,8 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
                 ("REPOSITORIES", Align::Left),
                 ("TAGS", Align::Left),
             ]);
-            for r in &records {
+            for id in &ids {
+                let r = &b.record(*id, referenced[*id as usize]);
                 t.row(vec![
                     short(&r.digest),
                     human_bytes(r.size),
@@ -260,7 +269,7 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
                 out.write_all(t.render().as_bytes())?;
             }
             writeln!(out)?;
-            write_summary(&mut out, &summary, records.len())?;
+            write_summary(&mut out, &summary, ids.len())?;
         }
     }
     use std::io::Write;
