@@ -810,6 +810,9 @@ impl<'a> Ctx<'a> {
         odd: &mut Vec<OddLink>,
     ) -> Option<Link> {
         let file = format!("{dir}/link");
+        if self.opts.verify_links {
+            self.inspect_link_dir(dir, kind);
+        }
         let meta = match self.storage.stat(&file) {
             Ok(m) => m,
             Err(e) if e.is_not_found() => {
@@ -855,6 +858,33 @@ impl<'a> Ctx<'a> {
             state,
             modified: meta.modified,
         })
+    }
+
+    /// `check` only: list a `<alg>/<hex>/` directory and report whatever else is in it
+    /// (interrupted atomic writes of registry 3.1+, schema 1 signature links, other tools'
+    /// metadata). The default scan does not list these directories: one stat says enough.
+    fn inspect_link_dir(&self, dir: &str, kind: LinkKind) {
+        let Ok(entries) = self.list(dir) else { return };
+        for e in entries {
+            let p = format!("{dir}/{}", e.name);
+            match (e.name.as_str(), e.kind) {
+                ("link", EntryKind::File) => {}
+                (n, EntryKind::File) if n.starts_with("link.") && n.ends_with(".tmp") => self.finding(
+                    FindingKind::StaleTempFile,
+                    &p,
+                    "temporary file of an interrupted link write (registry 3.1+); safe to remove",
+                ),
+                ("signatures", EntryKind::Dir) if kind == LinkKind::Revision => self.finding(
+                    FindingKind::LegacySignatures,
+                    &p,
+                    "schema 1 signature links from a registry up to 2.3; ignored by current registries",
+                ),
+                (n, EntryKind::Dir) if n.starts_with('_') => {
+                    self.finding(FindingKind::ForeignMetadata, &p, "another tool's metadata; skipped")
+                }
+                _ => self.unexpected_file(&p, "not part of a link directory"),
+            }
+        }
     }
 
     /// Read a link's content and compare it with the digest its path names.

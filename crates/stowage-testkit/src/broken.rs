@@ -293,6 +293,32 @@ pub fn defects() -> Vec<Defect> {
             apply: |t, _| t.write("repositories/app/_referrers/x", b"x"),
         },
         Defect {
+            name: "stale_tmp_link_from_interrupted_write",
+            expect_kind: "stale_temp_file",
+            expect_path: "repositories/app/_manifests/revisions/sha256/",
+            deep: true,
+            apply: |t, h| {
+                let dir = stowage_layout::revision_dir("app", &h.app.digest());
+                t.write(
+                    &format!("{dir}/link.0b1c2d3e-0000-4000-8000-000000000000.tmp"),
+                    b"sha256:",
+                );
+            },
+        },
+        Defect {
+            name: "schema1_signatures_dir",
+            expect_kind: "legacy_signatures",
+            expect_path: "/signatures",
+            deep: true,
+            apply: |t, h| {
+                let dir = stowage_layout::revision_dir("app", &h.app.digest());
+                t.write(
+                    &format!("{dir}/signatures/sha256/{}/link", "ab".repeat(32)),
+                    format!("sha256:{}", "ab".repeat(32)).as_bytes(),
+                );
+            },
+        },
+        Defect {
             name: "index_child_not_linked",
             expect_kind: "index_child_unlinked",
             expect_path: "repositories/app/_manifests/revisions/sha256/",
