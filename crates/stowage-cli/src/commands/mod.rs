@@ -72,6 +72,7 @@ pub fn load(s: &Settings, verify_links: bool) -> Result<Loaded> {
     findings.dedup();
     if s.verbose {
         let st = &inv.stats;
+        eprintln!("peak memory after the scan: {}", peak_memory());
         eprintln!(
             "scanned in {:.2}s: {} blobs, {} repositories, {} manifests; {} directories listed, {} stats, {} reads ({} bytes)",
             started.elapsed().as_secs_f64(),
@@ -85,6 +86,18 @@ pub fn load(s: &Settings, verify_links: bool) -> Result<Loaded> {
         );
     }
     Ok(Loaded { inv, findings })
+}
+
+/// Peak resident memory of this process so far (Linux `VmHWM`), for --verbose.
+pub fn peak_memory() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l["VmHWM:".len()..].trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// For read commands other than `check`: exit 1 when error-level findings exist, and say so
