@@ -168,9 +168,14 @@ pub fn scan(
     {
         pool.scope(|s| ctx.scan_blobs(s));
     }
-    let mut table = std::mem::take(&mut *ctx.blobs.lock().unwrap_or_else(|e| e.into_inner()));
-    table.sort_unstable_by(|a, b| a.digest.cmp(&b.digest));
-    table.dedup_by(|a, b| a.digest == b.digest);
+    // Each shard arrives sorted; shards sort by their two-hex prefix, so concatenating them
+    // in that order gives the sorted table in one allocation of exactly the right size.
+    let mut shards = std::mem::take(&mut *ctx.blobs.lock().unwrap_or_else(|e| e.into_inner()));
+    shards.sort_unstable_by_key(|v| v.first().map(|b| b.digest));
+    let mut table = Vec::with_capacity(shards.iter().map(Vec::len).sum());
+    for shard in shards {
+        table.extend(shard);
+    }
     ctx.table = table;
 
     // Phase 2: repositories.
@@ -333,6 +338,17 @@ enum Fragment {
     },
 }
 
+/// Move `src` into `dst` without copying when `dst` is empty (the usual case: one fragment
+/// per section).
+fn append<T>(dst: &mut Vec<T>, mut src: Vec<T>) {
+    if dst.is_empty() {
+        src.shrink_to_fit();
+        *dst = src;
+    } else {
+        dst.extend(src);
+    }
+}
+
 fn assemble(mut fragments: Vec<Fragment>) -> Vec<Repository> {
     let mut repos: Vec<Repository> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
@@ -362,14 +378,14 @@ fn assemble(mut fragments: Vec<Fragment>) -> Vec<Repository> {
                 aliases,
             } => {
                 if let Some(&i) = index.get(&repo) {
-                    repos[i].layers.extend(links);
+                    append(&mut repos[i].layers, links);
                     repos[i].odd_links.extend(odd);
                     repos[i].aliases.extend(aliases);
                 }
             }
             Fragment::Revisions { repo, links, odd } => {
                 if let Some(&i) = index.get(&repo) {
-                    repos[i].revisions.extend(links);
+                    append(&mut repos[i].revisions, links);
                     repos[i].odd_links.extend(odd);
                 }
             }
@@ -407,7 +423,8 @@ struct Ctx<'a> {
     progress: &'a Progress,
     findings: Mutex<Vec<Finding>>,
     fragments: Mutex<Vec<Fragment>>,
-    blobs: Mutex<Vec<BlobFile>>,
+    /// One sorted vector per blob shard.
+    blobs: Mutex<Vec<Vec<BlobFile>>>,
     missing: Mutex<HashMap<Digest, u32>>,
     /// The sorted blob table (phase 2 on).
     table: Vec<BlobFile>,
@@ -634,10 +651,14 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
-        self.blobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(out);
+        out.sort_unstable_by_key(|b| b.digest);
+        out.shrink_to_fit();
+        if !out.is_empty() {
+            self.blobs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(out);
+        }
     }
 
     // ---- phase 2: repositories ----------------------------------------------------------
