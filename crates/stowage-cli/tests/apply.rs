@@ -159,12 +159,20 @@ fn grace_period_holds_back_recent_writes() {
     let root = s.rootdirectory();
     // Everything in the sample was written "just now" relative to a now one minute after the
     // newest file: a 1h grace holds back every unreferenced blob, with bytes.
-    let newest = tree(&root).len(); // touch nothing; use --now relative to the files' mtimes
-    let _ = newest;
-    let mtime = std::fs::metadata(root.join("docker/registry/v2/blobs"))
-        .unwrap()
-        .modified()
-        .unwrap();
+    // The newest blob data file's mtime (directory mtimes change on extraction; files keep
+    // the archive's).
+    let mut mtime = std::time::SystemTime::UNIX_EPOCH;
+    let mut stack = vec![root.join("docker/registry/v2/blobs")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                mtime = mtime.max(e.metadata().unwrap().modified().unwrap());
+            }
+        }
+    }
     let now =
         stowage_model::Timestamp::from_system_time(mtime + std::time::Duration::from_secs(60))
             .rfc3339();
