@@ -8,6 +8,7 @@
 #                    which ships /etc/containers/policy.json)
 #   jq, curl         talking to the registry's HTTP API and reading JSON
 #   python3          the deterministic OCI image writer (testkit/real-registry/oci_writer.py)
+#   fuse3            fusermount3, for the latency-injecting FUSE filesystem (crates/stowage-slowfs)
 #
 # Idempotent: a package counts as present when its command is on PATH, and `apt-get update` runs
 # only when something has to be installed. Safe with no TTY; needs root only to install.
@@ -27,9 +28,10 @@ declare -A PKG_FOR=(
   [jq]=jq
   [curl]=curl
   [python3]=python3
+  [fusermount3]=fuse3
 )
 # Fixed order so the output is stable.
-CMDS=(docker-registry skopeo jq curl python3)
+CMDS=(docker-registry skopeo jq curl python3 fusermount3)
 
 missing=()
 for cmd in "${CMDS[@]}"; do
