@@ -25,54 +25,7 @@ fn scan_of_a_fresh_real_registry_agrees_with_its_api_and_gc() {
         &Progress::default(),
     )
     .unwrap();
-    let api = fx.api_state();
-
-    let catalog: BTreeSet<String> = api["catalog"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().into())
-        .collect();
-    let ours: BTreeSet<String> = inv
-        .repositories
-        .iter()
-        .filter(|r| r.has_manifests)
-        .map(|r| r.name.to_string())
-        .collect();
-    assert_eq!(ours, catalog);
-    for (repo, tags) in api["tags"].as_object().unwrap() {
-        let want: BTreeSet<String> = tags
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().into())
-            .collect();
-        let got: BTreeSet<String> = inv
-            .repository(repo)
-            .unwrap()
-            .tags
-            .iter()
-            .map(|t| t.name.clone())
-            .collect();
-        assert_eq!(got, want, "{repo}");
-    }
-    for (reference, m) in api["manifests"].as_object().unwrap() {
-        let (repo, tag) = reference.rsplit_once(':').unwrap();
-        let id = inv
-            .repository(repo)
-            .unwrap()
-            .tag(tag)
-            .unwrap()
-            .current
-            .unwrap()
-            .target
-            .unwrap();
-        assert_eq!(inv.digest(id).to_string(), m["digest"].as_str().unwrap());
-        assert_eq!(
-            inv.manifest(id).unwrap().kind.unwrap().media_type(),
-            m["mediaType"].as_str().unwrap()
-        );
-    }
+    stowage_testkit::assert_matches_api(&inv, &fx.api_state());
     // Every link the registry wrote is 71 bytes and names its own path's digest.
     assert!(
         inv.findings

@@ -43,64 +43,12 @@ fn all_findings(inv: &Inventory) -> Vec<stowage_model::Finding> {
 fn sample_matches_what_the_registry_api_reported() {
     let s = sample();
     let inv = scan_dir(&s.layout_root(), 8);
-    let api = sample_api_state();
-
-    // Catalog: the registry 2.8 lists repositories by their _layers marker; 3.x by _manifests.
-    // Every repository the API listed is one we found, with _manifests.
-    let catalog: BTreeSet<String> = api["catalog"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
-    let ours: BTreeSet<String> = inv
-        .repositories
-        .iter()
-        .filter(|r| r.has_manifests)
-        .map(|r| r.name.to_string())
-        .collect();
-    assert_eq!(ours, catalog);
+    stowage_testkit::assert_matches_api(&inv, &sample_api_state());
     // And the upload-only repository too, which the API does not list.
     assert!(
         inv.repository("uploads/abandoned")
             .is_some_and(|r| !r.has_manifests && r.uploads.len() == 1)
     );
-
-    // Tags per repository.
-    for (repo, tags) in api["tags"].as_object().unwrap() {
-        let want: BTreeSet<String> = tags
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect();
-        let got: BTreeSet<String> = inv
-            .repository(repo)
-            .unwrap()
-            .tags
-            .iter()
-            .map(|t| t.name.clone())
-            .collect();
-        assert_eq!(got, want, "tags of {repo}");
-    }
-    // What each tag resolves to, with its media type.
-    for (reference, m) in api["manifests"].as_object().unwrap() {
-        let (repo, tag) = reference.rsplit_once(':').unwrap();
-        let t = inv.repository(repo).unwrap().tag(tag).unwrap();
-        let id = t.current.unwrap().target.unwrap();
-        assert_eq!(
-            inv.digest(id).to_string(),
-            m["digest"].as_str().unwrap(),
-            "{reference}"
-        );
-        let rec = inv.manifest(id).unwrap();
-        assert_eq!(rec.status, ManifestStatus::Parsed);
-        assert_eq!(
-            rec.kind.unwrap().media_type(),
-            m["mediaType"].as_str().unwrap(),
-            "{reference}"
-        );
-    }
     // A clean registry: only the empty directories API deletes leave behind.
     let kinds: BTreeSet<FindingKind> = all_findings(&inv).iter().map(|f| f.kind).collect();
     assert_eq!(kinds, BTreeSet::from([FindingKind::EmptyDirectory]));

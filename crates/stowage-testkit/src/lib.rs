@@ -247,3 +247,63 @@ impl TreeBuilder {
         }
     }
 }
+
+/// Assert that a scanned inventory agrees with what the registry's HTTP API reported
+/// (`api-state.json`: catalog, tags per repository, digest and media type per tag).
+pub fn assert_matches_api(inv: &stowage_model::Inventory, api: &serde_json::Value) {
+    use std::collections::BTreeSet;
+    let strings = |v: &serde_json::Value| -> BTreeSet<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    // Catalog: 2.8 lists directories with `_layers`, 3.x with `_manifests`; every listed
+    // repository is one we found with `_manifests`.
+    let ours: BTreeSet<String> = inv
+        .repositories
+        .iter()
+        .filter(|r| r.has_manifests)
+        .map(|r| r.name.to_string())
+        .collect();
+    assert_eq!(ours, strings(&api["catalog"]), "catalog");
+    for (repo, tags) in api["tags"].as_object().unwrap() {
+        let got: BTreeSet<String> = inv
+            .repository(repo)
+            .unwrap()
+            .tags
+            .iter()
+            .map(|t| t.name.clone())
+            .collect();
+        assert_eq!(got, strings(tags), "tags of {repo}");
+    }
+    for (reference, m) in api["manifests"].as_object().unwrap() {
+        let (repo, tag) = reference.rsplit_once(':').unwrap();
+        let id = inv
+            .repository(repo)
+            .unwrap()
+            .tag(tag)
+            .unwrap()
+            .current
+            .unwrap()
+            .target
+            .unwrap();
+        assert_eq!(
+            inv.digest(id).to_string(),
+            m["digest"].as_str().unwrap(),
+            "{reference}"
+        );
+        let rec = inv.manifest(id).unwrap();
+        assert_eq!(
+            rec.status,
+            stowage_model::inventory::ManifestStatus::Parsed,
+            "{reference}"
+        );
+        assert_eq!(
+            rec.kind.unwrap().media_type(),
+            m["mediaType"].as_str().unwrap(),
+            "{reference}"
+        );
+    }
+}
