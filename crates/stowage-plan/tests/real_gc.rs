@@ -20,6 +20,22 @@ fn now() -> Timestamp {
     Timestamp::from_system_time(std::time::SystemTime::now()).saturating_sub_secs(-7200)
 }
 
+/// Apply options for these tests: no quiet window (fixtures are seconds old).
+fn apply_opts(
+    quarantine: Option<std::path::PathBuf>,
+    journal: Option<std::path::PathBuf>,
+) -> ApplyOptions {
+    ApplyOptions {
+        quarantine,
+        journal,
+        concurrency: 4,
+        now: now(),
+        quiet_window_seconds: 0,
+        require_quiet: false,
+        registry_readonly: None,
+    }
+}
+
 fn storage(fx: &RealFixture) -> FsStorage {
     FsStorage::open(&resolve_root(&fx.rootdirectory()).unwrap().layout_root).unwrap()
 }
@@ -74,21 +90,7 @@ fn plain_plan_equals_the_registry_gc_and_apply_keeps_every_image() {
 
     let s = storage(&fx);
     let journal = fx.dir.path().join("plan.journal");
-    let rep = apply(
-        &s,
-        &p,
-        &ApplyOptions {
-            quarantine: None,
-            journal: Some(journal),
-            concurrency: 4,
-            now: now(),
-            quiet_window_seconds: 0,
-            require_quiet: false,
-            registry_readonly: None,
-        },
-        &|_| {},
-    )
-    .unwrap();
+    let rep = apply(&s, &p, &apply_opts(None, Some(journal)), &|_| {}).unwrap();
     assert!(rep.skipped.is_empty(), "{:#?}", rep.skipped);
     assert_eq!(rep.blobs as usize, p.blobs.len());
     assert_eq!(rep.bytes_freed, p.bytes);
@@ -165,21 +167,7 @@ fn delete_untagged_plan_is_the_registry_set_minus_listed_protections_and_keeps_m
 
     let s = storage(&fx);
     let q = fx.dir.path().join("quarantine");
-    let rep = apply(
-        &s,
-        &p,
-        &ApplyOptions {
-            quarantine: Some(q),
-            journal: None,
-            concurrency: 4,
-            now: now(),
-            quiet_window_seconds: 0,
-            require_quiet: false,
-            registry_readonly: None,
-        },
-        &|_| {},
-    )
-    .unwrap();
+    let rep = apply(&s, &p, &apply_opts(Some(q), None), &|_| {}).unwrap();
     assert!(rep.skipped.is_empty(), "{:#?}", rep.skipped);
     assert_eq!(rep.bytes_freed, p.bytes);
     let server = Server::start(&fx.rootdirectory());
@@ -265,15 +253,7 @@ fn a_push_between_plan_and_apply_is_not_broken() {
     let rep = apply(
         &s,
         &p,
-        &ApplyOptions {
-            quarantine: None,
-            journal: Some(fx.dir.path().join("j")),
-            concurrency: 4,
-            now: now(),
-            quiet_window_seconds: 0,
-            require_quiet: false,
-            registry_readonly: None,
-        },
+        &apply_opts(None, Some(fx.dir.path().join("j"))),
         &|_| {},
     )
     .unwrap();
