@@ -85,17 +85,24 @@ pub fn verify_blobs(
 
 fn hash(storage: &dyn Storage, path: &str, hashed: &AtomicU64) -> Result<(Sha256, u64), String> {
     let mut r = storage.open(path).map_err(|e| e.to_string())?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = r.read(&mut buf).map_err(|e| format!("{path}: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        total += n as u64;
-        hashed.fetch_add(n as u64, Ordering::Relaxed);
+    // One 1 MiB buffer per thread, reused: most blobs are small, and allocating (and
+    // zeroing) a fresh buffer per blob would cost more than hashing them.
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 1 << 20]);
     }
-    Ok((Sha256(h.finalize().into()), total))
+    BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        let mut h = sha2::Sha256::new();
+        let mut total = 0u64;
+        loop {
+            let n = r.read(&mut buf).map_err(|e| format!("{path}: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            total += n as u64;
+            hashed.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok((Sha256(h.finalize().into()), total))
+    })
 }
