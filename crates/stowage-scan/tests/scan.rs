@@ -402,3 +402,27 @@ fn sha512_alias_links_are_reported_not_guessed() {
             .any(|f| f.kind == FindingKind::AliasLink)
     );
 }
+
+#[test]
+fn a_directory_vanishing_mid_scan_is_a_finding_not_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = TreeBuilder::new(dir.path());
+    broken::healthy(&t);
+    // Listed by its parent, gone when read (another process deleted it meanwhile).
+    let faults = vec![Fault {
+        prefix: "repositories/lib/base/_layers".into(),
+        kind: ErrorKind::NotFound,
+        on: Ops::List,
+    }];
+    let s = FaultyStorage::new(FsStorage::open(&t.root).unwrap(), faults);
+    let inv = scan(&s, &ScanOptions::default(), &Progress::default()).unwrap();
+    assert!(
+        inv.findings
+            .iter()
+            .any(|f| f.kind == FindingKind::Vanished && f.path == "repositories/lib/base/_layers"),
+        "{:#?}",
+        inv.findings
+    );
+    assert!(!inv.repository("lib/base").unwrap().complete);
+    assert!(inv.repository("app").unwrap().complete);
+}
