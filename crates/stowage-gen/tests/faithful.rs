@@ -4,8 +4,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeSet;
-
 use stowage_testkit::real::{self, Server};
 
 #[test]
@@ -41,12 +39,6 @@ fn the_real_registry_serves_every_generated_tag_and_agrees_on_gc() {
     .unwrap();
     let g = stowage_graph::Graph::new(&inv);
     let referenced = g.mark(g.all_revision_roots(), false);
-    let ours: BTreeSet<String> = inv
-        .blobs
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !referenced[*i])
-        .map(|(_, b)| b.digest.to_string())
-        .collect();
+    let ours = stowage_testkit::unreferenced_digests(&inv, &referenced);
     assert_eq!(ours, gc.blobs);
 }

@@ -4,8 +4,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeSet;
-
 use stowage_graph::Graph;
 use stowage_scan::{Progress, ScanOptions, scan};
 use stowage_storage::{FsStorage, resolve_root};
@@ -38,13 +36,7 @@ fn scan_of_a_fresh_real_registry_agrees_with_its_api_and_gc() {
     // Unreferenced blobs = what the registry's own GC would delete.
     let g = Graph::new(&inv);
     let referenced = g.mark(g.all_revision_roots(), false);
-    let unreferenced: BTreeSet<String> = inv
-        .blobs
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !referenced[*i])
-        .map(|(_, b)| b.digest.to_string())
-        .collect();
+    let unreferenced = stowage_testkit::unreferenced_digests(&inv, &referenced);
     let gc = real::registry_gc_dry_run(&fx.config(), false);
     assert!(gc.exit_ok, "{}", gc.stderr);
     assert_eq!(unreferenced, gc.blobs);

@@ -138,13 +138,7 @@ fn unreferenced_blobs_are_exactly_what_the_registry_gc_deletes() {
     let inv = scan_dir(&s.layout_root(), 8);
     let g = Graph::new(&inv);
     let referenced = g.mark(g.all_revision_roots(), false);
-    let ours: BTreeSet<String> = inv
-        .blobs
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !referenced[*i])
-        .map(|(_, b)| b.digest.to_string())
-        .collect();
+    let ours = stowage_testkit::unreferenced_digests(&inv, &referenced);
     let theirs = registry_gc_eligible("sample-gc-dry-run.txt");
     assert_eq!(theirs.len(), 6);
     assert_eq!(ours, theirs);

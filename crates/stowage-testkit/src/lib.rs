@@ -307,3 +307,16 @@ pub fn assert_matches_api(inv: &stowage_model::Inventory, api: &serde_json::Valu
         );
     }
 }
+
+/// Digests of the blobs nothing references: what the registry's plain GC deletes.
+pub fn unreferenced_digests(
+    inv: &stowage_model::Inventory,
+    referenced: &[bool],
+) -> std::collections::BTreeSet<String> {
+    inv.blobs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !referenced[*i])
+        .map(|(_, b)| b.digest.to_string())
+        .collect()
+}
