@@ -1,7 +1,6 @@
 //! Settings resolution: from raw arguments (and the environment, and the registry's config)
 //! to what the commands use.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -23,7 +22,6 @@ pub struct Settings {
     pub verbose: bool,
     pub format: crate::args::Format,
     /// The registry's config, when given (the plan/apply commands read its maintenance mode).
-    #[allow(dead_code)]
     pub registry_config: Option<RegistryConfig>,
 }
 
@@ -149,15 +147,8 @@ pub fn parse_size(s: &str) -> Result<u64> {
     Ok((n * mult).round() as u64)
 }
 
-#[allow(dead_code)]
-pub fn default_config_paths() -> [PathBuf; 2] {
-    [
-        PathBuf::from("/etc/docker/registry/config.yml"),
-        PathBuf::from("/etc/distribution/config.yml"),
-    ]
-}
-
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -199,10 +199,10 @@ impl<'a> Graph<'a> {
         for r in &self.inv.repositories {
             roots.extend(r.revisions.iter().map(|l| l.target));
             for o in &r.odd_links {
-                if o.kind == LinkKind::Revision {
-                    if let Some(id) = o.content.as_ref().and_then(|d| self.inv.id_of(d)) {
-                        roots.push(id);
-                    }
+                if o.kind == LinkKind::Revision
+                    && let Some(id) = o.content.as_ref().and_then(|d| self.inv.id_of(d))
+                {
+                    roots.push(id);
                 }
             }
         }

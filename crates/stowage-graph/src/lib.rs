@@ -19,6 +19,8 @@
 //! - Revision links whose content could not be trusted (invalid, mismatched) count as roots
 //!   for both the digest their path names and the one their content names.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 mod index;
 mod sizes;
 mod verdicts;

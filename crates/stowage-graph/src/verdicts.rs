@@ -247,8 +247,8 @@ pub fn analyze_findings(g: &Graph<'_>) -> Vec<Finding> {
                 let d = inv.digest(rf.id);
                 match rf.role {
                     RefRole::External => {}
-                    _ if !present(rf.id) => {
-                        if reported_missing.insert((m.id, rf.id)) {
+                    _ if !present(rf.id)
+                        && reported_missing.insert((m.id, rf.id)) => {
                             let what = if rf.role == RefRole::Child { "child manifest" } else { "blob" };
                             out.push(Finding::new(
                                 FindingKind::ReferenceMissing,
@@ -259,21 +259,19 @@ pub fn analyze_findings(g: &Graph<'_>) -> Vec<Finding> {
                                 format!("{what} {d}, referenced by manifest {md} (in {repo}), does not exist: pulls of it fail"),
                             ));
                         }
-                    }
                     RefRole::Child if r.revision(rf.id).is_none() => out.push(Finding::new(
                         FindingKind::IndexChildUnlinked,
                         layout::revision_link(repo, &d),
                         format!("child {d} of index {md} has no revision link in {repo}: pulling that platform fails"),
                     )),
-                    RefRole::Config | RefRole::Layer if r.has_layers || !r.layers.is_empty() => {
-                        if r.layer(rf.id).is_none() {
+                    RefRole::Config | RefRole::Layer if (r.has_layers || !r.layers.is_empty())
+                        && r.layer(rf.id).is_none() => {
                             out.push(Finding::new(
                                 FindingKind::LayerUnlinked,
                                 layout::layer_link(repo, &d),
                                 format!("{d}, needed by {md}, has no _layers link in {repo}: BLOB_UNKNOWN through this repository"),
                             ));
                         }
-                    }
                     _ => {}
                 }
             }

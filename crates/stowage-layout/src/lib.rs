@@ -15,6 +15,8 @@
 //! assert!(matches!(classify(p), PathInfo::TagCurrent { ref repo, ref tag } if repo == "team/app/api" && tag == "latest"));
 //! ```
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 use stowage_model::digest::{Digest, DigestError, Sha256};
 
 /// The layout root below a registry's `rootdirectory`.

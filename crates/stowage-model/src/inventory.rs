@@ -292,10 +292,10 @@ impl Inventory {
 
     /// Look a digest up.
     pub fn id_of(&self, d: &Digest) -> Option<BlobId> {
-        if let Digest::Sha256(h) = d {
-            if let Ok(i) = self.blobs.binary_search_by(|b| b.digest.cmp(h)) {
-                return Some(i as BlobId);
-            }
+        if let Digest::Sha256(h) = d
+            && let Ok(i) = self.blobs.binary_search_by(|b| b.digest.cmp(h))
+        {
+            return Some(i as BlobId);
         }
         self.missing
             .binary_search(d)

@@ -9,6 +9,8 @@
 //! - [`inventory`]: the raw facts a scan produces, with interned `BlobId`s.
 //! - [`finding`]: integrity findings with stable kinds and severities.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod digest;
 pub mod finding;
 pub mod inventory;

@@ -332,12 +332,13 @@ fn case_folded_key(bytes: &[u8]) -> Option<String> {
         while k < bytes.len() && bytes[k].is_ascii_whitespace() {
             k += 1;
         }
-        if k < bytes.len() && bytes[k] == b':' {
-            if let Ok(key) = std::str::from_utf8(&bytes[start..end]) {
-                let folded = fold(key);
-                if FIELDS.contains(&folded.as_str()) && !FIELDS_EXACT.contains(&key) {
-                    return Some(key.to_owned());
-                }
+        if k < bytes.len()
+            && bytes[k] == b':'
+            && let Ok(key) = std::str::from_utf8(&bytes[start..end])
+        {
+            let folded = fold(key);
+            if FIELDS.contains(&folded.as_str()) && !FIELDS_EXACT.contains(&key) {
+                return Some(key.to_owned());
             }
         }
         i = end + 1;

@@ -288,10 +288,9 @@ fn test_kill_hook() {
     if let Some(n) = std::env::var("STOWAGE_TEST_KILL_AFTER")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
+        && DONE.fetch_add(1, Ordering::SeqCst) + 1 >= n
     {
-        if DONE.fetch_add(1, Ordering::SeqCst) + 1 >= n {
-            std::process::abort();
-        }
+        std::process::abort();
     }
 }
 
@@ -345,10 +344,10 @@ pub fn apply<S: StorageWrite>(
     } else {
         Vec::new()
     };
-    if let Some(b) = previous.iter().find(|e| e.status == "begin") {
-        if b.plan != id {
-            return Err(ApplyError::ForeignJournal(journal_path));
-        }
+    if let Some(b) = previous.iter().find(|e| e.status == "begin")
+        && b.plan != id
+    {
+        return Err(ApplyError::ForeignJournal(journal_path));
     }
     // An `intent` without its `done` means the process died between the two: the action may
     // have happened, so its target being gone now is this plan's doing too.
@@ -378,9 +377,8 @@ pub fn apply<S: StorageWrite>(
     if opts.require_quiet && !warnings.is_empty() {
         return Err(ApplyError::Live(warnings.join("; ")));
     }
-    match opts.registry_readonly {
-        Some(false) => warnings.push("the registry's config does not set storage.maintenance.readonly: pushes during the apply can race with it".into()),
-        Some(true) | None => {}
+    if let Some(false) = opts.registry_readonly {
+        warnings.push("the registry's config does not set storage.maintenance.readonly: pushes during the apply can race with it".into())
     }
     let r = Runner {
         storage,

@@ -451,14 +451,14 @@ fn why_kept(g: &Graph<'_>, id: BlobId, marked: &[bool]) -> String {
             }
         }
         let rec = g.manifest(m)?;
-        if let Some(s) = rec.subject {
-            if marked[s as usize] {
-                return Some(format!(
-                    "referrer {} of kept manifest {}",
-                    inv.digest(m),
-                    inv.digest(s)
-                ));
-            }
+        if let Some(s) = rec.subject
+            && marked[s as usize]
+        {
+            return Some(format!(
+                "referrer {} of kept manifest {}",
+                inv.digest(m),
+                inv.digest(s)
+            ));
         }
         None
     };

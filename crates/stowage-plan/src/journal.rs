@@ -40,10 +40,10 @@ pub struct Journal {
 impl Journal {
     /// Open (creating or appending) the journal at `path`.
     pub fn open(path: &Path) -> std::io::Result<Journal> {
-        if let Some(p) = path.parent() {
-            if !p.as_os_str().is_empty() {
-                std::fs::create_dir_all(p)?;
-            }
+        if let Some(p) = path.parent()
+            && !p.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(p)?;
         }
         let seq = read(path)
             .map(|v| v.last().map_or(0, |e| e.seq))

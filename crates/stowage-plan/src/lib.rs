@@ -13,6 +13,8 @@
 //!   apply can be resumed. With a quarantine directory it moves instead of deleting, and
 //!   [`quarantine::restore`] puts everything back.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod apply;
 pub mod gc;
 pub mod journal;

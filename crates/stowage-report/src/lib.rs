@@ -6,6 +6,8 @@
 //! graph here and serialised by the caller, so the CLI, the HTML report and the dashboard all
 //! print the same thing.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod table;
 pub mod views;
 

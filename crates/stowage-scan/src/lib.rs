@@ -23,6 +23,8 @@
 //!
 //! Results are sorted at the end, so the output does not depend on concurrency or timing.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 mod verify;
 
 pub use verify::{VerifyOptions, verify_blobs};
@@ -520,10 +522,10 @@ impl<'a> Ctx<'a> {
 
     /// Intern a digest: the index of a present blob, or a temporary id for a missing one.
     fn intern(&self, d: &Digest) -> BlobId {
-        if let Digest::Sha256(h) = d {
-            if let Ok(i) = self.table.binary_search_by(|b| b.digest.cmp(h)) {
-                return i as BlobId;
-            }
+        if let Digest::Sha256(h) = d
+            && let Ok(i) = self.table.binary_search_by(|b| b.digest.cmp(h))
+        {
+            return i as BlobId;
         }
         let mut m = self.missing.lock().unwrap_or_else(|e| e.into_inner());
         let next = m.len() as u32 | TEMP_BIT;

@@ -204,7 +204,7 @@ fn detect_backend(root: &Path) -> BackendKind {
     ];
     match rustix::fs::statfs(root) {
         Ok(s) => {
-            let t = s.f_type as i64;
+            let t = s.f_type;
             if let Some((_, name)) = NETWORK.iter().find(|(m, _)| *m == t) {
                 BackendKind::NetworkFs {
                     fs_type: (*name).to_string(),

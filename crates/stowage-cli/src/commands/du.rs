@@ -23,13 +23,16 @@ struct Document<'a> {
     nodes: &'a [DuRecord],
 }
 
+/// How siblings are ordered: a key per row, and whether descending.
+type SortKey = fn(&DuRecord) -> (u64, String);
+
 pub fn run(s: &Settings, a: &DuArgs) -> Result<i32> {
     let loaded = load(s, false)?;
     let g = Graph::new(&loaded.inv);
     let referenced = g.mark(g.all_revision_roots(), false);
     let summary = stowage_graph::summary(&g, &referenced, &loaded.findings, s.now, 7 * 86400);
     let u = stowage_graph::usage(&g);
-    let (key, desc): (fn(&DuRecord) -> (u64, String), bool) = match a.sort {
+    let (key, desc): (SortKey, bool) = match a.sort {
         DuSort::Total => (|r| (r.total, r.name.clone()), true),
         DuSort::Exclusive => (|r| (r.exclusive, r.name.clone()), true),
         DuSort::Shared => (|r| (r.shared, r.name.clone()), true),

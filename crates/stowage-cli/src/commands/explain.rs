@@ -125,15 +125,15 @@ fn explain(c: &mut Ctx<'_>, target: &str, root: &str) -> Explanation {
         };
         return explain_path(c, rel.trim_matches('/'));
     }
-    if let Some((repo, d)) = target.split_once('@') {
-        if let Ok(d) = d.parse::<Digest>() {
-            return explain_digest(c, &d, Some(repo));
-        }
+    if let Some((repo, d)) = target.split_once('@')
+        && let Ok(d) = d.parse::<Digest>()
+    {
+        return explain_digest(c, &d, Some(repo));
     }
-    if let Some((repo, tag)) = target.rsplit_once(':') {
-        if !tag.contains('/') {
-            return explain_tag(c, repo, tag);
-        }
+    if let Some((repo, tag)) = target.rsplit_once(':')
+        && !tag.contains('/')
+    {
+        return explain_tag(c, repo, tag);
     }
     explain_repository(c, target)
 }
@@ -217,19 +217,19 @@ fn explain_digest(c: &mut Ctx<'_>, d: &Digest, repo_ctx: Option<&str>) -> Explan
         if let Some(k) = m.kind {
             e.facts.push(("media type".into(), k.media_type().into()));
         }
-        if let Some(ex) = &m.extra {
-            if !ex.platforms.is_empty() {
-                let p: Vec<String> = ex
-                    .platforms
-                    .iter()
-                    .map(|p| {
-                        p.as_ref()
-                            .map(|p| p.to_string())
-                            .unwrap_or_else(|| "?".into())
-                    })
-                    .collect();
-                e.facts.push(("platforms".into(), p.join(", ")));
-            }
+        if let Some(ex) = &m.extra
+            && !ex.platforms.is_empty()
+        {
+            let p: Vec<String> = ex
+                .platforms
+                .iter()
+                .map(|p| {
+                    p.as_ref()
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "?".into())
+                })
+                .collect();
+            e.facts.push(("platforms".into(), p.join(", ")));
         }
         if let Some(s) = m.subject {
             e.facts.push((
@@ -289,15 +289,15 @@ fn explain_digest(c: &mut Ctx<'_>, d: &Digest, repo_ctx: Option<&str>) -> Explan
     }
     for r in &inv.repositories {
         for t in &r.tags {
-            if let Ok(i) = t.index.binary_search_by_key(&id, |l| l.target) {
-                if t.current.and_then(|c| c.target) != Some(id) {
-                    e.pointed_by.push(format!(
-                        "history of tag {}:{} (pointed here at {})",
-                        r.name,
-                        t.name,
-                        t.index[i].modified.human(c.tz)
-                    ));
-                }
+            if let Ok(i) = t.index.binary_search_by_key(&id, |l| l.target)
+                && t.current.and_then(|c| c.target) != Some(id)
+            {
+                e.pointed_by.push(format!(
+                    "history of tag {}:{} (pointed here at {})",
+                    r.name,
+                    t.name,
+                    t.index[i].modified.human(c.tz)
+                ));
             }
         }
     }
@@ -374,7 +374,7 @@ fn explain_tag(c: &mut Ctx<'_>, repo: &str, tag: &str) -> Explanation {
     let mut e = explain_digest(c, &d, Some(repo));
     e.what = format!("tag {repo}:{tag} points at {d}: {}", e.what);
     let mut hist: Vec<_> = t.index.iter().collect();
-    hist.sort_by(|a, b| b.modified.cmp(&a.modified));
+    hist.sort_by_key(|h| std::cmp::Reverse(h.modified));
     for h in hist {
         e.facts.push((
             "history".into(),

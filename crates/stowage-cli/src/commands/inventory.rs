@@ -123,23 +123,19 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
             // Written piece by piece so records never all sit in memory; still one JSON
             // document, one blob record per line.
             out.write_all(b"{\n")?;
-            write!(
+            writeln!(
                 out,
-                "  \"schema\": {},\n",
+                "  \"schema\": {},",
                 serde_json::to_string(&schema("inventory"))?
             )?;
-            write!(out, "  \"root\": {},\n", serde_json::to_string(&inv.root)?)?;
-            write!(
+            writeln!(out, "  \"root\": {},", serde_json::to_string(&inv.root)?)?;
+            writeln!(
                 out,
-                "  \"generated_at\": {},\n",
+                "  \"generated_at\": {},",
                 serde_json::to_string(&s.now)?
             )?;
-            write!(
-                out,
-                "  \"summary\": {},\n",
-                serde_json::to_string(&summary)?
-            )?;
-            write!(out, "  \"findings\": {},\n", loaded.findings.len())?;
+            writeln!(out, "  \"summary\": {},", serde_json::to_string(&summary)?)?;
+            writeln!(out, "  \"findings\": {},", loaded.findings.len())?;
             out.write_all(b"  \"blobs\": [")?;
             for (n, id) in ids.iter().enumerate() {
                 out.write_all(if n == 0 { b"\n    " } else { b",\n    " })?;
