@@ -13,6 +13,9 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 export TZ=UTC
+echo "==> cargo fmt --check, cargo clippy (warnings are errors)" >&2
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "==> cargo nextest run --workspace" >&2
 cargo nextest run --workspace --profile ci
 echo "==> doc tests" >&2
