@@ -205,16 +205,7 @@ pub fn usage(g: &Graph<'_>) -> Usage {
         nu.repositories = 1;
         nu.tags = repo.tags.len() as u64;
         nu.manifests = repo.revisions.len() as u64;
-        let tagged: std::collections::HashSet<BlobId> = repo
-            .tags
-            .iter()
-            .filter_map(|t| t.current.and_then(|c| c.target))
-            .collect();
-        nu.untagged = repo
-            .revisions
-            .iter()
-            .filter(|l| !tagged.contains(&l.target))
-            .count() as u64;
+        nu.untagged = repo.untagged_revisions().count() as u64;
         nu.upload_bytes = repo.uploads.iter().map(|u| u.total_size).sum();
     }
     let mut excl_delta = vec![0u64; nodes.len()];

@@ -124,16 +124,7 @@ pub fn summary(
     for r in &inv.repositories {
         s.tags += r.tags.len() as u64;
         s.manifests += r.revisions.len() as u64;
-        let tagged: std::collections::HashSet<BlobId> = r
-            .tags
-            .iter()
-            .filter_map(|t| t.current.and_then(|c| c.target))
-            .collect();
-        s.untagged_manifests += r
-            .revisions
-            .iter()
-            .filter(|l| !tagged.contains(&l.target))
-            .count() as u64;
+        s.untagged_manifests += r.untagged_revisions().count() as u64;
         for u in &r.uploads {
             s.uploads += 1;
             s.upload_bytes += u.total_size;

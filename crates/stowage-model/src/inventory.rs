@@ -158,6 +158,22 @@ impl Repository {
             .map(|i| &self.layers[i])
     }
 
+    /// Manifests some tag of this repository points at now (`current` links).
+    pub fn tagged(&self) -> std::collections::BTreeSet<BlobId> {
+        self.tags
+            .iter()
+            .filter_map(|t| t.current.and_then(|c| c.target))
+            .collect()
+    }
+
+    /// Revision links no tag of this repository points at.
+    pub fn untagged_revisions(&self) -> impl Iterator<Item = &Link> {
+        let tagged = self.tagged();
+        self.revisions
+            .iter()
+            .filter(move |l| !tagged.contains(&l.target))
+    }
+
     pub fn tag(&self, name: &str) -> Option<&Tag> {
         self.tags
             .binary_search_by(|t| t.name.as_str().cmp(name))

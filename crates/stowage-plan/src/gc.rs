@@ -312,11 +312,7 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
             .map(|m| (m.repository.clone(), m.digest.clone()))
             .collect();
         for r in &inv.repositories {
-            let tagged: BTreeSet<BlobId> = r
-                .tags
-                .iter()
-                .filter_map(|t| t.current.and_then(|c| c.target))
-                .collect();
+            let tagged = r.tagged();
             for l in &r.revisions {
                 if tagged.contains(&l.target) || !inv.is_present(l.target) {
                     continue;
@@ -396,11 +392,7 @@ fn registry_differences(
     // --delete-untagged, only manifests a tag of their own repository points at.
     let mut reg = vec![false; g.len()];
     for r in &inv.repositories {
-        let tagged: BTreeSet<BlobId> = r
-            .tags
-            .iter()
-            .filter_map(|t| t.current.and_then(|c| c.target))
-            .collect();
+        let tagged = r.tagged();
         for l in &r.revisions {
             if !inv.is_present(l.target) || (opts.delete_untagged && !tagged.contains(&l.target)) {
                 continue;
