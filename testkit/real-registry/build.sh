@@ -26,6 +26,8 @@
 set -Eeuo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+. "$SCRIPT_DIR/lib.sh"
 REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
 MARKER_NAME=.stowage-real-registry-fixture
 
@@ -123,9 +125,6 @@ export CONTAINERS_REGISTRIES_CONF="$WORK/registries.conf"
 SKOPEO=(skopeo --policy "$WORK/policy.json" --registries.d "$WORK/registries.d" --tmpdir "$WORK/skopeo-tmp")
 
 # --- 4. the registry, on loopback, with our own config ----------------------------------------
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 write_config() {
   cat >"$TARGET/config.yml" <<EOF
 # Written by stowage testkit/real-registry/build.sh; also valid for
@@ -146,36 +145,18 @@ http:
   secret: stowage-fixture-not-a-secret
 EOF
 }
-# port_free PORT: nothing listens on 127.0.0.1:PORT. Checked first because a registry that
-# fails to bind dies, and the readiness probe would then be answered by whatever holds the port
-# (e.g. a KEEP_RUNNING registry of another fixture) and the pushes would land in ITS storage.
-port_free() {
-  python3 -c 'import socket, sys
-s = socket.socket()
-try:
-    s.bind(("127.0.0.1", int(sys.argv[1])))
-except OSError:
-    sys.exit(1)' "$1"
-}
 # start_registry PORT -> 0 once OUR process listens and /v2/ answers; 1 if it died at start-up
 start_registry() {
   write_config "$1"
   REG="127.0.0.1:$1"
   docker-registry serve "$TARGET/config.yml" </dev/null >"$LOGS/registry.log" 2>&1 &
   REG_PID=$!
-  for _ in $(seq 200); do
-    if ! kill -0 "$REG_PID" 2>/dev/null; then
-      wait "$REG_PID" 2>/dev/null || true
-      REG_PID=
-      return 1
-    fi
-    # "listening on" is logged after the bind succeeded, so /v2/ is then answered by OUR PID.
-    if grep -qF "listening on $REG" "$LOGS/registry.log" &&
-       curl -fsS --max-time 1 -o /dev/null "http://$REG/v2/" 2>/dev/null; then
-      return 0
-    fi
-    sleep 0.05
-  done
+  local rc=0
+  await_registry "$REG_PID" "$LOGS/registry.log" "$REG" || rc=$?
+  case $rc in
+    0) return 0 ;;
+    1) REG_PID=; return 1 ;;
+  esac
   die "registry PID $REG_PID did not answer on http://$REG/v2/ within 10 s; see $LOGS/registry.log"
 }
 if [ -n "${PORT:-}" ]; then

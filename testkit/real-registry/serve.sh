@@ -19,6 +19,8 @@
 # upload purging is disabled: the purger would otherwise delete _uploads/ dirs whose `startedat`
 # is older than a week, which is true of every upload in the committed sample fixture.
 set -Eeuo pipefail
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 log() { printf 'serve.sh: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -56,19 +58,6 @@ on_exit() {
 trap on_exit EXIT
 trap 'log "command failed at line $LINENO: $BASH_COMMAND"' ERR
 
-# port_free PORT: checked before starting, because if the registry cannot bind, whatever
-# already holds the port would answer the readiness probe.
-port_free() {
-  python3 -c 'import socket, sys
-s = socket.socket()
-try:
-    s.bind(("127.0.0.1", int(sys.argv[1])))
-except OSError:
-    sys.exit(1)' "$1"
-}
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # try_start PORT -> 0 when OUR process listens on PORT and /v2/ answers, 1 if it died
 try_start() {
@@ -92,18 +81,12 @@ EOF
   # Output to a file (never our stdout): a caller reading "PORT PID" from a pipe must see EOF.
   docker-registry serve "$CONFIG" </dev/null >"$LOGFILE" 2>&1 &
   PID=$!
-  for _ in $(seq 200); do
-    if ! kill -0 "$PID" 2>/dev/null; then
-      wait "$PID" 2>/dev/null || true
-      PID=
-      return 1
-    fi
-    if grep -qF "listening on 127.0.0.1:$1" "$LOGFILE" &&
-       curl -fsS --max-time 1 -o /dev/null "http://127.0.0.1:$1/v2/" 2>/dev/null; then
-      return 0
-    fi
-    sleep 0.05
-  done
+  local rc=0
+  await_registry "$PID" "$LOGFILE" "127.0.0.1:$1" || rc=$?
+  case $rc in
+    0) return 0 ;;
+    1) PID=; return 1 ;;
+  esac
   die "registry PID $PID did not answer on 127.0.0.1:$1 within 10 s; see $LOGFILE"
 }
 
