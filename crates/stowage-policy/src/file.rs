@@ -1,0 +1,462 @@
+//! The policy file: what an operator writes (YAML), as typed data.
+//!
+//! The grammar follows `shared/spec/retention.md` §5 (documented for users in
+//! `docs/retention.md`; JSON Schema in `docs/policy.schema.json`, generated from these types).
+//! Every struct denies unknown fields: a typo (`olderthan:`) is an error, never a rule that
+//! silently matches nothing. Values that need checking beyond their shape (patterns, durations,
+//! byte sizes, references) are kept as strings here and compiled by [`crate::compile`], which
+//! reports every problem with the rule it belongs to.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A retention policy file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// `retention.v1`.
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    /// `RetentionPolicy`.
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub settings: Settings,
+    #[serde(default)]
+    pub protections: Protections,
+    /// At least one. Every policy whose scope matches a repository contributes; none is first.
+    pub policies: Vec<Policy>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Which timestamp means "age" and orders `last: N` / calendar buckets.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeSource {
+    /// When the tag was last created or moved (its `current` link); promotion counts as fresh.
+    /// For an untagged image: when it was pushed.
+    TagUpdated,
+    /// When this digest was linked into the repository (its revision link; a re-push of the
+    /// same digest refreshes it).
+    Pushed,
+    /// The image config's `created` (newest platform for an index). A hint only: reproducible
+    /// builds say 1970, and a re-pushed old build looks ancient.
+    Created,
+    /// Last pull. Needs pull data (not available yet: such a policy is refused).
+    Pulled,
+}
+
+impl TimeSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeSource::TagUpdated => "tag_updated",
+            TimeSource::Pushed => "pushed",
+            TimeSource::Created => "created",
+            TimeSource::Pulled => "pulled",
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RelativeTo {
+    /// Ages are measured from the plan's `now`.
+    #[default]
+    Now,
+    /// Ages are measured from the newest image of the group (restic): an idle repository keeps
+    /// its history.
+    GroupLatest,
+}
+
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingTime {
+    /// An image whose time is unknown is kept (and says so).
+    #[default]
+    Keep,
+    /// Planning fails when a needed time is unknown.
+    Error,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default = "default_time_source")]
+    pub time_source: TimeSource,
+    #[serde(default)]
+    pub relative_to: RelativeTo,
+    /// IANA name for calendar buckets (ISO weeks). Default UTC.
+    #[serde(default = "default_tz")]
+    pub timezone: String,
+    #[serde(default)]
+    pub missing_time: MissingTime,
+    /// Remove tags that no rule keeps even when their digest stays (kept by another tag).
+    /// With `false` such tags stay with their digest.
+    #[serde(default = "yes")]
+    pub untag: bool,
+}
+
+fn default_time_source() -> TimeSource {
+    TimeSource::TagUpdated
+}
+fn default_tz() -> String {
+    "UTC".into()
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            time_source: default_time_source(),
+            relative_to: RelativeTo::Now,
+            timezone: default_tz(),
+            missing_time: MissingTime::Keep,
+            untag: true,
+        }
+    }
+}
+
+/// What no rule can override.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Protections {
+    /// Never delete the newest N top-level images of a repository (by `settings.time_source`).
+    #[serde(default = "one")]
+    pub keep_newest_per_repository: u32,
+    /// Allow a repository to lose every image. Also needs `--unsafe-allow-empty` on the command
+    /// line.
+    #[serde(default)]
+    pub allow_empty_repository: bool,
+    #[serde(default)]
+    pub in_use: Option<InUse>,
+    #[serde(default)]
+    pub pins: Vec<Pin>,
+    /// Tag patterns that are never untagged nor deleted (`glob:latest`, `regex:v\d+`).
+    #[serde(default)]
+    pub immutable_tags: Vec<String>,
+    /// Anything pushed or re-tagged within this window is kept (`24h`, `7d`).
+    #[serde(default)]
+    pub grace_period: Option<String>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Default for Protections {
+    fn default() -> Self {
+        Protections {
+            keep_newest_per_repository: 1,
+            allow_empty_repository: false,
+            in_use: None,
+            pins: Vec::new(),
+            immutable_tags: Vec::new(),
+            grace_period: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Image references that are in use (running, deployed, rollback targets).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InUse {
+    /// A missing, unreadable or stale source aborts the plan (default). With `false` it is a
+    /// warning and the source protects nothing.
+    #[serde(default = "yes")]
+    pub required: bool,
+    /// A source file older than this is stale (`2h`).
+    #[serde(default)]
+    pub max_age: Option<String>,
+    /// Host names (with port where used) under which this registry is reached; references to
+    /// other hosts are not this registry's. References without a host are matched too (the
+    /// safe direction).
+    #[serde(default)]
+    pub registry_aliases: Vec<String>,
+    pub sources: Vec<InUseSource>,
+    /// A reference by digest also protects the tags that point at that digest.
+    #[serde(default = "yes")]
+    pub protect_tags_of_digest_refs: bool,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceFormat {
+    /// One reference per line (`host/repo:tag`, `host/repo@sha256:…`); `#` comments.
+    ImageRefs,
+    /// `kubectl get pods -A -o json`: spec images and status image IDs of every container.
+    KubernetesPodsJson,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InUseSource {
+    pub name: String,
+    pub format: SourceFormat,
+    /// Relative paths are relative to the policy file.
+    pub path: String,
+}
+
+/// A pinned reference, kept until `until` (RFC 3339) or forever.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pin {
+    /// `repo:tag` or `repo@sha256:…` (a registry host prefix is allowed).
+    #[serde(rename = "ref")]
+    pub reference: String,
+    #[serde(default)]
+    pub until: Option<String>,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Circuit breakers: a plan that crosses one is blocked as a whole (nothing is applied).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default)]
+    pub max_images_deleted: Option<u64>,
+    /// `2TiB`, `500GB`, or a number of bytes.
+    #[serde(default)]
+    pub max_bytes_freed: Option<String>,
+    /// Fraction (0..=1) of a repository's top-level images one plan may delete.
+    #[serde(default)]
+    pub max_fraction_per_repository: Option<f64>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Otherwise {
+    Keep,
+    Delete,
+}
+
+/// One policy: a scope, a selection, keep and delete rules, and what happens to the rest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    pub id: String,
+    pub scope: Scope,
+    #[serde(default)]
+    pub select: Select,
+    #[serde(default)]
+    pub keep: Vec<Rule>,
+    #[serde(default)]
+    pub delete: Vec<Rule>,
+    /// Mandatory: what happens to selected images no keep or delete rule matched.
+    pub otherwise: Otherwise,
+    #[serde(default)]
+    pub overrides: Option<Overrides>,
+}
+
+/// The protections a policy may loosen for its own scope.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Overrides {
+    #[serde(default)]
+    pub keep_newest_per_repository: Option<u32>,
+    #[serde(default)]
+    pub allow_empty_repository: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    /// Repository patterns (`glob:apps/**`, `regex:…`); `!` excludes.
+    pub repositories: Vec<String>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TagState {
+    Tagged,
+    Untagged,
+    Any,
+}
+
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReferrerSelect {
+    /// Referrers (signatures, attestations, SBOMs) are not selected: they follow their subject.
+    #[default]
+    None,
+    /// Only referrers whose subject is not in the repository.
+    Orphaned,
+    /// Referrers only (those whose subject survives are still never deleted).
+    Any,
+}
+
+/// Which images of the scope a policy considers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Select {
+    /// Tag patterns; the first that matches gives the named captures.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Default: `tagged` when `tags` is given, else `any`.
+    #[serde(default)]
+    pub tag_state: Option<TagState>,
+    #[serde(default)]
+    pub referrers: ReferrerSelect,
+    /// `image`, `index`, or a media-type glob (`application/vnd.cncf.helm.*`).
+    #[serde(default)]
+    pub artifact_type: Vec<String>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderBy {
+    /// By the rule's time source, newest first.
+    Time,
+    /// By semantic version (a leading `v` is ignored), highest first.
+    Semver,
+    /// By natural order of the tag (`build-10` after `build-9`), highest first.
+    Natural,
+}
+
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Prerelease {
+    #[default]
+    Include,
+    /// Semver pre-releases neither count nor are kept by a counting criterion.
+    ExcludeFromCount,
+}
+
+/// Calendar buckets (restic `--keep-daily` and friends): keep the newest image of each of the
+/// last N periods that have an image. `unlimited` is written as `-1`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Calendar {
+    #[serde(default)]
+    pub hourly: Option<i64>,
+    #[serde(default)]
+    pub daily: Option<i64>,
+    #[serde(default)]
+    pub weekly: Option<i64>,
+    #[serde(default)]
+    pub monthly: Option<i64>,
+    #[serde(default)]
+    pub quarterly: Option<i64>,
+    #[serde(default)]
+    pub yearly: Option<i64>,
+}
+
+/// A filter on tags and captures.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct When {
+    /// Named capture -> pattern.
+    #[serde(default)]
+    pub capture: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub tag: Option<String>,
+}
+
+/// A criterion: exactly one of these fields (`all`/`any`/`not` compose).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Criterion {
+    #[serde(default)]
+    pub last: Option<u64>,
+    #[serde(default)]
+    pub within: Option<String>,
+    #[serde(default)]
+    pub older_than: Option<String>,
+    #[serde(default)]
+    pub newer_than: Option<String>,
+    #[serde(default)]
+    pub pulled_within: Option<String>,
+    #[serde(default)]
+    pub not_pulled_within: Option<String>,
+    #[serde(default)]
+    pub calendar: Option<Calendar>,
+    #[serde(default)]
+    pub when: Option<When>,
+    #[serde(default)]
+    pub all: Option<Vec<Criterion>>,
+    #[serde(default)]
+    pub any: Option<Vec<Criterion>>,
+    #[serde(default)]
+    pub not: Option<Box<Criterion>>,
+}
+
+/// A keep or delete rule: an id, how to group and order, and one criterion (compose several
+/// with `all:` / `any:`). `when:` beside the criterion narrows the images the rule looks at
+/// before counting.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub id: String,
+    /// Capture names (and `repository`, always implied): counting happens per group.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    #[serde(default)]
+    pub order_by: Option<OrderBy>,
+    #[serde(default)]
+    pub time_source: Option<TimeSource>,
+    #[serde(default)]
+    pub prerelease: Prerelease,
+    #[serde(default)]
+    pub last: Option<u64>,
+    #[serde(default)]
+    pub within: Option<String>,
+    #[serde(default)]
+    pub older_than: Option<String>,
+    #[serde(default)]
+    pub newer_than: Option<String>,
+    #[serde(default)]
+    pub pulled_within: Option<String>,
+    #[serde(default)]
+    pub not_pulled_within: Option<String>,
+    #[serde(default)]
+    pub calendar: Option<Calendar>,
+    #[serde(default)]
+    pub when: Option<When>,
+    #[serde(default)]
+    pub all: Option<Vec<Criterion>>,
+    #[serde(default)]
+    pub any: Option<Vec<Criterion>>,
+    #[serde(default)]
+    pub not: Option<Box<Criterion>>,
+}
+
+impl Rule {
+    /// The rule's criterion fields, as a criterion (`when` stays with the rule).
+    pub fn criterion(&self) -> Criterion {
+        Criterion {
+            last: self.last,
+            within: self.within.clone(),
+            older_than: self.older_than.clone(),
+            newer_than: self.newer_than.clone(),
+            pulled_within: self.pulled_within.clone(),
+            not_pulled_within: self.not_pulled_within.clone(),
+            calendar: self.calendar.clone(),
+            when: None,
+            all: self.all.clone(),
+            any: self.any.clone(),
+            not: self.not.clone(),
+        }
+    }
+}
+
+/// The JSON Schema of the policy file (published as `docs/policy.schema.json`).
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(PolicyFile);
+    let mut s = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    s.push('\n');
+    s
+}

@@ -1,0 +1,26 @@
+//! Retention policies, pure (no I/O): the policy file, in-use references, evaluation.
+//!
+//! - [`file`]: the YAML grammar as typed data (`deny_unknown_fields` everywhere) and its JSON
+//!   Schema ([`file::json_schema`], published as `docs/policy.schema.json`).
+//! - [`compile`]: checks a policy file (every problem named by where it is) and compiles
+//!   patterns, durations and criteria.
+//! - [`refs`]: image references from in-use sources (reference lists, `kubectl get pods -o json`).
+//! - [`eval`]: one decision with reasons per top-level image and tag, protections, closure
+//!   repair and cascades, limits.
+//! - [`lint`]: warnings about the known traps (`shared/spec/retention.md` §5.6).
+//!
+//! Byte accounting and the plan document live in `stowage-plan::retention`, which feeds the
+//! same apply engine as garbage collection.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod compile;
+pub mod eval;
+pub mod file;
+pub mod lint;
+pub mod refs;
+pub mod values;
+
+pub use compile::{Compiled, PolicyErrors, compile, parse};
+pub use eval::{Decision, EvalError, Inputs, LoadedSource, Outcome, evaluate};
+pub use file::{PolicyFile, json_schema};
