@@ -75,6 +75,11 @@ pub enum Command {
     Check(CheckArgs),
     /// Plan a garbage collection (read-only): what would be deleted, with exact bytes.
     Gc(GcArgs),
+    /// Plan a retention policy (read-only): every image's decision with reasons, exact bytes.
+    Plan(PlanArgs),
+    /// Check a retention policy file (errors and lints) or print its JSON Schema.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Execute a plan: re-check every target, delete (or quarantine) in a safe order, journal.
     Apply(ApplyArgs),
     /// Put back everything an apply moved into a quarantine directory.
@@ -127,6 +132,9 @@ pub struct ApplyArgs {
     /// Refuse to run when the registry looks live (recent uploads or pushes).
     #[arg(long)]
     pub require_quiet: bool,
+    /// Retention plans: also delete the blobs the plan frees (exactly its preview).
+    #[arg(long)]
+    pub gc: bool,
 }
 
 #[derive(Args, Debug)]
@@ -237,7 +245,49 @@ pub struct TagsArgs {
 pub struct ExplainArgs {
     /// A digest (`sha256:...`), a path under the storage (absolute or relative to
     /// docker/registry/v2), or an image reference (`repo:tag`, `repo@sha256:...`).
+    /// With a second argument: a retention plan file.
     pub target: String,
+    /// With a plan file as the first argument: the image whose decision to trace
+    /// (`repo:tag`, `repo@sha256:...`, or `repo` for all its images).
+    pub reference: Option<String>,
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct PlanArgs {
+    #[command(subcommand)]
+    pub command: Option<PlanCommand>,
+    /// The retention policy (YAML; `stowage policy schema` prints its JSON Schema).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Write the plan (JSON) here, for review and `stowage apply`.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Let a repository lose every image (also needs allow_empty_repository in the policy).
+    #[arg(long)]
+    pub unsafe_allow_empty: bool,
+    /// How long the plan stays valid; apply refuses an older plan.
+    #[arg(long, default_value = "24h", value_name = "DURATION")]
+    pub expires: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PlanCommand {
+    /// Summarise a plan file: per repository, per rule, bytes, blocked rails.
+    Show { plan: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Validate a policy file and warn about known traps (exit 1 on warnings, 2 on errors).
+    Check(PolicyCheckArgs),
+    /// Print the policy file's JSON Schema.
+    Schema,
+}
+
+#[derive(Args, Debug)]
+pub struct PolicyCheckArgs {
+    pub file: PathBuf,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

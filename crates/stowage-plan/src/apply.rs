@@ -13,6 +13,12 @@
 //!    whose blob is now gone, abandoned uploads still unchanged, and directories that are
 //!    empty when reached (`rmdir` cannot remove anything else).
 //!
+//! Retention plans (`kind: retention`) add a first phase: each planned tag is removed only if
+//! it still points at the digest the plan saw, with the same `current` link, and no in-use
+//! source (re-read now, never trusted from the plan) protects it; an in-use source that now
+//! protects any planned target aborts the whole apply before anything is removed. Their
+//! blobs are collected only with `gc` (the plan's `blobs` are exactly the bytes it previewed).
+//!
 //! A target that changed is skipped and reported, never forced. Every action is written to
 //! an append-only journal before and after it runs, and is idempotent, so an interrupted apply
 //! is resumed by running it again. With a quarantine directory, targets are moved (renamed,
@@ -49,7 +55,20 @@ pub struct ApplyOptions {
     pub require_quiet: bool,
     /// The registry's config says it is in read-only mode.
     pub registry_readonly: Option<bool>,
+    /// Retention plans: also remove the blobs the plan frees (and their layer links).
+    pub gc: bool,
 }
+
+/// What protects targets now (retention apply): `(repository, digest)` and
+/// `(repository, tag)` with the reasons (`protection/in_use(prod)`, ...).
+#[derive(Clone, Debug, Default)]
+pub struct LiveProtection {
+    pub digests: std::collections::BTreeMap<(String, String), Vec<String>>,
+    pub tags: std::collections::BTreeMap<(String, String), Vec<String>>,
+}
+
+/// Recomputes protections over a fresh scan; `Err` when an in-use source is unusable.
+pub type ProtectFn<'a> = &'a (dyn Fn(&Graph<'_>) -> Result<LiveProtection, String> + Sync);
 
 /// One skipped target.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -63,6 +82,8 @@ pub struct Skip {
 pub struct ApplyReport {
     pub plan: String,
     pub manifests: u64,
+    /// Tags removed (retention).
+    pub tags: u64,
     pub tag_index_entries: u64,
     pub layer_links: u64,
     pub blobs: u64,
@@ -97,6 +118,12 @@ pub enum ApplyError {
     Quarantine(String),
     #[error("re-scan failed: {0}")]
     Scan(String),
+    #[error("the plan is blocked and cannot be applied: {0}")]
+    Blocked(String),
+    #[error("the plan expired at {0}; make a new plan (`stowage plan`)")]
+    Expired(String),
+    #[error("in-use protection changed since the plan, nothing was removed: {0}")]
+    InUse(String),
 }
 
 /// Signs that the registry is being written to right now.
@@ -190,6 +217,7 @@ struct Runner<'a, S: StorageWrite> {
 
 #[derive(Copy, Clone, PartialEq, Eq)]
 enum Kind {
+    Tag,
     Manifest,
     TagIndex,
     LayerLink,
@@ -243,6 +271,7 @@ impl<S: StorageWrite> Runner<'_, S> {
                 self.journal(entry("done", op, path))?;
                 let mut rep = self.report.lock().unwrap_or_else(|e| e.into_inner());
                 match kind {
+                    Kind::Tag => rep.tags += 1,
                     Kind::Manifest => rep.manifests += 1,
                     Kind::TagIndex => rep.tag_index_entries += 1,
                     Kind::LayerLink => rep.layer_links += 1,
@@ -301,12 +330,36 @@ pub fn apply<S: StorageWrite>(
     opts: &ApplyOptions,
     progress: &dyn Fn(&str),
 ) -> Result<ApplyReport, ApplyError> {
+    apply_checked(storage, plan, opts, None, progress)
+}
+
+/// Apply `plan`, re-checking retention targets against `protect` (see the module docs).
+pub fn apply_checked<S: StorageWrite>(
+    storage: &S,
+    plan: &Plan,
+    opts: &ApplyOptions,
+    protect: Option<ProtectFn<'_>>,
+    progress: &dyn Fn(&str),
+) -> Result<ApplyReport, ApplyError> {
     let started = std::time::Instant::now();
     if plan.storage != storage.describe() {
         return Err(ApplyError::WrongStorage {
             plan: plan.storage.clone(),
             storage: storage.describe(),
         });
+    }
+    let retention = plan.kind == "retention";
+    if let Some(ret) = &plan.retention {
+        if !ret.rails_blocked.is_empty() {
+            return Err(ApplyError::Blocked(ret.rails_blocked.join("; ")));
+        }
+        if opts.now > ret.expires_at {
+            return Err(ApplyError::Expired(ret.expires_at.rfc3339()));
+        }
+    } else if retention {
+        return Err(ApplyError::Blocked(
+            "a retention plan without its retention section".into(),
+        ));
     }
     let id = plan.id();
     let quarantine = match &opts.quarantine {
@@ -394,8 +447,97 @@ pub fn apply<S: StorageWrite>(
         done_before,
     };
 
-    // Phase 1: untagged manifests and their history entries.
     let g1 = Graph::new(&inv1);
+    // Phase 0 (retention): tags, each re-checked; in-use protection recomputed first.
+    let live = match protect {
+        Some(f) => Some(f(&g1).map_err(ApplyError::InUse)?),
+        None if retention => {
+            return Err(ApplyError::InUse(
+                "a retention plan needs its protections recomputed; none were given".into(),
+            ));
+        }
+        None => None,
+    };
+    let live = live.unwrap_or_default();
+    if retention {
+        let mut now_protected = Vec::new();
+        let in_use = |rs: &Vec<String>| rs.iter().any(|r| r.starts_with("protection/in_use"));
+        for t in &plan.tags {
+            if let Some(rs) = live.tags.get(&(t.repository.clone(), t.tag.clone()))
+                && in_use(rs)
+            {
+                now_protected.push(format!("{}:{} ({})", t.repository, t.tag, rs.join(", ")));
+            }
+        }
+        for m in &plan.manifests {
+            if let Some(rs) = live.digests.get(&(m.repository.clone(), m.digest.clone()))
+                && in_use(rs)
+            {
+                now_protected.push(format!("{}@{} ({})", m.repository, m.digest, rs.join(", ")));
+            }
+        }
+        if !now_protected.is_empty() {
+            return Err(ApplyError::InUse(now_protected.join("; ")));
+        }
+    }
+    let mut removed_tags: HashSet<(String, String)> = HashSet::new();
+    if !plan.tags.is_empty() {
+        progress(&format!("removing {} tags", plan.tags.len()));
+    }
+    for t in &plan.tags {
+        let path = layout::tag_dir(&t.repository, &t.tag);
+        let Ok(d) = t.digest.parse::<Digest>() else {
+            r.skip(&path, "invalid digest in plan")?;
+            continue;
+        };
+        let why_not = (|| {
+            let repo = inv1.repository(&t.repository).ok_or("gone")?;
+            if !repo.complete {
+                return Err("repository could not be read completely");
+            }
+            let tag = repo.tag(&t.tag).ok_or("gone")?;
+            let cur = tag.current.ok_or("the tag has no readable current link")?;
+            if cur.target.is_none() || cur.target != inv1.id_of(&d) {
+                return Err("the tag moved since the plan (it points elsewhere now)");
+            }
+            if cur.modified != t.current_modified {
+                return Err("the tag was pushed again since the plan");
+            }
+            if live
+                .tags
+                .contains_key(&(t.repository.clone(), t.tag.clone()))
+            {
+                return Err("protected now");
+            }
+            Ok(())
+        })();
+        match why_not {
+            Ok(()) => {
+                if r.remove(Kind::Tag, &path, 0)? || r.done_before.contains(&path) {
+                    removed_tags.insert((t.repository.clone(), t.tag.clone()));
+                }
+            }
+            Err("gone") if r.done_before.contains(&path) => {
+                r.report
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .already_done += 1;
+                removed_tags.insert((t.repository.clone(), t.tag.clone()));
+            }
+            Err("gone") => r.skip(&path, "gone already (not by this apply)")?,
+            Err("protected now") => {
+                let rs = live
+                    .tags
+                    .get(&(t.repository.clone(), t.tag.clone()))
+                    .cloned()
+                    .unwrap_or_default();
+                r.skip(&path, format!("protected now: {}", rs.join(", ")))?
+            }
+            Err(reason) => r.skip(&path, reason)?,
+        }
+    }
+
+    // Phase 1: untagged manifests and their history entries.
     let mut approved: HashSet<(String, BlobId)> = HashSet::new();
     let mut approved_list: Vec<(String, Digest)> = Vec::new();
     for m in &plan.manifests {
@@ -418,12 +560,21 @@ pub fn apply<S: StorageWrite>(
             if l.modified != m.modified {
                 return Err("revision link rewritten since the plan (pushed again)");
             }
-            if repo
-                .tags
-                .iter()
-                .any(|t| t.current.and_then(|c| c.target) == Some(id))
+            if repo.tags.iter().any(|t| {
+                t.current.and_then(|c| c.target) == Some(id)
+                    && !removed_tags.contains(&(m.repository.clone(), t.name.clone()))
+            }) {
+                return Err(if retention {
+                    "still tagged (a tag of it was kept or skipped)"
+                } else {
+                    "tagged since the plan"
+                });
+            }
+            if live
+                .digests
+                .contains_key(&(m.repository.clone(), m.digest.clone()))
             {
-                return Err("tagged since the plan");
+                return Err("protected now");
             }
             Ok(id)
         })();
@@ -484,6 +635,13 @@ pub fn apply<S: StorageWrite>(
     }
     for (repo, d) in &approved_list {
         r.remove(Kind::Manifest, &layout::revision_dir(repo, d), 0)?;
+    }
+
+    if retention && !opts.gc {
+        progress(
+            "blobs are not collected (apply --gc collects exactly the plan's blobs; `stowage gc` collects all)",
+        );
+        return finish(r, &journal_path, started);
     }
 
     // Phase 2: blobs, re-checked against a second fresh scan.
@@ -640,12 +798,19 @@ pub fn apply<S: StorageWrite>(
     for dir in &plan.empty_dirs {
         r.remove(Kind::EmptyDir, dir, 0)?;
     }
+    finish(r, &journal_path, started)
+}
 
+fn finish<S: StorageWrite>(
+    r: Runner<'_, S>,
+    journal_path: &Path,
+    started: std::time::Instant,
+) -> Result<ApplyReport, ApplyError> {
     let mut j = r.journal.lock().unwrap_or_else(|e| e.into_inner());
     j.write(entry("end", "", ""))
         .and_then(|_| j.sync())
         .map_err(|source| ApplyError::Journal {
-            path: journal_path.clone(),
+            path: journal_path.to_path_buf(),
             source,
         })?;
     drop(j);

@@ -132,6 +132,7 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
                     repository: inv.repositories[ri].name.to_string(),
                     digest: inv.digest(id).to_string(),
                     modified,
+                    reason: String::new(),
                 });
                 roots.push(id);
             }
@@ -143,6 +144,7 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
                     repository: inv.repositories[ri].name.to_string(),
                     digest: inv.digest(id).to_string(),
                     modified,
+                    reason: String::new(),
                 });
             }
         }
@@ -374,6 +376,8 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
         kept_unlike_registry,
         manifests_kept_unlike_registry,
         blocked,
+        tags: Vec::new(),
+        retention: None,
     }
 }
 

@@ -20,6 +20,7 @@ pub mod gc;
 pub mod journal;
 pub mod plan;
 pub mod quarantine;
+pub mod retention;
 
 pub use gc::GcOptions;
 pub use plan::Plan;

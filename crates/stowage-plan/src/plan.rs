@@ -28,6 +28,23 @@ pub struct ManifestAction {
     pub digest: String,
     /// When the revision link was written (when it was pushed to this repository).
     pub modified: Timestamp,
+    /// Retention plans: why (`delete: ci-builds/stale`, `cascade: child of sha256:…`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+/// A tag to remove (retention): its directory `_manifests/tags/<tag>/` goes, as the
+/// registry's own untag does. Applied only if the tag still points where the plan saw it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagAction {
+    pub repository: String,
+    pub tag: String,
+    /// The digest the tag pointed at when planning (the precondition).
+    pub digest: String,
+    /// Modification time of its `current/link` when planning.
+    pub current_modified: Timestamp,
+    pub reasons: Vec<String>,
 }
 
 /// A tag-history entry (`tags/<tag>/index/<alg>/<hex>/`) to remove.
@@ -120,6 +137,12 @@ pub struct Plan {
     pub manifests_kept_unlike_registry: Vec<KeptManifest>,
     /// Reasons some deletions were not planned at all (incomplete scan...).
     pub blocked: Vec<String>,
+    /// Retention plans: tags to remove, in order, before any manifest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<TagAction>,
+    /// Retention plans: the policy, every decision with its reasons, and the byte accounting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Box<crate::retention::Retention>>,
 }
 
 impl Plan {
@@ -153,6 +176,7 @@ impl Plan {
 
     pub fn is_empty(&self) -> bool {
         self.manifests.is_empty()
+            && self.tags.is_empty()
             && self.tag_index_entries.is_empty()
             && self.layer_links.is_empty()
             && self.blobs.is_empty()

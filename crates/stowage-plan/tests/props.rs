@@ -110,6 +110,7 @@ proptest! {
             quiet_window_seconds: 0,
             require_quiet: false,
             registry_readonly: None,
+            gc: false,
         }, &|_| {}).unwrap();
         prop_assert!(rep.skipped.is_empty(), "{:?}", rep.skipped);
         prop_assert_eq!(rep.bytes_freed, plan.bytes);

@@ -33,6 +33,7 @@ fn apply_opts(
         quiet_window_seconds: 0,
         require_quiet: false,
         registry_readonly: None,
+        gc: false,
     }
 }
 

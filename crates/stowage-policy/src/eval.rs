@@ -130,6 +130,9 @@ pub struct Outcome {
     pub blocked: Vec<String>,
     /// Selected items whose time was unknown (kept).
     pub unknown_time: u64,
+    /// Every protection that holds: (repository index, digest) and (repository index, tag).
+    pub protected_digests: Vec<((u32, BlobId), Vec<String>)>,
+    pub protected_tags: Vec<((u32, String), Vec<String>)>,
 }
 
 /// Fatal problems found while evaluating (a required in-use source unusable...).
@@ -220,11 +223,12 @@ fn build_units<'a>(g: &Graph<'a>, ri: usize) -> Repo<'a> {
             children.extend(m.children());
         }
     }
-    let cosign_target: HashMap<BlobId, BlobId> = repo
+    // Targets of cosign-style tags, with their subject when the storage knows the digest.
+    let cosign_target: HashMap<BlobId, Option<BlobId>> = repo
         .tags
         .iter()
         .filter_map(|t| {
-            let subject = inv.id_of(&cosign_subject(&t.name)?)?;
+            let subject = inv.id_of(&cosign_subject(&t.name)?);
             Some((t.current?.target?, subject))
         })
         .collect();
@@ -233,14 +237,17 @@ fn build_units<'a>(g: &Graph<'a>, ri: usize) -> Repo<'a> {
         let m = g.manifest(d);
         let subject = m
             .and_then(|m| m.subject)
-            .or_else(|| cosign_target.get(&d).copied());
-        let referrer = subject.is_some();
+            .or_else(|| cosign_target.get(&d).copied().flatten());
+        let referrer = subject.is_some() || cosign_target.contains_key(&d);
         let tagged = tags_of.contains_key(&d);
-        if !tagged && (children.contains(&d) || referrer) {
-            // Follows its parent or subject.
-            if !(referrer && !children.contains(&d)) {
-                continue;
-            }
+        // A referrer whose subject is here follows its subject (tagged or not: cosign tags
+        // go with it); only orphaned referrers are images of their own.
+        if subject.is_some_and(|s| revs.contains_key(&s)) {
+            continue;
+        }
+        // An untagged index child follows its index.
+        if !tagged && !referrer && children.contains(&d) {
+            continue;
         }
         let opaque = g.is_opaque(d) || m.is_none();
         let kind = if referrer {
@@ -767,6 +774,33 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
         ));
     }
     out.unknown_time = unknown_time;
+    // Digest protections (except digest-only in-use references) keep the digest's tags.
+    for ((r, d), reasons) in &prot_digest {
+        for (ti, t) in inv.repositories[*r as usize].tags.iter().enumerate() {
+            if t.current.and_then(|c| c.target) == Some(*d) {
+                prot_tag
+                    .entry((*r, ti as u32))
+                    .or_default()
+                    .extend(reasons.iter().cloned());
+            }
+        }
+    }
+    for (k, v) in digest_only {
+        prot_digest.entry(k).or_default().extend(v);
+    }
+    out.protected_digests = prot_digest.into_iter().collect();
+    out.protected_tags = prot_tag
+        .into_iter()
+        .map(|((r, t), v)| {
+            (
+                (
+                    r,
+                    inv.repositories[r as usize].tags[t as usize].name.clone(),
+                ),
+                v,
+            )
+        })
+        .collect();
     if !fatal.is_empty() {
         return Err(EvalError(fatal));
     }

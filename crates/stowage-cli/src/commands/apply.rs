@@ -21,9 +21,18 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
         return Ok(exit::OK);
     }
     let what = format!(
-        "{} blobs ({}), {} untagged manifests, {} history entries, {} layer links, {} uploads, {} empty directories from {}",
-        plan.blobs.len(),
-        human_bytes(plan.blob_bytes),
+        "{} tags, {} blobs ({}), {} manifests, {} history entries, {} layer links, {} uploads, {} empty directories from {}",
+        plan.tags.len(),
+        if plan.retention.is_some() && !a.gc {
+            0
+        } else {
+            plan.blobs.len()
+        },
+        human_bytes(if plan.retention.is_some() && !a.gc {
+            0
+        } else {
+            plan.blob_bytes
+        }),
         plan.manifests.len(),
         plan.tag_index_entries.len(),
         plan.layer_links.len(),
@@ -63,9 +72,22 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
         quiet_window_seconds: 600,
         require_quiet: a.require_quiet,
         registry_readonly: s.registry_config.as_ref().map(|c| c.readonly),
+        gc: a.gc,
     };
     let progress = |m: &str| eprintln!("apply: {m}");
-    let rep = stowage_plan::apply::apply(&*s.writable, &plan, &opts, &progress)?;
+    let rep = match &plan.retention {
+        Some(ret) => {
+            let protect = super::retention::protector(ret, s.now)?;
+            stowage_plan::apply::apply_checked(
+                &*s.writable,
+                &plan,
+                &opts,
+                Some(&protect),
+                &progress,
+            )?
+        }
+        None => stowage_plan::apply::apply(&*s.writable, &plan, &opts, &progress)?,
+    };
     for w in &rep.warnings {
         eprintln!("warning: {w}");
     }
@@ -74,12 +96,13 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
         Format::Table => {
             writeln!(
                 out,
-                "{}: {} blobs, {} manifests, {} history entries, {} layer links, {} uploads, {} directories; {} freed in {:.1}s",
+                "{}: {} tags, {} blobs, {} manifests, {} history entries, {} layer links, {} uploads, {} directories; {} freed in {:.1}s",
                 if a.quarantine.is_some() {
                     "quarantined"
                 } else {
                     "deleted"
                 },
+                rep.tags,
                 rep.blobs,
                 rep.manifests,
                 rep.tag_index_entries,

@@ -6,6 +6,7 @@ mod du;
 mod explain;
 mod gc;
 mod inventory;
+mod retention;
 mod tags;
 
 use std::sync::Arc;
@@ -25,12 +26,29 @@ pub fn run(cli: Cli) -> Result<i32> {
     if let Command::Quarantine(crate::args::QuarantineCommand::Purge(a)) = &cli.command {
         return apply::purge(&cli.global, a);
     }
+    // Policy and plan-file commands need no storage either.
+    match &cli.command {
+        Command::Policy(crate::args::PolicyCommand::Check(a)) => {
+            return retention::policy_check(cli.global.format, a);
+        }
+        Command::Policy(crate::args::PolicyCommand::Schema) => return retention::policy_schema(),
+        Command::Plan(crate::args::PlanArgs {
+            command: Some(crate::args::PlanCommand::Show { plan }),
+            ..
+        }) => return retention::show(cli.global.format, plan),
+        Command::Explain(crate::args::ExplainArgs {
+            target,
+            reference: Some(r),
+        }) => return retention::explain_plan(cli.global.format, std::path::Path::new(target), r),
+        _ => {}
+    }
     let settings = Settings::resolve(&cli.global)?;
     match cli.command {
         Command::Gc(a) => gc::run(&settings, &a),
         Command::Apply(a) => apply::run(&settings, &a),
         Command::Restore(a) => apply::restore(&settings, &a),
-        Command::Quarantine(_) => unreachable!("handled above"),
+        Command::Quarantine(_) | Command::Policy(_) => unreachable!("handled above"),
+        Command::Plan(a) => retention::plan(&settings, &a),
         Command::Inventory(a) => inventory::run(&settings, &a),
         Command::Du(a) => du::run(&settings, &a),
         Command::Tags(a) => tags::run(&settings, &a),
