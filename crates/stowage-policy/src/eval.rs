@@ -1228,6 +1228,8 @@ fn bucket_key(b: Bucket, t: Timestamp, tz: &jiff::tz::TimeZone) -> (i64, i64) {
 /// Cascades and the "nothing a survivor needs" repair, to a fixpoint.
 fn closure_repair(g: &Graph<'_>, repos: &[Repo<'_>], images: &mut [ImageOutcome]) {
     let inv = g.inv;
+    // Cascade members a survivor needs: they stay (and so are survivors themselves).
+    let mut forced: HashSet<(u32, BlobId)> = HashSet::new();
     loop {
         // Candidate deletions: (repo, digest) of deleted units plus their cascades.
         let mut deleted: HashSet<(u32, BlobId)> = HashSet::new();
@@ -1283,46 +1285,89 @@ fn closure_repair(g: &Graph<'_>, repos: &[Repo<'_>], images: &mut [ImageOutcome]
                             current_modified: t.current.map(|x| x.modified).unwrap_or_default(),
                         })
                         .collect();
+                    let keep = forced.contains(&(im.repo, c));
+                    let mut tags = tags;
+                    if keep {
+                        for t in tags.iter_mut() {
+                            t.remove = false;
+                        }
+                    }
                     im.cascade.push(CascadeOutcome {
                         digest: c,
                         role,
-                        delete: true,
-                        reason: format!("{role} of {}", inv.digest(d)),
+                        delete: !keep,
+                        reason: if keep {
+                            format!("{role} of {} (kept: a surviving manifest needs it)", inv.digest(d))
+                        } else {
+                            format!("{role} of {}", inv.digest(d))
+                        },
                         tags,
                     });
-                    deleted.insert((im.repo, c));
+                    if !keep {
+                        deleted.insert((im.repo, c));
+                    }
                     stack.push(c);
                 }
             }
         }
-        // Survivors: every trusted revision not deleted (incl. other repositories, incomplete
-        // ones and opaque manifests).
-        let mut survivor_refs: Vec<BlobId> = Vec::new();
+        // Survivors: every revision not deleted (incl. other repositories, incomplete ones
+        // and opaque manifests). What they need: index children (in any repository: the
+        // registry's GC marks globally, so do we) and referrers of a surviving subject in the
+        // same repository (the referrers API is per repository).
+        let mut needed_global: HashSet<BlobId> = HashSet::new();
+        let mut needed_here: HashSet<(u32, BlobId)> = HashSet::new();
+        let mut stack: Vec<(u32, BlobId)> = Vec::new();
+        let mut visited: HashSet<(u32, BlobId)> = HashSet::new();
         for (ri, r) in inv.repositories.iter().enumerate() {
+            let ri = ri as u32;
             for l in &r.revisions {
-                if deleted.contains(&(ri as u32, l.target)) {
+                if deleted.contains(&(ri, l.target)) {
                     continue;
                 }
-                survivor_refs.extend(g.refs(l.target).iter().copied());
-                survivor_refs.extend(g.referrers(l.target).iter().copied());
+                stack.push((ri, l.target));
                 if g.is_opaque(l.target) {
                     // Could reference anything its repository links.
-                    survivor_refs.extend(r.revisions.iter().map(|x| x.target));
+                    for x in &r.revisions {
+                        needed_here.insert((ri, x.target));
+                    }
                 }
             }
             for o in &r.odd_links {
-                if o.kind == stowage_model::inventory::LinkKind::Revision {
-                    survivor_refs.extend(o.content.as_ref().and_then(|d| inv.id_of(d)));
+                if o.kind == stowage_model::inventory::LinkKind::Revision
+                    && let Some(id) = o.content.as_ref().and_then(|d| inv.id_of(d))
+                {
+                    needed_here.insert((ri, id));
+                    stack.push((ri, id));
                 }
             }
         }
-        let needed = g.mark(survivor_refs, true);
+        while let Some((ri, x)) = stack.pop() {
+            if !visited.insert((ri, x)) {
+                continue;
+            }
+            let repo = &inv.repositories[ri as usize];
+            for &c in g.refs(x) {
+                if g.manifest(c).is_some() {
+                    needed_global.insert(c);
+                    if repo.revision(c).is_some() {
+                        stack.push((ri, c));
+                    }
+                }
+            }
+            for &c in g.referrers(x) {
+                if repo.revision(c).is_some() {
+                    needed_here.insert((ri, c));
+                    stack.push((ri, c));
+                }
+            }
+        }
+        let is_needed = |ri: u32, d: BlobId| needed_global.contains(&d) || needed_here.contains(&(ri, d));
         let mut changed = false;
         for im in images.iter_mut() {
             if im.decision != Decision::Delete {
                 continue;
             }
-            if needed[im.digest as usize] {
+            if is_needed(im.repo, im.digest) {
                 let by = g
                     .parents(im.digest)
                     .first()
@@ -1341,7 +1386,9 @@ fn closure_repair(g: &Graph<'_>, repos: &[Repo<'_>], images: &mut [ImageOutcome]
                 continue;
             }
             for c in im.cascade.iter_mut() {
-                if needed[c.digest as usize] {
+                if c.delete && is_needed(im.repo, c.digest) {
+                    forced.insert((im.repo, c.digest));
+                    changed = true;
                     c.delete = false;
                     c.reason = format!("{} (kept: a surviving manifest needs it)", c.reason);
                     for t in c.tags.iter_mut() {
