@@ -1297,7 +1297,10 @@ fn closure_repair(g: &Graph<'_>, repos: &[Repo<'_>], images: &mut [ImageOutcome]
                         role,
                         delete: !keep,
                         reason: if keep {
-                            format!("{role} of {} (kept: a surviving manifest needs it)", inv.digest(d))
+                            format!(
+                                "{role} of {} (kept: a surviving manifest needs it)",
+                                inv.digest(d)
+                            )
                         } else {
                             format!("{role} of {}", inv.digest(d))
                         },
@@ -1361,7 +1364,8 @@ fn closure_repair(g: &Graph<'_>, repos: &[Repo<'_>], images: &mut [ImageOutcome]
                 }
             }
         }
-        let is_needed = |ri: u32, d: BlobId| needed_global.contains(&d) || needed_here.contains(&(ri, d));
+        let is_needed =
+            |ri: u32, d: BlobId| needed_global.contains(&d) || needed_here.contains(&(ri, d));
         let mut changed = false;
         for im in images.iter_mut() {
             if im.decision != Decision::Delete {

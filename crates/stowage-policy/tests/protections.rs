@@ -48,7 +48,10 @@ fn keep_newest_per_repository_default_is_one() {
     let policy = "apiVersion: retention.v1\nkind: RetentionPolicy\n".to_string() + DELETE_ALL;
     let o = eval(&inv, &policy, at(10));
     assert_eq!(image_decision(&inv, &o, "apps/api", &ws[2]), Decision::Keep);
-    assert_eq!(image_decision(&inv, &o, "apps/api", &ws[1]), Decision::Delete);
+    assert_eq!(
+        image_decision(&inv, &o, "apps/api", &ws[1]),
+        Decision::Delete
+    );
     assert_eq!(image_decision(&inv, &o, "apps/web", &ws[4]), Decision::Keep);
     assert!(o.blocked.is_empty());
     assert!(
@@ -82,16 +85,26 @@ fn immutable_tags_pins_and_expiry() {
     for w in &ws[..3] {
         assert_eq!(image_decision(&inv, &o, "apps/api", w), Decision::Keep);
     }
-    assert_eq!(image_decision(&inv, &o, "apps/web", &ws[3]), Decision::Keep, "pinned until day 7");
+    assert_eq!(
+        image_decision(&inv, &o, "apps/web", &ws[3]),
+        Decision::Keep,
+        "pinned until day 7"
+    );
     assert!(
         reasons_of_tag(&inv, &o, "apps/web", "a")
             .iter()
             .any(|r| r.contains("pin(apps/web:a: legal hold)"))
     );
-    assert_eq!(image_decision(&inv, &o, "apps/web", &ws[4]), Decision::Delete);
+    assert_eq!(
+        image_decision(&inv, &o, "apps/web", &ws[4]),
+        Decision::Delete
+    );
     // After the pin expires it no longer protects, and says so.
     let o = eval(&inv, &policy, at(8));
-    assert_eq!(image_decision(&inv, &o, "apps/web", &ws[3]), Decision::Delete);
+    assert_eq!(
+        image_decision(&inv, &o, "apps/web", &ws[3]),
+        Decision::Delete
+    );
     assert!(o.warnings.iter().any(|w| w.contains("expired")));
 }
 
@@ -104,8 +117,15 @@ fn grace_period() {
     let now = stowage_model::time::Timestamp::from_secs(T0 + 2 * DAY + DAY / 2);
     let o = eval(&inv, &policy, now);
     assert_eq!(image_decision(&inv, &o, "apps/api", &ws[2]), Decision::Keep);
-    assert_eq!(image_decision(&inv, &o, "apps/api", &ws[1]), Decision::Delete, "exactly 36h old: outside the window");
-    assert_eq!(image_decision(&inv, &o, "apps/api", &ws[0]), Decision::Delete);
+    assert_eq!(
+        image_decision(&inv, &o, "apps/api", &ws[1]),
+        Decision::Delete,
+        "exactly 36h old: outside the window"
+    );
+    assert_eq!(
+        image_decision(&inv, &o, "apps/api", &ws[0]),
+        Decision::Delete
+    );
 }
 
 #[test]
@@ -143,7 +163,11 @@ fn in_use_sources_protect_tags_digests_and_config_ids() {
         "a reference to another registry protects nothing here"
     );
     assert_eq!(image_decision(&inv, &o, "apps/web", &ws[3]), Decision::Keep);
-    assert_eq!(image_decision(&inv, &o, "apps/web", &ws[4]), Decision::Keep, "status imageID");
+    assert_eq!(
+        image_decision(&inv, &o, "apps/web", &ws[4]),
+        Decision::Keep,
+        "status imageID"
+    );
     assert!(
         reasons_of_tag(&inv, &o, "apps/web", "b")
             .iter()
@@ -170,7 +194,10 @@ fn in_use_sources_protect_tags_digests_and_config_ids() {
     let lenient = policy.replace("max_age: 2h", "max_age: 2h\n    required: false");
     let o = eval_with(&inv, &lenient, now, &missing, &Default::default()).unwrap();
     assert!(o.warnings.iter().any(|w| w.contains("protects nothing")));
-    assert_eq!(image_decision(&inv, &o, "apps/api", &ws[0]), Decision::Delete);
+    assert_eq!(
+        image_decision(&inv, &o, "apps/api", &ws[0]),
+        Decision::Delete
+    );
 }
 
 #[test]
@@ -180,9 +207,22 @@ fn limits_block_the_plan() {
     let policy = "apiVersion: retention.v1\nkind: RetentionPolicy\nprotections:\n  limits:\n    max_images_deleted: 2\n    max_fraction_per_repository: 0.5\n".to_string() + DELETE_ALL;
     let o = eval(&inv, &policy, at(10));
     // 3 images deleted (2 in apps/api, 1 in apps/web), 2 of 3 in apps/api.
-    assert!(o.blocked.iter().any(|b| b.contains("max_images_deleted 2")), "{:?}", o.blocked);
-    assert!(o.blocked.iter().any(|b| b.starts_with("apps/api:") && b.contains("max_fraction")), "{:?}", o.blocked);
-    assert!(!o.blocked.iter().any(|b| b.starts_with("apps/web:")), "1 of 2 is not more than 0.5");
+    assert!(
+        o.blocked.iter().any(|b| b.contains("max_images_deleted 2")),
+        "{:?}",
+        o.blocked
+    );
+    assert!(
+        o.blocked
+            .iter()
+            .any(|b| b.starts_with("apps/api:") && b.contains("max_fraction")),
+        "{:?}",
+        o.blocked
+    );
+    assert!(
+        !o.blocked.iter().any(|b| b.starts_with("apps/web:")),
+        "1 of 2 is not more than 0.5"
+    );
 }
 
 #[test]
@@ -190,20 +230,52 @@ fn refused_policies_name_the_problem() {
     let h = "apiVersion: retention.v1\nkind: RetentionPolicy\n";
     let cases: &[(&str, &str)] = &[
         ("policies: []\n", "policies: empty"),
-        ("policies:\n  - id: a\n    scope: {repositories: ['**']}\n    keep: [{id: k, last: 1}]\n", "otherwise"),
-        ("policies:\n  - id: a\n    scope: {repositories: ['**']}\n    keep: [{id: k, last: 1, within: 3d}]\n    otherwise: delete\n", "side by side is ambiguous"),
-        ("policies:\n  - id: a\n    scope: {repositories: ['**']}\n    keep: [{id: k, olderthan: 3d}]\n    otherwise: delete\n", "unknown field"),
-        ("policies:\n  - id: a\n    scope: {repositories: ['**']}\n    keep: [{id: k, group_by: [branch], last: 1}]\n    otherwise: delete\n", "not a named capture"),
-        ("policies:\n  - id: a\n    scope: {repositories: ['**']}\n    delete: [{id: k, not_pulled_within: 3d}]\n    otherwise: keep\n", "pull data"),
-        ("policies:\n  - id: a\n    scope: {repositories: ['**']}\n    otherwise: keep\n", "does nothing"),
-        ("policies:\n  - id: a\n    scope: {repositories: ['regex:(']}\n    otherwise: delete\n", "invalid regex"),
-        ("policies:\n  - id: a\n    scope: {repositories: ['**']}\n    keep: [{id: k}]\n    otherwise: delete\n", "no criterion"),
-        ("policies:\n  - id: a\n    scope: {repositories: ['**']}\n    keep: [{id: k, within: soon}]\n    otherwise: delete\n", "not a duration"),
-        ("policies:\n  - id: a\n    scope: {repositories: ['**']}\n    otherwise: delete\n  - id: a\n    scope: {repositories: ['**']}\n    otherwise: delete\n", "duplicate policy id"),
+        (
+            "policies:\n  - id: a\n    scope: {repositories: ['**']}\n    keep: [{id: k, last: 1}]\n",
+            "otherwise",
+        ),
+        (
+            "policies:\n  - id: a\n    scope: {repositories: ['**']}\n    keep: [{id: k, last: 1, within: 3d}]\n    otherwise: delete\n",
+            "side by side is ambiguous",
+        ),
+        (
+            "policies:\n  - id: a\n    scope: {repositories: ['**']}\n    keep: [{id: k, olderthan: 3d}]\n    otherwise: delete\n",
+            "unknown field",
+        ),
+        (
+            "policies:\n  - id: a\n    scope: {repositories: ['**']}\n    keep: [{id: k, group_by: [branch], last: 1}]\n    otherwise: delete\n",
+            "not a named capture",
+        ),
+        (
+            "policies:\n  - id: a\n    scope: {repositories: ['**']}\n    delete: [{id: k, not_pulled_within: 3d}]\n    otherwise: keep\n",
+            "pull data",
+        ),
+        (
+            "policies:\n  - id: a\n    scope: {repositories: ['**']}\n    otherwise: keep\n",
+            "does nothing",
+        ),
+        (
+            "policies:\n  - id: a\n    scope: {repositories: ['regex:(']}\n    otherwise: delete\n",
+            "invalid regex",
+        ),
+        (
+            "policies:\n  - id: a\n    scope: {repositories: ['**']}\n    keep: [{id: k}]\n    otherwise: delete\n",
+            "no criterion",
+        ),
+        (
+            "policies:\n  - id: a\n    scope: {repositories: ['**']}\n    keep: [{id: k, within: soon}]\n    otherwise: delete\n",
+            "not a duration",
+        ),
+        (
+            "policies:\n  - id: a\n    scope: {repositories: ['**']}\n    otherwise: delete\n  - id: a\n    scope: {repositories: ['**']}\n    otherwise: delete\n",
+            "duplicate policy id",
+        ),
     ];
     for (body, want) in cases {
         let e = compile_err(&format!("{h}{body}"));
         assert!(e.contains(want), "{body}\n=> {e}\n(wanted {want:?})");
     }
-    assert!(compile_err("apiVersion: v2\nkind: RetentionPolicy\npolicies: []\n").contains("apiVersion"));
+    assert!(
+        compile_err("apiVersion: v2\nkind: RetentionPolicy\npolicies: []\n").contains("apiVersion")
+    );
 }

@@ -12,9 +12,11 @@ fn ci_registry() -> (Reg, Vec<stowage_testkit::Written>) {
     let mut r = Reg::new();
     let mut ws = Vec::new();
     // main-<sha> builds on days 0..6, feature-x builds on days 2 and 3.
-    for (i, sha) in ["aaaaaaa", "bbbbbbb", "ccccccc", "ddddddd", "eeeeeee", "fffffff"]
-        .iter()
-        .enumerate()
+    for (i, sha) in [
+        "aaaaaaa", "bbbbbbb", "ccccccc", "ddddddd", "eeeeeee", "fffffff",
+    ]
+    .iter()
+    .enumerate()
     {
         ws.push(r.push("apps/api", Some(&format!("main-{sha}")), i as i64));
     }
@@ -81,9 +83,17 @@ fn all_of_last_and_within_depends_on_now() {
     let d = |o: &stowage_policy::Outcome, t: &str| tag_decision(&inv, o, &format!("apps/api:{t}"));
     assert_eq!(d(&o, "main-fffffff"), "keep");
     assert_eq!(d(&o, "main-eeeeeee"), "keep");
-    assert_eq!(d(&o, "main-ddddddd"), "remove", "among the last 3 but 3 days old");
+    assert_eq!(
+        d(&o, "main-ddddddd"),
+        "remove",
+        "among the last 3 but 3 days old"
+    );
     assert_eq!(d(&o, "main-ccccccc"), "remove");
-    assert_eq!(d(&o, "feature-x-89abcde"), "remove", "exactly 3 days old is not within 3d");
+    assert_eq!(
+        d(&o, "feature-x-89abcde"),
+        "remove",
+        "exactly 3 days old is not within 3d"
+    );
     // now = day 30: nothing is recent; everything goes.
     let o = eval(&inv, &policy, at(30));
     assert_eq!(d(&o, "main-fffffff"), "remove");
@@ -163,7 +173,10 @@ fn keep_wins_and_order_does_not_matter() {
     let oa = decisions(&inv, &eval(&inv, &a, at(10)));
     let ob = decisions(&inv, &eval(&inv, &b, at(10)));
     assert_eq!(oa, ob);
-    assert_eq!(oa["apps/api:main-ccccccc"], "keep", "kept by keep-main/last-4");
+    assert_eq!(
+        oa["apps/api:main-ccccccc"], "keep",
+        "kept by keep-main/last-4"
+    );
     assert_eq!(oa["apps/api:main-bbbbbbb"], "remove");
     assert_eq!(oa["apps/api:feature-x-1234567"], "remove");
 }
@@ -171,9 +184,17 @@ fn keep_wins_and_order_does_not_matter() {
 #[test]
 fn semver_and_prerelease() {
     let mut r = Reg::new();
-    for (i, t) in ["v1.2.0", "v1.2.1", "v1.10.0", "v1.9.3", "v2.0.0-rc.1", "v2.0.0-rc.2", "v1.2.2"]
-        .iter()
-        .enumerate()
+    for (i, t) in [
+        "v1.2.0",
+        "v1.2.1",
+        "v1.10.0",
+        "v1.9.3",
+        "v2.0.0-rc.1",
+        "v2.0.0-rc.2",
+        "v1.2.2",
+    ]
+    .iter()
+    .enumerate()
     {
         // Pushed in an order that differs from version order.
         r.push("rel", Some(t), 10 - i as i64);
@@ -196,7 +217,11 @@ fn semver_and_prerelease() {
     assert_eq!(d("v1.10.0"), "keep", "1.10 > 1.9 (not string order)");
     assert_eq!(d("v1.9.3"), "keep");
     assert_eq!(d("v1.2.2"), "remove");
-    assert_eq!(d("v2.0.0-rc.2"), "remove", "pre-releases neither count nor are kept");
+    assert_eq!(
+        d("v2.0.0-rc.2"),
+        "remove",
+        "pre-releases neither count nor are kept"
+    );
     // Per minor line, newest patch.
     let policy = header("")
         + r#"policies:
@@ -221,7 +246,10 @@ fn semver_and_prerelease() {
 #[test]
 fn natural_order() {
     let mut r = Reg::new();
-    for (i, t) in ["build-9", "build-10", "build-100", "build-11"].iter().enumerate() {
+    for (i, t) in ["build-9", "build-10", "build-100", "build-11"]
+        .iter()
+        .enumerate()
+    {
         r.push("n", Some(t), i as i64);
     }
     let inv = r.scan();
@@ -272,7 +300,11 @@ fn calendar_buckets() {
     // newest first). Monthly: the newest of the last two months that have builds. T0 is
     // 2026-06-01, so days 0..29 are June and 30..39 July: newest of July is day 39 (already
     // kept), newest of June is day 29.
-    assert_eq!(kept, vec!["c:d29-b", "c:d37-b", "c:d38-b", "c:d39-b"], "{kept:?}");
+    assert_eq!(
+        kept,
+        vec!["c:d29-b", "c:d37-b", "c:d38-b", "c:d39-b"],
+        "{kept:?}"
+    );
 }
 
 #[test]
@@ -281,9 +313,7 @@ fn relative_to_group_latest_keeps_idle_history() {
     let inv = r.scan();
     let p = |rel: &str| {
         header("")
-            + &format!(
-                "settings:\n  relative_to: {rel}\n"
-            )
+            + &format!("settings:\n  relative_to: {rel}\n")
             + r#"policies:
   - id: p
     scope: {repositories: ["glob:**"]}
@@ -334,12 +364,20 @@ fn untagged_images_and_untag() {
 "#;
     let o = eval(&inv, &policy, at(10));
     assert_eq!(image_decision(&inv, &o, "u", &old), Decision::Delete);
-    assert_eq!(image_decision(&inv, &o, "u", &newer), Decision::Keep, "2 days old");
+    assert_eq!(
+        image_decision(&inv, &o, "u", &newer),
+        Decision::Keep,
+        "2 days old"
+    );
     assert_eq!(image_decision(&inv, &o, "u", &both), Decision::Untag);
     assert_eq!(tag_decision(&inv, &o, "u:dropme"), "remove");
     assert_eq!(tag_decision(&inv, &o, "u:keepme"), "keep");
     // untag: false keeps tags whose digest stays.
-    let o = eval(&inv, &policy.replace("policies:", "settings:\n  untag: false\npolicies:"), at(10));
+    let o = eval(
+        &inv,
+        &policy.replace("policies:", "settings:\n  untag: false\npolicies:"),
+        at(10),
+    );
     assert_eq!(image_decision(&inv, &o, "u", &both), Decision::Keep);
     assert_eq!(tag_decision(&inv, &o, "u:dropme"), "keep");
 }
@@ -351,7 +389,11 @@ fn index_children_are_never_images_and_cascade_with_their_index() {
     let (new_index, _, _) = r.push_index("m", Some("new"), 5);
     // Another index in another repository references child `a` too: it must survive.
     let a2 = r.t.index("other", Some("x"), &[(&a, "amd64")]);
-    r.t.manifest("other", None, &std::fs::read(r.t.path(&stowage_layout::blob_data(&a.digest))).unwrap());
+    r.t.manifest(
+        "other",
+        None,
+        &std::fs::read(r.t.path(&stowage_layout::blob_data(&a.digest))).unwrap(),
+    );
     let inv = r.scan();
     let policy = header("")
         + r#"policies:
@@ -365,7 +407,11 @@ fn index_children_are_never_images_and_cascade_with_their_index() {
     let o = eval(&inv, &policy, at(10));
     // Only the two indexes are images; the children are not counted (`last: 1` keeps the
     // newest index with both its children).
-    let ms: Vec<_> = o.images.iter().filter(|i| inv.repositories[i.repo as usize].name.as_str() == "m").collect();
+    let ms: Vec<_> = o
+        .images
+        .iter()
+        .filter(|i| inv.repositories[i.repo as usize].name.as_str() == "m")
+        .collect();
     assert_eq!(ms.len(), 2, "{ms:#?}");
     assert_eq!(image_decision(&inv, &o, "m", &new_index), Decision::Keep);
     assert_eq!(image_decision(&inv, &o, "m", &old_index), Decision::Delete);
@@ -391,7 +437,12 @@ fn referrers_follow_their_subject_and_orphans_are_selectable() {
     let elsewhere = r.push("t", Some("x"), 0);
     let orphan = r.referrer("s", &elsewhere, 0);
     // A cosign-style tag on the old image's signature.
-    r.tag("s", &format!("sha256-{}.sig", old.digest.to_string()[7..].to_string()), &sig_old, 0);
+    r.tag(
+        "s",
+        &format!("sha256-{}.sig", old.digest.to_string()[7..].to_string()),
+        &sig_old,
+        0,
+    );
     let inv = r.scan();
     let policy = header("")
         + r#"policies:
@@ -413,17 +464,25 @@ fn referrers_follow_their_subject_and_orphans_are_selectable() {
     let dec = decisions(&inv, &o);
     let short = |w: &stowage_testkit::Written| w.digest().to_string()[7..19].to_string();
     // Images: old (deleted), new (kept), orphan (a referrer image of its own).
-    let images: Vec<_> = o.images.iter().filter(|i| inv.repositories[i.repo as usize].name.as_str() == "s").collect();
+    let images: Vec<_> = o
+        .images
+        .iter()
+        .filter(|i| inv.repositories[i.repo as usize].name.as_str() == "s")
+        .collect();
     assert_eq!(images.len(), 3, "{dec:#?}");
     assert_eq!(image_decision(&inv, &o, "s", &old), Decision::Delete);
     assert_eq!(dec[&format!("s@{} (referrer)", short(&sig_old))], "delete");
     assert_eq!(image_decision(&inv, &o, "s", &new), Decision::Keep);
-    assert!(!dec.contains_key(&format!("s@{} (referrer)", short(&sig_new))), "kept subject: no cascade");
+    assert!(
+        !dec.contains_key(&format!("s@{} (referrer)", short(&sig_new))),
+        "kept subject: no cascade"
+    );
     assert_eq!(image_decision(&inv, &o, "s", &orphan), Decision::Delete);
     assert!(
-        o.images
+        o.images.iter().any(|i| i
+            .cascade
             .iter()
-            .any(|i| i.cascade.iter().any(|c| c.tags.iter().any(|t| t.tag.ends_with(".sig") && t.remove))),
+            .any(|c| c.tags.iter().any(|t| t.tag.ends_with(".sig") && t.remove))),
         "the cosign tag goes with its signature"
     );
 }
@@ -456,6 +515,9 @@ policies:
     assert_eq!(image_decision(&inv, &o, "c", &a), Decision::Delete);
     assert_eq!(image_decision(&inv, &o, "c", &b), Decision::Keep);
     // missing_time: error refuses the plan.
-    let strict = policy.replace("time_source: created", "time_source: created\n  missing_time: error");
+    let strict = policy.replace(
+        "time_source: created",
+        "time_source: created\n  missing_time: error",
+    );
     assert!(eval_with(&inv, &strict, at(100), &[], &Default::default()).is_err());
 }

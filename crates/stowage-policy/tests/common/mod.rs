@@ -47,10 +47,15 @@ impl Reg {
         let config = self
             .t
             .blob(format!("{{\"created\":\"2020-01-01T00:00:00Z\",\"n\":{}}}", self.n).as_bytes());
-        let layer = self.t.layer(&format!("layer{}", self.n), 1000 + self.n as usize);
+        let layer = self
+            .t
+            .layer(&format!("layer{}", self.n), 1000 + self.n as usize);
         let base = self.t.layer("shared-base", 5000);
         let w = self.t.image(repo, None, &config, &[&base, &layer]);
-        set_mtime(&self.t.path(&layout::revision_link(repo, &w.digest())), at(day));
+        set_mtime(
+            &self.t.path(&layout::revision_link(repo, &w.digest())),
+            at(day),
+        );
         if let Some(tag) = tag {
             self.tag(repo, tag, &w, day);
         }
@@ -68,11 +73,19 @@ impl Reg {
     }
 
     /// A two-platform index (children untagged) pushed on `day`.
-    pub fn push_index(&mut self, repo: &str, tag: Option<&str>, day: i64) -> (Written, Written, Written) {
+    pub fn push_index(
+        &mut self,
+        repo: &str,
+        tag: Option<&str>,
+        day: i64,
+    ) -> (Written, Written, Written) {
         let a = self.push(repo, None, day);
         let b = self.push(repo, None, day);
         let i = self.t.index(repo, None, &[(&a, "amd64"), (&b, "arm64")]);
-        set_mtime(&self.t.path(&layout::revision_link(repo, &i.digest())), at(day));
+        set_mtime(
+            &self.t.path(&layout::revision_link(repo, &i.digest())),
+            at(day),
+        );
         if let Some(tag) = tag {
             self.tag(repo, tag, &i, day);
         }
@@ -91,7 +104,10 @@ impl Reg {
             empty.digest, sig.digest, sig.size, subject.digest, subject.size
         );
         let w = self.t.manifest(repo, None, body.as_bytes());
-        set_mtime(&self.t.path(&layout::revision_link(repo, &w.digest())), at(day));
+        set_mtime(
+            &self.t.path(&layout::revision_link(repo, &w.digest())),
+            at(day),
+        );
         w
     }
 
