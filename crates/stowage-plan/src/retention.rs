@@ -389,6 +389,25 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
         }
     }
 
+    // Blob fan-out directories (`blobs/sha256/<hh>`) this plan empties: removed only if
+    // empty when apply reaches them.
+    let mut empty_dirs = Vec::new();
+    if !blobs.is_empty() {
+        let mut per_shard: BTreeMap<u8, (usize, usize)> = BTreeMap::new();
+        for (i, b) in inv.blobs.iter().enumerate() {
+            let e = per_shard.entry(b.digest.0[0]).or_default();
+            e.0 += 1;
+            if freed.contains(&(i as BlobId)) {
+                e.1 += 1;
+            }
+        }
+        for (shard, (all, gone)) in per_shard {
+            if all == gone {
+                empty_dirs.push(format!("blobs/sha256/{shard:02x}"));
+            }
+        }
+    }
+
     // Per image closures, owners of freed blobs, shared bytes, per repository unlinked.
     let mut owners: HashMap<BlobId, Vec<usize>> = HashMap::new();
     let mut image_bytes: Vec<u64> = vec![0; outcome.images.len()];
@@ -639,7 +658,7 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
         layer_links,
         blobs,
         uploads: Vec::new(),
-        empty_dirs: Vec::new(),
+        empty_dirs,
         held_back: HeldBack::default(),
         kept_unlike_registry: Vec::new(),
         manifests_kept_unlike_registry: Vec::new(),

@@ -86,11 +86,10 @@ pub fn lint(f: &PolicyFile) -> Vec<Lint> {
             .iter()
             .filter_map(|t| Pattern::parse(t).ok())
             .collect();
+        let set = crate::values::PatternSet::parse(&pol.select.tags).unwrap_or_default();
         if can_delete
-            && (pol.select.tags.is_empty()
-                || tag_patterns
-                    .iter()
-                    .any(|p| !p.negated && p.matches(cosign_like)))
+            && pol.select.referrers == ReferrerSelect::None
+            && (pol.select.tags.is_empty() || set.matches(cosign_like))
             && pol.select.tag_state != Some(TagState::Untagged)
         {
             push(

@@ -201,3 +201,40 @@ fn the_published_json_schema_is_current() {
         .collect();
     assert!(req.contains(&"policies") && req.contains(&"apiVersion"));
 }
+
+#[test]
+fn lints_name_known_traps() {
+    let f = stowage_policy::parse(
+        r#"apiVersion: retention.v1
+kind: RetentionPolicy
+settings: {time_source: created}
+protections: {keep_newest_per_repository: 0}
+policies:
+  - id: a
+    scope: {repositories: ["glob:**"]}
+    select: {tags: ["regex:.*-build"], referrers: any}
+    keep:
+      - {id: small, last: 2}
+      - {id: big, last: 5}
+      - {id: both, last: 1, within: 3d}
+    otherwise: delete
+"#,
+    )
+    .unwrap();
+    let codes: std::collections::BTreeSet<&str> = stowage_policy::lint::lint(&f)
+        .iter()
+        .map(|l| l.code)
+        .collect();
+    for want in [
+        "config-created-time",
+        "delete-without-floor",
+        "unanchored-intent",
+        "count-includes-artifacts",
+        "shadowed-keep",
+        "ambiguous-bare-list",
+    ] {
+        assert!(codes.contains(want), "{want} missing from {codes:?}");
+    }
+    let clean = stowage_policy::parse(&example("semver-releases.yaml")).unwrap();
+    assert!(stowage_policy::lint::lint(&clean).is_empty());
+}

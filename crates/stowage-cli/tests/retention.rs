@@ -1,0 +1,353 @@
+//! Retention end to end on a real-registry fixture, through the binary: plan, a refused apply
+//! when an in-use source starts protecting a planned image, apply --gc into a quarantine, the
+//! real registry serves every kept image completely (skopeo copy --all) and none of the
+//! deleted ones, the freed bytes equal the preview, and restore brings the deleted ones back.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use stowage_testkit::real::{self, Server};
+
+fn stowage(storage: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .arg("--storage")
+        .arg(storage)
+        .args(args)
+        .env("TZ", "UTC")
+        .env_remove("STOWAGE_STORAGE")
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Warning- and error-level findings of `stowage check`, as `kind path`.
+fn problems(root: &Path, now: &str) -> Vec<String> {
+    let check = stowage(
+        root,
+        &["check", "--no-progress", "--format", "json", "--now", now],
+    );
+    let v: Value = serde_json::from_slice(&check.stdout).unwrap();
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] != "info")
+        .map(|f| format!("{} {}", f["kind"], f["path"]))
+        .collect()
+}
+
+const POLICY: &str = r#"apiVersion: retention.v1
+kind: RetentionPolicy
+metadata: {name: e2e}
+protections:
+  keep_newest_per_repository: 1
+  in_use:
+    registry_aliases: ["registry.example.com"]
+    sources:
+      - {name: deployed, format: image-refs, path: deployed.txt}
+policies:
+  - id: web
+    scope: {repositories: ["glob:team/app/web"]}
+    select: {tags: ["glob:1.0"]}
+    otherwise: delete
+  - id: tool
+    scope: {repositories: ["glob:multiarch/*"]}
+    select: {tags: ["glob:1.0"]}
+    overrides: {keep_newest_per_repository: 0}
+    otherwise: delete
+  - id: api
+    scope: {repositories: ["glob:team/app/api"]}
+    otherwise: delete
+"#;
+
+#[test]
+fn plan_apply_gc_quarantine_restore_against_the_real_registry() {
+    let fx = real::build(false);
+    let root = fx.rootdirectory();
+    let dir = fx.dir.path();
+    let policy = dir.join("policy.yaml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let deployed = dir.join("deployed.txt");
+    std::fs::write(&deployed, "registry.example.com/team/app/api:latest\n").unwrap();
+    let plan_file = dir.join("plan.json");
+    let later = "2099-01-01T00:00:00Z";
+
+    let out = ok(&stowage(
+        &root,
+        &[
+            "plan",
+            "--policy",
+            policy.to_str().unwrap(),
+            "-o",
+            plan_file.to_str().unwrap(),
+            "--format",
+            "json",
+            "--no-progress",
+            "--now",
+            later,
+            "--expires",
+            "1h",
+        ],
+    ));
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plan["kind"], "retention");
+    // Deterministic: the same inputs and --now give the same bytes.
+    let again = ok(&stowage(
+        &root,
+        &[
+            "plan",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--format",
+            "json",
+            "--no-progress",
+            "--now",
+            later,
+            "--expires",
+            "1h",
+        ],
+    ));
+    assert_eq!(out, again);
+
+    let tags: Vec<String> = plan["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            format!(
+                "{}:{}",
+                t["repository"].as_str().unwrap(),
+                t["tag"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(tags.contains(&"team/app/web:1.0".to_string()), "{tags:?}");
+    assert!(tags.contains(&"multiarch/tool:1.0".to_string()), "{tags:?}");
+    assert!(
+        tags.iter()
+            .any(|t| t.starts_with("team/app/web:sha256-") && t.ends_with(".sig")),
+        "the cosign tag goes with its signature: {tags:?}"
+    );
+    assert!(
+        !tags.iter().any(|t| t.starts_with("team/app/api:")),
+        "in use: team/app/api:latest (and v2, the same digest) stay: {tags:?}"
+    );
+    assert!(!tags.contains(&"multiarch/tool:1.0-docker".to_string()));
+    let ret = &plan["retention"];
+    let preview = ret["bytes"]["reclaimable_after_gc"].as_u64().unwrap();
+    assert!(preview > 0);
+    assert!(
+        ret["bytes"]["shared_kept"].as_u64().unwrap() > 0,
+        "base layers are shared with kept images"
+    );
+    let deleted_manifests: Vec<(String, String)> = plan["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["repository"].as_str().unwrap().to_string(),
+                m["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    // The OCI index goes with both its platform children; its reasons are explained.
+    assert!(
+        deleted_manifests
+            .iter()
+            .filter(|(r, _)| r == "multiarch/tool")
+            .count()
+            >= 3,
+        "{deleted_manifests:?}"
+    );
+    let explain = ok(&stowage(
+        &root,
+        &["explain", plan_file.to_str().unwrap(), "multiarch/tool:1.0"],
+    ));
+    assert!(
+        explain.contains("decision: DELETE") && explain.contains("delete: tool/otherwise"),
+        "{explain}"
+    );
+    assert!(explain.contains("child sha256:"), "{explain}");
+    let explain = ok(&stowage(
+        &root,
+        &[
+            "explain",
+            plan_file.to_str().unwrap(),
+            "team/app/api:latest",
+        ],
+    ));
+    assert!(explain.contains("protection/in_use(deployed)"), "{explain}");
+    let show = ok(&stowage(
+        &root,
+        &["plan", "show", plan_file.to_str().unwrap()],
+    ));
+    assert!(
+        show.contains("web/otherwise") && show.contains("freed after GC"),
+        "{show}"
+    );
+
+    // An in-use source that now names a planned image: the apply is refused, nothing moves.
+    std::fs::write(
+        &deployed,
+        "registry.example.com/team/app/api:latest\nteam/app/web:1.0\n",
+    )
+    .unwrap();
+    let before = ok(&stowage(
+        &root,
+        &[
+            "inventory",
+            "--format",
+            "json",
+            "--no-progress",
+            "--now",
+            later,
+        ],
+    ));
+    let refused = stowage(
+        &root,
+        &[
+            "apply",
+            plan_file.to_str().unwrap(),
+            "--yes",
+            "--gc",
+            "--now",
+            later,
+        ],
+    );
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("in-use protection changed") && err.contains("team/app/web:1.0"),
+        "{err}"
+    );
+    assert_eq!(
+        before,
+        ok(&stowage(
+            &root,
+            &[
+                "inventory",
+                "--format",
+                "json",
+                "--no-progress",
+                "--now",
+                later
+            ]
+        ))
+    );
+    std::fs::write(&deployed, "registry.example.com/team/app/api:latest\n").unwrap();
+
+    // Apply with --gc into a quarantine.
+    let problems_before = problems(&root, later);
+    let q = dir.join("quarantine");
+    let rep: Value = serde_json::from_str(&ok(&stowage(
+        &root,
+        &[
+            "apply",
+            plan_file.to_str().unwrap(),
+            "--yes",
+            "--gc",
+            "--quarantine",
+            q.to_str().unwrap(),
+            "--format",
+            "json",
+            "--now",
+            later,
+        ],
+    )))
+    .unwrap();
+    assert_eq!(rep["skipped"].as_array().unwrap().len(), 0, "{rep:#}");
+    assert_eq!(
+        rep["bytes_freed"].as_u64().unwrap(),
+        preview,
+        "freed bytes equal the preview"
+    );
+    assert_eq!(rep["tags"].as_u64().unwrap() as usize, tags.len());
+
+    let server = Server::start(&root);
+    let kept: Vec<String> = fx
+        .tagged_refs()
+        .into_iter()
+        .filter(|r| !tags.contains(r))
+        .collect();
+    assert!(kept.len() >= 4, "{kept:?}");
+    let failed = server.pull_all(&kept);
+    assert!(
+        failed.is_empty(),
+        "kept images broken after apply: {failed:?}"
+    );
+    for t in &tags {
+        let (repo, tag) = t.rsplit_once(':').unwrap();
+        assert_eq!(server.manifest_status(repo, tag), 404, "{t} still served");
+    }
+    for (repo, d) in &deleted_manifests {
+        assert_eq!(
+            server.manifest_status(repo, d),
+            404,
+            "{repo}@{d} still served"
+        );
+    }
+    // Nothing left dangling: no problem the storage did not already have before the apply
+    // (the fixture has empty revision directories from an API DELETE).
+    let after = problems(&root, later);
+    let new: Vec<&String> = after
+        .iter()
+        .filter(|p| !problems_before.contains(p))
+        .collect();
+    assert!(new.is_empty(), "{new:#?}");
+    drop(server);
+
+    // Restore: the deleted images come back whole.
+    ok(&stowage(&root, &["restore", q.to_str().unwrap()]));
+    let server = Server::start(&root);
+    let failed = server.pull_all(&fx.tagged_refs());
+    assert!(failed.is_empty(), "after restore: {failed:?}");
+}
+
+#[test]
+fn a_blocked_plan_is_not_applied() {
+    let fx = real::build(false);
+    let root = fx.rootdirectory();
+    let policy = fx.dir.path().join("p.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: retention.v1\nkind: RetentionPolicy\nprotections:\n  keep_newest_per_repository: 0\npolicies:\n  - id: all\n    scope: {repositories: ['glob:**']}\n    otherwise: delete\n",
+    )
+    .unwrap();
+    let plan_file = fx.dir.path().join("plan.json");
+    let o = stowage(
+        &root,
+        &[
+            "plan",
+            "--policy",
+            policy.to_str().unwrap(),
+            "-o",
+            plan_file.to_str().unwrap(),
+            "--no-progress",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "a blocked plan exits 1");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("BLOCKED") && out.contains("every image would be deleted"),
+        "{out}"
+    );
+    let a = stowage(&root, &["apply", plan_file.to_str().unwrap(), "--yes"]);
+    assert!(!a.status.success());
+    assert!(String::from_utf8_lossy(&a.stderr).contains("blocked"));
+    let server = Server::start(&root);
+    assert!(server.pull_all(&fx.tagged_refs()).is_empty());
+}
