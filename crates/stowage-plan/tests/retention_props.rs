@@ -108,7 +108,10 @@ fn plan_for(
     (p, o)
 }
 
-fn deleted(p: &Plan) -> (BTreeSet<(String, String)>, BTreeSet<(String, String)>) {
+type Pairs = BTreeSet<(String, String)>;
+
+/// (repository, digest) of deleted manifests and (repository, tag) of removed tags.
+fn deleted(p: &Plan) -> (Pairs, Pairs) {
     (
         p.manifests
             .iter()

@@ -439,7 +439,7 @@ fn referrers_follow_their_subject_and_orphans_are_selectable() {
     // A cosign-style tag on the old image's signature.
     r.tag(
         "s",
-        &format!("sha256-{}.sig", old.digest.to_string()[7..].to_string()),
+        &format!("sha256-{}.sig", &old.digest.to_string()[7..]),
         &sig_old,
         0,
     );
