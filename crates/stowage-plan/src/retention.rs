@@ -244,6 +244,8 @@ pub struct RetentionInputs<'a> {
     /// Plan validity (default 24h).
     pub expires_seconds: i64,
     pub untag: bool,
+    /// `limits.max_bytes_freed`: a plan freeing more is blocked.
+    pub max_bytes_freed: Option<u64>,
 }
 
 /// Turn an evaluation into a plan.
@@ -584,6 +586,14 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
     bytes.manifests_deleted = manifests.len() as u64;
 
     let mut rails_blocked = outcome.blocked.clone();
+    if let Some(max) = ri.max_bytes_freed
+        && bytes.reclaimable_after_gc > max
+    {
+        rails_blocked.push(format!(
+            "{} bytes would be freed, more than limits.max_bytes_freed {max}",
+            bytes.reclaimable_after_gc
+        ));
+    }
     rails_blocked.sort();
     let fingerprint = {
         use sha2::Digest as _;

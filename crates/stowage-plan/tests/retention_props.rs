@@ -103,6 +103,7 @@ fn plan_for(
             now: t,
             expires_seconds: 86400,
             untag: true,
+            max_bytes_freed: None,
         },
     );
     (p, o)

@@ -408,6 +408,21 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
                     }
                 }
             }
+            let foreign = st
+                .unresolved
+                .iter()
+                .filter(|x| x.ends_with("(another registry)"))
+                .count() as u64;
+            if st.problem.is_none() && st.refs > 0 && foreign == st.refs {
+                st.problem = Some(format!(
+                    "every one of its {} references names another registry: is this registry's host missing from registry_aliases {:?}?",
+                    st.refs, u.registry_aliases
+                ));
+            }
+            if st.problem.is_none() && s.modified.is_none() && p.in_use_max_age.is_some() {
+                st.problem =
+                    Some("its modification time is unknown, so its age cannot be checked".into());
+            }
             if let Some(problem) = &st.problem {
                 let msg = format!("in-use source {} ({}): {problem}", s.name, s.path);
                 if u.required {
@@ -511,8 +526,13 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
     let mut deletes: BTreeMap<Key, Vec<String>> = BTreeMap::new();
     let mut selected: BTreeMap<Key, Vec<String>> = BTreeMap::new();
     let mut floor: Vec<u32> = vec![p.keep_newest; inv.repositories.len()];
+    // Per repository: the overrides of the policies that match it. Combined so that order
+    // never matters and the safer value wins: the floor is the largest asked for (the global
+    // one when some matching policy does not override it); emptying is allowed only if every
+    // matching policy allows it.
     let mut floor_overridden: Vec<Option<u32>> = vec![None; inv.repositories.len()];
-    let mut allow_empty: Vec<bool> = vec![p.allow_empty; inv.repositories.len()];
+    let mut floor_plain: Vec<bool> = vec![false; inv.repositories.len()];
+    let mut allow_empty_votes: Vec<Vec<bool>> = vec![Vec::new(); inv.repositories.len()];
     let mut unknown_time = 0u64;
 
     for pol in &p.policies {
@@ -520,12 +540,13 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
             if !pol.scope.matches(repo.name.as_str()) {
                 continue;
             }
-            if let Some(n) = pol.keep_newest {
-                floor_overridden[ri] = Some(floor_overridden[ri].map_or(n, |m| m.max(n)));
+            match pol.keep_newest {
+                Some(n) => {
+                    floor_overridden[ri] = Some(floor_overridden[ri].map_or(n, |m| m.max(n)))
+                }
+                None => floor_plain[ri] = true,
             }
-            if let Some(a) = pol.allow_empty {
-                allow_empty[ri] = a;
-            }
+            allow_empty_votes[ri].push(pol.allow_empty.unwrap_or(p.allow_empty));
             let items = select_items(g, pol, &repos[ri], ri);
             if items.is_empty() {
                 continue;
@@ -585,9 +606,23 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
     }
     for (ri, o) in floor_overridden.iter().enumerate() {
         if let Some(n) = o {
-            floor[ri] = *n;
+            floor[ri] = if floor_plain[ri] {
+                (*n).max(p.keep_newest)
+            } else {
+                *n
+            };
         }
     }
+    let allow_empty: Vec<bool> = allow_empty_votes
+        .iter()
+        .map(|v| {
+            if v.is_empty() {
+                p.allow_empty
+            } else {
+                v.iter().all(|&a| a)
+            }
+        })
+        .collect();
 
     // Keep-newest floor, by the configured time source, among non-referrer units.
     for (ri, repo) in repos.iter().enumerate() {
@@ -595,17 +630,18 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
         if n == 0 {
             continue;
         }
-        let mut ranked: Vec<(Timestamp, BlobId)> = repo
-            .units
-            .iter()
-            .filter(|u| !u.referrer)
-            .map(|u| {
-                (
-                    unit_time(p.time_source, u, repo, inp.created).unwrap_or(Timestamp(i64::MAX)),
-                    u.digest,
-                )
-            })
-            .collect();
+        // The N newest with a known time; an image whose time is unknown cannot be ranked,
+        // so it is kept too (fail closed) without taking a slot.
+        let mut ranked: Vec<(Timestamp, BlobId)> = Vec::new();
+        for u in repo.units.iter().filter(|u| !u.referrer) {
+            match unit_time(p.time_source, u, repo, inp.created) {
+                Some(t) => ranked.push((t, u.digest)),
+                None => prot_digest
+                    .entry((ri as u32, u.digest))
+                    .or_default()
+                    .push("protection/keep_newest_per_repository(time unknown)".into()),
+            }
+        }
         ranked.sort_by(|a, b| b.cmp(a));
         for (_, d) in ranked.into_iter().take(n) {
             prot_digest
@@ -733,7 +769,19 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
     }
 
     // ---- Closure repair and cascades (to a fixpoint) ------------------------------------
-    closure_repair(g, &repos, &mut images);
+    // Protections that land on a platform child or an attached referrer keep it (and so what
+    // it needs), even though it is not an image of its own.
+    let mut protected_pairs: HashSet<(u32, BlobId)> = prot_digest.keys().copied().collect();
+    protected_pairs.extend(digest_only.keys().copied());
+    for &(r, t) in prot_tag.keys() {
+        if let Some(d) = inv.repositories[r as usize].tags[t as usize]
+            .current
+            .and_then(|c| c.target)
+        {
+            protected_pairs.insert((r, d));
+        }
+    }
+    closure_repair(g, &repos, &mut images, &protected_pairs);
 
     // ---- Empty repositories and limits -------------------------------------------------
     let mut per_repo: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
@@ -863,11 +911,15 @@ fn select_items(g: &Graph<'_>, pol: &PolicyC, repo: &Repo<'_>, ri: usize) -> Vec
                 .and_then(|m| m.extra.as_ref())
                 .and_then(|e| e.artifact_type.clone().or(e.media_type.clone()))
                 .unwrap_or_default();
-            let ok = pol.artifact_type.iter().any(|p| {
-                (p.text == "image" && u.kind == "image")
-                    || (p.text == "index" && u.kind == "index")
-                    || p.matches(&mt)
-            });
+            let hit = |p: &crate::values::Pattern| {
+                let word = p.text.trim_start_matches('!');
+                (word == "image" && u.kind == "image")
+                    || (word == "index" && u.kind == "index")
+                    || (!mt.is_empty() && p.matches(&mt))
+            };
+            let includes: Vec<_> = pol.artifact_type.iter().filter(|p| !p.negated).collect();
+            let ok = (includes.is_empty() || includes.iter().any(|p| hit(p)))
+                && !pol.artifact_type.iter().filter(|p| p.negated).any(hit);
             if !ok {
                 continue;
             }
@@ -887,7 +939,7 @@ fn select_items(g: &Graph<'_>, pol: &PolicyC, repo: &Repo<'_>, ri: usize) -> Vec
         }
         for &ti in &u.tags {
             let name = &repo.tags[ti as usize].name;
-            let captures = if pol.tags.is_empty() {
+            let captures = if pol.tags.is_unset() {
                 Some(Vec::new())
             } else {
                 pol.tags.captures(name)
@@ -1226,10 +1278,16 @@ fn bucket_key(b: Bucket, t: Timestamp, tz: &jiff::tz::TimeZone) -> (i64, i64) {
 }
 
 /// Cascades and the "nothing a survivor needs" repair, to a fixpoint.
-fn closure_repair(g: &Graph<'_>, repos: &[Repo<'_>], images: &mut [ImageOutcome]) {
+fn closure_repair(
+    g: &Graph<'_>,
+    repos: &[Repo<'_>],
+    images: &mut [ImageOutcome],
+    protected: &HashSet<(u32, BlobId)>,
+) {
     let inv = g.inv;
-    // Cascade members a survivor needs: they stay (and so are survivors themselves).
-    let mut forced: HashSet<(u32, BlobId)> = HashSet::new();
+    // Cascade members a survivor needs, or a protection holds: they stay (and so are
+    // survivors themselves).
+    let mut forced: HashSet<(u32, BlobId)> = protected.clone();
     loop {
         // Candidate deletions: (repo, digest) of deleted units plus their cascades.
         let mut deleted: HashSet<(u32, BlobId)> = HashSet::new();

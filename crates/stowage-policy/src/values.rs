@@ -111,14 +111,24 @@ impl PatternSet {
         Ok(s)
     }
 
+    /// No include pattern (an exclude-only set still matches: everything but the excludes).
     pub fn is_empty(&self) -> bool {
         self.include.is_empty()
     }
 
-    /// Captures of the first include pattern that matches, when no exclude matches.
+    /// No pattern at all: matches nothing.
+    pub fn is_unset(&self) -> bool {
+        self.include.is_empty() && self.exclude.is_empty()
+    }
+
+    /// Captures of the first include pattern that matches, when no exclude matches. A set of
+    /// excludes only matches everything they do not exclude; an empty set matches nothing.
     pub fn captures(&self, s: &str) -> Option<Vec<(String, String)>> {
-        if self.exclude.iter().any(|p| p.matches(s)) {
+        if self.is_unset() || self.exclude.iter().any(|p| p.matches(s)) {
             return None;
+        }
+        if self.include.is_empty() {
+            return Some(Vec::new());
         }
         self.include.iter().find_map(|p| p.captures(s))
     }
@@ -262,6 +272,10 @@ mod tests {
         assert!(s.matches("apps/api"));
         assert!(!s.matches("apps/sandbox/x"));
         assert!(!s.matches("base/x"));
+        let only_excludes = PatternSet::parse(&["!glob:prod-*".into()]).unwrap();
+        assert!(only_excludes.matches("dev-1"));
+        assert!(!only_excludes.matches("prod-1"));
+        assert!(!PatternSet::default().matches("anything"));
     }
 
     #[test]

@@ -279,3 +279,94 @@ fn refused_policies_name_the_problem() {
         compile_err("apiVersion: v2\nkind: RetentionPolicy\npolicies: []\n").contains("apiVersion")
     );
 }
+
+#[test]
+fn exclude_only_patterns_mean_everything_but() {
+    let (r, ws) = registry();
+    let inv = r.scan();
+    // select: only excludes -> every tag but those.
+    let policy = header("")
+        + r#"policies:
+  - id: p
+    scope: {repositories: ["glob:apps/api"]}
+    select: {tags: ["!glob:1.*"]}
+    otherwise: delete
+"#;
+    let o = eval(&inv, &policy, at(10));
+    assert_eq!(tag_decision(&inv, &o, "apps/api:latest"), "remove");
+    assert_eq!(tag_decision(&inv, &o, "apps/api:1.0"), "keep");
+    assert_eq!(image_decision(&inv, &o, "apps/api", &ws[0]), Decision::Keep);
+    // immutable_tags: only excludes -> every tag but those is immutable.
+    let policy = header("  immutable_tags: [\"!glob:1.*\"]") + DELETE_ALL;
+    let o = eval(&inv, &policy, at(10));
+    assert_eq!(tag_decision(&inv, &o, "apps/api:latest"), "keep");
+    assert_eq!(tag_decision(&inv, &o, "apps/web:a"), "keep");
+    assert_eq!(tag_decision(&inv, &o, "apps/api:1.0"), "remove");
+}
+
+#[test]
+fn a_protected_platform_child_stays_when_its_index_goes() {
+    let mut r = Reg::new();
+    let (index, a, b) = r.push_index("m", Some("old"), 0);
+    r.push("m", Some("new"), 5);
+    let inv = r.scan();
+    let prot = format!("  pins:\n    - ref: \"m@{}\"\n", a.digest());
+    let o = eval(&inv, &(header(&prot) + DELETE_ALL), at(10));
+    assert_eq!(image_decision(&inv, &o, "m", &index), Decision::Delete);
+    let dec = decisions(&inv, &o);
+    let short = |w: &stowage_testkit::Written| w.digest().to_string()[7..19].to_string();
+    assert_eq!(dec[&format!("m@{} (child)", short(&a))], "keep", "pinned");
+    assert_eq!(dec[&format!("m@{} (child)", short(&b))], "delete");
+}
+
+#[test]
+fn overrides_combine_independently_of_order() {
+    let (r, _) = registry();
+    let inv = r.scan();
+    let a = r#"  - id: loose
+    scope: {repositories: ["glob:apps/web"]}
+    overrides: {keep_newest_per_repository: 0, allow_empty_repository: true}
+    otherwise: delete
+"#;
+    let b = r#"  - id: strict
+    scope: {repositories: ["glob:apps/web"]}
+    overrides: {allow_empty_repository: false}
+    otherwise: delete
+"#;
+    let h = header("");
+    let ab = eval(&inv, &format!("{h}policies:\n{a}{b}"), at(10));
+    let ba = eval(&inv, &format!("{h}policies:\n{b}{a}"), at(10));
+    assert_eq!(decisions(&inv, &ab), decisions(&inv, &ba));
+    assert_eq!(ab.blocked, ba.blocked);
+    assert!(
+        ab.blocked.iter().any(|x| x.starts_with("apps/web")),
+        "{:?}",
+        ab.blocked
+    );
+}
+
+#[test]
+fn a_required_source_that_resolves_nothing_refuses_the_plan() {
+    let (r, _) = registry();
+    let inv = r.scan();
+    let prot = r#"  in_use:
+    sources:
+      - {name: refs, format: image-refs, path: refs.txt}
+"#;
+    // Host-qualified references but no registry_aliases: nothing resolves.
+    let src = source(
+        "refs",
+        SourceFormat::ImageRefs,
+        "registry.example.com/apps/api:1.0\n",
+        10,
+    );
+    let e = eval_with(
+        &inv,
+        &(header(prot) + DELETE_ALL),
+        at(10),
+        &[src],
+        &Default::default(),
+    )
+    .unwrap_err();
+    assert!(e.contains("registry_aliases"), "{e}");
+}

@@ -77,7 +77,7 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
     let progress = |m: &str| eprintln!("apply: {m}");
     let rep = match &plan.retention {
         Some(ret) => {
-            let protect = super::retention::protector(ret, s.now)?;
+            let protect = super::retention::protector(ret, s.now, s.storage.clone())?;
             stowage_plan::apply::apply_checked(
                 &*s.writable,
                 &plan,

@@ -90,6 +90,7 @@ pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
             now: s.now,
             expires_seconds: expires,
             untag: compiled.untag,
+            max_bytes_freed: compiled.max_bytes,
         },
     );
     if let Some(out) = &a.out {
@@ -377,9 +378,10 @@ pub fn policy_schema() -> Result<i32> {
 pub fn protector(
     ret: &Retention,
     now: Timestamp,
+    storage: std::sync::Arc<dyn stowage_storage::Storage>,
 ) -> Result<impl Fn(&Graph<'_>) -> Result<LiveProtection, String> + Sync> {
     let path = Path::new(&ret.policy);
-    let (text, _file, compiled) =
+    let (text, file, compiled) =
         read_policy(path).with_context(|| format!("the plan's policy {}", path.display()))?;
     let sha = {
         use sha2::Digest as _;
@@ -395,9 +397,15 @@ pub fn protector(
         );
     }
     let dir = policy_dir(path).to_path_buf();
+    let needs_created = uses_created(&file);
     Ok(move |g: &Graph<'_>| {
         let sources = stowage_plan::retention::load_sources(compiled.in_use.as_ref(), &dir);
-        let created = Default::default();
+        // The same time inputs as the plan, so time-based protections agree with it.
+        let created = if needs_created {
+            stowage_plan::retention::load_created(&*storage, g)
+        } else {
+            Default::default()
+        };
         let outcome = stowage_policy::evaluate(
             &compiled,
             &Inputs {
