@@ -101,6 +101,8 @@
       draw(pageSize ? view.slice(start, start + pageSize) : view, view.length);
     }
     function draw(shown, total) {
+      // A counter tests can wait on (a remote page arrives later than the click).
+      t.dataset.draws = String(Number(t.dataset.draws || 0) + 1);
       tbody.replaceChildren(...shown.map((r) => el("tr", {}, cols.map((c) =>
         el("td", { class: (c.num ? "num " : "") + (c.mono ? "mono " : "") + (c.cls || ""), "data-key": c.key,
           "data-value": val(c, r) }, c.fmt ? c.fmt(r) : val(c, r) ?? "")))));
@@ -345,7 +347,9 @@
     table($("#blobs"), blobCols, [], { search: "search digest, kind, repository\u2026", pageSize: 50, sort: "size", id: "blob-table",
       extra: el("a", { class: "btn", href: "api/v1/blobs.csv", download: "blobs.csv" }, "CSV"),
       remote: (st, draw) => {
-        const q = new URLSearchParams({ offset: st.page * st.pageSize, limit: st.pageSize, sort: st.sortKey === "date" ? "date" : st.sortKey || "size", order: st.desc ? "desc" : "asc" });
+        // The API sorts by size, date or digest; other columns sort by size there.
+        const sort = ["size", "date", "digest"].includes(st.sortKey) ? st.sortKey : "size";
+        const q = new URLSearchParams({ offset: st.page * st.pageSize, limit: st.pageSize, sort, order: st.desc ? "desc" : "asc" });
         if (st.query) q.set("q", st.query);
         fetch("api/v1/blobs?" + q, { credentials: "same-origin" }).then((r) => r.json()).then((j) => draw(j.rows || [], j.total || 0));
       } });
