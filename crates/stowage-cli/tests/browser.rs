@@ -75,7 +75,10 @@ fn node_check(mode: &str, target: &str, expected: &Path) {
     let out = String::from_utf8_lossy(&o.stdout);
     let err = String::from_utf8_lossy(&o.stderr);
     eprintln!("{out}{err}");
-    assert!(o.status.success(), "browser check of the {mode} failed:\n{out}\n{err}");
+    assert!(
+        o.status.success(),
+        "browser check of the {mode} failed:\n{out}\n{err}"
+    );
     assert!(out.contains(" passed, 0 failed"), "{out}");
 }
 
@@ -92,7 +95,12 @@ fn report_in_a_real_browser() {
         .arg(&html)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let exp = expected(&s.rootdirectory(), dir.path());
     node_check("report", html.to_str().unwrap(), &exp);
 }
@@ -108,7 +116,11 @@ impl Drop for Child {
 
 fn http_get(addr: &str, path: &str) -> Option<String> {
     let mut c = std::net::TcpStream::connect(addr).ok()?;
-    write!(c, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut s = String::new();
     c.read_to_string(&mut s).ok()?;
     Some(s)
@@ -123,7 +135,15 @@ fn dashboard_in_a_real_browser() {
         Command::new(env!("CARGO_BIN_EXE_stowage"))
             .arg("--storage")
             .arg(s.rootdirectory())
-            .args(["--now", NOW, "serve", "--listen", "127.0.0.1:0", "--interval", "1h"])
+            .args([
+                "--now",
+                NOW,
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--interval",
+                "1h",
+            ])
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()

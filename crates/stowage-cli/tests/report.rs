@@ -52,7 +52,14 @@ fn report_is_one_file_with_the_data_and_a_csv_beside_it() {
     ok(&Command::new(env!("CARGO_BIN_EXE_stowage"))
         .arg("--storage")
         .arg(s.rootdirectory())
-        .args(["--now", "2026-12-01T00:00:00Z", "gc", "--delete-untagged", "--tidy", "--out"])
+        .args([
+            "--now",
+            "2026-12-01T00:00:00Z",
+            "gc",
+            "--delete-untagged",
+            "--tidy",
+            "--out",
+        ])
         .arg(&plan)
         .output()
         .unwrap());
@@ -60,7 +67,14 @@ fn report_is_one_file_with_the_data_and_a_csv_beside_it() {
     let o = Command::new(env!("CARGO_BIN_EXE_stowage"))
         .arg("--storage")
         .arg(s.rootdirectory())
-        .args(["--now", "2026-12-01T00:00:00Z", "report", "--top", "10", "--plan"])
+        .args([
+            "--now",
+            "2026-12-01T00:00:00Z",
+            "report",
+            "--top",
+            "10",
+            "--plan",
+        ])
         .arg(&plan)
         .arg("--html")
         .arg(&html_path)
@@ -69,7 +83,14 @@ fn report_is_one_file_with_the_data_and_a_csv_beside_it() {
     ok(&o);
     let html = std::fs::read_to_string(&html_path).unwrap();
     // Self-contained: nothing is fetched from anywhere.
-    for needle in ["src=\"http", "href=\"http", "@import", "url(", "<script src", "<link rel=\"stylesheet\""] {
+    for needle in [
+        "src=\"http",
+        "href=\"http",
+        "@import",
+        "url(",
+        "<script src",
+        "<link rel=\"stylesheet\"",
+    ] {
         assert!(!html.contains(needle), "{needle} in the page");
     }
     assert!(html.contains("default-src 'none'") && html.contains("connect-src 'none'"));
@@ -88,7 +109,13 @@ fn report_is_one_file_with_the_data_and_a_csv_beside_it() {
     // Reclaimable figures and commands agree with `inventory`'s summary and `gc --help`.
     let inv = json(&stowage(
         &s.rootdirectory(),
-        &["--now", "2026-12-01T00:00:00Z", "inventory", "--format", "json"],
+        &[
+            "--now",
+            "2026-12-01T00:00:00Z",
+            "inventory",
+            "--format",
+            "json",
+        ],
     ));
     let rec: BTreeMap<String, &Value> = d["reclaimable"]
         .as_array()
@@ -96,17 +123,39 @@ fn report_is_one_file_with_the_data_and_a_csv_beside_it() {
         .iter()
         .map(|r| (r["reason"].as_str().unwrap().to_string(), r))
         .collect();
-    assert_eq!(rec["unreferenced"]["bytes"], inv["summary"]["unreferenced_bytes"]);
-    assert_eq!(rec["untagged"]["bytes"], inv["summary"]["untagged_exclusive_bytes"]);
-    assert_eq!(rec["stale_uploads"]["bytes"], inv["summary"]["stale_upload_bytes"]);
-    assert!(rec["untagged"]["command"].as_str().unwrap().ends_with(" gc --delete-untagged --out plan.json"));
-    assert!(rec["stale_uploads"]["command"].as_str().unwrap().ends_with(" gc --uploads-older-than 7d --out plan.json"));
+    assert_eq!(
+        rec["unreferenced"]["bytes"],
+        inv["summary"]["unreferenced_bytes"]
+    );
+    assert_eq!(
+        rec["untagged"]["bytes"],
+        inv["summary"]["untagged_exclusive_bytes"]
+    );
+    assert_eq!(
+        rec["stale_uploads"]["bytes"],
+        inv["summary"]["stale_upload_bytes"]
+    );
+    assert!(
+        rec["untagged"]["command"]
+            .as_str()
+            .unwrap()
+            .ends_with(" gc --delete-untagged --out plan.json")
+    );
+    assert!(
+        rec["stale_uploads"]["command"]
+            .as_str()
+            .unwrap()
+            .ends_with(" gc --uploads-older-than 7d --out plan.json")
+    );
     // The plan's rows add up to the bytes it frees.
     let p: Value = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
     let rows = d["plan"]["rows"].as_array().unwrap();
     let sum: u64 = rows.iter().map(|r| r["bytes"].as_u64().unwrap()).sum();
     assert_eq!(sum, p["bytes"].as_u64().unwrap());
-    assert!(rows.iter().any(|r| r["repository"] == "(no repository)" && r["reason"] == "unreferenced"));
+    assert!(
+        rows.iter()
+            .any(|r| r["repository"] == "(no repository)" && r["reason"] == "unreferenced")
+    );
     // The CSV beside it has every blob.
     let csv = std::fs::read_to_string(dir.path().join("r-blobs.csv")).unwrap();
     assert_eq!(csv.lines().count(), 43);
@@ -115,7 +164,14 @@ fn report_is_one_file_with_the_data_and_a_csv_beside_it() {
     ok(&Command::new(env!("CARGO_BIN_EXE_stowage"))
         .arg("--storage")
         .arg(s.rootdirectory())
-        .args(["--now", "2026-12-01T00:00:00Z", "report", "--top", "10", "--plan"])
+        .args([
+            "--now",
+            "2026-12-01T00:00:00Z",
+            "report",
+            "--top",
+            "10",
+            "--plan",
+        ])
         .arg(&plan)
         .arg("--csv")
         .arg(dir.path().join("r-blobs.csv"))
@@ -196,25 +252,51 @@ fn metrics_pass_promtool_and_parse_back_to_the_inventory_figures() {
     let m = samples(&text);
     let inv = json(&stowage(
         &s.rootdirectory(),
-        &["--now", "2026-12-01T00:00:00Z", "inventory", "--format", "json"],
+        &[
+            "--now",
+            "2026-12-01T00:00:00Z",
+            "inventory",
+            "--format",
+            "json",
+        ],
     ));
     let sm = &inv["summary"];
     let f = |k: &str| sm[k].as_f64().unwrap();
-    assert_eq!(m["stowage_blobs{referenced=\"true\"}"], f("referenced_blobs"));
-    assert_eq!(m["stowage_blobs{referenced=\"false\"}"], f("unreferenced_blobs"));
-    assert_eq!(m["stowage_blob_bytes{referenced=\"false\"}"], f("unreferenced_bytes"));
+    assert_eq!(
+        m["stowage_blobs{referenced=\"true\"}"],
+        f("referenced_blobs")
+    );
+    assert_eq!(
+        m["stowage_blobs{referenced=\"false\"}"],
+        f("unreferenced_blobs")
+    );
+    assert_eq!(
+        m["stowage_blob_bytes{referenced=\"false\"}"],
+        f("unreferenced_bytes")
+    );
     assert_eq!(m["stowage_repositories"], f("repositories"));
     assert_eq!(m["stowage_tags"], f("tags"));
     assert_eq!(m["stowage_manifests"], f("manifests"));
-    assert_eq!(m["stowage_reclaimable_bytes{reason=\"untagged\"}"], f("untagged_exclusive_bytes"));
-    assert_eq!(m["stowage_reclaimable_bytes{reason=\"stale_uploads\"}"], f("stale_upload_bytes"));
+    assert_eq!(
+        m["stowage_reclaimable_bytes{reason=\"untagged\"}"],
+        f("untagged_exclusive_bytes")
+    );
+    assert_eq!(
+        m["stowage_reclaimable_bytes{reason=\"stale_uploads\"}"],
+        f("stale_upload_bytes")
+    );
     assert_eq!(m["stowage_last_success_timestamp_seconds"], 1_796_083_200.0);
     // Per repository: the repository's own figures, as `du` computes them.
     let du = json(&stowage(
         &s.rootdirectory(),
         &["--now", "2026-12-01T00:00:00Z", "du", "--format", "json"],
     ));
-    for n in du["nodes"].as_array().unwrap().iter().filter(|n| n["repository"] == true) {
+    for n in du["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["repository"] == true)
+    {
         let name = n["name"].as_str().unwrap();
         assert_eq!(
             m[&format!("stowage_repository_bytes{{repository=\"{name}\"}}")],
@@ -233,7 +315,10 @@ fn metrics_pass_promtool_and_parse_back_to_the_inventory_figures() {
         .filter(|(k, _)| k.starts_with("stowage_findings{"))
         .map(|(_, v)| v)
         .sum();
-    assert_eq!(findings, f("findings_error") + f("findings_warning") + f("findings_info"));
+    assert_eq!(
+        findings,
+        f("findings_error") + f("findings_warning") + f("findings_info")
+    );
 }
 
 /// Sizes of an image in an OCI layout: manifest, config and layers (digest -> size).
@@ -246,13 +331,20 @@ fn image_blobs(layout: &Path, name: &str) -> BTreeMap<String, u64> {
         .iter()
         .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == name)
         .unwrap();
-    let blob = |d: &str| layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
     let digest = desc["digest"].as_str().unwrap();
     let m: Value = serde_json::from_str(&std::fs::read_to_string(blob(digest)).unwrap()).unwrap();
     let mut out = BTreeMap::new();
     out.insert(digest.to_string(), desc["size"].as_u64().unwrap());
     for d in std::iter::once(&m["config"]).chain(m["layers"].as_array().unwrap()) {
-        out.insert(d["digest"].as_str().unwrap().to_string(), d["size"].as_u64().unwrap());
+        out.insert(
+            d["digest"].as_str().unwrap().to_string(),
+            d["size"].as_u64().unwrap(),
+        );
     }
     out
 }
@@ -264,7 +356,10 @@ fn history_shows_exactly_the_growth_of_a_real_push() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("history.db");
     let db_s = db.to_str().unwrap();
-    ok(&stowage(&storage, &["--now", "2026-12-01T00:00:00Z", "snapshot", "--db", db_s]));
+    ok(&stowage(
+        &storage,
+        &["--now", "2026-12-01T00:00:00Z", "snapshot", "--db", db_s],
+    ));
     let before: std::collections::BTreeSet<String> =
         json(&stowage(&storage, &["inventory", "--format", "json"]))["blobs"]
             .as_array()
@@ -287,12 +382,22 @@ fn history_shows_exactly_the_growth_of_a_real_push() {
     ok(&Command::new(env!("CARGO_BIN_EXE_stowage"))
         .arg("--storage")
         .arg(&storage)
-        .args(["--now", "2026-12-02T00:00:00Z", "report", "--history", db_s, "--html"])
+        .args([
+            "--now",
+            "2026-12-02T00:00:00Z",
+            "report",
+            "--history",
+            db_s,
+            "--html",
+        ])
         .arg(&html)
         .output()
         .unwrap());
 
-    let g = json(&stowage(&storage, &["--format", "json", "history", "--db", db_s]));
+    let g = json(&stowage(
+        &storage,
+        &["--format", "json", "history", "--db", db_s],
+    ));
     assert_eq!(g["schema"], "stowage.history/v1");
     let repos: BTreeMap<&str, &Value> = g["repositories"]
         .as_array()
@@ -333,14 +438,19 @@ fn history_shows_exactly_the_growth_of_a_real_push() {
     let mut fresh = image_blobs(&layout, "worker-1");
     fresh.extend(image_blobs(&layout, "web"));
     fresh.retain(|d, _| !before.contains(d));
-    assert!(!fresh.is_empty(), "the push added no blob; the test would prove nothing");
+    assert!(
+        !fresh.is_empty(),
+        "the push added no blob; the test would prove nothing"
+    );
     let fresh_bytes: u64 = fresh.values().sum();
     assert_eq!(g["blob_bytes_change"], fresh_bytes);
     assert_eq!(g["new_blobs"], fresh.len());
     assert_eq!(g["new_blob_bytes"], fresh_bytes);
 
     // The table says the same for people.
-    let t = ok(&stowage(&storage, &["history", "--db", db_s])).stdout.clone();
+    let t = ok(&stowage(&storage, &["history", "--db", db_s]))
+        .stdout
+        .clone();
     let t = String::from_utf8(t).unwrap();
     assert!(t.contains("pushed/new") && t.contains("(new)"), "{t}");
     // The report charted both snapshots.
@@ -353,25 +463,53 @@ fn history_needs_two_snapshots_and_an_existing_database() {
     let s = sample();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("h.db");
-    let o = stowage(&s.rootdirectory(), &["history", "--db", db.to_str().unwrap()]);
+    let o = stowage(
+        &s.rootdirectory(),
+        &["history", "--db", db.to_str().unwrap()],
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no history database"));
     assert!(!db.exists(), "reading must not create a database");
     ok(&stowage(
         &s.rootdirectory(),
-        &["--now", "2026-12-01T00:00:00Z", "snapshot", "--db", db.to_str().unwrap()],
+        &[
+            "--now",
+            "2026-12-01T00:00:00Z",
+            "snapshot",
+            "--db",
+            db.to_str().unwrap(),
+        ],
     ));
-    let o = stowage(&s.rootdirectory(), &["history", "--db", db.to_str().unwrap()]);
+    let o = stowage(
+        &s.rootdirectory(),
+        &["history", "--db", db.to_str().unwrap()],
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("growth needs two"));
     // Same storage twice: no growth at all.
     ok(&stowage(
         &s.rootdirectory(),
-        &["--now", "2026-12-02T00:00:00Z", "snapshot", "--db", db.to_str().unwrap()],
+        &[
+            "--now",
+            "2026-12-02T00:00:00Z",
+            "snapshot",
+            "--db",
+            db.to_str().unwrap(),
+        ],
     ));
     let g = json(&stowage(
         &s.rootdirectory(),
-        &["--format", "json", "history", "--db", db.to_str().unwrap(), "--from", "#1", "--to", "#2"],
+        &[
+            "--format",
+            "json",
+            "history",
+            "--db",
+            db.to_str().unwrap(),
+            "--from",
+            "#1",
+            "--to",
+            "#2",
+        ],
     ));
     assert_eq!(g["repositories"], serde_json::json!([]));
     assert_eq!(g["blob_bytes_change"], 0);
@@ -384,13 +522,22 @@ fn serve_refuses_a_non_loopback_address_without_a_token() {
     let o = stowage(&s.rootdirectory(), &["serve", "--listen", "0.0.0.0:0"]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("not a loopback address") && err.contains("--token-file"), "{err}");
+    assert!(
+        err.contains("not a loopback address") && err.contains("--token-file"),
+        "{err}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("token");
     std::fs::write(&empty, "\n").unwrap();
     let o = stowage(
         &s.rootdirectory(),
-        &["serve", "--listen", "0.0.0.0:0", "--token-file", empty.to_str().unwrap()],
+        &[
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--token-file",
+            empty.to_str().unwrap(),
+        ],
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("is empty"));

@@ -9,7 +9,12 @@ fn t(s: &str) -> Timestamp {
     Timestamp::parse_rfc3339(s).unwrap()
 }
 
-fn data(at: &str, repos: &[(&str, u64)], tags: &[(&str, &str, &str)], blobs: &[(&str, u64)]) -> SnapshotData {
+fn data(
+    at: &str,
+    repos: &[(&str, u64)],
+    tags: &[(&str, &str, &str)],
+    blobs: &[(&str, u64)],
+) -> SnapshotData {
     let mut d = SnapshotData {
         taken_at: t(at),
         storage: "/reg".into(),
@@ -79,7 +84,12 @@ fn reopening_keeps_data_and_migrates_nothing_twice() {
     let p = dir.path().join("h.db");
     Db::open(&p)
         .unwrap()
-        .record(&data("2026-01-01T00:00:00Z", &[("a", 10)], &[], &[("sha256:1", 10)]))
+        .record(&data(
+            "2026-01-01T00:00:00Z",
+            &[("a", 10)],
+            &[],
+            &[("sha256:1", 10)],
+        ))
         .unwrap();
     let db = Db::open(&p).unwrap();
     assert_eq!(db.snapshots().unwrap().len(), 1);
@@ -102,13 +112,30 @@ fn growth_compares_repositories_tags_and_first_seen_blobs() {
         .record(&data(
             "2026-02-01T00:00:00Z",
             &[("app", 160), ("new", 30), ("same", 7)],
-            &[("app", "v1", "sha256:m2"), ("app", "v2", "sha256:m3"), ("new", "1", "sha256:n")],
-            &[("sha256:1", 100), ("sha256:2", 60), ("sha256:3", 30), ("sha256:s", 7)],
+            &[
+                ("app", "v1", "sha256:m2"),
+                ("app", "v2", "sha256:m3"),
+                ("new", "1", "sha256:n"),
+            ],
+            &[
+                ("sha256:1", 100),
+                ("sha256:2", 60),
+                ("sha256:3", 30),
+                ("sha256:s", 7),
+            ],
         ))
         .unwrap();
     let g = db.growth(a, b).unwrap();
-    let names: Vec<&str> = g.repositories.iter().map(|r| r.repository.as_str()).collect();
-    assert_eq!(names, ["app", "new", "gone"], "largest growth first; unchanged left out");
+    let names: Vec<&str> = g
+        .repositories
+        .iter()
+        .map(|r| r.repository.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["app", "new", "gone"],
+        "largest growth first; unchanged left out"
+    );
     let app = &g.repositories[0];
     assert_eq!((app.total_change, app.tags_change), (60, 1));
     assert_eq!(app.tags_pushed, ["v1", "v2"], "v1 moved, v2 is new");
@@ -130,6 +157,9 @@ fn growth_compares_repositories_tags_and_first_seen_blobs() {
 fn reading_a_missing_database_does_not_create_it() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("none.db");
-    assert!(matches!(Db::open_existing(&p), Err(HistoryError::Missing { .. })));
+    assert!(matches!(
+        Db::open_existing(&p),
+        Err(HistoryError::Missing { .. })
+    ));
     assert!(!p.exists());
 }

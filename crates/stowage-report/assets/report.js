@@ -173,8 +173,23 @@
     }
     return items;
   }
+  // The page carries a bounded number of tags per repository; the dashboard fetches the rest.
+  const fetchedTags = {};
+  function fetchTags(name) {
+    fetchedTags[name] = true;
+    fetch("api/v1/tags?" + new URLSearchParams({ repository: name }), { credentials: "same-origin" })
+      .then((r) => (r.ok ? r.json() : Promise.reject(r.status)))
+      .then((rows) => {
+        tagsOf[name] = rows.map((t) => ({ repository: name, tag: t.tag, digest: t.digest, total: t.total, exclusive: t.exclusive }));
+        const i = T.findIndex((n) => n.name === name);
+        if (i >= 0) T[i].tags_omitted = 0;
+        if (zoomTags && T[zoom].name === name) drawTreemap();
+      })
+      .catch(() => {});
+  }
   function drawTreemap() {
     const host = $("#treemap");
+    if (zoomTags && D.live && T[zoom].tags_omitted > 0 && !fetchedTags[T[zoom].name]) fetchTags(T[zoom].name);
     const items = tilesFor().filter((i) => i.v > 0).sort((a, b) => b.v - a.v || (a.name < b.name ? -1 : 1));
     const W = host.clientWidth || 1000, H = host.clientHeight || 460;
     host.replaceChildren();

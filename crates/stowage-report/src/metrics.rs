@@ -60,8 +60,11 @@ pub fn repository_figures(g: &Graph<'_>, u: &Usage, top: usize) -> RepoFigures {
         let everyone: Vec<usize> = all.iter().map(|r| r.0).collect();
         let total = union_bytes(g, &rest, &mut scratch);
         // Exclusive to the rest: reachable from some repository, but from none of the top.
-        let exclusive = union_bytes(g, &everyone, &mut scratch)
-            .saturating_sub(union_bytes(g, &kept, &mut scratch));
+        let exclusive = union_bytes(g, &everyone, &mut scratch).saturating_sub(union_bytes(
+            g,
+            &kept,
+            &mut scratch,
+        ));
         (rest.len() as u64, total, exclusive)
     });
     RepoFigures {
@@ -156,7 +159,11 @@ pub fn render(o: &Overview, repos: &RepoFigures, scan: &ScanInfo) -> String {
         "gauge",
         "Blobs in the blob store, by whether some manifest references the blob.",
     );
-    m.sample("stowage_blobs", &[("referenced", "true")], s.referenced_blobs);
+    m.sample(
+        "stowage_blobs",
+        &[("referenced", "true")],
+        s.referenced_blobs,
+    );
     m.sample(
         "stowage_blobs",
         &[("referenced", "false")],
@@ -179,7 +186,11 @@ pub fn render(o: &Overview, repos: &RepoFigures, scan: &ScanInfo) -> String {
         "Manifest revision links that no tag of their repository points at.",
         s.untagged_manifests,
     );
-    m.gauge("stowage_uploads", "Upload directories (in progress or abandoned).", s.uploads);
+    m.gauge(
+        "stowage_uploads",
+        "Upload directories (in progress or abandoned).",
+        s.uploads,
+    );
     m.gauge(
         "stowage_upload_bytes",
         "Bytes held by upload directories.",
@@ -191,7 +202,11 @@ pub fn render(o: &Overview, repos: &RepoFigures, scan: &ScanInfo) -> String {
         "Bytes a stowage gc plan would free now, by reason (before the grace period).",
     );
     for r in &o.reclaimable {
-        m.sample("stowage_reclaimable_bytes", &[("reason", &r.reason)], r.bytes);
+        m.sample(
+            "stowage_reclaimable_bytes",
+            &[("reason", &r.reason)],
+            r.bytes,
+        );
     }
     m.head(
         "stowage_repository_bytes",
@@ -241,7 +256,10 @@ pub fn render(o: &Overview, repos: &RepoFigures, scan: &ScanInfo) -> String {
             .map_or(0, |g| g.count);
         m.sample(
             "stowage_findings",
-            &[("kind", k.as_str()), ("severity", &k.severity().to_string())],
+            &[
+                ("kind", k.as_str()),
+                ("severity", &k.severity().to_string()),
+            ],
             n,
         );
     }

@@ -32,6 +32,10 @@ pub struct Limits {
     pub top_blobs: usize,
     /// Tags kept per repository (largest by total first); the rest are counted.
     pub tags_per_repository: usize,
+    /// Tags kept over all repositories: with many repositories, each keeps
+    /// `max(1, tags_total / repositories)` (the page must stay small; the dashboard fetches
+    /// a repository's full list when it zooms in).
+    pub tags_total: usize,
     /// Rows of the top repositories and top tags tables.
     pub top_rows: usize,
     /// Paths listed per finding kind; the rest are counted.
@@ -47,6 +51,7 @@ impl Default for Limits {
         Limits {
             top_blobs: 1000,
             tags_per_repository: 100,
+            tags_total: 10_000,
             top_rows: 25,
             findings_per_kind: 200,
             owners_per_blob: 10,
@@ -148,6 +153,8 @@ pub struct RepoRow {
 pub struct TagRow {
     pub repository: String,
     pub tag: String,
+    /// Left out of `tags` (the treemap's list), set in `top_tags`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
     pub total: u64,
     pub exclusive: u64,
@@ -238,7 +245,11 @@ pub fn shell_quote(s: &str) -> String {
 }
 
 /// Who needs a blob: repository names and `repo:tag`, each sorted.
-pub fn owners(g: &Graph<'_>, scratch: &mut stowage_graph::Scratch, id: BlobId) -> (Vec<String>, Vec<String>) {
+pub fn owners(
+    g: &Graph<'_>,
+    scratch: &mut stowage_graph::Scratch,
+    id: BlobId,
+) -> (Vec<String>, Vec<String>) {
     let inv = g.inv;
     let mut repos: Vec<u32> = Vec::new();
     let mut tags: Vec<(u32, u32)> = Vec::new();
@@ -351,6 +362,9 @@ pub fn build_with(
     ];
 
     // Tags per repository, by total then name; the per-repository limit keeps the page small.
+    let per_repository = (limits.tags_total / inv.repositories.len().max(1))
+        .max(1)
+        .min(limits.tags_per_repository);
     let mut tags = Vec::new();
     let mut tag_rows_all = Vec::new();
     let mut omitted = vec![0u64; inv.repositories.len()];
@@ -375,11 +389,12 @@ pub fn build_with(
             .collect();
         rows.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.tag.cmp(&b.tag)));
         tag_rows_all.extend(rows.iter().cloned());
-        if rows.len() > limits.tags_per_repository {
-            omitted[ri] = (rows.len() - limits.tags_per_repository) as u64;
-            rows.truncate(limits.tags_per_repository);
+        if rows.len() > per_repository {
+            omitted[ri] = (rows.len() - per_repository) as u64;
+            rows.truncate(per_repository);
         }
-        tags.extend(rows);
+        // The treemap needs no digest; leaving it out halves the size of this list.
+        tags.extend(rows.into_iter().map(|t| TagRow { digest: None, ..t }));
     }
     let mut top_tags = tag_rows_all;
     top_tags.sort_by(|a, b| {
@@ -502,7 +517,15 @@ pub fn build_with(
     let mut scratch = stowage_graph::Scratch::new(g.len());
     let rows = ids
         .iter()
-        .map(|&id| blob_row(g, &mut scratch, id, referenced[id as usize], limits.owners_per_blob))
+        .map(|&id| {
+            blob_row(
+                g,
+                &mut scratch,
+                id,
+                referenced[id as usize],
+                limits.owners_per_blob,
+            )
+        })
         .collect();
 
     let storage_bytes = summary.blob_bytes + summary.upload_bytes + inv.other_bytes;
@@ -514,8 +537,7 @@ pub fn build_with(
             summary,
             storage_bytes,
             other_bytes: inv.other_bytes,
-            incomplete_repositories: inv.repositories.iter().filter(|r| !r.complete).count()
-                as u64,
+            incomplete_repositories: inv.repositories.iter().filter(|r| !r.complete).count() as u64,
         },
         reclaimable,
         tree,

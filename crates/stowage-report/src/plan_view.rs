@@ -104,7 +104,10 @@ pub fn summarize(deletions: impl IntoIterator<Item = Deletion>) -> (Vec<PlanRow>
             .entry(d.reason.clone())
             .or_insert_with(|| empty("", &d.reason)));
     }
-    (rows.into_values().collect(), reasons.into_values().collect())
+    (
+        rows.into_values().collect(),
+        reasons.into_values().collect(),
+    )
 }
 
 /// The deletions of a GC plan, blobs attributed through the graph of the current scan.

@@ -137,7 +137,10 @@ async fn auth(State(st): St, req: Request, next: Next) -> Response {
             .find_map(|kv| kv.strip_prefix("token="))
             .unwrap_or("");
         if same(given.as_bytes(), token.as_bytes()) {
-            let rest: Vec<&str> = q.split('&').filter(|kv| !kv.starts_with("token=")).collect();
+            let rest: Vec<&str> = q
+                .split('&')
+                .filter(|kv| !kv.starts_with("token="))
+                .collect();
             let mut loc = req.uri().path().to_string();
             if !rest.is_empty() {
                 loc.push('?');
@@ -438,7 +441,10 @@ async fn findings(State(st): St, q: Result<Query<FindingsQuery>, QueryRejection>
             .iter()
             .any(|x| x.as_str() == k)
     {
-        return error(StatusCode::BAD_REQUEST, format!("unknown finding kind {k:?}"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("unknown finding kind {k:?}"),
+        );
     }
     let all: Vec<_> = s
         .findings
@@ -518,7 +524,10 @@ fn api_blob(b: BlobRow) -> ApiBlob {
 
 fn blob_page(s: &Snapshot, q: &BlobsQuery, limit: usize) -> BlobPage {
     let g = Graph::new(&s.inv);
-    let needle = q.q.as_deref().map(str::to_ascii_lowercase).unwrap_or_default();
+    let needle =
+        q.q.as_deref()
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
     // Blobs needed by repositories whose name matches: one walk over their revisions.
     let by_repo: Option<Vec<bool>> = (!needle.is_empty()).then(|| {
         let roots: Vec<BlobId> = s
@@ -578,7 +587,15 @@ fn blob_page(s: &Snapshot, q: &BlobsQuery, limit: usize) -> BlobPage {
         offset: q.offset,
         rows: ids
             .into_iter()
-            .map(|id| api_blob(blob_row(&g, &mut scratch, id, s.referenced[id as usize], 10)))
+            .map(|id| {
+                api_blob(blob_row(
+                    &g,
+                    &mut scratch,
+                    id,
+                    s.referenced[id as usize],
+                    10,
+                ))
+            })
             .collect(),
     }
 }
@@ -683,7 +700,10 @@ async fn metrics(State(st): St) -> Response {
         },
     );
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     )
         .into_response()

@@ -51,7 +51,10 @@ fn state(token: Option<&str>) -> (Arc<AppState>, stowage_testkit::Sample) {
     (st, sample)
 }
 
-async fn call(st: &Arc<AppState>, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+async fn call(
+    st: &Arc<AppState>,
+    req: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
     let r = router(st.clone()).oneshot(req).await.unwrap();
     let status = r.status();
     let headers = r.headers().clone();
@@ -102,7 +105,10 @@ async fn report_and_repositories_match_the_sample() {
         .map(|t| t["tag"].as_str().unwrap())
         .collect();
     assert_eq!(tags, ["1.0", "1.0-docker"]);
-    assert_eq!(v[0]["platforms"], serde_json::json!(["linux/amd64", "linux/arm64/v8"]));
+    assert_eq!(
+        v[0]["platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64/v8"])
+    );
 }
 
 #[tokio::test]
@@ -136,17 +142,25 @@ async fn blobs_are_paged_sorted_and_searched() {
 
     let (_, un) = get(&st, "/api/v1/blobs?q=unreferenced&limit=100").await;
     assert_eq!(un["total"], 6);
-    assert!(un["rows"].as_array().unwrap().iter().all(|r| r["referenced"] == false));
+    assert!(
+        un["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["referenced"] == false)
+    );
 
     // A repository name finds every blob that repository needs.
     let (_, mt) = get(&st, "/api/v1/blobs?q=multiarch&limit=100").await;
     let rows = mt["rows"].as_array().unwrap();
     assert!(!rows.is_empty());
-    assert!(rows.iter().all(|r| r["repositories"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|x| x == "multiarch/tool")));
+    assert!(rows.iter().all(|r| {
+        r["repositories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x == "multiarch/tool")
+    }));
 
     // A digest prefix finds that blob.
     let (_, one) = get(&st, "/api/v1/blobs?q=376a3eef").await;
@@ -166,12 +180,18 @@ async fn bad_requests_get_json_4xx() {
         ("/api/v1/blobs?order=up", StatusCode::BAD_REQUEST),
         ("/api/v1/blobs?bogus=1", StatusCode::BAD_REQUEST),
         ("/api/v1/tags", StatusCode::BAD_REQUEST),
-        ("/api/v1/tags?repository=nope/nothing", StatusCode::NOT_FOUND),
+        (
+            "/api/v1/tags?repository=nope/nothing",
+            StatusCode::NOT_FOUND,
+        ),
         ("/api/v1/findings?kind=nonsense", StatusCode::BAD_REQUEST),
         ("/api/v1/findings?limit=100000", StatusCode::BAD_REQUEST),
         ("/nope", StatusCode::NOT_FOUND),
         // Blob contents are never served, by any path.
-        ("/v2/library/base/blobs/sha256:376a3eef", StatusCode::NOT_FOUND),
+        (
+            "/v2/library/base/blobs/sha256:376a3eef",
+            StatusCode::NOT_FOUND,
+        ),
         ("/blobs/sha256/37/376a3eef/data", StatusCode::NOT_FOUND),
     ] {
         let (s, v) = get(&st, uri).await;
@@ -246,7 +266,11 @@ async fn a_failed_rescan_keeps_serving_the_last_good_scan() {
 #[tokio::test]
 async fn a_token_is_required_when_configured() {
     let (st, _s) = state(Some("s3cret-token"));
-    let (s, h, b) = call(&st, Request::get("/api/v1/report").body(Body::empty()).unwrap()).await;
+    let (s, h, b) = call(
+        &st,
+        Request::get("/api/v1/report").body(Body::empty()).unwrap(),
+    )
+    .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(h.get(header::WWW_AUTHENTICATE).is_some());
     let v: Value = serde_json::from_slice(&b).unwrap();
@@ -282,7 +306,9 @@ async fn a_token_is_required_when_configured() {
     // A browser: ?token= once sets an HttpOnly cookie and redirects without the token.
     let (s, h, _) = call(
         &st,
-        Request::get("/?token=s3cret-token").body(Body::empty()).unwrap(),
+        Request::get("/?token=s3cret-token")
+            .body(Body::empty())
+            .unwrap(),
     )
     .await;
     assert_eq!(s, StatusCode::SEE_OTHER);
@@ -312,7 +338,12 @@ async fn metrics_bound_repositories_and_count_scans() {
     let (st, _s) = state(None);
     let (s, h, b) = call(&st, Request::get("/metrics").body(Body::empty()).unwrap()).await;
     assert_eq!(s, StatusCode::OK);
-    assert!(h[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(
+        h[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
     let text = String::from_utf8(b).unwrap();
     let series: Vec<&str> = text
         .lines()
@@ -332,16 +363,34 @@ async fn the_page_embeds_the_data_and_the_csv_has_every_blob() {
     let (st, _s) = state(None);
     let (s, h, b) = call(&st, Request::get("/").body(Body::empty()).unwrap()).await;
     assert_eq!(s, StatusCode::OK);
-    assert!(h[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        h[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     let html = String::from_utf8(b).unwrap();
     assert!(html.contains("<script type=\"application/json\" id=\"stowage-data\">"));
     assert!(html.contains("connect-src 'self'"));
-    let (s, h, b) = call(&st, Request::get("/api/v1/blobs.csv").body(Body::empty()).unwrap()).await;
+    let (s, h, b) = call(
+        &st,
+        Request::get("/api/v1/blobs.csv")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
-    assert!(h[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/csv"));
+    assert!(
+        h[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
     let csv = String::from_utf8(b).unwrap();
     assert_eq!(csv.lines().count(), 43, "header + 42 blobs");
-    assert!(csv.starts_with("digest,size,modified,created,kind,referenced,repositories,tags,path\n"));
+    assert!(
+        csv.starts_with("digest,size,modified,created,kind,referenced,repositories,tags,path\n")
+    );
 }
 
 #[tokio::test]
@@ -394,7 +443,11 @@ async fn over_a_real_socket_with_a_rescan_on_demand() {
         c.read_to_string(&mut out).await.unwrap();
         out
     }
-    let unauth = http(addr, "GET /api/v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let unauth = http(
+        addr,
+        "GET /api/v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(unauth.starts_with("HTTP/1.1 401"), "{unauth}");
     let ok = http(
         addr,

@@ -48,7 +48,8 @@ enum When {
 fn parse_when(s: &str, now: Timestamp) -> Result<When> {
     if let Some(id) = s.strip_prefix('#') {
         return Ok(When::Id(
-            id.parse().with_context(|| format!("{s:?}: not a snapshot id"))?,
+            id.parse()
+                .with_context(|| format!("{s:?}: not a snapshot id"))?,
         ));
     }
     if let Some(t) = Timestamp::parse_rfc3339(s) {
@@ -201,8 +202,12 @@ pub fn run(g: &GlobalArgs, a: &HistoryArgs) -> Result<i32> {
                 }
                 t.row(vec![
                     r.repository.clone(),
-                    r.from_total.map(human_bytes).unwrap_or_else(|| "(new)".into()),
-                    r.to_total.map(human_bytes).unwrap_or_else(|| "(gone)".into()),
+                    r.from_total
+                        .map(human_bytes)
+                        .unwrap_or_else(|| "(new)".into()),
+                    r.to_total
+                        .map(human_bytes)
+                        .unwrap_or_else(|| "(gone)".into()),
                     signed(r.total_change),
                     signed(r.exclusive_change),
                     format!("{:+}", r.tags_change),

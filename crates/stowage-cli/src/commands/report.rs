@@ -90,7 +90,10 @@ pub fn analyse_loaded(
 
 /// Write a file atomically: a temporary file in the same directory, synced, then renamed
 /// over the target (readers such as the node-exporter never see half a file).
-pub fn atomic_write(path: &Path, write: impl FnOnce(&mut std::fs::File) -> Result<()>) -> Result<()> {
+pub fn atomic_write(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> Result<()>,
+) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -104,8 +107,8 @@ pub fn atomic_write(path: &Path, write: impl FnOnce(&mut std::fs::File) -> Resul
         std::process::id()
     ));
     let result = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         write(&mut f)?;
         f.sync_all()
             .with_context(|| format!("writing {}", tmp.display()))?;
@@ -143,10 +146,9 @@ pub fn run(s: &Settings, a: &ReportArgs) -> Result<i32> {
     let (loaded, mut an) = analyse(s, &limits)?;
     let g = Graph::new(&loaded.inv);
     if let Some(p) = &plan {
-        an.overview.plan = Some(
-            stowage_report::plan_view::plan_impact(p, &g)
-                .with_context(|| format!("{}", a.plan.as_deref().unwrap_or(Path::new("")).display()))?,
-        );
+        an.overview.plan = Some(stowage_report::plan_view::plan_impact(p, &g).with_context(
+            || format!("{}", a.plan.as_deref().unwrap_or(Path::new("")).display()),
+        )?);
     }
     if let Some(db) = &a.history {
         an.overview.history = Some(super::snapshot::record_and_chart(db, &g, &an, s)?);

@@ -59,9 +59,8 @@ pub fn run(mut s: Settings, a: &ServeArgs, now_pinned: bool) -> Result<i32> {
         None => None,
     };
     let addrs = check_bind(&a.listen, token.is_some(), a.unprotected_non_loopback)?;
-    let interval = std::time::Duration::from_secs(
-        parse_age(&a.interval).context("--interval")?.max(1) as u64,
-    );
+    let interval =
+        std::time::Duration::from_secs(parse_age(&a.interval).context("--interval")?.max(1) as u64);
     let fixed_now = s.now;
     let pinned = now_pinned;
     let history = a.history.clone();

@@ -24,7 +24,12 @@ pub struct SnapshotArgs {
 const CHART_REPOSITORIES: usize = 8;
 
 /// Record the analysed scan in `db`; return the chart of everything recorded so far.
-pub fn record_and_chart(db: &Path, g: &Graph<'_>, an: &Analysis, s: &Settings) -> Result<HistorySeries> {
+pub fn record_and_chart(
+    db: &Path,
+    g: &Graph<'_>,
+    an: &Analysis,
+    s: &Settings,
+) -> Result<HistorySeries> {
     let mut h = Db::open(db)?;
     let u = stowage_graph::usage(g);
     let data = snapshot_data(g, &u, &an.overview.summary.summary, s.now);
