@@ -9,6 +9,10 @@
 #   jq, curl         talking to the registry's HTTP API and reading JSON
 #   python3          the deterministic OCI image writer (testkit/real-registry/oci_writer.py)
 #   fuse3            fusermount3, for the latency-injecting FUSE filesystem (crates/stowage-slowfs)
+#   chromium         the headless browser the report and dashboard tests open pages in
+#   prometheus       promtool, which checks the metrics output
+#   nodejs, npm      run testkit/browser/check.mjs with playwright-core (installed from the npm
+#                    registry by `npm ci`, pinned by testkit/browser/package-lock.json)
 #
 # Idempotent: a package counts as present when its command is on PATH, and `apt-get update` runs
 # only when something has to be installed. Safe with no TTY; needs root only to install.
@@ -29,9 +33,25 @@ declare -A PKG_FOR=(
   [curl]=curl
   [python3]=python3
   [fusermount3]=fuse3
+  [chromium]=chromium
+  [promtool]=prometheus
+  [node]=nodejs
+  [npm]=npm
 )
 # Fixed order so the output is stable.
-CMDS=(docker-registry skopeo jq curl python3 fusermount3)
+CMDS=(docker-registry skopeo jq curl python3 fusermount3 chromium promtool node npm)
+
+# playwright-core for the browser tests: pinned by the lock file, no browser download (it
+# drives Debian's chromium). Runs after the Debian packages are present.
+browser_modules() {
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/testkit/browser"
+  if [ ! -d "$dir/node_modules/playwright-core" ]; then
+    log "npm ci in testkit/browser (playwright-core)"
+    (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >&2) \
+      || die "npm ci in $dir failed"
+  fi
+}
 
 missing=()
 for cmd in "${CMDS[@]}"; do
@@ -40,6 +60,7 @@ done
 
 if [ "${#missing[@]}" -eq 0 ]; then
   log "all present: ${CMDS[*]} (nothing installed)"
+  browser_modules
   exit 0
 fi
 
@@ -82,6 +103,7 @@ for cmd in "${CMDS[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || still+=("$cmd")
 done
 [ "${#still[@]}" -eq 0 ] || die "still missing after install: ${still[*]}"
+browser_modules
 
 # Report what was installed, with versions, on stdout.
 echo "installed:"

@@ -87,6 +87,17 @@ pub enum Command {
     /// Manage quarantine directories.
     #[command(subcommand)]
     Quarantine(QuarantineCommand),
+    /// A self-contained HTML report (treemap, top repositories and tags, reclaimable space,
+    /// findings, largest blobs), with every blob in a CSV file beside it.
+    Report(crate::commands::report::ReportArgs),
+    /// Prometheus metrics (text format) for the node-exporter textfile collector.
+    Metrics(crate::commands::metrics::MetricsArgs),
+    /// A read-only dashboard, JSON API and /metrics over a scan refreshed on an interval.
+    Serve(crate::commands::serve::ServeArgs),
+    /// Record this scan's per-repository and per-tag figures in a history database (SQLite).
+    Snapshot(crate::commands::snapshot::SnapshotArgs),
+    /// Growth per repository between snapshots of a history database.
+    History(crate::commands::history::HistoryArgs),
 }
 
 #[derive(Args, Debug)]

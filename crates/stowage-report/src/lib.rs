@@ -5,9 +5,17 @@
 //! within a major version (documented in `docs/json-schema.md`). Records are built from the
 //! graph here and serialised by the caller, so the CLI, the HTML report and the dashboard all
 //! print the same thing.
+//!
+//! The report's modules: [`overview`] (every figure the HTML report, the dashboard and the
+//! metrics show, `stowage.report/v1`), [`html`] (the self-contained page), [`metrics`]
+//! (Prometheus text), [`plan_view`] (what a plan deletes, per repository and reason).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod html;
+pub mod metrics;
+pub mod overview;
+pub mod plan_view;
 pub mod table;
 pub mod views;
 

@@ -5,8 +5,13 @@ mod check;
 mod du;
 mod explain;
 mod gc;
+pub mod history;
 mod inventory;
 mod retention;
+pub mod metrics;
+pub mod report;
+pub mod serve;
+pub mod snapshot;
 mod tags;
 
 use std::sync::Arc;
@@ -42,6 +47,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         }) => return retention::explain_plan(cli.global.format, std::path::Path::new(target), r),
         _ => {}
     }
+    // Reading a history database needs no storage either.
+    if let Command::History(a) = &cli.command {
+        return history::run(&cli.global, a);
+    }
     let settings = Settings::resolve(&cli.global)?;
     match cli.command {
         Command::Gc(a) => gc::run(&settings, &a),
@@ -54,6 +63,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Tags(a) => tags::run(&settings, &a),
         Command::Explain(a) => explain::run(&settings, &a),
         Command::Check(a) => check::run(&settings, &a),
+        Command::Report(a) => report::run(&settings, &a),
+        Command::Metrics(a) => metrics::run(&settings, &a),
+        Command::Serve(a) => serve::run(settings, &a, cli.global.now.is_some()),
+        Command::Snapshot(a) => snapshot::run(&settings, &a),
+        Command::History(_) => unreachable!("handled above"),
     }
 }
 

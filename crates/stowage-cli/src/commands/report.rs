@@ -1,0 +1,192 @@
+//! `stowage report --html FILE`: the self-contained HTML report, with every blob in a CSV
+//! file beside it. Also the analysis shared by `metrics`, `snapshot` and `serve`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use stowage_graph::Graph;
+use stowage_model::time::human_bytes;
+use stowage_plan::Plan;
+use stowage_report::metrics::RepoFigures;
+use stowage_report::overview::{self, Limits, Overview};
+
+use super::{Loaded, findings_exit, load};
+use crate::settings::Settings;
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Write the report here (one self-contained HTML file).
+    #[arg(long, value_name = "FILE")]
+    pub html: PathBuf,
+    /// Blobs listed in the page (the largest); every blob goes to the CSV file.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub top: usize,
+    /// Show what this plan (from `stowage gc --out`) deletes, per repository and reason.
+    #[arg(long, value_name = "PLAN")]
+    pub plan: Option<PathBuf>,
+    /// Where the per-blob CSV goes (default: beside the report, FILE's stem + `-blobs.csv`).
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Record this scan in a history database (SQLite) and chart its growth in the report.
+    #[arg(long, value_name = "DB")]
+    pub history: Option<PathBuf>,
+}
+
+/// One scan, analysed: what every report-like command needs.
+pub struct Analysis {
+    pub overview: Overview,
+    pub repos: RepoFigures,
+    /// Seconds the scan and the analysis took.
+    pub seconds: f64,
+    pub referenced: Vec<bool>,
+}
+
+/// Repositories with their own series in the metrics.
+pub const METRICS_TOP_REPOSITORIES: usize = 50;
+
+/// Scan and analyse.
+pub fn analyse(s: &Settings, limits: &Limits) -> Result<(Loaded, Analysis)> {
+    // The duration is a measurement reported as such (a metric), never part of a decision.
+    let started = std::time::Instant::now();
+    let loaded = load(s, false)?;
+    let a = analyse_loaded(&loaded, s, limits, started);
+    Ok((loaded, a))
+}
+
+pub fn analyse_loaded(
+    loaded: &Loaded,
+    s: &Settings,
+    limits: &Limits,
+    started: std::time::Instant,
+) -> Analysis {
+    let g = Graph::new(&loaded.inv);
+    let referenced = g.mark(g.all_revision_roots(), false);
+    let summary = stowage_graph::summary(
+        &g,
+        &referenced,
+        &loaded.findings,
+        s.now,
+        limits.stale_upload_secs,
+    );
+    let u = stowage_graph::usage(&g);
+    let overview = overview::build_with(
+        &g,
+        &u,
+        &referenced,
+        summary,
+        &loaded.findings,
+        s.now,
+        limits,
+    );
+    let repos = stowage_report::metrics::repository_figures(&g, &u, METRICS_TOP_REPOSITORIES);
+    Analysis {
+        overview,
+        repos,
+        seconds: started.elapsed().as_secs_f64(),
+        referenced,
+    }
+}
+
+/// Write a file atomically: a temporary file in the same directory, synced, then renamed
+/// over the target (readers such as the node-exporter never see half a file).
+pub fn atomic_write(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> Result<()>,
+) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file name", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> Result<()> {
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        write(&mut f)?;
+        f.sync_all()
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn default_csv(html: &Path) -> PathBuf {
+    let stem = html
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
+    html.with_file_name(format!("{stem}-blobs.csv"))
+}
+
+pub fn read_plan(path: &Path) -> Result<Plan> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Plan::from_json(&text).with_context(|| format!("{}", path.display()))
+}
+
+pub fn run(s: &Settings, a: &ReportArgs) -> Result<i32> {
+    // Fail on a bad plan before spending a scan on it.
+    let plan = a.plan.as_deref().map(read_plan).transpose()?;
+    let limits = Limits {
+        top_blobs: a.top,
+        ..Limits::default()
+    };
+    let (loaded, mut an) = analyse(s, &limits)?;
+    let g = Graph::new(&loaded.inv);
+    if let Some(p) = &plan {
+        an.overview.plan = Some(stowage_report::plan_view::plan_impact(p, &g).with_context(
+            || format!("{}", a.plan.as_deref().unwrap_or(Path::new("")).display()),
+        )?);
+    }
+    if let Some(db) = &a.history {
+        an.overview.history = Some(super::snapshot::record_and_chart(db, &g, &an, s)?);
+    }
+    let csv = a.csv.clone().unwrap_or_else(|| default_csv(&a.html));
+    // Link the CSV by its name when it sits beside the report, else by its path.
+    let same_dir = csv.parent().map(Path::to_path_buf).unwrap_or_default()
+        == a.html.parent().map(Path::to_path_buf).unwrap_or_default();
+    an.overview.blobs.csv = Some(if same_dir {
+        csv.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    } else {
+        std::path::absolute(&csv)
+            .unwrap_or(csv.clone())
+            .to_string_lossy()
+            .into_owned()
+    });
+    atomic_write(&csv, |f| {
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, f);
+        stowage_report::overview::write_blob_csv(&g, &an.referenced, &mut w)?;
+        use std::io::Write;
+        w.flush()?;
+        Ok(())
+    })?;
+    let html = stowage_report::html::render(&an.overview)?;
+    atomic_write(&a.html, |f| {
+        use std::io::Write;
+        f.write_all(html.as_bytes())?;
+        Ok(())
+    })?;
+    eprintln!(
+        "report written to {} ({}; {} of {} blobs listed), every blob in {}",
+        a.html.display(),
+        human_bytes(html.len() as u64),
+        an.overview.blobs.rows.len(),
+        an.overview.blobs.total,
+        csv.display()
+    );
+    Ok(findings_exit(&loaded.findings))
+}

@@ -1,0 +1,136 @@
+//! `stowage serve`: the read-only dashboard, JSON API and `/metrics` (crate stowage-serve).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use stowage_model::time::Timestamp;
+use stowage_report::overview::Limits;
+use stowage_serve::{AppState, Snapshot, check_bind};
+
+use super::load;
+use super::report::METRICS_TOP_REPOSITORIES;
+use crate::settings::{Settings, parse_age};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on. A non-loopback address needs --token-file (or
+    /// --unprotected-non-loopback).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: String,
+    /// Scan again this often (requests are served from the last completed scan meanwhile).
+    #[arg(long, default_value = "15m", value_name = "DURATION")]
+    pub interval: String,
+    /// Require `Authorization: Bearer TOKEN` on every request; TOKEN is this file's content.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Allow a non-loopback address without a token (something else must protect it).
+    #[arg(long)]
+    pub unprotected_non_loopback: bool,
+    /// Record each scan in this history database and chart it on the dashboard.
+    #[arg(long, value_name = "DB")]
+    pub history: Option<PathBuf>,
+    /// Largest blobs embedded in the page (the table pages through all of them).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub top: usize,
+}
+
+/// `now_pinned`: `--now` was given, so every scan uses it (reproducible tests).
+pub fn run(mut s: Settings, a: &ServeArgs, now_pinned: bool) -> Result<i32> {
+    // Scans repeat in the background: no progress display.
+    s.progress = false;
+    let token = match &a.token_file {
+        Some(f) => {
+            let t = std::fs::read_to_string(f)
+                .with_context(|| format!("reading the token file {}", f.display()))?;
+            let t = t.trim().to_string();
+            if t.is_empty() {
+                bail!("the token file {} is empty", f.display());
+            }
+            if !t.chars().all(|c| c.is_ascii_graphic()) {
+                bail!(
+                    "the token in {} must be printable ASCII without spaces",
+                    f.display()
+                );
+            }
+            Some(t)
+        }
+        None => None,
+    };
+    let addrs = check_bind(&a.listen, token.is_some(), a.unprotected_non_loopback)?;
+    let interval =
+        std::time::Duration::from_secs(parse_age(&a.interval).context("--interval")?.max(1) as u64);
+    let fixed_now = s.now;
+    let pinned = now_pinned;
+    let history = a.history.clone();
+    let top = a.top;
+    let settings = Arc::new(s);
+    let loader: stowage_serve::Loader = Arc::new(move || {
+        // Each scan runs at its own time, unless --now pins it (tests).
+        let now = if pinned {
+            fixed_now
+        } else {
+            Timestamp::from_system_time(std::time::SystemTime::now())
+        };
+        scan(&settings, now, top, history.as_deref()).map_err(|e| format!("{e:#}"))
+    });
+    let state = AppState::new(loader, token);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&addrs[..])
+            .await
+            .with_context(|| format!("listening on {}", a.listen))?;
+        let local = listener.local_addr()?;
+        eprintln!(
+            "stowage dashboard on http://{local}/ (API: /api/v1, OpenAPI: /api/openapi.json, metrics: /metrics){}; scanning every {}",
+            if state.token.is_some() {
+                ", bearer token required"
+            } else {
+                ""
+            },
+            a.interval
+        );
+        stowage_serve::serve(listener, state, interval)
+            .await
+            .context("serving")
+    })?;
+    Ok(crate::exit::OK)
+}
+
+/// One scan for the dashboard (and the history database, when given).
+fn scan(
+    s: &Settings,
+    now: Timestamp,
+    top: usize,
+    history: Option<&std::path::Path>,
+) -> Result<Snapshot> {
+    // The duration is a measurement shown as such (a metric), never part of a decision.
+    let started = std::time::Instant::now();
+    let loaded = load(s, false)?;
+    let limits = Limits {
+        top_blobs: top,
+        ..Limits::default()
+    };
+    let mut snap = Snapshot::build(
+        loaded.inv,
+        loaded.findings,
+        now,
+        &limits,
+        METRICS_TOP_REPOSITORIES,
+        0.0,
+    );
+    if let Some(db) = history {
+        let g = stowage_graph::Graph::new(&snap.inv);
+        let u = stowage_graph::usage(&g);
+        let data = stowage_history::snapshot_data(&g, &u, &snap.overview.summary.summary, now);
+        let mut h = stowage_history::Db::open(db)?;
+        h.record(&data)?;
+        snap.overview.history = Some(h.series(8)?);
+    }
+    snap.seconds = started.elapsed().as_secs_f64();
+    Ok(snap)
+}

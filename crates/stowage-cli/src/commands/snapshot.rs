@@ -1,0 +1,63 @@
+//! `stowage snapshot --db FILE`: record this scan in the history database; and the helper
+//! that `report`, `metrics` and `serve` use for their `--history DB`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use stowage_graph::Graph;
+use stowage_history::{Db, snapshot_data};
+use stowage_model::time::human_bytes;
+use stowage_report::overview::{HistorySeries, Limits};
+
+use super::report::{Analysis, analyse};
+use crate::settings::Settings;
+
+#[derive(Args, Debug)]
+pub struct SnapshotArgs {
+    /// The history database (SQLite; created when absent, upgraded when older).
+    #[arg(long, value_name = "FILE")]
+    pub db: PathBuf,
+}
+
+/// Repositories charted by name in the report's growth chart (the rest as one line).
+const CHART_REPOSITORIES: usize = 8;
+
+/// Record the analysed scan in `db`; return the chart of everything recorded so far.
+pub fn record_and_chart(
+    db: &Path,
+    g: &Graph<'_>,
+    an: &Analysis,
+    s: &Settings,
+) -> Result<HistorySeries> {
+    let mut h = Db::open(db)?;
+    let u = stowage_graph::usage(g);
+    let data = snapshot_data(g, &u, &an.overview.summary.summary, s.now);
+    h.record(&data)
+        .with_context(|| format!("recording the scan in {}", db.display()))?;
+    Ok(h.series(CHART_REPOSITORIES)?)
+}
+
+pub fn run(s: &Settings, a: &SnapshotArgs) -> Result<i32> {
+    let limits = Limits {
+        top_blobs: 0,
+        ..Limits::default()
+    };
+    let (loaded, an) = analyse(s, &limits)?;
+    let g = Graph::new(&loaded.inv);
+    let u = stowage_graph::usage(&g);
+    let mut h = Db::open(&a.db)?;
+    let data = snapshot_data(&g, &u, &an.overview.summary.summary, s.now);
+    let id = h
+        .record(&data)
+        .with_context(|| format!("recording the scan in {}", a.db.display()))?;
+    eprintln!(
+        "snapshot {id} recorded in {}: {} repositories, {} tags, {} blobs ({})",
+        a.db.display(),
+        data.repositories.len(),
+        data.tags.len(),
+        data.blobs.len(),
+        human_bytes(data.summary.blob_bytes)
+    );
+    Ok(crate::exit::OK)
+}

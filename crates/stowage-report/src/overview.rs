@@ -1,0 +1,617 @@
+//! The overview: every figure the HTML report, the dashboard and the metrics show, built once
+//! from the graph (`stowage.report/v1`).
+//!
+//! It carries aggregates (the namespace tree, per-tag figures, bytes per month, findings by
+//! kind) and only the largest `top_blobs` blobs, so its size does not grow with the number of
+//! blobs: the full per-blob list goes to CSV beside the report ([`write_blob_csv`]) and is
+//! paged by the dashboard.
+//!
+//! ```no_run
+//! # fn f(inv: &stowage_model::inventory::Inventory, now: stowage_model::time::Timestamp) {
+//! let g = stowage_graph::Graph::new(inv);
+//! let o = stowage_report::overview::build(&g, &inv.findings, now, &stowage_report::overview::Limits::default());
+//! assert_eq!(o.schema, "stowage.report/v1");
+//! # }
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use stowage_graph::{Graph, Summary, Usage};
+use stowage_model::finding::{Finding, FindingKind};
+use stowage_model::inventory::BlobId;
+use stowage_model::time::Timestamp;
+
+use crate::plan_view::PlanImpact;
+use crate::schema;
+
+/// How much detail the overview keeps.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest blobs listed in full.
+    pub top_blobs: usize,
+    /// Tags kept per repository (largest by total first); the rest are counted.
+    pub tags_per_repository: usize,
+    /// Tags kept over all repositories: with many repositories, each keeps
+    /// `max(1, tags_total / repositories)` (the page must stay small; the dashboard fetches
+    /// a repository's full list when it zooms in).
+    pub tags_total: usize,
+    /// Rows of the top repositories and top tags tables.
+    pub top_rows: usize,
+    /// Paths listed per finding kind; the rest are counted.
+    pub findings_per_kind: usize,
+    /// Repositories and tags listed per blob row.
+    pub owners_per_blob: usize,
+    /// Uploads older than this count as stale (the registry's purger default is 7 days).
+    pub stale_upload_secs: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            top_blobs: 1000,
+            tags_per_repository: 100,
+            tags_total: 10_000,
+            top_rows: 25,
+            findings_per_kind: 200,
+            owners_per_blob: 10,
+            stale_upload_secs: 7 * 86400,
+        }
+    }
+}
+
+/// Everything the report shows.
+#[derive(Clone, Debug, Serialize)]
+pub struct Overview {
+    pub schema: String,
+    pub generated_at: Timestamp,
+    /// The layout root scanned.
+    pub root: String,
+    pub summary: SummaryView,
+    /// What can be freed now, and the command that does it.
+    pub reclaimable: Vec<Reclaimable>,
+    /// Namespace tree in pre-order; `parent` indexes this list (`null` for the root).
+    pub tree: Vec<TreeNode>,
+    /// Per-tag figures (at most `tags_per_repository` per repository).
+    pub tags: Vec<TagRow>,
+    /// Repositories by exclusive bytes, largest first.
+    pub top_repositories: Vec<RepoRow>,
+    /// Tags by exclusive bytes, largest first.
+    pub top_tags: Vec<TagRow>,
+    /// Bytes by month of creation (birth time, else modification time), oldest first.
+    pub months: Vec<MonthRow>,
+    /// Integrity findings by kind.
+    pub findings: Vec<FindingGroup>,
+    /// The largest blobs.
+    pub blobs: BlobTable,
+    /// What a plan deletes (`--plan`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanImpact>,
+    /// Growth over recorded snapshots (`--history`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistorySeries>,
+    /// Set by the dashboard: it pages blobs through its API.
+    pub live: bool,
+}
+
+/// The headline figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct SummaryView {
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// Blobs + uploads + files outside the known layout.
+    pub storage_bytes: u64,
+    pub other_bytes: u64,
+    /// Repositories some part of which could not be read.
+    pub incomplete_repositories: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Reclaimable {
+    /// `unreferenced`, `untagged` or `stale_uploads`.
+    pub reason: String,
+    pub title: String,
+    pub bytes: u64,
+    pub count: u64,
+    /// The command that plans it (then `apply`).
+    pub command: String,
+    pub apply: String,
+    pub note: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TreeNode {
+    pub name: String,
+    pub parent: Option<u32>,
+    pub depth: u32,
+    pub repository: bool,
+    pub total: u64,
+    pub exclusive: u64,
+    pub own_total: u64,
+    pub own_exclusive: u64,
+    pub repositories: u64,
+    pub tags: u64,
+    pub manifests: u64,
+    pub untagged_manifests: u64,
+    pub upload_bytes: u64,
+    /// Tags of this repository left out of `tags` (beyond the per-repository limit).
+    pub tags_omitted: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RepoRow {
+    pub repository: String,
+    pub total: u64,
+    pub exclusive: u64,
+    pub shared: u64,
+    pub tags: u64,
+    pub manifests: u64,
+    pub untagged_manifests: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TagRow {
+    pub repository: String,
+    pub tag: String,
+    /// Left out of `tags` (the treemap's list), set in `top_tags`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    pub total: u64,
+    pub exclusive: u64,
+    pub shared: u64,
+    pub moved: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MonthRow {
+    /// `YYYY-MM` (UTC).
+    pub month: String,
+    pub referenced_bytes: u64,
+    pub unreferenced_bytes: u64,
+    pub referenced_blobs: u64,
+    pub unreferenced_blobs: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FindingGroup {
+    pub kind: String,
+    pub severity: String,
+    pub description: String,
+    pub count: u64,
+    pub items: Vec<FindingItem>,
+    /// Findings of this kind not listed.
+    pub omitted: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FindingItem {
+    pub path: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BlobTable {
+    /// Blobs in the registry.
+    pub total: u64,
+    /// The rows below: the largest blobs, largest first (then by digest).
+    pub rows: Vec<BlobRow>,
+    /// The file with every blob, written beside the report (when there is one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv: Option<String>,
+}
+
+/// One blob, compact (the JSON inventory record has everything).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BlobRow {
+    pub digest: String,
+    pub size: u64,
+    pub modified: Timestamp,
+    pub created: Option<Timestamp>,
+    pub kind: String,
+    pub referenced: bool,
+    pub repositories: Vec<String>,
+    pub tags: Vec<String>,
+    /// Repositories plus tags beyond the per-blob limit.
+    pub owners_omitted: u64,
+}
+
+/// Growth over time, per snapshot (from the history database).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct HistorySeries {
+    /// Snapshot times, oldest first.
+    pub times: Vec<Timestamp>,
+    /// Blob store bytes at each time.
+    pub blob_bytes: Vec<u64>,
+    /// Per repository (the largest now, then `(other)`): total bytes at each time.
+    pub repositories: Vec<HistoryLine>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HistoryLine {
+    pub name: String,
+    pub total: Vec<u64>,
+}
+
+/// Quote a path for a POSIX shell when it needs it.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@,".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Who needs a blob: repository names and `repo:tag`, each sorted.
+pub fn owners(
+    g: &Graph<'_>,
+    scratch: &mut stowage_graph::Scratch,
+    id: BlobId,
+) -> (Vec<String>, Vec<String>) {
+    let inv = g.inv;
+    let mut repos: Vec<u32> = Vec::new();
+    let mut tags: Vec<(u32, u32)> = Vec::new();
+    g.for_each_ancestor(id, scratch, |m| {
+        repos.extend_from_slice(g.revision_repos(m));
+        tags.extend(g.tags_of(m));
+    });
+    repos.sort_unstable();
+    repos.dedup();
+    tags.sort_unstable();
+    tags.dedup();
+    (
+        repos
+            .into_iter()
+            .map(|r| inv.repositories[r as usize].name.to_string())
+            .collect(),
+        tags.into_iter()
+            .map(|(r, t)| {
+                let repo = &inv.repositories[r as usize];
+                format!("{}:{}", repo.name, repo.tags[t as usize].name)
+            })
+            .collect(),
+    )
+}
+
+/// `YYYY-MM` of a time, UTC.
+fn month_of(t: Timestamp) -> String {
+    let s = t.rfc3339();
+    s.get(..7).unwrap_or("????-??").to_string()
+}
+
+/// Build a blob row.
+pub fn blob_row(
+    g: &Graph<'_>,
+    scratch: &mut stowage_graph::Scratch,
+    id: BlobId,
+    referenced: bool,
+    owners_limit: usize,
+) -> BlobRow {
+    let b = &g.inv.blobs[id as usize];
+    let (mut repositories, mut tags) = owners(g, scratch, id);
+    let n = (repositories.len() + tags.len()) as u64;
+    repositories.truncate(owners_limit);
+    tags.truncate(owners_limit);
+    BlobRow {
+        digest: b.digest.to_string(),
+        size: b.size,
+        modified: b.modified,
+        created: b.created,
+        kind: g.blob_kind(id).as_str().into(),
+        referenced,
+        owners_omitted: n - (repositories.len() + tags.len()) as u64,
+        repositories,
+        tags,
+    }
+}
+
+/// Build the overview. `findings` are the scan's plus the graph's (as `stowage check` lists).
+pub fn build(g: &Graph<'_>, findings: &[Finding], now: Timestamp, limits: &Limits) -> Overview {
+    let referenced = g.mark(g.all_revision_roots(), false);
+    let summary = stowage_graph::summary(g, &referenced, findings, now, limits.stale_upload_secs);
+    let u = stowage_graph::usage(g);
+    build_with(g, &u, &referenced, summary, findings, now, limits)
+}
+
+/// [`build`] with the usage, marks and summary already computed.
+pub fn build_with(
+    g: &Graph<'_>,
+    u: &Usage,
+    referenced: &[bool],
+    summary: Summary,
+    findings: &[Finding],
+    now: Timestamp,
+    limits: &Limits,
+) -> Overview {
+    let inv = g.inv;
+    let root_q = shell_quote(&inv.root);
+    let apply = format!("stowage --storage {root_q} apply plan.json");
+    let stale_days = limits.stale_upload_secs / 86400;
+    let reclaimable = vec![
+        Reclaimable {
+            reason: "unreferenced".into(),
+            title: "Unreferenced blobs".into(),
+            bytes: summary.unreferenced_bytes,
+            count: summary.unreferenced_blobs,
+            command: format!("stowage --storage {root_q} gc --out plan.json"),
+            apply: apply.clone(),
+            note: "No manifest in any repository needs them: exactly what the registry's own garbage-collect deletes. Blobs written in the last hour are held back (--grace).".into(),
+        },
+        Reclaimable {
+            reason: "untagged".into(),
+            title: "Untagged manifests' exclusive bytes".into(),
+            bytes: summary.untagged_exclusive_bytes,
+            count: summary.untagged_manifests,
+            command: format!("stowage --storage {root_q} gc --delete-untagged --out plan.json"),
+            apply: apply.clone(),
+            note: "Needed only by manifests no tag points at (platform children and signatures of tagged images are kept). The plan also includes the unreferenced blobs.".into(),
+        },
+        Reclaimable {
+            reason: "stale_uploads".into(),
+            title: format!("Uploads older than {stale_days} days"),
+            bytes: summary.stale_upload_bytes,
+            count: summary.stale_uploads,
+            command: format!(
+                "stowage --storage {root_q} gc --uploads-older-than {stale_days}d --out plan.json"
+            ),
+            apply,
+            note: "Abandoned pushes under _uploads. The plan also includes the unreferenced blobs.".into(),
+        },
+    ];
+
+    // Tags per repository, by total then name; the per-repository limit keeps the page small.
+    let per_repository = (limits.tags_total / inv.repositories.len().max(1))
+        .max(1)
+        .min(limits.tags_per_repository);
+    let mut tags = Vec::new();
+    let mut tag_rows_all = Vec::new();
+    let mut omitted = vec![0u64; inv.repositories.len()];
+    for (ri, r) in inv.repositories.iter().enumerate() {
+        let mut rows: Vec<TagRow> = r
+            .tags
+            .iter()
+            .enumerate()
+            .map(|(ti, t)| {
+                let tu = &u.tags[ri][ti];
+                let target = t.current.and_then(|c| c.target);
+                TagRow {
+                    repository: r.name.to_string(),
+                    tag: t.name.clone(),
+                    digest: target.map(|id| inv.digest(id).to_string()),
+                    total: tu.total,
+                    exclusive: tu.exclusive,
+                    shared: tu.total - tu.exclusive.min(tu.total),
+                    moved: t.current.map(|c| c.modified),
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.tag.cmp(&b.tag)));
+        tag_rows_all.extend(rows.iter().cloned());
+        if rows.len() > per_repository {
+            omitted[ri] = (rows.len() - per_repository) as u64;
+            rows.truncate(per_repository);
+        }
+        // The treemap needs no digest; leaving it out halves the size of this list.
+        tags.extend(rows.into_iter().map(|t| TagRow { digest: None, ..t }));
+    }
+    let mut top_tags = tag_rows_all;
+    top_tags.sort_by(|a, b| {
+        b.exclusive
+            .cmp(&a.exclusive)
+            .then_with(|| b.total.cmp(&a.total))
+            .then_with(|| (&a.repository, &a.tag).cmp(&(&b.repository, &b.tag)))
+    });
+    top_tags.truncate(limits.top_rows);
+
+    // The namespace tree, pre-order with children by name (usage sorts them).
+    let mut tree = Vec::with_capacity(u.nodes.len());
+    let mut index_of = vec![0u32; u.nodes.len()];
+    let mut stack = vec![0u32];
+    while let Some(i) = stack.pop() {
+        let n = &u.nodes[i as usize];
+        index_of[i as usize] = tree.len() as u32;
+        tree.push(TreeNode {
+            name: n.name.clone(),
+            parent: (n.parent != stowage_graph::NONE).then(|| index_of[n.parent as usize]),
+            depth: n.depth,
+            repository: n.repository.is_some(),
+            total: n.total,
+            exclusive: n.exclusive,
+            own_total: n.own_total,
+            own_exclusive: n.own_exclusive,
+            repositories: n.repositories,
+            tags: n.tags,
+            manifests: n.manifests,
+            untagged_manifests: n.untagged,
+            upload_bytes: n.upload_bytes,
+            tags_omitted: n.repository.map_or(0, |ri| omitted[ri as usize]),
+        });
+        for &c in n.children.iter().rev() {
+            stack.push(c);
+        }
+    }
+
+    let mut top_repositories: Vec<RepoRow> = inv
+        .repositories
+        .iter()
+        .enumerate()
+        .map(|(ri, r)| {
+            let n = &u.nodes[u.repo_node[ri] as usize];
+            RepoRow {
+                repository: r.name.to_string(),
+                total: n.own_total,
+                exclusive: n.own_exclusive,
+                shared: n.own_total - n.own_exclusive.min(n.own_total),
+                tags: r.tags.len() as u64,
+                manifests: r.revisions.len() as u64,
+                untagged_manifests: r.untagged_revisions().count() as u64,
+            }
+        })
+        .collect();
+    top_repositories.sort_by(|a, b| {
+        b.exclusive
+            .cmp(&a.exclusive)
+            .then_with(|| b.total.cmp(&a.total))
+            .then_with(|| a.repository.cmp(&b.repository))
+    });
+    top_repositories.truncate(limits.top_rows);
+
+    // Bytes by month of creation.
+    let mut months: BTreeMap<String, MonthRow> = BTreeMap::new();
+    for (i, b) in inv.blobs.iter().enumerate() {
+        let m = month_of(b.created.unwrap_or(b.modified));
+        let row = months.entry(m.clone()).or_insert_with(|| MonthRow {
+            month: m,
+            referenced_bytes: 0,
+            unreferenced_bytes: 0,
+            referenced_blobs: 0,
+            unreferenced_blobs: 0,
+        });
+        if referenced[i] {
+            row.referenced_bytes += b.size;
+            row.referenced_blobs += 1;
+        } else {
+            row.unreferenced_bytes += b.size;
+            row.unreferenced_blobs += 1;
+        }
+    }
+
+    // Findings by kind (most severe kinds first, then by name).
+    let mut groups: BTreeMap<FindingKind, FindingGroup> = BTreeMap::new();
+    for f in findings {
+        let gr = groups.entry(f.kind).or_insert_with(|| FindingGroup {
+            kind: f.kind.as_str().into(),
+            severity: f.severity().to_string(),
+            description: f.kind.description().into(),
+            count: 0,
+            items: Vec::new(),
+            omitted: 0,
+        });
+        gr.count += 1;
+        if gr.items.len() < limits.findings_per_kind {
+            gr.items.push(FindingItem {
+                path: f.path.clone(),
+                message: f.message.clone(),
+            });
+        } else {
+            gr.omitted += 1;
+        }
+    }
+    let mut findings: Vec<(FindingKind, FindingGroup)> = groups.into_iter().collect();
+    findings.sort_by(|a, b| {
+        b.0.severity()
+            .cmp(&a.0.severity())
+            .then_with(|| a.1.kind.cmp(&b.1.kind))
+    });
+
+    // The largest blobs.
+    let mut ids: Vec<BlobId> = (0..inv.blobs.len() as u32).collect();
+    let key = |id: &BlobId| (std::cmp::Reverse(inv.blobs[*id as usize].size), *id);
+    if ids.len() > limits.top_blobs && limits.top_blobs > 0 {
+        ids.select_nth_unstable_by_key(limits.top_blobs - 1, key);
+    }
+    ids.truncate(limits.top_blobs);
+    ids.sort_unstable_by_key(key);
+    let mut scratch = stowage_graph::Scratch::new(g.len());
+    let rows = ids
+        .iter()
+        .map(|&id| {
+            blob_row(
+                g,
+                &mut scratch,
+                id,
+                referenced[id as usize],
+                limits.owners_per_blob,
+            )
+        })
+        .collect();
+
+    let storage_bytes = summary.blob_bytes + summary.upload_bytes + inv.other_bytes;
+    Overview {
+        schema: schema("report"),
+        generated_at: now,
+        root: inv.root.clone(),
+        summary: SummaryView {
+            summary,
+            storage_bytes,
+            other_bytes: inv.other_bytes,
+            incomplete_repositories: inv.repositories.iter().filter(|r| !r.complete).count() as u64,
+        },
+        reclaimable,
+        tree,
+        tags,
+        top_repositories,
+        top_tags,
+        months: months.into_values().collect(),
+        findings: findings.into_iter().map(|(_, g)| g).collect(),
+        blobs: BlobTable {
+            total: inv.blobs.len() as u64,
+            rows,
+            csv: None,
+        },
+        plan: None,
+        history: None,
+        live: false,
+    }
+}
+
+/// Columns of the per-blob CSV (the same as `stowage inventory --format csv`).
+pub const BLOB_CSV_HEADER: [&str; 9] = [
+    "digest",
+    "size",
+    "modified",
+    "created",
+    "kind",
+    "referenced",
+    "repositories",
+    "tags",
+    "path",
+];
+
+/// Write every blob as CSV, in digest order, one record built at a time.
+pub fn write_blob_csv(
+    g: &Graph<'_>,
+    referenced: &[bool],
+    w: impl std::io::Write,
+) -> Result<(), csv::Error> {
+    let mut w = csv::Writer::from_writer(w);
+    w.write_record(BLOB_CSV_HEADER)?;
+    let mut scratch = stowage_graph::Scratch::new(g.len());
+    for (i, b) in g.inv.blobs.iter().enumerate() {
+        let id = i as BlobId;
+        let (repos, tags) = owners(g, &mut scratch, id);
+        w.write_record([
+            b.digest.to_string().as_str(),
+            &b.size.to_string(),
+            &b.modified.rfc3339(),
+            &b.created.map(|c| c.rfc3339()).unwrap_or_default(),
+            g.blob_kind(id).as_str(),
+            if referenced[i] { "true" } else { "false" },
+            &repos.join(";"),
+            &tags.join(";"),
+            &stowage_layout::blob_data(&b.digest),
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("/var/lib/registry"), "/var/lib/registry");
+        assert_eq!(shell_quote("/a b/it's"), r"'/a b/it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn months_are_utc_year_month() {
+        let t = Timestamp::parse_rfc3339("2026-11-30T23:59:59Z").unwrap();
+        assert_eq!(month_of(t), "2026-11");
+    }
+}

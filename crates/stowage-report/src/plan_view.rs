@@ -1,0 +1,230 @@
+//! What a plan deletes, per repository and per reason, with the bytes it frees.
+//!
+//! Any plan becomes a list of [`Deletion`]s (one per thing it removes), and [`summarize`]
+//! turns those into rows. [`gc_deletions`] does it for the GC plan (`stowage.plan/v1`,
+//! `kind: gc`); a retention plan only needs its own `*_deletions` function.
+//!
+//! A blob is attributed to the one repository whose manifests reach it in the current scan,
+//! to `(several repositories)` when more than one does, and to `(no repository)` when none
+//! does (an unreferenced blob), so the per-repository bytes add up to the plan's bytes
+//! without counting a shared blob twice.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use stowage_graph::Graph;
+use stowage_model::digest::Digest;
+use stowage_model::time::Timestamp;
+use stowage_plan::Plan;
+
+pub const NO_REPOSITORY: &str = "(no repository)";
+pub const SEVERAL_REPOSITORIES: &str = "(several repositories)";
+
+/// What one deletion removes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    Blob,
+    Manifest,
+    Tag,
+    Upload,
+    Link,
+}
+
+/// One thing a plan removes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deletion {
+    pub repository: String,
+    /// The plan's reason (`unreferenced`, `untagged`, a retention rule, ...).
+    pub reason: String,
+    pub target: Target,
+    /// Bytes freed (0 for links, tags and manifests: their blob is counted as a blob).
+    pub bytes: u64,
+}
+
+/// One row: a repository and a reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanRow {
+    pub repository: String,
+    pub reason: String,
+    pub blobs: u64,
+    pub manifests: u64,
+    pub tags: u64,
+    pub uploads: u64,
+    pub links: u64,
+    pub bytes: u64,
+}
+
+/// A plan, summarised for the report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanImpact {
+    /// `gc`, `retention`, ...
+    pub kind: String,
+    pub created_at: Timestamp,
+    pub storage: String,
+    /// Bytes freed in all (the plan's own figure).
+    pub bytes: u64,
+    /// Rows by repository, then reason.
+    pub rows: Vec<PlanRow>,
+    /// Bytes per reason over all repositories.
+    pub by_reason: Vec<PlanRow>,
+    /// Whether the plan was made for another storage than the one scanned.
+    pub other_storage: bool,
+}
+
+/// Group deletions by (repository, reason).
+pub fn summarize(deletions: impl IntoIterator<Item = Deletion>) -> (Vec<PlanRow>, Vec<PlanRow>) {
+    let mut rows: BTreeMap<(String, String), PlanRow> = BTreeMap::new();
+    let mut reasons: BTreeMap<String, PlanRow> = BTreeMap::new();
+    let empty = |repository: &str, reason: &str| PlanRow {
+        repository: repository.into(),
+        reason: reason.into(),
+        blobs: 0,
+        manifests: 0,
+        tags: 0,
+        uploads: 0,
+        links: 0,
+        bytes: 0,
+    };
+    for d in deletions {
+        let add = |r: &mut PlanRow| {
+            match d.target {
+                Target::Blob => r.blobs += 1,
+                Target::Manifest => r.manifests += 1,
+                Target::Tag => r.tags += 1,
+                Target::Upload => r.uploads += 1,
+                Target::Link => r.links += 1,
+            }
+            r.bytes += d.bytes;
+        };
+        add(rows
+            .entry((d.repository.clone(), d.reason.clone()))
+            .or_insert_with(|| empty(&d.repository, &d.reason)));
+        add(reasons
+            .entry(d.reason.clone())
+            .or_insert_with(|| empty("", &d.reason)));
+    }
+    (
+        rows.into_values().collect(),
+        reasons.into_values().collect(),
+    )
+}
+
+/// The deletions of a GC plan, blobs attributed through the graph of the current scan.
+pub fn gc_deletions(plan: &Plan, g: &Graph<'_>) -> Vec<Deletion> {
+    let inv = g.inv;
+    let mut out = Vec::new();
+    let mut scratch = stowage_graph::Scratch::new(g.len());
+    for b in &plan.blobs {
+        let repository = match b.digest.parse::<Digest>().ok().and_then(|d| inv.id_of(&d)) {
+            Some(id) => {
+                let mut repos: Vec<u32> = Vec::new();
+                g.for_each_ancestor(id, &mut scratch, |m| {
+                    repos.extend_from_slice(g.revision_repos(m))
+                });
+                repos.sort_unstable();
+                repos.dedup();
+                match repos.as_slice() {
+                    [] => NO_REPOSITORY.to_string(),
+                    [one] => inv.repositories[*one as usize].name.to_string(),
+                    _ => SEVERAL_REPOSITORIES.to_string(),
+                }
+            }
+            None => NO_REPOSITORY.to_string(),
+        };
+        out.push(Deletion {
+            repository,
+            reason: b.reason.clone(),
+            target: Target::Blob,
+            bytes: b.size,
+        });
+    }
+    for m in &plan.manifests {
+        out.push(Deletion {
+            repository: m.repository.clone(),
+            reason: "untagged".into(),
+            target: Target::Manifest,
+            bytes: 0,
+        });
+    }
+    for t in &plan.tag_index_entries {
+        out.push(Deletion {
+            repository: t.repository.clone(),
+            reason: t.reason.clone(),
+            target: Target::Link,
+            bytes: 0,
+        });
+    }
+    for l in &plan.layer_links {
+        out.push(Deletion {
+            repository: l.repository.clone(),
+            reason: l.reason.clone(),
+            target: Target::Link,
+            bytes: 0,
+        });
+    }
+    for u in &plan.uploads {
+        out.push(Deletion {
+            repository: u.repository.clone(),
+            reason: "stale-upload".into(),
+            target: Target::Upload,
+            bytes: u.size,
+        });
+    }
+    out
+}
+
+/// Summarise a plan for the report. Only GC plans are known today; another kind is an error.
+pub fn plan_impact(plan: &Plan, g: &Graph<'_>) -> Result<PlanImpact, PlanViewError> {
+    let deletions = match plan.kind.as_str() {
+        "gc" => gc_deletions(plan, g),
+        other => return Err(PlanViewError::UnknownKind(other.to_string())),
+    };
+    let (rows, by_reason) = summarize(deletions);
+    Ok(PlanImpact {
+        kind: plan.kind.clone(),
+        created_at: plan.created_at,
+        storage: plan.storage.clone(),
+        bytes: plan.bytes,
+        rows,
+        by_reason,
+        other_storage: plan.storage != g.inv.root,
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanViewError {
+    #[error("plans of kind {0:?} cannot be shown yet (only gc)")]
+    UnknownKind(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(repo: &str, reason: &str, target: Target, bytes: u64) -> Deletion {
+        Deletion {
+            repository: repo.into(),
+            reason: reason.into(),
+            target,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn rows_group_by_repository_and_reason() {
+        let (rows, reasons) = summarize([
+            d("a", "untagged", Target::Blob, 10),
+            d("a", "untagged", Target::Blob, 5),
+            d("a", "untagged", Target::Manifest, 0),
+            d("b", "stale-upload", Target::Upload, 7),
+            d(NO_REPOSITORY, "unreferenced", Target::Blob, 3),
+        ]);
+        assert_eq!(rows.len(), 3);
+        let a = rows.iter().find(|r| r.repository == "a").unwrap();
+        assert_eq!((a.blobs, a.manifests, a.bytes), (2, 1, 15));
+        assert_eq!(reasons.iter().map(|r| r.bytes).sum::<u64>(), 25);
+        assert_eq!(rows.iter().map(|r| r.bytes).sum::<u64>(), 25);
+    }
+}

@@ -1,0 +1,716 @@
+//! The HTTP surface: the dashboard page, the JSON API (documented by [`ApiDoc`]), `/metrics`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use stowage_graph::Graph;
+use stowage_model::inventory::BlobId;
+use stowage_report::metrics::ScanInfo;
+use stowage_report::overview::{BlobRow, blob_row};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use crate::{AppState, Snapshot};
+
+/// The OpenAPI document of the JSON API (`GET /api/openapi.json`, and `docs/openapi.json`).
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "stowage dashboard API",
+        description = "Read-only views of a container registry's storage, from the last completed scan. Every error is JSON: {\"error\": message, \"status\": code}. With a token configured, send `Authorization: Bearer TOKEN`."
+    ),
+    paths(status, scan, report, repositories, tags, findings, blobs, blobs_csv, metrics, openapi),
+    components(schemas(Status, ScanStarted, ErrorBody, BlobPage, ApiBlob, FindingPage, ApiFinding, Repository, Tag)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let c = openapi.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// A JSON error.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+    pub status: u16,
+}
+
+pub(crate) fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(ErrorBody {
+            error: msg.into(),
+            status: status.as_u16(),
+        }),
+    )
+        .into_response()
+}
+
+fn no_scan_yet(state: &AppState) -> Response {
+    let msg = match state.last_error() {
+        Some(e) => format!("no completed scan yet; the last attempt failed: {e}"),
+        None => "no completed scan yet; the first scan is running".to_string(),
+    };
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, msg);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
+}
+
+type St = State<Arc<AppState>>;
+
+/// The router: every route, the token check, JSON fallbacks.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/scan", axum::routing::post(scan))
+        .route("/api/v1/report", get(report))
+        .route("/api/v1/repositories", get(repositories))
+        .route("/api/v1/tags", get(tags))
+        .route("/api/v1/findings", get(findings))
+        .route("/api/v1/blobs", get(blobs))
+        .route("/api/v1/blobs.csv", get(blobs_csv))
+        .route("/metrics", get(metrics))
+        .route("/api/openapi.json", get(openapi))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page or API endpoint") })
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed (this server is read-only: GET, and POST /api/v1/scan)",
+            )
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .with_state(state)
+}
+
+/// Equal in time independent of where the strings differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn cookie_token(h: &HeaderMap) -> Option<String> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().strip_prefix("stowage_token="))
+        .map(str::to_string)
+        .next()
+}
+
+async fn auth(State(st): St, req: Request, next: Next) -> Response {
+    let Some(token) = st.token.as_deref() else {
+        return next.run(req).await;
+    };
+    let h = req.headers();
+    let bearer = h
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| same(t.trim().as_bytes(), token.as_bytes()));
+    let cookie = cookie_token(h).is_some_and(|t| same(t.as_bytes(), token.as_bytes()));
+    if bearer || cookie {
+        return next.run(req).await;
+    }
+    // `?token=...` once: set the cookie and redirect to the same page without it.
+    if let Some(q) = req.uri().query() {
+        let given = q
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("token="))
+            .unwrap_or("");
+        if same(given.as_bytes(), token.as_bytes()) {
+            let rest: Vec<&str> = q
+                .split('&')
+                .filter(|kv| !kv.starts_with("token="))
+                .collect();
+            let mut loc = req.uri().path().to_string();
+            if !rest.is_empty() {
+                loc.push('?');
+                loc.push_str(&rest.join("&"));
+            }
+            let mut r = StatusCode::SEE_OTHER.into_response();
+            if let (Ok(l), Ok(c)) = (
+                HeaderValue::from_str(&loc),
+                HeaderValue::from_str(&format!(
+                    "stowage_token={token}; HttpOnly; SameSite=Strict; Path=/"
+                )),
+            ) {
+                r.headers_mut().insert(header::LOCATION, l);
+                r.headers_mut().insert(header::SET_COOKIE, c);
+            }
+            return r;
+        }
+    }
+    let mut r = error(
+        StatusCode::UNAUTHORIZED,
+        "a bearer token is required (Authorization: Bearer TOKEN)",
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"stowage\""),
+    );
+    r
+}
+
+async fn page(State(st): St) -> Response {
+    let Some(s) = st.current() else {
+        let body = "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"2\"><link rel=\"icon\" href=\"data:,\"><title>stowage dashboard</title></head><body style=\"font-family:sans-serif;padding:2em\"><p>The first scan of the registry storage is running; this page reloads by itself.</p></body></html>";
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            body,
+        )
+            .into_response();
+    };
+    match stowage_report::html::render(&s.overview) {
+        Ok(html) => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            html,
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Scanner state.
+#[derive(Serialize, ToSchema)]
+pub struct Status {
+    /// A scan is running now.
+    pub scanning: bool,
+    /// Completed scans since start; changes when a new scan is served.
+    pub generation: u64,
+    /// The `now` of the scan being served (RFC 3339), if any.
+    pub last_success: Option<String>,
+    pub scan_duration_seconds: f64,
+    /// Why the last scan failed, if it did (the previous one is still served).
+    pub last_error: Option<String>,
+    pub scans_success: u64,
+    pub scans_failure: u64,
+}
+
+fn status_of(st: &AppState) -> Status {
+    let cur = st.current();
+    Status {
+        scanning: st.scanning(),
+        generation: st.generation(),
+        last_success: cur.as_ref().map(|s| s.finished_at.rfc3339()),
+        scan_duration_seconds: cur.as_ref().map_or(0.0, |s| s.seconds),
+        last_error: st.last_error(),
+        scans_success: st.scans_success.load(std::sync::atomic::Ordering::SeqCst),
+        scans_failure: st.scans_failure.load(std::sync::atomic::Ordering::SeqCst),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/status", responses((status = 200, body = Status)))]
+async fn status(State(st): St) -> Response {
+    axum::Json(status_of(&st)).into_response()
+}
+
+/// Answer of `POST /api/v1/scan`.
+#[derive(Serialize, ToSchema)]
+pub struct ScanStarted {
+    /// False when a scan was already running (it will serve the fresh result too).
+    pub started: bool,
+    pub status: Status,
+}
+
+/// Start a new (read-only) scan now; requests keep being served from the last one.
+#[utoipa::path(post, path = "/api/v1/scan", responses((status = 202, body = ScanStarted)))]
+async fn scan(State(st): St) -> Response {
+    let started = st.trigger();
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(ScanStarted {
+            started,
+            status: status_of(&st),
+        }),
+    )
+        .into_response()
+}
+
+/// Everything the dashboard shows: schema `stowage.report/v1` (docs/json-schema.md).
+#[utoipa::path(get, path = "/api/v1/report", responses(
+    (status = 200, description = "the stowage.report/v1 document", body = Object),
+    (status = 503, body = ErrorBody, description = "no completed scan yet")))]
+async fn report(State(st): St) -> Response {
+    match st.current() {
+        Some(s) => axum::Json(&s.overview).into_response(),
+        None => no_scan_yet(&st),
+    }
+}
+
+/// One node of the repository tree (`stowage du --format json` nodes).
+#[derive(Serialize, ToSchema)]
+pub struct Repository {
+    pub name: String,
+    pub depth: u32,
+    pub repository: bool,
+    pub total: u64,
+    pub exclusive: u64,
+    pub shared: u64,
+    pub own_total: u64,
+    pub own_exclusive: u64,
+    pub repositories: u64,
+    pub tags: u64,
+    pub manifests: u64,
+    pub untagged_manifests: u64,
+    pub upload_bytes: u64,
+}
+
+/// Repositories and namespaces as a tree in pre-order (children by name), with sizes.
+#[utoipa::path(get, path = "/api/v1/repositories", responses(
+    (status = 200, body = [Repository]), (status = 503, body = ErrorBody)))]
+async fn repositories(State(st): St) -> Response {
+    let Some(s) = st.current() else {
+        return no_scan_yet(&st);
+    };
+    let rows: Vec<Repository> = s
+        .overview
+        .tree
+        .iter()
+        .map(|n| Repository {
+            name: if n.name.is_empty() {
+                "/".into()
+            } else {
+                n.name.clone()
+            },
+            depth: n.depth,
+            repository: n.repository,
+            total: n.total,
+            exclusive: n.exclusive,
+            shared: n.total - n.exclusive.min(n.total),
+            own_total: n.own_total,
+            own_exclusive: n.own_exclusive,
+            repositories: n.repositories,
+            tags: n.tags,
+            manifests: n.manifests,
+            untagged_manifests: n.untagged_manifests,
+            upload_bytes: n.upload_bytes,
+        })
+        .collect();
+    axum::Json(rows).into_response()
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct TagsQuery {
+    /// Repository name, e.g. `team/app/api`.
+    pub repository: String,
+}
+
+/// A tag (`stowage tags REPO --format json` records).
+#[derive(Serialize, ToSchema)]
+pub struct Tag {
+    pub repository: String,
+    pub tag: String,
+    pub digest: Option<String>,
+    pub media_type: Option<String>,
+    pub platforms: Vec<String>,
+    pub total: u64,
+    pub exclusive: u64,
+    pub moved: Option<String>,
+    /// Digests the tag pointed at, newest first.
+    pub history: Vec<String>,
+}
+
+fn bad_query(e: QueryRejection) -> Response {
+    error(StatusCode::BAD_REQUEST, e.body_text())
+}
+
+/// A repository's tags with digest, platforms, sizes and history.
+#[utoipa::path(get, path = "/api/v1/tags", params(TagsQuery), responses(
+    (status = 200, body = [Tag]), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn tags(State(st): St, q: Result<Query<TagsQuery>, QueryRejection>) -> Response {
+    let Query(q) = match q {
+        Ok(q) => q,
+        Err(e) => return bad_query(e),
+    };
+    let Some(s) = st.current() else {
+        return no_scan_yet(&st);
+    };
+    let Some(ri) = s
+        .inv
+        .repositories
+        .iter()
+        .position(|r| r.name.as_str() == q.repository)
+    else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no repository {:?}", q.repository),
+        );
+    };
+    let rows = blocking(move || {
+        let g = Graph::new(&s.inv);
+        let u = stowage_graph::usage(&g);
+        stowage_report::tag_records(&g, &u, ri)
+            .into_iter()
+            .map(|t| Tag {
+                repository: t.repository,
+                tag: t.tag,
+                digest: t.digest,
+                media_type: t.media_type.map(str::to_string),
+                platforms: t.platforms,
+                total: t.total,
+                exclusive: t.exclusive,
+                moved: t.moved.map(|m| m.rfc3339()),
+                history: t.history.into_iter().map(|h| h.digest).collect(),
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    match rows {
+        Ok(rows) => axum::Json(rows).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Response> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "the request failed"))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct FindingsQuery {
+    /// Only this kind (`tag_dangling`, ...).
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub offset: usize,
+    /// At most 1000.
+    pub limit: Option<usize>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ApiFinding {
+    pub kind: String,
+    pub severity: String,
+    pub path: String,
+    pub message: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FindingPage {
+    pub total: usize,
+    pub offset: usize,
+    pub findings: Vec<ApiFinding>,
+}
+
+/// Integrity findings (as `stowage check` lists them), paged.
+#[utoipa::path(get, path = "/api/v1/findings", params(FindingsQuery), responses(
+    (status = 200, body = FindingPage), (status = 400, body = ErrorBody)))]
+async fn findings(State(st): St, q: Result<Query<FindingsQuery>, QueryRejection>) -> Response {
+    let Query(q) = match q {
+        Ok(q) => q,
+        Err(e) => return bad_query(e),
+    };
+    let limit = q.limit.unwrap_or(100);
+    if limit > 1000 {
+        return error(StatusCode::BAD_REQUEST, "limit must be at most 1000");
+    }
+    let Some(s) = st.current() else {
+        return no_scan_yet(&st);
+    };
+    if let Some(k) = &q.kind
+        && !stowage_model::finding::FindingKind::ALL
+            .iter()
+            .any(|x| x.as_str() == k)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("unknown finding kind {k:?}"),
+        );
+    }
+    let all: Vec<_> = s
+        .findings
+        .iter()
+        .filter(|f| q.kind.as_deref().is_none_or(|k| f.kind.as_str() == k))
+        .collect();
+    axum::Json(FindingPage {
+        total: all.len(),
+        offset: q.offset,
+        findings: all
+            .into_iter()
+            .skip(q.offset)
+            .take(limit)
+            .map(|f| ApiFinding {
+                kind: f.kind.as_str().into(),
+                severity: f.severity().to_string(),
+                path: f.path.clone(),
+                message: f.message.clone(),
+            })
+            .collect(),
+    })
+    .into_response()
+}
+
+#[derive(Deserialize, IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct BlobsQuery {
+    /// Matches digests (substring), kinds (`layer`), `referenced`/`unreferenced`, and
+    /// repository names (substring: every blob such a repository needs).
+    pub q: Option<String>,
+    /// `size` (default), `date` (creation, else modification) or `digest`.
+    pub sort: Option<String>,
+    /// `desc` (default) or `asc`.
+    pub order: Option<String>,
+    #[serde(default)]
+    pub offset: usize,
+    /// At most 1000 (default 50).
+    pub limit: Option<usize>,
+}
+
+/// A blob row of the API.
+#[derive(Serialize, ToSchema)]
+pub struct ApiBlob {
+    pub digest: String,
+    pub size: u64,
+    pub modified: String,
+    pub created: Option<String>,
+    pub kind: String,
+    pub referenced: bool,
+    pub repositories: Vec<String>,
+    pub tags: Vec<String>,
+    pub owners_omitted: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BlobPage {
+    /// Blobs matching the query.
+    pub total: usize,
+    pub offset: usize,
+    pub rows: Vec<ApiBlob>,
+}
+
+fn api_blob(b: BlobRow) -> ApiBlob {
+    ApiBlob {
+        digest: b.digest,
+        size: b.size,
+        modified: b.modified.rfc3339(),
+        created: b.created.map(|c| c.rfc3339()),
+        kind: b.kind,
+        referenced: b.referenced,
+        repositories: b.repositories,
+        tags: b.tags,
+        owners_omitted: b.owners_omitted,
+    }
+}
+
+fn blob_page(s: &Snapshot, q: &BlobsQuery, limit: usize) -> BlobPage {
+    let g = Graph::new(&s.inv);
+    let needle =
+        q.q.as_deref()
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+    // Blobs needed by repositories whose name matches: one walk over their revisions.
+    let by_repo: Option<Vec<bool>> = (!needle.is_empty()).then(|| {
+        let roots: Vec<BlobId> = s
+            .inv
+            .repositories
+            .iter()
+            .filter(|r| r.name.as_str().contains(&needle))
+            .flat_map(|r| r.revisions.iter().map(|l| l.target))
+            .collect();
+        let mut m = vec![false; g.len()];
+        if !roots.is_empty() {
+            let mut scratch = stowage_graph::Scratch::new(g.len());
+            g.for_each_descendant_of_all(&roots, &mut scratch, |id| m[id as usize] = true);
+        }
+        m
+    });
+    let matches = |id: BlobId| -> bool {
+        if needle.is_empty() {
+            return true;
+        }
+        let i = id as usize;
+        let refd = s.referenced[i];
+        s.inv.blobs[i].digest.to_string().contains(&needle)
+            || g.blob_kind(id).as_str() == needle
+            || (needle == "unreferenced" && !refd)
+            || (needle == "referenced" && refd)
+            || by_repo.as_ref().is_some_and(|m| m[i])
+    };
+    let asc = q.order.as_deref() == Some("asc");
+    let natural: Vec<BlobId>;
+    let order: &[BlobId] = match q.sort.as_deref() {
+        Some("date") => &s.by_date,
+        Some("digest") => {
+            natural = (0..s.inv.blobs.len() as BlobId).collect();
+            &natural
+        }
+        _ => &s.by_size,
+    };
+    let mut total = 0;
+    let mut ids = Vec::new();
+    let mut visit = |id: BlobId| {
+        if matches(id) {
+            if total >= q.offset && ids.len() < limit {
+                ids.push(id);
+            }
+            total += 1;
+        }
+    };
+    if asc {
+        order.iter().copied().for_each(&mut visit);
+    } else {
+        order.iter().rev().copied().for_each(&mut visit);
+    }
+    let mut scratch = stowage_graph::Scratch::new(g.len());
+    BlobPage {
+        total,
+        offset: q.offset,
+        rows: ids
+            .into_iter()
+            .map(|id| {
+                api_blob(blob_row(
+                    &g,
+                    &mut scratch,
+                    id,
+                    s.referenced[id as usize],
+                    10,
+                ))
+            })
+            .collect(),
+    }
+}
+
+/// Every blob, paged, searchable and sortable.
+#[utoipa::path(get, path = "/api/v1/blobs", params(BlobsQuery), responses(
+    (status = 200, body = BlobPage), (status = 400, body = ErrorBody)))]
+async fn blobs(State(st): St, q: Result<Query<BlobsQuery>, QueryRejection>) -> Response {
+    let Query(q) = match q {
+        Ok(q) => q,
+        Err(e) => return bad_query(e),
+    };
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > 1000 {
+        return error(StatusCode::BAD_REQUEST, "limit must be between 1 and 1000");
+    }
+    if let Some(o) = &q.sort
+        && !["size", "date", "digest"].contains(&o.as_str())
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("sort must be size, date or digest, not {o:?}"),
+        );
+    }
+    if let Some(o) = &q.order
+        && !["asc", "desc"].contains(&o.as_str())
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("order must be asc or desc, not {o:?}"),
+        );
+    }
+    let Some(s) = st.current() else {
+        return no_scan_yet(&st);
+    };
+    match blocking(move || blob_page(&s, &q, limit)).await {
+        Ok(p) => axum::Json(p).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Every blob as CSV (the columns of `stowage inventory --format csv`).
+#[utoipa::path(get, path = "/api/v1/blobs.csv", responses(
+    (status = 200, content_type = "text/csv", body = String), (status = 503, body = ErrorBody)))]
+async fn blobs_csv(State(st): St) -> Response {
+    let Some(s) = st.current() else {
+        return no_scan_yet(&st);
+    };
+    // Streamed: a writer thread sends chunks, so a million rows never sit in memory at once.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
+    tokio::task::spawn_blocking(move || {
+        struct Chunks(tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>);
+        impl std::io::Write for Chunks {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0
+                    .blocking_send(Ok(buf.to_vec()))
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let g = Graph::new(&s.inv);
+        let w = std::io::BufWriter::with_capacity(1 << 16, Chunks(tx));
+        // A closed connection ends the writer with an error; nothing else to do.
+        let _ = stowage_report::overview::write_blob_csv(&g, &s.referenced, w);
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"blobs.csv\"",
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// Prometheus metrics (text format 0.0.4).
+#[utoipa::path(get, path = "/metrics", responses(
+    (status = 200, content_type = "text/plain; version=0.0.4", body = String),
+    (status = 503, body = ErrorBody)))]
+async fn metrics(State(st): St) -> Response {
+    let Some(s) = st.current() else {
+        return no_scan_yet(&st);
+    };
+    let text = stowage_report::metrics::render(
+        &s.overview,
+        &s.repos,
+        &ScanInfo {
+            duration_seconds: s.seconds,
+            last_success_unix: s.finished_at.0 as f64 / 1e9,
+            scans_success: Some(st.scans_success.load(std::sync::atomic::Ordering::SeqCst)),
+            scans_failure: Some(st.scans_failure.load(std::sync::atomic::Ordering::SeqCst)),
+            scan_in_progress: Some(st.scanning()),
+        },
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", responses((status = 200, body = Object)))]
+async fn openapi() -> Response {
+    axum::Json(ApiDoc::openapi()).into_response()
+}

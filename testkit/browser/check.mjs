@@ -1,0 +1,155 @@
+// Opens stowage's HTML report or dashboard in Debian's chromium (headless, driven by
+// playwright-core) and checks what a person would see. Called by
+// crates/stowage-cli/tests/browser.rs, which prepares the expected figures with the CLI.
+//
+//   node check.mjs report    FILE.html EXPECTED.json SHOT_DIR
+//   node check.mjs dashboard URL       EXPECTED.json SHOT_DIR
+//
+// EXPECTED.json: {"du": <stowage du --format json>, "tags": {"repo": <stowage tags --format json>},
+//                 "blobs": N, "unreferenced": N}
+// Prints "N passed, 0 failed" and exits 0, or names the first failed check and exits 1.
+import { chromium } from "playwright-core";
+import fs from "node:fs";
+import path from "node:path";
+
+const [mode, target, expectedFile, shots] = process.argv.slice(2);
+const E = JSON.parse(fs.readFileSync(expectedFile, "utf8"));
+const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+fs.mkdirSync(shots, { recursive: true });
+
+let passed = 0;
+function check(cond, what, detail) {
+  if (!cond) {
+    console.error(`FAILED: ${what}${detail === undefined ? "" : ": " + JSON.stringify(detail)}`);
+    throw new Error(what);
+  }
+  passed++;
+}
+
+const browser = await chromium.launch({ executablePath, args: ["--no-sandbox", "--disable-gpu"] });
+let code = 0;
+try {
+  const page = await browser.newPage({ viewport: { width: 1300, height: 900 } });
+  const errors = [];
+  const requests = [];
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("request", (r) => requests.push(r.url()));
+  const url = mode === "report" ? "file://" + path.resolve(target) : target;
+  const origin = mode === "report" ? null : new URL(url).origin;
+
+  const t0 = Date.now();
+  await page.goto(url, { waitUntil: "load" });
+  await page.waitForSelector("#treemap .tile");
+  console.log(`${mode}: loaded and drawn in ${Date.now() - t0} ms`);
+  await page.screenshot({ path: path.join(shots, `${mode}-overview.png`), fullPage: true });
+
+  const du = E.du.nodes;
+  const node = (name) => du.find((n) => n.name === name);
+
+  // Headline figures.
+  const blobsCard = await page.textContent('[data-figure="blobs"] .value');
+  check(blobsCard.replace(/,/g, "") === String(E.blobs), "headline blob count", blobsCard);
+  const unref = await page.getAttribute('[data-reason="unreferenced"]', "data-bytes");
+  check(Number(unref) === E.unreferenced, "reclaimable unreferenced bytes", unref);
+  const cmd = await page.textContent('[data-reason="unreferenced"] code');
+  check(/^stowage --storage \S+ gc --out plan\.json$/.test(cmd), "reclaim command", cmd);
+
+  // Treemap, root level: one tile per top-level name with its exclusive bytes.
+  const tiles = async () => page.$$eval("#treemap .tile", (ts) => ts.map((t) => ({
+    name: t.dataset.name, kind: t.dataset.kind, bytes: Number(t.dataset.bytes) })));
+  let ts = await tiles();
+  for (const n of du.filter((n) => n.depth === 1 && n.exclusive > 0)) {
+    const t = ts.find((x) => x.name === n.name);
+    check(t && t.bytes === n.exclusive, `treemap tile ${n.name} = exclusive ${n.exclusive}`, t);
+  }
+  // Zoom: team -> team/app -> its repositories, each with its exclusive bytes.
+  await page.click('#treemap .tile[data-name="team"]');
+  await page.click('#treemap .tile[data-name="team/app"]');
+  ts = await tiles();
+  for (const n of du.filter((n) => n.name.startsWith("team/app/") && n.exclusive > 0)) {
+    const t = ts.find((x) => x.name === n.name);
+    check(t && t.bytes === n.exclusive, `zoomed tile ${n.name} = ${n.exclusive}`, ts);
+  }
+  const crumbs = await page.textContent("#crumbs");
+  check(crumbs.includes("team") && crumbs.includes("app"), "breadcrumbs follow the zoom", crumbs);
+  await page.screenshot({ path: path.join(shots, `${mode}-treemap-team-app.png`) });
+  // Into a repository: its tags; switch to total and compare with `stowage tags`.
+  const repo = Object.keys(E.tags)[0];
+  await page.click(`#treemap .tile[data-name="${repo}"]`);
+  await page.click('#metric button[data-metric="total"]');
+  ts = await tiles();
+  for (const t of E.tags[repo].tags.filter((t) => t.total > 0)) {
+    const tile = ts.find((x) => x.name === `${repo}:${t.tag}`);
+    check(tile && tile.kind === "tag" && tile.bytes === t.total, `tag tile ${repo}:${t.tag} total ${t.total}`, ts);
+  }
+  await page.screenshot({ path: path.join(shots, `${mode}-treemap-tags.png`) });
+  await page.click('#crumbs a[data-node=""]');
+  await page.click('#metric button[data-metric="exclusive"]');
+
+  // Top repositories table: exclusive and total per repository as `du` computes them.
+  const top = await page.$$eval("#top-repos-table tbody tr", (rows) => rows.map((r) => {
+    const v = (k) => r.querySelector(`td[data-key="${k}"]`).dataset.value;
+    return { name: v("repository"), exclusive: Number(v("exclusive")), total: Number(v("total")), shared: Number(v("shared")) };
+  }));
+  for (const n of du.filter((n) => n.repository)) {
+    const row = top.find((r) => r.name === n.name);
+    check(row && row.exclusive === n.own_exclusive && row.total === n.own_total &&
+      row.shared === n.own_total - n.own_exclusive, `top repositories row ${n.name}`, row);
+  }
+  const ex = top.map((r) => r.exclusive);
+  check(ex.every((v, i) => i === 0 || ex[i - 1] >= v), "top repositories sorted by exclusive", ex);
+
+  // Blob table: search, then sort.
+  const rowsOf = () => page.$$eval("#blob-table tbody tr", (rows) => rows.map((r) => {
+    const c = (k) => r.querySelector(`td[data-key="${k}"]`);
+    return c("size") ? { size: Number(c("size").dataset.value), repos: c("repositories").textContent, digest: c("digest").dataset.value } : null;
+  }).filter(Boolean));
+  // Run an action on the blob table and wait until the table has been drawn again.
+  const redraw = async (action) => {
+    const before = Number(await page.getAttribute("#blob-table", "data-draws"));
+    await action();
+    await page.waitForFunction((n) => Number(document.querySelector("#blob-table").dataset.draws) > n, before);
+  };
+  await page.waitForFunction(() => Number(document.querySelector("#blob-table").dataset.draws) > 0 &&
+    document.querySelectorAll("#blob-table tbody tr td[data-key=size]").length > 0);
+  let rows = await rowsOf();
+  check(rows.length === Math.min(50, E.blobs), "first page of blobs", rows.length);
+  check(rows.every((r, i) => i === 0 || rows[i - 1].size >= r.size), "blobs start largest first");
+  await redraw(() => page.fill("#blobs input[type=search]", "multiarch"));
+  rows = await rowsOf();
+  check(rows.length > 0 && rows.every((r) => r.repos.includes("multiarch/tool")), "search by repository", rows);
+  await redraw(() => page.fill("#blobs input[type=search]", "unreferenced"));
+  rows = await rowsOf();
+  check(rows.length === E.unreferenced_blobs, "search unreferenced", { rows: rows.length, want: E.unreferenced_blobs });
+  await page.screenshot({ path: path.join(shots, `${mode}-blob-search.png`) });
+  await redraw(() => page.fill("#blobs input[type=search]", ""));
+  await redraw(() => page.click('#blob-table th[data-key="size"]'));
+  rows = await rowsOf();
+  check(rows.every((r, i) => i === 0 || rows[i - 1].size <= r.size), "sort by size ascending after a click", rows.map((r) => r.size));
+  const sortAttr = await page.getAttribute('#blob-table th[data-key="size"]', "aria-sort");
+  check(sortAttr === "ascending", "sorted column marked", sortAttr);
+  await redraw(() => page.click('#blob-table th[data-key="size"]'));
+  rows = await rowsOf();
+  check(rows.every((r, i) => i === 0 || rows[i - 1].size >= r.size), "sort by size descending after a second click");
+
+  // Findings grouped by kind, each with its paths.
+  const kinds = await page.$$eval("details.finding", (ds) => ds.map((d) => d.dataset.kind));
+  check(JSON.stringify(kinds.slice().sort()) === JSON.stringify(E.finding_kinds.slice().sort()), "finding kinds", kinds);
+  // Month histogram: referenced + unreferenced bytes add up to the blob store.
+  const months = await page.$$eval("#months g[data-month]", (gs) => gs.map((g) => Number(g.dataset.referenced) + Number(g.dataset.unreferenced)));
+  check(months.reduce((a, b) => a + b, 0) === E.blob_bytes, "months add up to the blob bytes", months);
+
+  await page.screenshot({ path: path.join(shots, `${mode}-final.png`), fullPage: true });
+  check(errors.length === 0, "no console errors", errors);
+  const foreign = requests.filter((u) => (origin ? !u.startsWith(origin + "/") : u !== url));
+  check(foreign.length === 0, "no network requests beyond the page (and, for the dashboard, its own API)", foreign);
+  if (mode === "report") check(requests.length === 1, "the report loads nothing but itself", requests);
+} catch (e) {
+  code = 1;
+  console.error(String(e && e.stack || e));
+} finally {
+  await browser.close();
+}
+console.log(`${passed} passed, ${code} failed`);
+process.exit(code);
