@@ -81,7 +81,9 @@ impl ObjectUrl {
             return Err(bad("no bucket (or container) name"));
         }
         if container.contains(['?', '#', '@']) {
-            return Err(bad("query strings and credentials do not belong in the URL"));
+            return Err(bad(
+                "query strings and credentials do not belong in the URL",
+            ));
         }
         let prefix = prefix.trim_matches('/');
         if prefix
@@ -338,7 +340,11 @@ mod tests {
         ] {
             assert!(is_loopback(e), "{e}");
         }
-        for e in ["http://minio:9000", "https://s3.amazonaws.com", "http://10.0.0.1"] {
+        for e in [
+            "http://minio:9000",
+            "https://s3.amazonaws.com",
+            "http://10.0.0.1",
+        ] {
             assert!(!is_loopback(e), "{e}");
         }
     }

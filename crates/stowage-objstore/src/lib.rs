@@ -61,8 +61,8 @@ use object_store::{ListResult, ObjectMeta, ObjectStore, ObjectStoreExt};
 use stowage_layout::LAYOUT_ROOT;
 use stowage_model::Timestamp;
 use stowage_storage::{
-    BackendKind, Entry, EntryKind, ErrorKind, Meta, OpCounters, RootLayout, Storage,
-    StorageError, StorageWrite, TreeEntry,
+    BackendKind, Entry, EntryKind, ErrorKind, Meta, OpCounters, RootLayout, Storage, StorageError,
+    StorageWrite, TreeEntry,
 };
 
 /// Where quarantined objects go, below the registry's rootdirectory.
@@ -127,6 +127,8 @@ pub struct ObjectStorage {
     root: String,
     rt: tokio::runtime::Handle,
     counters: OpCounters,
+    /// Keys per listing page (the service's maximum, 1,000 on S3, when `None`).
+    page_size: Option<usize>,
 }
 
 impl std::fmt::Debug for ObjectStorage {
@@ -217,7 +219,14 @@ impl ObjectStorage {
             root: prefix.trim_matches('/').to_owned(),
             rt: runtime()?.handle().clone(),
             counters: OpCounters::default(),
+            page_size: None,
         })
+    }
+
+    /// List at most `n` keys per request (tests use small pages to exercise pagination).
+    pub fn with_page_size(mut self, n: usize) -> ObjectStorage {
+        self.page_size = Some(n.max(1));
+        self
     }
 
     fn resolve(mut self, url: &str) -> Result<(ObjectStorage, RootLayout), OpenError> {
@@ -280,19 +289,28 @@ impl ObjectStorage {
         r
     }
 
-    /// Every page of a listing of `full` (a key prefix, `""` for the bucket root), with a
-    /// `/` delimiter or without one (flat, recursive). One request per page.
+    /// Every page of a listing of the directory `full` (a key prefix without its trailing
+    /// `/`, `""` for the bucket root), with a `/` delimiter or without one (flat, recursive).
+    /// One request per page.
     fn pages(
         &self,
         full: &str,
         delimiter: bool,
         f: &mut dyn FnMut(ListResult),
     ) -> Result<(), object_store::Error> {
-        let prefix = if full.is_empty() {
-            None
-        } else {
-            Some(format!("{full}/"))
-        };
+        let prefix = (!full.is_empty()).then(|| format!("{full}/"));
+        self.pages_raw(prefix.as_deref(), full, delimiter, f)
+    }
+
+    /// [`ObjectStorage::pages`] with the literal prefix the service gets (`dir` is the same
+    /// as a directory, for stores without paginated listing).
+    fn pages_raw(
+        &self,
+        prefix: Option<&str>,
+        dir: &str,
+        delimiter: bool,
+        f: &mut dyn FnMut(ListResult),
+    ) -> Result<(), object_store::Error> {
         match &self.lister {
             Some(lister) => {
                 let mut token = None;
@@ -300,12 +318,11 @@ impl ObjectStorage {
                     let opts = PaginatedListOptions {
                         delimiter: delimiter.then_some("/".into()),
                         page_token: token.take(),
+                        max_keys: self.page_size,
                         ..Default::default()
                     };
-                    let page = self.run(
-                        &self.counters.lists,
-                        lister.list_paginated(prefix.as_deref(), opts),
-                    )?;
+                    let page =
+                        self.run(&self.counters.lists, lister.list_paginated(prefix, opts))?;
                     f(page.result);
                     match page.page_token {
                         Some(t) if !t.is_empty() => token = Some(t),
@@ -314,8 +331,8 @@ impl ObjectStorage {
                 }
             }
             None => {
-                let key = Key::parse(full)?;
-                let key = (!full.is_empty()).then_some(key);
+                let key = Key::parse(dir)?;
+                let key = (!dir.is_empty()).then_some(key);
                 if delimiter {
                     let r = self.run(
                         &self.counters.lists,
@@ -340,14 +357,24 @@ impl ObjectStorage {
     }
 
     /// Every key at or below `full`: the key itself, if it is an object, and every key under
-    /// the prefix `full/`. One listing, and a HEAD only when the listing is empty.
+    /// the prefix `full/`. One listing of the bare prefix `full` (no HEAD: whether a target
+    /// is a file or a directory does not matter), keeping only what is at or below it, not
+    /// siblings that merely share its first characters.
     fn keys_at(&self, rel_for_errors: &str, full: &str) -> Result<Vec<Key>, StorageError> {
         let mut keys = Vec::new();
-        self.pages(full, false, &mut |r| {
-            keys.extend(r.objects.into_iter().map(|m| m.location))
+        let below = format!("{full}/");
+        self.pages_raw(Some(full), full, false, &mut |r| {
+            keys.extend(
+                r.objects
+                    .into_iter()
+                    .map(|m| m.location)
+                    .filter(|k| k.as_ref() == full || k.as_ref().starts_with(&below)),
+            )
         })
         .map_err(|e| err(rel_for_errors, e))?;
-        if keys.is_empty() {
+        if keys.is_empty() && self.lister.is_none() {
+            // Stores without a paginated listing list whole path segments only: look for
+            // the key itself.
             let key = Key::parse(full).map_err(|e| err(rel_for_errors, e.into()))?;
             match self.run(&self.counters.stats, self.store.head(&key)) {
                 Ok(_) => keys.push(key),
@@ -366,8 +393,10 @@ impl ObjectStorage {
         }
         let n = keys.len() as u64;
         let stream = futures_util::stream::iter(keys.into_iter().map(Ok)).boxed();
-        let results: Vec<object_store::Result<Key>> =
-            self.run(&self.counters.writes, self.store.delete_stream(stream).collect());
+        let results: Vec<object_store::Result<Key>> = self.run(
+            &self.counters.writes,
+            self.store.delete_stream(stream).collect(),
+        );
         self.counters.writes.fetch_add(n - 1, Ordering::Relaxed);
         for r in results {
             match r {
@@ -412,11 +441,7 @@ impl ObjectStorage {
         ))
     }
 
-    fn get(
-        &self,
-        path: &str,
-        limit: u64,
-    ) -> Result<(Vec<u8>, Meta), StorageError> {
+    fn get(&self, path: &str, limit: u64) -> Result<(Vec<u8>, Meta), StorageError> {
         let key = self.key(path)?;
         self.run(&self.counters.reads, async {
             let r = self.store.get(&key).await.map_err(|e| err(path, e))?;
@@ -524,11 +549,7 @@ impl Storage for ObjectStorage {
         visit: &mut dyn FnMut(TreeEntry<'_>),
     ) -> Result<(), StorageError> {
         let full = self.full(path)?;
-        let strip = if full.is_empty() {
-            0
-        } else {
-            full.len() + 1
-        };
+        let strip = if full.is_empty() { 0 } else { full.len() + 1 };
         let mut any = false;
         self.pages(&full, false, &mut |r| {
             for m in r.objects {
@@ -586,7 +607,8 @@ impl StorageWrite for ObjectStorage {
         };
         for k in &keys {
             let rel = &k.as_ref()[strip..];
-            let to = Key::parse(stowage_storage::join(&qroot, rel)).map_err(|e| err(rel, e.into()))?;
+            let to =
+                Key::parse(stowage_storage::join(&qroot, rel)).map_err(|e| err(rel, e.into()))?;
             self.copy(rel, k, &to)?;
         }
         self.delete_keys(path, keys)?;
