@@ -1,6 +1,6 @@
 //! The backend conformance suite (`stowage_testkit::conformance`) run against every backend:
 //! the filesystem, an object store in memory, and a real S3-compatible server on loopback
-//! (`s3s-fs`, installed by `scripts/install-test-deps.sh`).
+//! (moto's server, installed by `scripts/install-test-deps.sh`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,7 +10,9 @@ use object_store::{ObjectStoreExt, PutPayload};
 use stowage_objstore::{ObjectStorage, Options, Scheme};
 use stowage_storage::{FsStorage, StorageWrite};
 use stowage_testkit::conformance::{self, Harness};
-use stowage_testkit::s3::{self, S3Server};
+
+mod common;
+use common::Bucket;
 
 const ROOT: &str = "reg/docker/registry/v2";
 
@@ -80,29 +82,17 @@ impl Harness for Memory {
     }
 }
 
-/// A bucket on a real S3 server. Objects are put by writing the served directory (how
-/// `s3s-fs` stores them), so this harness reads and deletes through S3 what was written
-/// beside it.
+/// A bucket on a real S3 server on loopback (moto).
 struct S3 {
-    dir: tempfile::TempDir,
-    server: S3Server,
+    bucket: Bucket,
     s: ObjectStorage,
 }
 
 impl S3 {
     fn new(test: &str) -> Option<S3> {
-        let dir = tempfile::tempdir().unwrap();
-        let server = S3Server::start(&dir.path().join("s3"), test)?;
-        server.bucket("bucket");
-        let opts = Options {
-            endpoint: Some(server.endpoint()),
-            region: Some(s3::REGION.into()),
-            access_key: Some(s3::ACCESS_KEY.into()),
-            secret_key: Some(s3::SECRET_KEY.into()),
-            ..Options::default()
-        };
-        let (s, _) = ObjectStorage::open(&format!("s3://bucket/{ROOT}"), &opts).unwrap();
-        Some(S3 { dir, server, s })
+        let bucket = Bucket::new(test)?;
+        let (s, _) = ObjectStorage::open(&bucket.url(ROOT), &bucket.options()).unwrap();
+        Some(S3 { bucket, s })
     }
 }
 
@@ -111,12 +101,10 @@ impl Harness for S3 {
         &self.s
     }
     fn put(&self, rel: &str, bytes: &[u8]) {
-        let p = self.server.root.join("bucket").join(ROOT).join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, bytes).unwrap();
+        self.bucket.put(&format!("{ROOT}/{rel}"), bytes);
     }
     fn batch(&self) -> PathBuf {
-        self.dir.path().join("quarantine/batch-1")
+        self.bucket.dir.path().join("quarantine/batch-1")
     }
 }
 
@@ -130,10 +118,10 @@ macro_rules! suite {
             use super::*;
             $( #[test] fn $name() { conformance::$name(&Memory::new()); } )*
         }
-        mod s3s {
+        mod s3 {
             use super::*;
             $( #[test] fn $name() {
-                if let Some(h) = S3::new(concat!("s3s::", stringify!($name))) {
+                if let Some(h) = S3::new(concat!("s3::", stringify!($name))) {
                     conformance::$name(&h);
                 }
             } )*
