@@ -1204,9 +1204,12 @@ impl<'a> Ctx<'a> {
         let cpath = format!("{dir}/current/link");
         // A snapshot already says whether the link exists: no GET for a missing one.
         let read = match snap {
-            Some(sn) if sn.covers(&cpath) => sn
-                .stat(&cpath)
-                .and_then(|_| self.storage.read_with_meta(&cpath, MAX_LINK_LEN)),
+            // Its date from the listing, like every other date on this backend.
+            Some(sn) if sn.covers(&cpath) => sn.stat(&cpath).and_then(|m| {
+                self.storage
+                    .read(&cpath, MAX_LINK_LEN)
+                    .map(|bytes| (bytes, m))
+            }),
             _ => self.storage.read_with_meta(&cpath, MAX_LINK_LEN),
         };
         let current = match read {

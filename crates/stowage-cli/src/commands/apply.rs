@@ -65,7 +65,7 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
         registry_readonly: s.registry_config.as_ref().map(|c| c.readonly),
     };
     let progress = |m: &str| eprintln!("apply: {m}");
-    let rep = stowage_plan::apply::apply(&*s.writable, &plan, &opts, &progress)?;
+    let rep = stowage_plan::apply::apply(&s.writable, &plan, &opts, &progress)?;
     for w in &rep.warnings {
         eprintln!("warning: {w}");
     }
@@ -131,7 +131,7 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
 }
 
 pub fn restore(s: &Settings, a: &RestoreArgs) -> Result<i32> {
-    let rep = stowage_plan::quarantine::restore(&*s.writable, &a.dir)
+    let rep = stowage_plan::quarantine::restore(&s.writable, &a.dir)
         .with_context(|| format!("restoring from {}", a.dir.display()))?;
     let mut out = output::stdout();
     match s.format {
@@ -163,8 +163,21 @@ pub fn purge(g: &GlobalArgs, a: &PurgeArgs) -> Result<i32> {
         Some(n) => Timestamp::parse_rfc3339(n).context("--now")?,
         None => Timestamp::from_system_time(std::time::SystemTime::now()),
     };
-    let removed = stowage_plan::quarantine::purge(&a.dir, age, now)
-        .with_context(|| format!("purging {}", a.dir.display()))?;
+    // Object stores keep quarantined data in the bucket: purging needs the storage too.
+    let storage = if g.storage.is_some() || g.registry_config.is_some() {
+        Some(Settings::resolve(g)?)
+    } else {
+        None
+    };
+    let removed = stowage_plan::quarantine::purge_in(
+        storage
+            .as_ref()
+            .map(|s| &*s.writable as &dyn stowage_storage::StorageWrite),
+        &a.dir,
+        age,
+        now,
+    )
+    .with_context(|| format!("purging {}", a.dir.display()))?;
     for r in &removed {
         println!("purged {}", r.display());
     }
