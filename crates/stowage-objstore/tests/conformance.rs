@@ -2,12 +2,14 @@
 //! the filesystem, an object store in memory, and a real S3-compatible server on loopback
 //! (moto's server, installed by `scripts/install-test-deps.sh`).
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use object_store::memory::InMemory;
 use object_store::{ObjectStoreExt, PutPayload};
-use stowage_objstore::{ObjectStorage, Options, Scheme};
+use stowage_objstore::{ObjectStorage, Scheme};
 use stowage_storage::{FsStorage, StorageWrite};
 use stowage_testkit::conformance::{self, Harness};
 

@@ -1,6 +1,8 @@
 //! Object-store specifics against a real S3 server on loopback (moto): pagination and
 //! request counting, what the layout root resolves to, and the quarantine prefix.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::Bucket;

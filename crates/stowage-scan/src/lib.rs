@@ -17,6 +17,12 @@
 //! 3. **Manifests.** Every manifest a revision or a tag names is read once and parsed; index
 //!    children not seen yet are read in a further round.
 //!
+//! On an object store ([`Storage::prefers_tree_listing`]) each blob shard and each repository
+//! section (`_layers`, `_manifests`, `_uploads`) is first listed whole, flat, with sizes and
+//! dates (1,000 keys per request), and the same code then runs over that snapshot: one
+//! request per thousand links instead of one per directory and per file. Only tag `current`
+//! links, manifests and odd-sized links are read.
+//!
 //! Nothing is read twice, nothing is stat-ed that a listing already told us. Problems become
 //! [`Finding`]s with their paths and the scan goes on; a repository that could not be read
 //! completely is marked `complete = false`, so no plan ever deletes on its strength.
@@ -873,6 +879,7 @@ impl<'a> Ctx<'a> {
 
     /// Stat (and, when needed, read) one link file whose path names `path_digest`.
     /// `None` when there is no link file (a finding says why).
+    #[allow(clippy::too_many_arguments)]
     fn link_at(
         &self,
         repo: &str,

@@ -1,7 +1,7 @@
 //! Shared by the object-store test binaries: a bucket on a loopback moto server, and a
 //! plain `object_store` client to put objects into it the way the registry's driver does.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::sync::Arc;
 
