@@ -13,6 +13,9 @@
 #   prometheus       promtool, which checks the metrics output
 #   nodejs, npm      run testkit/browser/check.mjs with playwright-core (installed from the npm
 #                    registry by `npm ci`, pinned by testkit/browser/package-lock.json)
+#   moto_server      moto's S3 server mode (PyPI `moto[server]`, with pip, not apt): the loopback
+#                    S3-compatible server of the object-store tests; the registry's s3 driver
+#                    pushes through it (multipart uploads, ListMultipartUploads, CopyObject)
 #
 # Idempotent: a package counts as present when its command is on PATH, and `apt-get update` runs
 # only when something has to be installed. Safe with no TTY; needs root only to install.
@@ -58,8 +61,29 @@ for cmd in "${CMDS[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${PKG_FOR[$cmd]}")
 done
 
+# moto_server comes from PyPI. Pinned: the tests were written against this version.
+MOTO_SPEC='moto[server]==5.2.1'
+install_moto() {
+  command -v moto_server >/dev/null 2>&1 && return 0
+  log "pip install $MOTO_SPEC"
+  if ! python3 -m pip install --quiet --disable-pip-version-check "$MOTO_SPEC" >/tmp/install-moto.$$.log 2>&1; then
+    # Debian's own python3 refuses pip installs into the system (PEP 668); the tests only need
+    # the server's command, so install it for this user anyway.
+    python3 -m pip install --quiet --disable-pip-version-check --user --break-system-packages \
+      "$MOTO_SPEC" >>/tmp/install-moto.$$.log 2>&1 ||
+      { tail -n 20 /tmp/install-moto.$$.log >&2; rm -f /tmp/install-moto.$$.log; die "pip install $MOTO_SPEC failed"; }
+  fi
+  rm -f /tmp/install-moto.$$.log
+  # pyenv only exposes new console scripts after a rehash.
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
+  command -v moto_server >/dev/null 2>&1 ||
+    die "moto_server is not on PATH after pip install (add pip's scripts directory, e.g. ~/.local/bin, to PATH)"
+  echo "installed: $(python3 -m pip show moto 2>/dev/null | awk '/^Version/{print "moto " $2}')"
+}
+
 if [ "${#missing[@]}" -eq 0 ]; then
-  log "all present: ${CMDS[*]} (nothing installed)"
+  install_moto
+  log "all present: ${CMDS[*]} moto_server (nothing installed)"
   browser_modules
   exit 0
 fi
@@ -108,3 +132,4 @@ browser_modules
 # Report what was installed, with versions, on stdout.
 echo "installed:"
 dpkg-query -W -f='  ${Package} ${Version}\n' "${missing[@]}"
+install_moto

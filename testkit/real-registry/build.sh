@@ -10,6 +10,8 @@
 #   WITH_DIGEST_ONLY_REPO=1   also create repo digestonly/app: one manifest pushed by digest and
 #                             no _manifests/tags/ dir at all. Off by default because it makes
 #                             registry 2.8's `garbage-collect --delete-untagged` abort (exit 1).
+#   STORAGE_SECTION_FILE=F    use the YAML `storage:` section in F (e.g. the s3 driver against a
+#                             loopback S3 server) instead of the filesystem one; storage/ stays empty
 #
 # Outputs under TARGET_DIR (a re-run deletes and rebuilds exactly these, nothing else):
 #   storage/          the registry's rootdirectory; storage root = storage/docker/registry/v2
@@ -125,13 +127,12 @@ export CONTAINERS_REGISTRIES_CONF="$WORK/registries.conf"
 SKOPEO=(skopeo --policy "$WORK/policy.json" --registries.d "$WORK/registries.d" --tmpdir "$WORK/skopeo-tmp")
 
 # --- 4. the registry, on loopback, with our own config ----------------------------------------
-write_config() {
-  cat >"$TARGET/config.yml" <<EOF
-# Written by stowage testkit/real-registry/build.sh; also valid for
-#   docker-registry garbage-collect [--dry-run] [--delete-untagged] THIS_FILE
-version: 0.1
-log:
-  level: info
+# The registry's AWS SDK cannot use a custom CA bundle with its own HTTP transport and panics
+# at start-up when AWS_CA_BUNDLE is set; the test S3 endpoints are plain HTTP on loopback.
+if [ -n "${STORAGE_SECTION_FILE:-}" ]; then unset AWS_CA_BUNDLE; fi
+storage_section() {
+  if [ -n "${STORAGE_SECTION_FILE:-}" ]; then cat "$STORAGE_SECTION_FILE"; return; fi
+  cat <<EOF
 storage:
   filesystem:
     rootdirectory: $STORAGE
@@ -140,10 +141,20 @@ storage:
   maintenance:
     uploadpurging:
       enabled: false   # keep the abandoned uploads this fixture creates on purpose
+EOF
+}
+write_config() {
+  {
+    printf '# Written by stowage testkit/real-registry/build.sh; also valid for\n'
+    printf '#   docker-registry garbage-collect [--dry-run] [--delete-untagged] THIS_FILE\n'
+    printf 'version: 0.1\nlog:\n  level: info\n'
+    storage_section
+    cat <<EOF
 http:
   addr: 127.0.0.1:$1
   secret: stowage-fixture-not-a-secret
 EOF
+  } >"$TARGET/config.yml"
 }
 # start_registry PORT -> 0 once OUR process listens and /v2/ answers; 1 if it died at start-up
 start_registry() {
@@ -366,9 +377,13 @@ else
   stop_registry
 fi
 
-n_up=$(find "$STORAGE" -path '*/_uploads/*' -name startedat | wc -l)
-[ "$n_up" -eq 2 ] || die "expected 2 abandoned uploads in storage, found $n_up"
-n_blobs=$(find "$STORAGE" -path '*/blobs/*' -name data | wc -l)
+if [ -z "${STORAGE_SECTION_FILE:-}" ]; then
+  n_up=$(find "$STORAGE" -path '*/_uploads/*' -name startedat | wc -l)
+  [ "$n_up" -eq 2 ] || die "expected 2 abandoned uploads in storage, found $n_up"
+  n_blobs=$(find "$STORAGE" -path '*/blobs/*' -name data | wc -l)
+else
+  n_blobs="(not on a filesystem)"
+fi
 elapsed_ms=$(( ($(date +%s%N) - START_NS) / 1000000 ))
 log "done in ${elapsed_ms} ms: $(( $(wc -l <"$TSV") - 1 )) fixture rows, $n_blobs blobs"
 echo "TARGET=$TARGET"

@@ -14,6 +14,8 @@
 #   PORT=NNNN     listen on this loopback port (default: a free one)
 #   SERVE_DIR=D   where config.yml and registry.log go (default: a new mktemp dir, kept so the
 #                 log can be read after a failure; its path is printed on stderr)
+#   STORAGE_SECTION_FILE=F  serve the storage named by the YAML `storage:` section in F (e.g. the
+#                 s3 driver) instead of a filesystem rootdirectory; pass - as STORAGE_ROOTDIR
 #
 # The config is read-write with delete enabled (so tests can also delete through the API), and
 # upload purging is disabled: the purger would otherwise delete _uploads/ dirs whose `startedat`
@@ -26,6 +28,10 @@ log() { printf 'serve.sh: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 [ "$#" -eq 1 ] || die "usage: $0 STORAGE_ROOTDIR"
+if [ -n "${STORAGE_SECTION_FILE:-}" ]; then
+  [ -f "$STORAGE_SECTION_FILE" ] || die "STORAGE_SECTION_FILE $STORAGE_SECTION_FILE is not a file"
+  ROOT=$STORAGE_SECTION_FILE
+else
 [ -d "$1" ] || die "$1 is not a directory"
 ROOT=$(cd "$1" && pwd)
 if [ ! -d "$ROOT/docker/registry/v2" ]; then
@@ -34,6 +40,23 @@ if [ ! -d "$ROOT/docker/registry/v2" ]; then
     *) die "$ROOT has no docker/registry/v2 inside; pass the registry's rootdirectory" ;;
   esac
 fi
+fi
+# The registry's AWS SDK cannot use a custom CA bundle with its own HTTP transport and panics
+# at start-up when AWS_CA_BUNDLE is set; the test S3 endpoints are plain HTTP on loopback.
+if [ -n "${STORAGE_SECTION_FILE:-}" ]; then unset AWS_CA_BUNDLE; fi
+storage_section() {
+  if [ -n "${STORAGE_SECTION_FILE:-}" ]; then cat "$STORAGE_SECTION_FILE"; return; fi
+  cat <<EOF
+storage:
+  filesystem:
+    rootdirectory: $ROOT
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+EOF
+}
 command -v docker-registry >/dev/null 2>&1 || die "docker-registry not found; run scripts/install-test-deps.sh"
 command -v curl >/dev/null 2>&1 || die "curl not found; run scripts/install-test-deps.sh"
 command -v python3 >/dev/null 2>&1 || die "python3 not found; run scripts/install-test-deps.sh"
@@ -66,14 +89,7 @@ try_start() {
 version: 0.1
 log:
   level: info
-storage:
-  filesystem:
-    rootdirectory: $ROOT
-  delete:
-    enabled: true
-  maintenance:
-    uploadpurging:
-      enabled: false
+$(storage_section)
 http:
   addr: 127.0.0.1:$1
   secret: stowage-serve-not-a-secret

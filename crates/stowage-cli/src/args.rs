@@ -23,9 +23,26 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct GlobalArgs {
     /// The registry's storage: its `rootdirectory`, the `docker/registry/v2` directory, or
-    /// GitLab's omnibus registry path.
-    #[arg(long, global = true, env = "STOWAGE_STORAGE", value_name = "PATH")]
+    /// GitLab's omnibus registry path; or an object store: `s3://bucket/rootdirectory`,
+    /// `gs://bucket/rootdirectory`, `az://container/rootdirectory`.
+    #[arg(long, global = true, env = "STOWAGE_STORAGE", value_name = "PATH|URL")]
     pub storage: Option<PathBuf>,
+
+    /// S3: a custom endpoint (MinIO, Ceph, ...; default: AWS_ENDPOINT_URL, else AWS).
+    #[arg(long, global = true, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3: the region (default: AWS_REGION, AWS_DEFAULT_REGION, the AWS profile, us-east-1).
+    #[arg(long, global = true, value_name = "REGION")]
+    pub s3_region: Option<String>,
+
+    /// S3: path-style requests (endpoint/bucket/key); the default with a custom endpoint.
+    #[arg(long, global = true)]
+    pub s3_path_style: bool,
+
+    /// Object stores: allow plain HTTP to a non-loopback endpoint (loopback always may).
+    #[arg(long, global = true)]
+    pub allow_http: bool,
 
     /// Read the storage location from the registry's own config.yml.
     #[arg(long, global = true, value_name = "FILE")]

@@ -1,12 +1,13 @@
 //! Settings resolution: from raw arguments (and the environment, and the registry's config)
 //! to what the commands use.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use stowage_model::time::Timestamp;
 use stowage_storage::registry_config::{Driver, RegistryConfig};
-use stowage_storage::{FsStorage, RootLayout, Storage, resolve_root};
+use stowage_storage::{FsStorage, RootLayout, Storage, StorageWrite, resolve_root};
 
 use crate::args::GlobalArgs;
 
@@ -14,7 +15,7 @@ use crate::args::GlobalArgs;
 pub struct Settings {
     pub storage: Arc<dyn Storage>,
     /// The same storage, with write access: only `apply` and `restore` use it.
-    pub writable: Arc<FsStorage>,
+    pub writable: Arc<dyn StorageWrite>,
     pub concurrency: usize,
     pub now: Timestamp,
     pub tz: jiff::tz::TimeZone,
@@ -25,52 +26,144 @@ pub struct Settings {
     pub registry_config: Option<RegistryConfig>,
 }
 
+/// Where the storage is, before it is opened.
+enum Location {
+    Path(PathBuf),
+    /// An object-store URL and how to reach it (from flags, or the registry's `s3` section).
+    Object {
+        url: String,
+        endpoint: Option<String>,
+        region: Option<String>,
+        path_style: Option<bool>,
+        allow_http: Option<bool>,
+        keys: Option<(String, String)>,
+    },
+}
+
+fn object_location(url: String, g: &GlobalArgs) -> Location {
+    Location::Object {
+        url,
+        endpoint: g.s3_endpoint.clone(),
+        region: g.s3_region.clone(),
+        path_style: g.s3_path_style.then_some(true),
+        allow_http: g.allow_http.then_some(true),
+        keys: None,
+    }
+}
+
+/// What the registry's `s3` driver section means, in stowage's terms. Flags given on the
+/// command line win over the config.
+fn s3_location(d: &Driver, g: &GlobalArgs) -> Option<Location> {
+    let Driver::S3 {
+        bucket,
+        region,
+        regionendpoint,
+        rootdirectory,
+        forcepathstyle,
+        secure,
+        accesskey,
+        secretkey,
+    } = d
+    else {
+        return None;
+    };
+    // The driver takes `regionendpoint` with or without a scheme; `secure` picks it when absent.
+    let endpoint = regionendpoint.as_ref().filter(|e| !e.is_empty()).map(|e| {
+        if e.contains("://") {
+            e.clone()
+        } else if *secure {
+            format!("https://{e}")
+        } else {
+            format!("http://{e}")
+        }
+    });
+    Some(Location::Object {
+        url: format!("s3://{bucket}/{}", rootdirectory.trim_matches('/')),
+        // The 2.8 driver uses path-style requests whenever it has a regionendpoint.
+        path_style: Some(g.s3_path_style || *forcepathstyle || endpoint.is_some()),
+        endpoint: g.s3_endpoint.clone().or(endpoint),
+        region: g.s3_region.clone().or_else(|| region.clone()),
+        allow_http: Some(g.allow_http || !*secure),
+        keys: accesskey.clone().zip(secretkey.clone()),
+    })
+}
+
 impl Settings {
     pub fn resolve(g: &GlobalArgs) -> Result<Settings> {
-        let (path, registry_config) = match (&g.storage, &g.registry_config) {
-            (Some(p), _) => (p.clone(), None),
+        let (location, registry_config) = match (&g.storage, &g.registry_config) {
+            (Some(p), _) => match p.to_str() {
+                Some(u) if u.contains("://") => (object_location(u.to_owned(), g), None),
+                _ => (Location::Path(p.clone()), None),
+            },
             (None, Some(cfg)) => {
                 let text = std::fs::read_to_string(cfg)
                     .with_context(|| format!("reading {}", cfg.display()))?;
                 let rc =
                     RegistryConfig::parse(&text).with_context(|| format!("{}", cfg.display()))?;
-                match &rc.driver {
-                    Driver::Filesystem { rootdirectory } => (rootdirectory.clone(), Some(rc)),
-                    Driver::S3 { bucket, .. } => bail!(
-                        "{}: the s3 driver (bucket {bucket}) is not supported yet; only the filesystem driver is. \
-                         Point --storage at a local copy or mount of the storage",
-                        cfg.display()
-                    ),
+                let loc = match &rc.driver {
+                    Driver::Filesystem { rootdirectory } => Location::Path(rootdirectory.clone()),
+                    d @ Driver::S3 { .. } => s3_location(d, g).context("s3 driver")?,
                     Driver::Unsupported { name } => bail!(
-                        "{}: the {name} storage driver is not supported yet; only the filesystem driver is",
+                        "{}: stowage reads the filesystem and s3 drivers from a registry config, not {name}; \
+                         pass --storage gs://bucket/rootdirectory or az://container/rootdirectory instead",
                         cfg.display()
                     ),
-                }
+                };
+                (loc, Some(rc))
             }
             (None, None) => bail!(
-                "no storage given: pass --storage PATH (the registry's rootdirectory, e.g. /var/lib/registry), \
-                 set STOWAGE_STORAGE, or pass --registry-config /etc/docker/registry/config.yml"
+                "no storage given: pass --storage PATH (the registry's rootdirectory, e.g. /var/lib/registry) \
+                 or --storage s3://bucket/rootdirectory, set STOWAGE_STORAGE, or pass --registry-config \
+                 /etc/docker/registry/config.yml"
             ),
         };
-        let resolved =
-            resolve_root(&path).with_context(|| format!("opening storage {}", path.display()))?;
-        let fs = FsStorage::open(&resolved.layout_root)
-            .with_context(|| format!("opening storage {}", path.display()))?;
-        let backend = fs.backend();
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
+        let (storage, writable, how, backend): (Arc<dyn Storage>, Arc<dyn StorageWrite>, _, _) =
+            match location {
+                Location::Path(path) => {
+                    let resolved = resolve_root(&path)
+                        .with_context(|| format!("opening storage {}", path.display()))?;
+                    let fs = Arc::new(
+                        FsStorage::open(&resolved.layout_root)
+                            .with_context(|| format!("opening storage {}", path.display()))?,
+                    );
+                    let backend = fs.backend();
+                    (fs.clone(), fs, resolved.how, backend)
+                }
+                Location::Object {
+                    url,
+                    endpoint,
+                    region,
+                    path_style,
+                    allow_http,
+                    keys,
+                } => {
+                    let backend = stowage_storage::BackendKind::ObjectStore {
+                        scheme: url.split("://").next().unwrap_or("").to_owned(),
+                    };
+                    let conc = g
+                        .concurrency
+                        .unwrap_or_else(|| backend.default_concurrency(cores))
+                        .max(1);
+                    let (store, how) = open_object_store(
+                        &url, endpoint, region, path_style, allow_http, keys, conc, g.verbose,
+                    )?;
+                    (store.clone(), store, how, backend)
+                }
+            };
         let concurrency = g
             .concurrency
             .unwrap_or_else(|| backend.default_concurrency(cores))
             .max(1);
         if g.verbose {
-            let how = match resolved.how {
+            let how = match how {
                 RootLayout::RootDirectory => "a registry rootdirectory",
                 RootLayout::LayoutRoot => "the docker/registry/v2 directory",
                 RootLayout::GitLabOmnibus => "a GitLab omnibus registry path",
             };
-            eprintln!("storage: {} ({how})", fs.describe());
+            eprintln!("storage: {} ({how})", storage.describe());
             let why = match &backend {
                 stowage_storage::BackendKind::NetworkFs { fs_type } => {
                     format!(
@@ -81,7 +174,10 @@ impl Settings {
                     format!("{fs_type} is a local filesystem: about two operations per core")
                 }
                 stowage_storage::BackendKind::ObjectStore { scheme } => {
-                    format!("{scheme} object store")
+                    format!(
+                        "{scheme} is an object store: every request is a round trip (tens of ms), so many run at once; \
+                         blob shards and repository sections are listed whole, 1,000 keys per request"
+                    )
                 }
             };
             match g.concurrency {
@@ -98,10 +194,9 @@ impl Settings {
         };
         let tz = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
         let progress = !g.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
-        let fs = Arc::new(fs);
         Ok(Settings {
-            storage: fs.clone(),
-            writable: fs,
+            storage,
+            writable,
             concurrency,
             now,
             tz,
@@ -111,6 +206,72 @@ impl Settings {
             registry_config,
         })
     }
+}
+
+#[cfg(feature = "object-store")]
+#[allow(clippy::too_many_arguments)]
+fn open_object_store(
+    url: &str,
+    endpoint: Option<String>,
+    region: Option<String>,
+    path_style: Option<bool>,
+    allow_http: Option<bool>,
+    keys: Option<(String, String)>,
+    concurrency: usize,
+    verbose: bool,
+) -> Result<(Arc<stowage_objstore::ObjectStorage>, RootLayout)> {
+    let (access_key, secret_key) = keys.unzip();
+    let opts = stowage_objstore::Options {
+        endpoint,
+        region,
+        path_style,
+        allow_http,
+        access_key,
+        secret_key,
+        pool_size: Some(concurrency),
+    };
+    if verbose {
+        eprintln!(
+            "object store: {url}; endpoint {}, region {}, {}{}",
+            opts.endpoint
+                .as_deref()
+                .unwrap_or("from AWS_ENDPOINT_URL or the service default"),
+            opts.region
+                .as_deref()
+                .unwrap_or("from the environment or profile"),
+            match opts.path_style {
+                Some(true) => "path-style requests",
+                Some(false) => "virtual-hosted requests",
+                None => "default addressing",
+            },
+            if opts.access_key.is_some() {
+                "; keys from the registry config"
+            } else {
+                "; credentials from the environment/profile chain"
+            }
+        );
+    }
+    let (s, how) = stowage_objstore::ObjectStorage::open(url, &opts)
+        .with_context(|| format!("opening storage {url}"))?;
+    Ok((Arc::new(s), how))
+}
+
+#[cfg(not(feature = "object-store"))]
+#[allow(clippy::too_many_arguments)]
+fn open_object_store(
+    url: &str,
+    _: Option<String>,
+    _: Option<String>,
+    _: Option<bool>,
+    _: Option<bool>,
+    _: Option<(String, String)>,
+    _: usize,
+    _: bool,
+) -> Result<(Arc<FsStorage>, RootLayout)> {
+    bail!(
+        "{url}: this build of stowage has no object-store support; build it with the default features \
+         (or --features object-store)"
+    )
 }
 
 /// Parse an age like `30d`, `12h`, `90m`, `1w` into seconds.

@@ -370,7 +370,7 @@ pub fn apply_checked<S: StorageWrite>(
                 .map_err(|e| ApplyError::Quarantine(e.to_string()))?;
             let meta = batch.join("batch.json");
             if !meta.exists() {
-                let v = serde_json::json!({"plan": id, "created_at": opts.now, "storage": plan.storage});
+                let v = serde_json::json!({"plan": id, "created_at": opts.now, "storage": plan.storage, "data": storage.quarantine_location(&batch)});
                 std::fs::write(&meta, format!("{v}\n"))
                     .map_err(|e| ApplyError::Quarantine(format!("{}: {e}", meta.display())))?;
             }

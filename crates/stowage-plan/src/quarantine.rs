@@ -111,6 +111,18 @@ fn holds_data(batch: &Path) -> std::io::Result<bool> {
 /// Delete quarantine batches created more than `older_than` seconds before `now`. Returns the
 /// removed batch directories.
 pub fn purge(dir: &Path, older_than: i64, now: Timestamp) -> std::io::Result<Vec<PathBuf>> {
+    purge_in(None, dir, older_than, now)
+}
+
+/// [`purge`], also deleting the data a storage keeps outside the batch directory (an object
+/// store's quarantine prefix). Without a storage, a batch whose record says its data lives
+/// elsewhere is refused rather than orphaned.
+pub fn purge_in(
+    storage: Option<&dyn StorageWrite>,
+    dir: &Path,
+    older_than: i64,
+    now: Timestamp,
+) -> std::io::Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     for batch in batches(dir)? {
         let created = std::fs::read_to_string(batch.join("batch.json"))
@@ -122,6 +134,22 @@ pub fn purge(dir: &Path, older_than: i64, now: Timestamp) -> std::io::Result<Vec
             None => Timestamp::from_system_time(std::fs::metadata(&batch)?.modified()?),
         };
         if created.seconds_until(now) >= older_than {
+            let data = std::fs::read_to_string(batch.join("batch.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["data"].as_str().map(str::to_owned));
+            match (storage, data) {
+                (Some(s), _) => s
+                    .purge_quarantine(&batch)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?,
+                (None, Some(d)) if d.contains("://") => {
+                    return Err(std::io::Error::other(format!(
+                        "{}: its data is in {d}; pass --storage (or --registry-config) so it is purged too",
+                        batch.display()
+                    )));
+                }
+                _ => {}
+            }
             std::fs::remove_dir_all(&batch)?;
             removed.push(batch);
         }

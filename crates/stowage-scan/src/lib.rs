@@ -17,6 +17,12 @@
 //! 3. **Manifests.** Every manifest a revision or a tag names is read once and parsed; index
 //!    children not seen yet are read in a further round.
 //!
+//! On an object store ([`Storage::prefers_tree_listing`]) each blob shard and each repository
+//! section (`_layers`, `_manifests`, `_uploads`) is first listed whole, flat, with sizes and
+//! dates (1,000 keys per request), and the same code then runs over that snapshot: one
+//! request per thousand links instead of one per directory and per file. Only tag `current`
+//! links, manifests and odd-sized links are read.
+//!
 //! Nothing is read twice, nothing is stat-ed that a listing already told us. Problems become
 //! [`Finding`]s with their paths and the scan goes on; a repository that could not be read
 //! completely is marked `complete = false`, so no plan ever deletes on its strength.
@@ -25,7 +31,11 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod snapshot;
 mod verify;
+
+use snapshot::Snapshot;
+use std::sync::Arc;
 
 pub use verify::{VerifyOptions, verify_blobs};
 
@@ -43,7 +53,7 @@ use stowage_model::inventory::{
 use stowage_model::manifest::{self, ManifestKind};
 use stowage_model::name::{RepositoryName, is_valid_tag};
 use stowage_model::time::Timestamp;
-use stowage_storage::{EntryKind, ErrorKind, Storage, StorageError};
+use stowage_storage::{EntryKind, ErrorKind, Meta, Storage, StorageError};
 
 /// The registry refuses manifest bodies over 4 MiB (`maxManifestBodySize` in 2.8); anything
 /// larger stored as a manifest was not written by it.
@@ -512,6 +522,43 @@ impl<'a> Ctx<'a> {
         Ok(out)
     }
 
+    /// On backends that prefer it (object stores), list the whole subtree at `path` in one
+    /// go; `None` on the others, which walk it directory by directory.
+    fn take_snapshot(&self, path: &str) -> Result<Option<Arc<Snapshot>>, StorageError> {
+        if !self.storage.prefers_tree_listing() {
+            return Ok(None);
+        }
+        Snapshot::take(self.storage, path).map(|s| Some(Arc::new(s)))
+    }
+
+    /// [`Ctx::list`], answered by the snapshot when it covers `path`.
+    fn list_in(&self, snap: Option<&Snapshot>, path: &str) -> Result<Vec<Ent>, StorageError> {
+        match snap {
+            Some(sn) if sn.covers(path) => {
+                let out: Vec<Ent> = sn
+                    .list(path)?
+                    .map(|(n, kind)| Ent {
+                        name: n.to_owned(),
+                        kind,
+                    })
+                    .collect();
+                self.progress
+                    .paths
+                    .fetch_add(out.len() as u64, Ordering::Relaxed);
+                Ok(out)
+            }
+            _ => self.list(path),
+        }
+    }
+
+    /// `Storage::stat`, answered by the snapshot when it covers `path`.
+    fn stat_in(&self, snap: Option<&Snapshot>, path: &str) -> Result<Meta, StorageError> {
+        match snap {
+            Some(sn) if sn.covers(path) => sn.stat(path),
+            _ => self.storage.stat(path),
+        }
+    }
+
     /// Record a path whose contents the scan could not see (blocks deletion plans).
     fn unseen(&self, path: &str) {
         self.unlisted
@@ -594,7 +641,10 @@ impl<'a> Ctx<'a> {
     }
 
     fn scan_shard(&self, path: String, shard: String) {
-        let entries = match self.list(&path) {
+        let entries = match self
+            .take_snapshot(&path)
+            .and_then(|snap| Ok((self.list_in(snap.as_deref(), &path)?, snap)))
+        {
             Ok(e) => e,
             Err(e) => {
                 // Manifests stored here would look missing, and what they reference unreferenced.
@@ -602,6 +652,7 @@ impl<'a> Ctx<'a> {
                 return self.storage_finding(&e, "cannot list blob shard");
             }
         };
+        let (entries, snap) = entries;
         if entries.is_empty() {
             self.finding(
                 FindingKind::EmptyDirectory,
@@ -637,7 +688,7 @@ impl<'a> Ctx<'a> {
                 continue;
             }
             let data = format!("{dir}/data");
-            match self.storage.stat(&data) {
+            match self.stat_in(snap.as_deref(), &data) {
                 Ok(m) => {
                     self.progress.blobs.fetch_add(1, Ordering::Relaxed);
                     out.push(BlobFile { digest: h, size: m.size, modified: m.modified, created: m.created });
@@ -773,19 +824,24 @@ impl<'a> Ctx<'a> {
         let mut has_tags_dir = false;
         if m {
             let mpath = format!("{base}/_manifests");
-            match self.list(&mpath) {
-                Ok(entries) => {
+            let listed = self
+                .take_snapshot(&mpath)
+                .and_then(|snap| Ok((self.list_in(snap.as_deref(), &mpath)?, snap)));
+            match listed {
+                Ok((entries, snap)) => {
                     for e in entries {
                         let p = format!("{mpath}/{}", e.name);
                         match (e.name.as_str(), e.kind) {
                             ("revisions", EntryKind::Dir) => {
                                 let repo = repo.clone();
-                                s.spawn(move |_| self.scan_revisions(repo, p));
+                                let snap = snap.clone();
+                                s.spawn(move |_| self.scan_revisions(repo, p, snap));
                             }
                             ("tags", EntryKind::Dir) => {
                                 has_tags_dir = true;
                                 let repo = repo.clone();
-                                s.spawn(move |s| self.scan_tags(s, repo, p));
+                                let snap = snap.clone();
+                                s.spawn(move |s| self.scan_tags(s, repo, p, snap));
                             }
                             (_, EntryKind::Dir) => self.finding(
                                 FindingKind::ForeignMetadata,
@@ -823,6 +879,7 @@ impl<'a> Ctx<'a> {
 
     /// Stat (and, when needed, read) one link file whose path names `path_digest`.
     /// `None` when there is no link file (a finding says why).
+    #[allow(clippy::too_many_arguments)]
     fn link_at(
         &self,
         repo: &str,
@@ -831,12 +888,13 @@ impl<'a> Ctx<'a> {
         kind: LinkKind,
         tag: Option<&str>,
         odd: &mut Vec<OddLink>,
+        snap: Option<&Snapshot>,
     ) -> Option<Link> {
         let file = format!("{dir}/link");
         if self.opts.verify_links {
-            self.inspect_link_dir(dir, kind);
+            self.inspect_link_dir(dir, kind, snap);
         }
-        let meta = match self.storage.stat(&file) {
+        let meta = match self.stat_in(snap, &file) {
             Ok(m) => m,
             Err(e) if e.is_not_found() => {
                 let why = match kind {
@@ -886,8 +944,10 @@ impl<'a> Ctx<'a> {
     /// `check` only: list a `<alg>/<hex>/` directory and report whatever else is in it
     /// (interrupted atomic writes of registry 3.1+, schema 1 signature links, other tools'
     /// metadata). The default scan does not list these directories: one stat says enough.
-    fn inspect_link_dir(&self, dir: &str, kind: LinkKind) {
-        let Ok(entries) = self.list(dir) else { return };
+    fn inspect_link_dir(&self, dir: &str, kind: LinkKind, snap: Option<&Snapshot>) {
+        let Ok(entries) = self.list_in(snap, dir) else {
+            return;
+        };
         for e in entries {
             let p = format!("{dir}/{}", e.name);
             match (e.name.as_str(), e.kind) {
@@ -989,11 +1049,12 @@ impl<'a> Ctx<'a> {
         dir: &str,
         kind: LinkKind,
         tag: Option<&str>,
+        snap: Option<&Snapshot>,
     ) -> (Vec<Link>, Vec<OddLink>, Vec<(Digest, Option<Digest>)>, bool) {
         let mut links = Vec::new();
         let mut odd = Vec::new();
         let mut aliases = Vec::new();
-        let algs = match self.list(dir) {
+        let algs = match self.list_in(snap, dir) {
             Ok(a) => a,
             Err(e) if e.is_not_found() && kind == LinkKind::TagIndex => {
                 return (links, odd, aliases, true);
@@ -1010,7 +1071,7 @@ impl<'a> Ctx<'a> {
                 self.unexpected_file(&apath, "expected an algorithm directory");
                 continue;
             }
-            let hexes = match self.list(&apath) {
+            let hexes = match self.list_in(snap, &apath) {
                 Ok(h) => h,
                 Err(e) => {
                     self.storage_finding(&e, "cannot list links");
@@ -1027,7 +1088,8 @@ impl<'a> Ctx<'a> {
                 if alg.name == "sha256" {
                     match Sha256::from_hex(hx.name.as_bytes()) {
                         Some(h) => {
-                            if let Some(l) = self.link_at(repo, &hdir, h, kind, tag, &mut odd) {
+                            if let Some(l) = self.link_at(repo, &hdir, h, kind, tag, &mut odd, snap)
+                            {
                                 links.push(l);
                             }
                         }
@@ -1081,8 +1143,15 @@ impl<'a> Ctx<'a> {
     }
 
     fn scan_layers(&self, repo: String, dir: String) {
+        let snap = match self.take_snapshot(&dir) {
+            Ok(s) => s,
+            Err(e) => {
+                self.storage_finding(&e, "cannot list links");
+                return self.fragment(Fragment::Incomplete { repo });
+            }
+        };
         let (links, odd, aliases, complete) =
-            self.scan_link_family(&repo, &dir, LinkKind::Layer, None);
+            self.scan_link_family(&repo, &dir, LinkKind::Layer, None, snap.as_deref());
         if !complete {
             self.fragment(Fragment::Incomplete { repo: repo.clone() });
         }
@@ -1094,17 +1163,23 @@ impl<'a> Ctx<'a> {
         });
     }
 
-    fn scan_revisions(&self, repo: String, dir: String) {
+    fn scan_revisions(&self, repo: String, dir: String, snap: Option<Arc<Snapshot>>) {
         let (links, odd, _, complete) =
-            self.scan_link_family(&repo, &dir, LinkKind::Revision, None);
+            self.scan_link_family(&repo, &dir, LinkKind::Revision, None, snap.as_deref());
         if !complete {
             self.fragment(Fragment::Incomplete { repo: repo.clone() });
         }
         self.fragment(Fragment::Revisions { repo, links, odd });
     }
 
-    fn scan_tags<'s>(&'s self, s: &rayon::Scope<'s>, repo: String, dir: String) {
-        let tags = match self.list(&dir) {
+    fn scan_tags<'s>(
+        &'s self,
+        s: &rayon::Scope<'s>,
+        repo: String,
+        dir: String,
+        snap: Option<Arc<Snapshot>>,
+    ) {
+        let tags = match self.list_in(snap.as_deref(), &dir) {
             Ok(t) => t,
             Err(e) => {
                 self.storage_finding(&e, "cannot list tags");
@@ -1125,14 +1200,26 @@ impl<'a> Ctx<'a> {
                 );
             }
             let repo = repo.clone();
-            s.spawn(move |_| self.scan_tag(repo, t.name, tdir));
+            let snap = snap.clone();
+            s.spawn(move |_| self.scan_tag(repo, t.name, tdir, snap));
         }
     }
 
-    fn scan_tag(&self, repo: String, name: String, dir: String) {
+    fn scan_tag(&self, repo: String, name: String, dir: String, snap: Option<Arc<Snapshot>>) {
+        let snap = snap.as_deref();
         let mut odd = Vec::new();
         let cpath = format!("{dir}/current/link");
-        let current = match self.storage.read_with_meta(&cpath, MAX_LINK_LEN) {
+        // A snapshot already says whether the link exists: no GET for a missing one.
+        let read = match snap {
+            // Its date from the listing, like every other date on this backend.
+            Some(sn) if sn.covers(&cpath) => sn.stat(&cpath).and_then(|m| {
+                self.storage
+                    .read(&cpath, MAX_LINK_LEN)
+                    .map(|bytes| (bytes, m))
+            }),
+            _ => self.storage.read_with_meta(&cpath, MAX_LINK_LEN),
+        };
+        let current = match read {
             Ok((bytes, meta)) => match parse_link(&bytes) {
                 Ok(d) => Some(CurrentLink {
                     target: Some(self.intern(&d)),
@@ -1168,8 +1255,7 @@ impl<'a> Ctx<'a> {
                 // Present but unreadable: the tag exists and names something unknown, which
                 // makes the repository's tags unsure (all its revisions are kept).
                 let modified = self
-                    .storage
-                    .stat(&cpath)
+                    .stat_in(snap, &cpath)
                     .map(|m| m.modified)
                     .unwrap_or_default();
                 Some(CurrentLink {
@@ -1188,6 +1274,7 @@ impl<'a> Ctx<'a> {
             &format!("{dir}/index"),
             LinkKind::TagIndex,
             Some(&name),
+            snap,
         );
         odd.extend(o);
         if !complete {
@@ -1205,7 +1292,10 @@ impl<'a> Ctx<'a> {
     }
 
     fn scan_uploads(&self, repo: String, dir: String) {
-        let entries = match self.list(&dir) {
+        let listed = self
+            .take_snapshot(&dir)
+            .and_then(|snap| Ok((self.list_in(snap.as_deref(), &dir)?, snap)));
+        let (entries, snap) = match listed {
             Ok(e) => e,
             Err(e) => return self.storage_finding(&e, "cannot list uploads"),
         };
@@ -1223,12 +1313,12 @@ impl<'a> Ctx<'a> {
                     "upload directory not named by a UUID; counted as an upload",
                 );
             }
-            uploads.push(self.scan_upload(ent.name, &udir));
+            uploads.push(self.scan_upload(ent.name, &udir, snap.as_deref()));
         }
         self.fragment(Fragment::Uploads { repo, uploads });
     }
 
-    fn scan_upload(&self, id: String, dir: &str) -> Upload {
+    fn scan_upload(&self, id: String, dir: &str, snap: Option<&Snapshot>) -> Upload {
         let mut up = Upload {
             id,
             started_at: None,
@@ -1240,7 +1330,7 @@ impl<'a> Ctx<'a> {
         // Uploads are few; walk them whole so their bytes are exact.
         let mut stack = vec![dir.to_owned()];
         while let Some(d) = stack.pop() {
-            let entries = match self.list(&d) {
+            let entries = match self.list_in(snap, &d) {
                 Ok(e) => e,
                 Err(e) => {
                     self.storage_finding(&e, "cannot list upload");
@@ -1278,7 +1368,7 @@ impl<'a> Ctx<'a> {
                             }
                             continue;
                         }
-                        match self.storage.stat(&p) {
+                        match self.stat_in(snap, &p) {
                             Ok(m) => {
                                 up.total_size += m.size;
                                 up.modified = up.modified.max(m.modified);

@@ -80,4 +80,9 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     fn counters(&self) -> &OpCounters {
         self.inner.counters()
     }
+    // `list_tree` is left to the default walk, so every listed directory and stat-ed file
+    // passes through the faults above; only the strategy is the inner storage's.
+    fn prefers_tree_listing(&self) -> bool {
+        self.inner.prefers_tree_listing()
+    }
 }

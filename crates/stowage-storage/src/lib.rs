@@ -59,6 +59,15 @@ pub struct Entry<'a> {
     pub meta: Option<Meta>,
 }
 
+/// One entry of a recursive listing ([`Storage::list_tree`]): a path relative to the listed
+/// directory (`sha256/ab/<hex>/link`), never a directory.
+#[derive(Debug)]
+pub struct TreeEntry<'a> {
+    pub path: &'a str,
+    pub kind: EntryKind,
+    pub meta: Option<Meta>,
+}
+
 /// How the storage is reached, which decides sensible concurrency defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BackendKind {
@@ -99,6 +108,8 @@ pub struct OpCounters {
     pub reads: AtomicU64,
     pub bytes_read: AtomicU64,
     pub in_flight: AtomicU64,
+    /// Objects written or deleted (object stores: copies and deletes during apply).
+    pub writes: AtomicU64,
 }
 
 /// A snapshot of [`OpCounters`].
@@ -109,6 +120,7 @@ pub struct OpSnapshot {
     pub reads: u64,
     pub bytes_read: u64,
     pub in_flight: u64,
+    pub writes: u64,
 }
 
 impl OpCounters {
@@ -119,6 +131,7 @@ impl OpCounters {
             reads: self.reads.load(Ordering::Relaxed),
             bytes_read: self.bytes_read.load(Ordering::Relaxed),
             in_flight: self.in_flight.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
         }
     }
 
@@ -158,4 +171,119 @@ pub trait Storage: Send + Sync {
 
     /// Operation counters.
     fn counters(&self) -> &OpCounters;
+
+    /// Whether [`Storage::list_tree`] is cheaper than walking with [`Storage::list_dir`] and
+    /// [`Storage::stat`]. Object stores say yes: one paginated listing returns 1,000 keys with
+    /// their size and date per request, where a walk costs a request per directory and per
+    /// file. The scanner then lists whole subtrees (a blob shard, a repository's `_layers`)
+    /// at once.
+    fn prefers_tree_listing(&self) -> bool {
+        false
+    }
+
+    /// Every file below the directory `path` (recursively), with its metadata where the
+    /// backend has it, in no particular order. Directories are not reported: on an object
+    /// store they do not exist, they are only key prefixes. `NotFound` when nothing lies
+    /// below `path`.
+    ///
+    /// The default walks with `list_dir` and `stat` (symbolic links and other non-files are
+    /// reported with their kind and without metadata, never followed).
+    fn list_tree(
+        &self,
+        path: &str,
+        visit: &mut dyn FnMut(TreeEntry<'_>),
+    ) -> Result<(), StorageError> {
+        let mut stack = vec![String::new()];
+        while let Some(rel) = stack.pop() {
+            let dir = join(path, &rel);
+            let mut here: Vec<(String, EntryKind, Option<Meta>)> = Vec::new();
+            let mut bad = None;
+            self.list_dir(&dir, &mut |e| match std::str::from_utf8(e.name) {
+                Ok(n) => here.push((n.to_owned(), e.kind, e.meta)),
+                Err(_) => {
+                    bad = Some(format!("{dir}/{}", String::from_utf8_lossy(e.name)));
+                }
+            })?;
+            if let Some(b) = bad {
+                return Err(StorageError {
+                    kind: ErrorKind::Other,
+                    path: b,
+                    source: Some(std::io::Error::other("name is not UTF-8")),
+                });
+            }
+            for (name, kind, meta) in here {
+                let child = join(&rel, &name);
+                match kind {
+                    EntryKind::Dir => stack.push(child),
+                    EntryKind::File => {
+                        let meta = match meta {
+                            Some(m) => m,
+                            None => self.stat(&join(path, &child))?,
+                        };
+                        visit(TreeEntry {
+                            path: &child,
+                            kind,
+                            meta: Some(meta),
+                        });
+                    }
+                    _ => {
+                        visit(TreeEntry {
+                            path: &child,
+                            kind,
+                            meta: None,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `a/b` from `a` and `b`, where either may be empty.
+pub fn join(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_owned(),
+        (_, true) => a.to_owned(),
+        _ => format!("{a}/{b}"),
+    }
+}
+
+/// Shared and boxed storages are storages (the CLI holds its backend as
+/// `Arc<dyn StorageWrite>`, chosen at run time).
+impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn backend(&self) -> BackendKind {
+        (**self).backend()
+    }
+    fn list_dir(&self, path: &str, visit: &mut dyn FnMut(Entry<'_>)) -> Result<(), StorageError> {
+        (**self).list_dir(path, visit)
+    }
+    fn stat(&self, path: &str) -> Result<Meta, StorageError> {
+        (**self).stat(path)
+    }
+    fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, StorageError> {
+        (**self).read(path, limit)
+    }
+    fn read_with_meta(&self, path: &str, limit: u64) -> Result<(Vec<u8>, Meta), StorageError> {
+        (**self).read_with_meta(path, limit)
+    }
+    fn open(&self, path: &str) -> Result<Box<dyn std::io::Read + Send>, StorageError> {
+        (**self).open(path)
+    }
+    fn counters(&self) -> &OpCounters {
+        (**self).counters()
+    }
+    fn prefers_tree_listing(&self) -> bool {
+        (**self).prefers_tree_listing()
+    }
+    fn list_tree(
+        &self,
+        path: &str,
+        visit: &mut dyn FnMut(TreeEntry<'_>),
+    ) -> Result<(), StorageError> {
+        (**self).list_tree(path, visit)
+    }
 }

@@ -21,6 +21,9 @@ pub enum Driver {
         rootdirectory: String,
         forcepathstyle: bool,
         secure: bool,
+        /// Static keys, when the config holds them (otherwise the usual AWS chain applies).
+        accesskey: Option<String>,
+        secretkey: Option<String>,
     },
     /// A driver stowage does not read yet (named as in the config: gcs, azure, inmemory...).
     Unsupported {
@@ -107,6 +110,8 @@ impl RegistryConfig {
                     rootdirectory: as_string(get(params, "rootdirectory")).unwrap_or_default(),
                     forcepathstyle: as_bool(get(params, "forcepathstyle")).unwrap_or(false),
                     secure: as_bool(get(params, "secure")).unwrap_or(true),
+                    accesskey: as_string(get(params, "accesskey")).filter(|s| !s.is_empty()),
+                    secretkey: as_string(get(params, "secretkey")).filter(|s| !s.is_empty()),
                 },
                 other => Driver::Unsupported {
                     name: other.to_string(),
@@ -159,7 +164,7 @@ mod tests {
         .unwrap();
         assert!(c.readonly);
         assert!(
-            matches!(c.driver, Driver::S3 { ref bucket, forcepathstyle: true, secure: false, .. } if bucket == "reg")
+            matches!(c.driver, Driver::S3 { ref bucket, forcepathstyle: true, secure: false, ref accesskey, .. } if bucket == "reg" && accesskey.is_none())
         );
         let g = RegistryConfig::parse("storage:\n  gcs:\n    bucket: x\n").unwrap();
         assert_eq!(g.driver, Driver::Unsupported { name: "gcs".into() });

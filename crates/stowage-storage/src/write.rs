@@ -30,6 +30,48 @@ pub trait StorageWrite: Storage {
 
     /// Whether `dest` can receive moves cheaply (same filesystem: a rename).
     fn check_quarantine(&self, dest: &Path) -> Result<(), StorageError>;
+
+    /// Where the data of the quarantine batch `batch` is kept, for people and for the batch's
+    /// record. The batch directory is always local (it holds the journal); a filesystem keeps
+    /// the data in it too, an object store under a quarantine prefix of its own bucket
+    /// (`<rootdirectory>/stowage-quarantine/<batch name>/`), outside the registry's layout.
+    fn quarantine_location(&self, batch: &Path) -> String {
+        batch.display().to_string()
+    }
+
+    /// Delete the data of quarantine batch `batch` kept outside the batch directory (object
+    /// stores). A filesystem keeps it inside, so purging the directory is enough.
+    fn purge_quarantine(&self, batch: &Path) -> Result<(), StorageError> {
+        let _ = batch;
+        Ok(())
+    }
+}
+
+impl<T: StorageWrite + ?Sized> StorageWrite for std::sync::Arc<T> {
+    fn delete(&self, path: &str) -> Result<bool, StorageError> {
+        (**self).delete(path)
+    }
+    fn remove_empty_dir(&self, path: &str) -> Result<bool, StorageError> {
+        (**self).remove_empty_dir(path)
+    }
+    fn move_to(&self, path: &str, dest: &Path) -> Result<bool, StorageError> {
+        (**self).move_to(path, dest)
+    }
+    fn move_back(&self, src: &Path, path: &str) -> Result<bool, StorageError> {
+        (**self).move_back(src, path)
+    }
+    fn create_dir_all(&self, path: &str) -> Result<(), StorageError> {
+        (**self).create_dir_all(path)
+    }
+    fn check_quarantine(&self, dest: &Path) -> Result<(), StorageError> {
+        (**self).check_quarantine(dest)
+    }
+    fn quarantine_location(&self, batch: &Path) -> String {
+        (**self).quarantine_location(batch)
+    }
+    fn purge_quarantine(&self, batch: &Path) -> Result<(), StorageError> {
+        (**self).purge_quarantine(batch)
+    }
 }
 
 fn gone(e: &std::io::Error) -> bool {

@@ -10,8 +10,10 @@
 #![allow(clippy::unwrap_used)] // test support: a failed fixture write should stop the test
 
 pub mod broken;
+pub mod conformance;
 pub mod random;
 pub mod real;
+pub mod s3;
 
 use std::fs;
 use std::path::{Path, PathBuf};

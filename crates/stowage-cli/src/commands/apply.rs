@@ -79,14 +79,14 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
         Some(ret) => {
             let protect = super::retention::protector(ret, s.now, s.storage.clone())?;
             stowage_plan::apply::apply_checked(
-                &*s.writable,
+                &s.writable,
                 &plan,
                 &opts,
                 Some(&protect),
                 &progress,
             )?
         }
-        None => stowage_plan::apply::apply(&*s.writable, &plan, &opts, &progress)?,
+        None => stowage_plan::apply::apply(&s.writable, &plan, &opts, &progress)?,
     };
     for w in &rep.warnings {
         eprintln!("warning: {w}");
@@ -154,7 +154,7 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
 }
 
 pub fn restore(s: &Settings, a: &RestoreArgs) -> Result<i32> {
-    let rep = stowage_plan::quarantine::restore(&*s.writable, &a.dir)
+    let rep = stowage_plan::quarantine::restore(&s.writable, &a.dir)
         .with_context(|| format!("restoring from {}", a.dir.display()))?;
     let mut out = output::stdout();
     match s.format {
@@ -186,8 +186,21 @@ pub fn purge(g: &GlobalArgs, a: &PurgeArgs) -> Result<i32> {
         Some(n) => Timestamp::parse_rfc3339(n).context("--now")?,
         None => Timestamp::from_system_time(std::time::SystemTime::now()),
     };
-    let removed = stowage_plan::quarantine::purge(&a.dir, age, now)
-        .with_context(|| format!("purging {}", a.dir.display()))?;
+    // Object stores keep quarantined data in the bucket: purging needs the storage too.
+    let storage = if g.storage.is_some() || g.registry_config.is_some() {
+        Some(Settings::resolve(g)?)
+    } else {
+        None
+    };
+    let removed = stowage_plan::quarantine::purge_in(
+        storage
+            .as_ref()
+            .map(|s| &*s.writable as &dyn stowage_storage::StorageWrite),
+        &a.dir,
+        age,
+        now,
+    )
+    .with_context(|| format!("purging {}", a.dir.display()))?;
     for r in &removed {
         println!("purged {}", r.display());
     }

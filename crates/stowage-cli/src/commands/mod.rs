@@ -116,6 +116,16 @@ pub fn load(s: &Settings, verify_links: bool) -> Result<Loaded> {
             st.reads,
             st.bytes_read
         );
+        if let stowage_storage::BackendKind::ObjectStore { scheme } = s.storage.backend() {
+            let n = st.directories_listed + st.stats + st.reads;
+            eprintln!(
+                "{scheme} requests: {} LIST pages, {} HEAD, {} GET: {n} in all, {:.0} per second",
+                st.directories_listed,
+                st.stats,
+                st.reads,
+                n as f64 / started.elapsed().as_secs_f64().max(1e-9)
+            );
+        }
     }
     Ok(Loaded { inv, findings })
 }

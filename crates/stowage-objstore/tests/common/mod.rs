@@ -1,0 +1,80 @@
+//! Shared by the object-store test binaries: a bucket on a loopback moto server, and a
+//! plain `object_store` client to put objects into it the way the registry's driver does.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::{ObjectStoreExt, PutPayload};
+use stowage_objstore::Options;
+use stowage_testkit::s3::{self, S3Server};
+
+pub struct Bucket {
+    pub dir: tempfile::TempDir,
+    pub server: S3Server,
+    pub name: String,
+    client: Arc<AmazonS3>,
+}
+
+impl Bucket {
+    pub fn new(test: &str) -> Option<Bucket> {
+        let dir = tempfile::tempdir().unwrap();
+        let server = S3Server::start(dir.path(), test)?;
+        let name = "stowage-test".to_string();
+        server.bucket(&name);
+        let client = AmazonS3Builder::new()
+            .with_bucket_name(&name)
+            .with_endpoint(server.endpoint())
+            .with_allow_http(true)
+            .with_region(s3::REGION)
+            .with_access_key_id(s3::ACCESS_KEY)
+            .with_secret_access_key(s3::SECRET_KEY)
+            .build()
+            .unwrap();
+        Some(Bucket {
+            dir,
+            server,
+            name,
+            client: Arc::new(client),
+        })
+    }
+
+    pub fn options(&self) -> Options {
+        Options {
+            endpoint: Some(self.server.endpoint()),
+            region: Some(s3::REGION.into()),
+            access_key: Some(s3::ACCESS_KEY.into()),
+            secret_key: Some(s3::SECRET_KEY.into()),
+            ..Options::default()
+        }
+    }
+
+    pub fn url(&self, prefix: &str) -> String {
+        format!("s3://{}/{prefix}", self.name)
+    }
+
+    /// Put one object (one PutObject, as the registry writes links and manifests).
+    pub fn put(&self, key: &str, bytes: &[u8]) {
+        let client = self.client.clone();
+        let key = object_store::path::Path::parse(key).unwrap();
+        let payload = PutPayload::from(bytes.to_vec());
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move { client.put(&key, payload).await })
+            .unwrap();
+    }
+
+    pub fn exists(&self, key: &str) -> bool {
+        let client = self.client.clone();
+        let key = object_store::path::Path::parse(key).unwrap();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move { client.head(&key).await })
+            .is_ok()
+    }
+}
