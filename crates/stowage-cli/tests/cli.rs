@@ -327,9 +327,11 @@ fn storage_resolution_errors_are_clear() {
         .arg(&cfg)
         .output()
         .unwrap();
+    // The s3 driver is supported: with no reachable endpoint or credentials, the error
+    // names the bucket it tried.
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("s3 driver"),
+        String::from_utf8_lossy(&o.stderr).contains("s3://registry"),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );

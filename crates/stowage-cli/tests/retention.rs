@@ -351,3 +351,33 @@ fn a_blocked_plan_is_not_applied() {
     let server = Server::start(&root);
     assert!(server.pull_all(&fx.tagged_refs()).is_empty());
 }
+
+#[test]
+fn the_report_shows_what_a_retention_plan_deletes_per_rule() {
+    let s = stowage_testkit::sample();
+    let root = s.rootdirectory();
+    let dir = s.dir.path();
+    let policy = dir.join("p.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: retention.v1\nkind: RetentionPolicy\npolicies:\n  - id: web\n    scope: {repositories: ['glob:team/app/web']}\n    select: {tags: ['glob:1.0']}\n    otherwise: delete\n",
+    )
+    .unwrap();
+    let plan_file = dir.join("plan.json");
+    ok(&stowage(
+        &root,
+        &["plan", "--policy", policy.to_str().unwrap(), "-o", plan_file.to_str().unwrap(), "--no-progress"],
+    ));
+    let plan: Value = serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    let freed = plan["retention"]["bytes"]["reclaimable_after_gc"].as_u64().unwrap();
+    assert!(freed > 0);
+    let html = dir.join("r.html");
+    let o = stowage(
+        &root,
+        &["report", "--html", html.to_str().unwrap(), "--plan", plan_file.to_str().unwrap(), "--no-progress"],
+    );
+    assert!(o.status.code().is_some_and(|c| c <= 1), "{}", String::from_utf8_lossy(&o.stderr));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("web/otherwise"), "the plan's rule is in the page");
+    assert!(page.contains("\"kind\":\"retention\""), "the plan section is a retention plan");
+}

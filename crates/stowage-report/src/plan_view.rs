@@ -174,10 +174,116 @@ pub fn gc_deletions(plan: &Plan, g: &Graph<'_>) -> Vec<Deletion> {
     out
 }
 
+/// The rule behind a retention decision (`delete: ci/stale (tag x)` -> `ci/stale`).
+fn rule_of(reason: &str) -> String {
+    reason
+        .trim_start_matches("delete: ")
+        .split(" (tag ")
+        .next()
+        .unwrap_or(reason)
+        .to_string()
+}
+
+/// The deletions of a retention plan, by repository and by the rule that deleted each image
+/// (cascades count under their image's rule). Blobs (freed by `apply --gc`) go to the one
+/// repository and rule whose deleted images reference them, else to `(several ...)`.
+pub fn retention_deletions(plan: &Plan, g: &Graph<'_>) -> Vec<Deletion> {
+    let inv = g.inv;
+    let mut out = Vec::new();
+    // (repository, manifest digest) -> rule.
+    let mut rule: BTreeMap<(String, String), String> = BTreeMap::new();
+    if let Some(r) = &plan.retention {
+        for im in r.images.iter().filter(|i| i.decision == "delete") {
+            let why = im.reasons.first().map(|x| rule_of(x)).unwrap_or_default();
+            rule.insert((im.repository.clone(), im.digest.clone()), why.clone());
+            for c in im.cascade.iter().filter(|c| c.decision == "delete") {
+                rule.insert((im.repository.clone(), c.digest.clone()), why.clone());
+            }
+        }
+    }
+    for t in &plan.tags {
+        out.push(Deletion {
+            repository: t.repository.clone(),
+            reason: rule
+                .get(&(t.repository.clone(), t.digest.clone()))
+                .cloned()
+                .or_else(|| t.reasons.first().map(|x| rule_of(x)))
+                .unwrap_or_default(),
+            target: Target::Tag,
+            bytes: 0,
+        });
+    }
+    for m in &plan.manifests {
+        out.push(Deletion {
+            repository: m.repository.clone(),
+            reason: rule
+                .get(&(m.repository.clone(), m.digest.clone()))
+                .cloned()
+                .unwrap_or_else(|| m.reason.clone()),
+            target: Target::Manifest,
+            bytes: 0,
+        });
+    }
+    // Deleted manifests by id, for blob attribution.
+    let mut deleted: BTreeMap<u32, Vec<(String, String)>> = BTreeMap::new();
+    for ((repo, d), why) in &rule {
+        if let Some(id) = d.parse::<Digest>().ok().and_then(|d| inv.id_of(&d)) {
+            deleted.entry(id).or_default().push((repo.clone(), why.clone()));
+        }
+    }
+    let mut scratch = stowage_graph::Scratch::new(g.len());
+    for b in &plan.blobs {
+        let mut owners: Vec<(String, String)> = Vec::new();
+        if let Some(id) = b.digest.parse::<Digest>().ok().and_then(|d| inv.id_of(&d)) {
+            g.for_each_ancestor(id, &mut scratch, |m| {
+                if let Some(v) = deleted.get(&m) {
+                    owners.extend(v.iter().cloned());
+                }
+            });
+        }
+        owners.sort();
+        owners.dedup();
+        let one = |xs: Vec<&String>, several: &str| {
+            let mut xs = xs;
+            xs.sort();
+            xs.dedup();
+            match xs.as_slice() {
+                [] => NO_REPOSITORY.to_string(),
+                [x] => (*x).clone(),
+                _ => several.to_string(),
+            }
+        };
+        out.push(Deletion {
+            repository: one(owners.iter().map(|o| &o.0).collect(), SEVERAL_REPOSITORIES),
+            reason: one(owners.iter().map(|o| &o.1).collect(), "(several rules)"),
+            target: Target::Blob,
+            bytes: b.size,
+        });
+    }
+    for l in &plan.layer_links {
+        out.push(Deletion {
+            repository: l.repository.clone(),
+            reason: l.reason.clone(),
+            target: Target::Link,
+            bytes: 0,
+        });
+    }
+    for t in &plan.tag_index_entries {
+        out.push(Deletion {
+            repository: t.repository.clone(),
+            reason: t.reason.clone(),
+            target: Target::Link,
+            bytes: 0,
+        });
+    }
+    out
+}
+
 /// Summarise a plan for the report. Only GC plans are known today; another kind is an error.
 pub fn plan_impact(plan: &Plan, g: &Graph<'_>) -> Result<PlanImpact, PlanViewError> {
     let deletions = match plan.kind.as_str() {
         "gc" => gc_deletions(plan, g),
+        "retention" => retention_deletions(plan, g),
         other => return Err(PlanViewError::UnknownKind(other.to_string())),
     };
     let (rows, by_reason) = summarize(deletions);
@@ -195,7 +301,7 @@ pub fn plan_impact(plan: &Plan, g: &Graph<'_>) -> Result<PlanImpact, PlanViewErr
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PlanViewError {
-    #[error("plans of kind {0:?} cannot be shown yet (only gc)")]
+    #[error("plans of kind {0:?} cannot be shown (only gc and retention)")]
     UnknownKind(String),
 }
 
