@@ -83,7 +83,7 @@ fn s3_location(d: &Driver, g: &GlobalArgs) -> Option<Location> {
         path_style: Some(g.s3_path_style || *forcepathstyle || endpoint.is_some()),
         endpoint: g.s3_endpoint.clone().or(endpoint),
         region: g.s3_region.clone().or_else(|| region.clone()),
-        allow_http: Some(g.allow_http || !*secure),
+        allow_http: (g.allow_http || !*secure).then_some(true),
         keys: accesskey.clone().zip(secretkey.clone()),
     })
 }

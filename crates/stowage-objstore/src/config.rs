@@ -217,6 +217,19 @@ pub(crate) fn build(url: &ObjectUrl, opts: &Options) -> Result<Built, OpenError>
     if let Some(a) = allow_http {
         client = client.with_allow_http(a);
     }
+    // Say why plainly, before any request (the client's own error is "builder error").
+    let env_allows = env("AWS_ALLOW_HTTP").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if let Some(e) = endpoint.as_deref().filter(|e| e.starts_with("http://"))
+        && allow_http != Some(true)
+        && !env_allows
+    {
+        return Err(OpenError::Url {
+            url: e.to_owned(),
+            why: "plain HTTP to an endpoint that is not on loopback is refused: pass --allow-http \
+                  (or set `secure: false` in the registry config)"
+                .to_owned(),
+        });
+    }
     match url.scheme {
         Scheme::S3 => {
             #[cfg(feature = "aws")]

@@ -80,7 +80,7 @@ pub enum OpenError {
         scheme: &'static str,
         feature: &'static str,
     },
-    #[error("{url}: {source}")]
+    #[error("{url}: cannot configure the client")]
     Build {
         url: String,
         #[source]
@@ -88,7 +88,7 @@ pub enum OpenError {
     },
     #[error("cannot start the object-store runtime: {0}")]
     Runtime(String),
-    #[error("{url}: {source}")]
+    #[error("{url}: cannot list the storage")]
     Storage {
         url: String,
         #[source]
@@ -155,10 +155,12 @@ fn err(path: &str, e: object_store::Error) -> StorageError {
         | object_store::Error::Unauthenticated { .. } => ErrorKind::PermissionDenied,
         _ => ErrorKind::Other,
     };
+    // object_store's messages already spell out their whole chain of causes: keep the text
+    // once, not the chain as well (it would be printed again by every `{:#}`).
     StorageError {
         kind,
         path: path.to_owned(),
-        source: Some(std::io::Error::other(e)),
+        source: Some(std::io::Error::other(e.to_string())),
     }
 }
 
