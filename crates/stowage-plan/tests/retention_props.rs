@@ -89,6 +89,7 @@ fn plan_for(
             created: &HashMap::new(),
             in_use: &sources,
             unsafe_allow_empty: true,
+            pulls: None,
         },
     )
     .unwrap();

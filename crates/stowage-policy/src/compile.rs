@@ -95,6 +95,12 @@ pub struct PinC {
 }
 
 #[derive(Clone, Debug)]
+pub struct PullSourceC {
+    pub path: String,
+    pub max_age: Option<i64>,
+}
+
+#[derive(Clone, Debug)]
 pub struct Compiled {
     pub name: String,
     pub time_source: TimeSource,
@@ -113,6 +119,11 @@ pub struct Compiled {
     pub max_bytes: Option<u64>,
     pub max_fraction: Option<f64>,
     pub policies: Vec<PolicyC>,
+    pub pull_sources: Vec<PullSourceC>,
+    /// Every pull condition and the window it looks back (checked against data coverage).
+    pub pull_windows: Vec<(String, i64)>,
+    /// Whether anything in the policy uses pull data.
+    pub uses_pulls: bool,
 }
 
 /// Every problem of a policy file.
@@ -144,9 +155,41 @@ pub fn compile(f: &PolicyFile) -> Result<Compiled, PolicyErrors> {
         errs.push(format!("settings.timezone: {:?}: {e}", f.settings.timezone));
         jiff::tz::TimeZone::UTC
     });
-    if f.settings.time_source == TimeSource::Pulled {
-        errs.push(no_pull_data("settings.time_source: pulled"));
+    // Pull conditions need a pull source; each window they look back is checked against
+    // the data's coverage at evaluation.
+    let pull_uses = pull_uses(f);
+    if f.settings.pull_sources.is_empty() {
+        for (at, _) in &pull_uses {
+            errs.push(no_pull_data(at));
+        }
     }
+    if f.settings.pull_sources.len() > 1 {
+        errs.push(
+            "settings.pull_sources: one source is supported (the stowage history database)".into(),
+        );
+    }
+    let pull_windows: Vec<(String, i64)> = pull_uses
+        .iter()
+        .filter_map(|(at, d)| {
+            d.as_ref()
+                .and_then(|d| parse_duration(d).ok())
+                .map(|d| (at.clone(), d))
+        })
+        .collect();
+    let pull_sources: Vec<PullSourceC> = f
+        .settings
+        .pull_sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| PullSourceC {
+            path: s.path.clone(),
+            max_age: s.max_age.as_ref().and_then(|t| {
+                parse_duration(t)
+                    .map_err(|e| errs.push(format!("settings.pull_sources[{i}].max_age: {e}")))
+                    .ok()
+            }),
+        })
+        .collect();
     let p = &f.protections;
     let dur = |what: &str, v: &Option<String>, errs: &mut Vec<String>| -> Option<i64> {
         v.as_ref().and_then(|t| {
@@ -309,9 +352,6 @@ pub fn compile(f: &PolicyFile) -> Result<Compiled, PolicyErrors> {
                 }
                 let order_by = r.order_by.unwrap_or(OrderBy::Time);
                 let time_source = r.time_source.unwrap_or(f.settings.time_source);
-                if r.time_source == Some(TimeSource::Pulled) {
-                    errs.push(no_pull_data(&format!("{rat}.time_source: pulled")));
-                }
                 let when = r
                     .when
                     .as_ref()
@@ -387,13 +427,52 @@ pub fn compile(f: &PolicyFile) -> Result<Compiled, PolicyErrors> {
         max_bytes,
         max_fraction: p.limits.max_fraction_per_repository,
         policies,
+        pull_sources,
+        pull_windows,
+        uses_pulls: !pull_uses.is_empty(),
     })
 }
 
 fn no_pull_data(what: &str) -> String {
     format!(
-        "{what}: pull data is not available: stowage cannot record pulls yet, and a pull condition without data would silently never (or always) match"
+        "{what}: needs pull data, and settings.pull_sources is empty; without data a pull condition would silently never (or always) match. Ingest the registry's logs (`stowage usage ingest --db FILE`) and name that database in settings.pull_sources"
     )
+}
+
+/// Every use of pull data in a policy file: (where, window looked back if any).
+pub fn pull_uses(f: &PolicyFile) -> Vec<(String, Option<String>)> {
+    fn walk(c: &Criterion, at: &str, out: &mut Vec<(String, Option<String>)>) {
+        if let Some(d) = &c.pulled_within {
+            out.push((format!("{at}.pulled_within"), Some(d.clone())));
+        }
+        if let Some(d) = &c.not_pulled_within {
+            out.push((format!("{at}.not_pulled_within"), Some(d.clone())));
+        }
+        for (name, list) in [("all", &c.all), ("any", &c.any)] {
+            for (i, x) in list.iter().flatten().enumerate() {
+                walk(x, &format!("{at}.{name}[{i}]"), out);
+            }
+        }
+        if let Some(x) = &c.not {
+            walk(x, &format!("{at}.not"), out);
+        }
+    }
+    let mut out = Vec::new();
+    if f.settings.time_source == TimeSource::Pulled {
+        out.push(("settings.time_source: pulled".to_string(), None));
+    }
+    for p in &f.policies {
+        for (which, rules) in [("keep", &p.keep), ("delete", &p.delete)] {
+            for r in rules.iter() {
+                let at = format!("policies[{}].{which}[{}]", p.id, r.id);
+                if r.time_source == Some(TimeSource::Pulled) {
+                    out.push((format!("{at}.time_source: pulled"), None));
+                }
+                walk(&r.criterion(), &at, &mut out);
+            }
+        }
+    }
+    out
 }
 
 fn compile_when(
@@ -462,11 +541,9 @@ fn compile_crit(
         found.push((n, d.map(Crit::OlderThan)));
     }
     if let Some((n, d)) = dur("pulled_within", &c.pulled_within, errs) {
-        errs.push(no_pull_data(&format!("{at}.pulled_within")));
         found.push((n, d.map(Crit::PulledWithin)));
     }
     if let Some((n, d)) = dur("not_pulled_within", &c.not_pulled_within, errs) {
-        errs.push(no_pull_data(&format!("{at}.not_pulled_within")));
         found.push((n, d.map(Crit::NotPulledWithin)));
     }
     if let Some(cal) = &c.calendar {

@@ -49,6 +49,21 @@ pub struct Inputs<'a, 'g> {
     pub in_use: &'a [LoadedSource],
     /// `--unsafe-allow-empty`.
     pub unsafe_allow_empty: bool,
+    /// Pull data (from the policy's pull source), when the policy uses it.
+    pub pulls: Option<&'a PullData>,
+}
+
+/// Pull data as the evaluation needs it (read by the caller from the pull source).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PullData {
+    /// Where it came from (for messages).
+    pub source: String,
+    /// When the data begins (`None`: no data at all).
+    pub begins: Option<Timestamp>,
+    /// Its newest point.
+    pub ends: Option<Timestamp>,
+    /// (repository, manifest digest `sha256:...`) -> last pull.
+    pub last: HashMap<(String, String), Timestamp>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -291,6 +306,76 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
 
     let repos: Vec<Repo<'_>> = (0..inv.repositories.len())
         .map(|ri| build_units(g, ri))
+        .collect();
+
+    // ---- Pull data ----------------------------------------------------------------------
+    // Coverage first: a pull condition looking back further than the data goes is refused,
+    // never read as "never pulled". Then each image's last pull: its own digest's, or any of
+    // its platform children's (a pull of an index counts for its children and vice versa).
+    let empty_pulls = PullData::default();
+    let pulls = inp.pulls.unwrap_or(&empty_pulls);
+    if p.uses_pulls {
+        match (inp.pulls, pulls.begins) {
+            (None, _) | (_, None) => fatal.push(format!(
+                "the policy uses pull data, but {} holds none: ingest the registry's access logs first (`stowage usage ingest`)",
+                if pulls.source.is_empty() { "the pull source" } else { &pulls.source }
+            )),
+            (Some(_), Some(begins)) => {
+                for (at, window) in &p.pull_windows {
+                    let starts = now.saturating_sub_secs(*window);
+                    if begins > starts {
+                        fatal.push(format!(
+                            "{at}: looks back to {}, but pull data begins at {}: not covered (an image not seen pulled might have been pulled before the data began)",
+                            starts.rfc3339(),
+                            begins.rfc3339()
+                        ));
+                    }
+                }
+                if let (Some(max), Some(ends)) = (p.pull_sources.first().and_then(|s| s.max_age), pulls.ends)
+                    && ends.seconds_until(now) > max
+                {
+                    fatal.push(format!(
+                        "pull data in {} is stale: its newest point is {}, older than max_age {max}s",
+                        pulls.source,
+                        ends.rfc3339()
+                    ));
+                }
+            }
+        }
+    }
+    let pull_times: Vec<HashMap<BlobId, Timestamp>> = repos
+        .iter()
+        .enumerate()
+        .map(|(ri, repo)| {
+            let name = inv.repositories[ri].name.as_str();
+            let mut m = HashMap::new();
+            if pulls.last.is_empty() {
+                return m;
+            }
+            for u in &repo.units {
+                let mut best: Option<Timestamp> = None;
+                let mut stack = vec![u.digest];
+                let mut seen = HashSet::new();
+                while let Some(d) = stack.pop() {
+                    if !seen.insert(d) {
+                        continue;
+                    }
+                    if let Some(&t) = pulls
+                        .last
+                        .get(&(name.to_string(), inv.digest(d).to_string()))
+                    {
+                        best = best.max(Some(t));
+                    }
+                    if let Some(mf) = g.manifest(d) {
+                        stack.extend(mf.children());
+                    }
+                }
+                if let Some(t) = best {
+                    m.insert(u.digest, t);
+                }
+            }
+            m
+        })
         .collect();
 
     // ---- Protections -------------------------------------------------------------------
@@ -556,6 +641,8 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
                 repo: &repos[ri],
                 now,
                 created: inp.created,
+                pulled: &pull_times[ri],
+                pulls_begin: pulls.begins,
             };
             for it in &items {
                 let key = (ri as u32, it.unit, it.tag);
@@ -634,7 +721,7 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
         // so it is kept too (fail closed) without taking a slot.
         let mut ranked: Vec<(Timestamp, BlobId)> = Vec::new();
         for u in repo.units.iter().filter(|u| !u.referrer) {
-            match unit_time(p.time_source, u, repo, inp.created) {
+            match unit_time(p.time_source, u, repo, inp.created, &pull_times[ri]) {
                 Some(t) => ranked.push((t, u.digest)),
                 None => prot_digest
                     .entry((ri as u32, u.digest))
@@ -758,7 +845,7 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
                 repo: ri32,
                 digest: u.digest,
                 kind: u.kind,
-                time: unit_time(p.time_source, u, repo, inp.created),
+                time: unit_time(p.time_source, u, repo, inp.created, &pull_times[ri]),
                 pushed: u.pushed,
                 decision,
                 reasons: dedup(reasons),
@@ -872,6 +959,7 @@ fn unit_time(
     u: &Unit,
     repo: &Repo<'_>,
     created: &HashMap<BlobId, Timestamp>,
+    pulled: &HashMap<BlobId, Timestamp>,
 ) -> Option<Timestamp> {
     match ts {
         TimeSource::Pushed => Some(u.pushed),
@@ -882,7 +970,7 @@ fn unit_time(
             .max()
             .or(Some(u.pushed)),
         TimeSource::Created => created.get(&u.digest).copied(),
-        TimeSource::Pulled => None,
+        TimeSource::Pulled => pulled.get(&u.digest).copied(),
     }
 }
 
@@ -961,9 +1049,25 @@ struct Ctx<'a, 'g> {
     repo: &'a Repo<'g>,
     now: Timestamp,
     created: &'a HashMap<BlobId, Timestamp>,
+    /// Last pull per image of this repository.
+    pulled: &'a HashMap<BlobId, Timestamp>,
+    pulls_begin: Option<Timestamp>,
 }
 
 impl Ctx<'_, '_> {
+    /// Pulled within `window` of now: true when a pull is seen in it; false only when the
+    /// data covers the whole window; otherwise unknown.
+    fn pulled_within(&self, it: &Item, window: i64) -> T3 {
+        let u = &self.repo.units[it.unit];
+        match self.pulled.get(&u.digest) {
+            Some(t) if t.seconds_until(self.now) < window => T3::True,
+            _ => match self.pulls_begin {
+                Some(b) if b <= self.now.saturating_sub_secs(window) => T3::False,
+                _ => T3::Unknown,
+            },
+        }
+    }
+
     fn item_time(&self, ts: TimeSource, it: &Item) -> Option<Timestamp> {
         let u = &self.repo.units[it.unit];
         match (ts, it.tag) {
@@ -972,7 +1076,7 @@ impl Ctx<'_, '_> {
             }
             (TimeSource::TagUpdated, None) | (TimeSource::Pushed, _) => Some(u.pushed),
             (TimeSource::Created, _) => self.created.get(&u.digest).copied(),
-            (TimeSource::Pulled, _) => None,
+            (TimeSource::Pulled, _) => self.pulled.get(&u.digest).copied(),
         }
     }
 
@@ -1213,8 +1317,8 @@ impl Ctx<'_, '_> {
             }
             Crit::Within(d) => age(unknown_time).map_or(T3::Unknown, |a| T3::from(a < *d)),
             Crit::OlderThan(d) => age(unknown_time).map_or(T3::Unknown, |a| T3::from(a >= *d)),
-            // No pull data exists (compile refuses these); unknown is the fail-closed answer.
-            Crit::PulledWithin(_) | Crit::NotPulledWithin(_) => T3::Unknown,
+            Crit::PulledWithin(d) => self.pulled_within(it, *d),
+            Crit::NotPulledWithin(d) => self.pulled_within(it, *d).not(),
             Crit::When(w) => T3::from(self.when(w, it)),
             Crit::All(cs) => {
                 let mut r = T3::True;

@@ -51,7 +51,7 @@ pub enum TimeSource {
     /// The image config's `created` (newest platform for an index). A hint only: reproducible
     /// builds say 1970, and a re-pushed old build looks ancient.
     Created,
-    /// Last pull. Needs pull data (not available yet: such a policy is refused).
+    /// Last pull, from `settings.pull_sources` (an image never seen pulled has no time: kept).
     Pulled,
 }
 
@@ -103,6 +103,31 @@ pub struct Settings {
     /// With `false` such tags stay with their digest.
     #[serde(default = "yes")]
     pub untag: bool,
+    /// Where pull data comes from (`time_source: pulled`, `pulled_within`, `not_pulled_within`).
+    #[serde(default)]
+    pub pull_sources: Vec<PullSource>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PullSourceType {
+    /// stowage's own database (`stowage usage ingest` of the registry's access logs, and its
+    /// notifications received by `stowage serve --history`). Scanners and health checks are
+    /// filtered out at ingest.
+    StowageHistory,
+}
+
+/// A source of pull data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PullSource {
+    #[serde(rename = "type")]
+    pub kind: PullSourceType,
+    /// Relative paths are relative to the policy file.
+    pub path: String,
+    /// Data whose newest point is older than this is stale: the plan is refused (`2h`).
+    #[serde(default)]
+    pub max_age: Option<String>,
 }
 
 fn default_time_source() -> TimeSource {
@@ -123,6 +148,7 @@ impl Default for Settings {
             timezone: default_tz(),
             missing_time: MissingTime::Keep,
             untag: true,
+            pull_sources: Vec::new(),
         }
     }
 }

@@ -22,5 +22,5 @@ pub mod refs;
 pub mod values;
 
 pub use compile::{Compiled, PolicyErrors, compile, parse};
-pub use eval::{Decision, EvalError, Inputs, LoadedSource, Outcome, evaluate};
+pub use eval::{Decision, EvalError, Inputs, LoadedSource, Outcome, PullData, evaluate};
 pub use file::{PolicyFile, json_schema};

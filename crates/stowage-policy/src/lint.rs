@@ -146,11 +146,13 @@ pub fn lint(f: &PolicyFile) -> Vec<Lint> {
                         "last: counts over referrers (signatures, attestations) here; they crowd out images (aws/containers-roadmap#2613)".into(),
                     );
                 }
-                if uses_pull || r.time_source == Some(TimeSource::Pulled) {
+                if (uses_pull || r.time_source == Some(TimeSource::Pulled))
+                    && f.settings.pull_sources.is_empty()
+                {
                     push(
                         "pull-rule-without-source",
                         rat.clone(),
-                        "a pull condition needs pull data, and stowage has no pull source yet: the rule could never match (refused at plan time)".into(),
+                        "a pull condition needs pull data and settings.pull_sources is empty: refused at plan time".into(),
                     );
                 }
                 if r.time_source == Some(TimeSource::Created) {

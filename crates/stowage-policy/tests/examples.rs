@@ -186,9 +186,8 @@ fn signatures() {
 fn the_published_json_schema_is_current() {
     let p = stowage_testkit::workspace_root().join("docs/policy.schema.json");
     let committed = std::fs::read_to_string(&p).unwrap();
-    assert_eq!(
-        committed,
-        stowage_policy::json_schema(),
+    assert!(
+        committed == stowage_policy::json_schema(),
         "docs/policy.schema.json is stale: run `stowage policy schema > docs/policy.schema.json`"
     );
     // And every example validates against its shape: required top-level fields present.

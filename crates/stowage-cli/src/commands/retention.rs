@@ -76,6 +76,7 @@ pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
             created: &created,
             in_use: &sources,
             unsafe_allow_empty: a.unsafe_allow_empty,
+            pulls: None,
         },
     )
     .with_context(|| format!("{}: planning refused", policy_path.display()))?;
@@ -414,6 +415,7 @@ pub fn protector(
                 created: &created,
                 in_use: &sources,
                 unsafe_allow_empty: true,
+                pulls: None,
             },
         )
         .map_err(|e| e.to_string())?;

@@ -161,6 +161,7 @@ pub fn eval_with(
             created,
             in_use: sources,
             unsafe_allow_empty: false,
+            pulls: None,
         },
     )
     .map_err(|e| e.to_string())
@@ -229,4 +230,26 @@ pub fn header(extra_protections: &str) -> String {
     format!(
         "apiVersion: retention.v1\nkind: RetentionPolicy\nprotections:\n  keep_newest_per_repository: 0\n  allow_empty_repository: false\n{extra_protections}\n"
     )
+}
+
+pub fn eval_pulls(
+    inv: &Inventory,
+    yaml: &str,
+    now: Timestamp,
+    pulls: &stowage_policy::PullData,
+) -> Result<Outcome, String> {
+    let p = compile(yaml);
+    let g = Graph::new(inv);
+    stowage_policy::evaluate(
+        &p,
+        &Inputs {
+            graph: &g,
+            now,
+            created: &HashMap::new(),
+            in_use: &[],
+            unsafe_allow_empty: false,
+            pulls: Some(pulls),
+        },
+    )
+    .map_err(|e| e.to_string())
 }
