@@ -115,6 +115,9 @@ pub enum Command {
     Snapshot(crate::commands::snapshot::SnapshotArgs),
     /// Growth per repository between snapshots of a history database.
     History(crate::commands::history::HistoryArgs),
+    /// Last pulls: images never pulled, bytes by last-pull age; `usage ingest` reads the
+    /// registry's access logs into the history database.
+    Usage(crate::commands::usage::UsageArgs),
 }
 
 #[derive(Args, Debug)]

@@ -366,18 +366,44 @@ fn the_report_shows_what_a_retention_plan_deletes_per_rule() {
     let plan_file = dir.join("plan.json");
     ok(&stowage(
         &root,
-        &["plan", "--policy", policy.to_str().unwrap(), "-o", plan_file.to_str().unwrap(), "--no-progress"],
+        &[
+            "plan",
+            "--policy",
+            policy.to_str().unwrap(),
+            "-o",
+            plan_file.to_str().unwrap(),
+            "--no-progress",
+        ],
     ));
     let plan: Value = serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
-    let freed = plan["retention"]["bytes"]["reclaimable_after_gc"].as_u64().unwrap();
+    let freed = plan["retention"]["bytes"]["reclaimable_after_gc"]
+        .as_u64()
+        .unwrap();
     assert!(freed > 0);
     let html = dir.join("r.html");
     let o = stowage(
         &root,
-        &["report", "--html", html.to_str().unwrap(), "--plan", plan_file.to_str().unwrap(), "--no-progress"],
+        &[
+            "report",
+            "--html",
+            html.to_str().unwrap(),
+            "--plan",
+            plan_file.to_str().unwrap(),
+            "--no-progress",
+        ],
     );
-    assert!(o.status.code().is_some_and(|c| c <= 1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.code().is_some_and(|c| c <= 1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let page = std::fs::read_to_string(&html).unwrap();
-    assert!(page.contains("web/otherwise"), "the plan's rule is in the page");
-    assert!(page.contains("\"kind\":\"retention\""), "the plan section is a retention plan");
+    assert!(
+        page.contains("web/otherwise"),
+        "the plan's rule is in the page"
+    );
+    assert!(
+        page.contains("\"kind\":\"retention\""),
+        "the plan section is a retention plan"
+    );
 }

@@ -228,7 +228,10 @@ pub fn retention_deletions(plan: &Plan, g: &Graph<'_>) -> Vec<Deletion> {
     let mut deleted: BTreeMap<u32, Vec<(String, String)>> = BTreeMap::new();
     for ((repo, d), why) in &rule {
         if let Some(id) = d.parse::<Digest>().ok().and_then(|d| inv.id_of(&d)) {
-            deleted.entry(id).or_default().push((repo.clone(), why.clone()));
+            deleted
+                .entry(id)
+                .or_default()
+                .push((repo.clone(), why.clone()));
         }
     }
     let mut scratch = stowage_graph::Scratch::new(g.len());

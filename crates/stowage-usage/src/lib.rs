@@ -21,6 +21,7 @@ pub mod filter;
 pub mod notify;
 pub mod parse;
 pub mod resolve;
+pub mod view;
 
 use std::collections::HashMap;
 
