@@ -270,6 +270,10 @@ pub struct TagsArgs {
     /// Print each tag's full history.
     #[arg(long)]
     pub history: bool,
+    /// Show when each tag's image was last pulled, from this history database's pull data
+    /// (`stowage usage ingest`, or notifications to `stowage serve --history`).
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
