@@ -196,6 +196,9 @@ pub struct UsageStatus {
     pub unresolved_tags: Vec<ExcludedPulls>,
 }
 
+/// A tag set by a push: (repository, tag, time, digest).
+pub type TagPush = (String, String, Timestamp, String);
+
 /// What recording did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Recorded {
@@ -255,7 +258,8 @@ impl Db {
             None => None,
         };
         // (repository, digest, day) -> (pulls, heads, first, last), for newly recorded pulls.
-        let mut daily: BTreeMap<(&str, &str, String), (i64, i64, i64, i64)> = BTreeMap::new();
+        type Day<'a> = (&'a str, &'a str, String);
+        let mut daily: BTreeMap<Day<'_>, (i64, i64, i64, i64)> = BTreeMap::new();
         {
             let mut st = tx
                 .prepare(
@@ -411,7 +415,7 @@ impl Db {
 
     /// Tags set by pushes the store saw (from notifications: they carry tag and digest), for
     /// resolving tag pulls: (repository, tag, time, digest), oldest first.
-    pub fn tag_pushes(&self) -> Result<Vec<(String, String, Timestamp, String)>, HistoryError> {
+    pub fn tag_pushes(&self) -> Result<Vec<TagPush>, HistoryError> {
         let mut st = self
             .conn
             .prepare(

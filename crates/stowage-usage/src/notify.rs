@@ -122,7 +122,9 @@ pub fn parse_envelope(body: &[u8], filter: &Filter) -> Result<Received, NotifyEr
             out.skipped += 1;
             continue;
         }
-        if !digest_ok && !(delete && !e.target.tag.is_empty()) {
+        // A tag delete (3.x) names a tag and no digest; anything else needs a digest.
+        let tag_delete = delete && !e.target.tag.is_empty();
+        if !digest_ok && !tag_delete {
             out.skipped += 1;
             continue;
         }

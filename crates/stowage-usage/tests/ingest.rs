@@ -1,6 +1,8 @@
 //! Ingest through the store: dedupe on re-ingest, filters, tag-at-time, notifications and
 //! logs of the same request, and no input line panics.
 
+#![allow(clippy::unwrap_used)]
+
 use proptest::prelude::*;
 use stowage_history::{Db, SourceKind, UsageAction};
 use stowage_model::time::Timestamp;

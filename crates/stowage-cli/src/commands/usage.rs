@@ -296,6 +296,7 @@ pub fn run(s: &Settings, a: &UsageArgs) -> Result<i32> {
                 "bucket",
             ])?;
             for i in &v.images {
+                let bucket = serde_json::to_value(i.bucket)?;
                 w.write_record([
                     i.repository.as_str(),
                     &i.digest,
@@ -304,10 +305,7 @@ pub fn run(s: &Settings, a: &UsageArgs) -> Result<i32> {
                     &i.size.to_string(),
                     &i.last_pulled.map(|t| t.rfc3339()).unwrap_or_default(),
                     &i.pulls.to_string(),
-                    &serde_json::to_value(i.bucket)?
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
+                    bucket.as_str().unwrap_or_default(),
                 ])?;
             }
             w.flush()?;
