@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 LINES=${1:-1000000}
 OUT=${BENCH_DIR:-bench/out}
 mkdir -p "$OUT"
-cargo build --release --quiet -p stowage-cli
+# Ingest needs no object-store client: the lighter build is the same code path.
+cargo build --release --quiet -p stowage-cli --no-default-features
 S=${CARGO_TARGET_DIR:-target}/release/stowage
 LOG="$OUT/access-$LINES.log"
 if [ ! -f "$LOG" ]; then

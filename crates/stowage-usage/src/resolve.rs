@@ -6,6 +6,8 @@
 //! notification (tag and digest) add exact points. A pull at time `t` is attributed to the
 //! digest with the latest point at or before `t`; a pull before the first point, or of a tag
 //! the storage does not know (deleted since), stays unresolved: kept, reported, never guessed.
+//! Points at the same time (a tree restored with coarse dates) go to the current link, which
+//! the registry writes after the index link; any other tie is unresolved.
 //!
 //! Limit, inherent to the storage: when a tag returned to a digest it had pointed at before
 //! (A, then B, then A again), the index keeps only the latest date for A, so a pull in A's
@@ -17,10 +19,10 @@ use std::collections::HashMap;
 use stowage_model::inventory::Inventory;
 use stowage_model::time::Timestamp;
 
-/// Per (repository, tag): the points (time, digest), sorted.
+/// Per (repository, tag): the points (time, digest, is the current link), sorted.
 #[derive(Clone, Debug, Default)]
 pub struct TagTimeline {
-    tags: HashMap<(String, String), Vec<(Timestamp, String)>>,
+    tags: HashMap<(String, String), Vec<(Timestamp, String, bool)>>,
     storage_scanned: bool,
 }
 
@@ -28,6 +30,7 @@ pub struct TagTimeline {
 pub const NO_STORAGE: &str = "no storage scanned (pass --storage)";
 pub const UNKNOWN_TAG: &str = "tag not in storage (deleted since?)";
 pub const BEFORE_HISTORY: &str = "before the tag's recorded history";
+pub const AMBIGUOUS: &str = "the tag's history has several digests at the same time";
 
 impl TagTimeline {
     /// From a scan of the storage.
@@ -43,12 +46,12 @@ impl TagTimeline {
                     .entry((r.name.as_str().to_string(), tag.name.clone()))
                     .or_default();
                 for l in &tag.index {
-                    v.push((l.modified, inv.digest(l.target).to_string()));
+                    v.push((l.modified, inv.digest(l.target).to_string(), false));
                 }
                 if let Some(c) = tag.current
                     && let Some(target) = c.target
                 {
-                    v.push((c.modified, inv.digest(target).to_string()));
+                    v.push((c.modified, inv.digest(target).to_string(), true));
                 }
             }
         }
@@ -61,7 +64,7 @@ impl TagTimeline {
         self.tags
             .entry((repository.to_string(), tag.to_string()))
             .or_default()
-            .push((at, digest.to_string()));
+            .push((at, digest.to_string(), false));
     }
 
     /// Sort after [`TagTimeline::add`].
@@ -86,11 +89,23 @@ impl TagTimeline {
                 NO_STORAGE
             });
         };
-        let n = v.partition_point(|(t, _)| *t <= at);
+        let n = v.partition_point(|(t, _, _)| *t <= at);
         if n == 0 {
             return Err(BEFORE_HISTORY);
         }
-        Ok(v[n - 1].1.as_str())
+        // Points at the same time (coarse file dates, restored trees): the current link is
+        // written after its index link, so it wins a tie; any other tie is not guessed.
+        let last = v[n - 1].0;
+        let tied: Vec<&(Timestamp, String, bool)> =
+            v[..n].iter().rev().take_while(|p| p.0 == last).collect();
+        let first = tied[0].1.as_str();
+        if tied.iter().all(|p| p.1 == first) {
+            return Ok(first);
+        }
+        match tied.iter().find(|p| p.2) {
+            Some(c) => Ok(c.1.as_str()),
+            None => Err(AMBIGUOUS),
+        }
     }
 }
 
@@ -129,5 +144,21 @@ mod tests {
             tl.resolve("a", "other", t("2026-03-01T00:00:00Z")),
             Err(NO_STORAGE)
         );
+    }
+
+    #[test]
+    fn ties_go_to_the_current_link_or_stay_unresolved() {
+        let mut tl = TagTimeline::default();
+        let at = t("2026-01-01T00:00:00Z");
+        tl.add("a", "x", at, "sha256:22");
+        tl.add("a", "x", at, "sha256:11");
+        tl.finish();
+        assert_eq!(tl.resolve("a", "x", at), Err(AMBIGUOUS));
+        tl.tags
+            .get_mut(&("a".into(), "x".into()))
+            .unwrap()
+            .push((at, "sha256:11".into(), true));
+        tl.finish();
+        assert_eq!(tl.resolve("a", "x", at), Ok("sha256:11"));
     }
 }
