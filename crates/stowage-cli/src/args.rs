@@ -243,6 +243,10 @@ pub struct InventoryArgs {
     /// Also list upload directories.
     #[arg(long)]
     pub uploads: bool,
+    /// Add each blob's last pull (the latest pull of any image needing it) from this history
+    /// database's pull data (`last_pulled`; see docs/usage.md).
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<std::path::PathBuf>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -195,3 +195,27 @@ pub fn build(g: &Graph<'_>, pulls: &PullSummary, now: Timestamp) -> UsageView {
         images,
     }
 }
+
+/// Per blob id: the latest pull of any image that needs it (in any repository), for
+/// `stowage inventory --db`.
+pub fn blob_last_pulled(g: &Graph<'_>, pulls: &PullSummary) -> Vec<Option<Timestamp>> {
+    let v = build(g, pulls, Timestamp::default());
+    let mut out: Vec<Option<Timestamp>> = vec![None; g.len()];
+    let mut scratch = Scratch::new(g.len());
+    for i in &v.images {
+        let Some(t) = i.last_pulled else {
+            continue;
+        };
+        let Ok(d) = i.digest.parse::<stowage_model::digest::Digest>() else {
+            continue;
+        };
+        let Some(id) = g.inv.id_of(&d) else {
+            continue;
+        };
+        g.for_each_descendant(id, &mut scratch, |b| {
+            let x = &mut out[b as usize];
+            *x = Some(x.map_or(t, |y| y.max(t)));
+        });
+    }
+    out
+}
