@@ -219,3 +219,43 @@ pub fn blob_last_pulled(g: &Graph<'_>, pulls: &PullSummary) -> Vec<Option<Timest
     }
     out
 }
+
+/// The report's section (`stowage report --history DB`, the dashboard).
+pub fn report_section(v: &UsageView) -> stowage_report::overview::PullsView {
+    use stowage_report::overview::{PullBucket, PullImage, PullsView};
+    let mut never: Vec<&ImageUsage> = v
+        .images
+        .iter()
+        .filter(|i| i.bucket == Bucket::Never)
+        .collect();
+    never.sort_by(|a, b| {
+        b.size
+            .cmp(&a.size)
+            .then_with(|| (&a.repository, &a.digest).cmp(&(&b.repository, &b.digest)))
+    });
+    PullsView {
+        data_begins: v.data_begins,
+        data_ends: v.data_ends,
+        buckets: v
+            .buckets
+            .iter()
+            .map(|b| PullBucket {
+                label: b.bucket.map(Bucket::label).unwrap_or("-").to_string(),
+                images: b.images,
+                bytes: b.bytes,
+            })
+            .collect(),
+        never_pulled_total: never.len() as u64,
+        never_pulled: never
+            .into_iter()
+            .take(200)
+            .map(|i| PullImage {
+                repository: i.repository.clone(),
+                tags: i.tags.clone(),
+                digest: i.digest.clone(),
+                pushed: i.pushed,
+                size: i.size,
+            })
+            .collect(),
+    }
+}

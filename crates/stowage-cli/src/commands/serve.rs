@@ -158,6 +158,8 @@ fn scan(
         let mut h = stowage_history::Db::open(db)?;
         h.record(&data)?;
         snap.overview.history = Some(h.series(8)?);
+        drop(h);
+        snap.overview.pulls = super::usage::report_section(db, &g, now)?;
     }
     snap.seconds = started.elapsed().as_secs_f64();
     Ok(snap)

@@ -261,6 +261,20 @@ pub fn view(db: &Path, g: &Graph<'_>, now: Timestamp) -> Result<(UsageView, Usag
     ))
 }
 
+/// The report's "Last pulled" section, when the database has pull data.
+pub fn report_section(
+    db: &Path,
+    g: &Graph<'_>,
+    now: Timestamp,
+) -> Result<Option<stowage_report::overview::PullsView>> {
+    let h = Db::open(db)?;
+    if !h.has_usage()? {
+        return Ok(None);
+    }
+    let v = stowage_usage::view::build(g, &h.pull_summary()?, now);
+    Ok(Some(stowage_usage::view::report_section(&v)))
+}
+
 pub fn run(s: &Settings, a: &UsageArgs) -> Result<i32> {
     let Some(db) = &a.db else {
         bail!("--db FILE is needed: the history database with the pull data");
