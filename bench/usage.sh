@@ -30,7 +30,7 @@ tags = [("library/base", "1.0"), ("library/base", "latest"), ("team/app/api", "l
 dig = "sha256:6701c61047c8cf510fdc88b81d8b4986d49da8ea0e31e5dfd20bb56da0140c6e"
 uas = ["docker/24.0.7 go/go1.20.10 git-commit/311b9ff kernel/6.1.0 os/linux arch/amd64 UpstreamClient(Docker-Client/24.0.7 \\(linux\\))",
        "containerd/1.7.2", "cri-o/1.28.1 go/go1.20.10 os/linux arch/amd64"]
-t0 = 1795000000.0  # 2026-11-18
+t0 = 1795518400.0  # 2026-11-24T11:06:40Z, after the sample's tag dates (2026-11-23)
 with open(path, "w") as f:
     for i in range(n):
         t = t0 + i * 0.4

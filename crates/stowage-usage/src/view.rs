@@ -2,7 +2,8 @@
 //! tags --db`, the report and the dashboard show. Pure: graph + pull summary + `now`.
 //!
 //! An *image* is a manifest or index of a repository that no other manifest of the same
-//! repository references (tagged or not). Its last pull is the latest pull of itself or of
+//! repository references (tagged or not), with its referrers (signatures, SBOMs: a manifest
+//! whose `subject` is in the image belongs to it, not an image of its own). Its last pull is the latest pull of itself or of
 //! anything it references (a client pulls an index, then the platform manifest by digest;
 //! either is use of the image). "Never pulled" means: not pulled since the data began;
 //! with no data at all, every image is "no data", never "never pulled".
@@ -127,6 +128,13 @@ pub fn build(g: &Graph<'_>, pulls: &PullSummary, now: Timestamp) -> UsageView {
             if g.parents(id).iter().any(|p| revs.contains(p)) {
                 continue;
             }
+            // A referrer (signature, SBOM) belongs to its subject's image.
+            if g.manifest(id)
+                .and_then(|m| m.subject)
+                .is_some_and(|s| revs.contains(&s))
+            {
+                continue;
+            }
             let digest = inv.digest(id).to_string();
             let mut last: Option<Timestamp> = None;
             let mut n = 0u64;
@@ -136,6 +144,24 @@ pub fn build(g: &Graph<'_>, pulls: &PullSummary, now: Timestamp) -> UsageView {
                 size += g.size(b);
                 members.push(b);
             });
+            // With the referrers of its manifests (in this repository), and theirs.
+            let mut i = 0;
+            while i < members.len() {
+                let m = members[i];
+                i += 1;
+                for &r in g.referrers(m) {
+                    if revs.contains(&r) && !members.contains(&r) {
+                        let mut extra = Vec::new();
+                        g.for_each_descendant(r, &mut scratch, |b| extra.push(b));
+                        for b in extra {
+                            if !members.contains(&b) {
+                                size += g.size(b);
+                                members.push(b);
+                            }
+                        }
+                    }
+                }
+            }
             for &b in &members {
                 if g.manifest(b).is_some() {
                     let d = inv.digest(b).to_string();
