@@ -217,8 +217,10 @@ fn ts_ns(ns: i64) -> Timestamp {
 
 impl Db {
     /// Record events (one transaction). `coverage` is the time range the source saw (all
-    /// log lines, not only manifest requests); `ingest`, for log ingests, gets its
-    /// `recorded` and `duplicates` filled and is stored.
+    /// log lines, not only manifest requests); `ingest`, for log ingests, is stored, with
+    /// this call's `recorded` and `duplicates` added to its own (a long ingest writes its
+    /// events in batches with `ingest: None`, counting what they did, then the last batch
+    /// with the bookkeeping).
     pub fn record_usage(
         &mut self,
         kind: SourceKind,
@@ -341,8 +343,9 @@ impl Db {
             .map_err(e)?;
         }
         if let (Some(id), Some(st)) = (ingest_id, ingest) {
-            st.recorded = out.recorded;
-            st.duplicates = out.duplicates;
+            // Added to what earlier batches of the same ingest recorded (see `record_usage`).
+            st.recorded += out.recorded;
+            st.duplicates += out.duplicates;
             tx.execute(
                 "UPDATE usage_ingest SET recorded = ?2, duplicates = ?3 WHERE id = ?1",
                 params![id, out.recorded as i64, out.duplicates as i64],

@@ -137,6 +137,7 @@ impl<'a> Ingest<'a> {
                     if r.format == Format::Combined {
                         self.combined.push(ev);
                     } else {
+                        self.count(&ev);
                         self.events.push(ev);
                     }
                 }
@@ -205,23 +206,44 @@ impl<'a> Ingest<'a> {
         })
     }
 
-    /// The events (combined-format ones unless logrus lines were present) and bookkeeping.
+    fn count(&mut self, e: &UsageEvent) {
+        if e.ignored.is_some() && e.action == UsageAction::Pull {
+            self.stats.ignored += 1;
+        }
+        if e.action == UsageAction::Pull && e.ignored.is_none() && e.digest.is_none() {
+            self.stats.unresolved += 1;
+        }
+    }
+
+    /// Take the events gathered so far that are final (from logrus and GitLab lines), so a
+    /// long input can be written in batches; combined-format events wait for [`finish`],
+    /// which knows whether logrus lines of the same requests came too.
+    ///
+    /// [`finish`]: Ingest::finish
+    pub fn take_events(&mut self) -> Vec<UsageEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Events gathered and not yet taken (to decide when to take them).
+    pub fn pending(&self) -> usize {
+        self.events.len()
+    }
+
+    /// The remaining events (combined-format ones unless logrus lines were present) and the
+    /// bookkeeping of the whole input.
     pub fn finish(mut self) -> Ingested {
         let mut combined_skipped = 0;
         if self.structured {
             combined_skipped = self.combined_requests;
+            self.combined.clear();
         } else {
             self.stats.requests += self.combined_requests;
             self.stats.manifest_events += self.combined.len() as u64;
-            self.events.append(&mut self.combined);
-        }
-        for e in &self.events {
-            if e.ignored.is_some() && e.action == UsageAction::Pull {
-                self.stats.ignored += 1;
+            let combined = std::mem::take(&mut self.combined);
+            for e in &combined {
+                self.count(e);
             }
-            if e.action == UsageAction::Pull && e.ignored.is_none() && e.digest.is_none() {
-                self.stats.unresolved += 1;
-            }
+            self.events.extend(combined);
         }
         Ingested {
             events: self.events,

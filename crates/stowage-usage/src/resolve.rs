@@ -19,10 +19,13 @@ use std::collections::HashMap;
 use stowage_model::inventory::Inventory;
 use stowage_model::time::Timestamp;
 
-/// Per (repository, tag): the points (time, digest, is the current link), sorted.
+/// One point of a tag's history: (time, digest, is the current link).
+type Point = (Timestamp, String, bool);
+
+/// Per (repository, tag): the points, sorted.
 #[derive(Clone, Debug, Default)]
 pub struct TagTimeline {
-    tags: HashMap<(String, String), Vec<(Timestamp, String, bool)>>,
+    tags: HashMap<(String, String), Vec<Point>>,
     storage_scanned: bool,
 }
 
@@ -96,8 +99,7 @@ impl TagTimeline {
         // Points at the same time (coarse file dates, restored trees): the current link is
         // written after its index link, so it wins a tie; any other tie is not guessed.
         let last = v[n - 1].0;
-        let tied: Vec<&(Timestamp, String, bool)> =
-            v[..n].iter().rev().take_while(|p| p.0 == last).collect();
+        let tied: Vec<&Point> = v[..n].iter().rev().take_while(|p| p.0 == last).collect();
         let first = tied[0].1.as_str();
         if tied.iter().all(|p| p.1 == first) {
             return Ok(first);

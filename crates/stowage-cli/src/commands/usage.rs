@@ -120,6 +120,9 @@ fn open(path: &Path) -> Result<Box<dyn BufRead>> {
     }
 }
 
+/// Events written per transaction during an ingest.
+const BATCH: usize = 200_000;
+
 #[derive(Serialize)]
 struct IngestDocument<'a> {
     schema: String,
@@ -156,6 +159,7 @@ pub fn ingest(g: &GlobalArgs, a: &IngestArgs) -> Result<i32> {
         a.files.clone()
     };
     let mut buf = Vec::with_capacity(4096);
+    let mut batched = stowage_history::Recorded::default();
     for f in &files {
         let name = if f.as_os_str() == "-" {
             "stdin".to_string()
@@ -175,9 +179,20 @@ pub fn ingest(g: &GlobalArgs, a: &IngestArgs) -> Result<i32> {
             n += 1;
             let line = String::from_utf8_lossy(&buf);
             ing.line(&line, || format!("{name}:{n}"));
+            // Write in batches: memory stays bounded on a month of logs (dedupe makes a
+            // batch written before a failure harmless to write again).
+            if ing.pending() >= BATCH {
+                let r = db
+                    .record_usage(SourceKind::Logs, None, 0, &ing.take_events(), None, now)
+                    .with_context(|| format!("recording in {}", a.db.display()))?;
+                batched.recorded += r.recorded;
+                batched.duplicates += r.duplicates;
+            }
         }
     }
     let mut done = ing.finish();
+    done.stats.recorded = batched.recorded;
+    done.stats.duplicates = batched.duplicates;
     done.stats.inputs = files
         .iter()
         .map(|f| f.display().to_string())
