@@ -16,6 +16,10 @@
 #                 log can be read after a failure; its path is printed on stderr)
 #   STORAGE_SECTION_FILE=F  serve the storage named by the YAML `storage:` section in F (e.g. the
 #                 s3 driver) instead of a filesystem rootdirectory; pass - as STORAGE_ROOTDIR
+#   LOG_FORMATTER=text|json  the registry's `log.formatter` (default: text). registry.log holds
+#                 both its logrus lines (stderr) and its combined access log (stdout)
+#   NOTIFY_URL=URL  add a `notifications` endpoint posting events to URL (stowage serve's
+#                 /api/v1/notifications); NOTIFY_SECRET=S sends it as `X-Stowage-Secret: S`
 #
 # The config is read-write with delete enabled (so tests can also delete through the API), and
 # upload purging is disabled: the purger would otherwise delete _uploads/ dirs whose `startedat`
@@ -57,6 +61,21 @@ storage:
       enabled: false
 EOF
 }
+notifications_section() {
+  [ -n "${NOTIFY_URL:-}" ] || return 0
+  cat <<EOF
+notifications:
+  endpoints:
+    - name: stowage
+      url: $NOTIFY_URL
+      timeout: 2s
+      threshold: 5
+      backoff: 1s
+EOF
+  if [ -n "${NOTIFY_SECRET:-}" ]; then
+    printf '      headers:\n        X-Stowage-Secret: [%s]\n' "$NOTIFY_SECRET"
+  fi
+}
 command -v docker-registry >/dev/null 2>&1 || die "docker-registry not found; run scripts/install-test-deps.sh"
 command -v curl >/dev/null 2>&1 || die "curl not found; run scripts/install-test-deps.sh"
 command -v python3 >/dev/null 2>&1 || die "python3 not found; run scripts/install-test-deps.sh"
@@ -89,7 +108,9 @@ try_start() {
 version: 0.1
 log:
   level: info
+  formatter: ${LOG_FORMATTER:-text}
 $(storage_section)
+$(notifications_section)
 http:
   addr: 127.0.0.1:$1
   secret: stowage-serve-not-a-secret

@@ -115,6 +115,9 @@ pub enum Command {
     Snapshot(crate::commands::snapshot::SnapshotArgs),
     /// Growth per repository between snapshots of a history database.
     History(crate::commands::history::HistoryArgs),
+    /// Last pulls: images never pulled, bytes by last-pull age; `usage ingest` reads the
+    /// registry's access logs into the history database.
+    Usage(crate::commands::usage::UsageArgs),
 }
 
 #[derive(Args, Debug)]
@@ -240,6 +243,10 @@ pub struct InventoryArgs {
     /// Also list upload directories.
     #[arg(long)]
     pub uploads: bool,
+    /// Add each blob's last pull (the latest pull of any image needing it) from this history
+    /// database's pull data (`last_pulled`; see docs/usage.md).
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<std::path::PathBuf>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,6 +274,10 @@ pub struct TagsArgs {
     /// Print each tag's full history.
     #[arg(long)]
     pub history: bool,
+    /// Show when each tag's image was last pulled, from this history database's pull data
+    /// (`stowage usage ingest`, or notifications to `stowage serve --history`).
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

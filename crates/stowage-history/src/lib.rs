@@ -6,7 +6,8 @@
 //! two snapshots ([`Db::growth`]) compares repository figures; the report charts
 //! [`Db::series`]. The schema is documented in `docs/history.md`; it is versioned with
 //! SQLite's `user_version` and upgraded by [`MIGRATIONS`] when a database is opened, so users
-//! can query it with SQL (or DuckDB) and older databases keep working.
+//! can query it with SQL (or DuckDB) and older databases keep working. Schema version 2 adds
+//! pull data (module [`usage`]: [`Db::record_usage`], [`Db::pull_summary`]).
 //!
 //! ```no_run
 //! # fn f(data: &stowage_history::SnapshotData) -> Result<(), stowage_history::HistoryError> {
@@ -19,6 +20,8 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod usage;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -27,9 +30,13 @@ use serde::Serialize;
 use stowage_graph::{Graph, Summary, Usage};
 use stowage_model::time::Timestamp;
 use stowage_report::overview::{HistoryLine, HistorySeries};
+pub use usage::{
+    ExcludedPulls, IngestStats, PullDetail, PullRecord, PullSummary, Recorded, SourceInfo,
+    SourceKind, UsageAction, UsageEvent, UsageStatus,
+};
 
 /// Schema migrations, in order: `MIGRATIONS[i]` takes `user_version` `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql")];
+pub const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -322,6 +322,28 @@
   if (D.history && D.history.times.length) lineChart($("#history"), D.history);
   else $("#history-section").hidden = true;
 
+  // ---- last pulled ------------------------------------------------------------------------
+  if (D.pulls) {
+    const U = D.pulls;
+    $("#pulls-section").hidden = false;
+    $("#pulls-note").textContent = U.data_begins
+      ? "pull data from " + date(U.data_begins) + " to " + date(U.data_ends) + " UTC; scanners excluded"
+      : "no pull data yet: images are \u201cno pull data\u201d, not \u201cnever pulled\u201d";
+    const t = el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "last pull"), el("th", { class: "num" }, "images"), el("th", { class: "num" }, "bytes"))));
+    const tb = el("tbody");
+    for (const b of U.buckets) tb.append(el("tr", {}, el("td", {}, b.label), el("td", { class: "num" }, num(b.images)), el("td", { class: "num" }, bytes(b.bytes))));
+    t.append(tb);
+    $("#pulls").append(t);
+    if (U.never_pulled.length) {
+      $("#pulls").append(el("h3", {}, `Never pulled since the data began (${num(U.never_pulled_total)}${U.never_pulled_total > U.never_pulled.length ? ", largest " + U.never_pulled.length + " shown" : ""})`));
+      const n = el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "repository"), el("th", {}, "tags"), el("th", {}, "digest"), el("th", {}, "pushed"), el("th", { class: "num" }, "size"))));
+      const nb = el("tbody");
+      for (const i of U.never_pulled) nb.append(el("tr", {}, el("td", {}, i.repository), el("td", {}, i.tags.length ? i.tags.join(", ") : "(untagged)"), el("td", { title: i.digest }, short(i.digest)), el("td", {}, date(i.pushed)), el("td", { class: "num" }, bytes(i.size))));
+      n.append(nb);
+      $("#pulls").append(n);
+    }
+  }
+
   // ---- plan ------------------------------------------------------------------------------
   if (D.plan) {
     const P = D.plan;

@@ -60,6 +60,34 @@ impl Default for Limits {
     }
 }
 
+/// Last pulls for the report (filled by the caller from the pull data).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PullsView {
+    pub data_begins: Option<Timestamp>,
+    pub data_ends: Option<Timestamp>,
+    /// Freshest first: label, images, bytes (a shared blob counts with its freshest image).
+    pub buckets: Vec<PullBucket>,
+    /// Images never pulled since the data began, largest first (at most 200).
+    pub never_pulled: Vec<PullImage>,
+    pub never_pulled_total: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PullBucket {
+    pub label: String,
+    pub images: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PullImage {
+    pub repository: String,
+    pub tags: Vec<String>,
+    pub digest: String,
+    pub pushed: Timestamp,
+    pub size: u64,
+}
+
 /// Everything the report shows.
 #[derive(Clone, Debug, Serialize)]
 pub struct Overview {
@@ -90,6 +118,9 @@ pub struct Overview {
     /// Growth over recorded snapshots (`--history`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<HistorySeries>,
+    /// Last pulls, when the history database has pull data (docs/usage.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pulls: Option<PullsView>,
     /// Set by the dashboard: it pages blobs through its API.
     pub live: bool,
 }
@@ -553,6 +584,7 @@ pub fn build_with(
         },
         plan: None,
         history: None,
+        pulls: None,
         live: false,
     }
 }

@@ -26,8 +26,8 @@ use crate::{AppState, Snapshot};
         title = "stowage dashboard API",
         description = "Read-only views of a container registry's storage, from the last completed scan. Every error is JSON: {\"error\": message, \"status\": code}. With a token configured, send `Authorization: Bearer TOKEN`."
     ),
-    paths(status, scan, report, repositories, tags, findings, blobs, blobs_csv, metrics, openapi),
-    components(schemas(Status, ScanStarted, ErrorBody, BlobPage, ApiBlob, FindingPage, ApiFinding, Repository, Tag)),
+    paths(status, scan, report, repositories, tags, findings, blobs, blobs_csv, metrics, openapi, crate::notify::notifications, crate::notify::usage),
+    components(schemas(Status, ScanStarted, ErrorBody, crate::notify::NotifyAnswer, BlobPage, ApiBlob, FindingPage, ApiFinding, Repository, Tag)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -63,7 +63,7 @@ pub(crate) fn error(status: StatusCode, msg: impl Into<String>) -> Response {
         .into_response()
 }
 
-fn no_scan_yet(state: &AppState) -> Response {
+pub(crate) fn no_scan_yet(state: &AppState) -> Response {
     let msg = match state.last_error() {
         Some(e) => format!("no completed scan yet; the last attempt failed: {e}"),
         None => "no completed scan yet; the first scan is running".to_string(),
@@ -88,13 +88,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/findings", get(findings))
         .route("/api/v1/blobs", get(blobs))
         .route("/api/v1/blobs.csv", get(blobs_csv))
+        .route(
+            "/api/v1/notifications",
+            axum::routing::post(crate::notify::notifications),
+        )
+        .route("/api/v1/usage", get(crate::notify::usage))
         .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page or API endpoint") })
         .method_not_allowed_fallback(|| async {
             error(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed (this server is read-only: GET, and POST /api/v1/scan)",
+                "method not allowed (this server is read-only: GET, and POST /api/v1/scan and /api/v1/notifications)",
             )
         })
         .layer(middleware::from_fn_with_state(state.clone(), auth))
@@ -102,7 +107,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// Equal in time independent of where the strings differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -120,6 +125,15 @@ async fn auth(State(st): St, req: Request, next: Next) -> Response {
     let Some(token) = st.token.as_deref() else {
         return next.run(req).await;
     };
+    // The registry's webhook authenticates with its shared secret when one is configured.
+    if req.uri().path() == "/api/v1/notifications"
+        && st
+            .notifications
+            .as_ref()
+            .is_some_and(|n| n.secret.is_some())
+    {
+        return next.run(req).await;
+    }
     let h = req.headers();
     let bearer = h
         .get(header::AUTHORIZATION)

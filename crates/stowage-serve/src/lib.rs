@@ -9,7 +9,8 @@
 //!   `POST /api/v1/scan`; at most one runs at a time.
 //! - [`router`] is the whole HTTP surface (tests drive it with `tower::ServiceExt::oneshot`).
 //!   There is no route that serves blob contents, and none that changes anything: the only
-//!   POST starts a read-only scan.
+//!   POST starts a read-only scan, and `POST /api/v1/notifications` (the registry's
+//!   notification webhook, with `--history`) only writes pull data to the history database.
 //! - Every error is JSON (`{"error": ..., "status": ...}`) with a 4xx/5xx status, including
 //!   unknown routes, wrong methods and bad query strings.
 //! - With a token ([`AppState::token`]), every request needs `Authorization: Bearer TOKEN` or
@@ -27,6 +28,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod api;
+mod notify;
 mod snapshot;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -35,6 +37,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 pub use api::{ApiDoc, router};
+pub use notify::{Notifications, NotifyAnswer, SECRET_HEADER};
 pub use snapshot::Snapshot;
 
 /// Produces a fresh snapshot (scans the storage). Errors are shown to the user as text.
@@ -51,10 +54,21 @@ pub struct AppState {
     loader: Loader,
     /// The bearer token every request must carry, when set.
     pub token: Option<String>,
+    /// The pull-data store for `POST /api/v1/notifications` and `GET /api/v1/usage`.
+    pub notifications: Option<Arc<Notifications>>,
 }
 
 impl AppState {
     pub fn new(loader: Loader, token: Option<String>) -> Arc<AppState> {
+        AppState::with_notifications(loader, token, None)
+    }
+
+    /// With the registry's notification webhook recorded into a history database.
+    pub fn with_notifications(
+        loader: Loader,
+        token: Option<String>,
+        notifications: Option<Notifications>,
+    ) -> Arc<AppState> {
         Arc::new(AppState {
             current: RwLock::new(None),
             scanning: AtomicBool::new(false),
@@ -64,6 +78,7 @@ impl AppState {
             last_error: Mutex::new(None),
             loader,
             token,
+            notifications: notifications.map(Arc::new),
         })
     }
 

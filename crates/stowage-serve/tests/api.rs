@@ -478,3 +478,124 @@ async fn over_a_real_socket_with_a_rescan_on_demand() {
     assert_eq!(v["last_success"], "2026-12-01T00:00:00Z");
     server.abort();
 }
+
+fn notify_state(
+    secret: Option<&str>,
+) -> (Arc<AppState>, stowage_testkit::Sample, tempfile::TempDir) {
+    let sample = stowage_testkit::sample();
+    let root = sample.layout_root();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.db");
+    let n = stowage_serve::Notifications {
+        db: std::sync::Mutex::new(stowage_history::Db::open(&path).unwrap()),
+        db_path: path,
+        filter: stowage_usage::Filter::default(),
+        secret: secret.map(str::to_string),
+    };
+    let st = AppState::with_notifications(
+        Arc::new(move || Ok(snapshot(&root))),
+        Some("tok".into()),
+        Some(n),
+    );
+    st.scan_now();
+    (st, sample, dir)
+}
+
+/// An envelope as registry 2.8 posts it: a manifest pull by tag, and a blob pull.
+fn envelope() -> String {
+    serde_json::json!({"events": [
+        {"id": "0a1b", "timestamp": "2026-11-30T10:00:00.123456789Z", "action": "pull",
+         "target": {"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "size": 426,
+                    "digest": "sha256:6701c61047c8cf510fdc88b81d8b4986d49da8ea0e31e5dfd20bb56da0140c6e",
+                    "length": 426, "repository": "library/base",
+                    "url": "http://127.0.0.1:5000/v2/library/base/manifests/sha256:6701c61047c8cf510fdc88b81d8b4986d49da8ea0e31e5dfd20bb56da0140c6e",
+                    "tag": "1.0"},
+         "request": {"id": "6526ea57", "addr": "127.0.0.1:49956", "host": "127.0.0.1:5000", "method": "GET", "useragent": "skopeo/1.9.3"},
+         "actor": {}, "source": {"addr": "host:5000", "instanceID": "c0ffee"}},
+        {"id": "0a1c", "timestamp": "2026-11-30T10:00:00.2Z", "action": "pull",
+         "target": {"mediaType": "application/octet-stream", "size": 411,
+                    "digest": "sha256:cc5e2aaeb89720445fcb3df6d16559b3bac8cf509ed4765ae69cb6a26695086e",
+                    "length": 411, "repository": "library/base"},
+         "request": {"id": "09e5c317", "addr": "127.0.0.1:49960", "method": "GET", "useragent": "skopeo/1.9.3"},
+         "actor": {}, "source": {}}
+    ]})
+    .to_string()
+}
+
+fn post(body: &str, secret: Option<&str>) -> Request<Body> {
+    let mut r = Request::post("/api/v1/notifications").header(
+        header::CONTENT_TYPE,
+        "application/vnd.docker.distribution.events.v1+json",
+    );
+    if let Some(s) = secret {
+        r = r.header("X-Stowage-Secret", s);
+    }
+    r.body(Body::from(body.to_string())).unwrap()
+}
+
+#[tokio::test]
+async fn the_registry_webhook_records_pulls_once_and_checks_its_secret() {
+    let (st, _s, _d) = notify_state(Some("s3cret"));
+    // Valid envelope, right secret (no bearer token needed on this route): 200.
+    let (s, _, b) = call(&st, post(&envelope(), Some("s3cret"))).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["events"], 2);
+    assert_eq!(v["recorded"], 1);
+    assert_eq!(v["skipped"], 1);
+    // The registry retries after a timeout: the same envelope is a duplicate, still 200.
+    let (s, _, b) = call(&st, post(&envelope(), Some("s3cret"))).await;
+    assert_eq!(s, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(
+        (v["recorded"].as_u64(), v["duplicates"].as_u64()),
+        (Some(0), Some(1))
+    );
+    // Wrong or missing secret: 401; malformed body: 400; both JSON errors.
+    let (s, _, _) = call(&st, post(&envelope(), Some("nope"))).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, _) = call(&st, post(&envelope(), None)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, b) = call(&st, post("{\"events\": [", Some("s3cret"))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&b).contains("not a notification envelope"));
+    // Other routes still need the bearer token.
+    let (s, _) = get(&st, "/api/v1/usage").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, b) = call(
+        &st,
+        Request::get("/api/v1/usage")
+            .header(header::AUTHORIZATION, "Bearer tok")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    let pulled: Vec<&Value> = v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["pulls"].as_u64() > Some(0))
+        .collect();
+    assert_eq!(pulled.len(), 1);
+    assert_eq!(pulled[0]["repository"], "library/base");
+    assert_eq!(pulled[0]["bucket"], "week");
+    assert_eq!(v["data_begins"], "2026-11-30T10:00:00.123456789Z");
+}
+
+#[tokio::test]
+async fn without_a_secret_the_webhook_needs_the_bearer_token() {
+    let (st, _s, _d) = notify_state(None);
+    let (s, _, _) = call(&st, post(&envelope(), None)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let mut r = post(&envelope(), None);
+    r.headers_mut()
+        .insert(header::AUTHORIZATION, "Bearer tok".parse().unwrap());
+    let (s, _, _) = call(&st, r).await;
+    assert_eq!(s, StatusCode::OK);
+    // Without --history: 404, so a misconfigured endpoint shows in the registry's log.
+    let (st, _s) = state(None);
+    let (s, _, _) = call(&st, post(&envelope(), None)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

@@ -192,18 +192,29 @@ pub struct Server {
 
 impl Server {
     pub fn start(rootdirectory: &Path) -> Server {
-        Server::start_inner(rootdirectory, None)
+        Server::start_inner(rootdirectory, None, &[])
+    }
+
+    /// With serve.sh's environment options (`SERVE_DIR` for the log, `LOG_FORMATTER`,
+    /// `NOTIFY_URL`, `NOTIFY_SECRET`).
+    pub fn start_env(rootdirectory: &Path, env: &[(&str, &str)]) -> Server {
+        Server::start_inner(rootdirectory, None, env)
     }
 
     /// Serve the storage a YAML `storage:` section names (see [`build_on`]).
     pub fn start_on(storage_section: &Path) -> Server {
-        Server::start_inner(Path::new("-"), Some(storage_section))
+        Server::start_inner(Path::new("-"), Some(storage_section), &[])
     }
 
-    fn start_inner(rootdirectory: &Path, storage_section: Option<&Path>) -> Server {
+    fn start_inner(
+        rootdirectory: &Path,
+        storage_section: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Server {
         require("docker-registry");
         let mut c = Command::new("bash");
         c.arg(script("serve.sh")).arg(rootdirectory);
+        c.envs(env.iter().copied());
         if let Some(f) = storage_section {
             c.env("STORAGE_SECTION_FILE", f);
         }

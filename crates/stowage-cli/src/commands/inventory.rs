@@ -3,7 +3,7 @@
 use anyhow::Result;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use stowage_graph::{BlobKind, Graph, Summary};
-use stowage_model::time::human_bytes;
+use stowage_model::time::{Timestamp, human_bytes};
 use stowage_report::table::{Align, Table, abbreviate};
 use stowage_report::{
     BlobRecordBuilder, LinkRecord, UploadRecord, link_records, schema, upload_records,
@@ -117,6 +117,25 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
             .collect()
     });
 
+    let last_pulled: Option<Vec<Option<Timestamp>>> = match &a.db {
+        Some(db) => {
+            let h = stowage_history::Db::open_existing(db)?;
+            Some(stowage_usage::view::blob_last_pulled(
+                &g,
+                &h.pull_summary()?,
+            ))
+        }
+        None => None,
+    };
+    // With --db, each record gains `last_pulled` (null: not pulled since the data began).
+    #[derive(serde::Serialize)]
+    struct WithPull<'r, R: serde::Serialize> {
+        #[serde(flatten)]
+        record: &'r R,
+        last_pulled: Option<Timestamp>,
+    }
+    let lp = |id: u32| last_pulled.as_ref().and_then(|v| v[id as usize]);
+
     let mut out = output::stdout();
     match s.format {
         Format::Json => {
@@ -139,7 +158,18 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
             out.write_all(b"  \"blobs\": [")?;
             for (n, id) in ids.iter().enumerate() {
                 out.write_all(if n == 0 { b"\n    " } else { b",\n    " })?;
-                serde_json::to_writer(&mut out, &b.record(*id, referenced[*id as usize]))?;
+                let r = b.record(*id, referenced[*id as usize]);
+                if last_pulled.is_some() {
+                    serde_json::to_writer(
+                        &mut out,
+                        &WithPull {
+                            record: &r,
+                            last_pulled: lp(*id),
+                        },
+                    )?;
+                } else {
+                    serde_json::to_writer(&mut out, &r)?;
+                }
             }
             out.write_all(b"\n  ]")?;
             if let Some(l) = &links {
@@ -152,7 +182,18 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
         }
         Format::Ndjson => {
             for id in &ids {
-                output::ndjson(&mut out, &b.record(*id, referenced[*id as usize]))?;
+                let r = b.record(*id, referenced[*id as usize]);
+                if last_pulled.is_some() {
+                    output::ndjson(
+                        &mut out,
+                        &WithPull {
+                            record: &r,
+                            last_pulled: lp(*id),
+                        },
+                    )?;
+                } else {
+                    output::ndjson(&mut out, &r)?;
+                }
             }
             for l in links.iter().flatten() {
                 output::ndjson(&mut out, l)?;
@@ -163,7 +204,7 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
         }
         Format::Csv => {
             let mut w = csv::Writer::from_writer(&mut out);
-            w.write_record([
+            let mut head = vec![
                 "digest",
                 "size",
                 "modified",
@@ -173,26 +214,34 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
                 "repositories",
                 "tags",
                 "path",
-            ])?;
+            ];
+            if last_pulled.is_some() {
+                head.push("last_pulled");
+            }
+            w.write_record(&head)?;
             for id in &ids {
                 let r = &b.record(*id, referenced[*id as usize]);
-                w.write_record([
-                    r.digest.as_str(),
-                    &r.size.to_string(),
-                    &r.modified.rfc3339(),
-                    &r.created.map(|c| c.rfc3339()).unwrap_or_default(),
-                    r.kind.as_str(),
-                    if r.referenced { "true" } else { "false" },
-                    &r.repositories.join(";"),
-                    &r.tags.join(";"),
-                    &r.path,
-                ])?;
+                let mut row: Vec<String> = vec![
+                    r.digest.clone(),
+                    r.size.to_string(),
+                    r.modified.rfc3339(),
+                    r.created.map(|c| c.rfc3339()).unwrap_or_default(),
+                    r.kind.as_str().to_string(),
+                    if r.referenced { "true" } else { "false" }.to_string(),
+                    r.repositories.join(";"),
+                    r.tags.join(";"),
+                    r.path.clone(),
+                ];
+                if last_pulled.is_some() {
+                    row.push(lp(*id).map(|t| t.rfc3339()).unwrap_or_default());
+                }
+                w.write_record(&row)?;
             }
             w.flush()?;
         }
         Format::Table => {
             use std::io::Write;
-            let mut t = Table::new(&[
+            let mut cols = vec![
                 ("DIGEST", Align::Left),
                 ("SIZE", Align::Right),
                 ("MODIFIED", Align::Left),
@@ -200,10 +249,14 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
                 ("REFERENCED", Align::Left),
                 ("REPOSITORIES", Align::Left),
                 ("TAGS", Align::Left),
-            ]);
+            ];
+            if last_pulled.is_some() {
+                cols.push(("LAST PULLED", Align::Left));
+            }
+            let mut t = Table::new(&cols);
             for id in &ids {
                 let r = &b.record(*id, referenced[*id as usize]);
-                t.row(vec![
+                let mut row = vec![
                     short(&r.digest),
                     human_bytes(r.size),
                     r.modified.human(&s.tz),
@@ -215,7 +268,15 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
                     },
                     abbreviate(&r.repositories, 2),
                     abbreviate(&r.tags, 2),
-                ]);
+                ];
+                if last_pulled.is_some() {
+                    row.push(
+                        lp(*id)
+                            .map(|t| t.human(&s.tz))
+                            .unwrap_or_else(|| "-".into()),
+                    );
+                }
+                t.row(row);
             }
             out.write_all(t.render().as_bytes())?;
             if let Some(links) = &links {

@@ -13,6 +13,7 @@ mod retention;
 pub mod serve;
 pub mod snapshot;
 mod tags;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -51,6 +52,14 @@ pub fn run(cli: Cli) -> Result<i32> {
     if let Command::History(a) = &cli.command {
         return history::run(&cli.global, a);
     }
+    // Ingesting logs needs the storage only to resolve tags (optional).
+    if let Command::Usage(usage::UsageArgs {
+        command: Some(usage::UsageCommand::Ingest(a)),
+        ..
+    }) = &cli.command
+    {
+        return usage::ingest(&cli.global, a);
+    }
     let settings = Settings::resolve(&cli.global)?;
     match cli.command {
         Command::Gc(a) => gc::run(&settings, &a),
@@ -68,6 +77,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Serve(a) => serve::run(settings, &a, cli.global.now.is_some()),
         Command::Snapshot(a) => snapshot::run(&settings, &a),
         Command::History(_) => unreachable!("handled above"),
+        Command::Usage(a) => usage::run(&settings, &a),
     }
 }
 

@@ -152,6 +152,7 @@ pub fn run(s: &Settings, a: &ReportArgs) -> Result<i32> {
     }
     if let Some(db) = &a.history {
         an.overview.history = Some(super::snapshot::record_and_chart(db, &g, &an, s)?);
+        an.overview.pulls = super::usage::report_section(db, &g, s.now)?;
     }
     let csv = a.csv.clone().unwrap_or_else(|| default_csv(&a.html));
     // Link the CSV by its name when it sits beside the report, else by its path.

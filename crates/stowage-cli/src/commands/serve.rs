@@ -31,6 +31,12 @@ pub struct ServeArgs {
     /// Record each scan in this history database and chart it on the dashboard.
     #[arg(long, value_name = "DB")]
     pub history: Option<PathBuf>,
+    /// With --history: the registry's notification webhook (`POST /api/v1/notifications`)
+    /// must carry this file's content in the `X-Stowage-Secret` header (docs/usage.md).
+    #[arg(long, value_name = "FILE", requires = "history")]
+    pub notify_secret_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub filter: super::usage::FilterArgs,
     /// Largest blobs embedded in the page (the table pages through all of them).
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub top: usize,
@@ -41,24 +47,25 @@ pub fn run(mut s: Settings, a: &ServeArgs, now_pinned: bool) -> Result<i32> {
     // Scans repeat in the background: no progress display.
     s.progress = false;
     let token = match &a.token_file {
-        Some(f) => {
-            let t = std::fs::read_to_string(f)
-                .with_context(|| format!("reading the token file {}", f.display()))?;
-            let t = t.trim().to_string();
-            if t.is_empty() {
-                bail!("the token file {} is empty", f.display());
-            }
-            if !t.chars().all(|c| c.is_ascii_graphic()) {
-                bail!(
-                    "the token in {} must be printable ASCII without spaces",
-                    f.display()
-                );
-            }
-            Some(t)
-        }
+        Some(f) => Some(read_secret(f)?),
         None => None,
     };
     let addrs = check_bind(&a.listen, token.is_some(), a.unprotected_non_loopback)?;
+    let notifications = match &a.history {
+        Some(db) => {
+            let secret = match &a.notify_secret_file {
+                Some(f) => Some(read_secret(f)?),
+                None => None,
+            };
+            Some(stowage_serve::Notifications {
+                db: std::sync::Mutex::new(stowage_history::Db::open(db)?),
+                db_path: db.clone(),
+                filter: a.filter.filter()?,
+                secret,
+            })
+        }
+        None => None,
+    };
     let interval =
         std::time::Duration::from_secs(parse_age(&a.interval).context("--interval")?.max(1) as u64);
     let fixed_now = s.now;
@@ -75,7 +82,7 @@ pub fn run(mut s: Settings, a: &ServeArgs, now_pinned: bool) -> Result<i32> {
         };
         scan(&settings, now, top, history.as_deref()).map_err(|e| format!("{e:#}"))
     });
-    let state = AppState::new(loader, token);
+    let state = AppState::with_notifications(loader, token, notifications);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -86,19 +93,40 @@ pub fn run(mut s: Settings, a: &ServeArgs, now_pinned: bool) -> Result<i32> {
             .with_context(|| format!("listening on {}", a.listen))?;
         let local = listener.local_addr()?;
         eprintln!(
-            "stowage dashboard on http://{local}/ (API: /api/v1, OpenAPI: /api/openapi.json, metrics: /metrics){}; scanning every {}",
+            "stowage dashboard on http://{local}/ (API: /api/v1, OpenAPI: /api/openapi.json, metrics: /metrics){}; scanning every {}{}",
             if state.token.is_some() {
                 ", bearer token required"
             } else {
                 ""
             },
-            a.interval
+            a.interval,
+            if state.notifications.is_some() {
+                format!("; registry notifications: http://{local}/api/v1/notifications")
+            } else {
+                String::new()
+            }
         );
         stowage_serve::serve(listener, state, interval)
             .await
             .context("serving")
     })?;
     Ok(crate::exit::OK)
+}
+
+/// A token or secret file: printable ASCII, no spaces, surrounding whitespace trimmed.
+fn read_secret(f: &std::path::Path) -> Result<String> {
+    let t = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+    let t = t.trim().to_string();
+    if t.is_empty() {
+        bail!("{} is empty", f.display());
+    }
+    if !t.chars().all(|c| c.is_ascii_graphic()) {
+        bail!(
+            "the secret in {} must be printable ASCII without spaces",
+            f.display()
+        );
+    }
+    Ok(t)
 }
 
 /// One scan for the dashboard (and the history database, when given).
@@ -130,6 +158,8 @@ fn scan(
         let mut h = stowage_history::Db::open(db)?;
         h.record(&data)?;
         snap.overview.history = Some(h.series(8)?);
+        drop(h);
+        snap.overview.pulls = super::usage::report_section(db, &g, now)?;
     }
     snap.seconds = started.elapsed().as_secs_f64();
     Ok(snap)

@@ -21,6 +21,49 @@ struct Document<'a> {
     repository: &'a str,
     generated_at: Timestamp,
     tags: &'a [TagRecord],
+    /// With --db: per tag, its image's last pull.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pulls: Option<&'a [TagPull]>,
+}
+
+/// A tag's image's pulls (the image, and what it references, e.g. an index's children).
+#[derive(Serialize)]
+struct TagPull {
+    tag: String,
+    /// `None`: not pulled since the data began (or no data: see `data_begins`).
+    last_pulled: Option<Timestamp>,
+    pulls: u64,
+    bucket: stowage_usage::view::Bucket,
+    data_begins: Option<Timestamp>,
+}
+
+fn tag_pulls(
+    db: &std::path::Path,
+    g: &Graph<'_>,
+    repo: &str,
+    rows: &[TagRecord],
+    now: Timestamp,
+) -> Result<Vec<TagPull>> {
+    let (v, _) = super::usage::view(db, g, now)?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let img = v
+                .images
+                .iter()
+                .find(|i| i.repository == repo && Some(&i.digest) == r.digest.as_ref());
+            TagPull {
+                tag: r.tag.clone(),
+                last_pulled: img.and_then(|i| i.last_pulled),
+                pulls: img.map_or(0, |i| i.pulls),
+                bucket: img.map_or(
+                    stowage_usage::view::Bucket::of(None, v.data_begins.is_some(), now),
+                    |i| i.bucket,
+                ),
+                data_begins: v.data_begins,
+            }
+        })
+        .collect())
 }
 
 fn kind_label(mt: Option<&str>) -> &'static str {
@@ -64,6 +107,20 @@ pub fn run(s: &Settings, a: &TagsArgs) -> Result<i32> {
     let g = Graph::new(inv);
     let u = stowage_graph::usage(&g);
     let rows = tag_records(&g, &u, ri);
+    let pulls = match &a.db {
+        Some(db) => Some(tag_pulls(db, &g, name, &rows, s.now)?),
+        None => None,
+    };
+    let pull_cell = |i: usize| -> String {
+        let Some(p) = pulls.as_ref().and_then(|p| p.get(i)) else {
+            return String::new();
+        };
+        match p.last_pulled {
+            Some(t) => t.human(&s.tz),
+            None if p.data_begins.is_none() => "no data".into(),
+            None => "never".into(),
+        }
+    };
     let mut out = output::stdout();
     match s.format {
         Format::Json => output::json(
@@ -73,6 +130,7 @@ pub fn run(s: &Settings, a: &TagsArgs) -> Result<i32> {
                 repository: name,
                 generated_at: s.now,
                 tags: &rows,
+                pulls: pulls.as_deref(),
             },
         )?,
         Format::Ndjson => {
@@ -92,8 +150,9 @@ pub fn run(s: &Settings, a: &TagsArgs) -> Result<i32> {
                 "exclusive",
                 "moved",
                 "history",
+                "last_pulled",
             ])?;
-            for r in &rows {
+            for (i, r) in rows.iter().enumerate() {
                 w.write_record([
                     r.repository.as_str(),
                     &r.tag,
@@ -104,12 +163,18 @@ pub fn run(s: &Settings, a: &TagsArgs) -> Result<i32> {
                     &r.exclusive.to_string(),
                     &r.moved.map(|m| m.rfc3339()).unwrap_or_default(),
                     &r.history.len().to_string(),
+                    &pulls
+                        .as_ref()
+                        .and_then(|p| p.get(i))
+                        .and_then(|p| p.last_pulled)
+                        .map(|t| t.rfc3339())
+                        .unwrap_or_default(),
                 ])?;
             }
             w.flush()?;
         }
         Format::Table => {
-            let mut t = Table::new(&[
+            let mut cols = vec![
                 ("TAG", Align::Left),
                 ("DIGEST", Align::Left),
                 ("TYPE", Align::Left),
@@ -118,9 +183,13 @@ pub fn run(s: &Settings, a: &TagsArgs) -> Result<i32> {
                 ("EXCLUSIVE", Align::Right),
                 ("MOVED", Align::Left),
                 ("HISTORY", Align::Right),
-            ]);
-            for r in &rows {
-                t.row(vec![
+            ];
+            if pulls.is_some() {
+                cols.push(("LAST PULLED", Align::Left));
+            }
+            let mut t = Table::new(&cols);
+            for (i, r) in rows.iter().enumerate() {
+                let mut row = vec![
                     r.tag.clone(),
                     r.digest.as_deref().map(short).unwrap_or_else(|| "-".into()),
                     match &r.artifact_type {
@@ -138,7 +207,11 @@ pub fn run(s: &Settings, a: &TagsArgs) -> Result<i32> {
                         .map(|m| m.human(&s.tz))
                         .unwrap_or_else(|| "-".into()),
                     r.history.len().to_string(),
-                ]);
+                ];
+                if pulls.is_some() {
+                    row.push(pull_cell(i));
+                }
+                t.row(row);
             }
             out.write_all(t.render().as_bytes())?;
             if a.history {

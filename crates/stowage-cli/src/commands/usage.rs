@@ -1,0 +1,468 @@
+//! `stowage usage`: which images were pulled when, from the registry's access logs
+//! (`stowage usage ingest`) and notifications (`stowage serve --history DB`), kept in the
+//! history database. Docs: `docs/usage.md`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use stowage_graph::Graph;
+use stowage_history::{Db, IngestStats, SourceKind, UsageStatus};
+use stowage_model::time::{Timestamp, human_age, human_bytes};
+use stowage_report::schema;
+use stowage_report::table::{Align, Table};
+use stowage_usage::view::{Bucket, UsageView};
+use stowage_usage::{Filter, FilterConfig, Ingest, TagTimeline};
+
+use super::inventory::short;
+use super::load;
+use crate::args::{Format, GlobalArgs};
+use crate::output;
+use crate::settings::Settings;
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct UsageArgs {
+    #[command(subcommand)]
+    pub command: Option<UsageCommand>,
+    /// The history database holding the pull data.
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// List every image with its last pull, not only those never pulled.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UsageCommand {
+    /// Read the registry's access logs (files, .gz, or - for stdin) into the database.
+    Ingest(IngestArgs),
+}
+
+/// Which pulls are not use (shared by `usage ingest` and `serve`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct FilterArgs {
+    /// Ignore pulls by user agents matching this glob (case-insensitive; repeatable), in
+    /// addition to the default list of scanners and probes (see docs/usage.md).
+    #[arg(long, value_name = "GLOB")]
+    pub ignore_user_agent: Vec<String>,
+    /// Ignore pulls from this address or CIDR (repeatable): `10.8.0.0/16`.
+    #[arg(long, value_name = "CIDR")]
+    pub ignore_addr: Vec<String>,
+    /// Do not ignore the default scanners and probes.
+    #[arg(long)]
+    pub no_default_ignores: bool,
+    /// A YAML file with `ignore-user-agents`, `ignore-addresses`, `no-default-ignores`
+    /// (added to the flags).
+    #[arg(long, value_name = "FILE")]
+    pub usage_filters: Option<PathBuf>,
+}
+
+impl FilterArgs {
+    pub fn filter(&self) -> Result<Filter> {
+        let mut c = match &self.usage_filters {
+            Some(p) => {
+                let t = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                serde_yaml_ng::from_str::<FilterConfig>(&t)
+                    .with_context(|| format!("{}", p.display()))?
+            }
+            None => FilterConfig::default(),
+        };
+        c.ignore_user_agents
+            .extend(self.ignore_user_agent.iter().cloned());
+        c.ignore_addresses.extend(self.ignore_addr.iter().cloned());
+        c.no_default_ignores |= self.no_default_ignores;
+        Ok(Filter::new(&c)?)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    /// Log files (plain or gzip, detected by content); `-` or none: stdin.
+    pub files: Vec<PathBuf>,
+    /// The history database (created when absent, upgraded when older).
+    #[arg(long, value_name = "FILE")]
+    pub db: PathBuf,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+fn now_of(g: &GlobalArgs) -> Result<Timestamp> {
+    Ok(match &g.now {
+        Some(s) => Timestamp::parse_rfc3339(s).with_context(|| format!("--now {s:?}"))?,
+        None => Timestamp::from_system_time(std::time::SystemTime::now()),
+    })
+}
+
+fn has_storage(g: &GlobalArgs) -> bool {
+    g.storage.is_some() || g.registry_config.is_some()
+}
+
+/// Open a log: gzip when it starts with the gzip magic bytes.
+fn open(path: &Path) -> Result<Box<dyn BufRead>> {
+    let raw: Box<dyn Read> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?)
+    };
+    let mut r = BufReader::with_capacity(1 << 18, raw);
+    let head = r.fill_buf()?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(BufReader::with_capacity(
+            1 << 18,
+            flate2::bufread::MultiGzDecoder::new(r),
+        )))
+    } else {
+        Ok(Box::new(r))
+    }
+}
+
+/// Events written per transaction during an ingest.
+const BATCH: usize = 200_000;
+
+#[derive(Serialize)]
+struct IngestDocument<'a> {
+    schema: String,
+    #[serde(flatten)]
+    stats: &'a IngestStats,
+    combined_skipped: u64,
+    unparseable_examples: &'a [String],
+}
+
+pub fn ingest(g: &GlobalArgs, a: &IngestArgs) -> Result<i32> {
+    let now = now_of(g)?;
+    let filter = a.filter.filter()?;
+    let mut db = Db::open(&a.db)?;
+    // Tag pulls are resolved against the storage's tag history, scanned now.
+    let mut tags = if has_storage(g) {
+        let s = Settings::resolve(g)?;
+        let loaded = load(&s, false)?;
+        TagTimeline::from_inventory(&loaded.inv)
+    } else {
+        eprintln!(
+            "warning: no --storage: pulls by tag cannot be attributed to a digest and are recorded as unresolved"
+        );
+        TagTimeline::default()
+    };
+    for (repo, tag, at, digest) in db.tag_pushes()? {
+        tags.add(&repo, &tag, at, &digest);
+    }
+    tags.finish();
+    let started = std::time::Instant::now();
+    let mut ing = Ingest::new(&filter, &tags);
+    let files: Vec<PathBuf> = if a.files.is_empty() {
+        vec![PathBuf::from("-")]
+    } else {
+        a.files.clone()
+    };
+    let mut buf = Vec::with_capacity(4096);
+    let mut batched = stowage_history::Recorded::default();
+    for f in &files {
+        let name = if f.as_os_str() == "-" {
+            "stdin".to_string()
+        } else {
+            f.display().to_string()
+        };
+        let mut r = open(f)?;
+        let mut n = 0u64;
+        loop {
+            buf.clear();
+            let got = r
+                .read_until(b'\n', &mut buf)
+                .with_context(|| format!("reading {name}"))?;
+            if got == 0 {
+                break;
+            }
+            n += 1;
+            let line = String::from_utf8_lossy(&buf);
+            ing.line(&line, || format!("{name}:{n}"));
+            // Write in batches: memory stays bounded on a month of logs (dedupe makes a
+            // batch written before a failure harmless to write again).
+            if ing.pending() >= BATCH {
+                let r = db
+                    .record_usage(SourceKind::Logs, None, 0, &ing.take_events(), None, now)
+                    .with_context(|| format!("recording in {}", a.db.display()))?;
+                batched.recorded += r.recorded;
+                batched.duplicates += r.duplicates;
+            }
+        }
+    }
+    let mut done = ing.finish();
+    done.stats.recorded = batched.recorded;
+    done.stats.duplicates = batched.duplicates;
+    done.stats.inputs = files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let coverage = done.stats.first_at.zip(done.stats.last_at);
+    let lines = done.stats.lines_read;
+    db.record_usage(
+        SourceKind::Logs,
+        coverage,
+        lines,
+        &done.events,
+        Some(&mut done.stats),
+        now,
+    )
+    .with_context(|| format!("recording in {}", a.db.display()))?;
+    let st = &done.stats;
+    let secs = started.elapsed().as_secs_f64();
+    if g.verbose {
+        eprintln!(
+            "{lines} lines in {secs:.2}s ({:.0} lines/s)",
+            lines as f64 / secs.max(1e-9)
+        );
+    }
+    eprintln!(
+        "{} lines: {} requests, {} manifest requests; recorded {} new events ({} duplicates of earlier ingests), {} pulls ignored by filters, {} tag pulls unresolved, {} other lines, {} unparseable{}",
+        st.lines_read,
+        st.requests,
+        st.manifest_events,
+        st.recorded,
+        st.duplicates,
+        st.ignored,
+        st.unresolved,
+        st.other_lines,
+        st.unparseable,
+        match (st.first_at, st.last_at) {
+            (Some(f), Some(l)) => format!("; covering {} to {}", f.rfc3339(), l.rfc3339()),
+            _ => String::new(),
+        }
+    );
+    if done.combined_skipped > 0 {
+        eprintln!(
+            "note: {} combined-format access-log lines skipped: the same requests are in the registry's logrus lines, which are counted",
+            done.combined_skipped
+        );
+    }
+    for e in &done.examples {
+        eprintln!("unparseable: {e}");
+    }
+    if g.format == Format::Json {
+        let mut out = output::stdout();
+        output::json(
+            &mut out,
+            &IngestDocument {
+                schema: schema("usage-ingest"),
+                stats: st,
+                combined_skipped: done.combined_skipped,
+                unparseable_examples: &done.examples,
+            },
+        )?;
+        out.flush()?;
+    }
+    Ok(crate::exit::OK)
+}
+
+#[derive(Serialize)]
+struct ViewDocument<'a> {
+    schema: String,
+    #[serde(flatten)]
+    view: &'a UsageView,
+    status: &'a UsageStatus,
+}
+
+/// The pull view of a scanned storage (shared with `report`).
+pub fn view(db: &Path, g: &Graph<'_>, now: Timestamp) -> Result<(UsageView, UsageStatus)> {
+    let h = Db::open_existing(db)?;
+    let pulls = h.pull_summary()?;
+    Ok((
+        stowage_usage::view::build(g, &pulls, now),
+        h.usage_status()?,
+    ))
+}
+
+/// The report's "Last pulled" section, when the database has pull data.
+pub fn report_section(
+    db: &Path,
+    g: &Graph<'_>,
+    now: Timestamp,
+) -> Result<Option<stowage_report::overview::PullsView>> {
+    let h = Db::open(db)?;
+    if !h.has_usage()? {
+        return Ok(None);
+    }
+    let v = stowage_usage::view::build(g, &h.pull_summary()?, now);
+    Ok(Some(stowage_usage::view::report_section(&v)))
+}
+
+pub fn run(s: &Settings, a: &UsageArgs) -> Result<i32> {
+    let Some(db) = &a.db else {
+        bail!("--db FILE is needed: the history database with the pull data");
+    };
+    let loaded = load(s, false)?;
+    let g = Graph::new(&loaded.inv);
+    let (v, status) = view(db, &g, s.now)?;
+    let mut out = output::stdout();
+    match s.format {
+        Format::Json => output::json(
+            &mut out,
+            &ViewDocument {
+                schema: schema("usage"),
+                view: &v,
+                status: &status,
+            },
+        )?,
+        Format::Ndjson => {
+            for i in &v.images {
+                output::ndjson(&mut out, i)?;
+            }
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(&mut out);
+            w.write_record([
+                "repository",
+                "digest",
+                "tags",
+                "pushed",
+                "size",
+                "last_pulled",
+                "pulls",
+                "bucket",
+            ])?;
+            for i in &v.images {
+                let bucket = serde_json::to_value(i.bucket)?;
+                w.write_record([
+                    i.repository.as_str(),
+                    &i.digest,
+                    &i.tags.join(";"),
+                    &i.pushed.rfc3339(),
+                    &i.size.to_string(),
+                    &i.last_pulled.map(|t| t.rfc3339()).unwrap_or_default(),
+                    &i.pulls.to_string(),
+                    bucket.as_str().unwrap_or_default(),
+                ])?;
+            }
+            w.flush()?;
+        }
+        Format::Table => table(&mut out, s, a, &v, &status)?,
+    }
+    out.flush()?;
+    Ok(crate::exit::OK)
+}
+
+fn table(
+    out: &mut impl Write,
+    s: &Settings,
+    a: &UsageArgs,
+    v: &UsageView,
+    status: &UsageStatus,
+) -> Result<()> {
+    match (v.data_begins, v.data_ends) {
+        (Some(b), Some(e)) => {
+            writeln!(
+                out,
+                "Pull data from {} to {} ({}).",
+                b.human(&s.tz),
+                e.human(&s.tz),
+                status
+                    .sources
+                    .iter()
+                    .map(|x| x.kind.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )?;
+            let stale = e.seconds_until(v.now);
+            if stale > 2 * 86_400 {
+                writeln!(
+                    out,
+                    "warning: the newest pull data is {} old: ingest newer logs, or check the notification endpoint.",
+                    human_age(stale)
+                )?;
+            }
+        }
+        _ => writeln!(
+            out,
+            "No pull data yet: `stowage usage ingest --db DB LOGS` or notifications to `stowage serve --history DB`. Images are shown as \"no pull data\", not \"never pulled\"."
+        )?,
+    }
+    let mut t = Table::new(&[
+        ("LAST PULL", Align::Left),
+        ("IMAGES", Align::Right),
+        ("BYTES", Align::Right),
+    ]);
+    for b in &v.buckets {
+        t.row(vec![
+            b.bucket.map(Bucket::label).unwrap_or("-").to_string(),
+            b.images.to_string(),
+            human_bytes(b.bytes),
+        ]);
+    }
+    writeln!(out)?;
+    out.write_all(t.render().as_bytes())?;
+    writeln!(
+        out,
+        "BYTES: a blob several images need counts with the most recently pulled of them, so \"never pulled\" bytes are what only never-pulled images need."
+    )?;
+    let list: Vec<_> = v
+        .images
+        .iter()
+        .filter(|i| a.all || i.bucket == Bucket::Never)
+        .collect();
+    if !list.is_empty() {
+        writeln!(
+            out,
+            "\n{}:",
+            if a.all {
+                "Images"
+            } else {
+                "Images never pulled since the data began"
+            }
+        )?;
+        let mut t = Table::new(&[
+            ("REPOSITORY", Align::Left),
+            ("TAGS", Align::Left),
+            ("DIGEST", Align::Left),
+            ("PUSHED", Align::Left),
+            ("SIZE", Align::Right),
+            ("LAST PULLED", Align::Left),
+            ("PULLS", Align::Right),
+        ]);
+        for i in list {
+            t.row(vec![
+                i.repository.clone(),
+                if i.tags.is_empty() {
+                    "(untagged)".into()
+                } else {
+                    i.tags.join(",")
+                },
+                short(&i.digest),
+                i.pushed.human(&s.tz),
+                human_bytes(i.size),
+                match i.last_pulled {
+                    Some(t) => t.human(&s.tz),
+                    None if i.bucket == Bucket::NoData => "no data".into(),
+                    None => "never".into(),
+                },
+                i.pulls.to_string(),
+            ]);
+        }
+        out.write_all(t.render().as_bytes())?;
+    }
+    if !status.ignored.is_empty() {
+        writeln!(out, "\nPulls left out by filters:")?;
+        for x in &status.ignored {
+            writeln!(
+                out,
+                "  {:>8}  {} (last {})",
+                x.pulls,
+                x.reason,
+                x.last_at.human(&s.tz)
+            )?;
+        }
+    }
+    if !status.unresolved.is_empty() {
+        writeln!(out, "\nTag pulls not attributed to a digest (not counted):")?;
+        for x in &status.unresolved {
+            writeln!(out, "  {:>8}  {}", x.pulls, x.reason)?;
+        }
+        for x in status.unresolved_tags.iter().take(10) {
+            writeln!(out, "  {:>8}  {}", x.pulls, x.reason)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,661 @@
+//! Pull data ("usage"): manifest pulls, pushes and deletes from the registry's access logs
+//! and notifications, in the same database as the growth history (schema version 2).
+//!
+//! Writers ([`Db::record_usage`]) hand over [`UsageEvent`]s already parsed, filtered and
+//! resolved (crate `stowage-usage` does that); each carries a stable `key`, so recording the
+//! same request twice (re-ingested logs, a retried notification, the same request seen in a
+//! log and as an event) counts it once. Readers: [`Db::pull_summary`] (what retention
+//! consumes), [`Db::pull_details`], [`Db::usage_status`].
+//!
+//! ```no_run
+//! # fn f() -> Result<(), stowage_history::HistoryError> {
+//! let db = stowage_history::Db::open(std::path::Path::new("history.db"))?;
+//! let s = db.pull_summary()?;
+//! if s.data_begins.is_none() { println!("no pull data"); }
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+use stowage_model::time::Timestamp;
+
+use crate::{Db, HistoryError, sql};
+
+/// What a usage event is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UsageAction {
+    Pull,
+    Push,
+    Delete,
+}
+
+impl UsageAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageAction::Pull => "pull",
+            UsageAction::Push => "push",
+            UsageAction::Delete => "delete",
+        }
+    }
+}
+
+/// Which kind of source saw an event (for coverage).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Logs,
+    Notifications,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Logs => "logs",
+            SourceKind::Notifications => "notifications",
+        }
+    }
+}
+
+/// One manifest request (successful or not) or notification event, ready to store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UsageEvent {
+    /// Stable identity (see the module doc): 16 bytes of a hash.
+    #[serde(skip)]
+    pub key: [u8; 16],
+    pub at: Timestamp,
+    pub action: UsageAction,
+    /// `GET`, `HEAD`, `PUT`, `DELETE` (absent for events that do not say).
+    pub method: Option<String>,
+    pub repository: String,
+    /// As requested: a tag or a digest.
+    pub reference: String,
+    /// The manifest digest; `None` when a tag could not be resolved.
+    pub digest: Option<String>,
+    /// Why the tag was not resolved.
+    pub unresolved: Option<String>,
+    pub status: Option<u16>,
+    pub user_agent: Option<String>,
+    pub remote_addr: Option<String>,
+    pub user: Option<String>,
+    /// The filter that excludes it from pull counts (a scanner, an ignored address).
+    pub ignored: Option<String>,
+    /// `log:text`, `log:json`, `log:combined`, `log:gitlab` or `notification`.
+    pub source: String,
+}
+
+impl UsageEvent {
+    /// Counts as a pull: a successful GET/HEAD (or a pull event), not ignored, digest known.
+    pub fn counts_as_pull(&self) -> bool {
+        self.action == UsageAction::Pull
+            && self.ignored.is_none()
+            && self.digest.is_some()
+            && self.status.is_none_or(|s| (200..300).contains(&s))
+    }
+}
+
+/// Bookkeeping of one log ingest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct IngestStats {
+    pub inputs: String,
+    pub lines_read: u64,
+    /// Access-log lines (any request).
+    pub requests: u64,
+    /// Manifest requests among them (any method, any status).
+    pub manifest_events: u64,
+    /// Filled by [`Db::record_usage`].
+    pub recorded: u64,
+    /// Filled by [`Db::record_usage`].
+    pub duplicates: u64,
+    /// Events excluded from pull counts by a filter.
+    pub ignored: u64,
+    /// Tag pulls whose digest is unknown.
+    pub unresolved: u64,
+    pub unparseable: u64,
+    /// Parseable lines that are not requests (start-up messages, errors without a request).
+    pub other_lines: u64,
+    /// Earliest and latest time of any line read.
+    pub first_at: Option<Timestamp>,
+    pub last_at: Option<Timestamp>,
+}
+
+impl IngestStats {
+    /// Widen the covered time range by one line's time.
+    pub fn saw(&mut self, t: Timestamp) {
+        self.first_at = Some(self.first_at.map_or(t, |f| f.min(t)));
+        self.last_at = Some(self.last_at.map_or(t, |l| l.max(t)));
+    }
+}
+
+/// What the usage store knows, for retention and views.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PullSummary {
+    /// When pull data begins (earliest ingested log line or event); None = no data at all.
+    pub data_begins: Option<Timestamp>,
+    /// When the newest data point was recorded (for staleness).
+    pub data_ends: Option<Timestamp>,
+    /// Per (repository, manifest digest "sha256:..."): last pull time and total pulls
+    /// (filtered: scanners and ignored addresses excluded).
+    pub pulls: Vec<PullRecord>,
+}
+
+/// Pulls of one manifest in one repository.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PullRecord {
+    pub repository: String,
+    pub digest: String,
+    pub first_pulled: Timestamp,
+    pub last_pulled: Timestamp,
+    pub pulls: u64,
+}
+
+/// [`PullRecord`] with the split by method, for views.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PullDetail {
+    pub repository: String,
+    pub digest: String,
+    pub first_pulled: Timestamp,
+    pub last_pulled: Timestamp,
+    pub pulls: u64,
+    pub head_pulls: u64,
+}
+
+/// Coverage of one kind of source.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SourceInfo {
+    pub kind: String,
+    pub first_at: Timestamp,
+    pub last_at: Timestamp,
+    pub received: u64,
+    pub recorded: u64,
+    pub duplicates: u64,
+}
+
+/// Pulls that a filter excluded, or whose tag could not be resolved, grouped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExcludedPulls {
+    /// The filter, or the reason the tag was not resolved.
+    pub reason: String,
+    pub pulls: u64,
+    pub last_at: Timestamp,
+}
+
+/// The state of the usage store, for `stowage usage` and the dashboard.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct UsageStatus {
+    pub sources: Vec<SourceInfo>,
+    /// Recorded log ingests, oldest first.
+    pub ingests: Vec<IngestStats>,
+    /// Successful pulls a filter excluded, by filter.
+    pub ignored: Vec<ExcludedPulls>,
+    /// Successful tag pulls not attributed to a digest, by reason.
+    pub unresolved: Vec<ExcludedPulls>,
+    /// Successful tag pulls not attributed, by `repository:tag` (at most 50, most pulled first).
+    pub unresolved_tags: Vec<ExcludedPulls>,
+}
+
+/// A tag set by a push: (repository, tag, time, digest).
+pub type TagPush = (String, String, Timestamp, String);
+
+/// What recording did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Recorded {
+    pub recorded: u64,
+    pub duplicates: u64,
+}
+
+fn day(t: Timestamp) -> String {
+    let r = t.rfc3339();
+    r.get(..10).unwrap_or(&r).to_string()
+}
+
+fn ts_ns(ns: i64) -> Timestamp {
+    Timestamp(ns)
+}
+
+impl Db {
+    /// Record events (one transaction). `coverage` is the time range the source saw (all
+    /// log lines, not only manifest requests); `ingest`, for log ingests, is stored, with
+    /// this call's `recorded` and `duplicates` added to its own (a long ingest writes its
+    /// events in batches with `ingest: None`, counting what they did, then the last batch
+    /// with the bookkeeping).
+    pub fn record_usage(
+        &mut self,
+        kind: SourceKind,
+        coverage: Option<(Timestamp, Timestamp)>,
+        received: u64,
+        events: &[UsageEvent],
+        ingest: Option<&mut IngestStats>,
+        ingested_at: Timestamp,
+    ) -> Result<Recorded, HistoryError> {
+        let path = self.path.clone();
+        let e = |x| sql(&path, x);
+        let tx = self.conn.transaction().map_err(e)?;
+        let mut out = Recorded::default();
+        let ingest_id: Option<i64> = match &ingest {
+            Some(st) => {
+                tx.execute(
+                    "INSERT INTO usage_ingest (ingested_at, inputs, lines_read, requests, manifest_events,
+                       recorded, duplicates, ignored, unresolved, unparseable, other_lines, first_ns, last_ns)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    params![
+                        ingested_at.rfc3339(),
+                        st.inputs,
+                        st.lines_read as i64,
+                        st.requests as i64,
+                        st.manifest_events as i64,
+                        st.ignored as i64,
+                        st.unresolved as i64,
+                        st.unparseable as i64,
+                        st.other_lines as i64,
+                        st.first_at.map(|t| t.0),
+                        st.last_at.map(|t| t.0),
+                    ],
+                )
+                .map_err(e)?;
+                Some(tx.last_insert_rowid())
+            }
+            None => None,
+        };
+        // (repository, digest, day) -> (pulls, heads, first, last), for newly recorded pulls.
+        type Day<'a> = (&'a str, &'a str, String);
+        let mut daily: BTreeMap<Day<'_>, (i64, i64, i64, i64)> = BTreeMap::new();
+        {
+            let mut st = tx
+                .prepare(
+                    "INSERT INTO usage_event (key, at_ns, at, action, method, repository, reference, digest,
+                       unresolved, status, user_agent, remote_addr, user_name, ignored, source, ingest_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                     ON CONFLICT (key) DO NOTHING",
+                )
+                .map_err(e)?;
+            for ev in events {
+                let n = st
+                    .execute(params![
+                        &ev.key[..],
+                        ev.at.0,
+                        ev.at.rfc3339(),
+                        ev.action.as_str(),
+                        ev.method,
+                        ev.repository,
+                        ev.reference,
+                        ev.digest,
+                        ev.unresolved,
+                        ev.status,
+                        ev.user_agent,
+                        ev.remote_addr,
+                        ev.user,
+                        ev.ignored,
+                        ev.source,
+                        ingest_id,
+                    ])
+                    .map_err(e)?;
+                if n == 0 {
+                    out.duplicates += 1;
+                    continue;
+                }
+                out.recorded += 1;
+                if ev.counts_as_pull() {
+                    let Some(d) = ev.digest.as_deref() else {
+                        continue;
+                    };
+                    let head = i64::from(ev.method.as_deref() == Some("HEAD"));
+                    let x = daily
+                        .entry((ev.repository.as_str(), d, day(ev.at)))
+                        .or_insert((0, 0, ev.at.0, ev.at.0));
+                    x.0 += 1;
+                    x.1 += head;
+                    x.2 = x.2.min(ev.at.0);
+                    x.3 = x.3.max(ev.at.0);
+                }
+            }
+            let mut st = tx
+                .prepare(
+                    "INSERT INTO usage_daily (repository, digest, day, pulls, head_pulls, first_ns, last_ns)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (repository, digest, day) DO UPDATE SET
+                       pulls = pulls + excluded.pulls, head_pulls = head_pulls + excluded.head_pulls,
+                       first_ns = min(first_ns, excluded.first_ns), last_ns = max(last_ns, excluded.last_ns)",
+                )
+                .map_err(e)?;
+            for ((r, d, dy), (p, h, f, l)) in &daily {
+                st.execute(params![r, d, dy, p, h, f, l]).map_err(e)?;
+            }
+        }
+        if let Some((first, last)) = coverage {
+            tx.execute(
+                "INSERT INTO usage_source (kind, first_ns, last_ns, received, recorded, duplicates)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (kind) DO UPDATE SET first_ns = min(first_ns, excluded.first_ns),
+                   last_ns = max(last_ns, excluded.last_ns), received = received + excluded.received,
+                   recorded = recorded + excluded.recorded, duplicates = duplicates + excluded.duplicates",
+                params![
+                    kind.as_str(),
+                    first.0.min(last.0),
+                    last.0.max(first.0),
+                    received as i64,
+                    out.recorded as i64,
+                    out.duplicates as i64
+                ],
+            )
+            .map_err(e)?;
+        }
+        if let (Some(id), Some(st)) = (ingest_id, ingest) {
+            // Added to what earlier batches of the same ingest recorded (see `record_usage`).
+            st.recorded += out.recorded;
+            st.duplicates += out.duplicates;
+            tx.execute(
+                "UPDATE usage_ingest SET recorded = ?2, duplicates = ?3 WHERE id = ?1",
+                params![id, out.recorded as i64, out.duplicates as i64],
+            )
+            .map_err(e)?;
+        }
+        tx.commit().map_err(e)?;
+        Ok(out)
+    }
+
+    fn coverage(&self) -> Result<(Option<Timestamp>, Option<Timestamp>), HistoryError> {
+        self.conn
+            .query_row(
+                "SELECT min(first_ns), max(last_ns) FROM usage_source",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, Option<i64>>(0)?.map(ts_ns),
+                        r.get::<_, Option<i64>>(1)?.map(ts_ns),
+                    ))
+                },
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Per (repository, digest) pulls, sorted by repository then digest.
+    pub fn pull_details(&self) -> Result<Vec<PullDetail>, HistoryError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT repository, digest, min(first_ns), max(last_ns), sum(pulls), sum(head_pulls)
+                 FROM usage_daily GROUP BY repository, digest ORDER BY repository, digest",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(PullDetail {
+                    repository: r.get(0)?,
+                    digest: r.get(1)?,
+                    first_pulled: ts_ns(r.get(2)?),
+                    last_pulled: ts_ns(r.get(3)?),
+                    pulls: r.get::<_, i64>(4)? as u64,
+                    head_pulls: r.get::<_, i64>(5)? as u64,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// What the usage store knows: coverage and per-manifest pulls (filtered).
+    pub fn pull_summary(&self) -> Result<PullSummary, HistoryError> {
+        let (data_begins, data_ends) = self.coverage()?;
+        let pulls = self
+            .pull_details()?
+            .into_iter()
+            .map(|d| PullRecord {
+                repository: d.repository,
+                digest: d.digest,
+                first_pulled: d.first_pulled,
+                last_pulled: d.last_pulled,
+                pulls: d.pulls,
+            })
+            .collect();
+        Ok(PullSummary {
+            data_begins,
+            data_ends,
+            pulls,
+        })
+    }
+
+    /// Tags set by pushes the store saw (from notifications: they carry tag and digest), for
+    /// resolving tag pulls: (repository, tag, time, digest), oldest first.
+    pub fn tag_pushes(&self) -> Result<Vec<TagPush>, HistoryError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT repository, reference, at_ns, digest FROM usage_event
+                 WHERE action = 'push' AND digest IS NOT NULL AND reference NOT LIKE '%:%'
+                   AND (status IS NULL OR status BETWEEN 200 AND 299)
+                 ORDER BY at_ns, id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, ts_ns(r.get(2)?), r.get(3)?))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Sources, ingests, and what was left out of the counts.
+    pub fn usage_status(&self) -> Result<UsageStatus, HistoryError> {
+        let e = |x| self.err(x);
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT kind, first_ns, last_ns, received, recorded, duplicates FROM usage_source ORDER BY kind",
+            )
+            .map_err(e)?;
+        let sources = st
+            .query_map([], |r| {
+                Ok(SourceInfo {
+                    kind: r.get(0)?,
+                    first_at: ts_ns(r.get(1)?),
+                    last_at: ts_ns(r.get(2)?),
+                    received: r.get::<_, i64>(3)? as u64,
+                    recorded: r.get::<_, i64>(4)? as u64,
+                    duplicates: r.get::<_, i64>(5)? as u64,
+                })
+            })
+            .map_err(e)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(e)?;
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT inputs, lines_read, requests, manifest_events, recorded, duplicates, ignored,
+                   unresolved, unparseable, other_lines, first_ns, last_ns FROM usage_ingest ORDER BY id",
+            )
+            .map_err(e)?;
+        let ingests = st
+            .query_map([], |r| {
+                let g = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
+                Ok(IngestStats {
+                    inputs: r.get(0)?,
+                    lines_read: g(1)?,
+                    requests: g(2)?,
+                    manifest_events: g(3)?,
+                    recorded: g(4)?,
+                    duplicates: g(5)?,
+                    ignored: g(6)?,
+                    unresolved: g(7)?,
+                    unparseable: g(8)?,
+                    other_lines: g(9)?,
+                    first_at: r.get::<_, Option<i64>>(10)?.map(ts_ns),
+                    last_at: r.get::<_, Option<i64>>(11)?.map(ts_ns),
+                })
+            })
+            .map_err(e)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(e)?;
+        let ok = "action = 'pull' AND (status IS NULL OR status BETWEEN 200 AND 299)";
+        let grouped = |q: &str| -> Result<Vec<ExcludedPulls>, HistoryError> {
+            let mut st = self.conn.prepare(q).map_err(e)?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok(ExcludedPulls {
+                        reason: r.get(0)?,
+                        pulls: r.get::<_, i64>(1)? as u64,
+                        last_at: ts_ns(r.get(2)?),
+                    })
+                })
+                .map_err(e)?;
+            rows.collect::<Result<_, _>>().map_err(e)
+        };
+        let ignored = grouped(&format!(
+            "SELECT ignored, count(*), max(at_ns) FROM usage_event WHERE {ok} AND ignored IS NOT NULL
+             GROUP BY ignored ORDER BY count(*) DESC, ignored"
+        ))?;
+        let unresolved = grouped(&format!(
+            "SELECT unresolved, count(*), max(at_ns) FROM usage_event
+             WHERE {ok} AND ignored IS NULL AND digest IS NULL
+             GROUP BY unresolved ORDER BY count(*) DESC, unresolved"
+        ))?;
+        let unresolved_tags = grouped(&format!(
+            "SELECT repository || ':' || reference, count(*), max(at_ns) FROM usage_event
+             WHERE {ok} AND ignored IS NULL AND digest IS NULL
+             GROUP BY repository, reference ORDER BY count(*) DESC, repository, reference LIMIT 50"
+        ))?;
+        Ok(UsageStatus {
+            sources,
+            ingests,
+            ignored,
+            unresolved,
+            unresolved_tags,
+        })
+    }
+
+    /// Whether any pull data source has been recorded.
+    pub fn has_usage(&self) -> Result<bool, HistoryError> {
+        Ok(self
+            .conn
+            .query_row("SELECT 1 FROM usage_source LIMIT 1", [], |_| Ok(()))
+            .optional()
+            .map_err(|e| self.err(e))?
+            .is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Timestamp {
+        Timestamp::parse_rfc3339(s).unwrap()
+    }
+
+    fn pull(key: u8, at: &str, digest: Option<&str>, method: &str) -> UsageEvent {
+        UsageEvent {
+            key: [key; 16],
+            at: t(at),
+            action: UsageAction::Pull,
+            method: Some(method.into()),
+            repository: "team/app".into(),
+            reference: "latest".into(),
+            digest: digest.map(str::to_string),
+            unresolved: digest.is_none().then(|| "tag not in storage".to_string()),
+            status: Some(200),
+            user_agent: Some("docker/24".into()),
+            remote_addr: Some("10.0.0.1:1234".into()),
+            user: None,
+            ignored: None,
+            source: "log:text".into(),
+        }
+    }
+
+    #[test]
+    fn empty_store_has_no_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("h.db")).unwrap();
+        assert_eq!(db.version().unwrap(), 2);
+        let s = db.pull_summary().unwrap();
+        assert_eq!(s, PullSummary::default());
+        assert!(!db.has_usage().unwrap());
+    }
+
+    #[test]
+    fn pulls_are_counted_once_per_key_and_summarised() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&dir.path().join("h.db")).unwrap();
+        let a = "sha256:aa";
+        let mut scanner = pull(4, "2026-11-02T00:00:00Z", Some(a), "GET");
+        scanner.ignored = Some("user agent trivy/*".into());
+        let mut failed = pull(5, "2026-11-03T00:00:00Z", Some(a), "GET");
+        failed.status = Some(404);
+        let evs = vec![
+            pull(1, "2026-11-01T10:00:00Z", Some(a), "GET"),
+            pull(2, "2026-11-01T11:00:00Z", Some(a), "HEAD"),
+            pull(3, "2026-11-02T09:00:00Z", Some(a), "GET"),
+            scanner,
+            failed,
+            pull(6, "2026-11-04T00:00:00Z", None, "GET"),
+        ];
+        let cov = Some((t("2026-10-31T00:00:00Z"), t("2026-11-05T00:00:00Z")));
+        let mut st = IngestStats::default();
+        let r = db
+            .record_usage(
+                SourceKind::Logs,
+                cov,
+                100,
+                &evs,
+                Some(&mut st),
+                t("2026-11-06T00:00:00Z"),
+            )
+            .unwrap();
+        assert_eq!(
+            r,
+            Recorded {
+                recorded: 6,
+                duplicates: 0
+            }
+        );
+        // Again: nothing new.
+        let r = db
+            .record_usage(
+                SourceKind::Logs,
+                cov,
+                100,
+                &evs,
+                None,
+                t("2026-11-06T00:00:00Z"),
+            )
+            .unwrap();
+        assert_eq!(r.duplicates, 6);
+        let s = db.pull_summary().unwrap();
+        assert_eq!(s.data_begins, Some(t("2026-10-31T00:00:00Z")));
+        assert_eq!(s.data_ends, Some(t("2026-11-05T00:00:00Z")));
+        assert_eq!(
+            s.pulls,
+            vec![PullRecord {
+                repository: "team/app".into(),
+                digest: a.into(),
+                first_pulled: t("2026-11-01T10:00:00Z"),
+                last_pulled: t("2026-11-02T09:00:00Z"),
+                pulls: 3,
+            }]
+        );
+        assert_eq!(db.pull_details().unwrap()[0].head_pulls, 1);
+        let u = db.usage_status().unwrap();
+        assert_eq!(u.ignored.len(), 1);
+        assert_eq!(u.ignored[0].pulls, 1);
+        assert_eq!(u.unresolved[0].reason, "tag not in storage");
+        assert_eq!(u.unresolved_tags[0].reason, "team/app:latest");
+        assert_eq!(u.ingests.len(), 1);
+        assert_eq!(u.ingests[0].recorded, 6);
+        assert_eq!(u.sources[0].received, 200);
+        assert_eq!(u.sources[0].duplicates, 6);
+    }
+
+    #[test]
+    fn a_version_1_database_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("h.db");
+        {
+            let c = rusqlite::Connection::open(&p).unwrap();
+            c.execute_batch(crate::MIGRATIONS[0]).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let db = Db::open(&p).unwrap();
+        assert_eq!(db.version().unwrap(), 2);
+        assert_eq!(db.pull_summary().unwrap().pulls.len(), 0);
+    }
+}
