@@ -407,3 +407,102 @@ fn the_report_shows_what_a_retention_plan_deletes_per_rule() {
         "the plan section is a retention plan"
     );
 }
+
+/// A registry access-log line (logrus text formatter, as registry 2.8 writes it).
+fn pull_line(time: &str, repo: &str, reference: &str) -> String {
+    format!(
+        r#"time="{time}" level=info msg="response completed" go.version=go1.19.8 http.request.host="registry.example.com" http.request.id=id-{time}-{repo} http.request.method=GET http.request.remoteaddr="10.0.0.7:41234" http.request.uri=/v2/{repo}/manifests/{reference} http.request.useragent="docker/24.0.7 go/go1.20.10" http.response.contenttype=application/vnd.oci.image.manifest.v1+json http.response.duration=3.1ms http.response.status=200 http.response.written=558"#
+    )
+}
+
+#[test]
+fn retention_with_pull_data_from_the_registry_log() {
+    let s = stowage_testkit::sample();
+    let root = s.rootdirectory();
+    let dir = s.dir.path();
+    let web = "sha256:974eb04a16c1df9017e3ba6709049651d64aeaef4e4a6369b0f06dd27d26f611";
+    let base = "sha256:6701c61047c8cf510fdc88b81d8b4986d49da8ea0e31e5dfd20bb56da0140c6e";
+    let log = dir.join("registry.log");
+    std::fs::write(
+        &log,
+        [
+            pull_line("2026-11-15T10:00:00Z", "library/base", base),
+            pull_line("2026-11-22T10:00:00Z", "team/app/web", web),
+        ]
+        .join("\n")
+            + "\n",
+    )
+    .unwrap();
+    let db = dir.join("history.db");
+    ok(&stowage(
+        &root,
+        &[
+            "usage",
+            "ingest",
+            "--db",
+            db.to_str().unwrap(),
+            log.to_str().unwrap(),
+            "--no-progress",
+        ],
+    ));
+    let policy = dir.join("p.yaml");
+    let write_policy = |window: &str| {
+        std::fs::write(
+            &policy,
+            format!(
+                "apiVersion: retention.v1\nkind: RetentionPolicy\nsettings:\n  pull_sources: [{{type: stowage-history, path: history.db}}]\nprotections:\n  keep_newest_per_repository: 0\npolicies:\n  - id: p\n    scope: {{repositories: ['glob:team/app/web', 'glob:library/base']}}\n    delete:\n      - id: unused\n        not_pulled_within: {window}\n    otherwise: keep\n"
+            ),
+        )
+        .unwrap()
+    };
+    write_policy("2d");
+    let o = stowage(
+        &root,
+        &[
+            "plan",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--format",
+            "json",
+            "--no-progress",
+            "--now",
+            "2026-11-23T12:00:00Z",
+        ],
+    );
+    let plan: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    let decision = |repo: &str, d: &str| -> String {
+        plan["retention"]["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["repository"] == repo && i["digest"] == d)
+            .map(|i| i["decision"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("{repo}@{d} not in the plan"))
+    };
+    assert_eq!(decision("team/app/web", web), "keep", "pulled yesterday");
+    assert_eq!(
+        decision("library/base", base),
+        "delete",
+        "last pulled 8 days ago"
+    );
+    // A window the data does not cover is refused, not read as "never pulled".
+    write_policy("30d");
+    let o = stowage(
+        &root,
+        &[
+            "plan",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--no-progress",
+            "--now",
+            "2026-11-23T12:00:00Z",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not covered"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -43,6 +43,32 @@ fn uses_created(f: &stowage_policy::PolicyFile) -> bool {
         })
 }
 
+/// The policy's pull source (`settings.pull_sources`), read from the history database.
+fn load_pulls(
+    compiled: &stowage_policy::Compiled,
+    dir: &Path,
+) -> Result<Option<stowage_policy::PullData>> {
+    let Some(src) = compiled.pull_sources.first() else {
+        return Ok(None);
+    };
+    let path = dir.join(&src.path);
+    let db = stowage_history::Db::open_existing(&path)
+        .with_context(|| format!("settings.pull_sources: {}", path.display()))?;
+    let s = db
+        .pull_summary()
+        .with_context(|| format!("reading pull data from {}", path.display()))?;
+    Ok(Some(stowage_policy::PullData {
+        source: path.display().to_string(),
+        begins: s.data_begins,
+        ends: s.data_ends,
+        last: s
+            .pulls
+            .into_iter()
+            .map(|p| ((p.repository, p.digest), p.last_pulled))
+            .collect(),
+    }))
+}
+
 fn policy_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -68,6 +94,16 @@ pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
     };
     let sources =
         stowage_plan::retention::load_sources(compiled.in_use.as_ref(), policy_dir(policy_path));
+    let pulls = load_pulls(&compiled, policy_dir(policy_path))?;
+    if let Some(p) = &pulls {
+        eprintln!(
+            "pull data: {} ({} images seen pulled, from {} to {})",
+            p.source,
+            p.last.len(),
+            p.begins.map(|t| t.rfc3339()).unwrap_or_else(|| "-".into()),
+            p.ends.map(|t| t.rfc3339()).unwrap_or_else(|| "-".into())
+        );
+    }
     let outcome = stowage_policy::evaluate(
         &compiled,
         &Inputs {
@@ -76,7 +112,7 @@ pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
             created: &created,
             in_use: &sources,
             unsafe_allow_empty: a.unsafe_allow_empty,
-            pulls: None,
+            pulls: pulls.as_ref(),
         },
     )
     .with_context(|| format!("{}: planning refused", policy_path.display()))?;
@@ -407,6 +443,7 @@ pub fn protector(
         } else {
             Default::default()
         };
+        let pulls = load_pulls(&compiled, &dir).map_err(|e| format!("{e:#}"))?;
         let outcome = stowage_policy::evaluate(
             &compiled,
             &Inputs {
@@ -415,7 +452,7 @@ pub fn protector(
                 created: &created,
                 in_use: &sources,
                 unsafe_allow_empty: true,
-                pulls: None,
+                pulls: pulls.as_ref(),
             },
         )
         .map_err(|e| e.to_string())?;
