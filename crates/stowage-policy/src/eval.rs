@@ -343,13 +343,25 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
             }
         }
     }
+    // Pulls by (repository index, id): one pass over the data, no lookups by string later.
+    let mut pulled_ids: HashMap<(u32, BlobId), Timestamp> = HashMap::new();
+    for ((repo, digest), &t) in &pulls.last {
+        let Ok(ri) = inv
+            .repositories
+            .binary_search_by(|r| r.name.as_str().cmp(repo))
+        else {
+            continue;
+        };
+        if let Some(id) = digest.parse::<Digest>().ok().and_then(|d| inv.id_of(&d)) {
+            pulled_ids.insert((ri as u32, id), t);
+        }
+    }
     let pull_times: Vec<HashMap<BlobId, Timestamp>> = repos
         .iter()
         .enumerate()
         .map(|(ri, repo)| {
-            let name = inv.repositories[ri].name.as_str();
             let mut m = HashMap::new();
-            if pulls.last.is_empty() {
+            if pulled_ids.is_empty() {
                 return m;
             }
             for u in &repo.units {
@@ -360,10 +372,7 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
                     if !seen.insert(d) {
                         continue;
                     }
-                    if let Some(&t) = pulls
-                        .last
-                        .get(&(name.to_string(), inv.digest(d).to_string()))
-                    {
+                    if let Some(&t) = pulled_ids.get(&(ri as u32, d)) {
                         best = best.max(Some(t));
                     }
                     if let Some(mf) = g.manifest(d) {
@@ -668,14 +677,15 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
                 }
             }
             if pol.otherwise == Otherwise::Delete {
+                let own = format!("{}/", pol.id);
                 for it in &items {
                     let key = (ri as u32, it.unit, it.tag);
                     if !keeps
                         .get(&key)
-                        .is_some_and(|k| k.iter().any(|r| r.starts_with(&format!("{}/", pol.id))))
-                        && !deletes.get(&key).is_some_and(|k| {
-                            k.iter().any(|r| r.starts_with(&format!("{}/", pol.id)))
-                        })
+                        .is_some_and(|k| k.iter().any(|r| r.starts_with(&own)))
+                        && !deletes
+                            .get(&key)
+                            .is_some_and(|k| k.iter().any(|r| r.starts_with(&own)))
                     {
                         deletes
                             .entry(key)

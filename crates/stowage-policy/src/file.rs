@@ -420,6 +420,8 @@ pub struct Criterion {
     pub not: Option<Box<Criterion>>,
 }
 
+// The criterion fields repeat `Criterion`'s rather than `#[serde(flatten)]` it: serde cannot
+// combine `flatten` with `deny_unknown_fields`, and a typo must stay an error.
 /// A keep or delete rule: an id, how to group and order, and one criterion (compose several
 /// with `all:` / `any:`). `when:` beside the criterion narrows the images the rule looks at
 /// before counting.
