@@ -5,36 +5,108 @@ use stowage_model::manifest::ManifestKind;
 
 use crate::NONE;
 
-/// Compressed sparse rows: `targets[start[i]..start[i+1]]` are the values of row `i`.
+/// Compressed sparse rows: `targets[start[k]..start[k+1]]` are the values of row `k`.
+///
+/// Dense when many rows have values (`start` has one offset per row); sparse otherwise
+/// (`keys` lists, sorted, the rows that have values, and `start` has one offset per key), so a
+/// table whose rows are a few manifests or subjects costs 8 bytes per such row, not 4 bytes
+/// per id. Built in two passes over the source (count, then fill) with no intermediate pair
+/// list: at a million blobs the pair lists were the largest transient of the whole run.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Csr {
+    keys: Option<Vec<u32>>,
     start: Vec<u32>,
     targets: Vec<u32>,
 }
 
 impl Csr {
-    /// Build from (row, value) pairs; rows are `0..rows`. Values of a row keep pair order.
-    pub(crate) fn build(rows: usize, mut pairs: Vec<(u32, u32)>) -> Csr {
-        pairs.sort_by_key(|p| p.0);
+    /// Rows are `0..rows`. `each` is called twice, once to count and once to fill, and must
+    /// report the same (row, value) pairs both times; values of a row keep report order.
+    pub(crate) fn build(rows: usize, each: impl Fn(&mut dyn FnMut(u32, u32))) -> Csr {
         let mut start = vec![0u32; rows + 1];
-        for &(r, _) in &pairs {
-            start[r as usize + 1] += 1;
+        let mut total = 0usize;
+        each(&mut |r, _| {
+            if let Some(c) = start.get_mut(r as usize + 1) {
+                *c += 1;
+                total += 1;
+            }
+        });
+        let nonempty = start.iter().filter(|&&c| c > 0).count();
+        let mut targets = vec![0u32; total];
+        if nonempty * 2 < rows {
+            // Sparse: offsets only for the rows that have values.
+            let keys: Vec<u32> = (0..rows as u32)
+                .filter(|&r| start[r as usize + 1] > 0)
+                .collect();
+            let mut offsets = Vec::with_capacity(keys.len() + 1);
+            let mut at = 0u32;
+            for &k in &keys {
+                offsets.push(at);
+                at += start[k as usize + 1];
+            }
+            offsets.push(at);
+            drop(start);
+            let mut cursor: Vec<u32> = offsets[..keys.len()].to_vec();
+            each(&mut |r, v| {
+                if let Ok(k) = keys.binary_search(&r)
+                    && let Some(t) = targets.get_mut(cursor[k] as usize)
+                {
+                    *t = v;
+                    cursor[k] += 1;
+                }
+            });
+            return Csr {
+                keys: Some(keys),
+                start: offsets,
+                targets,
+            };
         }
+        // Dense: prefix sums make start[r] the first slot of row r; filling advances it to
+        // the row's end (= the next row's start), and one shift restores the offsets.
         for i in 0..rows {
             start[i + 1] += start[i];
         }
+        each(&mut |r, v| {
+            let r = r as usize;
+            if r < rows
+                && let Some(t) = targets.get_mut(start[r] as usize)
+            {
+                *t = v;
+                start[r] += 1;
+            }
+        });
+        for i in (1..=rows).rev() {
+            start[i] = start[i - 1];
+        }
+        if let Some(s) = start.first_mut() {
+            *s = 0;
+        }
         Csr {
+            keys: None,
             start,
-            targets: pairs.into_iter().map(|p| p.1).collect(),
+            targets,
         }
     }
 
     pub(crate) fn row(&self, i: u32) -> &[u32] {
-        let i = i as usize;
-        if i + 1 >= self.start.len() {
+        let k = match &self.keys {
+            None => i as usize,
+            Some(keys) => match keys.binary_search(&i) {
+                Ok(k) => k,
+                Err(_) => return &[],
+            },
+        };
+        if k + 1 >= self.start.len() {
             return &[];
         }
-        &self.targets[self.start[i] as usize..self.start[i + 1] as usize]
+        &self.targets[self.start[k] as usize..self.start[k + 1] as usize]
+    }
+
+    /// Heap bytes held (for `--verbose` memory accounting and the scale benchmark).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        4 * (self.keys.as_ref().map_or(0, Vec::capacity)
+            + self.start.capacity()
+            + self.targets.capacity())
     }
 }
 
@@ -73,13 +145,10 @@ impl<'a> Graph<'a> {
     pub fn new(inv: &'a Inventory) -> Graph<'a> {
         let n = inv.id_count();
         let mut manifest_at = vec![NONE; n];
-        let mut fwd_pairs = Vec::new();
-        let mut ref_pairs = Vec::new();
         let mut role = vec![ROLE_NONE; n];
         for (i, m) in inv.manifests.iter().enumerate() {
             manifest_at[m.id as usize] = i as u32;
             for r in m.refs.iter() {
-                fwd_pairs.push((m.id, r.id));
                 let rl = match r.role {
                     RefRole::Config => ROLE_CONFIG,
                     RefRole::Layer | RefRole::External | RefRole::ArtifactBlob => ROLE_LAYER,
@@ -87,54 +156,99 @@ impl<'a> Graph<'a> {
                 };
                 role[r.id as usize] = role[r.id as usize].max(rl);
             }
-            if let Some(s) = m.subject {
-                ref_pairs.push((s, m.id));
-            }
         }
-        let rev_pairs: Vec<(u32, u32)> = fwd_pairs.iter().map(|&(a, b)| (b, a)).collect();
-        let mut alias_pairs = Vec::new();
-        for r in &inv.repositories {
-            for (path_digest, content) in &r.aliases {
-                if let (Some(a), Some(c)) = (
-                    inv.id_of(path_digest),
-                    content.as_ref().and_then(|c| inv.id_of(c)),
-                ) {
-                    alias_pairs.push((a, c));
+        let fwd = Csr::build(n, |f| {
+            for m in &inv.manifests {
+                m.refs.iter().for_each(|r| f(m.id, r.id));
+            }
+        });
+        let rev = Csr::build(n, |f| {
+            for m in &inv.manifests {
+                m.refs.iter().for_each(|r| f(r.id, m.id));
+            }
+        });
+        let referrers = Csr::build(n, |f| {
+            for m in &inv.manifests {
+                if let Some(s) = m.subject {
+                    f(s, m.id);
                 }
             }
-        }
-        let mut rr_pairs = Vec::new();
-        let mut lr_pairs = Vec::new();
-        let mut ct_pairs = Vec::new();
+        });
+        let aliases = Csr::build(n, |f| {
+            for r in &inv.repositories {
+                for (path_digest, content) in &r.aliases {
+                    if let (Some(a), Some(c)) = (
+                        inv.id_of(path_digest),
+                        content.as_ref().and_then(|c| inv.id_of(c)),
+                    ) {
+                        f(a, c);
+                    }
+                }
+            }
+        });
+        let revision_repos = Csr::build(n, |f| {
+            for (ri, r) in inv.repositories.iter().enumerate() {
+                r.revisions.iter().for_each(|l| f(l.target, ri as u32));
+            }
+        });
+        let layer_repos = Csr::build(n, |f| {
+            for (ri, r) in inv.repositories.iter().enumerate() {
+                r.layers.iter().for_each(|l| f(l.target, ri as u32));
+            }
+        });
         let mut tag_coords = Vec::new();
         for (ri, r) in inv.repositories.iter().enumerate() {
-            for l in &r.revisions {
-                rr_pairs.push((l.target, ri as u32));
-            }
-            for l in &r.layers {
-                lr_pairs.push((l.target, ri as u32));
-            }
             for (ti, t) in r.tags.iter().enumerate() {
-                if let Some(id) = t.current.and_then(|c| c.target) {
-                    ct_pairs.push((id, tag_coords.len() as u32));
+                if t.current.and_then(|c| c.target).is_some() {
                     tag_coords.push((ri as u32, ti as u32));
                 }
             }
         }
+        tag_coords.shrink_to_fit();
+        let current_tags = Csr::build(n, |f| {
+            let mut i = 0u32;
+            for r in &inv.repositories {
+                for t in &r.tags {
+                    if let Some(id) = t.current.and_then(|c| c.target) {
+                        f(id, i);
+                        i += 1;
+                    }
+                }
+            }
+        });
         Graph {
             inv,
             n,
-            fwd: Csr::build(n, fwd_pairs),
-            rev: Csr::build(n, rev_pairs),
-            referrers: Csr::build(n, ref_pairs),
-            revision_repos: Csr::build(n, rr_pairs),
-            layer_repos: Csr::build(n, lr_pairs),
-            current_tags: Csr::build(n, ct_pairs),
-            aliases: Csr::build(n, alias_pairs),
+            fwd,
+            rev,
+            referrers,
+            revision_repos,
+            layer_repos,
+            current_tags,
+            aliases,
             tag_coords,
             manifest_at,
             role,
         }
+    }
+
+    /// Heap bytes of the graph's own tables (the inventory is counted separately).
+    pub fn heap_bytes(&self) -> usize {
+        [
+            &self.fwd,
+            &self.rev,
+            &self.referrers,
+            &self.revision_repos,
+            &self.layer_repos,
+            &self.current_tags,
+            &self.aliases,
+        ]
+        .iter()
+        .map(|c| c.heap_bytes())
+        .sum::<usize>()
+            + 8 * self.tag_coords.capacity()
+            + 4 * self.manifest_at.capacity()
+            + self.role.capacity()
     }
 
     /// Number of ids (present blobs + missing digests).
@@ -361,5 +475,53 @@ impl Scratch {
             *s = self.current;
             true
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Csr;
+    use proptest::prelude::*;
+
+    /// Rows as a plain map, in report order: what every `Csr` must answer.
+    fn naive(rows: usize, pairs: &[(u32, u32)]) -> Vec<Vec<u32>> {
+        let mut out = vec![Vec::new(); rows];
+        for &(r, v) in pairs {
+            out[r as usize].push(v);
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn csr_answers_like_a_map(
+            rows in 1usize..200,
+            raw in proptest::collection::vec((0u32..1000, any::<u32>()), 0..400),
+        ) {
+            let pairs: Vec<(u32, u32)> = raw.iter().map(|&(r, v)| (r % rows as u32, v)).collect();
+            let csr = Csr::build(rows, |f| pairs.iter().for_each(|&(r, v)| f(r, v)));
+            let want = naive(rows, &pairs);
+            for (r, w) in want.iter().enumerate() {
+                prop_assert_eq!(csr.row(r as u32), w.as_slice());
+            }
+            prop_assert!(csr.row(rows as u32).is_empty());
+            prop_assert!(csr.row(u32::MAX).is_empty());
+        }
+    }
+
+    #[test]
+    fn few_rows_are_stored_sparse_and_many_dense() {
+        let sparse = Csr::build(1000, |f| {
+            f(7, 1);
+            f(900, 2);
+            f(7, 3);
+        });
+        assert!(sparse.keys.is_some());
+        assert_eq!(sparse.row(7), &[1, 3]);
+        assert_eq!(sparse.row(900), &[2]);
+        assert!(sparse.row(8).is_empty());
+        let dense = Csr::build(4, |f| (0..4).for_each(|r| f(r, r * 10)));
+        assert!(dense.keys.is_none());
+        assert_eq!(dense.row(3), &[30]);
     }
 }

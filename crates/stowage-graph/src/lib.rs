@@ -8,9 +8,10 @@
 //! Repositories enter through their links: revision links make a manifest part of a
 //! repository, tag `current` links name what is tagged.
 //!
-//! All adjacency is stored as CSR arrays of `u32` (offsets + targets), built once in
-//! `O(edges log edges)`; walks use a reusable stamp array, so a walk allocates nothing per
-//! node. Nothing here does I/O or reads the clock.
+//! All adjacency is stored as CSR arrays of `u32` (offsets + targets; sparse tables keep
+//! offsets only for the rows that have values), built in two linear passes over the
+//! inventory with no intermediate pair lists; walks use a reusable stamp array, so a walk
+//! allocates nothing per node. Nothing here does I/O or reads the clock.
 //!
 //! # Safety rules (ARCHITECTURE.md invariants 2 and 3)
 //! - A manifest we could not read or parse, or whose media type is unknown, is *opaque*:

@@ -190,11 +190,12 @@ pub fn analyze_findings(g: &Graph<'_>) -> Vec<Finding> {
         }
         for l in &r.layers {
             if !present(l.target) {
-                let d = inv.digest(l.target);
+                // The path names the repository and the digest: the message stays static,
+                // since a collected registry holds one of these per deleted layer.
                 out.push(Finding::new(
                     FindingKind::LinkDangling,
-                    layout::layer_link(repo, &d),
-                    format!("_layers link to {d}, which does not exist (normal after the registry's GC, which never removes these links)"),
+                    layout::layer_link(repo, &inv.digest(l.target)),
+                    "_layers link to a blob that does not exist (normal after the registry's GC, which never removes these links)",
                 ));
             }
         }
@@ -217,14 +218,10 @@ pub fn analyze_findings(g: &Graph<'_>) -> Vec<Finding> {
             }
             for l in &t.index {
                 if !present(l.target) {
-                    let d = inv.digest(l.target);
                     out.push(Finding::new(
                         FindingKind::LinkDangling,
-                        layout::tag_index_link(repo, &t.name, &d),
-                        format!(
-                            "history entry of {repo}:{} for {d}, which no longer exists",
-                            t.name
-                        ),
+                        layout::tag_index_link(repo, &t.name, &inv.digest(l.target)),
+                        "tag history entry for a manifest blob that no longer exists",
                     ));
                 }
             }

@@ -4,6 +4,7 @@
 //! Kinds have stable snake_case names (they are part of the JSON schema); severities say
 //! whether `stowage check` fails on them.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// How bad a finding is.
@@ -102,20 +103,34 @@ impl fmt::Display for Severity {
 }
 
 /// One problem, at one path.
+///
+/// Registries that have been garbage-collected hold a dangling link per deleted image, so a
+/// big one yields findings by the hundred thousand: the message is a `&'static str` whenever
+/// the path already names what it is about, and owned strings are trimmed to their length.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Finding {
     pub kind: FindingKind,
     /// Path relative to the `docker/registry/v2` root ("" for the root itself).
     pub path: String,
-    pub message: String,
+    pub message: Cow<'static, str>,
 }
 
 impl Finding {
-    pub fn new(kind: FindingKind, path: impl Into<String>, message: impl Into<String>) -> Finding {
+    pub fn new(
+        kind: FindingKind,
+        path: impl Into<String>,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Finding {
+        let mut path = path.into();
+        path.shrink_to_fit();
+        let mut message = message.into();
+        if let Cow::Owned(m) = &mut message {
+            m.shrink_to_fit();
+        }
         Finding {
             kind,
-            path: path.into(),
-            message: message.into(),
+            path,
+            message,
         }
     }
 

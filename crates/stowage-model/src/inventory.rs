@@ -22,7 +22,38 @@ pub struct BlobFile {
     pub size: u64,
     pub modified: Timestamp,
     /// Birth time (`statx` `btime`) where the filesystem records it.
-    pub created: Option<Timestamp>,
+    pub created: OptTimestamp,
+}
+
+/// An optional [`Timestamp`] in 8 bytes (`Option<Timestamp>` takes 16): the blob table is the
+/// largest table of a scan, one row per blob, so its rows are kept at 56 bytes.
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OptTimestamp(i64);
+
+impl OptTimestamp {
+    /// No value (`i64::MIN` nanoseconds, 1677: never a real file time).
+    pub const NONE: OptTimestamp = OptTimestamp(i64::MIN);
+
+    pub fn get(self) -> Option<Timestamp> {
+        (self != Self::NONE).then_some(Timestamp(self.0))
+    }
+}
+
+impl From<Option<Timestamp>> for OptTimestamp {
+    fn from(t: Option<Timestamp>) -> OptTimestamp {
+        match t {
+            Some(t) if t.0 != i64::MIN => OptTimestamp(t.0),
+            // The one value the sentinel takes is moved by a nanosecond rather than lost.
+            Some(_) => OptTimestamp(i64::MIN + 1),
+            None => Self::NONE,
+        }
+    }
+}
+
+impl std::fmt::Debug for OptTimestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
 }
 
 /// What we know of a link file's content.
@@ -219,8 +250,9 @@ pub enum ManifestStatus {
 pub struct ManifestExtra {
     pub media_type: Option<String>,
     pub artifact_type: Option<String>,
-    /// One per child, in child order (index kinds only).
-    pub platforms: Vec<Option<Platform>>,
+    /// One per child, in child order (index kinds only). Shared: a registry holds a handful
+    /// of distinct platforms across hundreds of thousands of index children.
+    pub platforms: Vec<Option<std::sync::Arc<Platform>>>,
 }
 
 /// A manifest blob that the scan read.
@@ -336,5 +368,30 @@ impl Inventory {
     /// Sum of blob sizes.
     pub fn blob_bytes(&self) -> u64 {
         self.blobs.iter().map(|b| b.size).sum()
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// Row sizes of the per-blob and per-link tables: a regression here is megabytes per
+    /// million blobs (bench/README.md, issue 6).
+    #[test]
+    fn per_blob_rows_stay_small() {
+        assert_eq!(std::mem::size_of::<BlobFile>(), 56);
+        assert_eq!(std::mem::size_of::<Link>(), 16);
+        assert_eq!(std::mem::size_of::<Ref>(), 8);
+    }
+
+    #[test]
+    fn optional_timestamps_round_trip() {
+        for t in [None, Some(Timestamp(0)), Some(Timestamp(-5)), Some(Timestamp(i64::MAX))] {
+            assert_eq!(OptTimestamp::from(t).get(), t);
+        }
+        assert_eq!(
+            OptTimestamp::from(Some(Timestamp(i64::MIN))).get(),
+            Some(Timestamp(i64::MIN + 1))
+        );
     }
 }

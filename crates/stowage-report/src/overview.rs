@@ -329,7 +329,7 @@ pub fn blob_row(
         digest: b.digest.to_string(),
         size: b.size,
         modified: b.modified,
-        created: b.created,
+        created: b.created.get(),
         kind: g.blob_kind(id).as_str().into(),
         referenced,
         owners_omitted: n - (repositories.len() + tags.len()) as u64,
@@ -492,7 +492,7 @@ pub fn build_with(
     // Bytes by month of creation.
     let mut months: BTreeMap<String, MonthRow> = BTreeMap::new();
     for (i, b) in inv.blobs.iter().enumerate() {
-        let m = month_of(b.created.unwrap_or(b.modified));
+        let m = month_of(b.created.get().unwrap_or(b.modified));
         let row = months.entry(m.clone()).or_insert_with(|| MonthRow {
             month: m,
             referenced_bytes: 0,
@@ -524,7 +524,7 @@ pub fn build_with(
         if gr.items.len() < limits.findings_per_kind {
             gr.items.push(FindingItem {
                 path: f.path.clone(),
-                message: f.message.clone(),
+                message: f.message.to_string(),
             });
         } else {
             gr.omitted += 1;
@@ -618,7 +618,7 @@ pub fn write_blob_csv(
             b.digest.to_string().as_str(),
             &b.size.to_string(),
             &b.modified.rfc3339(),
-            &b.created.map(|c| c.rfc3339()).unwrap_or_default(),
+            &b.created.get().map(|c| c.rfc3339()).unwrap_or_default(),
             g.blob_kind(id).as_str(),
             if referenced[i] { "true" } else { "false" },
             &repos.join(";"),

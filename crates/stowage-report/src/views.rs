@@ -4,7 +4,6 @@ use serde::Serialize;
 use stowage_graph::{BlobKind, Graph, Usage};
 use stowage_layout as layout;
 use stowage_model::inventory::{BlobId, LinkState, Repository};
-use stowage_model::manifest::Platform;
 use stowage_model::time::Timestamp;
 
 /// One blob, with who needs it.
@@ -98,7 +97,7 @@ impl<'g, 'a> BlobRecordBuilder<'g, 'a> {
             digest: b.digest.to_string(),
             size: b.size,
             modified: b.modified,
-            created: b.created,
+            created: b.created.get(),
             kind: g.blob_kind(id),
             media_type: g.manifest_kind(id).map(|k| k.media_type()),
             referenced,
@@ -363,7 +362,7 @@ pub fn tag_records(g: &Graph<'_>, u: &Usage, repo_index: usize) -> Vec<TagRecord
                         .iter()
                         .map(|p| {
                             p.as_ref()
-                                .map(Platform::to_string)
+                                .map(|p| p.to_string())
                                 .unwrap_or_else(|| "?".into())
                         })
                         .collect()

@@ -50,7 +50,7 @@ use stowage_model::inventory::{
     BlobFile, BlobId, CurrentLink, Inventory, Link, LinkKind, LinkState, ManifestExtra,
     ManifestRecord, ManifestStatus, OddLink, Ref, RefRole, Repository, ScanStats, Tag, Upload,
 };
-use stowage_model::manifest::{self, ManifestKind};
+use stowage_model::manifest::{self, ManifestKind, Platform};
 use stowage_model::name::{RepositoryName, is_valid_tag};
 use stowage_model::time::Timestamp;
 use stowage_storage::{EntryKind, ErrorKind, Meta, Storage, StorageError};
@@ -137,6 +137,7 @@ pub fn scan(
         blobs: Mutex::new(Vec::new()),
         missing: Mutex::new(HashMap::new()),
         table: Vec::new(),
+        platforms: Mutex::new(Default::default()),
         other_bytes: AtomicU64::new(0),
         unlisted: Mutex::new(Vec::new()),
     };
@@ -241,7 +242,12 @@ pub fn scan(
             .flat_map(|m| m.children().collect::<Vec<_>>())
             .filter(|&id| (id as usize) < ctx.table.len() && !seen.contains(&id))
             .collect();
-        manifests.extend(batch);
+        if manifests.is_empty() {
+            manifests = batch;
+        } else {
+            manifests.reserve_exact(batch.len());
+            manifests.extend(batch);
+        }
     }
 
     // Finalise: give missing digests their final ids (sorted), sort everything.
@@ -420,6 +426,9 @@ fn assemble(mut fragments: Vec<Fragment>) -> Vec<Repository> {
         }
     }
     for r in &mut repos {
+        // Pushed one fragment at a time: drop the growth slack of vectors kept all run.
+        r.tags.shrink_to_fit();
+        r.odd_links.shrink_to_fit();
         r.tags.sort_by(|a, b| a.name.cmp(&b.name));
         r.uploads.sort_by(|a, b| a.id.cmp(&b.id));
         r.odd_links.sort();
@@ -440,6 +449,9 @@ struct Ctx<'a> {
     missing: Mutex<HashMap<Digest, u32>>,
     /// The sorted blob table (phase 2 on).
     table: Vec<BlobFile>,
+    /// Index children's platforms, interned: a few distinct values, hundreds of thousands
+    /// of uses.
+    platforms: Mutex<std::collections::HashSet<Arc<Platform>>>,
     other_bytes: AtomicU64,
     unlisted: Mutex<Vec<String>>,
 }
@@ -451,7 +463,7 @@ struct Ent {
 }
 
 impl<'a> Ctx<'a> {
-    fn finding(&self, kind: FindingKind, path: &str, message: impl Into<String>) {
+    fn finding(&self, kind: FindingKind, path: &str, message: impl Into<std::borrow::Cow<'static, str>>) {
         self.findings
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -691,7 +703,7 @@ impl<'a> Ctx<'a> {
             match self.stat_in(snap.as_deref(), &data) {
                 Ok(m) => {
                     self.progress.blobs.fetch_add(1, Ordering::Relaxed);
-                    out.push(BlobFile { digest: h, size: m.size, modified: m.modified, created: m.created });
+                    out.push(BlobFile { digest: h, size: m.size, modified: m.modified, created: m.created.into() });
                 }
                 Err(e) if e.is_not_found() => self.finding(
                     FindingKind::BlobMissingData,
@@ -1139,6 +1151,8 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
+        // Kept for the whole run, one per link: no growth slack.
+        links.shrink_to_fit();
         (links, odd, aliases, complete)
     }
 
@@ -1395,6 +1409,16 @@ impl<'a> Ctx<'a> {
 
     // ---- phase 3: manifests -------------------------------------------------------------
 
+    fn intern_platform(&self, p: Platform) -> Arc<Platform> {
+        let mut set = self.platforms.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = set.get(&p) {
+            return known.clone();
+        }
+        let p = Arc::new(p);
+        set.insert(p.clone());
+        p
+    }
+
     fn read_manifest(&self, id: BlobId) -> ManifestRecord {
         let h = self.table[id as usize].digest;
         let path = layout::blob_data(&h);
@@ -1461,7 +1485,14 @@ impl<'a> Ctx<'a> {
                         ),
                     );
                 }
-                let platforms: Vec<_> = m.children.into_iter().map(|c| c.platform).collect();
+                let mut platforms: Vec<_> = m
+                    .children
+                    .into_iter()
+                    .map(|c| c.platform.map(|p| self.intern_platform(p)))
+                    .collect();
+                // Collected in place, the vector would keep the children's (far larger)
+                // allocation for the whole run.
+                platforms.shrink_to_fit();
                 if m.kind.is_index() || m.artifact_type.is_some() || m.kind == ManifestKind::Unknown
                 {
                     rec.extra = Some(Box::new(ManifestExtra {

@@ -476,7 +476,7 @@ async fn findings(State(st): St, q: Result<Query<FindingsQuery>, QueryRejection>
                 kind: f.kind.as_str().into(),
                 severity: f.severity().to_string(),
                 path: f.path.clone(),
-                message: f.message.clone(),
+                message: f.message.to_string(),
             })
             .collect(),
     })

@@ -58,8 +58,8 @@ pub fn run(s: &Settings, a: &CheckArgs) -> Result<i32> {
                 n as f64 / secs / 1e6
             );
         }
-        loaded.findings.extend(found);
-        loaded.findings.sort();
+        loaded.inv.findings.extend(found);
+        loaded.inv.findings.sort();
     }
     let threshold = match a.fail_on {
         Level::Info => Severity::Info,
@@ -67,7 +67,7 @@ pub fn run(s: &Settings, a: &CheckArgs) -> Result<i32> {
         Level::Error => Severity::Error,
     };
     let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
-    for f in &loaded.findings {
+    for f in &loaded.inv.findings {
         *counts.entry(f.kind.as_str()).or_default() += 1;
     }
     let mut out = output::stdout();
@@ -80,18 +80,18 @@ pub fn run(s: &Settings, a: &CheckArgs) -> Result<i32> {
                 generated_at: s.now,
                 verified_digests: a.verify_digests,
                 counts,
-                findings: &loaded.findings,
+                findings: &loaded.inv.findings,
             },
         )?,
         Format::Ndjson => {
-            for f in &loaded.findings {
+            for f in &loaded.inv.findings {
                 output::ndjson(&mut out, f)?;
             }
         }
         Format::Csv => {
             let mut w = csv::Writer::from_writer(&mut out);
             w.write_record(["severity", "kind", "path", "message"])?;
-            for f in &loaded.findings {
+            for f in &loaded.inv.findings {
                 w.write_record([
                     f.severity().to_string().as_str(),
                     f.kind.as_str(),
@@ -102,7 +102,7 @@ pub fn run(s: &Settings, a: &CheckArgs) -> Result<i32> {
             w.flush()?;
         }
         Format::Table => {
-            if loaded.findings.is_empty() {
+            if loaded.inv.findings.is_empty() {
                 writeln!(out, "no problems found in {}", loaded.inv.root)?;
             } else {
                 let mut t = Table::new(&[
@@ -111,14 +111,14 @@ pub fn run(s: &Settings, a: &CheckArgs) -> Result<i32> {
                     ("PATH", Align::Left),
                     ("PROBLEM", Align::Left),
                 ]);
-                let mut sorted: Vec<&Finding> = loaded.findings.iter().collect();
+                let mut sorted: Vec<&Finding> = loaded.inv.findings.iter().collect();
                 sorted.sort_by(|x, y| y.severity().cmp(&x.severity()).then_with(|| x.cmp(y)));
                 for f in sorted {
                     t.row(vec![
                         f.severity().to_string(),
                         f.kind.to_string(),
                         f.path.clone(),
-                        f.message.clone(),
+                        f.message.to_string(),
                     ]);
                 }
                 out.write_all(t.render().as_bytes())?;
@@ -130,6 +130,6 @@ pub fn run(s: &Settings, a: &CheckArgs) -> Result<i32> {
         }
     }
     out.flush()?;
-    let failing = loaded.findings.iter().any(|f| f.severity() >= threshold);
+    let failing = loaded.inv.findings.iter().any(|f| f.severity() >= threshold);
     Ok(if failing { exit::FINDINGS } else { exit::OK })
 }

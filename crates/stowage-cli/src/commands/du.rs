@@ -30,7 +30,7 @@ pub fn run(s: &Settings, a: &DuArgs) -> Result<i32> {
     let loaded = load(s, false)?;
     let g = Graph::new(&loaded.inv);
     let referenced = g.mark(g.all_revision_roots(), false);
-    let summary = stowage_graph::summary(&g, &referenced, &loaded.findings, s.now, 7 * 86400);
+    let summary = stowage_graph::summary(&g, &referenced, &loaded.inv.findings, s.now, 7 * 86400);
     let u = stowage_graph::usage(&g);
     let (key, desc): (SortKey, bool) = match a.sort {
         DuSort::Total => (|r| (r.total, r.name.clone()), true),
@@ -109,5 +109,5 @@ pub fn run(s: &Settings, a: &DuArgs) -> Result<i32> {
         }
     }
     out.flush()?;
-    Ok(findings_exit(&loaded.findings))
+    Ok(findings_exit(&loaded.inv.findings))
 }

@@ -53,7 +53,7 @@ pub fn run(s: &Settings, a: &ExplainArgs) -> Result<i32> {
     let mut c = Ctx {
         g: &g,
         referenced,
-        findings: &loaded.findings,
+        findings: &loaded.inv.findings,
         tz: &s.tz,
         b: BlobRecordBuilder::new(&g),
     };
@@ -194,7 +194,7 @@ fn explain_digest(c: &mut Ctx<'_>, d: &Digest, repo_ctx: Option<&str>) -> Explan
         ));
         e.facts.push((
             "created".into(),
-            b.created
+            b.created.get()
                 .map(|t| format!("{} (birth time)", t.human(c.tz)))
                 .unwrap_or_else(|| "not recorded by this filesystem".into()),
         ));

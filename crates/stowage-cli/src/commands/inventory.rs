@@ -48,13 +48,13 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
     let inv = &loaded.inv;
     let g = Graph::new(inv);
     let referenced = g.mark(g.all_revision_roots(), false);
-    let summary = stowage_graph::summary(&g, &referenced, &loaded.findings, s.now, 7 * 86400);
+    let summary = stowage_graph::summary(&g, &referenced, &loaded.inv.findings, s.now, 7 * 86400);
 
     // Select and order blob ids first (cheap), then build each record only while writing it:
     // memory stays proportional to the number of blobs, not to the size of the output (a
     // base layer's record lists every tag that uses it).
     let mut b = BlobRecordBuilder::new(&g);
-    let mut ids: Vec<u32> = Vec::new();
+    let mut ids: Vec<u32> = Vec::with_capacity(inv.blobs.len());
     for (i, blob) in inv.blobs.iter().enumerate() {
         let id = i as u32;
         let refd = referenced[i];
@@ -154,7 +154,7 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
                 serde_json::to_string(&s.now)?
             )?;
             writeln!(out, "  \"summary\": {},", serde_json::to_string(&summary)?)?;
-            writeln!(out, "  \"findings\": {},", loaded.findings.len())?;
+            writeln!(out, "  \"findings\": {},", loaded.inv.findings.len())?;
             out.write_all(b"  \"blobs\": [")?;
             for (n, id) in ids.iter().enumerate() {
                 out.write_all(if n == 0 { b"\n    " } else { b",\n    " })?;
@@ -331,7 +331,7 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
     }
     use std::io::Write;
     out.flush()?;
-    Ok(findings_exit(&loaded.findings))
+    Ok(findings_exit(&loaded.inv.findings))
 }
 
 pub fn short(d: &str) -> String {

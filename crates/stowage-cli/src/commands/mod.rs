@@ -83,16 +83,17 @@ pub fn run(cli: Cli) -> Result<i32> {
 
 /// A scanned and analysed storage.
 pub struct Loaded {
+    /// The scan, with the graph's integrity findings added to `inv.findings` (sorted): one
+    /// list, not a copy of the scan's plus the graph's, since a collected registry yields a
+    /// dangling-link finding per deleted image.
     pub inv: Inventory,
-    /// Scan findings plus graph findings, sorted.
-    pub findings: Vec<Finding>,
 }
 
 /// Scan the storage (with progress) and add the graph's integrity findings.
 pub fn load(s: &Settings, verify_links: bool) -> Result<Loaded> {
     let progress = Arc::new(Progress::default());
     let started = std::time::Instant::now();
-    let inv = {
+    let mut inv = {
         let _display =
             crate::progress::Display::start(s.progress, progress.clone(), s.storage.clone());
         stowage_scan::scan(
@@ -105,13 +106,11 @@ pub fn load(s: &Settings, verify_links: bool) -> Result<Loaded> {
         )
         .with_context(|| format!("scanning {}", s.storage.describe()))?
     };
-    let mut findings = inv.findings.clone();
-    {
-        let g = Graph::new(&inv);
-        findings.extend(stowage_graph::analyze_findings(&g));
-    }
-    findings.sort();
-    findings.dedup();
+    let derived = stowage_graph::analyze_findings(&Graph::new(&inv));
+    inv.findings.reserve_exact(derived.len());
+    inv.findings.extend(derived);
+    inv.findings.sort();
+    inv.findings.dedup();
     if s.verbose {
         let st = &inv.stats;
         eprintln!("peak memory after the scan: {}", peak_memory());
@@ -137,7 +136,7 @@ pub fn load(s: &Settings, verify_links: bool) -> Result<Loaded> {
             );
         }
     }
-    Ok(Loaded { inv, findings })
+    Ok(Loaded { inv })
 }
 
 /// Peak resident memory of this process so far (Linux `VmHWM`), for --verbose.

@@ -65,7 +65,7 @@ pub fn analyse_loaded(
     let summary = stowage_graph::summary(
         &g,
         &referenced,
-        &loaded.findings,
+        &loaded.inv.findings,
         s.now,
         limits.stale_upload_secs,
     );
@@ -75,7 +75,7 @@ pub fn analyse_loaded(
         &u,
         &referenced,
         summary,
-        &loaded.findings,
+        &loaded.inv.findings,
         s.now,
         limits,
     );
@@ -189,5 +189,5 @@ pub fn run(s: &Settings, a: &ReportArgs) -> Result<i32> {
         an.overview.blobs.total,
         csv.display()
     );
-    Ok(findings_exit(&loaded.findings))
+    Ok(findings_exit(&loaded.inv.findings))
 }

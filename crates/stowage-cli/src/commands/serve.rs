@@ -138,14 +138,16 @@ fn scan(
 ) -> Result<Snapshot> {
     // The duration is a measurement shown as such (a metric), never part of a decision.
     let started = std::time::Instant::now();
-    let loaded = load(s, false)?;
+    let mut loaded = load(s, false)?;
+    // The snapshot keeps the findings beside the inventory (the API pages them).
+    let findings = std::mem::take(&mut loaded.inv.findings);
     let limits = Limits {
         top_blobs: top,
         ..Limits::default()
     };
     let mut snap = Snapshot::build(
         loaded.inv,
-        loaded.findings,
+        findings,
         now,
         &limits,
         METRICS_TOP_REPOSITORIES,

@@ -235,5 +235,5 @@ pub fn run(s: &Settings, a: &TagsArgs) -> Result<i32> {
         }
     }
     out.flush()?;
-    Ok(findings_exit(&loaded.findings))
+    Ok(findings_exit(&loaded.inv.findings))
 }
