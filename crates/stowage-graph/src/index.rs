@@ -3,8 +3,6 @@
 use stowage_model::inventory::{BlobId, Inventory, LinkKind, LinkState, ManifestStatus, RefRole};
 use stowage_model::manifest::ManifestKind;
 
-use crate::NONE;
-
 /// Compressed sparse rows: `targets[start[k]..start[k+1]]` are the values of row `k`.
 ///
 /// Dense when many rows have values (`start` has one offset per row); sparse otherwise
@@ -114,8 +112,6 @@ impl Csr {
 pub struct Graph<'a> {
     pub inv: &'a Inventory,
     n: usize,
-    /// Manifest -> what it references (config, layers, children, artifact blobs).
-    fwd: Csr,
     /// Referenced id -> manifests referencing it.
     rev: Csr,
     /// Subject -> its referrers.
@@ -128,8 +124,9 @@ pub struct Graph<'a> {
     current_tags: Csr,
     /// Tag coordinates indexed by `current_tags` values.
     pub(crate) tag_coords: Vec<(u32, u32)>,
-    /// Id -> index into `inv.manifests` (or NONE).
-    manifest_at: Vec<u32>,
+    /// One bit per id: whether `inv.manifests` has a record for it (found by binary search;
+    /// a bit per id instead of a `u32` index per id).
+    is_manifest: Vec<u64>,
     /// Non-sha256 digest -> the canonical blobs its `_layers` alias links name (sha512 pushes
     /// are stored under sha256 with an alias link, `spec/registry-storage.md` §1.3).
     aliases: Csr,
@@ -144,10 +141,12 @@ pub(crate) const ROLE_CONFIG: u8 = 2;
 impl<'a> Graph<'a> {
     pub fn new(inv: &'a Inventory) -> Graph<'a> {
         let n = inv.id_count();
-        let mut manifest_at = vec![NONE; n];
+        let mut is_manifest = vec![0u64; n.div_ceil(64)];
         let mut role = vec![ROLE_NONE; n];
-        for (i, m) in inv.manifests.iter().enumerate() {
-            manifest_at[m.id as usize] = i as u32;
+        for m in &inv.manifests {
+            if let Some(w) = is_manifest.get_mut(m.id as usize / 64) {
+                *w |= 1 << (m.id % 64);
+            }
             for r in m.refs.iter() {
                 let rl = match r.role {
                     RefRole::Config => ROLE_CONFIG,
@@ -157,11 +156,6 @@ impl<'a> Graph<'a> {
                 role[r.id as usize] = role[r.id as usize].max(rl);
             }
         }
-        let fwd = Csr::build(n, |f| {
-            for m in &inv.manifests {
-                m.refs.iter().for_each(|r| f(m.id, r.id));
-            }
-        });
         let rev = Csr::build(n, |f| {
             for m in &inv.manifests {
                 m.refs.iter().for_each(|r| f(r.id, m.id));
@@ -219,7 +213,6 @@ impl<'a> Graph<'a> {
         Graph {
             inv,
             n,
-            fwd,
             rev,
             referrers,
             revision_repos,
@@ -227,7 +220,7 @@ impl<'a> Graph<'a> {
             current_tags,
             aliases,
             tag_coords,
-            manifest_at,
+            is_manifest,
             role,
         }
     }
@@ -235,7 +228,6 @@ impl<'a> Graph<'a> {
     /// Heap bytes of the graph's own tables (the inventory is counted separately).
     pub fn heap_bytes(&self) -> usize {
         [
-            &self.fwd,
             &self.rev,
             &self.referrers,
             &self.revision_repos,
@@ -247,7 +239,7 @@ impl<'a> Graph<'a> {
         .map(|c| c.heap_bytes())
         .sum::<usize>()
             + 8 * self.tag_coords.capacity()
-            + 4 * self.manifest_at.capacity()
+            + 8 * self.is_manifest.capacity()
             + self.role.capacity()
     }
 
@@ -260,8 +252,12 @@ impl<'a> Graph<'a> {
         self.n == 0
     }
 
-    pub fn refs(&self, id: BlobId) -> &[u32] {
-        self.fwd.row(id)
+    /// What manifest `id` references (config, layers, children, artifact blobs), in
+    /// manifest order; nothing for a blob that is not a manifest.
+    pub fn refs(&self, id: BlobId) -> impl Iterator<Item = BlobId> + use<'a> {
+        self.manifest(id)
+            .into_iter()
+            .flat_map(|m| m.refs.iter().map(|r| r.id))
     }
 
     /// Manifests that reference `id` directly.
@@ -292,10 +288,11 @@ impl<'a> Graph<'a> {
     }
 
     pub fn manifest(&self, id: BlobId) -> Option<&'a stowage_model::inventory::ManifestRecord> {
-        match self.manifest_at.get(id as usize) {
-            Some(&i) if i != NONE => Some(&self.inv.manifests[i as usize]),
-            _ => None,
+        let bit = self.is_manifest.get(id as usize / 64)? >> (id % 64) & 1;
+        if bit == 0 {
+            return None;
         }
+        self.inv.manifest(id)
     }
 
     pub fn is_opaque(&self, id: BlobId) -> bool {
@@ -338,7 +335,7 @@ impl<'a> Graph<'a> {
             }
         }
         while let Some(id) = stack.pop() {
-            for &c in self.refs(id) {
+            for c in self.refs(id) {
                 if !marked[c as usize] {
                     marked[c as usize] = true;
                     stack.push(c);
@@ -432,7 +429,7 @@ impl<'a> Graph<'a> {
         }
         while let Some(x) = stack.pop() {
             f(x);
-            for &c in self.refs(x).iter().chain(self.aliases.row(x)) {
+            for c in self.refs(x).chain(self.aliases.row(x).iter().copied()) {
                 if scratch.visit(c) {
                     stack.push(c);
                 }

@@ -28,7 +28,7 @@ mod verdicts;
 
 pub use index::{Graph, Scratch};
 pub use sizes::{NodeUsage, TagUsage, Usage, usage};
-pub use verdicts::{BlobKind, Summary, analyze_findings, summary, tagged_roots};
+pub use verdicts::{BlobKind, Summary, analyze_findings, count_findings, summary, tagged_roots};
 
 /// Sentinel for "no value" in `u32` tables.
 pub const NONE: u32 = u32::MAX;

@@ -2,7 +2,7 @@
 //! need the whole graph (missing references, dangling tags and links).
 
 use stowage_layout as layout;
-use stowage_model::finding::{Finding, FindingKind, Severity};
+use stowage_model::finding::{Finding, FindingCounts, FindingKind};
 use stowage_model::inventory::{BlobId, LinkKind, RefRole};
 use stowage_model::time::Timestamp;
 
@@ -112,7 +112,7 @@ pub fn tagged_roots(g: &Graph<'_>) -> Vec<BlobId> {
 pub fn summary(
     g: &Graph<'_>,
     referenced: &[bool],
-    findings: &[Finding],
+    findings: FindingCounts,
     now: Timestamp,
     stale_after_secs: i64,
 ) -> Summary {
@@ -151,26 +151,53 @@ pub fn summary(
         }
     }
     s.missing_blobs = referenced[inv.blobs.len()..].iter().filter(|&&m| m).count() as u64;
-    for f in findings {
-        match f.severity() {
-            Severity::Error => s.findings_error += 1,
-            Severity::Warning => s.findings_warning += 1,
-            Severity::Info => s.findings_info += 1,
-        }
-    }
+    s.findings_error = findings.error;
+    s.findings_warning = findings.warning;
+    s.findings_info = findings.info;
     s
 }
 
 /// Integrity findings that need the graph. Deterministic order (sorted by the caller).
 pub fn analyze_findings(g: &Graph<'_>) -> Vec<Finding> {
-    let inv = g.inv;
     let mut out = Vec::new();
+    analyze(g, &mut out);
+    out
+}
+
+/// How many findings [`analyze_findings`] would return, by severity, without building a
+/// single path or message (for commands that only print totals; a collected registry has a
+/// dangling-link finding per deleted image).
+pub fn count_findings(g: &Graph<'_>) -> FindingCounts {
+    let mut c = FindingCounts::default();
+    analyze(g, &mut c);
+    c
+}
+
+/// Where [`analyze`] puts what it finds: a list, or counts.
+trait Sink {
+    fn emit(&mut self, kind: FindingKind, make: impl FnOnce() -> Finding);
+}
+
+impl Sink for Vec<Finding> {
+    fn emit(&mut self, _: FindingKind, make: impl FnOnce() -> Finding) {
+        self.push(make());
+    }
+}
+
+impl Sink for FindingCounts {
+    fn emit(&mut self, kind: FindingKind, _: impl FnOnce() -> Finding) {
+        self.add(kind);
+    }
+}
+
+fn analyze(g: &Graph<'_>, out: &mut impl Sink) {
+    let inv = g.inv;
     let present = |id: BlobId| inv.is_present(id);
     let mut reported_missing = std::collections::HashSet::new();
     for r in &inv.repositories {
         let repo = r.name.as_str();
         if !r.revisions.is_empty() && r.has_manifests && !r.has_tags_dir {
-            out.push(Finding::new(
+            out.emit(FindingKind::MissingTagsDirectory, || Finding::new(
                 FindingKind::MissingTagsDirectory,
                 format!("repositories/{repo}/_manifests"),
                 "manifests but no tags directory (pushed by digest only); registry 2.x GC --delete-untagged aborts on this repository",
@@ -179,7 +206,7 @@ pub fn analyze_findings(g: &Graph<'_>) -> Vec<Finding> {
         for l in &r.revisions {
             if !present(l.target) {
                 let d = inv.digest(l.target);
-                out.push(Finding::new(
+                out.emit(FindingKind::RevisionMissingBlob, || Finding::new(
                     FindingKind::RevisionMissingBlob,
                     layout::revision_link(repo, &d),
                     format!(
@@ -192,7 +219,7 @@ pub fn analyze_findings(g: &Graph<'_>) -> Vec<Finding> {
             if !present(l.target) {
                 // The path names the repository and the digest: the message stays static,
                 // since a collected registry holds one of these per deleted layer.
-                out.push(Finding::new(
+                out.emit(FindingKind::LinkDangling, || Finding::new(
                     FindingKind::LinkDangling,
                     layout::layer_link(repo, &inv.digest(l.target)),
                     "_layers link to a blob that does not exist (normal after the registry's GC, which never removes these links)",
@@ -203,13 +230,13 @@ pub fn analyze_findings(g: &Graph<'_>) -> Vec<Finding> {
             if let Some(id) = t.current.and_then(|c| c.target) {
                 let d = inv.digest(id);
                 if !present(id) {
-                    out.push(Finding::new(
+                    out.emit(FindingKind::TagDangling, || Finding::new(
                         FindingKind::TagDangling,
                         layout::tag_dir(repo, &t.name),
                         format!("{repo}:{} points at {d}, whose manifest blob does not exist: pulls fail", t.name),
                     ));
                 } else if r.revision(id).is_none() {
-                    out.push(Finding::new(
+                    out.emit(FindingKind::TagUnlinked, || Finding::new(
                         FindingKind::TagUnlinked,
                         layout::tag_dir(repo, &t.name),
                         format!("{repo}:{} points at {d}, which has no revision link here: the registry answers MANIFEST_UNKNOWN", t.name),
@@ -218,11 +245,13 @@ pub fn analyze_findings(g: &Graph<'_>) -> Vec<Finding> {
             }
             for l in &t.index {
                 if !present(l.target) {
-                    out.push(Finding::new(
-                        FindingKind::LinkDangling,
-                        layout::tag_index_link(repo, &t.name, &inv.digest(l.target)),
-                        "tag history entry for a manifest blob that no longer exists",
-                    ));
+                    out.emit(FindingKind::LinkDangling, || {
+                        Finding::new(
+                            FindingKind::LinkDangling,
+                            layout::tag_index_link(repo, &t.name, &inv.digest(l.target)),
+                            "tag history entry for a manifest blob that no longer exists",
+                        )
+                    });
                 }
             }
         }
@@ -238,7 +267,7 @@ pub fn analyze_findings(g: &Graph<'_>) -> Vec<Finding> {
                     _ if !present(rf.id)
                         && reported_missing.insert((m.id, rf.id)) => {
                             let what = if rf.role == RefRole::Child { "child manifest" } else { "blob" };
-                            out.push(Finding::new(
+                            out.emit(FindingKind::ReferenceMissing, || Finding::new(
                                 FindingKind::ReferenceMissing,
                                 match d.sha256() {
                                     Some(h) => layout::blob_data(&h),
@@ -247,14 +276,14 @@ pub fn analyze_findings(g: &Graph<'_>) -> Vec<Finding> {
                                 format!("{what} {d}, referenced by manifest {md} (in {repo}), does not exist: pulls of it fail"),
                             ));
                         }
-                    RefRole::Child if r.revision(rf.id).is_none() => out.push(Finding::new(
+                    RefRole::Child if r.revision(rf.id).is_none() => out.emit(FindingKind::IndexChildUnlinked, || Finding::new(
                         FindingKind::IndexChildUnlinked,
                         layout::revision_link(repo, &d),
                         format!("child {d} of index {md} has no revision link in {repo}: pulling that platform fails"),
                     )),
                     RefRole::Config | RefRole::Layer if (r.has_layers || !r.layers.is_empty())
                         && r.layer(rf.id).is_none() => {
-                            out.push(Finding::new(
+                            out.emit(FindingKind::LayerUnlinked, || Finding::new(
                                 FindingKind::LayerUnlinked,
                                 layout::layer_link(repo, &d),
                                 format!("{d}, needed by {md}, has no _layers link in {repo}: BLOB_UNKNOWN through this repository"),
@@ -265,5 +294,4 @@ pub fn analyze_findings(g: &Graph<'_>) -> Vec<Finding> {
             }
         }
     }
-    out
 }

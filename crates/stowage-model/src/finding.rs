@@ -151,3 +151,39 @@ impl fmt::Display for Finding {
         )
     }
 }
+
+/// Findings counted by severity, for commands that print only totals.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct FindingCounts {
+    pub error: u64,
+    pub warning: u64,
+    pub info: u64,
+}
+
+impl FindingCounts {
+    pub fn add(&mut self, kind: FindingKind) {
+        match kind.severity() {
+            Severity::Error => self.error += 1,
+            Severity::Warning => self.warning += 1,
+            Severity::Info => self.info += 1,
+        }
+    }
+
+    pub fn of(findings: &[Finding]) -> FindingCounts {
+        let mut c = FindingCounts::default();
+        findings.iter().for_each(|f| c.add(f.kind));
+        c
+    }
+
+    pub fn total(&self) -> u64 {
+        self.error + self.warning + self.info
+    }
+}
+
+impl std::ops::AddAssign for FindingCounts {
+    fn add_assign(&mut self, o: FindingCounts) {
+        self.error += o.error;
+        self.warning += o.warning;
+        self.info += o.info;
+    }
+}

@@ -386,7 +386,12 @@ mod size_tests {
 
     #[test]
     fn optional_timestamps_round_trip() {
-        for t in [None, Some(Timestamp(0)), Some(Timestamp(-5)), Some(Timestamp(i64::MAX))] {
+        for t in [
+            None,
+            Some(Timestamp(0)),
+            Some(Timestamp(-5)),
+            Some(Timestamp(i64::MAX)),
+        ] {
             assert_eq!(OptTimestamp::from(t).get(), t);
         }
         assert_eq!(

@@ -402,7 +402,7 @@ fn registry_differences(
                 continue;
             }
             reg[l.target as usize] = true;
-            for &c in g.refs(l.target) {
+            for c in g.refs(l.target) {
                 reg[c as usize] = true;
             }
         }

@@ -225,7 +225,7 @@ fn closure(g: &Graph<'_>, roots: impl IntoIterator<Item = BlobId>) -> HashSet<Bl
     let mut seen: HashSet<BlobId> = HashSet::new();
     let mut stack: Vec<BlobId> = roots.into_iter().filter(|r| seen.insert(*r)).collect();
     while let Some(x) = stack.pop() {
-        for &c in g.refs(x) {
+        for c in g.refs(x) {
             if seen.insert(c) {
                 stack.push(c);
             }

@@ -1521,7 +1521,7 @@ fn closure_repair(
                 continue;
             }
             let repo = &inv.repositories[ri as usize];
-            for &c in g.refs(x) {
+            for c in g.refs(x) {
                 if g.manifest(c).is_some() {
                     needed_global.insert(c);
                     if repo.revision(c).is_some() {

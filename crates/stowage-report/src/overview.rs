@@ -341,7 +341,13 @@ pub fn blob_row(
 /// Build the overview. `findings` are the scan's plus the graph's (as `stowage check` lists).
 pub fn build(g: &Graph<'_>, findings: &[Finding], now: Timestamp, limits: &Limits) -> Overview {
     let referenced = g.mark(g.all_revision_roots(), false);
-    let summary = stowage_graph::summary(g, &referenced, findings, now, limits.stale_upload_secs);
+    let summary = stowage_graph::summary(
+        g,
+        &referenced,
+        stowage_model::finding::FindingCounts::of(findings),
+        now,
+        limits.stale_upload_secs,
+    );
     let u = stowage_graph::usage(g);
     build_with(g, &u, &referenced, summary, findings, now, limits)
 }

@@ -463,7 +463,12 @@ struct Ent {
 }
 
 impl<'a> Ctx<'a> {
-    fn finding(&self, kind: FindingKind, path: &str, message: impl Into<std::borrow::Cow<'static, str>>) {
+    fn finding(
+        &self,
+        kind: FindingKind,
+        path: &str,
+        message: impl Into<std::borrow::Cow<'static, str>>,
+    ) {
         self.findings
             .lock()
             .unwrap_or_else(|e| e.into_inner())

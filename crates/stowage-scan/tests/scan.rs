@@ -33,8 +33,17 @@ fn scan_with(root: &std::path::Path, concurrency: usize, verify_links: bool) -> 
 
 fn all_findings(inv: &Inventory) -> Vec<stowage_model::Finding> {
     let g = Graph::new(inv);
+    let mut derived = stowage_graph::analyze_findings(&g);
+    derived.sort();
+    derived.dedup();
+    // Commands that print only totals count instead of listing: the two must agree.
+    assert_eq!(
+        stowage_graph::count_findings(&g),
+        stowage_model::finding::FindingCounts::of(&derived),
+        "count_findings disagrees with analyze_findings"
+    );
     let mut f = inv.findings.clone();
-    f.extend(stowage_graph::analyze_findings(&g));
+    f.extend(derived);
     f.sort();
     f
 }

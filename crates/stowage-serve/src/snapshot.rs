@@ -40,8 +40,13 @@ impl Snapshot {
         let (mut ov, repos, referenced) = {
             let g = Graph::new(&inv);
             let referenced = g.mark(g.all_revision_roots(), false);
-            let summary =
-                stowage_graph::summary(&g, &referenced, &findings, now, limits.stale_upload_secs);
+            let summary = stowage_graph::summary(
+                &g,
+                &referenced,
+                stowage_model::finding::FindingCounts::of(&findings),
+                now,
+                limits.stale_upload_secs,
+            );
             let u = stowage_graph::usage(&g);
             let ov = overview::build_with(&g, &u, &referenced, summary, &findings, now, limits);
             let repos = stowage_report::metrics::repository_figures(&g, &u, metrics_top);

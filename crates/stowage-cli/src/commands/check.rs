@@ -11,7 +11,7 @@ use stowage_model::time::Timestamp;
 use stowage_report::schema;
 use stowage_report::table::{Align, Table};
 
-use super::load;
+use super::{GraphFindings, load};
 use crate::args::{CheckArgs, Format, Level};
 use crate::exit;
 use crate::output;
@@ -30,7 +30,7 @@ struct Document<'a> {
 pub fn run(s: &Settings, a: &CheckArgs) -> Result<i32> {
     // `check` may read more than inventory: every link file is read and compared with its path
     // unless --fast is given.
-    let mut loaded = load(s, !a.fast)?;
+    let mut loaded = load(s, !a.fast, GraphFindings::List)?;
     if a.verify_digests {
         let started = std::time::Instant::now();
         let hashed = AtomicU64::new(0);
@@ -130,6 +130,10 @@ pub fn run(s: &Settings, a: &CheckArgs) -> Result<i32> {
         }
     }
     out.flush()?;
-    let failing = loaded.inv.findings.iter().any(|f| f.severity() >= threshold);
+    let failing = loaded
+        .inv
+        .findings
+        .iter()
+        .any(|f| f.severity() >= threshold);
     Ok(if failing { exit::FINDINGS } else { exit::OK })
 }

@@ -9,7 +9,7 @@ use stowage_model::time::{Timestamp, human_bytes};
 use stowage_report::table::{Align, Table};
 use stowage_report::{DuRecord, du_records, schema};
 
-use super::{findings_exit, load};
+use super::{GraphFindings, findings_exit, load};
 use crate::args::{DuArgs, DuSort, Format};
 use crate::output;
 use crate::settings::Settings;
@@ -27,10 +27,11 @@ struct Document<'a> {
 type SortKey = fn(&DuRecord) -> (u64, String);
 
 pub fn run(s: &Settings, a: &DuArgs) -> Result<i32> {
-    let loaded = load(s, false)?;
+    let loaded = load(s, false, GraphFindings::Count)?;
     let g = Graph::new(&loaded.inv);
     let referenced = g.mark(g.all_revision_roots(), false);
-    let summary = stowage_graph::summary(&g, &referenced, &loaded.inv.findings, s.now, 7 * 86400);
+    let summary =
+        stowage_graph::summary(&g, &referenced, loaded.finding_counts(), s.now, 7 * 86400);
     let u = stowage_graph::usage(&g);
     let (key, desc): (SortKey, bool) = match a.sort {
         DuSort::Total => (|r| (r.total, r.name.clone()), true),
@@ -109,5 +110,5 @@ pub fn run(s: &Settings, a: &DuArgs) -> Result<i32> {
         }
     }
     out.flush()?;
-    Ok(findings_exit(&loaded.inv.findings))
+    Ok(findings_exit(loaded.finding_counts()))
 }

@@ -13,7 +13,7 @@ use stowage_model::inventory::{BlobId, RefRole};
 use stowage_model::time::human_bytes;
 use stowage_report::{BlobRecordBuilder, schema};
 
-use super::load;
+use super::{GraphFindings, load};
 use crate::args::{ExplainArgs, Format};
 use crate::exit;
 use crate::output;
@@ -47,7 +47,7 @@ struct Ctx<'a> {
 }
 
 pub fn run(s: &Settings, a: &ExplainArgs) -> Result<i32> {
-    let loaded = load(s, false)?;
+    let loaded = load(s, false, GraphFindings::List)?;
     let g = Graph::new(&loaded.inv);
     let referenced = g.mark(g.all_revision_roots(), false);
     let mut c = Ctx {
@@ -194,7 +194,8 @@ fn explain_digest(c: &mut Ctx<'_>, d: &Digest, repo_ctx: Option<&str>) -> Explan
         ));
         e.facts.push((
             "created".into(),
-            b.created.get()
+            b.created
+                .get()
                 .map(|t| format!("{} (birth time)", t.human(c.tz)))
                 .unwrap_or_else(|| "not recorded by this filesystem".into()),
         ));

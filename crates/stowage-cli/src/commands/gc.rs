@@ -9,7 +9,7 @@ use stowage_plan::{GcOptions, Plan};
 use stowage_report::table::{Align, Table};
 
 use super::inventory::short;
-use super::load;
+use super::{GraphFindings, load};
 use crate::args::{Format, GcArgs};
 use crate::output;
 use crate::settings::{Settings, parse_age};
@@ -32,7 +32,7 @@ pub fn options(a: &GcArgs) -> Result<GcOptions> {
 
 pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
     let opts = options(a)?;
-    let loaded = load(s, false)?;
+    let loaded = load(s, false, GraphFindings::Count)?;
     let g = Graph::new(&loaded.inv);
     let plan = stowage_plan::gc::build(&g, &opts, s.now);
     if let Some(path) = &a.out {

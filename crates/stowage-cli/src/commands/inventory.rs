@@ -9,7 +9,7 @@ use stowage_report::{
     BlobRecordBuilder, LinkRecord, UploadRecord, link_records, schema, upload_records,
 };
 
-use super::{findings_exit, load};
+use super::{GraphFindings, findings_exit, load};
 use crate::args::{BlobSort, Format, InventoryArgs, KindArg};
 use crate::output;
 use crate::settings::{Settings, parse_age, parse_size};
@@ -44,11 +44,12 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
     let older = a.older_than.as_deref().map(parse_age).transpose()?;
     let newer = a.newer_than.as_deref().map(parse_age).transpose()?;
     let min_size = a.min_size.as_deref().map(parse_size).transpose()?;
-    let loaded = load(s, false)?;
+    let loaded = load(s, false, GraphFindings::Count)?;
     let inv = &loaded.inv;
     let g = Graph::new(inv);
     let referenced = g.mark(g.all_revision_roots(), false);
-    let summary = stowage_graph::summary(&g, &referenced, &loaded.inv.findings, s.now, 7 * 86400);
+    let summary =
+        stowage_graph::summary(&g, &referenced, loaded.finding_counts(), s.now, 7 * 86400);
 
     // Select and order blob ids first (cheap), then build each record only while writing it:
     // memory stays proportional to the number of blobs, not to the size of the output (a
@@ -154,7 +155,7 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
                 serde_json::to_string(&s.now)?
             )?;
             writeln!(out, "  \"summary\": {},", serde_json::to_string(&summary)?)?;
-            writeln!(out, "  \"findings\": {},", loaded.inv.findings.len())?;
+            writeln!(out, "  \"findings\": {},", loaded.finding_counts().total())?;
             out.write_all(b"  \"blobs\": [")?;
             for (n, id) in ids.iter().enumerate() {
                 out.write_all(if n == 0 { b"\n    " } else { b",\n    " })?;
@@ -331,7 +332,7 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
     }
     use std::io::Write;
     out.flush()?;
-    Ok(findings_exit(&loaded.inv.findings))
+    Ok(findings_exit(loaded.finding_counts()))
 }
 
 pub fn short(d: &str) -> String {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use stowage_graph::Graph;
-use stowage_model::finding::{Finding, Severity};
+use stowage_model::finding::FindingCounts;
 use stowage_model::inventory::Inventory;
 use stowage_scan::{Progress, ScanOptions};
 
@@ -87,10 +87,31 @@ pub struct Loaded {
     /// list, not a copy of the scan's plus the graph's, since a collected registry yields a
     /// dangling-link finding per deleted image.
     pub inv: Inventory,
+    /// Graph findings counted but not listed (loaded with [`GraphFindings::Count`]).
+    pub unlisted: FindingCounts,
 }
 
-/// Scan the storage (with progress) and add the graph's integrity findings.
-pub fn load(s: &Settings, verify_links: bool) -> Result<Loaded> {
+impl Loaded {
+    /// Every finding, listed or only counted, by severity.
+    pub fn finding_counts(&self) -> FindingCounts {
+        let mut c = FindingCounts::of(&self.inv.findings);
+        c += self.unlisted;
+        c
+    }
+}
+
+/// What `load` does with the findings that need the graph.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum GraphFindings {
+    /// Add them to `inv.findings` (commands that show findings).
+    List,
+    /// Only count them (commands that print totals): no path or message is built, which at
+    /// a million blobs is tens of megabytes of strings nobody reads.
+    Count,
+}
+
+/// Scan the storage (with progress) and add (or count) the graph's integrity findings.
+pub fn load(s: &Settings, verify_links: bool, graph_findings: GraphFindings) -> Result<Loaded> {
     let progress = Arc::new(Progress::default());
     let started = std::time::Instant::now();
     let mut inv = {
@@ -106,11 +127,17 @@ pub fn load(s: &Settings, verify_links: bool) -> Result<Loaded> {
         )
         .with_context(|| format!("scanning {}", s.storage.describe()))?
     };
-    let derived = stowage_graph::analyze_findings(&Graph::new(&inv));
-    inv.findings.reserve_exact(derived.len());
-    inv.findings.extend(derived);
-    inv.findings.sort();
-    inv.findings.dedup();
+    let mut unlisted = FindingCounts::default();
+    match graph_findings {
+        GraphFindings::List => {
+            let derived = stowage_graph::analyze_findings(&Graph::new(&inv));
+            inv.findings.reserve_exact(derived.len());
+            inv.findings.extend(derived);
+            inv.findings.sort();
+            inv.findings.dedup();
+        }
+        GraphFindings::Count => unlisted = stowage_graph::count_findings(&Graph::new(&inv)),
+    }
     if s.verbose {
         let st = &inv.stats;
         eprintln!("peak memory after the scan: {}", peak_memory());
@@ -136,7 +163,7 @@ pub fn load(s: &Settings, verify_links: bool) -> Result<Loaded> {
             );
         }
     }
-    Ok(Loaded { inv })
+    Ok(Loaded { inv, unlisted })
 }
 
 /// Peak resident memory of this process so far (Linux `VmHWM`), for --verbose.
@@ -153,15 +180,8 @@ pub fn peak_memory() -> String {
 
 /// For read commands other than `check`: exit 1 when error-level findings exist, and say so
 /// on stderr so a table of data is not mistaken for a clean bill of health.
-pub fn findings_exit(findings: &[Finding]) -> i32 {
-    let errors = findings
-        .iter()
-        .filter(|f| f.severity() == Severity::Error)
-        .count();
-    let warnings = findings
-        .iter()
-        .filter(|f| f.severity() == Severity::Warning)
-        .count();
+pub fn findings_exit(c: FindingCounts) -> i32 {
+    let (errors, warnings) = (c.error, c.warning);
     if errors + warnings > 0 {
         eprintln!(
             "note: {errors} integrity errors and {warnings} warnings found; `stowage check` lists them"

@@ -11,7 +11,7 @@ use stowage_plan::Plan;
 use stowage_report::metrics::RepoFigures;
 use stowage_report::overview::{self, Limits, Overview};
 
-use super::{Loaded, findings_exit, load};
+use super::{GraphFindings, Loaded, findings_exit, load};
 use crate::settings::Settings;
 
 #[derive(Args, Debug)]
@@ -49,7 +49,7 @@ pub const METRICS_TOP_REPOSITORIES: usize = 50;
 pub fn analyse(s: &Settings, limits: &Limits) -> Result<(Loaded, Analysis)> {
     // The duration is a measurement reported as such (a metric), never part of a decision.
     let started = std::time::Instant::now();
-    let loaded = load(s, false)?;
+    let loaded = load(s, false, GraphFindings::List)?;
     let a = analyse_loaded(&loaded, s, limits, started);
     Ok((loaded, a))
 }
@@ -65,7 +65,7 @@ pub fn analyse_loaded(
     let summary = stowage_graph::summary(
         &g,
         &referenced,
-        &loaded.inv.findings,
+        loaded.finding_counts(),
         s.now,
         limits.stale_upload_secs,
     );
@@ -189,5 +189,5 @@ pub fn run(s: &Settings, a: &ReportArgs) -> Result<i32> {
         an.overview.blobs.total,
         csv.display()
     );
-    Ok(findings_exit(&loaded.inv.findings))
+    Ok(findings_exit(loaded.finding_counts()))
 }

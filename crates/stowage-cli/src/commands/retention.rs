@@ -14,7 +14,7 @@ use stowage_policy::eval::Inputs;
 use stowage_policy::file::TimeSource;
 use stowage_report::table::{Align, Table};
 
-use super::load;
+use super::{GraphFindings, load};
 use crate::args::{Format, PlanArgs, PolicyCheckArgs};
 use crate::exit;
 use crate::output;
@@ -85,7 +85,7 @@ pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
         eprintln!("lint {} at {}: {}", l.code, l.at, l.message);
     }
     let expires = parse_age(&a.expires).context("--expires")?;
-    let loaded = load(s, false)?;
+    let loaded = load(s, false, GraphFindings::Count)?;
     let g = Graph::new(&loaded.inv);
     let created = if uses_created(&file) {
         stowage_plan::retention::load_created(&*s.storage, &g)

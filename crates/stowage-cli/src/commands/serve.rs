@@ -9,8 +9,8 @@ use stowage_model::time::Timestamp;
 use stowage_report::overview::Limits;
 use stowage_serve::{AppState, Snapshot, check_bind};
 
-use super::load;
 use super::report::METRICS_TOP_REPOSITORIES;
+use super::{GraphFindings, load};
 use crate::settings::{Settings, parse_age};
 
 #[derive(Args, Debug)]
@@ -138,7 +138,7 @@ fn scan(
 ) -> Result<Snapshot> {
     // The duration is a measurement shown as such (a metric), never part of a decision.
     let started = std::time::Instant::now();
-    let mut loaded = load(s, false)?;
+    let mut loaded = load(s, false, GraphFindings::List)?;
     // The snapshot keeps the findings beside the inventory (the API pages them).
     let findings = std::mem::take(&mut loaded.inv.findings);
     let limits = Limits {

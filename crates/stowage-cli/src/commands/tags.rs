@@ -10,7 +10,7 @@ use stowage_report::table::{Align, Table};
 use stowage_report::{TagRecord, schema, tag_records};
 
 use super::inventory::short;
-use super::{findings_exit, load};
+use super::{GraphFindings, findings_exit, load};
 use crate::args::{Format, TagsArgs};
 use crate::output;
 use crate::settings::Settings;
@@ -80,7 +80,7 @@ fn kind_label(mt: Option<&str>) -> &'static str {
 }
 
 pub fn run(s: &Settings, a: &TagsArgs) -> Result<i32> {
-    let loaded = load(s, false)?;
+    let loaded = load(s, false, GraphFindings::Count)?;
     let inv = &loaded.inv;
     let name = a.repository.trim_matches('/');
     let Some(ri) = inv
@@ -235,5 +235,5 @@ pub fn run(s: &Settings, a: &TagsArgs) -> Result<i32> {
         }
     }
     out.flush()?;
-    Ok(findings_exit(&loaded.inv.findings))
+    Ok(findings_exit(loaded.finding_counts()))
 }

@@ -17,7 +17,7 @@ use stowage_usage::view::{Bucket, UsageView};
 use stowage_usage::{Filter, FilterConfig, Ingest, TagTimeline};
 
 use super::inventory::short;
-use super::load;
+use super::{GraphFindings, load};
 use crate::args::{Format, GlobalArgs};
 use crate::output;
 use crate::settings::Settings;
@@ -139,7 +139,7 @@ pub fn ingest(g: &GlobalArgs, a: &IngestArgs) -> Result<i32> {
     // Tag pulls are resolved against the storage's tag history, scanned now.
     let mut tags = if has_storage(g) {
         let s = Settings::resolve(g)?;
-        let loaded = load(&s, false)?;
+        let loaded = load(&s, false, GraphFindings::Count)?;
         TagTimeline::from_inventory(&loaded.inv)
     } else {
         eprintln!(
@@ -294,7 +294,7 @@ pub fn run(s: &Settings, a: &UsageArgs) -> Result<i32> {
     let Some(db) = &a.db else {
         bail!("--db FILE is needed: the history database with the pull data");
     };
-    let loaded = load(s, false)?;
+    let loaded = load(s, false, GraphFindings::Count)?;
     let g = Graph::new(&loaded.inv);
     let (v, status) = view(db, &g, s.now)?;
     let mut out = output::stdout();
