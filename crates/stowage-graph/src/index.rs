@@ -99,13 +99,6 @@ impl Csr {
         }
         &self.targets[self.start[k] as usize..self.start[k + 1] as usize]
     }
-
-    /// Heap bytes held (for `--verbose` memory accounting and the scale benchmark).
-    pub(crate) fn heap_bytes(&self) -> usize {
-        4 * (self.keys.as_ref().map_or(0, Vec::capacity)
-            + self.start.capacity()
-            + self.targets.capacity())
-    }
 }
 
 /// The reference graph of one inventory.
@@ -223,24 +216,6 @@ impl<'a> Graph<'a> {
             is_manifest,
             role,
         }
-    }
-
-    /// Heap bytes of the graph's own tables (the inventory is counted separately).
-    pub fn heap_bytes(&self) -> usize {
-        [
-            &self.rev,
-            &self.referrers,
-            &self.revision_repos,
-            &self.layer_repos,
-            &self.current_tags,
-            &self.aliases,
-        ]
-        .iter()
-        .map(|c| c.heap_bytes())
-        .sum::<usize>()
-            + 8 * self.tag_coords.capacity()
-            + 8 * self.is_manifest.capacity()
-            + self.role.capacity()
     }
 
     /// Number of ids (present blobs + missing digests).
