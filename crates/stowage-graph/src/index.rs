@@ -141,17 +141,17 @@ impl<'a> Graph<'a> {
                 *w |= 1 << (m.id % 64);
             }
             for r in m.refs.iter() {
-                let rl = match r.role {
+                let rl = match r.role() {
                     RefRole::Config => ROLE_CONFIG,
                     RefRole::Layer | RefRole::External | RefRole::ArtifactBlob => ROLE_LAYER,
                     RefRole::Child => ROLE_NONE,
                 };
-                role[r.id as usize] = role[r.id as usize].max(rl);
+                role[r.id() as usize] = role[r.id() as usize].max(rl);
             }
         }
         let rev = Csr::build(n, |f| {
             for m in &inv.manifests {
-                m.refs.iter().for_each(|r| f(r.id, m.id));
+                m.refs.iter().for_each(|r| f(r.id(), m.id));
             }
         });
         let referrers = Csr::build(n, |f| {
@@ -175,12 +175,12 @@ impl<'a> Graph<'a> {
         });
         let revision_repos = Csr::build(n, |f| {
             for (ri, r) in inv.repositories.iter().enumerate() {
-                r.revisions.iter().for_each(|l| f(l.target, ri as u32));
+                r.revisions.iter().for_each(|l| f(l.target(), ri as u32));
             }
         });
         let layer_repos = Csr::build(n, |f| {
             for (ri, r) in inv.repositories.iter().enumerate() {
-                r.layers.iter().for_each(|l| f(l.target, ri as u32));
+                r.layers.iter().for_each(|l| f(l.target(), ri as u32));
             }
         });
         let mut tag_coords = Vec::new();
@@ -232,7 +232,7 @@ impl<'a> Graph<'a> {
     pub fn refs(&self, id: BlobId) -> impl Iterator<Item = BlobId> + use<'a> {
         self.manifest(id)
             .into_iter()
-            .flat_map(|m| m.refs.iter().map(|r| r.id))
+            .flat_map(|m| m.refs.iter().map(|r| r.id()))
     }
 
     /// Manifests that reference `id` directly.
@@ -283,7 +283,7 @@ impl<'a> Graph<'a> {
     pub fn all_revision_roots(&self) -> Vec<BlobId> {
         let mut roots = Vec::new();
         for r in &self.inv.repositories {
-            roots.extend(r.revisions.iter().map(|l| l.target));
+            roots.extend(r.revisions.iter().map(|l| l.target()));
             for o in &r.odd_links {
                 if o.kind == LinkKind::Revision
                     && let Some(id) = o.content.as_ref().and_then(|d| self.inv.id_of(d))
@@ -337,9 +337,9 @@ impl<'a> Graph<'a> {
                     }
                     let repo = &self.inv.repositories[ri as usize];
                     for l in repo.layers.iter().chain(repo.revisions.iter()) {
-                        if !marked[l.target as usize] {
-                            marked[l.target as usize] = true;
-                            stack.push(l.target);
+                        if !marked[l.target() as usize] {
+                            marked[l.target() as usize] = true;
+                            stack.push(l.target());
                         }
                     }
                 }

@@ -177,7 +177,7 @@ pub fn usage(g: &Graph<'_>) -> Usage {
         let repo = &inv.repositories[ri as usize];
         let mut own = 0u64;
         // Reach of the repository: closure of all its revisions, in one walk.
-        let roots: Vec<BlobId> = repo.revisions.iter().map(|l| l.target).collect();
+        let roots: Vec<BlobId> = repo.revisions.iter().map(|l| l.target()).collect();
         let reach = reach_many(g, &roots, &mut scratch);
         for id in reach {
             let size = g.size(id);

@@ -96,7 +96,7 @@ pub fn tagged_roots(g: &Graph<'_>) -> Vec<BlobId> {
                 .any(|t| t.current.is_some_and(|c| c.target.is_none()))
             || r.odd_links.iter().any(|o| o.kind == LinkKind::TagCurrent);
         if unsure {
-            roots.extend(r.revisions.iter().map(|l| l.target));
+            roots.extend(r.revisions.iter().map(|l| l.target()));
             continue;
         }
         roots.extend(
@@ -204,8 +204,8 @@ fn analyze(g: &Graph<'_>, out: &mut impl Sink) {
             ));
         }
         for l in &r.revisions {
-            if !present(l.target) {
-                let d = inv.digest(l.target);
+            if !present(l.target()) {
+                let d = inv.digest(l.target());
                 out.emit(FindingKind::RevisionMissingBlob, || Finding::new(
                     FindingKind::RevisionMissingBlob,
                     layout::revision_link(repo, &d),
@@ -216,12 +216,12 @@ fn analyze(g: &Graph<'_>, out: &mut impl Sink) {
             }
         }
         for l in &r.layers {
-            if !present(l.target) {
+            if !present(l.target()) {
                 // The path names the repository and the digest: the message stays static,
                 // since a collected registry holds one of these per deleted layer.
                 out.emit(FindingKind::LinkDangling, || Finding::new(
                     FindingKind::LinkDangling,
-                    layout::layer_link(repo, &inv.digest(l.target)),
+                    layout::layer_link(repo, &inv.digest(l.target())),
                     "_layers link to a blob that does not exist (normal after the registry's GC, which never removes these links)",
                 ));
             }
@@ -244,11 +244,11 @@ fn analyze(g: &Graph<'_>, out: &mut impl Sink) {
                 }
             }
             for l in &t.index {
-                if !present(l.target) {
+                if !present(l.target()) {
                     out.emit(FindingKind::LinkDangling, || {
                         Finding::new(
                             FindingKind::LinkDangling,
-                            layout::tag_index_link(repo, &t.name, &inv.digest(l.target)),
+                            layout::tag_index_link(repo, &t.name, &inv.digest(l.target())),
                             "tag history entry for a manifest blob that no longer exists",
                         )
                     });
@@ -256,17 +256,17 @@ fn analyze(g: &Graph<'_>, out: &mut impl Sink) {
             }
         }
         for l in &r.revisions {
-            let Some(m) = g.manifest(l.target) else {
+            let Some(m) = g.manifest(l.target()) else {
                 continue;
             };
             let md = inv.digest(m.id);
             for rf in m.refs.iter() {
-                let d = inv.digest(rf.id);
-                match rf.role {
+                let d = inv.digest(rf.id());
+                match rf.role() {
                     RefRole::External => {}
-                    _ if !present(rf.id)
-                        && reported_missing.insert((m.id, rf.id)) => {
-                            let what = if rf.role == RefRole::Child { "child manifest" } else { "blob" };
+                    _ if !present(rf.id())
+                        && reported_missing.insert((m.id, rf.id())) => {
+                            let what = if rf.role() == RefRole::Child { "child manifest" } else { "blob" };
                             out.emit(FindingKind::ReferenceMissing, || Finding::new(
                                 FindingKind::ReferenceMissing,
                                 match d.sha256() {
@@ -276,13 +276,13 @@ fn analyze(g: &Graph<'_>, out: &mut impl Sink) {
                                 format!("{what} {d}, referenced by manifest {md} (in {repo}), does not exist: pulls of it fail"),
                             ));
                         }
-                    RefRole::Child if r.revision(rf.id).is_none() => out.emit(FindingKind::IndexChildUnlinked, || Finding::new(
+                    RefRole::Child if r.revision(rf.id()).is_none() => out.emit(FindingKind::IndexChildUnlinked, || Finding::new(
                         FindingKind::IndexChildUnlinked,
                         layout::revision_link(repo, &d),
                         format!("child {d} of index {md} has no revision link in {repo}: pulling that platform fails"),
                     )),
                     RefRole::Config | RefRole::Layer if (r.has_layers || !r.layers.is_empty())
-                        && r.layer(rf.id).is_none() => {
+                        && r.layer(rf.id()).is_none() => {
                             out.emit(FindingKind::LayerUnlinked, || Finding::new(
                                 FindingKind::LayerUnlinked,
                                 layout::layer_link(repo, &d),

@@ -52,7 +52,7 @@ fn check_against_brute_force(inv: &Inventory) {
         .map(|r| {
             reach(
                 &g,
-                &r.revisions.iter().map(|l| l.target).collect::<Vec<_>>(),
+                &r.revisions.iter().map(|l| l.target()).collect::<Vec<_>>(),
             )
         })
         .collect();

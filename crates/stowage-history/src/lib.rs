@@ -138,7 +138,7 @@ pub fn snapshot_data(g: &Graph<'_>, u: &Usage, summary: &Summary, now: Timestamp
         blobs: inv
             .blobs
             .iter()
-            .map(|b| (b.digest.to_string(), b.size, b.modified))
+            .map(|b| (b.digest.to_string(), b.size, b.modified()))
             .collect(),
     }
 }

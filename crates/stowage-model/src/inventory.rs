@@ -9,56 +9,74 @@ use crate::digest::{Digest, Sha256};
 use crate::finding::Finding;
 use crate::manifest::{ManifestKind, Platform};
 use crate::name::RepositoryName;
-use crate::time::Timestamp;
+use crate::time::{Secs, Timestamp};
 
 /// Index of a digest: `< blobs.len()` names a present blob, otherwise
 /// `missing[id - blobs.len()]`, a digest that something references but `blobs/` lacks.
 pub type BlobId = u32;
 
-/// One `blobs/sha256/<hh>/<hex>/data` file.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One `blobs/sha256/<hh>/<hex>/data` file: 48 bytes, the largest table of a scan (one row
+/// per blob; times to the second, [`Secs`]).
+#[derive(Clone, PartialEq, Eq)]
 pub struct BlobFile {
     pub digest: Sha256,
     pub size: u64,
-    pub modified: Timestamp,
+    modified: Secs,
     /// Birth time (`statx` `btime`) where the filesystem records it.
-    pub created: OptTimestamp,
+    created: Secs,
 }
 
-/// An optional [`Timestamp`] in 8 bytes (`Option<Timestamp>` takes 16): the blob table is the
-/// largest table of a scan, one row per blob, so its rows are kept at 56 bytes.
-#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct OptTimestamp(i64);
-
-impl OptTimestamp {
-    /// No value (`i64::MIN` nanoseconds, 1677: never a real file time).
-    pub const NONE: OptTimestamp = OptTimestamp(i64::MIN);
-
-    pub fn get(self) -> Option<Timestamp> {
-        (self != Self::NONE).then_some(Timestamp(self.0))
-    }
-}
-
-impl From<Option<Timestamp>> for OptTimestamp {
-    fn from(t: Option<Timestamp>) -> OptTimestamp {
-        match t {
-            Some(t) if t.0 != i64::MIN => OptTimestamp(t.0),
-            // The one value the sentinel takes is moved by a nanosecond rather than lost.
-            Some(_) => OptTimestamp(i64::MIN + 1),
-            None => Self::NONE,
+impl BlobFile {
+    pub fn new(
+        digest: Sha256,
+        size: u64,
+        modified: Timestamp,
+        created: Option<Timestamp>,
+    ) -> BlobFile {
+        BlobFile {
+            digest,
+            size,
+            modified: Secs::new(modified),
+            created: Secs::from_opt(created),
         }
     }
-}
 
-impl std::fmt::Debug for OptTimestamp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.get().fmt(f)
+    /// Modification time, to the second.
+    pub fn modified(&self) -> Timestamp {
+        self.modified.get()
+    }
+
+    /// Birth time, to the second, where the storage records one.
+    pub fn created(&self) -> Option<Timestamp> {
+        self.created.get_opt()
+    }
+
+    /// Forget the birth time (storages that do not record one).
+    pub fn clear_created(&mut self) {
+        self.created = Secs::NONE;
     }
 }
+
+impl std::fmt::Debug for BlobFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobFile")
+            .field("digest", &self.digest)
+            .field("size", &self.size)
+            .field("modified", &self.modified)
+            .field("created", &self.created)
+            .finish()
+    }
+}
+
+/// Ids are below 2^29: links keep their state, and references their role, in an id's top
+/// bits (a scan of more ids stops with an error; 536 million blobs is far beyond any
+/// registry).
+pub const MAX_IDS: usize = 1 << 29;
 
 /// What we know of a link file's content.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[repr(u8)]
 pub enum LinkState {
     /// 71 bytes, not read: the content is the digest the path names (the registry always
     /// writes exactly that), unless corrupted in place. `check` reads every link.
@@ -72,12 +90,66 @@ pub enum LinkState {
 }
 
 /// A link file whose path names a sha256 digest (`_layers`, revisions, tag index entries).
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+///
+/// 8 bytes (a scan holds about two per blob): the target id with the state in its top two
+/// bits, and the modification time to the second.
+#[derive(Copy, Clone, PartialEq, Eq)]
 pub struct Link {
+    packed: u32,
+    modified: Secs,
+}
+
+const LINK_STATE_SHIFT: u32 = 30;
+const ID_MASK_30: u32 = (1 << LINK_STATE_SHIFT) - 1;
+
+impl Link {
+    /// `target` must be below [`MAX_IDS`].
+    pub fn new(target: BlobId, state: LinkState, modified: Timestamp) -> Link {
+        debug_assert!((target as usize) < MAX_IDS);
+        Link {
+            packed: (target & ID_MASK_30) | ((state as u32) << LINK_STATE_SHIFT),
+            modified: Secs::new(modified),
+        }
+    }
+
     /// The digest named by the path.
-    pub target: BlobId,
-    pub state: LinkState,
-    pub modified: Timestamp,
+    pub fn target(&self) -> BlobId {
+        self.packed & ID_MASK_30
+    }
+
+    pub fn state(&self) -> LinkState {
+        match self.packed >> LINK_STATE_SHIFT {
+            0 => LinkState::Assumed,
+            1 => LinkState::Verified,
+            2 => LinkState::Differs,
+            _ => LinkState::Invalid,
+        }
+    }
+
+    /// Modification time, to the second.
+    pub fn modified(&self) -> Timestamp {
+        self.modified.get()
+    }
+
+    /// Whether the link may have been written after `t` (same second or later).
+    pub fn maybe_after(&self, t: Timestamp) -> bool {
+        self.modified.maybe_after(t)
+    }
+
+    pub fn set_target(&mut self, target: BlobId) {
+        debug_assert!((target as usize) < MAX_IDS);
+        self.packed = (self.packed & !ID_MASK_30) | (target & ID_MASK_30);
+    }
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("target", &self.target())
+            .field("state", &self.state())
+            .field("modified", &self.modified)
+            .finish()
+    }
 }
 
 /// Which link family a link belongs to.
@@ -177,14 +249,14 @@ impl Repository {
 
     pub fn revision(&self, id: BlobId) -> Option<&Link> {
         self.revisions
-            .binary_search_by_key(&id, |l| l.target)
+            .binary_search_by_key(&id, |l| l.target())
             .ok()
             .map(|i| &self.revisions[i])
     }
 
     pub fn layer(&self, id: BlobId) -> Option<&Link> {
         self.layers
-            .binary_search_by_key(&id, |l| l.target)
+            .binary_search_by_key(&id, |l| l.target())
             .ok()
             .map(|i| &self.layers[i])
     }
@@ -202,7 +274,7 @@ impl Repository {
         let tagged = self.tagged();
         self.revisions
             .iter()
-            .filter(move |l| !tagged.contains(&l.target))
+            .filter(move |l| !tagged.contains(&l.target()))
     }
 
     pub fn tag(&self, name: &str) -> Option<&Tag> {
@@ -216,6 +288,7 @@ impl Repository {
 /// The role of a reference inside a manifest.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[repr(u8)]
 pub enum RefRole {
     Config,
     Layer,
@@ -227,11 +300,47 @@ pub enum RefRole {
     ArtifactBlob,
 }
 
-/// One reference of a manifest.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct Ref {
-    pub id: BlobId,
-    pub role: RefRole,
+/// One reference of a manifest: 4 bytes, the id with the role in its top three bits.
+#[derive(Copy, Clone, PartialEq, Eq)]
+pub struct Ref(u32);
+
+const REF_ROLE_SHIFT: u32 = 29;
+const ID_MASK_29: u32 = (1 << REF_ROLE_SHIFT) - 1;
+
+impl Ref {
+    /// `id` must be below [`MAX_IDS`].
+    pub fn new(id: BlobId, role: RefRole) -> Ref {
+        debug_assert!((id as usize) < MAX_IDS);
+        Ref((id & ID_MASK_29) | ((role as u32) << REF_ROLE_SHIFT))
+    }
+
+    pub fn id(self) -> BlobId {
+        self.0 & ID_MASK_29
+    }
+
+    pub fn role(self) -> RefRole {
+        match self.0 >> REF_ROLE_SHIFT {
+            0 => RefRole::Config,
+            1 => RefRole::Layer,
+            2 => RefRole::External,
+            3 => RefRole::Child,
+            _ => RefRole::ArtifactBlob,
+        }
+    }
+
+    pub fn set_id(&mut self, id: BlobId) {
+        debug_assert!((id as usize) < MAX_IDS);
+        *self = Ref::new(id, self.role());
+    }
+}
+
+impl std::fmt::Debug for Ref {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ref")
+            .field("id", &self.id())
+            .field("role", &self.role())
+            .finish()
+    }
 }
 
 /// Whether a manifest blob could be followed.
@@ -278,8 +387,8 @@ impl ManifestRecord {
     pub fn children(&self) -> impl Iterator<Item = BlobId> + '_ {
         self.refs
             .iter()
-            .filter(|r| r.role == RefRole::Child)
-            .map(|r| r.id)
+            .filter(|r| r.role() == RefRole::Child)
+            .map(|r| r.id())
     }
 }
 
@@ -379,24 +488,55 @@ mod size_tests {
     /// million blobs (bench/README.md, issue 6).
     #[test]
     fn per_blob_rows_stay_small() {
-        assert_eq!(std::mem::size_of::<BlobFile>(), 56);
-        assert_eq!(std::mem::size_of::<Link>(), 16);
-        assert_eq!(std::mem::size_of::<Ref>(), 8);
+        assert_eq!(std::mem::size_of::<BlobFile>(), 48);
+        assert_eq!(std::mem::size_of::<Link>(), 8);
+        assert_eq!(std::mem::size_of::<Ref>(), 4);
     }
 
     #[test]
-    fn optional_timestamps_round_trip() {
-        for t in [
-            None,
-            Some(Timestamp(0)),
-            Some(Timestamp(-5)),
-            Some(Timestamp(i64::MAX)),
+    fn packed_rows_round_trip() {
+        let t = Timestamp::from_secs(1_700_000_000);
+        for state in [
+            LinkState::Assumed,
+            LinkState::Verified,
+            LinkState::Differs,
+            LinkState::Invalid,
         ] {
-            assert_eq!(OptTimestamp::from(t).get(), t);
+            for id in [0, 1, 12345, (MAX_IDS - 1) as u32] {
+                let mut l = Link::new(id, state, t);
+                assert_eq!((l.target(), l.state(), l.modified()), (id, state, t));
+                l.set_target(7);
+                assert_eq!((l.target(), l.state()), (7, state));
+            }
         }
-        assert_eq!(
-            OptTimestamp::from(Some(Timestamp(i64::MIN))).get(),
-            Some(Timestamp(i64::MIN + 1))
+        for role in [
+            RefRole::Config,
+            RefRole::Layer,
+            RefRole::External,
+            RefRole::Child,
+            RefRole::ArtifactBlob,
+        ] {
+            for id in [0, 99, (MAX_IDS - 1) as u32] {
+                let mut r = Ref::new(id, role);
+                assert_eq!((r.id(), r.role()), (id, role));
+                r.set_id(3);
+                assert_eq!((r.id(), r.role()), (3, role));
+            }
+        }
+    }
+
+    #[test]
+    fn blob_times_keep_the_second() {
+        let b = BlobFile::new(
+            Sha256([1; 32]),
+            5,
+            Timestamp(1_700_000_000_999_999_999),
+            None,
         );
+        assert_eq!(b.modified(), Timestamp::from_secs(1_700_000_000));
+        assert_eq!(b.created(), None);
+        let b = BlobFile::new(Sha256([1; 32]), 5, Timestamp(-3), Some(Timestamp::EPOCH));
+        assert_eq!(b.modified(), Timestamp::EPOCH, "before 1970: clamped");
+        assert_eq!(b.created(), Some(Timestamp::EPOCH));
     }
 }

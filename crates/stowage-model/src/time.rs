@@ -65,6 +65,56 @@ impl Timestamp {
     }
 }
 
+/// A file time to the whole second in 4 bytes: 1970-01-01 to 2106-02-07.
+///
+/// The per-blob and per-link tables of a scan keep one or two times per row; at a million
+/// blobs and two million links, 4 bytes instead of 8 per time is 12 MB (bench/README.md,
+/// "Memory"). Registry files are written in the registry's lifetime, far inside that range;
+/// times outside it are clamped (and `u32::MAX` is reserved for "none"). Times kept this way
+/// are whole seconds everywhere they show (JSON, plans), so the re-checks of `apply`, which
+/// compare a plan's times with a new scan's, compare like with like; a check "written after
+/// T" must treat a time in T's own second as possibly after it ([`Secs::maybe_after`]).
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Secs(u32);
+
+impl Secs {
+    /// No time (where an optional time is kept).
+    pub const NONE: Secs = Secs(u32::MAX);
+
+    /// The second `t` falls in, clamped to the range.
+    pub fn new(t: Timestamp) -> Secs {
+        Secs(t.secs().clamp(0, u32::MAX as i64 - 1) as u32)
+    }
+
+    pub fn from_opt(t: Option<Timestamp>) -> Secs {
+        t.map_or(Secs::NONE, Secs::new)
+    }
+
+    /// The time (the epoch for [`Secs::NONE`]).
+    pub fn get(self) -> Timestamp {
+        if self == Secs::NONE {
+            Timestamp::EPOCH
+        } else {
+            Timestamp::from_secs(self.0 as i64)
+        }
+    }
+
+    pub fn get_opt(self) -> Option<Timestamp> {
+        (self != Secs::NONE).then(|| self.get())
+    }
+
+    /// Whether the file may have been written after `t`: its second is `t`'s or later.
+    pub fn maybe_after(self, t: Timestamp) -> bool {
+        self != Secs::NONE && self.0 as i64 >= t.secs()
+    }
+}
+
+impl fmt::Debug for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.get_opt().fmt(f)
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.rfc3339())
@@ -124,6 +174,27 @@ pub fn human_age(secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secs_keep_the_second_and_clamp() {
+        let t = Timestamp(1_700_000_000_500_000_000);
+        assert_eq!(Secs::new(t).get(), Timestamp::from_secs(1_700_000_000));
+        assert_eq!(Secs::new(Timestamp(-1)).get(), Timestamp::EPOCH);
+        assert_eq!(
+            Secs::new(Timestamp(i64::MAX)).get(),
+            Timestamp::from_secs(u32::MAX as i64 - 1)
+        );
+        assert_eq!(Secs::from_opt(None).get_opt(), None);
+        assert_eq!(
+            Secs::from_opt(Some(t)).get_opt(),
+            Some(Timestamp::from_secs(1_700_000_000))
+        );
+        // Written in the same second as t: maybe after it; a second earlier: not.
+        assert!(Secs::new(t).maybe_after(t));
+        assert!(Secs::new(Timestamp::from_secs(1_700_000_000)).maybe_after(t));
+        assert!(!Secs::new(Timestamp::from_secs(1_699_999_999)).maybe_after(t));
+        assert!(!Secs::NONE.maybe_after(t));
+    }
 
     #[test]
     fn rfc3339_round_trip() {

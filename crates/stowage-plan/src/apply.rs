@@ -157,7 +157,7 @@ pub fn live_signs(inv: &Inventory, now: Timestamp, window: i64) -> Vec<String> {
                 .chain(r.layers.iter())
                 .chain(r.tags.iter().flat_map(|t| t.index.iter()))
         })
-        .filter(|l| recent(l.modified))
+        .filter(|l| recent(l.modified()))
         .count()
         + inv
             .repositories
@@ -191,8 +191,8 @@ fn remaining_marks(g: &Graph<'_>, removed: &HashSet<(String, BlobId)>) -> Vec<bo
     let mut roots = Vec::new();
     for r in &g.inv.repositories {
         for l in &r.revisions {
-            if !removed.contains(&(r.name.to_string(), l.target)) {
-                roots.push(l.target);
+            if !removed.contains(&(r.name.to_string(), l.target())) {
+                roots.push(l.target());
             }
         }
     }
@@ -557,7 +557,7 @@ pub fn apply_checked<S: StorageWrite>(
             }
             let id = inv1.id_of(&d).ok_or("revision gone")?;
             let l = repo.revision(id).ok_or("revision gone")?;
-            if l.modified != m.modified {
+            if l.modified() != m.modified {
                 return Err("revision link rewritten since the plan (pushed again)");
             }
             if repo.tags.iter().any(|t| {
@@ -672,8 +672,8 @@ pub fn apply_checked<S: StorageWrite>(
                     .repositories
                     .iter()
                     .filter_map(|repo| repo.layer(id))
-                    .any(|l| l.modified > plan.created_at);
-                if f.size != b.size || f.modified != b.modified {
+                    .any(|l| l.maybe_after(plan.created_at));
+                if f.size != b.size || f.modified() != b.modified {
                     r.skip(&path, "changed since the plan (size or mtime)")?;
                 } else if relinked {
                     r.skip(
@@ -752,7 +752,7 @@ pub fn apply_checked<S: StorageWrite>(
             .repository(&t.repository)
             .and_then(|repo| repo.tag(&t.tag))
             .zip(inv2.id_of(&d))
-            .is_some_and(|(tag, id)| tag.index.iter().any(|l| l.target == id));
+            .is_some_and(|(tag, id)| tag.index.iter().any(|l| l.target() == id));
         if !seen && !r.done_before.contains(&path) {
             r.skip(&path, "not in the storage as re-scanned")?;
             continue;

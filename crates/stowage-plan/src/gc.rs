@@ -105,17 +105,17 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
                 continue;
             }
             for l in &r.revisions {
-                let present = inv.is_present(l.target);
-                if first[l.target as usize]
-                    || !Graph::link_trusted(l.state)
-                    || l.state == LinkState::Differs
+                let present = inv.is_present(l.target());
+                if first[l.target() as usize]
+                    || !Graph::link_trusted(l.state())
+                    || l.state() == LinkState::Differs
                 {
                     continue;
                 }
                 // A manifest we could not read or parse might be a referrer or an index: it
                 // is kept (with everything its repository links), never guessed untagged.
-                if g.is_opaque(l.target) {
-                    roots.push(l.target);
+                if g.is_opaque(l.target()) {
+                    roots.push(l.target());
                     continue;
                 }
                 // A revision whose blob is gone is only a dangling link: removed with the
@@ -123,7 +123,7 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
                 if !present && !opts.dangling_links {
                     continue;
                 }
-                candidates.push((ri, l.target, l.modified));
+                candidates.push((ri, l.target(), l.modified()));
             }
         }
         for &(ri, id, modified) in &candidates {
@@ -159,8 +159,8 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
     let mut latest_link = vec![Timestamp::EPOCH; inv.blobs.len()];
     for r in &inv.repositories {
         for l in &r.layers {
-            if let Some(t) = latest_link.get_mut(l.target as usize) {
-                *t = (*t).max(l.modified);
+            if let Some(t) = latest_link.get_mut(l.target() as usize) {
+                *t = (*t).max(l.modified());
             }
         }
     }
@@ -171,7 +171,7 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
             }
             // A blob mounted into a repository, or committed again, keeps its old mtime; its
             // new `_layers` link is the sign of a push in progress.
-            if recent(b.modified) || recent(latest_link[i]) {
+            if recent(b.modified()) || recent(latest_link[i]) {
                 held.blobs.push(Kept {
                     digest: b.digest.to_string(),
                     size: b.size,
@@ -184,7 +184,7 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
             blobs.push(BlobAction {
                 digest: b.digest.to_string(),
                 size: b.size,
-                modified: b.modified,
+                modified: b.modified(),
                 reason: if referenced[i] {
                     "untagged".into()
                 } else {
@@ -209,10 +209,10 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
         for t in &r.tags {
             let current = t.current.and_then(|c| c.target);
             for l in &t.index {
-                if Some(l.target) == current {
+                if Some(l.target()) == current {
                     continue;
                 }
-                let d = inv.digest(l.target).to_string();
+                let d = inv.digest(l.target()).to_string();
                 if deleted.contains(&(repo.to_string(), d.clone())) {
                     tag_index_entries.push(TagIndexAction {
                         repository: repo.into(),
@@ -221,9 +221,9 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
                         reason: "untagged-manifest".into(),
                     });
                 } else if opts.dangling_links
-                    && (!inv.is_present(l.target) || planned_blob[l.target as usize])
-                    && r.revision(l.target)
-                        .is_none_or(|_| planned_blob[l.target as usize])
+                    && (!inv.is_present(l.target()) || planned_blob[l.target() as usize])
+                    && r.revision(l.target())
+                        .is_none_or(|_| planned_blob[l.target() as usize])
                 {
                     tag_index_entries.push(TagIndexAction {
                         repository: repo.into(),
@@ -236,11 +236,11 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
         }
         if opts.dangling_links {
             for l in &r.layers {
-                let present = inv.is_present(l.target);
-                if !present || planned_blob[l.target as usize] {
+                let present = inv.is_present(l.target());
+                if !present || planned_blob[l.target() as usize] {
                     layer_links.push(LinkAction {
                         repository: repo.into(),
-                        digest: inv.digest(l.target).to_string(),
+                        digest: inv.digest(l.target()).to_string(),
                         reason: if present {
                             "blob-deleted".into()
                         } else {
@@ -316,10 +316,10 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
         for r in &inv.repositories {
             let tagged = r.tagged();
             for l in &r.revisions {
-                if tagged.contains(&l.target) || !inv.is_present(l.target) {
+                if tagged.contains(&l.target()) || !inv.is_present(l.target()) {
                     continue;
                 }
-                let key = (r.name.to_string(), inv.digest(l.target).to_string());
+                let key = (r.name.to_string(), inv.digest(l.target()).to_string());
                 if planned.contains(&key) {
                     continue;
                 }
@@ -328,7 +328,7 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
                 } else if !r.complete {
                     "its repository could not be read completely".to_string()
                 } else {
-                    why_kept(g, l.target, &marked)
+                    why_kept(g, l.target(), &marked)
                 };
                 manifests_kept_unlike_registry.push(KeptManifest {
                     repository: key.0,
@@ -398,11 +398,13 @@ fn registry_differences(
     for r in &inv.repositories {
         let tagged = r.tagged();
         for l in &r.revisions {
-            if !inv.is_present(l.target) || (opts.delete_untagged && !tagged.contains(&l.target)) {
+            if !inv.is_present(l.target())
+                || (opts.delete_untagged && !tagged.contains(&l.target()))
+            {
                 continue;
             }
-            reg[l.target as usize] = true;
-            for c in g.refs(l.target) {
+            reg[l.target() as usize] = true;
+            for c in g.refs(l.target()) {
                 reg[c as usize] = true;
             }
         }

@@ -202,8 +202,8 @@ pub fn load_created(storage: &dyn Storage, g: &Graph<'_>) -> HashMap<BlobId, Tim
         let config = |m: &stowage_model::inventory::ManifestRecord| {
             m.refs
                 .iter()
-                .find(|r| r.role == RefRole::Config)
-                .map(|r| r.id)
+                .find(|r| r.role() == RefRole::Config)
+                .map(|r| r.id())
         };
         let t = match config(m) {
             Some(c) => read_config(c),
@@ -278,7 +278,7 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
                 digest: inv.digest(im.digest).to_string(),
                 modified: repo
                     .revision(im.digest)
-                    .map(|l| l.modified)
+                    .map(|l| l.modified())
                     .unwrap_or_default(),
                 reason: im.reasons.first().cloned().unwrap_or_default(),
             });
@@ -294,7 +294,7 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
                     digest: inv.digest(c.digest).to_string(),
                     modified: repo
                         .revision(c.digest)
-                        .map(|l| l.modified)
+                        .map(|l| l.modified())
                         .unwrap_or_default(),
                     reason: format!("cascade: {}", c.reason),
                 });
@@ -317,7 +317,7 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
             if removed_tags.contains(&(repo.name.to_string(), t.name.clone())) {
                 continue;
             }
-            if t.index.iter().any(|l| l.target == d) {
+            if t.index.iter().any(|l| l.target() == d) {
                 tag_index_entries.push(TagIndexAction {
                     repository: repo.name.to_string(),
                     tag: t.name.clone(),
@@ -334,9 +334,9 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
     let mut after_roots = Vec::new();
     for (ri_, r) in inv.repositories.iter().enumerate() {
         for l in &r.revisions {
-            before_roots.push(l.target);
-            if !deleted.contains(&(ri_ as u32, l.target)) {
-                after_roots.push(l.target);
+            before_roots.push(l.target());
+            if !deleted.contains(&(ri_ as u32, l.target())) {
+                after_roots.push(l.target());
             }
         }
         for o in &r.odd_links {
@@ -363,7 +363,7 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
             blobs.push(BlobAction {
                 digest: inv.digest(i as BlobId).to_string(),
                 size: b.size,
-                modified: b.modified,
+                modified: b.modified(),
                 reason: "retention".into(),
             });
         }
@@ -380,10 +380,10 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
     if !blocked_scan {
         for r in &inv.repositories {
             for l in &r.layers {
-                if freed.contains(&l.target) {
+                if freed.contains(&l.target()) {
                     layer_links.push(LinkAction {
                         repository: r.name.to_string(),
-                        digest: inv.digest(l.target).to_string(),
+                        digest: inv.digest(l.target()).to_string(),
                         reason: "blob-deleted".into(),
                     });
                 }
@@ -462,7 +462,7 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
             g,
             repo.revisions
                 .iter()
-                .map(|l| l.target)
+                .map(|l| l.target())
                 .filter(|d| !deleted.contains(&(r, *d))),
         );
         let unlinked: u64 = dcl

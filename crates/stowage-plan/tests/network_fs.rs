@@ -46,7 +46,7 @@ fn comparable(mut inv: Inventory) -> Inventory {
     inv.root = String::new();
     inv.stats = Default::default();
     for b in &mut inv.blobs {
-        b.created = stowage_model::inventory::OptTimestamp::NONE;
+        b.clear_created();
     }
     inv
 }

@@ -42,7 +42,7 @@ fn needed(inv: &Inventory, delete_untagged: bool) -> BTreeSet<BlobId> {
                     .filter_map(|t| t.current.and_then(|c| c.target)),
             );
         } else {
-            roots.extend(r.revisions.iter().map(|l| l.target));
+            roots.extend(r.revisions.iter().map(|l| l.target()));
         }
     }
     let mut s = Scratch::new(g.len());

@@ -166,10 +166,10 @@ proptest! {
         let g = Graph::new(&inv);
         for r in &inv.repositories {
             for l in &r.revisions {
-                let key = (r.name.to_string(), inv.digest(l.target).to_string());
+                let key = (r.name.to_string(), inv.digest(l.target()).to_string());
                 if dm.contains(&key) { continue; }
-                let mut needs: Vec<u32> = g.manifest(l.target).map(|m| m.children().collect()).unwrap_or_default();
-                needs.extend(g.referrers(l.target).iter().copied().filter(|x| r.revision(*x).is_some()));
+                let mut needs: Vec<u32> = g.manifest(l.target()).map(|m| m.children().collect()).unwrap_or_default();
+                needs.extend(g.referrers(l.target()).iter().copied().filter(|x| r.revision(*x).is_some()));
                 for n in needs {
                     prop_assert!(!dm.contains(&(r.name.to_string(), inv.digest(n).to_string())),
                         "{}@{} survives but {} it needs is deleted", r.name, key.1, inv.digest(n));

@@ -221,8 +221,8 @@ fn build_units<'a>(g: &Graph<'a>, ri: usize) -> Repo<'a> {
     let revs: BTreeMap<BlobId, Timestamp> = repo
         .revisions
         .iter()
-        .filter(|l| trusted(l.state) && inv.is_present(l.target))
-        .map(|l| (l.target, l.modified))
+        .filter(|l| trusted(l.state()) && inv.is_present(l.target()))
+        .map(|l| (l.target(), l.modified()))
         .collect();
     let mut tags_of: BTreeMap<BlobId, Vec<u32>> = BTreeMap::new();
     for (ti, t) in repo.tags.iter().enumerate() {
@@ -407,12 +407,12 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
                     let is_config = g.manifest(u.digest).is_some_and(|m| {
                         m.refs
                             .iter()
-                            .any(|x| x.role == RefRole::Config && x.id == d)
+                            .any(|x| x.role() == RefRole::Config && x.id() == d)
                             || m.children().any(|c| {
                                 g.manifest(c).is_some_and(|cm| {
                                     cm.refs
                                         .iter()
-                                        .any(|x| x.role == RefRole::Config && x.id == d)
+                                        .any(|x| x.role() == RefRole::Config && x.id() == d)
                                 })
                             })
                     });
@@ -989,7 +989,7 @@ fn select_items(g: &Graph<'_>, pol: &PolicyC, repo: &Repo<'_>, ri: usize) -> Vec
     let present: HashSet<BlobId> = inv.repositories[ri]
         .revisions
         .iter()
-        .map(|l| l.target)
+        .map(|l| l.target())
         .collect();
     let mut items = Vec::new();
     for (ui, u) in repo.units.iter().enumerate() {
@@ -1496,14 +1496,14 @@ fn closure_repair(
         for (ri, r) in inv.repositories.iter().enumerate() {
             let ri = ri as u32;
             for l in &r.revisions {
-                if deleted.contains(&(ri, l.target)) {
+                if deleted.contains(&(ri, l.target())) {
                     continue;
                 }
-                stack.push((ri, l.target));
-                if g.is_opaque(l.target) {
+                stack.push((ri, l.target()));
+                if g.is_opaque(l.target()) {
                     // Could reference anything its repository links.
                     for x in &r.revisions {
-                        needed_here.insert((ri, x.target));
+                        needed_here.insert((ri, x.target()));
                     }
                 }
             }

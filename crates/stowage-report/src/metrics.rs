@@ -33,7 +33,7 @@ pub struct RepoFigures {
 fn union_bytes(g: &Graph<'_>, repos: &[usize], scratch: &mut stowage_graph::Scratch) -> u64 {
     let roots: Vec<BlobId> = repos
         .iter()
-        .flat_map(|&ri| g.inv.repositories[ri].revisions.iter().map(|l| l.target))
+        .flat_map(|&ri| g.inv.repositories[ri].revisions.iter().map(|l| l.target()))
         .collect();
     let mut total = 0;
     g.for_each_descendant_of_all(&roots, scratch, |id| total += g.size(id));

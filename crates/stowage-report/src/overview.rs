@@ -328,8 +328,8 @@ pub fn blob_row(
     BlobRow {
         digest: b.digest.to_string(),
         size: b.size,
-        modified: b.modified,
-        created: b.created.get(),
+        modified: b.modified(),
+        created: b.created(),
         kind: g.blob_kind(id).as_str().into(),
         referenced,
         owners_omitted: n - (repositories.len() + tags.len()) as u64,
@@ -498,7 +498,7 @@ pub fn build_with(
     // Bytes by month of creation.
     let mut months: BTreeMap<String, MonthRow> = BTreeMap::new();
     for (i, b) in inv.blobs.iter().enumerate() {
-        let m = month_of(b.created.get().unwrap_or(b.modified));
+        let m = month_of(b.created().unwrap_or(b.modified()));
         let row = months.entry(m.clone()).or_insert_with(|| MonthRow {
             month: m,
             referenced_bytes: 0,
@@ -623,8 +623,8 @@ pub fn write_blob_csv(
         w.write_record([
             b.digest.to_string().as_str(),
             &b.size.to_string(),
-            &b.modified.rfc3339(),
-            &b.created.get().map(|c| c.rfc3339()).unwrap_or_default(),
+            &b.modified().rfc3339(),
+            &b.created().map(|c| c.rfc3339()).unwrap_or_default(),
             g.blob_kind(id).as_str(),
             if referenced[i] { "true" } else { "false" },
             &repos.join(";"),

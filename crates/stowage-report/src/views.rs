@@ -96,8 +96,8 @@ impl<'g, 'a> BlobRecordBuilder<'g, 'a> {
             record: "blob",
             digest: b.digest.to_string(),
             size: b.size,
-            modified: b.modified,
-            created: b.created.get(),
+            modified: b.modified(),
+            created: b.created(),
             kind: g.blob_kind(id),
             media_type: g.manifest_kind(id).map(|k| k.media_type()),
             referenced,
@@ -143,7 +143,7 @@ pub fn link_records(g: &Graph<'_>, r: &Repository) -> Vec<LinkRecord> {
     let repo = r.name.as_str();
     let mut out = Vec::new();
     for l in &r.layers {
-        let d = inv.digest(l.target);
+        let d = inv.digest(l.target());
         out.push(LinkRecord {
             record: "link",
             kind: "layer",
@@ -151,13 +151,13 @@ pub fn link_records(g: &Graph<'_>, r: &Repository) -> Vec<LinkRecord> {
             tag: None,
             path: layout::layer_link(repo, &d),
             digest: d.to_string(),
-            modified: l.modified,
-            target_exists: inv.is_present(l.target),
-            state: state_str(l.state),
+            modified: l.modified(),
+            target_exists: inv.is_present(l.target()),
+            state: state_str(l.state()),
         });
     }
     for l in &r.revisions {
-        let d = inv.digest(l.target);
+        let d = inv.digest(l.target());
         out.push(LinkRecord {
             record: "link",
             kind: "revision",
@@ -165,9 +165,9 @@ pub fn link_records(g: &Graph<'_>, r: &Repository) -> Vec<LinkRecord> {
             tag: None,
             path: layout::revision_link(repo, &d),
             digest: d.to_string(),
-            modified: l.modified,
-            target_exists: inv.is_present(l.target),
-            state: state_str(l.state),
+            modified: l.modified(),
+            target_exists: inv.is_present(l.target()),
+            state: state_str(l.state()),
         });
     }
     for t in &r.tags {
@@ -192,7 +192,7 @@ pub fn link_records(g: &Graph<'_>, r: &Repository) -> Vec<LinkRecord> {
             });
         }
         for l in &t.index {
-            let d = inv.digest(l.target);
+            let d = inv.digest(l.target());
             out.push(LinkRecord {
                 record: "link",
                 kind: "tag_index",
@@ -200,9 +200,9 @@ pub fn link_records(g: &Graph<'_>, r: &Repository) -> Vec<LinkRecord> {
                 tag: Some(t.name.clone()),
                 path: layout::tag_index_link(repo, &t.name, &d),
                 digest: d.to_string(),
-                modified: l.modified,
-                target_exists: inv.is_present(l.target),
-                state: state_str(l.state),
+                modified: l.modified(),
+                target_exists: inv.is_present(l.target()),
+                state: state_str(l.state()),
             });
         }
     }
@@ -372,9 +372,9 @@ pub fn tag_records(g: &Graph<'_>, u: &Usage, repo_index: usize) -> Vec<TagRecord
                 .index
                 .iter()
                 .map(|l| HistoryEntry {
-                    digest: inv.digest(l.target).to_string(),
-                    date: l.modified,
-                    exists: inv.is_present(l.target),
+                    digest: inv.digest(l.target()).to_string(),
+                    date: l.modified(),
+                    exists: inv.is_present(l.target()),
                 })
                 .collect();
             history.sort_by(|a, b| b.date.cmp(&a.date).then_with(|| a.digest.cmp(&b.digest)));

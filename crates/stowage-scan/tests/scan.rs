@@ -299,8 +299,8 @@ fn unreadable_parts_become_findings_and_mark_repositories_incomplete() {
     let linked: Vec<_> = app
         .layers
         .iter()
-        .map(|l| l.target)
-        .chain(app.revisions.iter().map(|l| l.target))
+        .map(|l| l.target())
+        .chain(app.revisions.iter().map(|l| l.target()))
         .collect();
     assert!(linked.iter().all(|&l| marked[l as usize]));
 }
@@ -354,7 +354,7 @@ fn verify_links_reads_every_link() {
         inv.repositories
             .iter()
             .flat_map(|r| r.layers.iter().chain(r.revisions.iter()))
-            .all(|l| l.state == stowage_model::inventory::LinkState::Verified)
+            .all(|l| l.state() == stowage_model::inventory::LinkState::Verified)
     );
     assert!(fs.counters().snapshot().reads > 60);
 }

@@ -549,7 +549,7 @@ fn blob_page(s: &Snapshot, q: &BlobsQuery, limit: usize) -> BlobPage {
             .repositories
             .iter()
             .filter(|r| r.name.as_str().contains(&needle))
-            .flat_map(|r| r.revisions.iter().map(|l| l.target))
+            .flat_map(|r| r.revisions.iter().map(|l| l.target()))
             .collect();
         let mut m = vec![false; g.len()];
         if !roots.is_empty() {

@@ -49,7 +49,7 @@ impl TagTimeline {
                     .entry((r.name.as_str().to_string(), tag.name.clone()))
                     .or_default();
                 for l in &tag.index {
-                    v.push((l.modified, inv.digest(l.target).to_string(), false));
+                    v.push((l.modified(), inv.digest(l.target()).to_string(), false));
                 }
                 if let Some(c) = tag.current
                     && let Some(target) = c.target

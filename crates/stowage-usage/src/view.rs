@@ -122,9 +122,9 @@ pub fn build(g: &Graph<'_>, pulls: &PullSummary, now: Timestamp) -> UsageView {
     let mut freshest: Vec<Option<Bucket>> = vec![None; g.len()];
     for r in &inv.repositories {
         let name = r.name.as_str();
-        let revs: std::collections::HashSet<u32> = r.revisions.iter().map(|l| l.target).collect();
+        let revs: std::collections::HashSet<u32> = r.revisions.iter().map(|l| l.target()).collect();
         for l in &r.revisions {
-            let id = l.target;
+            let id = l.target();
             if g.parents(id).iter().any(|p| revs.contains(p)) {
                 continue;
             }
@@ -187,7 +187,7 @@ pub fn build(g: &Graph<'_>, pulls: &PullSummary, now: Timestamp) -> UsageView {
                 repository: name.to_string(),
                 digest,
                 tags,
-                pushed: l.modified,
+                pushed: l.modified(),
                 size,
                 last_pulled: last,
                 pulls: n,

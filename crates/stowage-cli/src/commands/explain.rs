@@ -190,12 +190,11 @@ fn explain_digest(c: &mut Ctx<'_>, d: &Digest, repo_ctx: Option<&str>) -> Explan
         e.facts.push(("size".into(), format!("{} bytes", b.size)));
         e.facts.push((
             "modified".into(),
-            format!("{} ({})", b.modified.human(c.tz), b.modified.rfc3339()),
+            format!("{} ({})", b.modified().human(c.tz), b.modified().rfc3339()),
         ));
         e.facts.push((
             "created".into(),
-            b.created
-                .get()
+            b.created()
                 .map(|t| format!("{} (birth time)", t.human(c.tz)))
                 .unwrap_or_else(|| "not recorded by this filesystem".into()),
         ));
@@ -245,12 +244,12 @@ fn explain_digest(c: &mut Ctx<'_>, d: &Digest, repo_ctx: Option<&str>) -> Explan
             .into_iter()
             .flatten();
         for r in m.refs.iter() {
-            let rd = inv.digest(r.id);
+            let rd = inv.digest(r.id());
             let size = inv
-                .blob(r.id)
+                .blob(r.id())
                 .map(|b| human_bytes(b.size))
                 .unwrap_or_else(|| "MISSING".into());
-            let role = match r.role {
+            let role = match r.role() {
                 RefRole::Config => "config".to_string(),
                 RefRole::Layer => "layer".to_string(),
                 RefRole::External => "external layer (not stored here)".to_string(),
@@ -273,7 +272,7 @@ fn explain_digest(c: &mut Ctx<'_>, d: &Digest, repo_ctx: Option<&str>) -> Explan
         e.pointed_by.push(format!(
             "revision link in {} (pushed {})",
             r.name,
-            l.map(|l| l.modified.human(c.tz)).unwrap_or_default()
+            l.map(|l| l.modified().human(c.tz)).unwrap_or_default()
         ));
     }
     for (ri, ti) in g.tags_of(id) {
@@ -290,14 +289,14 @@ fn explain_digest(c: &mut Ctx<'_>, d: &Digest, repo_ctx: Option<&str>) -> Explan
     }
     for r in &inv.repositories {
         for t in &r.tags {
-            if let Ok(i) = t.index.binary_search_by_key(&id, |l| l.target)
+            if let Ok(i) = t.index.binary_search_by_key(&id, |l| l.target())
                 && t.current.and_then(|c| c.target) != Some(id)
             {
                 e.pointed_by.push(format!(
                     "history of tag {}:{} (pointed here at {})",
                     r.name,
                     t.name,
-                    t.index[i].modified.human(c.tz)
+                    t.index[i].modified().human(c.tz)
                 ));
             }
         }
@@ -375,11 +374,11 @@ fn explain_tag(c: &mut Ctx<'_>, repo: &str, tag: &str) -> Explanation {
     let mut e = explain_digest(c, &d, Some(repo));
     e.what = format!("tag {repo}:{tag} points at {d}: {}", e.what);
     let mut hist: Vec<_> = t.index.iter().collect();
-    hist.sort_by_key(|h| std::cmp::Reverse(h.modified));
+    hist.sort_by_key(|h| std::cmp::Reverse(h.modified()));
     for h in hist {
         e.facts.push((
             "history".into(),
-            format!("{}  {}", h.modified.human(c.tz), inv.digest(h.target)),
+            format!("{}  {}", h.modified().human(c.tz), inv.digest(h.target())),
         ));
     }
     e

@@ -65,7 +65,7 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
         if min_size.is_some_and(|m| blob.size < m) {
             continue;
         }
-        let age = blob.modified.seconds_until(s.now);
+        let age = blob.modified().seconds_until(s.now);
         if older.is_some_and(|o| age < o) || newer.is_some_and(|n| age >= n) {
             continue;
         }
@@ -93,7 +93,7 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
     match a.sort {
         BlobSort::Digest => {}
         BlobSort::Size => ids.sort_by_key(|id| (blob(id).size, *id)),
-        BlobSort::Date => ids.sort_by_key(|id| (blob(id).modified, *id)),
+        BlobSort::Date => ids.sort_by_key(|id| (blob(id).modified(), *id)),
         BlobSort::Kind => ids.sort_by_key(|id| (g.blob_kind(*id), *id)),
     }
     if a.reverse {
