@@ -40,8 +40,9 @@ impl Timestamp {
     }
 
     /// RFC 3339 in UTC, e.g. `2026-11-22T11:55:23Z`, with as many fractional digits as the
-    /// time has (file times carry nanoseconds; plans must round-trip them exactly, because
-    /// apply compares them with the live storage).
+    /// time has (blob and link times are whole seconds, [`Secs`]; others, such as tag
+    /// `current` links, carry nanoseconds; plans must round-trip them exactly, because apply
+    /// compares them with the live storage).
     pub fn rfc3339(self) -> String {
         self.to_jiff().to_string()
     }

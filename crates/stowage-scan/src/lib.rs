@@ -191,6 +191,10 @@ pub fn scan(
     for shard in shards {
         table.extend(shard);
     }
+    if table.len() >= MAX_IDS {
+        // Links and references keep flags in an id's top bits: stop before numbering any.
+        return Err(ScanError::TooManyDigests { max: MAX_IDS });
+    }
     ctx.table = table;
 
     // Phase 2: repositories.
