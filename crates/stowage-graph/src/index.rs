@@ -140,7 +140,7 @@ impl<'a> Graph<'a> {
             if let Some(w) = is_manifest.get_mut(m.id as usize / 64) {
                 *w |= 1 << (m.id % 64);
             }
-            for r in m.refs.iter() {
+            for r in inv.refs_of(m) {
                 let rl = match r.role() {
                     RefRole::Config => ROLE_CONFIG,
                     RefRole::Layer | RefRole::External | RefRole::ArtifactBlob => ROLE_LAYER,
@@ -151,12 +151,12 @@ impl<'a> Graph<'a> {
         }
         let rev = Csr::build(n, |f| {
             for m in &inv.manifests {
-                m.refs.iter().for_each(|r| f(r.id(), m.id));
+                inv.refs_of(m).iter().for_each(|r| f(r.id(), m.id));
             }
         });
         let referrers = Csr::build(n, |f| {
             for m in &inv.manifests {
-                if let Some(s) = m.subject {
+                if let Some(s) = m.subject() {
                     f(s, m.id);
                 }
             }
@@ -230,9 +230,18 @@ impl<'a> Graph<'a> {
     /// What manifest `id` references (config, layers, children, artifact blobs), in
     /// manifest order; nothing for a blob that is not a manifest.
     pub fn refs(&self, id: BlobId) -> impl Iterator<Item = BlobId> + use<'a> {
+        let inv = self.inv;
         self.manifest(id)
             .into_iter()
-            .flat_map(|m| m.refs.iter().map(|r| r.id()))
+            .flat_map(move |m| inv.refs_of(m).iter().map(|r| r.id()))
+    }
+
+    /// Index children of manifest `id` (nothing for other blobs).
+    pub fn children(&self, id: BlobId) -> impl Iterator<Item = BlobId> + use<'a> {
+        let inv = self.inv;
+        self.manifest(id)
+            .into_iter()
+            .flat_map(move |m| inv.children_of(m))
     }
 
     /// Manifests that reference `id` directly.

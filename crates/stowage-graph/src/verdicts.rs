@@ -260,7 +260,7 @@ fn analyze(g: &Graph<'_>, out: &mut impl Sink) {
                 continue;
             };
             let md = inv.digest(m.id);
-            for rf in m.refs.iter() {
+            for rf in g.inv.refs_of(m) {
                 let d = inv.digest(rf.id());
                 match rf.role() {
                     RefRole::External => {}

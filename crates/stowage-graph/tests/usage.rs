@@ -19,6 +19,7 @@ fn scan_dir(root: &std::path::Path) -> Inventory {
         &ScanOptions {
             concurrency: 2,
             verify_links: false,
+            ..Default::default()
         },
         &Progress::default(),
     )

@@ -118,7 +118,7 @@ pub fn snapshot_data(g: &Graph<'_>, u: &Usage, summary: &Summary, now: Timestamp
             let tu = &u.tags[ri][ti];
             tags.push(TagFigures {
                 repository: r.name.to_string(),
-                tag: t.name.clone(),
+                tag: t.name.to_string(),
                 digest: t
                     .current
                     .and_then(|c| c.target)

@@ -182,13 +182,14 @@ pub struct CurrentLink {
     pub modified: Timestamp,
 }
 
-/// One tag directory.
+/// One tag directory: 56 bytes (a big registry has hundreds of thousands). The name is inline
+/// up to 24 bytes, so most tags need no allocation for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tag {
-    pub name: String,
+    pub name: compact_str::CompactString,
     pub current: Option<CurrentLink>,
     /// Every digest the tag ever pointed to (`index/sha256/<hex>/link`), sorted by target.
-    pub index: Vec<Link>,
+    pub index: Box<[Link]>,
 }
 
 /// One `_uploads/<id>/` directory.
@@ -357,38 +358,92 @@ pub enum ManifestStatus {
 /// Rarely needed manifest details, boxed to keep the record small.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct ManifestExtra {
-    pub media_type: Option<String>,
-    pub artifact_type: Option<String>,
+    /// Interned (a handful of distinct values).
+    pub media_type: Option<std::sync::Arc<str>>,
+    pub artifact_type: Option<std::sync::Arc<str>>,
     /// One per child, in child order (index kinds only). Shared: a registry holds a handful
     /// of distinct platforms across hundreds of thousands of index children.
     pub platforms: Vec<Option<std::sync::Arc<Platform>>>,
 }
 
-/// A manifest blob that the scan read.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where a manifest's references sit in [`Inventory::refs`].
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct RefSpan {
+    pub start: u32,
+    pub len: u32,
+}
+
+impl RefSpan {
+    pub fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.start as usize + self.len as usize
+    }
+}
+
+const NO_ID: u32 = u32::MAX;
+
+/// A manifest blob that the scan read: 24 bytes. Its references live in one table for the
+/// whole inventory ([`Inventory::refs`]) and its rare details in another
+/// ([`Inventory::extras`]): a boxed list per manifest cost its allocation's header and
+/// rounding on top of the data (about 20 bytes each at 310k manifests).
+#[derive(Clone, PartialEq, Eq)]
 pub struct ManifestRecord {
     pub id: BlobId,
     pub status: ManifestStatus,
     pub kind: Option<ManifestKind>,
     /// Config, layers, children and artifact blobs, in manifest order, duplicates removed.
-    pub refs: Box<[Ref]>,
-    /// OCI `subject`.
-    pub subject: Option<BlobId>,
-    pub extra: Option<Box<ManifestExtra>>,
+    pub refs: RefSpan,
+    subject: u32,
+    extra: u32,
 }
 
 impl ManifestRecord {
+    /// A record with no references, subject or details.
+    pub fn new(id: BlobId, status: ManifestStatus, kind: Option<ManifestKind>) -> ManifestRecord {
+        ManifestRecord {
+            id,
+            status,
+            kind,
+            refs: RefSpan::default(),
+            subject: NO_ID,
+            extra: NO_ID,
+        }
+    }
+
+    /// OCI `subject`.
+    pub fn subject(&self) -> Option<BlobId> {
+        (self.subject != NO_ID).then_some(self.subject)
+    }
+
+    pub fn set_subject(&mut self, s: Option<BlobId>) {
+        self.subject = s.unwrap_or(NO_ID);
+    }
+
+    /// Index into [`Inventory::extras`], if the manifest has details there.
+    pub fn extra_index(&self) -> Option<usize> {
+        (self.extra != NO_ID).then_some(self.extra as usize)
+    }
+
+    pub fn set_extra_index(&mut self, i: Option<usize>) {
+        self.extra = i.map_or(NO_ID, |i| i as u32);
+    }
+
     /// Kinds whose references we could not (fully) learn: the graph keeps, for safety,
     /// everything their repository links.
     pub fn is_opaque(&self) -> bool {
         self.status != ManifestStatus::Parsed || self.kind == Some(ManifestKind::Unknown)
     }
+}
 
-    pub fn children(&self) -> impl Iterator<Item = BlobId> + '_ {
-        self.refs
-            .iter()
-            .filter(|r| r.role() == RefRole::Child)
-            .map(|r| r.id())
+impl std::fmt::Debug for ManifestRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManifestRecord")
+            .field("id", &self.id)
+            .field("status", &self.status)
+            .field("kind", &self.kind)
+            .field("refs", &self.refs)
+            .field("subject", &self.subject())
+            .field("extra", &self.extra_index())
+            .finish()
     }
 }
 
@@ -413,6 +468,10 @@ pub struct Inventory {
     pub missing: Vec<Digest>,
     /// Sorted by id.
     pub manifests: Vec<ManifestRecord>,
+    /// Every manifest's references, in manifest order ([`ManifestRecord::refs`]).
+    pub refs: Vec<Ref>,
+    /// Details of indexes, artifacts and unknown kinds ([`ManifestRecord::extra_index`]).
+    pub extras: Vec<ManifestExtra>,
     /// Sorted by name.
     pub repositories: Vec<Repository>,
     /// Sorted (kind, path, message).
@@ -467,6 +526,24 @@ impl Inventory {
             .map(|i| &self.manifests[i])
     }
 
+    /// The references of manifest `m` (config, layers, children, artifact blobs).
+    pub fn refs_of(&self, m: &ManifestRecord) -> &[Ref] {
+        self.refs.get(m.refs.range()).unwrap_or(&[])
+    }
+
+    /// Index children of manifest `m`.
+    pub fn children_of<'s>(&'s self, m: &ManifestRecord) -> impl Iterator<Item = BlobId> + use<'s> {
+        self.refs_of(m)
+            .iter()
+            .filter(|r| r.role() == RefRole::Child)
+            .map(|r| r.id())
+    }
+
+    /// Media type, artifact type and platforms of manifest `m`, where it has them.
+    pub fn extra_of(&self, m: &ManifestRecord) -> Option<&ManifestExtra> {
+        m.extra_index().and_then(|i| self.extras.get(i))
+    }
+
     pub fn repository(&self, name: &str) -> Option<&Repository> {
         self.repositories
             .binary_search_by(|r| r.name.as_str().cmp(name))
@@ -491,6 +568,8 @@ mod size_tests {
         assert_eq!(std::mem::size_of::<BlobFile>(), 48);
         assert_eq!(std::mem::size_of::<Link>(), 8);
         assert_eq!(std::mem::size_of::<Ref>(), 4);
+        assert_eq!(std::mem::size_of::<ManifestRecord>(), 24);
+        assert_eq!(std::mem::size_of::<Tag>(), 56);
     }
 
     #[test]

@@ -179,6 +179,7 @@ fn rescan<S: StorageWrite>(s: &S, conc: usize) -> Result<Inventory, ApplyError> 
         &ScanOptions {
             concurrency: conc,
             verify_links: false,
+            ..Default::default()
         },
         &Progress::default(),
     )
@@ -562,7 +563,7 @@ pub fn apply_checked<S: StorageWrite>(
             }
             if repo.tags.iter().any(|t| {
                 t.current.and_then(|c| c.target) == Some(id)
-                    && !removed_tags.contains(&(m.repository.clone(), t.name.clone()))
+                    && !removed_tags.contains(&(m.repository.clone(), t.name.to_string()))
             }) {
                 return Err(if retention {
                     "still tagged (a tag of it was kept or skipped)"

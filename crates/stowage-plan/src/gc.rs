@@ -216,7 +216,7 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
                 if deleted.contains(&(repo.to_string(), d.clone())) {
                     tag_index_entries.push(TagIndexAction {
                         repository: repo.into(),
-                        tag: t.name.clone(),
+                        tag: t.name.to_string(),
                         digest: d,
                         reason: "untagged-manifest".into(),
                     });
@@ -227,7 +227,7 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
                 {
                     tag_index_entries.push(TagIndexAction {
                         repository: repo.into(),
-                        tag: t.name.clone(),
+                        tag: t.name.to_string(),
                         digest: d,
                         reason: "dangling".into(),
                     });
@@ -449,7 +449,7 @@ fn why_kept(g: &Graph<'_>, id: BlobId, marked: &[bool]) -> String {
             }
         }
         let rec = g.manifest(m)?;
-        if let Some(s) = rec.subject
+        if let Some(s) = rec.subject()
             && marked[s as usize]
         {
             return Some(format!(

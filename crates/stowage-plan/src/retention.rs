@@ -200,15 +200,15 @@ pub fn load_created(storage: &dyn Storage, g: &Graph<'_>) -> HashMap<BlobId, Tim
     let mut out = HashMap::new();
     for m in &inv.manifests {
         let config = |m: &stowage_model::inventory::ManifestRecord| {
-            m.refs
+            inv.refs_of(m)
                 .iter()
                 .find(|r| r.role() == RefRole::Config)
                 .map(|r| r.id())
         };
         let t = match config(m) {
             Some(c) => read_config(c),
-            None => m
-                .children()
+            None => inv
+                .children_of(m)
                 .filter_map(|c| g.manifest(c).and_then(config))
                 .filter_map(&mut read_config)
                 .max(),
@@ -314,13 +314,13 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
     for &(r, d) in &deleted {
         let repo = &inv.repositories[r as usize];
         for t in &repo.tags {
-            if removed_tags.contains(&(repo.name.to_string(), t.name.clone())) {
+            if removed_tags.contains(&(repo.name.to_string(), t.name.to_string())) {
                 continue;
             }
             if t.index.iter().any(|l| l.target() == d) {
                 tag_index_entries.push(TagIndexAction {
                     repository: repo.name.to_string(),
-                    tag: t.name.clone(),
+                    tag: t.name.to_string(),
                     digest: inv.digest(d).to_string(),
                     reason: "untagged-manifest".into(),
                 });

@@ -21,6 +21,7 @@ fn scan_at(root: &std::path::Path, concurrency: usize) -> (Inventory, BackendKin
         &ScanOptions {
             concurrency,
             verify_links: false,
+            ..Default::default()
         },
         &Progress::default(),
     )

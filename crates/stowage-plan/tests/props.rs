@@ -23,6 +23,7 @@ fn scan_dir(root: &std::path::Path) -> Inventory {
         &ScanOptions {
             concurrency: 3,
             verify_links: false,
+            ..Default::default()
         },
         &Progress::default(),
     )
@@ -54,7 +55,7 @@ fn needed(inv: &Inventory, delete_untagged: bool) -> BTreeSet<BlobId> {
         });
         // Referrers of anything needed are needed.
         for m in &inv.manifests {
-            if m.subject.is_some_and(|s| set.contains(&s)) && !roots.contains(&m.id) {
+            if m.subject().is_some_and(|s| set.contains(&s)) && !roots.contains(&m.id) {
                 roots.push(m.id);
             }
         }

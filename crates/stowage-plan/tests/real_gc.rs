@@ -48,6 +48,7 @@ fn plan(fx: &RealFixture, opts: &GcOptions) -> Plan {
         &ScanOptions {
             concurrency: 8,
             verify_links: false,
+            ..Default::default()
         },
         &Progress::default(),
     )

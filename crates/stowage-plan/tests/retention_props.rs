@@ -28,6 +28,7 @@ fn scan_dir(root: &std::path::Path) -> Inventory {
         &ScanOptions {
             concurrency: 2,
             verify_links: false,
+            ..Default::default()
         },
         &Progress::default(),
     )
@@ -168,7 +169,7 @@ proptest! {
             for l in &r.revisions {
                 let key = (r.name.to_string(), inv.digest(l.target()).to_string());
                 if dm.contains(&key) { continue; }
-                let mut needs: Vec<u32> = g.manifest(l.target()).map(|m| m.children().collect()).unwrap_or_default();
+                let mut needs: Vec<u32> = g.children(l.target()).collect();
                 needs.extend(g.referrers(l.target()).iter().copied().filter(|x| r.revision(*x).is_some()));
                 for n in needs {
                     prop_assert!(!dm.contains(&(r.name.to_string(), inv.digest(n).to_string())),
@@ -202,7 +203,7 @@ proptest! {
         // Every tag the plan keeps still points where it did.
         for r in &inv.repositories {
             for tg in &r.tags {
-                if dt.contains(&(r.name.to_string(), tg.name.clone())) { continue; }
+                if dt.contains(&(r.name.to_string(), tg.name.to_string())) { continue; }
                 let before = tg.current.and_then(|c| c.target).map(|d| inv.digest(d));
                 let now_ = after.repository(r.name.as_str()).and_then(|x| x.tag(&tg.name)).and_then(|x| x.current).and_then(|c| c.target).map(|d| after.digest(d));
                 prop_assert_eq!(before, now_);

@@ -234,9 +234,7 @@ fn build_units<'a>(g: &Graph<'a>, ri: usize) -> Repo<'a> {
     }
     let mut children: HashSet<BlobId> = HashSet::new();
     for &d in revs.keys() {
-        if let Some(m) = g.manifest(d) {
-            children.extend(m.children());
-        }
+        children.extend(g.children(d));
     }
     // Targets of cosign-style tags, with their subject when the storage knows the digest.
     let cosign_target: HashMap<BlobId, Option<BlobId>> = repo
@@ -251,7 +249,7 @@ fn build_units<'a>(g: &Graph<'a>, ri: usize) -> Repo<'a> {
     for (&d, &pushed) in &revs {
         let m = g.manifest(d);
         let subject = m
-            .and_then(|m| m.subject)
+            .and_then(|m| m.subject())
             .or_else(|| cosign_target.get(&d).copied().flatten());
         let referrer = subject.is_some() || cosign_target.contains_key(&d);
         let tagged = tags_of.contains_key(&d);
@@ -375,9 +373,7 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
                     if let Some(&t) = pulled_ids.get(&(ri as u32, d)) {
                         best = best.max(Some(t));
                     }
-                    if let Some(mf) = g.manifest(d) {
-                        stack.extend(mf.children());
-                    }
+                    stack.extend(g.children(d));
                 }
                 if let Some(t) = best {
                     m.insert(u.digest, t);
@@ -405,12 +401,12 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
             for (ri, repo) in repos.iter().enumerate() {
                 for u in &repo.units {
                     let is_config = g.manifest(u.digest).is_some_and(|m| {
-                        m.refs
+                        inv.refs_of(m)
                             .iter()
                             .any(|x| x.role() == RefRole::Config && x.id() == d)
-                            || m.children().any(|c| {
+                            || inv.children_of(m).any(|c| {
                                 g.manifest(c).is_some_and(|cm| {
-                                    cm.refs
+                                    inv.refs_of(cm)
                                         .iter()
                                         .any(|x| x.role() == RefRole::Config && x.id() == d)
                                 })
@@ -802,7 +798,7 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
                 let (del, why) = decide((ri32, ui, Some(ti)), &extra);
                 any_tag_kept |= !del;
                 tags.push(TagOutcome {
-                    tag: t.name.clone(),
+                    tag: t.name.to_string(),
                     remove: del,
                     reasons: dedup(why),
                     current_modified: t.current.map(|c| c.modified).unwrap_or_default(),
@@ -940,7 +936,9 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
             (
                 (
                     r,
-                    inv.repositories[r as usize].tags[t as usize].name.clone(),
+                    inv.repositories[r as usize].tags[t as usize]
+                        .name
+                        .to_string(),
                 ),
                 v,
             )
@@ -1006,14 +1004,14 @@ fn select_items(g: &Graph<'_>, pol: &PolicyC, repo: &Repo<'_>, ri: usize) -> Vec
         if !pol.artifact_type.is_empty() {
             let m = g.manifest(u.digest);
             let mt = m
-                .and_then(|m| m.extra.as_ref())
-                .and_then(|e| e.artifact_type.clone().or(e.media_type.clone()))
+                .and_then(|m| inv.extra_of(m))
+                .and_then(|e| e.artifact_type.as_deref().or(e.media_type.as_deref()))
                 .unwrap_or_default();
             let hit = |p: &crate::values::Pattern| {
                 let word = p.text.trim_start_matches('!');
                 (word == "image" && u.kind == "image")
                     || (word == "index" && u.kind == "index")
-                    || (!mt.is_empty() && p.matches(&mt))
+                    || (!mt.is_empty() && p.matches(mt))
             };
             let includes: Vec<_> = pol.artifact_type.iter().filter(|p| !p.negated).collect();
             let ok = (includes.is_empty() || includes.iter().any(|p| hit(p)))
@@ -1423,9 +1421,7 @@ fn closure_repair(
             let mut seen: HashSet<BlobId> = HashSet::from([im.digest]);
             while let Some(d) = stack.pop() {
                 let mut next: Vec<(BlobId, &'static str)> = Vec::new();
-                if let Some(m) = g.manifest(d) {
-                    next.extend(m.children().map(|c| (c, "child")));
-                }
+                next.extend(g.children(d).map(|c| (c, "child")));
                 next.extend(g.referrers(d).iter().map(|&r| (r, "referrer")));
                 // cosign tags naming d.
                 let dd = inv.digest(d);
@@ -1451,7 +1447,7 @@ fn closure_repair(
                         .iter()
                         .filter(|t| t.current.and_then(|x| x.target) == Some(c))
                         .map(|t| TagOutcome {
-                            tag: t.name.clone(),
+                            tag: t.name.to_string(),
                             remove: true,
                             reasons: vec![format!("cascade: {role} of {}", inv.digest(im.digest))],
                             current_modified: t.current.map(|x| x.modified).unwrap_or_default(),

@@ -415,7 +415,7 @@ pub fn build_with(
                 let target = t.current.and_then(|c| c.target);
                 TagRow {
                     repository: r.name.to_string(),
-                    tag: t.name.clone(),
+                    tag: t.name.to_string(),
                     digest: target.map(|id| inv.digest(id).to_string()),
                     total: tu.total,
                     exclusive: tu.exclusive,

@@ -176,7 +176,7 @@ pub fn link_records(g: &Graph<'_>, r: &Repository) -> Vec<LinkRecord> {
                 record: "link",
                 kind: "tag_current",
                 repository: repo.into(),
-                tag: Some(t.name.clone()),
+                tag: Some(t.name.to_string()),
                 path: layout::tag_current_link(repo, &t.name),
                 digest: c
                     .target
@@ -197,7 +197,7 @@ pub fn link_records(g: &Graph<'_>, r: &Repository) -> Vec<LinkRecord> {
                 record: "link",
                 kind: "tag_index",
                 repository: repo.into(),
-                tag: Some(t.name.clone()),
+                tag: Some(t.name.to_string()),
                 path: layout::tag_index_link(repo, &t.name, &d),
                 digest: d.to_string(),
                 modified: l.modified(),
@@ -356,7 +356,7 @@ pub fn tag_records(g: &Graph<'_>, u: &Usage, repo_index: usize) -> Vec<TagRecord
             let target = t.current.and_then(|c| c.target);
             let m = target.and_then(|id| g.manifest(id));
             let platforms: Vec<String> = m
-                .and_then(|m| m.extra.as_ref())
+                .and_then(|m| inv.extra_of(m))
                 .map(|e| {
                     e.platforms
                         .iter()
@@ -381,15 +381,15 @@ pub fn tag_records(g: &Graph<'_>, u: &Usage, repo_index: usize) -> Vec<TagRecord
             let tu = &u.tags[repo_index][ti];
             TagRecord {
                 repository: r.name.to_string(),
-                tag: t.name.clone(),
+                tag: t.name.to_string(),
                 digest: target.map(|id| inv.digest(id).to_string()),
                 media_type: target
                     .and_then(|id| g.manifest_kind(id))
                     .map(|k| k.media_type()),
                 platforms,
                 artifact_type: m
-                    .and_then(|m| m.extra.as_ref())
-                    .and_then(|e| e.artifact_type.clone()),
+                    .and_then(|m| inv.extra_of(m))
+                    .and_then(|e| e.artifact_type.as_deref().map(str::to_owned)),
                 total: tu.total,
                 exclusive: tu.exclusive,
                 moved: t.current.map(|c| c.modified),

@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 pub use verify::{VerifyOptions, verify_blobs};
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
@@ -48,7 +48,8 @@ use stowage_model::digest::{Digest, Sha256};
 use stowage_model::finding::{Finding, FindingKind};
 use stowage_model::inventory::{
     BlobFile, BlobId, CurrentLink, Inventory, Link, LinkKind, LinkState, MAX_IDS, ManifestExtra,
-    ManifestRecord, ManifestStatus, OddLink, Ref, RefRole, Repository, ScanStats, Tag, Upload,
+    ManifestRecord, ManifestStatus, OddLink, Ref, RefRole, RefSpan, Repository, ScanStats, Tag,
+    Upload,
 };
 use stowage_model::manifest::{self, ManifestKind, Platform};
 use stowage_model::name::{RepositoryName, is_valid_tag};
@@ -66,6 +67,19 @@ pub struct ScanOptions {
     pub concurrency: usize,
     /// Read every link file and compare it with its path (for `check`).
     pub verify_links: bool,
+    /// Called between phases, once a phase's temporary data has been dropped: the binary
+    /// passes a function that hands the freed memory back to the system (the allocator is
+    /// the process's business, not a library's). At a million blobs the I/O workers' freed
+    /// buffers are tens of megabytes.
+    pub release_memory: Option<fn()>,
+}
+
+impl ScanOptions {
+    fn release(&self) {
+        if let Some(f) = self.release_memory {
+            f();
+        }
+    }
 }
 
 impl Default for ScanOptions {
@@ -73,6 +87,7 @@ impl Default for ScanOptions {
         ScanOptions {
             concurrency: 8,
             verify_links: false,
+            release_memory: None,
         }
     }
 }
@@ -130,20 +145,22 @@ pub fn scan(
         .thread_name(|i| format!("stowage-io-{i}"))
         .build()
         .map_err(|e| ScanError::Pool(e.to_string()))?;
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         storage,
         opts,
         progress,
         findings: Mutex::new(Vec::new()),
+        heads: Mutex::new(Vec::new()),
         fragments: Mutex::new(Vec::new()),
+        odd: Mutex::new(Vec::new()),
         blobs: Mutex::new(Vec::new()),
-        missing: Mutex::new(HashMap::new()),
+        missing: Mutex::new(Missing::default()),
         table: Vec::new(),
         platforms: Mutex::new(Default::default()),
+        media_types: Mutex::new(Default::default()),
         other_bytes: AtomicU64::new(0),
         unlisted: Mutex::new(Vec::new()),
     };
-    let mut ctx = ctx;
     for (name, kind) in &top {
         match (name.as_str(), kind) {
             ("blobs" | "repositories", EntryKind::Dir) => {}
@@ -185,7 +202,7 @@ pub fn scan(
     }
     // Each shard arrives sorted; shards sort by their two-hex prefix, so concatenating them
     // in that order gives the sorted table in one allocation of exactly the right size.
-    let mut shards = std::mem::take(&mut *ctx.blobs.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut shards = std::mem::take(&mut *lock(&ctx.blobs));
     shards.sort_unstable_by_key(|v| v.first().map(|b| b.digest));
     let mut table = Vec::with_capacity(shards.iter().map(Vec::len).sum());
     for shard in shards {
@@ -196,6 +213,8 @@ pub fn scan(
         return Err(ScanError::TooManyDigests { max: MAX_IDS });
     }
     ctx.table = table;
+    // The shard vectors, freed, sit in the workers' heaps as large as the table itself.
+    opts.release();
 
     // Phase 2: repositories.
     progress.phase.store(2, Ordering::Relaxed);
@@ -214,11 +233,16 @@ pub fn scan(
             "missing while blobs exist; deletion is blocked (is this the right root?)",
         );
     }
-    let fragments = std::mem::take(&mut *ctx.fragments.lock().unwrap_or_else(|e| e.into_inner()));
-    let mut repositories = assemble(fragments);
+    let mut repositories = assemble(
+        std::mem::take(&mut *lock(&ctx.heads)),
+        std::mem::take(&mut *lock(&ctx.fragments)),
+        std::mem::take(&mut *lock(&ctx.odd)),
+    );
+    opts.release();
 
     // Phase 3: manifests named by revisions and tags, then index children not yet read.
     progress.phase.store(3, Ordering::Relaxed);
+    let present = ctx.table.len();
     let mut wanted: Vec<BlobId> = repositories
         .iter()
         .flat_map(|r| {
@@ -228,76 +252,83 @@ pub fn scan(
                     .filter_map(|t| t.current.and_then(|c| c.target)),
             )
         })
-        .filter(|&id| (id as usize) < ctx.table.len())
+        .filter(|&id| (id as usize) < present)
         .collect();
-    let mut manifests: Vec<ManifestRecord> = Vec::new();
-    let mut seen: std::collections::HashSet<BlobId> = std::collections::HashSet::new();
+    // A bit per present blob: read already (a hash set of ids cost 20 times more).
+    let mut seen = vec![0u64; present.div_ceil(64)];
+    let mut read: Vec<ManifestRecord> = Vec::new();
+    let mut read_refs: Vec<Ref> = Vec::new();
+    let mut read_extras: Vec<ManifestExtra> = Vec::new();
     loop {
         wanted.sort_unstable();
         wanted.dedup();
-        wanted.retain(|id| seen.insert(*id));
+        wanted.retain(|&id| {
+            let (w, bit) = (id as usize / 64, 1u64 << (id % 64));
+            let new = seen[w] & bit == 0;
+            seen[w] |= bit;
+            new
+        });
         if wanted.is_empty() {
             break;
         }
-        // Each worker appends references to its own growing list instead of allocating a
-        // small list per manifest in the middle of that manifest's read and parse buffers:
-        // with the system allocator those small long-lived lists pinned the pages of the
-        // freed buffers (at 100k blobs, 18 MB of resident memory for 2 MB of references).
-        // The per-manifest lists are then allocated here, one after another.
-        type Chunk = (Vec<(ManifestRecord, u32, u32)>, Vec<Ref>);
-        let chunks: Vec<Chunk> = pool.install(|| {
+        // Each worker appends to its own growing lists (records, references, details)
+        // instead of allocating small lists per manifest in the middle of that manifest's
+        // read and parse buffers: with the system allocator, small long-lived allocations
+        // pinned the pages of the freed buffers (at 100k blobs, 18 MB of resident memory
+        // for 2 MB of references). The lists are merged here, one after another.
+        let chunks: Vec<ManifestChunk> = pool.install(|| {
             use rayon::prelude::*;
             wanted
                 .par_iter()
-                .fold(
-                    || (Vec::new(), Vec::new()),
-                    |(mut recs, mut arena): Chunk, &id| {
-                        let start = arena.len();
-                        let rec = ctx.read_manifest(id, &mut arena);
-                        recs.push((rec, start as u32, arena.len() as u32));
-                        (recs, arena)
-                    },
-                )
+                .fold(ManifestChunk::default, |mut c, &id| {
+                    ctx.read_manifest(id, &mut c);
+                    c
+                })
                 .collect()
         });
-        let mut batch: Vec<ManifestRecord> =
-            Vec::with_capacity(chunks.iter().map(|c| c.0.len()).sum());
-        for (recs, arena) in chunks {
-            for (mut rec, start, end) in recs {
-                rec.refs = arena[start as usize..end as usize].into();
-                batch.push(rec);
+        let first = read.len();
+        read.reserve_exact(chunks.iter().map(|c| c.records.len()).sum());
+        read_refs.reserve_exact(chunks.iter().map(|c| c.refs.len()).sum());
+        for c in chunks {
+            let (ref_base, extra_base) = (read_refs.len() as u32, read_extras.len());
+            read_refs.extend_from_slice(&c.refs);
+            read_extras.extend(c.extras);
+            for mut m in c.records {
+                m.refs.start += ref_base;
+                m.set_extra_index(m.extra_index().map(|i| i + extra_base));
+                read.push(m);
             }
         }
-        wanted = batch
+        wanted = read[first..]
             .iter()
-            .flat_map(|m| m.children().collect::<Vec<_>>())
-            .filter(|&id| (id as usize) < ctx.table.len() && !seen.contains(&id))
+            .flat_map(|m| read_refs[m.refs.range()].iter())
+            .filter(|r| r.role() == RefRole::Child)
+            .map(|r| r.id())
+            .filter(|&id| (id as usize) < present && seen[id as usize / 64] >> (id % 64) & 1 == 0)
             .collect();
-        if manifests.is_empty() {
-            manifests = batch;
-        } else {
-            manifests.reserve_exact(batch.len());
-            manifests.extend(batch);
-        }
     }
+    drop((seen, wanted));
 
     // Finalise: give missing digests their final ids (sorted), sort everything.
     let blobs = std::mem::take(&mut ctx.table);
-    let missing_map = std::mem::take(&mut *ctx.missing.lock().unwrap_or_else(|e| e.into_inner()));
-    if blobs.len() + missing_map.len() > MAX_IDS {
+    let Missing { digests, .. } = std::mem::take(&mut *lock(&ctx.missing));
+    if blobs.len() + digests.len() > MAX_IDS {
         return Err(ScanError::TooManyDigests { max: MAX_IDS });
     }
-    let mut missing: Vec<(Digest, u32)> = missing_map.into_iter().collect();
-    missing.sort_unstable();
     // Missing digests were numbered in order of discovery after the blob table; renumber
     // them in digest order.
-    let present = blobs.len();
-    let mut remap = vec![0u32; missing.len()];
-    for (rank, (_, temp)) in missing.iter().enumerate() {
-        if let Some(slot) = remap.get_mut((*temp as usize).wrapping_sub(present)) {
-            *slot = (present + rank) as u32;
-        }
+    let mut order: Vec<u32> = (0..digests.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| digests[a as usize].cmp(&digests[b as usize]));
+    let mut remap = vec![0u32; digests.len()];
+    for (rank, &temp) in order.iter().enumerate() {
+        remap[temp as usize] = (present + rank) as u32;
     }
+    let mut slots: Vec<Option<Digest>> = digests.into_iter().map(Some).collect();
+    let missing: Vec<Digest> = order
+        .iter()
+        .filter_map(|&i| slots[i as usize].take())
+        .collect();
+    drop((order, slots));
     let fixed = |id: BlobId| -> BlobId {
         match (id as usize).checked_sub(present) {
             Some(k) => remap.get(k).copied().unwrap_or(id),
@@ -325,33 +356,48 @@ pub fn scan(
         r.layers.sort_unstable_by_key(|l| l.target());
         r.revisions.sort_unstable_by_key(|l| l.target());
     }
-    for m in &mut manifests {
+    read_refs.iter_mut().for_each(|r| r.set_id(fixed(r.id())));
+    for m in &mut read {
         fix(&mut m.id);
-        m.refs.iter_mut().for_each(|r| r.set_id(fixed(r.id())));
-        if let Some(s) = &mut m.subject {
-            fix(s);
+        m.set_subject(m.subject().map(fixed));
+    }
+    read.sort_unstable_by_key(|m| m.id);
+    // References and details laid out in manifest order, so that the inventory does not
+    // depend on how the reads were split between workers.
+    let mut refs: Vec<Ref> = Vec::with_capacity(read_refs.len());
+    let mut extras: Vec<ManifestExtra> = Vec::with_capacity(read_extras.len());
+    let mut manifests = read;
+    for m in &mut manifests {
+        let span = m.refs.range();
+        m.refs.start = refs.len() as u32;
+        refs.extend_from_slice(&read_refs[span]);
+        if let Some(i) = m.extra_index() {
+            m.set_extra_index(Some(extras.len()));
+            let mut e = std::mem::take(&mut read_extras[i]);
+            // Copied here for the same reason as the findings (see `compact_findings`).
+            e.platforms = e.platforms.as_slice().to_vec();
+            extras.push(e);
         }
     }
-    manifests.sort_unstable_by_key(|m| m.id);
-    let mut findings = std::mem::take(&mut *ctx.findings.lock().unwrap_or_else(|e| e.into_inner()));
+    drop((read_refs, read_extras));
+    let mut findings = std::mem::take(&mut *lock(&ctx.findings));
     findings.sort();
     findings.dedup();
+    compact_findings(&mut findings);
+    let mut unlisted = std::mem::take(&mut *lock(&ctx.unlisted));
+    unlisted.sort();
     let c = storage.counters().snapshot();
-    progress.phase.store(4, Ordering::Relaxed);
-    Ok(Inventory {
+    let inv = Inventory {
         root: storage.describe(),
         blobs,
-        missing: missing.into_iter().map(|(d, _)| d).collect(),
+        missing,
         manifests,
+        refs,
+        extras,
         repositories,
         findings,
         other_bytes: ctx.other_bytes.load(Ordering::Relaxed),
-        unlisted: {
-            let mut u =
-                std::mem::take(&mut *ctx.unlisted.lock().unwrap_or_else(|e| e.into_inner()));
-            u.sort();
-            u
-        },
+        unlisted,
         stats: ScanStats {
             directories_listed: c.lists,
             entries_seen: progress.paths.load(Ordering::Relaxed),
@@ -359,116 +405,134 @@ pub fn scan(
             reads: c.reads,
             bytes_read: c.bytes_read,
         },
-    })
+    };
+    drop(ctx);
+    opts.release();
+    progress.phase.store(4, Ordering::Relaxed);
+    Ok(inv)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Findings' paths and messages were allocated by the I/O workers among their short-lived
+/// buffers; copied here, one after another, they stop pinning those pages (a collected
+/// registry has a finding per API-deleted manifest: 44k at a million blobs).
+fn compact_findings(findings: &mut [Finding]) {
+    for f in findings {
+        f.path = f.path.as_str().to_owned();
+        if let std::borrow::Cow::Owned(m) = &f.message {
+            f.message = std::borrow::Cow::Owned(m.as_str().to_owned());
+        }
+    }
+}
+
+/// What one worker read in phase 3: records whose reference spans and detail indices are
+/// relative to this chunk's own lists.
+#[derive(Default)]
+struct ManifestChunk {
+    records: Vec<ManifestRecord>,
+    refs: Vec<Ref>,
+    extras: Vec<ManifestExtra>,
+}
+
+/// Digests something references but `blobs/` lacks, numbered in order of discovery: the
+/// table holds indices into `digests` (5 bytes a slot, where a map of digest to id cost 49).
+#[derive(Default)]
+struct Missing {
+    digests: Vec<Digest>,
+    table: hashbrown::HashTable<u32>,
+    hasher: std::hash::RandomState,
+}
+
+/// A repository the walk found; its sections and tags name it by index.
+struct RepoHead {
+    name: RepositoryName,
+    has_manifests: bool,
+    has_layers: bool,
+    has_uploads: bool,
+    has_tags_dir: bool,
 }
 
 /// A piece of a repository, produced by one task and assembled after the walk.
-enum Fragment {
-    Repo {
-        name: RepositoryName,
-        has_manifests: bool,
-        has_layers: bool,
-        has_uploads: bool,
-        has_tags_dir: bool,
-    },
+struct Fragment {
+    repo: u32,
+    part: Part,
+}
+
+enum Part {
     Layers {
-        repo: String,
         links: Vec<Link>,
-        odd: Vec<OddLink>,
         aliases: Vec<(Digest, Option<Digest>)>,
     },
-    Revisions {
-        repo: String,
-        links: Vec<Link>,
-        odd: Vec<OddLink>,
-    },
-    Tag {
-        repo: String,
-        tag: Tag,
-        odd: Vec<OddLink>,
-    },
-    Uploads {
-        repo: String,
-        uploads: Vec<Upload>,
-    },
-    Incomplete {
-        repo: String,
-    },
+    Revisions(Vec<Link>),
+    Tag(Tag),
+    Uploads(Vec<Upload>),
+    Incomplete,
 }
 
-/// Move `src` into `dst` without copying when `dst` is empty (the usual case: one fragment
-/// per section).
-fn append<T>(dst: &mut Vec<T>, mut src: Vec<T>) {
-    if dst.is_empty() {
-        src.shrink_to_fit();
-        *dst = src;
-    } else {
-        dst.extend(src);
+/// `src` appended to `dst` in an allocation made here (the assembling thread) rather than
+/// kept where a worker made it: kept for the whole run, the workers' vectors would pin the
+/// pages of the short-lived buffers around them.
+fn append<T: Copy>(dst: &mut Vec<T>, src: &[T]) {
+    dst.reserve_exact(src.len());
+    dst.extend_from_slice(src);
+}
+
+fn assemble(
+    heads: Vec<RepoHead>,
+    fragments: Vec<Fragment>,
+    odd: Vec<(u32, OddLink)>,
+) -> Vec<Repository> {
+    let mut repos: Vec<Repository> = heads
+        .into_iter()
+        .map(|h| {
+            let mut r = Repository::new(h.name.clone());
+            r.has_manifests = h.has_manifests;
+            r.has_layers = h.has_layers;
+            r.has_uploads = h.has_uploads;
+            r.has_tags_dir = h.has_tags_dir;
+            r
+        })
+        .collect();
+    let mut tag_counts = vec![0usize; repos.len()];
+    for f in &fragments {
+        if let (Part::Tag(_), Some(n)) = (&f.part, tag_counts.get_mut(f.repo as usize)) {
+            *n += 1;
+        }
     }
-}
-
-fn assemble(mut fragments: Vec<Fragment>) -> Vec<Repository> {
-    let mut repos: Vec<Repository> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    // Repo fragments first so every other fragment finds its repository.
-    fragments.sort_by_key(|f| !matches!(f, Fragment::Repo { .. }));
+    for (r, n) in repos.iter_mut().zip(tag_counts) {
+        r.tags = Vec::with_capacity(n);
+    }
     for f in fragments {
-        match f {
-            Fragment::Repo {
-                name,
-                has_manifests,
-                has_layers,
-                has_uploads,
-                has_tags_dir,
-            } => {
-                index.insert(name.as_str().to_owned(), repos.len());
-                let mut r = Repository::new(name);
-                r.has_manifests = has_manifests;
-                r.has_layers = has_layers;
-                r.has_uploads = has_uploads;
-                r.has_tags_dir = has_tags_dir;
-                repos.push(r);
+        let Some(r) = repos.get_mut(f.repo as usize) else {
+            continue;
+        };
+        match f.part {
+            Part::Layers { links, aliases } => {
+                append(&mut r.layers, &links);
+                r.aliases.extend(aliases);
             }
-            Fragment::Layers {
-                repo,
-                links,
-                odd,
-                aliases,
-            } => {
-                if let Some(&i) = index.get(&repo) {
-                    append(&mut repos[i].layers, links);
-                    repos[i].odd_links.extend(odd);
-                    repos[i].aliases.extend(aliases);
-                }
-            }
-            Fragment::Revisions { repo, links, odd } => {
-                if let Some(&i) = index.get(&repo) {
-                    append(&mut repos[i].revisions, links);
-                    repos[i].odd_links.extend(odd);
-                }
-            }
-            Fragment::Tag { repo, tag, odd } => {
-                if let Some(&i) = index.get(&repo) {
-                    repos[i].tags.push(tag);
-                    repos[i].odd_links.extend(odd);
-                }
-            }
-            Fragment::Uploads { repo, uploads } => {
-                if let Some(&i) = index.get(&repo) {
-                    repos[i].uploads.extend(uploads);
-                }
-            }
-            Fragment::Incomplete { repo } => {
-                if let Some(&i) = index.get(&repo) {
-                    repos[i].complete = false;
-                }
-            }
+            Part::Revisions(links) => append(&mut r.revisions, &links),
+            Part::Tag(t) => r.tags.push(Tag {
+                name: compact_str::CompactString::from(t.name.as_str()),
+                current: t.current,
+                index: t.index.as_ref().into(),
+            }),
+            Part::Uploads(u) => r.uploads.extend(u),
+            Part::Incomplete => r.complete = false,
+        }
+    }
+    for (ri, o) in odd {
+        if let Some(r) = repos.get_mut(ri as usize) {
+            r.odd_links.push(o);
         }
     }
     for r in &mut repos {
-        // Pushed one fragment at a time: drop the growth slack of vectors kept all run.
-        r.tags.shrink_to_fit();
         r.odd_links.shrink_to_fit();
+        r.aliases.shrink_to_fit();
+        r.uploads.shrink_to_fit();
         r.tags.sort_by(|a, b| a.name.cmp(&b.name));
         r.uploads.sort_by(|a, b| a.id.cmp(&b.id));
         r.odd_links.sort();
@@ -483,15 +547,20 @@ struct Ctx<'a> {
     opts: &'a ScanOptions,
     progress: &'a Progress,
     findings: Mutex<Vec<Finding>>,
+    heads: Mutex<Vec<RepoHead>>,
     fragments: Mutex<Vec<Fragment>>,
+    /// Links whose content differs from their path, by repository (rare).
+    odd: Mutex<Vec<(u32, OddLink)>>,
     /// One sorted vector per blob shard.
     blobs: Mutex<Vec<Vec<BlobFile>>>,
-    missing: Mutex<HashMap<Digest, u32>>,
+    missing: Mutex<Missing>,
     /// The sorted blob table (phase 2 on).
     table: Vec<BlobFile>,
     /// Index children's platforms, interned: a few distinct values, hundreds of thousands
     /// of uses.
     platforms: Mutex<std::collections::HashSet<Arc<Platform>>>,
+    /// Media and artifact types, interned likewise.
+    media_types: Mutex<std::collections::HashSet<Arc<str>>>,
     other_bytes: AtomicU64,
     unlisted: Mutex<Vec<String>>,
 }
@@ -515,11 +584,16 @@ impl<'a> Ctx<'a> {
             .push(Finding::new(kind, path, message));
     }
 
-    fn fragment(&self, f: Fragment) {
-        self.fragments
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(f);
+    fn fragment(&self, repo: u32, part: Part) {
+        lock(&self.fragments).push(Fragment { repo, part });
+    }
+
+    fn incomplete(&self, repo: u32) {
+        self.fragment(repo, Part::Incomplete);
+    }
+
+    fn odd_link(&self, repo: u32, o: OddLink) {
+        lock(&self.odd).push((repo, o));
     }
 
     /// Report a storage error as a finding of the right kind.
@@ -631,12 +705,26 @@ impl<'a> Ctx<'a> {
         {
             return i as BlobId;
         }
-        let mut m = self.missing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = lock(&self.missing);
+        let Missing {
+            digests,
+            table,
+            hasher,
+        } = &mut *guard;
+        let hash = hasher.hash_one(d);
+        let i = match table.find(hash, |&i| digests[i as usize] == *d) {
+            Some(&i) => i,
+            None => {
+                let i = digests.len() as u32;
+                digests.push(d.clone());
+                table.insert_unique(hash, i, |&j| hasher.hash_one(&digests[j as usize]));
+                i
+            }
+        };
         // Numbered after the blob table (complete before anything is interned), renumbered
         // in digest order at the end. Past `MAX_IDS` the scan fails at the end; until then the
         // id is clamped so that packed links and references stay well-formed.
-        let next = (self.table.len() + m.len()).min(MAX_IDS - 1) as u32;
-        *m.entry(d.clone()).or_insert(next)
+        (self.table.len() + i as usize).min(MAX_IDS - 1) as u32
     }
 
     fn intern_sha(&self, h: Sha256) -> BlobId {
@@ -879,9 +967,18 @@ impl<'a> Ctx<'a> {
         l: bool,
         u: bool,
     ) {
-        let repo = name.as_str().to_owned();
-        let base = format!("repositories/{repo}");
-        let mut has_tags_dir = false;
+        let base = format!("repositories/{}", name.as_str());
+        let repo = {
+            let mut heads = lock(&self.heads);
+            heads.push(RepoHead {
+                name,
+                has_manifests: m,
+                has_layers: l,
+                has_uploads: u,
+                has_tags_dir: false,
+            });
+            (heads.len() - 1) as u32
+        };
         if m {
             let mpath = format!("{base}/_manifests");
             let listed = self
@@ -893,13 +990,13 @@ impl<'a> Ctx<'a> {
                         let p = format!("{mpath}/{}", e.name);
                         match (e.name.as_str(), e.kind) {
                             ("revisions", EntryKind::Dir) => {
-                                let repo = repo.clone();
                                 let snap = snap.clone();
                                 s.spawn(move |_| self.scan_revisions(repo, p, snap));
                             }
                             ("tags", EntryKind::Dir) => {
-                                has_tags_dir = true;
-                                let repo = repo.clone();
+                                if let Some(h) = lock(&self.heads).get_mut(repo as usize) {
+                                    h.has_tags_dir = true;
+                                }
                                 let snap = snap.clone();
                                 s.spawn(move |s| self.scan_tags(s, repo, p, snap));
                             }
@@ -914,27 +1011,18 @@ impl<'a> Ctx<'a> {
                 }
                 Err(e) => {
                     self.storage_finding(&e, "cannot list _manifests");
-                    self.fragment(Fragment::Incomplete { repo: repo.clone() });
+                    self.incomplete(repo);
                 }
             }
         }
         if l {
-            let repo = repo.clone();
             let p = format!("{base}/_layers");
             s.spawn(move |_| self.scan_layers(repo, p));
         }
         if u {
-            let repo = repo.clone();
             let p = format!("{base}/_uploads");
             s.spawn(move |_| self.scan_uploads(repo, p));
         }
-        self.fragment(Fragment::Repo {
-            name,
-            has_manifests: m,
-            has_layers: l,
-            has_uploads: u,
-            has_tags_dir,
-        });
     }
 
     /// Stat (and, when needed, read) one link file whose path names `path_digest`.
@@ -942,12 +1030,11 @@ impl<'a> Ctx<'a> {
     #[allow(clippy::too_many_arguments)]
     fn link_at(
         &self,
-        repo: &str,
+        repo: u32,
         dir: &str,
         path_digest: Sha256,
         kind: LinkKind,
         tag: Option<&str>,
-        odd: &mut Vec<OddLink>,
         snap: Option<&Snapshot>,
     ) -> Option<Link> {
         let file = format!("{dir}/link");
@@ -971,9 +1058,7 @@ impl<'a> Ctx<'a> {
             }
             Err(e) => {
                 self.storage_finding(&e, "cannot stat link");
-                self.fragment(Fragment::Incomplete {
-                    repo: repo.to_owned(),
-                });
+                self.incomplete(repo);
                 return None;
             }
         };
@@ -988,7 +1073,6 @@ impl<'a> Ctx<'a> {
             meta.size,
             kind,
             tag,
-            odd,
         );
         state.map(|state| Link::new(target, state, meta.modified))
     }
@@ -1026,13 +1110,12 @@ impl<'a> Ctx<'a> {
     #[allow(clippy::too_many_arguments)]
     fn read_link_checked(
         &self,
-        repo: &str,
+        repo: u32,
         file: &str,
         path_digest: &Digest,
         size: u64,
         kind: LinkKind,
         tag: Option<&str>,
-        odd: &mut Vec<OddLink>,
     ) -> Option<LinkState> {
         if size > MAX_LINK_LEN {
             self.finding(
@@ -1040,21 +1123,22 @@ impl<'a> Ctx<'a> {
                 file,
                 format!("{size} bytes; a link holds one digest (71 bytes for sha256)"),
             );
-            odd.push(OddLink {
-                kind,
-                tag: tag.map(str::to_owned),
-                path_digest: path_digest.clone(),
-                content: None,
-            });
+            self.odd_link(
+                repo,
+                OddLink {
+                    kind,
+                    tag: tag.map(str::to_owned),
+                    path_digest: path_digest.clone(),
+                    content: None,
+                },
+            );
             return Some(LinkState::Invalid);
         }
         let bytes = match self.storage.read(file, MAX_LINK_LEN) {
             Ok(b) => b,
             Err(e) => {
                 self.storage_finding(&e, "cannot read link");
-                self.fragment(Fragment::Incomplete {
-                    repo: repo.to_owned(),
-                });
+                self.incomplete(repo);
                 return None;
             }
         };
@@ -1066,12 +1150,15 @@ impl<'a> Ctx<'a> {
                     file,
                     format!("content {d} differs from the digest in its path ({path_digest}); the registry follows the content"),
                 );
-                odd.push(OddLink {
-                    kind,
-                    tag: tag.map(str::to_owned),
-                    path_digest: path_digest.clone(),
-                    content: Some(d),
-                });
+                self.odd_link(
+                    repo,
+                    OddLink {
+                        kind,
+                        tag: tag.map(str::to_owned),
+                        path_digest: path_digest.clone(),
+                        content: Some(d),
+                    },
+                );
                 Some(LinkState::Differs)
             }
             Err(e) => {
@@ -1081,39 +1168,42 @@ impl<'a> Ctx<'a> {
                     FindingKind::LinkInvalid
                 };
                 self.finding(k, file, e.to_string());
-                odd.push(OddLink {
-                    kind,
-                    tag: tag.map(str::to_owned),
-                    path_digest: path_digest.clone(),
-                    content: None,
-                });
+                self.odd_link(
+                    repo,
+                    OddLink {
+                        kind,
+                        tag: tag.map(str::to_owned),
+                        path_digest: path_digest.clone(),
+                        content: None,
+                    },
+                );
                 Some(LinkState::Invalid)
             }
         }
     }
 
     /// `<dir>/<alg>/<hex>/link` families: `_layers`, `_manifests/revisions`, `tags/*/index`.
-    /// Returns links, odd links, aliases, and whether everything could be listed.
+    /// Returns links, aliases, and whether everything could be listed (odd links go to the
+    /// side list).
     #[allow(clippy::type_complexity)]
     fn scan_link_family(
         &self,
-        repo: &str,
+        repo: u32,
         dir: &str,
         kind: LinkKind,
         tag: Option<&str>,
         snap: Option<&Snapshot>,
-    ) -> (Vec<Link>, Vec<OddLink>, Vec<(Digest, Option<Digest>)>, bool) {
+    ) -> (Vec<Link>, Vec<(Digest, Option<Digest>)>, bool) {
         let mut links = Vec::new();
-        let mut odd = Vec::new();
         let mut aliases = Vec::new();
         let algs = match self.list_in(snap, dir) {
             Ok(a) => a,
             Err(e) if e.is_not_found() && kind == LinkKind::TagIndex => {
-                return (links, odd, aliases, true);
+                return (links, aliases, true);
             }
             Err(e) => {
                 self.storage_finding(&e, "cannot list links");
-                return (links, odd, aliases, false);
+                return (links, aliases, false);
             }
         };
         let mut complete = true;
@@ -1140,8 +1230,7 @@ impl<'a> Ctx<'a> {
                 if alg.name == "sha256" {
                     match Sha256::from_hex(hx.name.as_bytes()) {
                         Some(h) => {
-                            if let Some(l) = self.link_at(repo, &hdir, h, kind, tag, &mut odd, snap)
-                            {
+                            if let Some(l) = self.link_at(repo, &hdir, h, kind, tag, snap) {
                                 links.push(l);
                             }
                         }
@@ -1191,45 +1280,38 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
-        // Kept for the whole run, one per link: no growth slack.
-        links.shrink_to_fit();
-        (links, odd, aliases, complete)
+        (links, aliases, complete)
     }
 
-    fn scan_layers(&self, repo: String, dir: String) {
+    fn scan_layers(&self, repo: u32, dir: String) {
         let snap = match self.take_snapshot(&dir) {
             Ok(s) => s,
             Err(e) => {
                 self.storage_finding(&e, "cannot list links");
-                return self.fragment(Fragment::Incomplete { repo });
+                return self.incomplete(repo);
             }
         };
-        let (links, odd, aliases, complete) =
-            self.scan_link_family(&repo, &dir, LinkKind::Layer, None, snap.as_deref());
+        let (links, aliases, complete) =
+            self.scan_link_family(repo, &dir, LinkKind::Layer, None, snap.as_deref());
         if !complete {
-            self.fragment(Fragment::Incomplete { repo: repo.clone() });
+            self.incomplete(repo);
         }
-        self.fragment(Fragment::Layers {
-            repo,
-            links,
-            odd,
-            aliases,
-        });
+        self.fragment(repo, Part::Layers { links, aliases });
     }
 
-    fn scan_revisions(&self, repo: String, dir: String, snap: Option<Arc<Snapshot>>) {
-        let (links, odd, _, complete) =
-            self.scan_link_family(&repo, &dir, LinkKind::Revision, None, snap.as_deref());
+    fn scan_revisions(&self, repo: u32, dir: String, snap: Option<Arc<Snapshot>>) {
+        let (links, _, complete) =
+            self.scan_link_family(repo, &dir, LinkKind::Revision, None, snap.as_deref());
         if !complete {
-            self.fragment(Fragment::Incomplete { repo: repo.clone() });
+            self.incomplete(repo);
         }
-        self.fragment(Fragment::Revisions { repo, links, odd });
+        self.fragment(repo, Part::Revisions(links));
     }
 
     fn scan_tags<'s>(
         &'s self,
         s: &rayon::Scope<'s>,
-        repo: String,
+        repo: u32,
         dir: String,
         snap: Option<Arc<Snapshot>>,
     ) {
@@ -1237,7 +1319,7 @@ impl<'a> Ctx<'a> {
             Ok(t) => t,
             Err(e) => {
                 self.storage_finding(&e, "cannot list tags");
-                return self.fragment(Fragment::Incomplete { repo });
+                return self.incomplete(repo);
             }
         };
         for t in tags {
@@ -1253,15 +1335,13 @@ impl<'a> Ctx<'a> {
                     "tag name outside [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}",
                 );
             }
-            let repo = repo.clone();
             let snap = snap.clone();
             s.spawn(move |_| self.scan_tag(repo, t.name, tdir, snap));
         }
     }
 
-    fn scan_tag(&self, repo: String, name: String, dir: String, snap: Option<Arc<Snapshot>>) {
+    fn scan_tag(&self, repo: u32, name: String, dir: String, snap: Option<Arc<Snapshot>>) {
         let snap = snap.as_deref();
-        let mut odd = Vec::new();
         let cpath = format!("{dir}/current/link");
         // A snapshot already says whether the link exists: no GET for a missing one.
         let read = match snap {
@@ -1319,33 +1399,31 @@ impl<'a> Ctx<'a> {
             }
             Err(e) => {
                 self.storage_finding(&e, "cannot read tag");
-                self.fragment(Fragment::Incomplete { repo: repo.clone() });
+                self.incomplete(repo);
                 None
             }
         };
-        let (index, o, _, complete) = self.scan_link_family(
-            &repo,
+        let (index, _, complete) = self.scan_link_family(
+            repo,
             &format!("{dir}/index"),
             LinkKind::TagIndex,
             Some(&name),
             snap,
         );
-        odd.extend(o);
         if !complete {
-            self.fragment(Fragment::Incomplete { repo: repo.clone() });
+            self.incomplete(repo);
         }
-        self.fragment(Fragment::Tag {
+        self.fragment(
             repo,
-            tag: Tag {
-                name,
+            Part::Tag(Tag {
+                name: name.into(),
                 current,
-                index,
-            },
-            odd,
-        });
+                index: index.into_boxed_slice(),
+            }),
+        );
     }
 
-    fn scan_uploads(&self, repo: String, dir: String) {
+    fn scan_uploads(&self, repo: u32, dir: String) {
         let listed = self
             .take_snapshot(&dir)
             .and_then(|snap| Ok((self.list_in(snap.as_deref(), &dir)?, snap)));
@@ -1369,7 +1447,7 @@ impl<'a> Ctx<'a> {
             }
             uploads.push(self.scan_upload(ent.name, &udir, snap.as_deref()));
         }
-        self.fragment(Fragment::Uploads { repo, uploads });
+        self.fragment(repo, Part::Uploads(uploads));
     }
 
     fn scan_upload(&self, id: String, dir: &str, snap: Option<&Snapshot>) -> Upload {
@@ -1450,7 +1528,7 @@ impl<'a> Ctx<'a> {
     // ---- phase 3: manifests -------------------------------------------------------------
 
     fn intern_platform(&self, p: Platform) -> Arc<Platform> {
-        let mut set = self.platforms.lock().unwrap_or_else(|e| e.into_inner());
+        let mut set = lock(&self.platforms);
         if let Some(known) = set.get(&p) {
             return known.clone();
         }
@@ -1459,18 +1537,22 @@ impl<'a> Ctx<'a> {
         p
     }
 
-    /// Read and parse one manifest; its references are appended to `refs`.
-    fn read_manifest(&self, id: BlobId, refs: &mut Vec<Ref>) -> ManifestRecord {
+    fn intern_media_type(&self, t: Option<String>) -> Option<Arc<str>> {
+        let t = t?;
+        let mut set = lock(&self.media_types);
+        if let Some(known) = set.get(t.as_str()) {
+            return Some(known.clone());
+        }
+        let t: Arc<str> = t.into();
+        set.insert(t.clone());
+        Some(t)
+    }
+
+    /// Read and parse one manifest into `out` (its record, references and details).
+    fn read_manifest(&self, id: BlobId, out: &mut ManifestChunk) {
         let h = self.table[id as usize].digest;
         let path = layout::blob_data(&h);
-        let mut rec = ManifestRecord {
-            id,
-            status: ManifestStatus::Parsed,
-            kind: None,
-            refs: Box::new([]),
-            subject: None,
-            extra: None,
-        };
+        let mut rec = ManifestRecord::new(id, ManifestStatus::Parsed, None);
         self.progress.manifests.fetch_add(1, Ordering::Relaxed);
         let bytes = match self.storage.read(&path, MANIFEST_LIMIT) {
             Ok(b) => b,
@@ -1483,11 +1565,13 @@ impl<'a> Ctx<'a> {
                     _ => format!("{e}; kept with everything its repository links"),
                 };
                 self.finding(FindingKind::ManifestUnreadable, &path, msg);
-                return rec;
+                out.records.push(rec);
+                return;
             }
         };
         match manifest::parse(&bytes) {
             Ok(m) => {
+                let refs = &mut out.refs;
                 let first = refs.len();
                 let mut push = |id: BlobId, role: RefRole| {
                     if !refs[first..].iter().any(|r| r.id() == id) {
@@ -1513,7 +1597,11 @@ impl<'a> Ctx<'a> {
                 for b in &m.blobs {
                     push(self.intern(&b.digest), RefRole::ArtifactBlob);
                 }
-                rec.subject = m.subject.as_ref().map(|s| self.intern(&s.digest));
+                rec.refs = RefSpan {
+                    start: first as u32,
+                    len: (refs.len() - first) as u32,
+                };
+                rec.set_subject(m.subject.as_ref().map(|s| self.intern(&s.digest)));
                 rec.kind = Some(m.kind);
                 if m.kind == ManifestKind::Unknown {
                     self.finding(
@@ -1525,21 +1613,22 @@ impl<'a> Ctx<'a> {
                         ),
                     );
                 }
-                let mut platforms: Vec<_> = m
-                    .children
-                    .into_iter()
-                    .map(|c| c.platform.map(|p| self.intern_platform(p)))
-                    .collect();
-                // Collected in place, the vector would keep the children's (far larger)
-                // allocation for the whole run.
-                platforms.shrink_to_fit();
                 if m.kind.is_index() || m.artifact_type.is_some() || m.kind == ManifestKind::Unknown
                 {
-                    rec.extra = Some(Box::new(ManifestExtra {
-                        media_type: m.media_type,
-                        artifact_type: m.artifact_type,
+                    // Collected into a new vector: collected in place, it would keep the
+                    // children's (far larger) allocation for the whole run.
+                    let mut platforms = Vec::with_capacity(m.children.len());
+                    platforms.extend(
+                        m.children
+                            .into_iter()
+                            .map(|c| c.platform.map(|p| self.intern_platform(p))),
+                    );
+                    rec.set_extra_index(Some(out.extras.len()));
+                    out.extras.push(ManifestExtra {
+                        media_type: self.intern_media_type(m.media_type),
+                        artifact_type: self.intern_media_type(m.artifact_type),
                         platforms,
-                    }));
+                    });
                 }
             }
             Err(e) => {
@@ -1551,6 +1640,6 @@ impl<'a> Ctx<'a> {
                 );
             }
         }
-        rec
+        out.records.push(rec);
     }
 }

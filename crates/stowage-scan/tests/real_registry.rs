@@ -19,6 +19,7 @@ fn scan_of_a_fresh_real_registry_agrees_with_its_api_and_gc() {
         &ScanOptions {
             concurrency: 8,
             verify_links: true,
+            ..Default::default()
         },
         &Progress::default(),
     )

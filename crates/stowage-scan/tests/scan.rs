@@ -25,6 +25,7 @@ fn scan_with(root: &std::path::Path, concurrency: usize, verify_links: bool) -> 
         &ScanOptions {
             concurrency,
             verify_links,
+            ..Default::default()
         },
         &Progress::default(),
     )
@@ -270,6 +271,7 @@ fn unreadable_parts_become_findings_and_mark_repositories_incomplete() {
         &ScanOptions {
             concurrency: 4,
             verify_links: false,
+            ..Default::default()
         },
         &Progress::default(),
     )
@@ -346,6 +348,7 @@ fn verify_links_reads_every_link() {
         &ScanOptions {
             concurrency: 4,
             verify_links: true,
+            ..Default::default()
         },
         &Progress::default(),
     )

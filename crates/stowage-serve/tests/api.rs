@@ -25,6 +25,7 @@ fn snapshot(root: &std::path::Path) -> Snapshot {
         &stowage_scan::ScanOptions {
             concurrency: 4,
             verify_links: false,
+            ..Default::default()
         },
         &stowage_scan::Progress::default(),
     )

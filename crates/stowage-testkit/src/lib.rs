@@ -276,7 +276,7 @@ pub fn assert_matches_api(inv: &stowage_model::Inventory, api: &serde_json::Valu
             .unwrap()
             .tags
             .iter()
-            .map(|t| t.name.clone())
+            .map(|t| t.name.to_string())
             .collect();
         assert_eq!(got, strings(tags), "tags of {repo}");
     }

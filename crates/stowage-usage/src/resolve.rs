@@ -46,7 +46,7 @@ impl TagTimeline {
             for tag in &r.tags {
                 let v = t
                     .tags
-                    .entry((r.name.as_str().to_string(), tag.name.clone()))
+                    .entry((r.name.as_str().to_string(), tag.name.to_string()))
                     .or_default();
                 for l in &tag.index {
                     v.push((l.modified(), inv.digest(l.target()).to_string(), false));

@@ -130,7 +130,7 @@ pub fn build(g: &Graph<'_>, pulls: &PullSummary, now: Timestamp) -> UsageView {
             }
             // A referrer (signature, SBOM) belongs to its subject's image.
             if g.manifest(id)
-                .and_then(|m| m.subject)
+                .and_then(|m| m.subject())
                 .is_some_and(|s| revs.contains(&s))
             {
                 continue;
@@ -180,7 +180,7 @@ pub fn build(g: &Graph<'_>, pulls: &PullSummary, now: Timestamp) -> UsageView {
                 .tags
                 .iter()
                 .filter(|t| t.current.and_then(|c| c.target) == Some(id))
-                .map(|t| t.name.clone())
+                .map(|t| t.name.to_string())
                 .collect();
             tags.sort();
             images.push(ImageUsage {

@@ -153,7 +153,7 @@ fn describe_kind(c: &Ctx<'_>, id: BlobId) -> String {
         }
         Some(m) => {
             let k = m.kind.map(|k| k.as_str()).unwrap_or("unknown");
-            match m.extra.as_ref().and_then(|e| e.artifact_type.as_deref()) {
+            match c.g.inv.extra_of(m).and_then(|e| e.artifact_type.as_deref()) {
                 Some(at) => format!("an artifact manifest ({k}, artifactType {at})"),
                 None => match c.g.blob_kind(id) {
                     BlobKind::Index => format!("a multi-platform index ({k})"),
@@ -217,7 +217,7 @@ fn explain_digest(c: &mut Ctx<'_>, d: &Digest, repo_ctx: Option<&str>) -> Explan
         if let Some(k) = m.kind {
             e.facts.push(("media type".into(), k.media_type().into()));
         }
-        if let Some(ex) = &m.extra
+        if let Some(ex) = inv.extra_of(m)
             && !ex.platforms.is_empty()
         {
             let p: Vec<String> = ex
@@ -231,19 +231,18 @@ fn explain_digest(c: &mut Ctx<'_>, d: &Digest, repo_ctx: Option<&str>) -> Explan
                 .collect();
             e.facts.push(("platforms".into(), p.join(", ")));
         }
-        if let Some(s) = m.subject {
+        if let Some(s) = m.subject() {
             e.facts.push((
                 "subject".into(),
                 format!("{} (this is a referrer of it)", inv.digest(s)),
             ));
         }
-        let mut children_platforms = m
-            .extra
-            .as_ref()
+        let mut children_platforms = inv
+            .extra_of(m)
             .map(|x| x.platforms.iter())
             .into_iter()
             .flatten();
-        for r in m.refs.iter() {
+        for r in inv.refs_of(m) {
             let rd = inv.digest(r.id());
             let size = inv
                 .blob(r.id())

@@ -122,6 +122,7 @@ pub fn load(s: &Settings, verify_links: bool, graph_findings: GraphFindings) -> 
             &ScanOptions {
                 concurrency: s.concurrency,
                 verify_links,
+                release_memory: Some(crate::memory::release),
             },
             &progress,
         )

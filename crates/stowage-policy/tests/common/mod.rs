@@ -118,6 +118,7 @@ impl Reg {
             &ScanOptions {
                 concurrency: 2,
                 verify_links: false,
+                ..Default::default()
             },
             &Progress::default(),
         )
