@@ -12,6 +12,7 @@ mod settings;
 use clap::Parser;
 
 fn main() {
+    memory::configure();
     let cli = args::Cli::parse();
     let code = match commands::run(cli) {
         Ok(code) => code,

@@ -3,84 +3,96 @@
 use stowage_model::inventory::{BlobId, Inventory, LinkKind, LinkState, ManifestStatus, RefRole};
 use stowage_model::manifest::ManifestKind;
 
-/// Compressed sparse rows: `targets[start[k]..start[k+1]]` are the values of row `k`.
+/// Rows of `u32` values (a multimap from row to values) in compressed form.
 ///
-/// Dense when many rows have values (`start` has one offset per row); sparse otherwise
-/// (`keys` lists, sorted, the rows that have values, and `start` has one offset per key), so a
-/// table whose rows are a few manifests or subjects costs 8 bytes per such row, not 4 bytes
-/// per id. Built in two passes over the source (count, then fill) with no intermediate pair
-/// list: at a million blobs the pair lists were the largest transient of the whole run.
+/// Each row has a slot: empty, its only value inline, or the index of an overflow row whose
+/// values sit in `start`/`targets` (compressed sparse rows). Most rows of the graph's tables
+/// hold one value (a config's one manifest, a layer's one repository), so most cost their
+/// slot alone. Slots are dense (one per row) when many rows have values; sparse otherwise
+/// (`keys` lists, sorted, the rows that have values), so a table whose rows are a few
+/// manifests or subjects costs 8 bytes per such row, not 4 bytes per id. Built in two passes
+/// over the source (count, then fill) with no intermediate pair list: at a million blobs the
+/// pair lists were the largest transient of the whole run.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Csr {
     keys: Option<Vec<u32>>,
+    slots: Vec<u32>,
     start: Vec<u32>,
     targets: Vec<u32>,
 }
 
+/// A slot with no value.
+const EMPTY: u32 = u32::MAX;
+/// A slot with this bit set holds an overflow row index; values below it are inline.
+const OVERFLOW: u32 = 1 << 31;
+
 impl Csr {
-    /// Rows are `0..rows`. `each` is called twice, once to count and once to fill, and must
-    /// report the same (row, value) pairs both times; values of a row keep report order.
+    /// Rows are `0..rows`. `each` is called three times (count, place, fill) and must
+    /// report the same (row, value) pairs each time; values of a row keep report order.
     pub(crate) fn build(rows: usize, each: impl Fn(&mut dyn FnMut(u32, u32))) -> Csr {
-        let mut start = vec![0u32; rows + 1];
-        let mut total = 0usize;
-        each(&mut |r, _| {
-            if let Some(c) = start.get_mut(r as usize + 1) {
-                *c += 1;
-                total += 1;
+        // Pass 1: 0, 1 or "more" values per row; a value too large to inline counts as more.
+        let mut count = vec![0u8; rows];
+        each(&mut |r, v| {
+            if let Some(c) = count.get_mut(r as usize) {
+                *c = if v >= OVERFLOW { 2 } else { (*c + 1).min(2) };
             }
         });
-        let nonempty = start.iter().filter(|&&c| c > 0).count();
-        let mut targets = vec![0u32; total];
-        if nonempty * 2 < rows {
-            // Sparse: offsets only for the rows that have values.
-            let keys: Vec<u32> = (0..rows as u32)
-                .filter(|&r| start[r as usize + 1] > 0)
-                .collect();
-            let mut offsets = Vec::with_capacity(keys.len() + 1);
-            let mut at = 0u32;
-            for &k in &keys {
-                offsets.push(at);
-                at += start[k as usize + 1];
+        let nonempty = count.iter().filter(|&&c| c > 0).count();
+        let keys: Option<Vec<u32>> = (nonempty * 2 < rows).then(|| {
+            (0..rows as u32)
+                .filter(|&r| count[r as usize] > 0)
+                .collect()
+        });
+        let slot_of = |r: u32| -> Option<usize> {
+            match &keys {
+                None => ((r as usize) < rows).then_some(r as usize),
+                Some(k) => k.binary_search(&r).ok(),
             }
-            offsets.push(at);
-            drop(start);
-            let mut cursor: Vec<u32> = offsets[..keys.len()].to_vec();
-            each(&mut |r, v| {
-                if let Ok(k) = keys.binary_search(&r)
-                    && let Some(t) = targets.get_mut(cursor[k] as usize)
-                {
-                    *t = v;
-                    cursor[k] += 1;
-                }
-            });
-            return Csr {
-                keys: Some(keys),
-                start: offsets,
-                targets,
-            };
+        };
+        let mut slots = vec![EMPTY; keys.as_ref().map_or(rows, Vec::len)];
+        let mut overflow_rows = 0u32;
+        for (r, &c) in count.iter().enumerate() {
+            if c > 1
+                && let Some(k) = slot_of(r as u32)
+            {
+                slots[k] = OVERFLOW | overflow_rows;
+                overflow_rows += 1;
+            }
         }
-        // Dense: prefix sums make start[r] the first slot of row r; filling advances it to
-        // the row's end (= the next row's start), and one shift restores the offsets.
-        for i in 0..rows {
+        drop(count);
+        // Pass 2: single values go inline; overflow rows are counted.
+        let mut start = vec![0u32; overflow_rows as usize + 1];
+        each(&mut |r, v| {
+            let Some(k) = slot_of(r) else { return };
+            match slots[k] {
+                s if s != EMPTY && s & OVERFLOW != 0 => start[(s & !OVERFLOW) as usize + 1] += 1,
+                _ => slots[k] = v,
+            }
+        });
+        for i in 0..overflow_rows as usize {
             start[i + 1] += start[i];
         }
+        // Pass 3: fill the overflow rows. Filling advances each row's start to its end (the
+        // next row's start); one shift restores the offsets.
+        let mut targets = vec![0u32; start[overflow_rows as usize] as usize];
         each(&mut |r, v| {
-            let r = r as usize;
-            if r < rows
-                && let Some(t) = targets.get_mut(start[r] as usize)
-            {
-                *t = v;
-                start[r] += 1;
+            let Some(k) = slot_of(r) else { return };
+            let s = slots[k];
+            if s != EMPTY && s & OVERFLOW != 0 {
+                let o = (s & !OVERFLOW) as usize;
+                if let Some(t) = targets.get_mut(start[o] as usize) {
+                    *t = v;
+                    start[o] += 1;
+                }
             }
         });
-        for i in (1..=rows).rev() {
+        for i in (1..=overflow_rows as usize).rev() {
             start[i] = start[i - 1];
         }
-        if let Some(s) = start.first_mut() {
-            *s = 0;
-        }
+        start[0] = 0;
         Csr {
-            keys: None,
+            keys,
+            slots,
             start,
             targets,
         }
@@ -94,10 +106,20 @@ impl Csr {
                 Err(_) => return &[],
             },
         };
-        if k + 1 >= self.start.len() {
+        let Some(slot) = self.slots.get(k) else {
             return &[];
+        };
+        match *slot {
+            EMPTY => &[],
+            s if s & OVERFLOW == 0 => std::slice::from_ref(slot),
+            s => {
+                let o = (s & !OVERFLOW) as usize;
+                match (self.start.get(o), self.start.get(o + 1)) {
+                    (Some(&a), Some(&b)) => &self.targets[a as usize..b as usize],
+                    _ => &[],
+                }
+            }
         }
-        &self.targets[self.start[k] as usize..self.start[k + 1] as usize]
     }
 }
 
@@ -423,39 +445,60 @@ impl<'a> Graph<'a> {
     }
 }
 
-/// A reusable visited-set: a stamp per id, so clearing is O(1).
+/// A reusable visited-set for walks: a bit per id, and the ids a walk set so that the next
+/// walk clears only those (or, after a walk that touched many, the whole bitset, which is
+/// then cheaper). A stamp per id made clearing free but cost 4 bytes per blob, as much as
+/// the graph's largest tables.
 pub struct Scratch {
-    stamp: Vec<u32>,
-    current: u32,
+    bits: Vec<u64>,
+    touched: Vec<u32>,
+    /// More ids were set than `touched` records: clear every bit.
+    overflow: bool,
     stack: Vec<u32>,
 }
 
 impl Scratch {
     pub fn new(n: usize) -> Scratch {
         Scratch {
-            stamp: vec![0; n],
-            current: 0,
+            bits: vec![0; n.div_ceil(64)],
+            touched: Vec::new(),
+            overflow: false,
             stack: Vec::new(),
         }
     }
 
     fn next(&mut self) {
-        self.current = self.current.wrapping_add(1);
-        if self.current == 0 {
-            self.stamp.iter_mut().for_each(|s| *s = 0);
-            self.current = 1;
+        if self.overflow {
+            self.bits.iter_mut().for_each(|w| *w = 0);
+            self.overflow = false;
+        } else {
+            for &id in &self.touched {
+                if let Some(w) = self.bits.get_mut(id as usize / 64) {
+                    *w = 0;
+                }
+            }
         }
+        self.touched.clear();
     }
 
     /// Returns true the first time `id` is visited in this walk.
     fn visit(&mut self, id: u32) -> bool {
-        let s = &mut self.stamp[id as usize];
-        if *s == self.current {
-            false
-        } else {
-            *s = self.current;
-            true
+        let (w, bit) = (id as usize / 64, 1u64 << (id % 64));
+        let word = &mut self.bits[w];
+        if *word & bit != 0 {
+            return false;
         }
+        *word |= bit;
+        if self.overflow {
+            // Recording stopped: the next walk clears the whole bitset.
+        } else if self.touched.len() < self.bits.len() * 2 {
+            self.touched.push(id);
+        } else {
+            // Past a list as large as the bitset itself, clearing it all is cheaper.
+            self.overflow = true;
+            self.touched = Vec::new();
+        }
+        true
     }
 }
 
@@ -490,6 +533,24 @@ mod tests {
         }
     }
 
+    /// Walks with the reusable visited-set see each id once per walk, whether the previous
+    /// walk touched few ids (cleared one by one) or many (the whole bitset cleared).
+    #[test]
+    fn scratch_forgets_between_walks() {
+        let mut s = super::Scratch::new(1000);
+        for round in 0..3 {
+            s.next();
+            let many = if round == 1 { 0..1000 } else { 0..5 };
+            for id in many.clone() {
+                assert!(s.visit(id), "round {round}: {id} is new");
+                assert!(!s.visit(id), "round {round}: {id} seen");
+            }
+            assert_eq!(s.overflow, round == 1);
+        }
+        s.next();
+        assert!((0..1000).all(|id| s.visit(id)));
+    }
+
     #[test]
     fn few_rows_are_stored_sparse_and_many_dense() {
         let sparse = Csr::build(1000, |f| {
@@ -498,6 +559,7 @@ mod tests {
             f(7, 3);
         });
         assert!(sparse.keys.is_some());
+        assert!(sparse.row(900).len() == 1 && sparse.targets.len() == 2, "single rows inline");
         assert_eq!(sparse.row(7), &[1, 3]);
         assert_eq!(sparse.row(900), &[2]);
         assert!(sparse.row(8).is_empty());

@@ -91,6 +91,18 @@ pub fn abbreviate(items: &[String], n: usize) -> String {
     s
 }
 
+/// [`abbreviate`] when only the first items are at hand: `first` shown, `total` in all.
+pub fn abbreviate_first(first: &[String], total: usize) -> String {
+    if total == 0 {
+        return "-".to_string();
+    }
+    let mut s = first.join(", ");
+    if total > first.len() {
+        s.push_str(&format!(" +{}", total - first.len()));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,31 +6,157 @@ use stowage_layout as layout;
 use stowage_model::inventory::{BlobId, LinkState, Repository};
 use stowage_model::time::Timestamp;
 
-/// One blob, with who needs it.
-#[derive(Clone, Debug, Serialize)]
-pub struct BlobRecord {
-    pub record: &'static str,
-    pub digest: String,
-    pub size: u64,
-    /// File modification time (for a blob: when its bytes were last written).
-    pub modified: Timestamp,
-    /// Birth time where the filesystem records it (`statx` btime), else null.
-    pub created: Option<Timestamp>,
-    pub kind: BlobKind,
-    /// For manifests: the media type they are served with.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<&'static str>,
+/// One blob, with who needs it: the `blob` record of `stowage.inventory/v1`.
+///
+/// Built per blob while writing (`BlobRecordBuilder::record`) and serialized straight from
+/// the graph: owners are held as indices, and names and digests are written as they are
+/// serialized. A base layer needed by every image of a million-blob registry has hundreds of
+/// thousands of owners; as strings its record alone cost about 10 MB.
+pub struct BlobRecord<'g, 'a> {
+    g: &'g Graph<'a>,
+    pub id: BlobId,
     /// Reachable from some repository's manifests (the registry's GC keeps it).
     pub referenced: bool,
-    /// Repositories whose manifests reach it (a manifest: repositories holding it).
-    pub repositories: Vec<String>,
-    /// `repo:tag` of every tag whose current image reaches it.
-    pub tags: Vec<String>,
-    /// Manifests that reference it directly.
-    pub manifests: Vec<String>,
-    /// Repositories with a `_layers` link to it.
-    pub linked_in: Vec<String>,
-    pub path: String,
+    /// Repositories whose manifests reach it (a manifest: repositories holding it), as
+    /// indices into `inv.repositories` (so in name order).
+    pub repositories: Vec<u32>,
+    /// Tags whose current image reaches it, as (repository, tag) indices, in name order.
+    pub tags: Vec<(u32, u32)>,
+}
+
+impl<'g, 'a> BlobRecord<'g, 'a> {
+    fn blob(&self) -> &'a stowage_model::inventory::BlobFile {
+        &self.g.inv.blobs[self.id as usize]
+    }
+
+    pub fn digest(&self) -> String {
+        self.blob().digest.to_string()
+    }
+
+    pub fn size(&self) -> u64 {
+        self.blob().size
+    }
+
+    /// File modification time (for a blob: when its bytes were last written).
+    pub fn modified(&self) -> Timestamp {
+        self.blob().modified()
+    }
+
+    /// Birth time where the filesystem records it (`statx` btime).
+    pub fn created(&self) -> Option<Timestamp> {
+        self.blob().created()
+    }
+
+    pub fn kind(&self) -> BlobKind {
+        self.g.blob_kind(self.id)
+    }
+
+    pub fn path(&self) -> String {
+        layout::blob_data(&self.blob().digest)
+    }
+
+    /// Repository names, in order.
+    pub fn repository_names(&self) -> impl Iterator<Item = &'a str> + '_ {
+        let inv = self.g.inv;
+        self.repositories
+            .iter()
+            .map(move |&r| inv.repositories[r as usize].name.as_str())
+    }
+
+    /// `repo:tag` of every tag whose current image reaches it, in order.
+    pub fn tag_names(&self) -> impl Iterator<Item = String> + '_ {
+        let inv = self.g.inv;
+        self.tags.iter().map(move |&(r, t)| {
+            let repo = &inv.repositories[r as usize];
+            format!("{}:{}", repo.name, repo.tags[t as usize].name)
+        })
+    }
+}
+
+/// A sequence serialized from an iterator of displayable items, without collecting it.
+struct Strs<I>(std::cell::Cell<Option<I>>);
+
+impl<I, T> Serialize for Strs<I>
+where
+    I: Iterator<Item = T>,
+    T: std::fmt::Display,
+{
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(None)?;
+        for item in self.0.take().into_iter().flatten() {
+            seq.serialize_element(&Disp(item))?;
+        }
+        seq.end()
+    }
+}
+
+struct Disp<T>(T);
+
+impl<T: std::fmt::Display> Serialize for Disp<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+fn strs<I: IntoIterator>(it: I) -> Strs<I::IntoIter> {
+    Strs(std::cell::Cell::new(Some(it.into_iter())))
+}
+
+/// `repo:tag`, written without building the string.
+struct TagName<'x>(&'x str, &'x str);
+
+impl std::fmt::Display for TagName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.0, self.1)
+    }
+}
+
+impl Serialize for BlobRecord<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let g = self.g;
+        let inv = g.inv;
+        let b = self.blob();
+        let media_type = g.manifest_kind(self.id).map(|k| k.media_type());
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("record", "blob")?;
+        m.serialize_entry("digest", &Disp(&b.digest))?;
+        m.serialize_entry("size", &b.size)?;
+        m.serialize_entry("modified", &b.modified())?;
+        m.serialize_entry("created", &b.created())?;
+        m.serialize_entry("kind", &self.kind())?;
+        if let Some(mt) = media_type {
+            m.serialize_entry("media_type", mt)?;
+        }
+        m.serialize_entry("referenced", &self.referenced)?;
+        m.serialize_entry("repositories", &strs(self.repository_names()))?;
+        m.serialize_entry(
+            "tags",
+            &strs(self.tags.iter().map(|&(r, t)| {
+                let repo = &inv.repositories[r as usize];
+                TagName(repo.name.as_str(), &repo.tags[t as usize].name)
+            })),
+        )?;
+        // Parents are manifests (present sha256 blobs): id order is digest order.
+        let mut parents = g.parents(self.id).to_vec();
+        parents.sort_unstable();
+        parents.dedup();
+        m.serialize_entry("manifests", &strs(parents.iter().map(|&p| inv.digest(p))))?;
+        let mut linked = g.layer_repos(self.id).to_vec();
+        linked.sort_unstable();
+        linked.dedup();
+        m.serialize_entry(
+            "linked_in",
+            &strs(
+                linked
+                    .iter()
+                    .map(|&r| inv.repositories[r as usize].name.as_str()),
+            ),
+        )?;
+        m.serialize_entry("path", &self.path())?;
+        m.end()
+    }
 }
 
 /// Reusable buffers for building blob records (one per thread).
@@ -47,10 +173,10 @@ impl<'g, 'a> BlobRecordBuilder<'g, 'a> {
         }
     }
 
-    /// Who needs blob `id`: repositories and tags through every manifest that reaches it.
-    pub fn owners(&mut self, id: BlobId) -> (Vec<String>, Vec<String>) {
+    /// Who needs blob `id`, as indices: repositories, and (repository, tag) pairs, through
+    /// every manifest that reaches it; both sorted (so in name order).
+    pub fn owner_ids(&mut self, id: BlobId) -> (Vec<u32>, Vec<(u32, u32)>) {
         let g = self.g;
-        let inv = g.inv;
         let mut repos: Vec<u32> = Vec::new();
         let mut tags: Vec<(u32, u32)> = Vec::new();
         g.for_each_ancestor(id, &mut self.scratch, |m| {
@@ -61,51 +187,33 @@ impl<'g, 'a> BlobRecordBuilder<'g, 'a> {
         repos.dedup();
         tags.sort_unstable();
         tags.dedup();
-        let repos = repos
-            .into_iter()
-            .map(|r| inv.repositories[r as usize].name.to_string())
-            .collect();
-        let tags = tags
-            .into_iter()
-            .map(|(r, t)| {
-                let repo = &inv.repositories[r as usize];
-                format!("{}:{}", repo.name, repo.tags[t as usize].name)
-            })
-            .collect();
         (repos, tags)
     }
 
-    pub fn record(&mut self, id: BlobId, referenced: bool) -> BlobRecord {
-        let g = self.g;
-        let inv = g.inv;
-        let b = &inv.blobs[id as usize];
-        let (repositories, tags) = self.owners(id);
-        let mut manifests: Vec<String> = g
-            .parents(id)
-            .iter()
-            .map(|&p| inv.digest(p).to_string())
-            .collect();
-        manifests.sort();
-        let mut linked_in: Vec<String> = g
-            .layer_repos(id)
-            .iter()
-            .map(|&r| inv.repositories[r as usize].name.to_string())
-            .collect();
-        linked_in.sort();
+    /// Who needs blob `id`: repository names and `repo:tag` names.
+    pub fn owners(&mut self, id: BlobId) -> (Vec<String>, Vec<String>) {
+        let (repos, tags) = self.owner_ids(id);
+        let r = BlobRecord {
+            g: self.g,
+            id,
+            referenced: false,
+            repositories: repos,
+            tags,
+        };
+        (
+            r.repository_names().map(str::to_owned).collect(),
+            r.tag_names().collect(),
+        )
+    }
+
+    pub fn record(&mut self, id: BlobId, referenced: bool) -> BlobRecord<'g, 'a> {
+        let (repositories, tags) = self.owner_ids(id);
         BlobRecord {
-            record: "blob",
-            digest: b.digest.to_string(),
-            size: b.size,
-            modified: b.modified(),
-            created: b.created(),
-            kind: g.blob_kind(id),
-            media_type: g.manifest_kind(id).map(|k| k.media_type()),
+            g: self.g,
+            id,
             referenced,
             repositories,
             tags,
-            manifests,
-            linked_in,
-            path: layout::blob_data(&b.digest),
         }
     }
 }

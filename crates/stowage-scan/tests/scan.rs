@@ -162,8 +162,38 @@ fn scan_is_deterministic_across_concurrency() {
     assert_eq!(a.blobs, b.blobs);
     assert_eq!(a.repositories, b.repositories);
     assert_eq!(a.manifests, b.manifests);
+    // References and details are laid out as reads finish: in the same order whatever the
+    // split between workers.
+    assert_eq!(a.refs, b.refs);
+    assert_eq!(a.extras, b.extras);
     assert_eq!(a.findings, b.findings);
     assert_eq!(a.missing, b.missing);
+    assert_eq!(a, b, "and everything else");
+}
+
+/// The binary's memory hook runs between phases (after blobs, repositories, manifests) and
+/// at the end, never during a phase.
+#[test]
+fn release_memory_is_called_between_phases() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    fn count() {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+    }
+    let s = sample();
+    let st = FsStorage::open(&s.layout_root()).unwrap();
+    let with = scan(
+        &st,
+        &ScanOptions {
+            concurrency: 4,
+            release_memory: Some(count),
+            ..Default::default()
+        },
+        &Progress::default(),
+    )
+    .unwrap();
+    assert_eq!(CALLS.load(Ordering::SeqCst), 3);
+    assert_eq!(with, scan_dir(&s.layout_root(), 4), "the hook changes nothing else");
 }
 
 #[test]

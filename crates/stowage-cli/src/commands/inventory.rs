@@ -4,7 +4,7 @@ use anyhow::Result;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use stowage_graph::{BlobKind, Graph, Summary};
 use stowage_model::time::{Timestamp, human_bytes};
-use stowage_report::table::{Align, Table, abbreviate};
+use stowage_report::table::{Align, Table, abbreviate_first};
 use stowage_report::{
     BlobRecordBuilder, LinkRecord, UploadRecord, link_records, schema, upload_records,
 };
@@ -53,55 +53,63 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
 
     // Select and order blob ids first (cheap), then build each record only while writing it:
     // memory stays proportional to the number of blobs, not to the size of the output (a
-    // base layer's record lists every tag that uses it).
+    // base layer's record lists every tag that uses it). With no filter and the default
+    // order, the selection is every blob in table order and no list is kept.
     let mut b = BlobRecordBuilder::new(&g);
-    let mut ids: Vec<u32> = Vec::with_capacity(inv.blobs.len());
-    for (i, blob) in inv.blobs.iter().enumerate() {
-        let id = i as u32;
-        let refd = referenced[i];
-        if (a.unreferenced && refd) || (a.referenced && !refd) {
-            continue;
-        }
-        if min_size.is_some_and(|m| blob.size < m) {
-            continue;
-        }
-        let age = blob.modified().seconds_until(s.now);
-        if older.is_some_and(|o| age < o) || newer.is_some_and(|n| age >= n) {
-            continue;
-        }
-        if !kind_matches(g.blob_kind(id), &a.kind) {
-            continue;
-        }
-        if let Some(gs) = &repo_glob {
-            let (repos, _) = b.owners(id);
-            let linked = g
-                .layer_repos(id)
-                .iter()
-                .map(|&r| inv.repositories[r as usize].name.as_str());
-            if !repos
-                .iter()
-                .map(String::as_str)
-                .chain(linked)
-                .any(|r| gs.is_match(r))
-            {
+    let selects = a.unreferenced
+        || a.referenced
+        || min_size.is_some()
+        || older.is_some()
+        || newer.is_some()
+        || !a.kind.is_empty()
+        || repo_glob.is_some();
+    let ids = if !selects && a.sort == BlobSort::Digest && !a.reverse && a.limit.is_none() {
+        Ids::All(inv.blobs.len() as u32)
+    } else {
+        let mut ids: Vec<u32> = Vec::new();
+        for (i, blob) in inv.blobs.iter().enumerate() {
+            let id = i as u32;
+            let refd = referenced[i];
+            if (a.unreferenced && refd) || (a.referenced && !refd) {
                 continue;
             }
+            if min_size.is_some_and(|m| blob.size < m) {
+                continue;
+            }
+            let age = blob.modified().seconds_until(s.now);
+            if older.is_some_and(|o| age < o) || newer.is_some_and(|n| age >= n) {
+                continue;
+            }
+            if !kind_matches(g.blob_kind(id), &a.kind) {
+                continue;
+            }
+            if let Some(gs) = &repo_glob {
+                let (repos, _) = b.owner_ids(id);
+                let mut names = repos
+                    .iter()
+                    .chain(g.layer_repos(id))
+                    .map(|&r| inv.repositories[r as usize].name.as_str());
+                if !names.any(|r| gs.is_match(r)) {
+                    continue;
+                }
+            }
+            ids.push(id);
         }
-        ids.push(id);
-    }
-    let blob = |id: &u32| &inv.blobs[*id as usize];
-    match a.sort {
-        BlobSort::Digest => {}
-        BlobSort::Size => ids.sort_by_key(|id| (blob(id).size, *id)),
-        BlobSort::Date => ids.sort_by_key(|id| (blob(id).modified(), *id)),
-        BlobSort::Kind => ids.sort_by_key(|id| (g.blob_kind(*id), *id)),
-    }
-    if a.reverse {
-        ids.reverse();
-    }
-    if let Some(n) = a.limit {
-        ids.truncate(n);
-    }
+        let blob = |id: &u32| &inv.blobs[*id as usize];
+        match a.sort {
+            BlobSort::Digest => {}
+            BlobSort::Size => ids.sort_by_key(|id| (blob(id).size, *id)),
+            BlobSort::Date => ids.sort_by_key(|id| (blob(id).modified(), *id)),
+            BlobSort::Kind => ids.sort_by_key(|id| (g.blob_kind(*id), *id)),
+        }
+        if a.reverse {
+            ids.reverse();
+        }
+        if let Some(n) = a.limit {
+            ids.truncate(n);
+        }
+        Ids::List(ids)
+    };
     let repo_ok = |name: &str| repo_glob.as_ref().is_none_or(|gs| gs.is_match(name));
     let links: Option<Vec<LinkRecord>> = a.links.then(|| {
         inv.repositories
@@ -137,6 +145,7 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
     }
     let lp = |id: u32| last_pulled.as_ref().and_then(|v| v[id as usize]);
 
+    stowage_scan::memprobe("command ready");
     let mut out = output::stdout();
     match s.format {
         Format::Json => {
@@ -159,13 +168,13 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
             out.write_all(b"  \"blobs\": [")?;
             for (n, id) in ids.iter().enumerate() {
                 out.write_all(if n == 0 { b"\n    " } else { b",\n    " })?;
-                let r = b.record(*id, referenced[*id as usize]);
+                let r = b.record(id, referenced[id as usize]);
                 if last_pulled.is_some() {
                     serde_json::to_writer(
                         &mut out,
                         &WithPull {
                             record: &r,
-                            last_pulled: lp(*id),
+                            last_pulled: lp(id),
                         },
                     )?;
                 } else {
@@ -182,14 +191,14 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
             out.write_all(b"\n}\n")?;
         }
         Format::Ndjson => {
-            for id in &ids {
-                let r = b.record(*id, referenced[*id as usize]);
+            for id in ids.iter() {
+                let r = b.record(id, referenced[id as usize]);
                 if last_pulled.is_some() {
                     output::ndjson(
                         &mut out,
                         &WithPull {
                             record: &r,
-                            last_pulled: lp(*id),
+                            last_pulled: lp(id),
                         },
                     )?;
                 } else {
@@ -220,21 +229,21 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
                 head.push("last_pulled");
             }
             w.write_record(&head)?;
-            for id in &ids {
-                let r = &b.record(*id, referenced[*id as usize]);
+            for id in ids.iter() {
+                let r = &b.record(id, referenced[id as usize]);
                 let mut row: Vec<String> = vec![
-                    r.digest.clone(),
-                    r.size.to_string(),
-                    r.modified.rfc3339(),
-                    r.created.map(|c| c.rfc3339()).unwrap_or_default(),
-                    r.kind.as_str().to_string(),
+                    r.digest(),
+                    r.size().to_string(),
+                    r.modified().rfc3339(),
+                    r.created().map(|c| c.rfc3339()).unwrap_or_default(),
+                    r.kind().as_str().to_string(),
                     if r.referenced { "true" } else { "false" }.to_string(),
-                    r.repositories.join(";"),
-                    r.tags.join(";"),
-                    r.path.clone(),
+                    r.repository_names().collect::<Vec<_>>().join(";"),
+                    r.tag_names().collect::<Vec<_>>().join(";"),
+                    r.path(),
                 ];
                 if last_pulled.is_some() {
-                    row.push(lp(*id).map(|t| t.rfc3339()).unwrap_or_default());
+                    row.push(lp(id).map(|t| t.rfc3339()).unwrap_or_default());
                 }
                 w.write_record(&row)?;
             }
@@ -255,24 +264,30 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
                 cols.push(("LAST PULLED", Align::Left));
             }
             let mut t = Table::new(&cols);
-            for id in &ids {
-                let r = &b.record(*id, referenced[*id as usize]);
+            for id in ids.iter() {
+                let r = &b.record(id, referenced[id as usize]);
                 let mut row = vec![
-                    short(&r.digest),
-                    human_bytes(r.size),
-                    r.modified.human(&s.tz),
-                    r.kind.as_str().into(),
+                    short(&r.digest()),
+                    human_bytes(r.size()),
+                    r.modified().human(&s.tz),
+                    r.kind().as_str().into(),
                     if r.referenced {
                         "yes".into()
                     } else {
                         "no".into()
                     },
-                    abbreviate(&r.repositories, 2),
-                    abbreviate(&r.tags, 2),
+                    abbreviate_first(
+                        &r.repository_names()
+                            .take(2)
+                            .map(str::to_owned)
+                            .collect::<Vec<_>>(),
+                        r.repositories.len(),
+                    ),
+                    abbreviate_first(&r.tag_names().take(2).collect::<Vec<_>>(), r.tags.len()),
                 ];
                 if last_pulled.is_some() {
                     row.push(
-                        lp(*id)
+                        lp(id)
                             .map(|t| t.human(&s.tz))
                             .unwrap_or_else(|| "-".into()),
                     );
@@ -364,4 +379,27 @@ pub fn write_summary(out: &mut impl std::io::Write, s: &Summary, shown: usize) -
         s.stale_uploads
     )?;
     Ok(())
+}
+
+/// The blobs an inventory lists, in output order.
+enum Ids {
+    /// Every blob, in table (digest) order.
+    All(u32),
+    List(Vec<u32>),
+}
+
+impl Ids {
+    fn len(&self) -> usize {
+        match self {
+            Ids::All(n) => *n as usize,
+            Ids::List(v) => v.len(),
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = u32> + '_> {
+        match self {
+            Ids::All(n) => Box::new(0..*n),
+            Ids::List(v) => Box::new(v.iter().copied()),
+        }
+    }
 }
