@@ -243,7 +243,7 @@ fn analyze(g: &Graph<'_>, out: &mut impl Sink) {
                     ));
                 }
             }
-            for l in &t.index {
+            for l in r.history(t) {
                 if !present(l.target()) {
                     out.emit(FindingKind::LinkDangling, || {
                         Finding::new(

@@ -182,14 +182,17 @@ pub struct CurrentLink {
     pub modified: Timestamp,
 }
 
-/// One tag directory: 56 bytes (a big registry has hundreds of thousands). The name is inline
-/// up to 24 bytes, so most tags need no allocation for it.
+/// One tag directory: 48 bytes (a big registry has hundreds of thousands). The name is inline
+/// up to 24 bytes, so most tags need no allocation for it, and the history lives in the
+/// repository's [`Repository::tag_links`] (a boxed list per tag cost 16 bytes here and its
+/// allocation's header and rounding).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tag {
     pub name: compact_str::CompactString,
     pub current: Option<CurrentLink>,
-    /// Every digest the tag ever pointed to (`index/sha256/<hex>/link`), sorted by target.
-    pub index: Box<[Link]>,
+    /// Every digest the tag ever pointed to (`index/sha256/<hex>/link`): see
+    /// [`Repository::history`].
+    pub index: Span,
 }
 
 /// One `_uploads/<id>/` directory.
@@ -220,6 +223,8 @@ pub struct Repository {
     pub revisions: Vec<Link>,
     /// Sorted by name.
     pub tags: Vec<Tag>,
+    /// The tags' history links, each tag's run sorted by target ([`Repository::history`]).
+    pub tag_links: Vec<Link>,
     /// Sorted by id.
     pub uploads: Vec<Upload>,
     pub odd_links: Vec<OddLink>,
@@ -241,11 +246,18 @@ impl Repository {
             layers: Vec::new(),
             revisions: Vec::new(),
             tags: Vec::new(),
+            tag_links: Vec::new(),
             uploads: Vec::new(),
             odd_links: Vec::new(),
             aliases: Vec::new(),
             complete: true,
         }
+    }
+
+    /// Every digest tag `t` (one of this repository's) ever pointed to
+    /// (`index/sha256/<hex>/link`), sorted by target.
+    pub fn history(&self, t: &Tag) -> &[Link] {
+        self.tag_links.get(t.index.range()).unwrap_or(&[])
     }
 
     pub fn revision(&self, id: BlobId) -> Option<&Link> {
@@ -366,14 +378,15 @@ pub struct ManifestExtra {
     pub platforms: Vec<Option<std::sync::Arc<Platform>>>,
 }
 
-/// Where a manifest's references sit in [`Inventory::refs`].
+/// A run of a shared table: a manifest's references in [`Inventory::refs`], a tag's history
+/// in [`Repository::tag_links`].
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
-pub struct RefSpan {
+pub struct Span {
     pub start: u32,
     pub len: u32,
 }
 
-impl RefSpan {
+impl Span {
     pub fn range(self) -> std::ops::Range<usize> {
         self.start as usize..self.start as usize + self.len as usize
     }
@@ -391,7 +404,7 @@ pub struct ManifestRecord {
     pub status: ManifestStatus,
     pub kind: Option<ManifestKind>,
     /// Config, layers, children and artifact blobs, in manifest order, duplicates removed.
-    pub refs: RefSpan,
+    pub refs: Span,
     subject: u32,
     extra: u32,
 }
@@ -403,7 +416,7 @@ impl ManifestRecord {
             id,
             status,
             kind,
-            refs: RefSpan::default(),
+            refs: Span::default(),
             subject: NO_ID,
             extra: NO_ID,
         }
@@ -569,7 +582,7 @@ mod size_tests {
         assert_eq!(std::mem::size_of::<Link>(), 8);
         assert_eq!(std::mem::size_of::<Ref>(), 4);
         assert_eq!(std::mem::size_of::<ManifestRecord>(), 24);
-        assert_eq!(std::mem::size_of::<Tag>(), 56);
+        assert_eq!(std::mem::size_of::<Tag>(), 48);
     }
 
     #[test]

@@ -155,7 +155,7 @@ pub fn live_signs(inv: &Inventory, now: Timestamp, window: i64) -> Vec<String> {
             r.revisions
                 .iter()
                 .chain(r.layers.iter())
-                .chain(r.tags.iter().flat_map(|t| t.index.iter()))
+                .chain(r.tag_links.iter())
         })
         .filter(|l| recent(l.modified()))
         .count()
@@ -751,9 +751,9 @@ pub fn apply_checked<S: StorageWrite>(
         let path = layout::tag_index_dir(&t.repository, &t.tag, &d);
         let seen = inv2
             .repository(&t.repository)
-            .and_then(|repo| repo.tag(&t.tag))
+            .and_then(|repo| Some((repo, repo.tag(&t.tag)?)))
             .zip(inv2.id_of(&d))
-            .is_some_and(|(tag, id)| tag.index.iter().any(|l| l.target() == id));
+            .is_some_and(|((repo, tag), id)| repo.history(tag).iter().any(|l| l.target() == id));
         if !seen && !r.done_before.contains(&path) {
             r.skip(&path, "not in the storage as re-scanned")?;
             continue;

@@ -208,7 +208,7 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
         let repo = r.name.as_str();
         for t in &r.tags {
             let current = t.current.and_then(|c| c.target);
-            for l in &t.index {
+            for l in r.history(t) {
                 if Some(l.target()) == current {
                     continue;
                 }

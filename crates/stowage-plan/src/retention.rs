@@ -317,7 +317,7 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
             if removed_tags.contains(&(repo.name.to_string(), t.name.to_string())) {
                 continue;
             }
-            if t.index.iter().any(|l| l.target() == d) {
+            if repo.history(t).iter().any(|l| l.target() == d) {
                 tag_index_entries.push(TagIndexAction {
                     repository: repo.name.to_string(),
                     tag: t.name.to_string(),

@@ -299,7 +299,7 @@ pub fn link_records(g: &Graph<'_>, r: &Repository) -> Vec<LinkRecord> {
                 },
             });
         }
-        for l in &t.index {
+        for l in r.history(t) {
             let d = inv.digest(l.target());
             out.push(LinkRecord {
                 record: "link",
@@ -476,8 +476,8 @@ pub fn tag_records(g: &Graph<'_>, u: &Usage, repo_index: usize) -> Vec<TagRecord
                         .collect()
                 })
                 .unwrap_or_default();
-            let mut history: Vec<HistoryEntry> = t
-                .index
+            let mut history: Vec<HistoryEntry> = r
+                .history(t)
                 .iter()
                 .map(|l| HistoryEntry {
                     digest: inv.digest(l.target()).to_string(),

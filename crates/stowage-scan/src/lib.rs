@@ -48,7 +48,7 @@ use stowage_model::digest::{Digest, Sha256};
 use stowage_model::finding::{Finding, FindingKind};
 use stowage_model::inventory::{
     BlobFile, BlobId, CurrentLink, Inventory, Link, LinkKind, LinkState, MAX_IDS, ManifestExtra,
-    ManifestRecord, ManifestStatus, OddLink, Ref, RefRole, RefSpan, Repository, ScanStats, Tag,
+    ManifestRecord, ManifestStatus, OddLink, Ref, RefRole, Span, Repository, ScanStats, Tag,
     Upload,
 };
 use stowage_model::manifest::{self, ManifestKind, Platform};
@@ -355,16 +355,17 @@ pub fn scan(
             .chain(r.revisions.iter_mut())
             .for_each(|l| l.set_target(fixed(l.target())));
         for t in &mut r.tags {
-            t.index
-                .iter_mut()
-                .for_each(|l| l.set_target(fixed(l.target())));
             if let Some(CurrentLink {
                 target: Some(id), ..
             }) = &mut t.current
             {
                 fix(id);
             }
-            t.index.sort_unstable_by_key(|l| l.target());
+            if let Some(run) = r.tag_links.get_mut(t.index.range()) {
+                run.iter_mut()
+                    .for_each(|l| l.set_target(fixed(l.target())));
+                run.sort_unstable_by_key(|l| l.target());
+            }
         }
         r.layers.sort_unstable_by_key(|l| l.target());
         r.revisions.sort_unstable_by_key(|l| l.target());
@@ -550,9 +551,16 @@ enum Part {
         aliases: Vec<(Digest, Option<Digest>)>,
     },
     Revisions(Vec<Link>),
-    Tag(Tag),
+    Tag(TagOut),
     Uploads(Vec<Upload>),
     Incomplete,
+}
+
+/// A tag as its task found it.
+struct TagOut {
+    name: compact_str::CompactString,
+    current: Option<CurrentLink>,
+    index: Vec<Link>,
 }
 
 /// `src` appended to `dst` in an allocation made here (the assembling thread) rather than
@@ -583,14 +591,41 @@ fn assemble(heads: &[RepoHead], fragments: &[Fragment], odd: &[(u32, OddLink)]) 
             r
         })
         .collect();
-    let mut tag_counts = vec![0usize; repos.len()];
+    let mut tag_counts = vec![(0usize, 0usize); repos.len()];
     for f in fragments {
-        if let (Part::Tag(_), Some(n)) = (&f.part, tag_counts.get_mut(f.repo as usize)) {
+        if let (Part::Tag(t), Some((n, l))) = (&f.part, tag_counts.get_mut(f.repo as usize)) {
             *n += 1;
+            *l += t.index.len();
         }
     }
-    for (r, n) in repos.iter_mut().zip(tag_counts) {
+    for (r, (n, l)) in repos.iter_mut().zip(tag_counts) {
         r.tags = Vec::with_capacity(n);
+        r.tag_links = Vec::with_capacity(l);
+    }
+    // Tags in name order, so that their histories sit in `tag_links` in the same order
+    // whatever order the tasks finished in.
+    let mut tags: Vec<(u32, &TagOut)> = fragments
+        .iter()
+        .filter_map(|f| match &f.part {
+            Part::Tag(t) => Some((f.repo, t)),
+            _ => None,
+        })
+        .collect();
+    tags.sort_unstable_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
+    for (ri, t) in tags {
+        let Some(r) = repos.get_mut(ri as usize) else {
+            continue;
+        };
+        let start = r.tag_links.len() as u32;
+        r.tag_links.extend_from_slice(&t.index);
+        r.tags.push(Tag {
+            name: compact_str::CompactString::from(t.name.as_str()),
+            current: t.current,
+            index: Span {
+                start,
+                len: t.index.len() as u32,
+            },
+        });
     }
     for f in fragments {
         let Some(r) = repos.get_mut(f.repo as usize) else {
@@ -602,11 +637,7 @@ fn assemble(heads: &[RepoHead], fragments: &[Fragment], odd: &[(u32, OddLink)]) 
                 r.aliases.extend(aliases.iter().cloned());
             }
             Part::Revisions(links) => append(&mut r.revisions, links),
-            Part::Tag(t) => r.tags.push(Tag {
-                name: compact_str::CompactString::from(t.name.as_str()),
-                current: t.current,
-                index: t.index.as_ref().into(),
-            }),
+            Part::Tag(_) => {}
             Part::Uploads(u) => r.uploads.extend(u.iter().cloned()),
             Part::Incomplete => r.complete = false,
         }
@@ -617,9 +648,8 @@ fn assemble(heads: &[RepoHead], fragments: &[Fragment], odd: &[(u32, OddLink)]) 
         }
     }
     for r in &mut repos {
-        // Names are unique within a repository (directory names): an unstable sort is
+        // Ids are unique within a repository (directory names): an unstable sort is
         // deterministic and needs no buffer.
-        r.tags.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         r.uploads.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         r.odd_links.sort_unstable();
         r.aliases.sort_unstable();
@@ -1501,10 +1531,10 @@ impl<'a> Ctx<'a> {
         }
         self.fragment(
             repo,
-            Part::Tag(Tag {
+            Part::Tag(TagOut {
                 name: name.into(),
                 current,
-                index: index.into_boxed_slice(),
+                index,
             }),
         );
     }
@@ -1683,7 +1713,7 @@ impl<'a> Ctx<'a> {
                 for b in &m.blobs {
                     push(self.intern(&b.digest), RefRole::ArtifactBlob);
                 }
-                rec.refs = RefSpan {
+                rec.refs = Span {
                     start: first as u32,
                     len: (refs.len() - first) as u32,
                 };

@@ -48,7 +48,7 @@ impl TagTimeline {
                     .tags
                     .entry((r.name.as_str().to_string(), tag.name.to_string()))
                     .or_default();
-                for l in &tag.index {
+                for l in r.history(tag) {
                     v.push((l.modified(), inv.digest(l.target()).to_string(), false));
                 }
                 if let Some(c) = tag.current

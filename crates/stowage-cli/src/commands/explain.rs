@@ -288,14 +288,15 @@ fn explain_digest(c: &mut Ctx<'_>, d: &Digest, repo_ctx: Option<&str>) -> Explan
     }
     for r in &inv.repositories {
         for t in &r.tags {
-            if let Ok(i) = t.index.binary_search_by_key(&id, |l| l.target())
+            let history = r.history(t);
+            if let Ok(i) = history.binary_search_by_key(&id, |l| l.target())
                 && t.current.and_then(|c| c.target) != Some(id)
             {
                 e.pointed_by.push(format!(
                     "history of tag {}:{} (pointed here at {})",
                     r.name,
                     t.name,
-                    t.index[i].modified().human(c.tz)
+                    history[i].modified().human(c.tz)
                 ));
             }
         }
@@ -372,7 +373,7 @@ fn explain_tag(c: &mut Ctx<'_>, repo: &str, tag: &str) -> Explanation {
     let d = inv.digest(id);
     let mut e = explain_digest(c, &d, Some(repo));
     e.what = format!("tag {repo}:{tag} points at {d}: {}", e.what);
-    let mut hist: Vec<_> = t.index.iter().collect();
+    let mut hist: Vec<_> = r.history(t).iter().collect();
     hist.sort_by_key(|h| std::cmp::Reverse(h.modified()));
     for h in hist {
         e.facts.push((
