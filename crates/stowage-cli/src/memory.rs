@@ -44,12 +44,3 @@ pub fn release() {
         }
     }
 }
-
-pub fn info() {
-    #[allow(unsafe_code)]
-    unsafe {
-        let f = libc::fdopen(2, c"w".as_ptr());
-        libc::malloc_info(0, f);
-        libc::fflush(f);
-    }
-}

@@ -559,7 +559,10 @@ mod tests {
             f(7, 3);
         });
         assert!(sparse.keys.is_some());
-        assert!(sparse.row(900).len() == 1 && sparse.targets.len() == 2, "single rows inline");
+        assert!(
+            sparse.row(900).len() == 1 && sparse.targets.len() == 2,
+            "single rows inline"
+        );
         assert_eq!(sparse.row(7), &[1, 3]);
         assert_eq!(sparse.row(900), &[2]);
         assert!(sparse.row(8).is_empty());

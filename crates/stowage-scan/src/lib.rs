@@ -48,7 +48,7 @@ use stowage_model::digest::{Digest, Sha256};
 use stowage_model::finding::{Finding, FindingKind};
 use stowage_model::inventory::{
     BlobFile, BlobId, CurrentLink, Inventory, Link, LinkKind, LinkState, MAX_IDS, ManifestExtra,
-    ManifestRecord, ManifestStatus, OddLink, Ref, RefRole, Span, Repository, ScanStats, Tag,
+    ManifestRecord, ManifestStatus, OddLink, Ref, RefRole, Repository, ScanStats, Span, Tag,
     Upload,
 };
 use stowage_model::manifest::{self, ManifestKind, Platform};
@@ -210,7 +210,6 @@ pub fn scan(
         return Err(ScanError::TooManyDigests { max: MAX_IDS });
     }
     ctx.table = table;
-    memprobe("blobs merged");
     // The shard vectors, freed, sit in the workers' heaps as large as the table itself.
     opts.release();
 
@@ -233,7 +232,6 @@ pub fn scan(
             "missing while blobs exist; deletion is blocked (is this the right root?)",
         );
     }
-    memprobe("walk done");
     let (heads, fragments, odd) = (
         std::mem::take(&mut *lock(&ctx.heads)),
         std::mem::take(&mut *lock(&ctx.fragments)),
@@ -242,8 +240,6 @@ pub fn scan(
     let mut repositories = assemble(&heads, &fragments, &odd);
     drop((heads, fragments, odd));
     opts.release();
-
-    memprobe("assembled+released");
     // Phase 3: manifests named by revisions and tags, then index children not yet read.
     progress.phase.store(3, Ordering::Relaxed);
     let present = ctx.table.len();
@@ -291,7 +287,6 @@ pub fn scan(
                 })
                 .collect()
         });
-        memprobe("batch read");
         let first = read.len();
         read.reserve_exact(chunks.iter().map(|c| c.records.len()).sum());
         read_refs.reserve_exact(chunks.iter().map(|c| c.refs.len()).sum());
@@ -320,7 +315,6 @@ pub fn scan(
     }
     pool.finish();
     drop((seen, wanted));
-    memprobe("manifests read");
 
     // Finalise: give missing digests their final ids (sorted), sort everything.
     let blobs = std::mem::take(&mut ctx.table);
@@ -362,8 +356,7 @@ pub fn scan(
                 fix(id);
             }
             if let Some(run) = r.tag_links.get_mut(t.index.range()) {
-                run.iter_mut()
-                    .for_each(|l| l.set_target(fixed(l.target())));
+                run.iter_mut().for_each(|l| l.set_target(fixed(l.target())));
                 run.sort_unstable_by_key(|l| l.target());
             }
         }
@@ -379,11 +372,10 @@ pub fn scan(
     manifests.sort_unstable_by_key(|m| m.id);
     let (refs, mut extras) = (read_refs, read_extras);
     extras.shrink_to_fit();
-    memprobe("refs laid out");
     let mut findings = std::mem::take(&mut *lock(&ctx.findings));
     findings.sort_unstable();
     findings.dedup();
-    let findings = compact_findings(findings);
+    compact_findings(&mut findings);
     let mut unlisted = std::mem::take(&mut *lock(&ctx.unlisted));
     unlisted.sort();
     let c = storage.counters().snapshot();
@@ -407,36 +399,9 @@ pub fn scan(
         },
     };
     drop(ctx);
-    memprobe("before final release");
     opts.release();
-    memprobe("end of scan");
     progress.phase.store(4, Ordering::Relaxed);
     Ok(inv)
-}
-
-
-#[doc(hidden)]
-pub fn memprobe(label: &str) {
-    if std::env::var_os("STOWAGE_MEMPROBE").is_none() {
-        return;
-    }
-    let st = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let get = |k: &str| st.lines().find(|l| l.starts_with(k)).map(|l| l[k.len()..].trim().to_string()).unwrap_or_default();
-    eprintln!("MEMPROBE {label}: rss {} hwm {} threads {}", get("VmRSS:"), get("VmHWM:"), get("Threads:"));
-    if std::env::var_os("STOWAGE_MEMPROBE").is_some_and(|v| v == "2") {
-        let sm = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
-        let mut head = String::new();
-        for l in sm.lines() {
-            if l.split_whitespace().next().is_some_and(|w| w.contains('-') && !w.ends_with(':')) {
-                head = l.to_string();
-            } else if let Some(v) = l.strip_prefix("Rss:") {
-                let kb: u64 = v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0);
-                if kb >= 512 {
-                    eprintln!("   {kb:>8} kB  {head}");
-                }
-            }
-        }
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -445,11 +410,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The I/O pool of one phase, whose threads have exited when [`IoPool::finish`] returns.
 ///
-/// A thread's allocator cache (glibc's tcache: a few hundred freed chunks per thread) stays
-/// allocated as long as the thread lives, and those chunks, scattered over the worker's
-/// heap, keep the memory around them from being returned. Joined at the end of each phase,
-/// the workers hand them back, and `release_memory` then frees their heaps almost whole
-/// (at 100k blobs, 2.5 MB of 25; at a million, tens of megabytes).
+/// A thread's allocator cache (glibc's tcache: up to a few hundred freed chunks per thread)
+/// stays allocated as long as the thread lives, scattered over the worker's heap. Joined at
+/// the end of each phase, the workers hand their caches back before `release_memory` runs,
+/// so that nothing of theirs is left to keep pages of the freed heaps resident.
 struct IoPool {
     pool: rayon::ThreadPool,
     threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
@@ -493,23 +457,28 @@ impl IoPool {
 }
 
 /// Findings' paths and messages were allocated by the I/O workers among their short-lived
-/// buffers; copied here, all before any original is freed (see [`assemble`]), they stop
-/// pinning those pages (a collected registry has a finding per API-deleted manifest: 44k
-/// at a million blobs).
-fn compact_findings(findings: Vec<Finding>) -> Vec<Finding> {
-    let copies: Vec<Finding> = findings
-        .iter()
-        .map(|f| Finding {
-            kind: f.kind,
-            path: f.path.as_str().to_owned(),
-            message: match &f.message {
-                std::borrow::Cow::Owned(m) => std::borrow::Cow::Owned(m.as_str().to_owned()),
-                std::borrow::Cow::Borrowed(m) => std::borrow::Cow::Borrowed(m),
-            },
-        })
-        .collect();
-    drop(findings);
-    copies
+/// buffers; copied here they stop pinning those pages (a collected registry has a finding
+/// per API-deleted manifest: 44k at a million blobs). A few thousand at a time, each batch
+/// copied whole before its originals are freed (see [`assemble`]), so that the copies do
+/// not double the list's memory at once.
+fn compact_findings(findings: &mut [Finding]) {
+    use std::borrow::Cow;
+    for batch in findings.chunks_mut(4096) {
+        let copies: Vec<(String, Cow<'static, str>)> = batch
+            .iter()
+            .map(|f| {
+                let message = match &f.message {
+                    Cow::Owned(m) => Cow::Owned(m.as_str().to_owned()),
+                    Cow::Borrowed(m) => Cow::Borrowed(*m),
+                };
+                (f.path.as_str().to_owned(), message)
+            })
+            .collect();
+        for (f, (path, message)) in batch.iter_mut().zip(copies) {
+            f.path = path;
+            f.message = message;
+        }
+    }
 }
 
 /// What one worker read in phase 3: records whose reference spans and detail indices are

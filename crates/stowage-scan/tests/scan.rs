@@ -116,11 +116,7 @@ fn sample_matches_the_files_on_disk() {
     };
     let layers: usize = inv.repositories.iter().map(|r| r.layers.len()).sum();
     let revisions: usize = inv.repositories.iter().map(|r| r.revisions.len()).sum();
-    let index: usize = inv
-        .repositories
-        .iter()
-        .map(|r| r.tag_links.len())
-        .sum();
+    let index: usize = inv.repositories.iter().map(|r| r.tag_links.len()).sum();
     assert_eq!(layers, count_links("/_layers/"));
     assert_eq!(revisions, count_links("/_manifests/revisions/"));
     assert_eq!(index, count_links("/index/"));
@@ -192,7 +188,11 @@ fn release_memory_is_called_between_phases() {
     )
     .unwrap();
     assert_eq!(CALLS.load(Ordering::SeqCst), 3);
-    assert_eq!(with, scan_dir(&s.layout_root(), 4), "the hook changes nothing else");
+    assert_eq!(
+        with,
+        scan_dir(&s.layout_root(), 4),
+        "the hook changes nothing else"
+    );
 }
 
 #[test]

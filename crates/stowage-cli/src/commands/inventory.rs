@@ -145,7 +145,6 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
     }
     let lp = |id: u32| last_pulled.as_ref().and_then(|v| v[id as usize]);
 
-    stowage_scan::memprobe("command ready");
     let mut out = output::stdout();
     match s.format {
         Format::Json => {
@@ -286,11 +285,7 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
                     abbreviate_first(&r.tag_names().take(2).collect::<Vec<_>>(), r.tags.len()),
                 ];
                 if last_pulled.is_some() {
-                    row.push(
-                        lp(id)
-                            .map(|t| t.human(&s.tz))
-                            .unwrap_or_else(|| "-".into()),
-                    );
+                    row.push(lp(id).map(|t| t.human(&s.tz)).unwrap_or_else(|| "-".into()));
                 }
                 t.row(row);
             }

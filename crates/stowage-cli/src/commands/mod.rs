@@ -128,9 +128,6 @@ pub fn load(s: &Settings, verify_links: bool, graph_findings: GraphFindings) -> 
         )
         .with_context(|| format!("scanning {}", s.storage.describe()))?
     };
-    if std::env::var_os("STOWAGE_MALLOC_INFO").is_some() {
-        crate::memory::info();
-    }
     let mut unlisted = FindingCounts::default();
     match graph_findings {
         GraphFindings::List => {
@@ -142,7 +139,6 @@ pub fn load(s: &Settings, verify_links: bool, graph_findings: GraphFindings) -> 
         }
         GraphFindings::Count => unlisted = stowage_graph::count_findings(&Graph::new(&inv)),
     }
-    stowage_scan::memprobe("after count graph");
     if s.verbose {
         let st = &inv.stats;
         eprintln!("peak memory after the scan: {}", peak_memory());
