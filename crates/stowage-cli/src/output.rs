@@ -24,3 +24,17 @@ pub fn ndjson<T: Serialize>(out: &mut Out, v: &T) -> Result<()> {
     out.write_all(b"\n")?;
     Ok(())
 }
+
+/// Write a file through a buffer with `write`, naming the path in any error.
+pub fn write_file(
+    path: &std::path::Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
+    use anyhow::Context;
+    let f = std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?;
+    let mut w = BufWriter::with_capacity(1 << 16, f);
+    write(&mut w)
+        .and_then(|()| w.flush())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

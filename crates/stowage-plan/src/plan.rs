@@ -146,10 +146,20 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The plan file: pretty JSON and a newline.
     pub fn to_json(&self) -> String {
-        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
-        s.push('\n');
-        s
+        let mut v = Vec::new();
+        // Writing to a vector cannot fail, and the plan's types always serialize.
+        let _ = self.write_json(&mut v);
+        String::from_utf8(v).unwrap_or_default()
+    }
+
+    /// [`Plan::to_json`], written to `w` as it is produced: a plan of a big registry is tens
+    /// of megabytes of JSON (every blob, manifest and history entry it deletes), which need
+    /// not sit in memory beside the plan itself.
+    pub fn write_json(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut *w, self)?;
+        w.write_all(b"\n")
     }
 
     pub fn from_json(text: &str) -> Result<Plan, PlanError> {
@@ -170,7 +180,10 @@ impl Plan {
     /// A short fingerprint of the plan's content (names journals and quarantine batches).
     pub fn id(&self) -> String {
         use sha2::Digest as _;
-        let h = sha2::Sha256::digest(self.to_json().as_bytes());
+        // The hash of the plan file's bytes, fed as they are written.
+        let mut hasher = sha2::Sha256::new();
+        let _ = self.write_json(&mut hasher);
+        let h = hasher.finalize();
         h.iter().take(6).map(|b| format!("{b:02x}")).collect()
     }
 

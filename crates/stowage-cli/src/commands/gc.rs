@@ -36,8 +36,7 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
     let g = Graph::new(&loaded.inv);
     let plan = stowage_plan::gc::build(&g, &opts, s.now);
     if let Some(path) = &a.out {
-        std::fs::write(path, plan.to_json())
-            .with_context(|| format!("writing {}", path.display()))?;
+        crate::output::write_file(path, |w| plan.write_json(w))?;
         eprintln!(
             "plan written to {} ({} to free); review it, then: stowage apply {}",
             path.display(),
@@ -47,7 +46,7 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
     }
     let mut out = output::stdout();
     match s.format {
-        Format::Json | Format::Ndjson | Format::Csv => out.write_all(plan.to_json().as_bytes())?,
+        Format::Json | Format::Ndjson | Format::Csv => plan.write_json(&mut out)?,
         Format::Table => print_plan(&mut out, &plan, s)?,
     }
     out.flush()?;

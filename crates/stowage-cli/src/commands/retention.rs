@@ -131,8 +131,7 @@ pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
         },
     );
     if let Some(out) = &a.out {
-        std::fs::write(out, plan.to_json())
-            .with_context(|| format!("writing {}", out.display()))?;
+        crate::output::write_file(out, |w| plan.write_json(w))?;
         eprintln!(
             "plan written to {}; review it (stowage plan show {0}), then: stowage apply {0} [--gc]",
             out.display()
@@ -141,7 +140,7 @@ pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
     let mut o = output::stdout();
     match s.format {
         Format::Table => print_summary(&mut o, &plan)?,
-        _ => o.write_all(plan.to_json().as_bytes())?,
+        _ => plan.write_json(&mut o)?,
     }
     o.flush()?;
     let blocked = plan
@@ -172,7 +171,7 @@ pub fn show(format: Format, path: &Path) -> Result<i32> {
             plan.manifests.len(),
             plan.uploads.len()
         )?,
-        _ => o.write_all(plan.to_json().as_bytes())?,
+        _ => plan.write_json(&mut o)?,
     }
     o.flush()?;
     Ok(exit::OK)
