@@ -471,7 +471,9 @@ pub fn apply_checked<S: StorageWrite>(
             }
         }
         for m in &plan.manifests {
-            if let Some(rs) = live.digests.get(&(m.repository.clone(), m.digest.clone()))
+            if let Some(rs) = live
+                .digests
+                .get(&(m.repository.clone(), m.digest.to_string()))
                 && in_use(rs)
             {
                 now_protected.push(format!("{}@{} ({})", m.repository, m.digest, rs.join(", ")));
@@ -487,10 +489,7 @@ pub fn apply_checked<S: StorageWrite>(
     }
     for t in &plan.tags {
         let path = layout::tag_dir(&t.repository, &t.tag);
-        let Ok(d) = t.digest.parse::<Digest>() else {
-            r.skip(&path, "invalid digest in plan")?;
-            continue;
-        };
+        let d = &t.digest;
         let why_not = (|| {
             let repo = inv1.repository(&t.repository).ok_or("gone")?;
             if !repo.complete {
@@ -498,7 +497,7 @@ pub fn apply_checked<S: StorageWrite>(
             }
             let tag = repo.tag(&t.tag).ok_or("gone")?;
             let cur = tag.current.ok_or("the tag has no readable current link")?;
-            if cur.target.is_none() || cur.target != inv1.id_of(&d) {
+            if cur.target.is_none() || cur.target != inv1.id_of(d) {
                 return Err("the tag moved since the plan (it points elsewhere now)");
             }
             if cur.modified != t.current_modified {
@@ -542,21 +541,14 @@ pub fn apply_checked<S: StorageWrite>(
     let mut approved: HashSet<(String, BlobId)> = HashSet::new();
     let mut approved_list: Vec<(String, Digest)> = Vec::new();
     for m in &plan.manifests {
-        let path = format!(
-            "repositories/{}/_manifests/revisions/{}",
-            m.repository,
-            m.digest.replacen(':', "/", 1)
-        );
-        let Ok(d) = m.digest.parse::<Digest>() else {
-            r.skip(&path, "invalid digest in plan")?;
-            continue;
-        };
+        let path = layout::revision_dir(&m.repository, &m.digest);
+        let d = &m.digest;
         let why_not = (|| {
             let repo = inv1.repository(&m.repository).ok_or("repository gone")?;
             if !repo.complete {
                 return Err("repository could not be read completely");
             }
-            let id = inv1.id_of(&d).ok_or("revision gone")?;
+            let id = inv1.id_of(d).ok_or("revision gone")?;
             let l = repo.revision(id).ok_or("revision gone")?;
             if l.modified() != m.modified {
                 return Err("revision link rewritten since the plan (pushed again)");
@@ -573,7 +565,7 @@ pub fn apply_checked<S: StorageWrite>(
             }
             if live
                 .digests
-                .contains_key(&(m.repository.clone(), m.digest.clone()))
+                .contains_key(&(m.repository.clone(), m.digest.to_string()))
             {
                 return Err("protected now");
             }
@@ -582,10 +574,10 @@ pub fn apply_checked<S: StorageWrite>(
         match why_not {
             Ok(id) => {
                 approved.insert((m.repository.clone(), id));
-                approved_list.push((m.repository.clone(), d));
+                approved_list.push((m.repository.clone(), d.clone()));
             }
             Err(reason) if reason == "revision gone" && r.done_before.contains(&path) => {
-                approved_list.push((m.repository.clone(), d));
+                approved_list.push((m.repository.clone(), d.clone()));
             }
             Err(reason) => r.skip(&path, reason)?,
         }
@@ -602,10 +594,8 @@ pub fn apply_checked<S: StorageWrite>(
         }
         !keep
     });
-    let approved_set: BTreeSet<(String, String)> = approved_list
-        .iter()
-        .map(|(r, d)| (r.clone(), d.to_string()))
-        .collect();
+    let approved_set: BTreeSet<(&str, &Digest)> =
+        approved_list.iter().map(|(r, d)| (r.as_str(), d)).collect();
     progress(&format!(
         "removing {} untagged manifests",
         approved_list.len()
@@ -615,11 +605,9 @@ pub fn apply_checked<S: StorageWrite>(
         .iter()
         .filter(|t| t.reason == "untagged-manifest")
     {
-        let Ok(d) = t.digest.parse::<Digest>() else {
-            continue;
-        };
-        let path = layout::tag_index_dir(&t.repository, &t.tag, &d);
-        if !approved_set.contains(&(t.repository.clone(), t.digest.clone())) {
+        let d = &t.digest;
+        let path = layout::tag_index_dir(&t.repository, &t.tag, d);
+        if !approved_set.contains(&(t.repository.as_str(), &t.digest)) {
             r.skip(&path, "its manifest is kept")?;
             continue;
         }
@@ -628,7 +616,7 @@ pub fn apply_checked<S: StorageWrite>(
             .and_then(|repo| repo.tag(&t.tag))
             .and_then(|tag| tag.current)
             .and_then(|c| c.target);
-        if current.is_some() && current == inv1.id_of(&d) {
+        if current.is_some() && current == inv1.id_of(d) {
             r.skip(&path, "the tag points at this manifest again")?;
             continue;
         }
@@ -653,9 +641,7 @@ pub fn apply_checked<S: StorageWrite>(
     let marks2 = remaining_marks(&g2, &HashSet::new());
     let mut blob_targets = Vec::new();
     for b in &plan.blobs {
-        let Ok(d) = b.digest.parse::<Digest>() else {
-            continue;
-        };
+        let d = &b.digest;
         let Some(h) = d.sha256() else { continue };
         let path = layout::blob_dir(&h);
         if incomplete {
@@ -665,7 +651,7 @@ pub fn apply_checked<S: StorageWrite>(
             )?;
             continue;
         }
-        match inv2.id_of(&d).and_then(|id| inv2.blob(id).map(|f| (id, f))) {
+        match inv2.id_of(d).and_then(|id| inv2.blob(id).map(|f| (id, f))) {
             None if r.done_before.contains(&path) => blob_targets.push((path, b.size)),
             None => r.skip(&path, "gone already (not by this apply)")?,
             Some((id, f)) => {
@@ -719,21 +705,19 @@ pub fn apply_checked<S: StorageWrite>(
         }
     };
     for l in &plan.layer_links {
-        let Ok(d) = l.digest.parse::<Digest>() else {
-            continue;
-        };
-        let link = layout::layer_link(&l.repository, &d);
+        let d = &l.digest;
+        let link = layout::layer_link(&l.repository, d);
         // Only a link the re-scan saw (a plan file is editable; this keeps removals to
         // targets that exist in the layout as the scanner read it).
         let seen = inv2
             .repository(&l.repository)
-            .zip(inv2.id_of(&d))
+            .zip(inv2.id_of(d))
             .is_some_and(|(repo, id)| repo.layer(id).is_some());
         if !seen && !r.done_before.contains(&link) {
             r.skip(&link, "not in the storage as re-scanned")?;
             continue;
         }
-        if !gone(&d) {
+        if !gone(d) {
             r.skip(&link, "its blob still exists")?;
             continue;
         }
@@ -745,14 +729,12 @@ pub fn apply_checked<S: StorageWrite>(
         .iter()
         .filter(|t| t.reason == "dangling")
     {
-        let Ok(d) = t.digest.parse::<Digest>() else {
-            continue;
-        };
-        let path = layout::tag_index_dir(&t.repository, &t.tag, &d);
+        let d = &t.digest;
+        let path = layout::tag_index_dir(&t.repository, &t.tag, d);
         let seen = inv2
             .repository(&t.repository)
             .and_then(|repo| Some((repo, repo.tag(&t.tag)?)))
-            .zip(inv2.id_of(&d))
+            .zip(inv2.id_of(d))
             .is_some_and(|((repo, tag), id)| repo.history(tag).iter().any(|l| l.target() == id));
         if !seen && !r.done_before.contains(&path) {
             r.skip(&path, "not in the storage as re-scanned")?;
@@ -760,9 +742,9 @@ pub fn apply_checked<S: StorageWrite>(
         }
         let has_revision = inv2
             .repository(&t.repository)
-            .zip(inv2.id_of(&d))
+            .zip(inv2.id_of(d))
             .is_some_and(|(repo, id)| repo.revision(id).is_some());
-        if !gone(&d) || has_revision {
+        if !gone(d) || has_revision {
             r.skip(&path, "its manifest still exists")?;
             continue;
         }

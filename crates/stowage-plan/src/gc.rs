@@ -16,18 +16,19 @@
 //!   blob deletion at all, and no manifest deletion in such a repository; an opaque manifest
 //!   (unreadable, unparseable, unknown type) keeps everything its repository links.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 use stowage_graph::Graph;
 use stowage_layout as layout;
+use stowage_model::digest::Digest;
 use stowage_model::finding::FindingKind;
 use stowage_model::inventory::{BlobId, LinkState};
 use stowage_model::time::Timestamp;
 
 use crate::plan::{
     BlobAction, HeldBack, Kept, KeptManifest, LinkAction, ManifestAction, PLAN_SCHEMA, Plan,
-    TagIndexAction, UploadAction,
+    Reason, TagIndexAction, UploadAction,
 };
 
 /// What a GC plan may remove. The default is the registry's plain GC with a one-hour grace.
@@ -130,7 +131,7 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
             if recent(modified) {
                 held_manifests.push(ManifestAction {
                     repository: inv.repositories[ri].name.to_string(),
-                    digest: inv.digest(id).to_string(),
+                    digest: inv.digest(id),
                     modified,
                     reason: String::new(),
                 });
@@ -142,7 +143,7 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
             if !recent(modified) && !marked[id as usize] {
                 manifests.push(ManifestAction {
                     repository: inv.repositories[ri].name.to_string(),
-                    digest: inv.digest(id).to_string(),
+                    digest: inv.digest(id),
                     modified,
                     reason: String::new(),
                 });
@@ -173,7 +174,7 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
             // new `_layers` link is the sign of a push in progress.
             if recent(b.modified()) || recent(latest_link[i]) {
                 held.blobs.push(Kept {
-                    digest: b.digest.to_string(),
+                    digest: b.digest.digest(),
                     size: b.size,
                     reason: "modified within the grace period".into(),
                 });
@@ -182,7 +183,7 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
             }
             planned_blob[i] = true;
             blobs.push(BlobAction {
-                digest: b.digest.to_string(),
+                digest: b.digest.digest(),
                 size: b.size,
                 modified: b.modified(),
                 reason: if referenced[i] {
@@ -195,9 +196,9 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
     }
 
     // Tag-history entries: those of deleted manifests, and (opt-in) dangling ones.
-    let deleted: BTreeSet<(String, String)> = manifests
+    let deleted: BTreeSet<(&str, &Digest)> = manifests
         .iter()
-        .map(|m| (m.repository.clone(), m.digest.clone()))
+        .map(|m| (m.repository.as_str(), &m.digest))
         .collect();
     let mut tag_index_entries = Vec::new();
     let mut layer_links = Vec::new();
@@ -212,8 +213,8 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
                 if Some(l.target()) == current {
                     continue;
                 }
-                let d = inv.digest(l.target()).to_string();
-                if deleted.contains(&(repo.to_string(), d.clone())) {
+                let d = inv.digest(l.target());
+                if deleted.contains(&(repo, &d)) {
                     tag_index_entries.push(TagIndexAction {
                         repository: repo.into(),
                         tag: t.name.to_string(),
@@ -240,7 +241,7 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
                 if !present || planned_blob[l.target() as usize] {
                     layer_links.push(LinkAction {
                         repository: repo.into(),
-                        digest: inv.digest(l.target()).to_string(),
+                        digest: inv.digest(l.target()),
                         reason: if present {
                             "blob-deleted".into()
                         } else {
@@ -286,16 +287,11 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
             }
         }
         for b in &blobs {
-            empty_dirs.insert(format!(
-                "blobs/sha256/{}",
-                &b.digest["sha256:".len().."sha256:".len() + 2]
-            ));
+            empty_dirs.insert(format!("blobs/sha256/{}", &b.digest.hex()[..2]));
         }
         for l in &layer_links {
-            if let Ok(d) = l.digest.parse() {
-                let link = layout::layer_link(&l.repository, &d);
-                empty_dirs.insert(link.trim_end_matches("/link").to_string());
-            }
+            let link = layout::layer_link(&l.repository, &l.digest);
+            empty_dirs.insert(link.trim_end_matches("/link").to_string());
         }
     }
 
@@ -305,13 +301,13 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
     // repository points at; list the ones this plan keeps.
     let mut manifests_kept_unlike_registry = Vec::new();
     if opts.delete_untagged {
-        let planned: BTreeSet<(String, String)> = manifests
+        let planned: BTreeSet<(&str, &Digest)> = manifests
             .iter()
-            .map(|m| (m.repository.clone(), m.digest.clone()))
+            .map(|m| (m.repository.as_str(), &m.digest))
             .collect();
-        let held_set: BTreeSet<(String, String)> = held_manifests
+        let held_set: BTreeSet<(&str, &Digest)> = held_manifests
             .iter()
-            .map(|m| (m.repository.clone(), m.digest.clone()))
+            .map(|m| (m.repository.as_str(), &m.digest))
             .collect();
         for r in &inv.repositories {
             let tagged = r.tagged();
@@ -319,20 +315,21 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
                 if tagged.contains(&l.target()) || !inv.is_present(l.target()) {
                     continue;
                 }
-                let key = (r.name.to_string(), inv.digest(l.target()).to_string());
+                let d = inv.digest(l.target());
+                let key = (r.name.as_str(), &d);
                 if planned.contains(&key) {
                     continue;
                 }
-                let reason = if held_set.contains(&key) {
-                    "pushed within the grace period".to_string()
+                let reason: Reason = if held_set.contains(&key) {
+                    "pushed within the grace period".into()
                 } else if !r.complete {
-                    "its repository could not be read completely".to_string()
+                    "its repository could not be read completely".into()
                 } else {
-                    why_kept(g, l.target(), &marked)
+                    why_kept(g, l.target(), &marked).into()
                 };
                 manifests_kept_unlike_registry.push(KeptManifest {
-                    repository: key.0,
-                    digest: key.1,
+                    repository: r.name.to_string(),
+                    digest: d,
                     reason,
                 });
             }
@@ -409,19 +406,19 @@ fn registry_differences(
             }
         }
     }
-    let held_set: HashMap<&str, ()> = held.blobs.iter().map(|k| (k.digest.as_str(), ())).collect();
+    let held_set: HashSet<&Digest> = held.blobs.iter().map(|k| &k.digest).collect();
     let mut out = Vec::new();
     for (i, b) in inv.blobs.iter().enumerate() {
         if reg[i] || planned[i] {
             continue;
         }
-        let d = b.digest.to_string();
-        let reason = if held_set.contains_key(d.as_str()) {
-            "modified within the grace period".to_string()
+        let d = b.digest.digest();
+        let reason: Reason = if held_set.contains(&d) {
+            "modified within the grace period".into()
         } else if blocked {
-            "deletion blocked: the scan was incomplete".to_string()
+            "deletion blocked: the scan was incomplete".into()
         } else {
-            why_kept(g, i as BlobId, marked)
+            why_kept(g, i as BlobId, marked).into()
         };
         out.push(Kept {
             digest: d,

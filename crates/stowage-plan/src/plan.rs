@@ -2,22 +2,28 @@
 //! (`stowage.plan/v1`, documented in docs/json-schema.md).
 
 use serde::{Deserialize, Serialize};
+use stowage_model::digest::Digest;
 use stowage_model::time::Timestamp;
 
 use crate::gc::GcOptions;
 
 pub const PLAN_SCHEMA: &str = "stowage.plan/v1";
 
+/// Why an action or a kept item is listed. Most reasons are one of a few fixed words
+/// (`unreferenced`, `untagged`, `dangling`...): borrowed, they cost no allocation per row in
+/// a plan of a million blobs; reasons that name digests are owned.
+pub type Reason = std::borrow::Cow<'static, str>;
+
 /// A blob to delete (`blobs/sha256/<hh>/<hex>`, the whole directory, as the registry does).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlobAction {
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
     /// Modification time seen when planning; apply skips the blob if it changed.
     pub modified: Timestamp,
     /// `unreferenced` or `untagged` (only untagged manifests referenced it).
-    pub reason: String,
+    pub reason: Reason,
 }
 
 /// An untagged manifest whose revision directory goes (and its tag-history entries).
@@ -25,7 +31,7 @@ pub struct BlobAction {
 #[serde(deny_unknown_fields)]
 pub struct ManifestAction {
     pub repository: String,
-    pub digest: String,
+    pub digest: Digest,
     /// When the revision link was written (when it was pushed to this repository).
     pub modified: Timestamp,
     /// Retention plans: why (`delete: ci-builds/stale`, `cascade: child of sha256:…`).
@@ -41,7 +47,7 @@ pub struct TagAction {
     pub repository: String,
     pub tag: String,
     /// The digest the tag pointed at when planning (the precondition).
-    pub digest: String,
+    pub digest: Digest,
     /// Modification time of its `current/link` when planning.
     pub current_modified: Timestamp,
     pub reasons: Vec<String>,
@@ -53,9 +59,9 @@ pub struct TagAction {
 pub struct TagIndexAction {
     pub repository: String,
     pub tag: String,
-    pub digest: String,
+    pub digest: Digest,
     /// `untagged-manifest` (goes with a deleted manifest) or `dangling` (its blob is gone).
-    pub reason: String,
+    pub reason: Reason,
 }
 
 /// A `_layers` link to remove.
@@ -63,9 +69,9 @@ pub struct TagIndexAction {
 #[serde(deny_unknown_fields)]
 pub struct LinkAction {
     pub repository: String,
-    pub digest: String,
+    pub digest: Digest,
     /// `dangling` (blob missing) or `blob-deleted` (its blob is deleted by this plan).
-    pub reason: String,
+    pub reason: Reason,
 }
 
 /// An abandoned upload directory to remove.
@@ -82,9 +88,9 @@ pub struct UploadAction {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Kept {
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
-    pub reason: String,
+    pub reason: Reason,
 }
 
 /// A manifest the registry's GC would delete that this plan keeps.
@@ -92,8 +98,8 @@ pub struct Kept {
 #[serde(deny_unknown_fields)]
 pub struct KeptManifest {
     pub repository: String,
-    pub digest: String,
-    pub reason: String,
+    pub digest: Digest,
+    pub reason: Reason,
 }
 
 /// What the grace period (or a safety rule) kept out of the plan.
@@ -174,7 +180,10 @@ impl Plan {
                 ));
             }
         }
-        serde_json::from_value(v).map_err(|e| PlanError::Invalid(e.to_string()))
+        drop(v);
+        // Parsed again from the text so an error names its line and column (a hand-edited
+        // digest, a missing field).
+        serde_json::from_str(text).map_err(|e| PlanError::Invalid(e.to_string()))
     }
 
     /// A short fingerprint of the plan's content (names journals and quarantine batches).
@@ -206,4 +215,66 @@ pub enum PlanError {
     Invalid(String),
     #[error("plan schema {0:?} is not {PLAN_SCHEMA:?}; this stowage cannot apply it")]
     Schema(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    fn plan() -> Plan {
+        Plan {
+            schema: PLAN_SCHEMA.into(),
+            kind: "gc".into(),
+            created_at: Timestamp::from_secs(1_700_000_000),
+            storage: "/srv/registry/docker/registry/v2".into(),
+            options: GcOptions::default(),
+            bytes: 5,
+            blob_bytes: 5,
+            upload_bytes: 0,
+            manifests: vec![],
+            tag_index_entries: vec![],
+            layer_links: vec![],
+            blobs: vec![BlobAction {
+                digest: D.parse().unwrap(),
+                size: 5,
+                modified: Timestamp::from_secs(1_600_000_000),
+                reason: "unreferenced".into(),
+            }],
+            uploads: vec![],
+            empty_dirs: vec![],
+            held_back: HeldBack::default(),
+            kept_unlike_registry: vec![Kept {
+                digest: D.parse().unwrap(),
+                size: 5,
+                reason: format!("needed by {D}").into(),
+            }],
+            manifests_kept_unlike_registry: vec![],
+            blocked: vec![],
+            tags: vec![],
+            retention: None,
+        }
+    }
+
+    #[test]
+    fn a_plan_file_reads_back_as_written() {
+        let p = plan();
+        let text = p.to_json();
+        assert!(text.contains(&format!("\"digest\": \"{D}\"")), "{text}");
+        let back = Plan::from_json(&text).unwrap();
+        assert_eq!(back, p);
+        assert_eq!(back.id(), p.id());
+    }
+
+    #[test]
+    fn an_edited_plan_with_a_bad_digest_is_refused_whole() {
+        // Digests are typed: a plan whose digest was mistyped by hand does not load at all,
+        // so apply never runs half of an edited plan.
+        let text = plan().to_json().replacen(D, "sha256:e3b0c442", 1);
+        match Plan::from_json(&text) {
+            Err(PlanError::Invalid(msg)) => assert!(msg.contains("digest"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -17,6 +17,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use stowage_graph::Graph;
+use stowage_model::digest::Digest;
 use stowage_model::inventory::{BlobId, LinkKind, RefRole};
 use stowage_model::time::Timestamp;
 use stowage_policy::eval::{Decision, ImageOutcome, LoadedSource, Outcome};
@@ -113,7 +114,7 @@ pub struct TagRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CascadeRecord {
-    pub digest: String,
+    pub digest: Digest,
     pub role: String,
     /// `delete` or `keep`.
     pub decision: String,
@@ -124,7 +125,7 @@ pub struct CascadeRecord {
 #[serde(deny_unknown_fields)]
 pub struct ImageRecord {
     pub repository: String,
-    pub digest: String,
+    pub digest: Digest,
     /// `image`, `index`, `referrer`, `unknown`.
     pub kind: String,
     /// By the policy's time source (`None`: unknown).
@@ -261,7 +262,7 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
             tags.push(TagAction {
                 repository: name(repo),
                 tag: t.tag.clone(),
-                digest: inv.digest(d).to_string(),
+                digest: inv.digest(d),
                 current_modified: t.current_modified,
                 reasons: t.reasons.clone(),
             });
@@ -275,7 +276,7 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
             deleted.insert((im.repo, im.digest));
             manifests.push(ManifestAction {
                 repository: name(im.repo),
-                digest: inv.digest(im.digest).to_string(),
+                digest: inv.digest(im.digest),
                 modified: repo
                     .revision(im.digest)
                     .map(|l| l.modified())
@@ -291,7 +292,7 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
                 }
                 manifests.push(ManifestAction {
                     repository: name(im.repo),
-                    digest: inv.digest(c.digest).to_string(),
+                    digest: inv.digest(c.digest),
                     modified: repo
                         .revision(c.digest)
                         .map(|l| l.modified())
@@ -321,7 +322,7 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
                 tag_index_entries.push(TagIndexAction {
                     repository: repo.name.to_string(),
                     tag: t.name.to_string(),
-                    digest: inv.digest(d).to_string(),
+                    digest: inv.digest(d),
                     reason: "untagged-manifest".into(),
                 });
             }
@@ -361,7 +362,7 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
             freed.insert(i as BlobId);
             bytes.reclaimable_after_gc += b.size;
             blobs.push(BlobAction {
-                digest: inv.digest(i as BlobId).to_string(),
+                digest: inv.digest(i as BlobId),
                 size: b.size,
                 modified: b.modified(),
                 reason: "retention".into(),
@@ -383,7 +384,7 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
                 if freed.contains(&l.target()) {
                     layer_links.push(LinkAction {
                         repository: r.name.to_string(),
-                        digest: inv.digest(l.target()).to_string(),
+                        digest: inv.digest(l.target()),
                         reason: "blob-deleted".into(),
                     });
                 }
@@ -546,7 +547,7 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
         .enumerate()
         .map(|(k, im)| ImageRecord {
             repository: name(im.repo),
-            digest: inv.digest(im.digest).to_string(),
+            digest: inv.digest(im.digest),
             kind: im.kind.into(),
             time: im.time,
             pushed: im.pushed,
@@ -565,7 +566,7 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
                 .cascade
                 .iter()
                 .map(|c| CascadeRecord {
-                    digest: inv.digest(c.digest).to_string(),
+                    digest: inv.digest(c.digest),
                     role: c.role.into(),
                     decision: if c.delete { "delete" } else { "keep" }.into(),
                     reason: c.reason.clone(),

@@ -91,11 +91,11 @@ proptest! {
         let plan = gc::build(&g, &opts, t);
         let need = needed(&inv, untagged);
         for b in &plan.blobs {
-            let id = inv.id_of(&b.digest.parse().unwrap()).unwrap();
+            let id = inv.id_of(&b.digest).unwrap();
             prop_assert!(!need.contains(&id), "planned blob {} is needed by a kept image", b.digest);
         }
         for m in &plan.manifests {
-            let id = inv.id_of(&m.digest.parse().unwrap()).unwrap();
+            let id = inv.id_of(&m.digest).unwrap();
             prop_assert!(!need.contains(&id), "planned manifest {} is needed", m.digest);
         }
         // Deterministic: same inventory and now, same bytes.
@@ -207,9 +207,7 @@ fn a_sha512_reference_keeps_the_canonical_blob_behind_its_alias() {
             now(),
         );
         assert!(
-            plan.blobs
-                .iter()
-                .all(|b| b.digest != layer.digest.to_string()),
+            plan.blobs.iter().all(|b| b.digest != layer.digest.digest()),
             "{plan:#?}"
         );
     }
@@ -238,16 +236,19 @@ fn an_unreadable_untagged_manifest_is_kept_not_guessed() {
     assert!(
         plan.manifests
             .iter()
-            .all(|m| m.digest != h.untagged.digest.to_string())
+            .all(|m| m.digest != h.untagged.digest.digest())
     );
     assert!(
         plan.blobs
             .iter()
-            .all(|b| b.digest != h.untagged.digest.to_string())
+            .all(|b| b.digest != h.untagged.digest.digest())
     );
-    assert!(plan.manifests_kept_unlike_registry.iter().any(|k| k.digest
-        == h.untagged.digest.to_string()
-        && k.reason.contains("could not be read")));
+    assert!(
+        plan.manifests_kept_unlike_registry
+            .iter()
+            .any(|k| k.digest == h.untagged.digest.digest()
+                && k.reason.contains("could not be read"))
+    );
 }
 
 #[test]

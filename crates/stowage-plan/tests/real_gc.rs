@@ -58,7 +58,7 @@ fn plan(fx: &RealFixture, opts: &GcOptions) -> Plan {
 }
 
 fn digests(p: &Plan) -> BTreeSet<String> {
-    p.blobs.iter().map(|b| b.digest.clone()).collect()
+    p.blobs.iter().map(|b| b.digest.to_string()).collect()
 }
 
 /// Every reference that must still pull after a GC: tags, index children by digest, and the
@@ -133,7 +133,7 @@ fn delete_untagged_plan_is_the_registry_set_minus_listed_protections_and_keeps_m
     let listed: BTreeSet<String> = p
         .kept_unlike_registry
         .iter()
-        .map(|k| k.digest.clone())
+        .map(|k| k.digest.to_string())
         .collect();
     let diff: BTreeSet<String> = theirs.blobs.difference(&ours).cloned().collect();
     assert_eq!(diff, listed);
@@ -150,12 +150,13 @@ fn delete_untagged_plan_is_the_registry_set_minus_listed_protections_and_keeps_m
     );
     // Manifests: the registry deletes every untagged revision; we keep index children and the
     // referrer, each listed.
-    let our_manifests: BTreeSet<String> = p.manifests.iter().map(|m| m.digest.clone()).collect();
+    let our_manifests: BTreeSet<String> =
+        p.manifests.iter().map(|m| m.digest.to_string()).collect();
     assert!(our_manifests.is_subset(&theirs.manifests));
     let kept_m: BTreeSet<String> = p
         .manifests_kept_unlike_registry
         .iter()
-        .map(|k| k.digest.clone())
+        .map(|k| k.digest.to_string())
         .collect();
     assert_eq!(
         theirs
@@ -181,7 +182,7 @@ fn delete_untagged_plan_is_the_registry_set_minus_listed_protections_and_keeps_m
     // What was deleted is gone from the registry's point of view.
     for m in &p.manifests {
         assert_eq!(
-            server.manifest_status(&m.repository, &m.digest),
+            server.manifest_status(&m.repository, &m.digest.to_string()),
             404,
             "{}@{}",
             m.repository,
@@ -245,7 +246,7 @@ fn a_push_between_plan_and_apply_is_not_broken() {
         .find(|m| m.repository == "team/app/web")
         .unwrap()
         .digest
-        .clone();
+        .to_string();
     // ...then someone tags it (a real push of the same image by tag).
     let server = Server::start(&fx.rootdirectory());
     let oci = fx.dir.path().join("oci");

@@ -118,7 +118,7 @@ fn deleted(p: &Plan) -> (Pairs, Pairs) {
     (
         p.manifests
             .iter()
-            .map(|m| (m.repository.clone(), m.digest.clone()))
+            .map(|m| (m.repository.clone(), m.digest.to_string()))
             .collect(),
         p.tags
             .iter()

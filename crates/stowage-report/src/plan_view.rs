@@ -116,7 +116,7 @@ pub fn gc_deletions(plan: &Plan, g: &Graph<'_>) -> Vec<Deletion> {
     let mut out = Vec::new();
     let mut scratch = stowage_graph::Scratch::new(g.len());
     for b in &plan.blobs {
-        let repository = match b.digest.parse::<Digest>().ok().and_then(|d| inv.id_of(&d)) {
+        let repository = match inv.id_of(&b.digest) {
             Some(id) => {
                 let mut repos: Vec<u32> = Vec::new();
                 g.for_each_ancestor(id, &mut scratch, |m| {
@@ -134,7 +134,7 @@ pub fn gc_deletions(plan: &Plan, g: &Graph<'_>) -> Vec<Deletion> {
         };
         out.push(Deletion {
             repository,
-            reason: b.reason.clone(),
+            reason: b.reason.to_string(),
             target: Target::Blob,
             bytes: b.size,
         });
@@ -150,7 +150,7 @@ pub fn gc_deletions(plan: &Plan, g: &Graph<'_>) -> Vec<Deletion> {
     for t in &plan.tag_index_entries {
         out.push(Deletion {
             repository: t.repository.clone(),
-            reason: t.reason.clone(),
+            reason: t.reason.to_string(),
             target: Target::Link,
             bytes: 0,
         });
@@ -158,7 +158,7 @@ pub fn gc_deletions(plan: &Plan, g: &Graph<'_>) -> Vec<Deletion> {
     for l in &plan.layer_links {
         out.push(Deletion {
             repository: l.repository.clone(),
-            reason: l.reason.clone(),
+            reason: l.reason.to_string(),
             target: Target::Link,
             bytes: 0,
         });
@@ -191,7 +191,7 @@ pub fn retention_deletions(plan: &Plan, g: &Graph<'_>) -> Vec<Deletion> {
     let inv = g.inv;
     let mut out = Vec::new();
     // (repository, manifest digest) -> rule.
-    let mut rule: BTreeMap<(String, String), String> = BTreeMap::new();
+    let mut rule: BTreeMap<(String, Digest), String> = BTreeMap::new();
     if let Some(r) = &plan.retention {
         for im in r.images.iter().filter(|i| i.decision == "delete") {
             let why = im.reasons.first().map(|x| rule_of(x)).unwrap_or_default();
@@ -227,7 +227,7 @@ pub fn retention_deletions(plan: &Plan, g: &Graph<'_>) -> Vec<Deletion> {
     // Deleted manifests by id, for blob attribution.
     let mut deleted: BTreeMap<u32, Vec<(String, String)>> = BTreeMap::new();
     for ((repo, d), why) in &rule {
-        if let Some(id) = d.parse::<Digest>().ok().and_then(|d| inv.id_of(&d)) {
+        if let Some(id) = inv.id_of(d) {
             deleted
                 .entry(id)
                 .or_default()
@@ -237,7 +237,7 @@ pub fn retention_deletions(plan: &Plan, g: &Graph<'_>) -> Vec<Deletion> {
     let mut scratch = stowage_graph::Scratch::new(g.len());
     for b in &plan.blobs {
         let mut owners: Vec<(String, String)> = Vec::new();
-        if let Some(id) = b.digest.parse::<Digest>().ok().and_then(|d| inv.id_of(&d)) {
+        if let Some(id) = inv.id_of(&b.digest) {
             g.for_each_ancestor(id, &mut scratch, |m| {
                 if let Some(v) = deleted.get(&m) {
                     owners.extend(v.iter().cloned());
@@ -266,7 +266,7 @@ pub fn retention_deletions(plan: &Plan, g: &Graph<'_>) -> Vec<Deletion> {
     for l in &plan.layer_links {
         out.push(Deletion {
             repository: l.repository.clone(),
-            reason: l.reason.clone(),
+            reason: l.reason.to_string(),
             target: Target::Link,
             bytes: 0,
         });
@@ -274,7 +274,7 @@ pub fn retention_deletions(plan: &Plan, g: &Graph<'_>) -> Vec<Deletion> {
     for t in &plan.tag_index_entries {
         out.push(Deletion {
             repository: t.repository.clone(),
-            reason: t.reason.clone(),
+            reason: t.reason.to_string(),
             target: Target::Link,
             bytes: 0,
         });

@@ -62,7 +62,7 @@ pub fn print_plan(out: &mut impl Write, p: &Plan, s: &Settings) -> Result<()> {
         ]);
         for m in &p.manifests {
             t.row(vec![
-                m.digest.clone(),
+                m.digest.to_string(),
                 m.repository.clone(),
                 m.modified.human(&s.tz),
             ]);
@@ -79,10 +79,10 @@ pub fn print_plan(out: &mut impl Write, p: &Plan, s: &Settings) -> Result<()> {
         ]);
         for b in &p.blobs {
             t.row(vec![
-                b.digest.clone(),
+                b.digest.to_string(),
                 human_bytes(b.size),
                 b.modified.human(&s.tz),
-                b.reason.clone(),
+                b.reason.to_string(),
             ]);
         }
         out.write_all(t.render().as_bytes())?;
@@ -117,7 +117,7 @@ pub fn print_plan(out: &mut impl Write, p: &Plan, s: &Settings) -> Result<()> {
             writeln!(
                 out,
                 "  {} ({}): {}",
-                short(&k.digest),
+                short(&k.digest.to_string()),
                 human_bytes(k.size),
                 k.reason
             )?;
@@ -130,7 +130,13 @@ pub fn print_plan(out: &mut impl Write, p: &Plan, s: &Settings) -> Result<()> {
             "Manifests kept, although the registry's GC --delete-untagged would delete them:"
         )?;
         for k in &p.manifests_kept_unlike_registry {
-            writeln!(out, "  {}@{}: {}", k.repository, short(&k.digest), k.reason)?;
+            writeln!(
+                out,
+                "  {}@{}: {}",
+                k.repository,
+                short(&k.digest.to_string()),
+                k.reason
+            )?;
         }
         writeln!(out)?;
     }

@@ -286,9 +286,11 @@ pub fn explain_plan(format: Format, path: &Path, reference: &str) -> Result<i32>
         .filter(|i| tag.is_none_or(|t| i.tags.iter().any(|x| x.tag == t)))
         .filter(|i| {
             digest.is_none_or(|d| {
-                i.digest == d
-                    || i.digest.starts_with(d)
-                    || i.cascade.iter().any(|c| c.digest.starts_with(d))
+                let image = i.digest.to_string();
+                image.starts_with(d)
+                    || i.cascade
+                        .iter()
+                        .any(|c| c.digest.to_string().starts_with(d))
             })
         })
         .collect();
