@@ -583,6 +583,8 @@ mod size_tests {
         assert_eq!(std::mem::size_of::<Ref>(), 4);
         assert_eq!(std::mem::size_of::<ManifestRecord>(), 24);
         assert_eq!(std::mem::size_of::<Tag>(), 48);
+        // Plan rows hold digests by value (stowage-plan): the sha256 inline.
+        assert_eq!(std::mem::size_of::<crate::digest::Digest>(), 40);
     }
 
     #[test]
