@@ -642,7 +642,12 @@ pub fn apply_checked<S: StorageWrite>(
     let mut blob_targets = Vec::new();
     for b in &plan.blobs {
         let d = &b.digest;
-        let Some(h) = d.sha256() else { continue };
+        let Some(h) = d.sha256() else {
+            // Only an edited plan holds one: the scanner reads `blobs/sha256` alone.
+            let path = format!("blobs/{}/{}", d.algorithm().as_str(), d.hex());
+            r.skip(&path, "not a sha256 blob: stowage scans blobs/sha256 only")?;
+            continue;
+        };
         let path = layout::blob_dir(&h);
         if incomplete {
             r.skip(

@@ -182,7 +182,8 @@ impl Plan {
         }
         drop(v);
         // Parsed again from the text so an error names its line and column (a hand-edited
-        // digest, a missing field).
+        // digest, a missing field). A key given twice is refused ("duplicate field"), where
+        // a `Value` would have kept the last one.
         serde_json::from_str(text).map_err(|e| PlanError::Invalid(e.to_string()))
     }
 
@@ -274,6 +275,18 @@ mod tests {
         let text = plan().to_json().replacen(D, "sha256:e3b0c442", 1);
         match Plan::from_json(&text) {
             Err(PlanError::Invalid(msg)) => assert!(msg.contains("digest"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused() {
+        let text =
+            plan()
+                .to_json()
+                .replacen("\"bytes\": 5,", "\"bytes\": 5,\n  \"bytes\": 99999,", 1);
+        match Plan::from_json(&text) {
+            Err(PlanError::Invalid(msg)) => assert!(msg.contains("duplicate field"), "{msg}"),
             other => panic!("{other:?}"),
         }
     }

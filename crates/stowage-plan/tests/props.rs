@@ -276,3 +276,51 @@ fn a_blob_linked_recently_is_held_back_even_if_its_data_is_old() {
     assert!(plan.blobs.is_empty(), "{:#?}", plan.blobs);
     assert_eq!(plan.held_back.blobs.len(), 1);
 }
+
+#[test]
+fn an_edited_plan_row_for_a_sha512_blob_is_skipped_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = stowage_testkit::TreeBuilder::new(dir.path());
+    let orphan = t.layer("orphan", 300);
+    let inv = scan_dir(&t.root);
+    let now = Timestamp::from_system_time(std::time::SystemTime::now());
+    let opts = GcOptions {
+        grace_seconds: 0,
+        ..GcOptions::default()
+    };
+    let mut plan = gc::build(&Graph::new(&inv), &opts, now);
+    assert_eq!(plan.blobs.len(), 1, "{:#?}", plan.blobs);
+    // Someone edits the plan: the orphan's row now names a sha512 digest.
+    let sha512: stowage_model::digest::Digest =
+        format!("sha512:{}", "ab".repeat(64)).parse().unwrap();
+    plan.blobs[0].digest = sha512;
+    let plan = stowage_plan::Plan::from_json(&plan.to_json()).unwrap();
+    let s = FsStorage::open(&t.root).unwrap();
+    let rep = apply(
+        &s,
+        &plan,
+        &ApplyOptions {
+            quarantine: None,
+            journal: Some(dir.path().join("journal")),
+            concurrency: 2,
+            now,
+            quiet_window_seconds: 0,
+            require_quiet: false,
+            registry_readonly: None,
+            gc: false,
+        },
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(rep.bytes_freed, 0);
+    assert!(
+        rep.skipped
+            .iter()
+            .any(|k| k.path == format!("blobs/sha512/{}", "ab".repeat(64))
+                && k.reason.contains("sha256")),
+        "{:#?}",
+        rep.skipped
+    );
+    // The orphan itself was not in the edited plan, so it is still there.
+    assert!(t.path(&stowage_layout::blob_data(&orphan.digest)).exists());
+}

@@ -158,7 +158,7 @@ impl FsStorage {
                 meta.as_ref().map_or(READ_HINT, |m| m.size).min(limit) as usize + 1,
             );
             // Stop one byte past the limit to detect oversize without reading a huge file whole.
-            f.take(limit + 1)
+            f.take(limit.saturating_add(1))
                 .read_to_end(&mut buf)
                 .map_err(|e| StorageError::io(path, e))?;
             self.counters
