@@ -14,16 +14,10 @@ BLOBS=${1:-100000}
 SEED=${2:-1}
 OUT=${BENCH_DIR:-bench/out}
 SCALE=${SIZE_SCALE:-}
-TREE="$OUT/tree-$BLOBS-$SEED${SCALE:+-scale$SCALE}"
 command -v /usr/bin/time >/dev/null || { echo "bench: GNU time not found (apt-get install time)" >&2; exit 2; }
-mkdir -p "$OUT"
-cargo build --release --quiet -p stowage-cli -p stowage-gen
-S=${CARGO_TARGET_DIR:-target}/release/stowage
-G=${CARGO_TARGET_DIR:-target}/release/stowage-gen
-if [ ! -d "$TREE/docker" ]; then
-  echo "== generating $BLOBS blobs (seed $SEED) into $TREE" >&2
-  "$G" --out "$TREE" --blobs "$BLOBS" --seed "$SEED" --no-digest-only-repos ${SCALE:+--size-scale "$SCALE"} >"$OUT/gen-$BLOBS-$SEED${SCALE:+-scale$SCALE}.json"
-fi
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_tree
 blobs=$(find "$TREE/docker/registry/v2/blobs" -name data | wc -l)
 echo "== $TREE: $blobs blobs; $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB" >&2
 echo "| command | peak RSS | per blob | output |"

@@ -17,15 +17,9 @@ SEED=${2:-1}
 TOP=${3:-1000}
 OUT=${BENCH_DIR:-bench/out}
 SCALE=${SIZE_SCALE:-}
-TREE="$OUT/tree-$BLOBS-$SEED${SCALE:+-scale$SCALE}"
-mkdir -p "$OUT"
-cargo build --release --quiet -p stowage-cli -p stowage-gen
-S=${CARGO_TARGET_DIR:-target}/release/stowage
-G=${CARGO_TARGET_DIR:-target}/release/stowage-gen
-if [ ! -d "$TREE/docker" ]; then
-  echo "== generating $BLOBS blobs (seed $SEED) into $TREE" >&2
-  "$G" --out "$TREE" --blobs "$BLOBS" --seed "$SEED" --no-digest-only-repos ${SCALE:+--size-scale "$SCALE"} >"$OUT/gen-$BLOBS-$SEED${SCALE:+-scale$SCALE}.json"
-fi
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_tree
 NOW=2026-12-01T00:00:00Z
 HTML="$OUT/report-$BLOBS-$SEED${SCALE:+-scale$SCALE}.html"
 T0=$(date +%s.%N)

@@ -12,21 +12,14 @@ cd "$(dirname "$0")/.."
 BLOBS=${1:-100000}
 SEED=${2:-1}
 OUT=${BENCH_DIR:-bench/out}
-TREE="$OUT/tree-$BLOBS-$SEED"
-mkdir -p "$OUT"
+SCALE=
 for t in hyperfine /usr/bin/time docker-registry; do
   command -v "$t" >/dev/null || { echo "bench: $t not found (apt-get install hyperfine time; scripts/install-test-deps.sh)" >&2; exit 2; }
 done
 
-cargo build --release --quiet -p stowage-cli -p stowage-gen
-S=target/release/stowage
-G=target/release/stowage-gen
-if [ ! -d "$TREE/docker" ]; then
-  echo "== generating $BLOBS blobs (seed $SEED) into $TREE" >&2
-  # No never-tagged repositories: registry 2.8 `garbage-collect --delete-untagged` aborts on them,
-  # which would leave nothing to compare with.
-  "$G" --out "$TREE" --blobs "$BLOBS" --seed "$SEED" --no-digest-only-repos >"$OUT/gen-$BLOBS-$SEED.json"
-fi
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_tree
 ROOT="$TREE/docker/registry/v2"
 CONFIG="$OUT/config-$BLOBS-$SEED.yml"
 cat >"$CONFIG" <<YML
