@@ -222,6 +222,14 @@ impl Digest {
         s
     }
 
+    /// A short form for humans: the algorithm and 12 hex characters (as [`Sha256::short`]).
+    pub fn short(&self) -> String {
+        match self {
+            Digest::Sha256(h) => h.short(),
+            other => format!("{}:{}", other.algorithm().as_str(), &other.hex()[..12]),
+        }
+    }
+
     /// The sha256 form, if this is a sha256 digest.
     pub fn sha256(&self) -> Option<Sha256> {
         match self {
@@ -326,6 +334,14 @@ mod tests {
     use super::*;
 
     const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn short_forms_keep_algorithm_and_twelve_hex() {
+        let d: Digest = EMPTY.parse().unwrap();
+        assert_eq!(d.short(), "sha256:e3b0c44298fc");
+        let long: Digest = format!("sha512:{}", "0a".repeat(64)).parse().unwrap();
+        assert_eq!(long.short(), "sha512:0a0a0a0a0a0a");
+    }
 
     #[test]
     fn sha256_of_known_vectors() {

@@ -63,7 +63,7 @@ pub struct ApplyOptions {
 /// `(repository, tag)` with the reasons (`protection/in_use(prod)`, ...).
 #[derive(Clone, Debug, Default)]
 pub struct LiveProtection {
-    pub digests: std::collections::BTreeMap<(String, String), Vec<String>>,
+    pub digests: std::collections::BTreeMap<(String, Digest), Vec<String>>,
     pub tags: std::collections::BTreeMap<(String, String), Vec<String>>,
 }
 
@@ -471,9 +471,7 @@ pub fn apply_checked<S: StorageWrite>(
             }
         }
         for m in &plan.manifests {
-            if let Some(rs) = live
-                .digests
-                .get(&(m.repository.clone(), m.digest.to_string()))
+            if let Some(rs) = live.digests.get(&(m.repository.clone(), m.digest.clone()))
                 && in_use(rs)
             {
                 now_protected.push(format!("{}@{} ({})", m.repository, m.digest, rs.join(", ")));
@@ -565,7 +563,7 @@ pub fn apply_checked<S: StorageWrite>(
             }
             if live
                 .digests
-                .contains_key(&(m.repository.clone(), m.digest.to_string()))
+                .contains_key(&(m.repository.clone(), m.digest.clone()))
             {
                 return Err("protected now");
             }

@@ -286,8 +286,12 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
                 empty_dirs.insert(f.path.clone());
             }
         }
-        for b in &blobs {
-            empty_dirs.insert(format!("blobs/sha256/{}", &b.digest.hex()[..2]));
+        for h in blobs.iter().filter_map(|b| b.digest.sha256()) {
+            // The shard directory `blobs/sha256/<hh>`: the blob directory's parent.
+            let dir = layout::blob_dir(&h);
+            if let Some((shard, _)) = dir.rsplit_once('/') {
+                empty_dirs.insert(shard.to_string());
+            }
         }
         for l in &layer_links {
             let link = layout::layer_link(&l.repository, &l.digest);

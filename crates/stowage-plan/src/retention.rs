@@ -691,7 +691,7 @@ pub fn live_protection(g: &Graph<'_>, outcome: &Outcome) -> crate::apply::LivePr
         lp.digests.insert(
             (
                 inv.repositories[*r as usize].name.to_string(),
-                inv.digest(*d).to_string(),
+                inv.digest(*d),
             ),
             reasons.clone(),
         );

@@ -8,7 +8,6 @@ use stowage_model::time::human_bytes;
 use stowage_plan::{GcOptions, Plan};
 use stowage_report::table::{Align, Table};
 
-use super::inventory::short;
 use super::{GraphFindings, load};
 use crate::args::{Format, GcArgs};
 use crate::output;
@@ -117,7 +116,7 @@ pub fn print_plan(out: &mut impl Write, p: &Plan, s: &Settings) -> Result<()> {
             writeln!(
                 out,
                 "  {} ({}): {}",
-                short(&k.digest.to_string()),
+                k.digest.short(),
                 human_bytes(k.size),
                 k.reason
             )?;
@@ -130,13 +129,7 @@ pub fn print_plan(out: &mut impl Write, p: &Plan, s: &Settings) -> Result<()> {
             "Manifests kept, although the registry's GC --delete-untagged would delete them:"
         )?;
         for k in &p.manifests_kept_unlike_registry {
-            writeln!(
-                out,
-                "  {}@{}: {}",
-                k.repository,
-                short(&k.digest.to_string()),
-                k.reason
-            )?;
+            writeln!(out, "  {}@{}: {}", k.repository, k.digest.short(), k.reason)?;
         }
         writeln!(out)?;
     }
