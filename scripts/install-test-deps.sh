@@ -13,6 +13,8 @@
 #   prometheus       promtool, which checks the metrics output
 #   nodejs, npm      run testkit/browser/check.mjs with playwright-core (installed from the npm
 #                    registry by `npm ci`, pinned by testkit/browser/package-lock.json)
+#   redis-server     the registry's redis blob descriptor cache: online apply deletes the keys
+#                    of what it fenced (tested against a real redis on loopback)
 #   moto_server      moto's S3 server mode (PyPI `moto[server]`, with pip, not apt): the loopback
 #                    S3-compatible server of the object-store tests; the registry's s3 driver
 #                    pushes through it (multipart uploads, ListMultipartUploads, CopyObject)
@@ -40,9 +42,10 @@ declare -A PKG_FOR=(
   [promtool]=prometheus
   [node]=nodejs
   [npm]=npm
+  [redis-server]=redis-server
 )
 # Fixed order so the output is stable.
-CMDS=(docker-registry skopeo jq curl python3 fusermount3 chromium promtool node npm)
+CMDS=(docker-registry skopeo jq curl python3 fusermount3 chromium promtool node npm redis-server)
 
 # playwright-core for the browser tests: pinned by the lock file, no browser download (it
 # drives Debian's chromium). Runs after the Debian packages are present.

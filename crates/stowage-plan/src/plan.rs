@@ -302,4 +302,39 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    #[test]
+    fn traversal_entries_in_an_edited_plan_are_refused_by_name() {
+        // Were reported as "gone already" by apply; now the plan does not load.
+        let mut p = plan();
+        p.empty_dirs = vec!["repositories/../../etc".into()];
+        match Plan::from_json(&p.to_json()) {
+            Err(PlanError::Key { entry, .. }) => assert_eq!(entry, "empty_dirs[0]"),
+            other => panic!("{other:?}"),
+        }
+        let mut p = plan();
+        p.manifests = vec![ManifestAction {
+            repository: "../x".into(),
+            digest: D.parse().unwrap(),
+            modified: Timestamp::from_secs(1),
+            reason: String::new(),
+        }];
+        let e = Plan::from_json(&p.to_json()).unwrap_err().to_string();
+        assert!(e.contains("manifests[0]") && e.contains(".."), "{e}");
+        let mut p = plan();
+        p.uploads = vec![UploadAction {
+            repository: "team/app".into(),
+            id: "a/../../b".into(),
+            size: 1,
+            started_at: None,
+        }];
+        let e = Plan::from_json(&p.to_json()).unwrap_err().to_string();
+        assert!(e.contains("uploads[0]"), "{e}");
+        let mut p = plan();
+        p.empty_dirs = vec!["blobs".into(), "repositories/team/app/_uploads".into()];
+        let e = Plan::from_json(&p.to_json()).unwrap_err().to_string();
+        assert!(e.contains("empty_dirs[0]"), "{e}");
+        p.empty_dirs.remove(0);
+        assert!(Plan::from_json(&p.to_json()).is_ok());
+    }
 }

@@ -321,3 +321,109 @@ fn keep_fenced_leaves_the_batch_for_restore() {
         .collect();
     assert!(diff.is_empty(), "{diff:?}");
 }
+
+/// A real `redis-server` on a free loopback port, stopped on drop. `None` when the server is
+/// not installed (a failure under `STOWAGE_REQUIRE_REAL=1`, as CI sets it).
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Option<Redis> {
+        if std::process::Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var("STOWAGE_REQUIRE_REAL").is_err(),
+                "redis-server is missing: run scripts/install-test-deps.sh"
+            );
+            eprintln!("SKIP: redis-server is not installed");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(Redis {
+                    child,
+                    port,
+                    _dir: dir,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not listen on {port}");
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let o = std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_registry_redis_cache_forgets_every_fenced_blob() {
+    let Some(redis) = Redis::start() else { return };
+    let f = fixture();
+    let p = plan(&f);
+    // As registry 2.8 writes them (registry/storage/cache/redis): a hash per blob.
+    let key = |w: &Written| format!("blobs::{}", w.digest());
+    for w in [&f.layer, &f.config, &f.shared] {
+        redis.cli(&[
+            "HSET",
+            &key(w),
+            "digest",
+            &w.digest().to_string(),
+            "size",
+            &w.size.to_string(),
+        ]);
+    }
+    let mut o = opts(&f, None);
+    o.cache = CacheStep::Redis {
+        addr: format!("127.0.0.1:{}", redis.port),
+        password: None,
+        db: 0,
+    };
+    let rep = apply(&FsStorage::open(&root(&f)).unwrap(), &p, &o, &|_| {}).unwrap();
+    assert!(rep.cache.contains("redis"), "{}", rep.cache);
+    assert_eq!(redis.cli(&["EXISTS", &key(&f.layer)]), "0");
+    assert_eq!(redis.cli(&["EXISTS", &key(&f.config)]), "0");
+    assert_eq!(
+        redis.cli(&["EXISTS", &key(&f.shared)]),
+        "1",
+        "a kept blob's key stays"
+    );
+}

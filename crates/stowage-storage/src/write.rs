@@ -259,3 +259,106 @@ impl StorageWrite for FsStorage {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// A storage whose `repositories/team` was swapped for a symbolic link to a directory
+    /// outside it after the plan was made (issue: escape from the root in apply).
+    fn swapped() -> (tempfile::TempDir, FsStorage, std::path::PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("docker/registry/v2");
+        fs::create_dir_all(root.join("repositories")).unwrap();
+        let outside = d.path().join("outside");
+        fs::create_dir_all(outside.join("app/_uploads/empty")).unwrap();
+        fs::create_dir_all(outside.join("app/_layers")).unwrap();
+        fs::write(outside.join("app/_layers/keep"), b"x").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("repositories/team")).unwrap();
+        let s = FsStorage::open(&root).unwrap();
+        (d, s, outside)
+    }
+
+    #[test]
+    fn apply_never_removes_or_moves_through_a_symlinked_ancestor() {
+        let (d, s, outside) = swapped();
+        let q = d.path().join("q/batch-1");
+        fs::create_dir_all(&q).unwrap();
+        let e = s
+            .remove_empty_dir("repositories/team/app/_uploads/empty")
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Symlink, "{e}");
+        let e = s.delete("repositories/team/app/_layers").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Symlink, "{e}");
+        let e = s.move_to("repositories/team/app/_layers", &q).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Symlink, "{e}");
+        // The link itself is not a target either.
+        let e = s.delete("repositories/team").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Symlink, "{e}");
+        assert!(outside.join("app/_uploads/empty").is_dir());
+        assert!(outside.join("app/_layers/keep").is_file());
+        assert!(s.root().join("repositories/team").is_symlink());
+    }
+
+    #[test]
+    fn restore_and_create_never_write_through_a_symlinked_ancestor() {
+        let (d, s, outside) = swapped();
+        let q = d.path().join("q/batch-1");
+        fs::create_dir_all(q.join("repositories/team/app/_manifests")).unwrap();
+        fs::write(q.join("repositories/team/app/_manifests/x"), b"x").unwrap();
+        let e = s
+            .move_back(&q, "repositories/team/app/_manifests/x")
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Symlink, "{e}");
+        let e = s
+            .create_dir_all("repositories/team/app/_manifests")
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Symlink, "{e}");
+        assert!(!outside.join("app/_manifests").exists());
+    }
+
+    #[test]
+    fn traversal_keys_are_refused_before_any_system_call() {
+        let (_d, s, _) = swapped();
+        for k in ["../outside", "repositories/../../outside", "/etc", "a//b"] {
+            assert!(s.delete(k).is_err(), "{k}");
+            assert!(s.remove_empty_dir(k).is_err(), "{k}");
+        }
+    }
+
+    #[test]
+    fn moves_and_removals_work_beneath_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("docker/registry/v2");
+        fs::create_dir_all(root.join("blobs/sha256/ab/abcd")).unwrap();
+        fs::write(root.join("blobs/sha256/ab/abcd/data"), b"data").unwrap();
+        fs::create_dir_all(root.join("repositories/a/_uploads/u")).unwrap();
+        let s = FsStorage::open(&root).unwrap();
+        let q = d.path().join("stowage-quarantine/batch-1");
+        s.check_quarantine(&q).unwrap();
+        assert!(s.move_to("blobs/sha256/ab/abcd", &q).unwrap());
+        assert!(!s.move_to("blobs/sha256/ab/abcd", &q).unwrap(), "gone");
+        assert!(q.join("blobs/sha256/ab/abcd/data").is_file());
+        // The registry wrote it again meanwhile: never overwritten.
+        fs::create_dir_all(root.join("blobs/sha256/ab/abcd")).unwrap();
+        fs::write(root.join("blobs/sha256/ab/abcd/data"), b"data").unwrap();
+        assert!(s.move_back(&q, "blobs/sha256/ab/abcd").is_err());
+        fs::remove_dir_all(root.join("blobs/sha256/ab/abcd")).unwrap();
+        assert!(s.move_back(&q, "blobs/sha256/ab/abcd").unwrap());
+        assert_eq!(
+            fs::read(root.join("blobs/sha256/ab/abcd/data")).unwrap(),
+            b"data"
+        );
+        assert!(s.move_to("blobs/sha256/ab/abcd", &q).unwrap());
+        assert!(s.delete_quarantined(&q, "blobs/sha256/ab/abcd").unwrap());
+        assert!(!q.join("blobs/sha256/ab/abcd").exists());
+        assert!(s.remove_empty_dir("repositories/a/_uploads/u").unwrap());
+        assert!(!s.remove_empty_dir("repositories/a").unwrap(), "not empty");
+        assert!(s.delete("repositories/a").unwrap());
+        assert_eq!(
+            s.default_quarantine(),
+            Some(d.path().canonicalize().unwrap().join("stowage-quarantine"))
+        );
+    }
+}
