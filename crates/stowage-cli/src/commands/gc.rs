@@ -42,6 +42,10 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
             human_bytes(plan.bytes),
             path.display()
         );
+        eprintln!(
+            "{}",
+            stowage_plan::apply::mode_hint(s.registry_config.as_ref().map(|c| &c.blob_cache))
+        );
     }
     let mut out = output::stdout();
     match s.format {

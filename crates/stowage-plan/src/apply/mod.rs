@@ -51,7 +51,7 @@ use stowage_model::time::Timestamp;
 use stowage_scan::{Progress, ScanOptions};
 use stowage_storage::StorageWrite;
 
-pub use online::{CacheStep, Mode, cache_step};
+pub use online::{CacheStep, Mode, cache_step, mode_hint};
 use runner::{Kind, Runner};
 
 use crate::journal::{self, Journal, entry};

@@ -116,6 +116,24 @@ pub fn cache_step(
     }
 }
 
+/// What `apply` will do with a plan on a registry with this cache setting (printed under a
+/// saved plan, so the reviewer knows the fence, the settle wait and what the cache needs).
+pub fn mode_hint(cache: Option<&BlobCache>) -> String {
+    let step = match cache {
+        Some(BlobCache::None) => "no blob descriptor cache to empty",
+        Some(BlobCache::Redis { .. }) => "deletes the fenced blobs' keys from the registry's redis",
+        Some(BlobCache::InMemory) => {
+            "restarts the registry to empty its inmemory cache (pass --registry-restart CMD)"
+        }
+        _ => {
+            "needs to know the registry's cache: --registry-config, or --registry-restart CMD (inmemory), or --registry-cache none"
+        }
+    };
+    format!(
+        "apply is online by default: it fences every target, waits 60s (--settle), {step}, and verifies before deleting; --offline when the registry is stopped or read-only"
+    )
+}
+
 /// Wait `settle`, telling progress every 10 s.
 pub(crate) fn settle(settle: Duration, progress: &dyn Fn(&str)) {
     let started = std::time::Instant::now();
