@@ -215,6 +215,57 @@ fn a_manifest_pushed_during_the_settle_keeps_every_blob_it_needs() {
 }
 
 #[test]
+fn a_restored_manifest_brings_back_everything_it_references() {
+    // Found by the stress test: the registry's cache answered that the fenced manifest
+    // blob exists, so a re-push of the same image wrote only its revision link and tag.
+    // The manifest comes back first; only then can a scan read which config and layers it
+    // needs, and those come back too.
+    let f = fixture();
+    let p = plan(&f);
+    let manifest = p
+        .blobs
+        .iter()
+        .map(|b| b.digest.clone())
+        .find(|d| *d != f.config.digest() && *d != f.layer.digest())
+        .unwrap();
+    let tb_root = f.dir.path().to_path_buf();
+    let m = manifest.clone();
+    let rep = apply(
+        &FsStorage::open(&root(&f)).unwrap(),
+        &p,
+        &opts(
+            &f,
+            hook(move |s| {
+                if s == Step::Settled {
+                    let tb = TreeBuilder::new(&tb_root);
+                    let link = layout::revision_link("old/app", &m);
+                    tb.write(&link, m.to_string().as_bytes());
+                    tb.tag("old/app", "again", &m);
+                }
+            }),
+        ),
+        &|_| {},
+    )
+    .unwrap();
+    assert!(
+        blob_exists(&f, &f.layer) && blob_exists(&f, &f.config),
+        "{:?}",
+        rep.restored
+    );
+    assert_eq!(
+        rep.restored
+            .iter()
+            .filter(|x| x.path.starts_with("blobs/"))
+            .count(),
+        3
+    );
+    assert_eq!(
+        rep.bytes_freed, 0,
+        "everything the plan fenced is needed again"
+    );
+}
+
+#[test]
 fn a_blob_uploaded_again_during_the_settle_is_not_restored_over_the_new_copy() {
     let f = fixture();
     let p = plan(&f);

@@ -605,33 +605,8 @@ fn settle_and_verify<S: StorageWrite>(
     progress(
         "verifying: re-scanning for anything written since the plan that needs a fenced target",
     );
-    let decisions = match rescan(r.storage, opts.concurrency) {
-        Ok(inv3) => {
-            let g3 = Graph::new(&inv3);
-            online::decide(&inv3, &g3, &fenced, plan.created_at)
-        }
-        // Nothing can be shown unneeded without a scan: everything goes back.
-        Err(e) => fenced
-            .iter()
-            .map(|p| {
-                (
-                    p.clone(),
-                    online::Decision::Restore(format!("the verify scan failed: {e}")),
-                )
-            })
-            .collect(),
-    };
-    let restores = decisions
-        .iter()
-        .filter(|(_, d)| matches!(d, online::Decision::Restore(_)))
-        .count();
-    r.step("verified", format!("{restores} to restore"))?;
-    if restores > 0 {
-        progress(&format!(
-            "restoring {restores} fenced target(s) that something written since the plan needs"
-        ));
-    }
     let sizes = blob_sizes(plan);
+    let decisions = verify_to_fixpoint(r, plan, opts, fenced, &|p| sizes(p), progress)?;
     online::carry_out(r, &decisions, opts.keep_fenced, &|p| sizes(p))?;
     hook(Step::Verified);
     if !opts.keep_fenced
@@ -653,6 +628,54 @@ fn drop_empty_batch(batch: &Path, journal: &Path) {
         && let Some(parent) = batch.parent()
     {
         let _ = std::fs::remove_dir(parent);
+    }
+}
+
+/// Verify scans until nothing more needs restoring. A restored manifest is readable again
+/// only once it is back, and what it references (its config and layers, an index's
+/// children) may be fenced too: the next scan sees those references and restores them, and
+/// so on. Every round restores at least one path, so the rounds are at most the fenced
+/// paths. Returns the final decisions (no restores left) for the rest.
+fn verify_to_fixpoint<S: StorageWrite>(
+    r: &Runner<'_, S>,
+    plan: &Plan,
+    opts: &ApplyOptions,
+    fenced: BTreeSet<String>,
+    sizes: &dyn Fn(&str) -> u64,
+    progress: &dyn Fn(&str),
+) -> Result<Vec<(String, online::Decision)>, ApplyError> {
+    let mut left = fenced;
+    loop {
+        let decisions = match rescan(r.storage, opts.concurrency) {
+            Ok(inv) => {
+                let g = Graph::new(&inv);
+                online::decide(&inv, &g, &left, plan.created_at)
+            }
+            // Nothing can be shown unneeded without a scan: everything goes back.
+            Err(e) => left
+                .iter()
+                .map(|p| {
+                    let why = format!("the verify scan failed: {e}");
+                    (p.clone(), online::Decision::Restore(why))
+                })
+                .collect(),
+        };
+        let (restores, rest): (Vec<_>, Vec<_>) = decisions
+            .into_iter()
+            .partition(|(_, d)| matches!(d, online::Decision::Restore(_)));
+        r.step("verified", format!("{} to restore", restores.len()))?;
+        if restores.is_empty() {
+            return Ok(rest);
+        }
+        progress(&format!(
+            "restoring {} fenced target(s) that something written since the plan needs",
+            restores.len()
+        ));
+        online::carry_out(r, &restores, true, sizes)?;
+        for (p, _) in &restores {
+            left.remove(p);
+        }
+        progress("verifying again: what the restored manifests reference");
     }
 }
 

@@ -370,6 +370,7 @@ pub(crate) fn carry_out<S: StorageWrite>(
     for (path, d) in decisions {
         match d {
             Decision::Restore(why) => {
+                super::runner::test_delay_hook();
                 r.journal(entry("intent", "restore", path))?;
                 match r.storage.move_back(&batch, path) {
                     Ok(_) => {
@@ -386,6 +387,8 @@ pub(crate) fn carry_out<S: StorageWrite>(
                             path: path.clone(),
                             reason: why.clone(),
                         });
+                        drop(rep);
+                        super::runner::test_kill_hook();
                     }
                     // Written again by the registry between the scan and now: its copy
                     // is the same content (content-addressed) and wins; ours stays in the
@@ -397,9 +400,13 @@ pub(crate) fn carry_out<S: StorageWrite>(
                 if keep {
                     continue;
                 }
+                super::runner::test_delay_hook();
                 r.journal(entry("intent", "purge", path))?;
                 match r.storage.delete_quarantined(&batch, path) {
-                    Ok(_) => r.journal(entry("done", "purge", path))?,
+                    Ok(_) => {
+                        r.journal(entry("done", "purge", path))?;
+                        super::runner::test_kill_hook();
+                    }
                     Err(e) => r.skip(path, format!("fenced copy not deleted: {e}"))?,
                 }
             }

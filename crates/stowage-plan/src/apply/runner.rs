@@ -154,7 +154,7 @@ pub(crate) fn test_kill_hook() {
 /// A test hook: `STOWAGE_TEST_ACTION_DELAY_MS=N` sleeps before every removal, after its
 /// re-check, as a slow or very large store does anyway: the stress tests widen every race
 /// window between a check and the act it allows with it.
-fn test_delay_hook() {
+pub(crate) fn test_delay_hook() {
     if let Some(ms) = std::env::var("STOWAGE_TEST_ACTION_DELAY_MS")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
