@@ -55,13 +55,18 @@ fn real_tools(test: &str) -> bool {
         std::env::var_os("STOWAGE_REQUIRE_REAL").is_none(),
         "{missing:?} not installed and STOWAGE_REQUIRE_REAL is set: run scripts/install-test-deps.sh"
     );
-    eprintln!("\n*** SKIPPED {test}: {missing:?} not installed; run scripts/install-test-deps.sh ***\n");
+    eprintln!(
+        "\n*** SKIPPED {test}: {missing:?} not installed; run scripts/install-test-deps.sh ***\n"
+    );
     false
 }
 
 /// Whether this build's apply has the online flags (the issue-18 apply).
 fn has_online_apply() -> bool {
-    let o = Command::new(STOWAGE).args(["apply", "--help"]).output().unwrap();
+    let o = Command::new(STOWAGE)
+        .args(["apply", "--help"])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&o.stdout).contains("--settle")
 }
 
@@ -104,6 +109,17 @@ impl Collector {
         l.iter().map(|s| s.to_string()).collect()
     }
 
+    /// Lines that come early in the collector's work, before its blob phase ("midway").
+    fn midway_lines(self) -> Vec<String> {
+        let l: &[&str] = match self {
+            Collector::Online => &["settl"],
+            Collector::Offline | Collector::Today => &["re-scanning the storage"],
+            // It prints each repository as it marks it; keep/ sorts first.
+            Collector::RegistryGc => &["keep/"],
+        };
+        l.iter().map(|s| s.to_string()).collect()
+    }
+
     fn prepare(self) -> Vec<Invocation> {
         match self {
             Collector::RegistryGc => Vec::new(),
@@ -121,11 +137,22 @@ impl Collector {
             ]),
             Collector::Online => online_apply(cache),
             Collector::Offline => Invocation::new(&[
-                STOWAGE, "--storage", "{storage}", "apply", "{plan}", "--yes", "--offline",
+                STOWAGE,
+                "--storage",
+                "{storage}",
+                "apply",
+                "{plan}",
+                "--yes",
+                "--offline",
             ]),
-            Collector::Today => {
-                Invocation::new(&[STOWAGE, "--storage", "{storage}", "apply", "{plan}", "--yes"])
-            }
+            Collector::Today => Invocation::new(&[
+                STOWAGE,
+                "--storage",
+                "{storage}",
+                "apply",
+                "{plan}",
+                "--yes",
+            ]),
         };
         match delay_ms {
             Some(ms) => inv.env("STOWAGE_TEST_ACTION_DELAY_MS", &ms.to_string()),
@@ -150,8 +177,19 @@ fn gc_plan() -> Invocation {
 fn online_apply(cache: BlobCache) -> Invocation {
     let settle = var("SETTLE", "2s");
     let mut args = vec![
-        STOWAGE, "--storage", "{storage}", "apply", "{plan}", "--yes", "--settle", &settle,
-        "--registry-cache", cache.name(), "--registry-url", "{url}", "--quarantine",
+        STOWAGE,
+        "--storage",
+        "{storage}",
+        "apply",
+        "{plan}",
+        "--yes",
+        "--settle",
+        &settle,
+        "--registry-cache",
+        cache.name(),
+        "--registry-url",
+        "{url}",
+        "--quarantine",
         "{quarantine}",
     ];
     if cache == BlobCache::InMemory {
@@ -165,11 +203,15 @@ fn scenario(c: Collector, i: usize) -> Scenario {
     let delay = num("DELAY_MS", 300) as u64;
     let (name, trigger, delay_ms) = match i % 4 {
         0 => ("start", Trigger::Start, None),
-        1 => ("midway", Trigger::After(Duration::from_millis(300)), None),
+        1 => ("midway", Trigger::Line(c.midway_lines()), None),
         2 => ("burst", Trigger::Line(c.burst_lines()), None),
         _ => ("burst+slow", Trigger::Line(c.burst_lines()), Some(delay)),
     };
-    let cache = if (i / 2) % 2 == 0 { BlobCache::InMemory } else { BlobCache::None };
+    let cache = if (i / 2).is_multiple_of(2) {
+        BlobCache::InMemory
+    } else {
+        BlobCache::None
+    };
     Scenario {
         label: format!("{} #{i} {name} cache={cache}", c.label()),
         seed: num("SEED", 18) as u64 + i as u64,
@@ -191,7 +233,11 @@ fn print_and_record(rows: &[Summary]) {
     eprintln!("\n{t}");
     if let Ok(path) = std::env::var("STOWAGE_STRESS_REPORT") {
         use std::io::Write as _;
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
         writeln!(f, "{t}").unwrap();
     }
 }
@@ -203,9 +249,13 @@ fn no_successful_push_is_broken_by_an_online_apply() {
     if !real_tools("no_successful_push_is_broken_by_an_online_apply") {
         return;
     }
-    let collectors: Vec<Collector> =
-        var("COLLECTORS", "online,registry-gc").split(',').map(Collector::parse).collect();
-    let online_needed = collectors.iter().any(|c| matches!(c, Collector::Online | Collector::Offline));
+    let collectors: Vec<Collector> = var("COLLECTORS", "online,registry-gc")
+        .split(',')
+        .map(Collector::parse)
+        .collect();
+    let online_needed = collectors
+        .iter()
+        .any(|c| matches!(c, Collector::Online | Collector::Offline));
     assert!(
         !online_needed || has_online_apply(),
         "this build's `stowage apply` has no --settle: the online apply (issue 18) has not landed; \
@@ -215,7 +265,10 @@ fn no_successful_push_is_broken_by_an_online_apply() {
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for &c in &collectors {
-        let mut sum = Summary { collector: c.label().to_string(), ..Summary::default() };
+        let mut sum = Summary {
+            collector: c.label().to_string(),
+            ..Summary::default()
+        };
         for i in 0..runs {
             let r = stress::run(&scenario(c, i));
             eprintln!("{}", one_line(&r));
@@ -227,7 +280,11 @@ fn no_successful_push_is_broken_by_an_online_apply() {
         rows.push(sum);
     }
     print_and_record(&rows);
-    assert!(failures.is_empty(), "the online apply failed its guarantee:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "the online apply failed its guarantee:\n{}",
+        failures.join("\n")
+    );
 }
 
 fn one_line(r: &RunResult) -> String {
@@ -258,7 +315,12 @@ fn online_problems(r: &RunResult) -> Vec<String> {
     }
     let last = r.invocations.last().unwrap();
     if last.exit != Some(0) {
-        p.push(format!("{}: apply exited {:?}\n{}", r.label, last.exit, r.explain()));
+        p.push(format!(
+            "{}: apply exited {:?}\n{}",
+            r.label,
+            last.exit,
+            r.explain()
+        ));
     }
     if r.garbage_removed != r.garbage_total {
         p.push(format!(
@@ -327,23 +389,37 @@ fn registry_inmemory_cache_answers_for_deleted_blobs_until_restarted() {
     }
     for cache in [BlobCache::InMemory, BlobCache::None] {
         let dir = tempfile::tempdir().unwrap();
-        let reg = Registry::start(&dir.path().join("storage"), &dir.path().join("serve"), cache);
+        let reg = Registry::start(
+            &dir.path().join("storage"),
+            &dir.path().join("serve"),
+            cache,
+        );
         let images = Images::generate(&dir.path().join("oci"), 1, 7, "cache");
         let img = &images.list[0];
         let skopeo = Skopeo::new(&dir.path().join("skopeo"));
-        skopeo.push(&images, &img.name, &reg.host(), "exp/a:v1").unwrap();
+        skopeo
+            .push(&images, &img.name, &reg.host(), "exp/a:v1")
+            .unwrap();
         let api = Api::new(&reg.host());
         let layer = &img.blobs[1];
         let size = std::fs::metadata(images.blob_file(layer)).unwrap().len();
         let mut seen = vec![format!("before: {:?}", blob_answers(&reg, "exp/a", layer))];
         let hex = layer.trim_start_matches("sha256:");
         std::fs::remove_dir_all(
-            dir.path().join("storage/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex),
+            dir.path()
+                .join("storage/docker/registry/v2/blobs/sha256")
+                .join(&hex[..2])
+                .join(hex),
         )
         .unwrap();
         seen.push(format!("deleted: {:?}", blob_answers(&reg, "exp/a", layer)));
-        let mount = format!("{}/v2/exp/b/blobs/uploads/?mount={layer}&from=exp/a", reg.url());
-        let mounted = stress::client::http("POST", &mount, &[], None).unwrap().status;
+        let mount = format!(
+            "{}/v2/exp/b/blobs/uploads/?mount={layer}&from=exp/a",
+            reg.url()
+        );
+        let mounted = stress::client::http("POST", &mount, &[], None)
+            .unwrap()
+            .status;
         seen.push(format!("mount into exp/b: {mounted}"));
         let put = api.put_manifest("exp/a", "v2", &img.digest, &images.blob_file(&img.digest));
         seen.push(format!("manifest PUT: {}", put.is_ok()));
@@ -351,7 +427,10 @@ fn registry_inmemory_cache_answers_for_deleted_blobs_until_restarted() {
         let pulled = skopeo.pull_check(&reg.host(), "exp/a:v2", &img.digest, &scratch);
         seen.push(format!("pull of the new tag: {}", pulled.is_ok()));
         reg.restart();
-        seen.push(format!("restarted: {:?}", blob_answers(&reg, "exp/a", layer)));
+        seen.push(format!(
+            "restarted: {:?}",
+            blob_answers(&reg, "exp/a", layer)
+        ));
         let put = api.put_manifest("exp/a", "v3", &img.digest, &images.blob_file(&img.digest));
         seen.push(format!("manifest PUT after restart: {}", put.is_ok()));
         let before = format!("before: (200, \"200 content-length={size} received={size}\")");
@@ -381,6 +460,9 @@ fn registry_inmemory_cache_answers_for_deleted_blobs_until_restarted() {
                 "manifest PUT after restart: false".into(),
             ],
         };
-        assert_eq!(seen, want, "registry 2.8 with blobdescriptor cache {cache} answered differently");
+        assert_eq!(
+            seen, want,
+            "registry 2.8 with blobdescriptor cache {cache} answered differently"
+        );
     }
 }

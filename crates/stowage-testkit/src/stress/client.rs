@@ -90,24 +90,31 @@ impl Skopeo {
 
     fn cmd(&self) -> Command {
         let mut c = Command::new("skopeo");
-        c.env("CONTAINERS_REGISTRIES_CONF", self.dir.join("registries.conf"))
-            .arg("--policy")
-            .arg(self.dir.join("policy.json"))
-            .arg("--registries.d")
-            .arg(self.dir.join("registries.d"))
-            .arg("--tmpdir")
-            .arg(self.dir.join("tmp"))
-            .arg("copy")
-            .arg("--quiet");
+        c.env(
+            "CONTAINERS_REGISTRIES_CONF",
+            self.dir.join("registries.conf"),
+        )
+        .arg("--policy")
+        .arg(self.dir.join("policy.json"))
+        .arg("--registries.d")
+        .arg(self.dir.join("registries.d"))
+        .arg("--tmpdir")
+        .arg(self.dir.join("tmp"))
+        .arg("copy")
+        .arg("--quiet");
         c
     }
 
     /// `skopeo copy --preserve-digests oci:LAYOUT:NAME docker://HOST/DEST`; Ok when exit 0.
     pub fn push(&self, images: &Images, name: &str, host: &str, dest: &str) -> Result<(), String> {
         let mut c = self.cmd();
-        c.args(["--dest-tls-verify=false", "--dest-no-creds", "--preserve-digests"])
-            .arg(format!("oci:{}:{name}", images.layout.display()))
-            .arg(format!("docker://{host}/{dest}"));
+        c.args([
+            "--dest-tls-verify=false",
+            "--dest-no-creds",
+            "--preserve-digests",
+        ])
+        .arg(format!("oci:{}:{name}", images.layout.display()))
+        .arg(format!("docker://{host}/{dest}"));
         let o = proc::run(&mut c, SKOPEO_TIMEOUT, &format!("skopeo push {dest}"))?;
         if o.ok() {
             Ok(())
@@ -118,7 +125,13 @@ impl Skopeo {
 
     /// Pull `REF` completely (`skopeo copy --all`, which checks every blob's digest) into a
     /// scratch layout under `scratch`, and check the manifest digest is `want`.
-    pub fn pull_check(&self, host: &str, reference: &str, want: &str, scratch: &Path) -> Result<(), String> {
+    pub fn pull_check(
+        &self,
+        host: &str,
+        reference: &str,
+        want: &str,
+        scratch: &Path,
+    ) -> Result<(), String> {
         let _ = std::fs::remove_dir_all(scratch);
         let mut c = self.cmd();
         c.args(["--all", "--src-tls-verify=false", "--src-no-creds"])
@@ -150,9 +163,23 @@ pub struct Resp {
 }
 
 /// One request with curl: `-i` output split into the status, two headers and the body.
-pub fn http(method: &str, url: &str, headers: &[String], body: Option<&Path>) -> Result<Resp, String> {
+pub fn http(
+    method: &str,
+    url: &str,
+    headers: &[String],
+    body: Option<&Path>,
+) -> Result<Resp, String> {
     let mut c = Command::new("curl");
-    c.args(["-sS", "-i", "--max-time", CURL_TIMEOUT_S, "-H", "Expect:", "-X", method]);
+    c.args([
+        "-sS",
+        "-i",
+        "--max-time",
+        CURL_TIMEOUT_S,
+        "-H",
+        "Expect:",
+        "-X",
+        method,
+    ]);
     if method == "HEAD" {
         c.arg("-I");
     }
@@ -163,7 +190,11 @@ pub fn http(method: &str, url: &str, headers: &[String], body: Option<&Path>) ->
         c.arg("--data-binary").arg(format!("@{}", f.display()));
     }
     c.arg(url);
-    let o = proc::run(&mut c, Duration::from_secs(40), &format!("curl {method} {url}"))?;
+    let o = proc::run(
+        &mut c,
+        Duration::from_secs(40),
+        &format!("curl {method} {url}"),
+    )?;
     if !o.ok() {
         return Err(format!("curl {method} {url}: {}", o.stderr.trim()));
     }
@@ -219,23 +250,45 @@ impl Api {
 
     /// `HEAD /v2/<repo>/blobs/<digest>`'s status.
     pub fn head_blob(&self, repo: &str, digest: &str) -> Result<u16, String> {
-        Ok(http("HEAD", &format!("{}/v2/{repo}/blobs/{digest}", self.base), &[], None)?.status)
+        Ok(http(
+            "HEAD",
+            &format!("{}/v2/{repo}/blobs/{digest}", self.base),
+            &[],
+            None,
+        )?
+        .status)
     }
 
     /// `DELETE /v2/<repo>/manifests/<digest>`: 202 expected.
     pub fn delete_manifest(&self, repo: &str, digest: &str) -> Result<(), String> {
         let url = format!("{}/v2/{repo}/manifests/{digest}", self.base);
-        expect(http("DELETE", &url, &[], None)?, 202, &format!("DELETE {repo}@{digest}")).map(|_| ())
+        expect(
+            http("DELETE", &url, &[], None)?,
+            202,
+            &format!("DELETE {repo}@{digest}"),
+        )
+        .map(|_| ())
     }
 
     /// Monolithic upload: POST, then PUT the bytes with `?digest=`. 201 expected.
     pub fn upload(&self, repo: &str, digest: &str, file: &Path) -> Result<(), String> {
-        let r = http("POST", &format!("{}/v2/{repo}/blobs/uploads/", self.base), &[], None)?;
+        let r = http(
+            "POST",
+            &format!("{}/v2/{repo}/blobs/uploads/", self.base),
+            &[],
+            None,
+        )?;
         let r = expect(r, 202, &format!("POST upload {repo}"))?;
         self.finish_upload(repo, r.location.as_deref(), digest, file)
     }
 
-    fn finish_upload(&self, repo: &str, location: Option<&str>, digest: &str, file: &Path) -> Result<(), String> {
+    fn finish_upload(
+        &self,
+        repo: &str,
+        location: Option<&str>,
+        digest: &str,
+        file: &Path,
+    ) -> Result<(), String> {
         let loc = self.abs(location.ok_or_else(|| format!("upload to {repo}: no Location"))?);
         let sep = if loc.contains('?') { '&' } else { '?' };
         let r = http(
@@ -249,24 +302,51 @@ impl Api {
 
     /// Cross-repository mount; returns true when mounted (201). When the registry answers 202
     /// (it started an upload instead), the upload is completed with `file`, as clients do.
-    pub fn mount_or_upload(&self, repo: &str, digest: &str, from: &str, file: &Path) -> Result<bool, String> {
-        let url = format!("{}/v2/{repo}/blobs/uploads/?mount={digest}&from={from}", self.base);
+    pub fn mount_or_upload(
+        &self,
+        repo: &str,
+        digest: &str,
+        from: &str,
+        file: &Path,
+    ) -> Result<bool, String> {
+        let url = format!(
+            "{}/v2/{repo}/blobs/uploads/?mount={digest}&from={from}",
+            self.base
+        );
         let r = http("POST", &url, &[], None)?;
         match r.status {
             201 => Ok(true),
-            202 => self.finish_upload(repo, r.location.as_deref(), digest, file).map(|_| false),
-            s => Err(format!("POST mount {digest} {from} -> {repo}: HTTP {s} {}", r.body.trim())),
+            202 => self
+                .finish_upload(repo, r.location.as_deref(), digest, file)
+                .map(|_| false),
+            s => Err(format!(
+                "POST mount {digest} {from} -> {repo}: HTTP {s} {}",
+                r.body.trim()
+            )),
         }
     }
 
     /// `PUT /v2/<repo>/manifests/<tag>`: 201 with the expected digest.
-    pub fn put_manifest(&self, repo: &str, tag: &str, digest: &str, file: &Path) -> Result<(), String> {
+    pub fn put_manifest(
+        &self,
+        repo: &str,
+        tag: &str,
+        digest: &str,
+        file: &Path,
+    ) -> Result<(), String> {
         let url = format!("{}/v2/{repo}/manifests/{tag}", self.base);
-        let r = http("PUT", &url, &[format!("Content-Type: {OCI_MANIFEST}")], Some(file))?;
+        let r = http(
+            "PUT",
+            &url,
+            &[format!("Content-Type: {OCI_MANIFEST}")],
+            Some(file),
+        )?;
         let r = expect(r, 201, &format!("PUT manifest {repo}:{tag}"))?;
         match r.digest {
             Some(d) if d == digest => Ok(()),
-            d => Err(format!("PUT manifest {repo}:{tag}: registry says digest {d:?}, pushed {digest}")),
+            d => Err(format!(
+                "PUT manifest {repo}:{tag}: registry says digest {d:?}, pushed {digest}"
+            )),
         }
     }
 }

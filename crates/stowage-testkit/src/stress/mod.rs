@@ -23,7 +23,7 @@
 //! the registry on its port), `{quarantine}`, `{work}`.
 //!
 //! Every wait has a timeout, every child is killed on drop, everything lives in one temporary
-//! directory (kept on failure when `STOWAGE_STRESS_KEEP=1`).
+//! directory (kept, registry stopped, when `STOWAGE_STRESS_KEEP` is set).
 
 pub mod client;
 pub mod proc;
@@ -146,7 +146,9 @@ fn push_all(skopeo: &Skopeo, images: &Images, host: &str, dest: &dyn Fn(usize) -
             s.spawn(move || {
                 for (i, d) in dests.iter().enumerate().filter(|(i, _)| i % 2 == half) {
                     let name = &images.list[i].name;
-                    skopeo.push(images, name, host, d).unwrap_or_else(|e| panic!("setup: {e}"));
+                    skopeo
+                        .push(images, name, host, d)
+                        .unwrap_or_else(|e| panic!("setup: {e}"));
                 }
             });
         }
@@ -161,7 +163,10 @@ pub fn age(root: &Path, ago: Duration) {
         .saturating_sub(ago)
         .as_secs();
     let mut c = Command::new("find");
-    c.arg(root).args(["-exec", "touch", "-h", "-d"]).arg(format!("@{t}")).args(["{}", "+"]);
+    c.arg(root)
+        .args(["-exec", "touch", "-h", "-d"])
+        .arg(format!("@{t}"))
+        .args(["{}", "+"]);
     let o = proc::run(&mut c, Duration::from_secs(120), "find -exec touch").unwrap();
     assert!(o.ok(), "ageing {} failed: {}", root.display(), o.stderr);
 }
@@ -177,7 +182,10 @@ pub struct Setup {
 }
 
 pub fn setup(sc: &Scenario) -> Setup {
-    let dir = tempfile::Builder::new().prefix("stowage-stress.").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("stowage-stress.")
+        .tempdir()
+        .unwrap();
     let work = dir.path().to_path_buf();
     let places = Places {
         storage: work.join("storage"),
@@ -190,7 +198,9 @@ pub fn setup(sc: &Scenario) -> Setup {
     let victims = Images::generate(&work.join("oci-victims"), sc.victims, sc.seed, "vic");
     let others = Images::generate(&work.join("oci-kept"), sc.others, sc.seed, "keep");
     let host = registry.host();
-    push_all(&skopeo, &victims, &host, &|i| format!("{}:v1", victim_repo(i)));
+    push_all(&skopeo, &victims, &host, &|i| {
+        format!("{}:v1", victim_repo(i))
+    });
     push_all(&skopeo, &others, &host, &|i| format!("{}:v1", kept_repo(i)));
     let api = Api::new(&host);
     for (i, img) in victims.list.iter().enumerate() {
@@ -218,7 +228,8 @@ pub fn setup(sc: &Scenario) -> Setup {
 fn prepare(sc: &Scenario, st: &Setup) {
     for inv in &sc.prepare {
         let mut c = st.places.command(&st.registry, inv);
-        let o = proc::run(&mut c, sc.timeout, &inv.args.join(" ")).unwrap_or_else(|e| panic!("{e}"));
+        let o =
+            proc::run(&mut c, sc.timeout, &inv.args.join(" ")).unwrap_or_else(|e| panic!("{e}"));
         assert!(
             o.ok(),
             "[{}] prepare step {:?} failed ({}):\n{}\n{}",
@@ -250,7 +261,8 @@ fn collect(sc: &Scenario, st: &Setup, gate: &Gate, start: Instant) -> Vec<Invoca
     for inv in &sc.collect {
         let mut c = st.places.command(&st.registry, inv);
         let what = format!("[{}] {}", sc.label, inv.args.join(" "));
-        let mut child = proc::Streamed::spawn(&mut c, &what, start).unwrap_or_else(|e| panic!("{e}"));
+        let mut child =
+            proc::Streamed::spawn(&mut c, &what, start).unwrap_or_else(|e| panic!("{e}"));
         if matches!(sc.trigger, Trigger::Start) {
             gate.open(start.elapsed());
         }
@@ -312,7 +324,12 @@ pub fn render(lines: &[proc::Line]) -> String {
 }
 
 /// Pull `refs` (reference, digest) in 3 parallel threads; returns the failures.
-fn verify(skopeo: &Skopeo, host: &str, refs: &[(String, String)], scratch: &Path) -> Vec<(String, String)> {
+fn verify(
+    skopeo: &Skopeo,
+    host: &str,
+    refs: &[(String, String)],
+    scratch: &Path,
+) -> Vec<(String, String)> {
     let chunks: Vec<Vec<(String, String)>> = (0..3)
         .map(|k| refs.iter().skip(k).step_by(3).cloned().collect())
         .collect();
@@ -325,7 +342,9 @@ fn verify(skopeo: &Skopeo, host: &str, refs: &[(String, String)], scratch: &Path
                 s.spawn(move || {
                     chunk
                         .into_iter()
-                        .filter_map(|(r, d)| skopeo.pull_check(host, &r, &d, &dir).err().map(|e| (r, e)))
+                        .filter_map(|(r, d)| {
+                            skopeo.pull_check(host, &r, &d, &dir).err().map(|e| (r, e))
+                        })
                         .collect::<Vec<_>>()
                 })
             })
@@ -355,14 +374,23 @@ pub fn run(sc: &Scenario) -> RunResult {
     let push_threads = pushers::spawn_pushers(&clients, lists, gate.clone(), start, wait);
     let stop = Arc::new(AtomicBool::new(false));
     let kept = Arc::new(st.kept.clone());
-    let pull_threads =
-        pushers::spawn_pullers(&clients, sc.pullers, kept, &st.places.work, stop.clone(), start);
+    let pull_threads = pushers::spawn_pullers(
+        &clients,
+        sc.pullers,
+        kept,
+        &st.places.work,
+        stop.clone(),
+        start,
+    );
     let invocations = collect(sc, &st, &gate, start);
     let collected_at = start.elapsed();
     // The collector is done: release pushers whose trigger never fired (they then push into a
     // quiet registry, which the result records).
     gate.open(start.elapsed());
-    let pushes: Vec<PushOutcome> = push_threads.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let pushes: Vec<PushOutcome> = push_threads
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
     stop.store(true, Ordering::SeqCst);
     let (mut pulls, mut pull_failures) = (0, Vec::new());
     for h in pull_threads {
@@ -381,14 +409,28 @@ pub fn run(sc: &Scenario) -> RunResult {
     let host = st.registry.host();
     let broken = verify(&st.skopeo, &host, &refs, &st.places.work);
     let kept_broken = verify(&st.skopeo, &host, &st.kept, &st.places.work);
-    report::result(sc, &st, report::Observed {
-        pushes,
-        broken,
-        kept_broken,
-        pulls,
-        pull_failures,
-        invocations,
-        trigger_at: gate.opened_at(),
-        collected_at,
-    })
+    let r = report::result(
+        sc,
+        &st,
+        report::Observed {
+            pushes,
+            broken,
+            kept_broken,
+            pulls,
+            pull_failures,
+            invocations,
+            trigger_at: gate.opened_at(),
+            collected_at,
+        },
+    );
+    if std::env::var_os("STOWAGE_STRESS_KEEP").is_some() {
+        let Setup { dir, registry, .. } = st;
+        drop(registry);
+        eprintln!(
+            "[{}] STOWAGE_STRESS_KEEP: run directory kept: {}",
+            sc.label,
+            dir.keep().display()
+        );
+    }
+    r
 }

@@ -88,7 +88,10 @@ impl Gate {
     /// Wait until opened or `timeout`; true when opened.
     pub fn wait(&self, timeout: Duration) -> bool {
         let g = self.opened.lock().unwrap();
-        let (g, _) = self.cv.wait_timeout_while(g, timeout, |o| o.is_none()).unwrap();
+        let (g, _) = self
+            .cv
+            .wait_timeout_while(g, timeout, |o| o.is_none())
+            .unwrap();
         g.is_some()
     }
 }
@@ -103,7 +106,13 @@ pub fn mix(mut z: u64) -> u64 {
 
 /// The deterministic push list of pusher `p`: kinds rotate, images are drawn from the first
 /// `needed` victims.
-pub fn plan(seed: u64, p: usize, count: usize, needed: usize, victim_repo: &dyn Fn(usize) -> String) -> Vec<Push> {
+pub fn plan(
+    seed: u64,
+    p: usize,
+    count: usize,
+    needed: usize,
+    victim_repo: &dyn Fn(usize) -> String,
+) -> Vec<Push> {
     (0..count)
         .map(|j| {
             let kind = KINDS[(p + j) % KINDS.len()];
@@ -112,9 +121,17 @@ pub fn plan(seed: u64, p: usize, count: usize, needed: usize, victim_repo: &dyn 
                 PushKind::SkopeoOldRepo | PushKind::ApiOldRepo => {
                     (victim_repo(image), format!("p{p}-{j}"))
                 }
-                _ => (format!("stress/again/{}-p{p}-{j}", kind.name()), "v1".to_string()),
+                _ => (
+                    format!("stress/again/{}-p{p}-{j}", kind.name()),
+                    "v1".to_string(),
+                ),
             };
-            Push { kind, image, repo, tag }
+            Push {
+                kind,
+                image,
+                repo,
+                tag,
+            }
         })
         .collect()
 }
@@ -146,7 +163,8 @@ fn push_once(c: &Clients, push: &Push) -> Result<(), String> {
         PushKind::ApiMount => {
             let from = (c.victim_repo)(push.image);
             for b in &img.blobs {
-                c.api.mount_or_upload(&push.repo, b, &from, &c.images.blob_file(b))?;
+                c.api
+                    .mount_or_upload(&push.repo, b, &from, &c.images.blob_file(b))?;
             }
         }
         PushKind::ApiUpload => {
@@ -155,8 +173,12 @@ fn push_once(c: &Clients, push: &Push) -> Result<(), String> {
             }
         }
     }
-    c.api
-        .put_manifest(&push.repo, &push.tag, &img.digest, &c.images.blob_file(&img.digest))
+    c.api.put_manifest(
+        &push.repo,
+        &push.tag,
+        &img.digest,
+        &c.images.blob_file(&img.digest),
+    )
 }
 
 /// Start one thread per push list; each waits for the gate (at most `wait`), then pushes.

@@ -123,7 +123,9 @@ impl Registry {
             text.push_str(&t);
             n += 1;
         }
-        text.push_str(&std::fs::read_to_string(self.serve_dir.join("registry.log")).unwrap_or_default());
+        text.push_str(
+            &std::fs::read_to_string(self.serve_dir.join("registry.log")).unwrap_or_default(),
+        );
         text
     }
 
@@ -139,7 +141,10 @@ impl Drop for Registry {
     fn drop(&mut self) {
         // Only a PID that /proc says runs our config: PIDs get reused.
         if let Some(pid) = self.pid().filter(|p| self.is_ours(*p)) {
-            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
         }
     }
 }

@@ -52,14 +52,22 @@ impl RunResult {
             .iter()
             .filter_map(|p| {
                 let e = p.result.as_ref().err()?;
-                Some(format!("{}:{} ({}): {e}", p.push.repo, p.push.tag, p.push.kind.name()))
+                Some(format!(
+                    "{}:{} ({}): {e}",
+                    p.push.repo,
+                    p.push.tag,
+                    p.push.kind.name()
+                ))
             })
             .collect()
     }
 
     /// Pushes that started before the collector finished.
     pub fn raced(&self) -> usize {
-        self.pushes.iter().filter(|p| p.started < self.collected_at).count()
+        self.pushes
+            .iter()
+            .filter(|p| p.started < self.collected_at)
+            .count()
     }
 
     /// Everything needed to understand a failed run.
@@ -84,7 +92,11 @@ impl RunResult {
                 "collector {:?}: exit {:?}{}\n{}",
                 inv.args,
                 inv.exit,
-                if inv.killed_on_line { " (killed on its line)" } else { "" },
+                if inv.killed_on_line {
+                    " (killed on its line)"
+                } else {
+                    ""
+                },
                 render(&inv.output)
             );
         }
@@ -94,7 +106,10 @@ impl RunResult {
 
 fn mounts(log: &str) -> (usize, usize) {
     let mut n = (0, 0);
-    for l in log.lines().filter(|l| l.contains("\"POST /v2/") && l.contains("mount=")) {
+    for l in log
+        .lines()
+        .filter(|l| l.contains("\"POST /v2/") && l.contains("mount="))
+    {
         if l.contains("HTTP/1.1\" 201") {
             n.0 += 1;
         } else if l.contains("HTTP/1.1\" 202") {
@@ -105,7 +120,11 @@ fn mounts(log: &str) -> (usize, usize) {
 }
 
 pub(super) fn result(sc: &Scenario, st: &Setup, o: Observed) -> RunResult {
-    let by_ref = |r: &str| o.pushes.iter().find(|p| format!("{}:{}", p.push.repo, p.push.tag) == r);
+    let by_ref = |r: &str| {
+        o.pushes
+            .iter()
+            .find(|p| format!("{}:{}", p.push.repo, p.push.tag) == r)
+    };
     let broken = o
         .broken
         .iter()
@@ -123,7 +142,10 @@ pub(super) fn result(sc: &Scenario, st: &Setup, o: Observed) -> RunResult {
         .collect();
     let needed = sc.victims.div_ceil(2);
     let v2 = st.places.storage.join("docker/registry/v2/blobs/sha256");
-    let garbage: Vec<&String> = st.victims.list[needed..].iter().flat_map(|i| &i.blobs).collect();
+    let garbage: Vec<&String> = st.victims.list[needed..]
+        .iter()
+        .flat_map(|i| &i.blobs)
+        .collect();
     let garbage_removed = garbage
         .iter()
         .filter(|d| {
@@ -136,7 +158,11 @@ pub(super) fn result(sc: &Scenario, st: &Setup, o: Observed) -> RunResult {
         label: sc.label.clone(),
         pushes: o.pushes,
         broken,
-        kept_broken: o.kept_broken.iter().map(|(r, e)| format!("{r} (kept): {e}")).collect(),
+        kept_broken: o
+            .kept_broken
+            .iter()
+            .map(|(r, e)| format!("{r} (kept): {e}"))
+            .collect(),
         pulls: o.pulls,
         pull_failures: o.pull_failures,
         invocations: o.invocations,
