@@ -16,6 +16,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -102,7 +103,8 @@ impl Collector {
 
     fn burst_lines(self) -> Vec<String> {
         let l: &[&str] = match self {
-            Collector::Online => &["fenc"],
+            // The online apply's first line says that targets are "fenced": not a trigger.
+            Collector::Online => &["re-scanning before removing blobs", "fencing "],
             Collector::Offline | Collector::Today => &["re-scanning before removing blobs"],
             Collector::RegistryGc => &["blobs marked"],
         };
@@ -112,7 +114,7 @@ impl Collector {
     /// Lines that come early in the collector's work, before its blob phase ("midway").
     fn midway_lines(self) -> Vec<String> {
         let l: &[&str] = match self {
-            Collector::Online => &["settl"],
+            Collector::Online => &["settling"],
             Collector::Offline | Collector::Today => &["re-scanning the storage"],
             // It prints each repository as it marks it; keep/ sorts first.
             Collector::RegistryGc => &["keep/"],
@@ -331,6 +333,38 @@ fn online_problems(r: &RunResult) -> Vec<String> {
     p
 }
 
+/// The harness can see breakage at all: the registry's own GC under its `inmemory` cache, with
+/// every push after the GC (the cache still claims the deleted blobs, so the registry accepts
+/// pushes that skip or mount them), must leave broken images that the harness reports, and
+/// no kept image broken. A harness that never sees a broken image would prove nothing.
+#[test]
+fn the_harness_sees_what_the_registry_gc_breaks_under_its_inmemory_cache() {
+    if !real_tools("the_harness_sees_what_the_registry_gc_breaks_under_its_inmemory_cache") {
+        return;
+    }
+    let mut sc = scenario(Collector::RegistryGc, 0);
+    sc.label = "registry GC, then pushes (inmemory cache)".into();
+    sc.cache = BlobCache::InMemory;
+    (
+        sc.victims,
+        sc.others,
+        sc.pushers,
+        sc.pushes_per_pusher,
+        sc.pullers,
+    ) = (4, 2, 2, 5, 0);
+    // Never matches: the pushers start when the GC has finished.
+    sc.trigger = Trigger::Line(vec!["\u{0}".into()]);
+    let r = stress::run(&sc);
+    eprintln!("{}", r.explain());
+    assert!(
+        !r.broken.is_empty(),
+        "the harness saw nothing broken:\n{}",
+        r.explain()
+    );
+    assert!(r.kept_broken.is_empty(), "{}", r.explain());
+    assert_eq!(r.garbage_removed, r.garbage_total, "{}", r.explain());
+}
+
 /// Kill -9 while the apply says it is settling, then kill it again after a few actions of the
 /// resumed run, then let a third run finish, with pushers and pullers busy throughout: the
 /// apply converges (every garbage blob nobody pushed again is gone) and nothing is lost
@@ -344,7 +378,7 @@ fn kill_9_while_settling_and_after_then_resume_converges() {
         has_online_apply(),
         "this build's `stowage apply` has no --settle: the online apply (issue 18) has not landed"
     );
-    let settling = var("SETTLE_LINE", "settl");
+    let settling = var("SETTLE_LINE", "settling");
     let cache = BlobCache::InMemory;
     let mut sc = scenario(Collector::Online, 0);
     sc.label = format!("kill -9 while settling, then after 3 actions, then resume; cache={cache}");
@@ -379,6 +413,34 @@ fn blob_answers(reg: &Registry, repo: &str, digest: &str) -> (u16, String) {
     (head, o.stdout.trim().to_string())
 }
 
+/// Push the second image to `exp/m:v1`, delete its manifest through the API and its data
+/// from the storage (as a GC does), then PUT the same manifest again (all its layers are
+/// there): the PUT's answer, and what a GET of the new tag answers.
+fn manifest_blob_deleted(reg: &Registry, images: &Images, skopeo: &Skopeo, dir: &Path) -> String {
+    let img = &images.list[1];
+    skopeo
+        .push(images, &img.name, &reg.host(), "exp/m:v1")
+        .unwrap();
+    let api = Api::new(&reg.host());
+    api.delete_manifest("exp/m", &img.digest).unwrap();
+    let hex = img.digest.trim_start_matches("sha256:");
+    let v2 = dir.join("storage/docker/registry/v2/blobs/sha256");
+    std::fs::remove_dir_all(v2.join(&hex[..2]).join(hex)).unwrap();
+    let put = api.put_manifest("exp/m", "v2", &img.digest, &images.blob_file(&img.digest));
+    let get = stress::client::http(
+        "GET",
+        &format!("{}/v2/exp/m/manifests/v2", reg.url()),
+        &[format!("Accept: {}", stress::client::OCI_MANIFEST)],
+        None,
+    )
+    .unwrap();
+    format!(
+        "re-pushed deleted manifest: PUT {}, GET {}",
+        put.is_ok(),
+        get.status
+    )
+}
+
 /// What registry 2.8 answers about a blob whose files were deleted under it, with and without
 /// its `inmemory` blob descriptor cache (issue 18 asks to establish this by experiment; if a
 /// registry update changes any of it, this test says what changed).
@@ -394,7 +456,7 @@ fn registry_inmemory_cache_answers_for_deleted_blobs_until_restarted() {
             &dir.path().join("serve"),
             cache,
         );
-        let images = Images::generate(&dir.path().join("oci"), 1, 7, "cache");
+        let images = Images::generate(&dir.path().join("oci"), 2, 7, "cache");
         let img = &images.list[0];
         let skopeo = Skopeo::new(&dir.path().join("skopeo"));
         skopeo
@@ -426,6 +488,7 @@ fn registry_inmemory_cache_answers_for_deleted_blobs_until_restarted() {
         let scratch = dir.path().join("pull");
         let pulled = skopeo.pull_check(&reg.host(), "exp/a:v2", &img.digest, &scratch);
         seen.push(format!("pull of the new tag: {}", pulled.is_ok()));
+        seen.push(manifest_blob_deleted(&reg, &images, &skopeo, dir.path()));
         reg.restart();
         seen.push(format!(
             "restarted: {:?}",
@@ -445,6 +508,10 @@ fn registry_inmemory_cache_answers_for_deleted_blobs_until_restarted() {
                 // A manifest naming it is accepted: a successful push of a broken image.
                 "manifest PUT: true".into(),
                 "pull of the new tag: false".into(),
+                // A manifest deleted through the API, its data deleted by a GC, pushed again
+                // in full: 201, the link is written, the data is NOT (the cache says the
+                // manifest's blob exists), so the new tag is "manifest unknown".
+                "re-pushed deleted manifest: PUT true, GET 404".into(),
                 "restarted: (404, \"404 content-length=157 received=157\")".into(),
                 "manifest PUT after restart: false".into(),
             ],
@@ -456,6 +523,7 @@ fn registry_inmemory_cache_answers_for_deleted_blobs_until_restarted() {
                 "mount into exp/b: 202".into(),
                 "manifest PUT: false".into(),
                 "pull of the new tag: false".into(),
+                "re-pushed deleted manifest: PUT true, GET 200".into(),
                 "restarted: (404, \"404 content-length=157 received=157\")".into(),
                 "manifest PUT after restart: false".into(),
             ],
