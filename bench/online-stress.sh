@@ -9,7 +9,8 @@
 #   RUNS=40 IMAGES=50 PUSHERS=6 PUSHES=8 bench/online-stress.sh
 #   COLLECTORS=today,registry-gc bench/online-stress.sh    the apply of before online (no new flags)
 #
-# Environment: RUNS, IMAGES (garbage images per run), KEPT (tagged images that stay), PUSHERS,
+# Environment: RUNS, IMAGES (garbage images per run), KEPT (tagged images that stay), BULK (more
+# tagged repositories, copies of a kept one, so scans take realistic time), PUSHERS,
 # PUSHES (per pusher), PULLERS, SEED, SETTLE (the online apply's --settle), DELAY_MS (the slow
 # hook of the burst+slow runs), COLLECTORS (comma list of online, offline, today, registry-gc;
 # default online,offline,registry-gc). Runs rotate through four interleavings (pushes from the
@@ -30,6 +31,7 @@ export STOWAGE_STRESS_KEPT=${KEPT:-5}
 export STOWAGE_STRESS_PUSHERS=${PUSHERS:-4}
 export STOWAGE_STRESS_PUSHES=${PUSHES:-8}
 export STOWAGE_STRESS_PULLERS=${PULLERS:-2}
+export STOWAGE_STRESS_BULK=${BULK:-1000}
 export STOWAGE_STRESS_SEED=${SEED:-18}
 export STOWAGE_STRESS_SETTLE=${SETTLE:-2s}
 export STOWAGE_STRESS_DELAY_MS=${DELAY_MS:-500}

@@ -9,6 +9,7 @@
 //! Sizes (small defaults for CI): `STOWAGE_STRESS_RUNS` (per collector, 4), `_IMAGES` (garbage
 //! images, 6), `_KEPT` (3), `_PUSHERS` (3), `_PUSHES` (per pusher, 4), `_PULLERS` (1), `_SEED`
 //! (18), `_SETTLE` (apply's `--settle`, 2s), `_DELAY_MS` (the slow-hook runs' delay, 300),
+//! `_BULK` (extra tagged repositories that make scans slower, 0),
 //! `_COLLECTORS` (`online,registry-gc`; also `offline`, and `today`: the apply command line of
 //! before the online apply, no new flags), `_REPORT` (a file the table is appended to).
 //! The tests need docker-registry and skopeo: missing, they say so and end early, unless
@@ -222,6 +223,7 @@ fn scenario(c: Collector, i: usize) -> Scenario {
         pushers: num("PUSHERS", 3),
         pushes_per_pusher: num("PUSHES", 4),
         pullers: num("PULLERS", 1),
+        bulk: num("BULK", 0),
         cache,
         trigger,
         prepare: c.prepare(),
@@ -292,7 +294,8 @@ fn no_successful_push_is_broken_by_an_online_apply() {
 fn one_line(r: &RunResult) -> String {
     format!(
         "{}: {} pushes ok ({} started during GC, {} failed visibly), {} broken, {} kept broken, \
-         {} pulls ({} failed), garbage removed {}/{}, mounts 201/202: {}/{}, collector exit {:?}",
+         {} pulls ({} failed), garbage removed {}/{}, mounts 201/202: {}/{}, collector exit {:?}, \
+         phases {:?}",
         r.label,
         r.succeeded(),
         r.raced(),
@@ -305,7 +308,8 @@ fn one_line(r: &RunResult) -> String {
         r.garbage_total,
         r.mounts_201,
         r.mounts_202,
-        r.invocations.iter().map(|i| i.exit).collect::<Vec<_>>()
+        r.invocations.iter().map(|i| i.exit).collect::<Vec<_>>(),
+        r.phases
     )
 }
 

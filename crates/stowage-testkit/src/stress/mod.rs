@@ -91,6 +91,9 @@ pub struct Scenario {
     pub pushers: usize,
     pub pushes_per_pusher: usize,
     pub pullers: usize,
+    /// Extra tagged repositories (copies of the first kept one, written straight into the
+    /// storage as the registry would have), so that scans take realistic time.
+    pub bulk: usize,
     pub cache: BlobCache,
     pub trigger: Trigger,
     pub prepare: Vec<Invocation>,
@@ -171,6 +174,30 @@ pub fn age(root: &Path, ago: Duration) {
     assert!(o.ok(), "ageing {} failed: {}", root.display(), o.stderr);
 }
 
+/// `n` copies of repository `from` as `bulk/r-NNNNN` (same links, same tag).
+fn bulk(storage: &Path, from: &str, n: usize) {
+    let repos = storage.join("docker/registry/v2/repositories");
+    let src = repos.join(from);
+    let dst = repos.join("bulk");
+    std::fs::create_dir_all(&dst).unwrap();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let mut c = Command::new("bash");
+        c.arg("-c")
+            .arg(r#"src=$1; dst=$2; shift 2; for i; do cp -r "$src" "$dst/r-$i"; done"#)
+            .arg("bash")
+            .arg(&src)
+            .arg(&dst)
+            .args(chunk.iter().map(|i| format!("{i:05}")));
+        let o = proc::run(
+            &mut c,
+            Duration::from_secs(300),
+            "copying bulk repositories",
+        )
+        .unwrap();
+        assert!(o.ok(), "copying bulk repositories: {}", o.stderr);
+    }
+}
+
 /// The set-up of a run: registry, images pushed, victims deleted, tree aged.
 pub struct Setup {
     pub dir: tempfile::TempDir,
@@ -206,6 +233,9 @@ pub fn setup(sc: &Scenario) -> Setup {
     for (i, img) in victims.list.iter().enumerate() {
         api.delete_manifest(&victim_repo(i), &img.digest)
             .unwrap_or_else(|e| panic!("setup: {e}"));
+    }
+    if sc.bulk > 0 {
+        bulk(&places.storage, &kept_repo(0), sc.bulk);
     }
     age(&places.storage, Duration::from_secs(2 * 3600));
     let kept = others
@@ -355,7 +385,9 @@ fn verify(
 
 /// One stress run; see the module docs.
 pub fn run(sc: &Scenario) -> RunResult {
+    let t0 = Instant::now();
     let st = setup(sc);
+    let t_setup = t0.elapsed();
     prepare(sc, &st);
     let needed = sc.victims.div_ceil(2);
     let clients = pushers::Clients {
@@ -398,9 +430,11 @@ pub fn run(sc: &Scenario) -> RunResult {
         pulls += n;
         pull_failures.extend(f);
     }
+    let t_collect = start.elapsed();
     if sc.cache != BlobCache::None {
         st.registry.restart();
     }
+    let t_verify = Instant::now();
     let refs: Vec<(String, String)> = pushes
         .iter()
         .filter(|p| p.result.is_ok())
@@ -421,6 +455,11 @@ pub fn run(sc: &Scenario) -> RunResult {
             invocations,
             trigger_at: gate.opened_at(),
             collected_at,
+            phases: vec![
+                ("setup", t_setup),
+                ("collect+pushes", t_collect),
+                ("verify", t_verify.elapsed()),
+            ],
         },
     );
     if std::env::var_os("STOWAGE_STRESS_KEEP").is_some() {

@@ -16,6 +16,7 @@ pub(super) struct Observed {
     pub invocations: Vec<InvocationOutcome>,
     pub trigger_at: Option<Duration>,
     pub collected_at: Duration,
+    pub phases: Vec<(&'static str, Duration)>,
 }
 
 /// The result of one run.
@@ -39,6 +40,8 @@ pub struct RunResult {
     /// Cross-repository mount requests in the registry's access log, by answer.
     pub mounts_201: usize,
     pub mounts_202: usize,
+    /// Wall time of the run's phases (informational, never asserted).
+    pub phases: Vec<(&'static str, Duration)>,
 }
 
 impl RunResult {
@@ -172,6 +175,7 @@ pub(super) fn result(sc: &Scenario, st: &Setup, o: Observed) -> RunResult {
         garbage_total: garbage.len(),
         mounts_201,
         mounts_202,
+        phases: o.phases,
     }
 }
 
