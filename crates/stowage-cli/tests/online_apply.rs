@@ -320,7 +320,8 @@ fn online_problems(r: &RunResult) -> Vec<String> {
         p.push(r.explain());
     }
     let last = r.invocations.last().unwrap();
-    if last.exit != Some(0) {
+    // 1 = some targets were kept because something needs them now (reported, not an error).
+    if !matches!(last.exit, Some(0 | 1)) {
         p.push(format!(
             "{}: apply exited {:?}\n{}",
             r.label,
