@@ -9,7 +9,8 @@
 //! Sizes (small defaults for CI): `STOWAGE_STRESS_RUNS` (per collector, 4), `_IMAGES` (garbage
 //! images, 6), `_KEPT` (3), `_PUSHERS` (3), `_PUSHES` (per pusher, 4), `_PULLERS` (1), `_SEED`
 //! (18), `_SETTLE` (apply's `--settle`, 2s), `_DELAY_MS` (the slow-hook runs' delay, 300),
-//! `_BULK` (extra tagged repositories that make scans slower, 0),
+//! `_BULK` (extra tagged repositories that make scans slower, 0), `_APPLY_ARGS` (more flags
+//! for the online apply),
 //! `_COLLECTORS` (`online,registry-gc`; also `offline`, and `today`: the apply command line of
 //! before the online apply, no new flags), `_REPORT` (a file the table is appended to).
 //! The tests need docker-registry and skopeo: missing, they say so and end early, unless
@@ -176,7 +177,9 @@ fn gc_plan() -> Invocation {
     ])
 }
 
-/// The online apply's command line for a registry with `cache`.
+/// The online apply's command line for a registry with `cache`: the default fence (its own
+/// quarantine batch) and the final delete, not `--quarantine`, which keeps what it fenced.
+/// `STOWAGE_STRESS_APPLY_ARGS` appends more (space-separated), e.g. `--keep-quarantine 7d`.
 fn online_apply(cache: BlobCache) -> Invocation {
     let settle = var("SETTLE", "2s");
     let mut args = vec![
@@ -192,12 +195,12 @@ fn online_apply(cache: BlobCache) -> Invocation {
         cache.name(),
         "--registry-url",
         "{url}",
-        "--quarantine",
-        "{quarantine}",
     ];
     if cache == BlobCache::InMemory {
         args.extend(["--registry-restart", "{restart}"]);
     }
+    let extra = var("APPLY_ARGS", "");
+    args.extend(extra.split_whitespace());
     Invocation::new(&args)
 }
 
