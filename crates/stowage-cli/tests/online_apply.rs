@@ -298,7 +298,7 @@ fn one_line(r: &RunResult) -> String {
     format!(
         "{}: {} pushes ok ({} started during GC, {} failed visibly), {} broken, {} kept broken, \
          {} pulls ({} failed), garbage removed {}/{}, mounts 201/202: {}/{}, collector exit {:?}, \
-         phases {:?}",
+         phases {:?}, visible failures {:?}",
         r.label,
         r.succeeded(),
         r.raced(),
@@ -312,7 +312,8 @@ fn one_line(r: &RunResult) -> String {
         r.mounts_201,
         r.mounts_202,
         r.invocations.iter().map(|i| i.exit).collect::<Vec<_>>(),
-        r.phases
+        r.phases,
+        r.failure_kinds()
     )
 }
 

@@ -65,6 +65,31 @@ impl RunResult {
             .collect()
     }
 
+    /// Visible push failures counted by kind: the push kind and the registry's error code (or
+    /// the tail of skopeo's message).
+    pub fn failure_kinds(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut m = std::collections::BTreeMap::new();
+        for p in &self.pushes {
+            let Err(e) = &p.result else { continue };
+            let code = e
+                .split("\"code\":\"")
+                .nth(1)
+                .and_then(|c| c.split('"').next())
+                .map(str::to_string)
+                .unwrap_or_else(|| {
+                    e.rsplit(": ")
+                        .next()
+                        .unwrap_or(e)
+                        .chars()
+                        .take(60)
+                        .collect()
+                });
+            *m.entry(format!("{} {code}", p.push.kind.name()))
+                .or_insert(0) += 1;
+        }
+        m
+    }
+
     /// Pushes that started before the collector finished.
     pub fn raced(&self) -> usize {
         self.pushes
@@ -88,6 +113,9 @@ impl RunResult {
         );
         for b in self.broken.iter().chain(&self.kept_broken) {
             let _ = writeln!(s, "  BROKEN {b}");
+        }
+        for f in self.failed() {
+            let _ = writeln!(s, "  failed visibly: {f}");
         }
         for inv in &self.invocations {
             let _ = writeln!(
