@@ -166,6 +166,39 @@ pub struct ApplyArgs {
     /// Retention plans: also delete the blobs the plan frees (exactly its preview).
     #[arg(long)]
     pub gc: bool,
+    /// The registry is stopped or read-only: delete directly, without the fence, settle
+    /// and verify steps of an online apply (the default).
+    #[arg(long)]
+    pub offline: bool,
+    /// Online: how long to wait after fencing the targets before verifying, longer than any
+    /// push request can take (default 60s).
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub settle: String,
+    /// The registry's blob descriptor cache (`storage.cache.blobdescriptor`), when
+    /// --registry-config is not given: none, inmemory or redis.
+    #[arg(long, value_name = "CACHE")]
+    pub registry_cache: Option<RegistryCacheArg>,
+    /// Online: the command that restarts the registry (run with `sh -c` after the fence,
+    /// waited for; needed with the inmemory cache), e.g. 'systemctl restart docker-registry'.
+    #[arg(long, value_name = "CMD")]
+    pub registry_restart: Option<String>,
+    /// Online: the registry's URL, to wait until it answers after --registry-restart.
+    #[arg(long, value_name = "URL")]
+    pub registry_url: Option<String>,
+    /// Online: keep the fenced targets in the quarantine batch instead of deleting them
+    /// (`stowage quarantine purge DIR --older-than AGE` deletes them later).
+    #[arg(long, value_name = "AGE")]
+    pub keep_quarantine: Option<String>,
+    /// Redis address for --registry-cache redis (host:port), when no registry config says.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:6379")]
+    pub redis_addr: String,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryCacheArg {
+    None,
+    Inmemory,
+    Redis,
 }
 
 #[derive(Args, Debug)]

@@ -95,6 +95,10 @@ fn quarantine_then_restore_gives_back_the_identical_tree() {
             "apply",
             plan.to_str().unwrap(),
             "--yes",
+            "--registry-cache",
+            "none",
+            "--settle",
+            "0s",
             "--quarantine",
             q.to_str().unwrap(),
         ],
@@ -141,7 +145,15 @@ fn apply_refuses_without_confirmation_and_for_another_storage() {
     let other = stowage_testkit::sample();
     let o = stowage(
         &other.rootdirectory(),
-        &["apply", plan.to_str().unwrap(), "--yes"],
+        &[
+            "apply",
+            plan.to_str().unwrap(),
+            "--yes",
+            "--registry-cache",
+            "none",
+            "--settle",
+            "0s",
+        ],
         &[],
     );
     assert_eq!(o.status.code(), Some(2));
@@ -213,7 +225,15 @@ fn an_interrupted_apply_resumes_to_the_same_tree_and_never_breaks_a_kept_image()
     assert_eq!(stowage(&reference, &a, &[]).status.code(), Some(0));
     let o = stowage(
         &reference,
-        &["apply", plan_ref.to_str().unwrap(), "--yes"],
+        &[
+            "apply",
+            plan_ref.to_str().unwrap(),
+            "--yes",
+            "--registry-cache",
+            "none",
+            "--settle",
+            "0s",
+        ],
         &[],
     );
     assert_eq!(
@@ -251,7 +271,15 @@ fn an_interrupted_apply_resumes_to_the_same_tree_and_never_breaks_a_kept_image()
     for kill_after in ["1", "4", "20"] {
         let o = stowage(
             &root,
-            &["apply", plan.to_str().unwrap(), "--yes"],
+            &[
+                "apply",
+                plan.to_str().unwrap(),
+                "--yes",
+                "--registry-cache",
+                "none",
+                "--settle",
+                "0s",
+            ],
             &[("STOWAGE_TEST_KILL_AFTER", kill_after)],
         );
         assert!(
@@ -267,7 +295,17 @@ fn an_interrupted_apply_resumes_to_the_same_tree_and_never_breaks_a_kept_image()
     }
     let o = stowage(
         &root,
-        &["apply", plan.to_str().unwrap(), "--yes", "--format", "json"],
+        &[
+            "apply",
+            plan.to_str().unwrap(),
+            "--yes",
+            "--registry-cache",
+            "none",
+            "--settle",
+            "0s",
+            "--format",
+            "json",
+        ],
         &[],
     );
     assert_eq!(

@@ -223,6 +223,10 @@ fn plan_apply_gc_quarantine_restore_against_the_real_registry() {
             "apply",
             plan_file.to_str().unwrap(),
             "--yes",
+            "--registry-cache",
+            "none",
+            "--settle",
+            "0s",
             "--gc",
             "--now",
             later,
@@ -259,6 +263,10 @@ fn plan_apply_gc_quarantine_restore_against_the_real_registry() {
             "apply",
             plan_file.to_str().unwrap(),
             "--yes",
+            "--registry-cache",
+            "none",
+            "--settle",
+            "0s",
             "--gc",
             "--quarantine",
             q.to_str().unwrap(),
@@ -345,7 +353,18 @@ fn a_blocked_plan_is_not_applied() {
         out.contains("BLOCKED") && out.contains("every image would be deleted"),
         "{out}"
     );
-    let a = stowage(&root, &["apply", plan_file.to_str().unwrap(), "--yes"]);
+    let a = stowage(
+        &root,
+        &[
+            "apply",
+            plan_file.to_str().unwrap(),
+            "--yes",
+            "--registry-cache",
+            "none",
+            "--settle",
+            "0s",
+        ],
+    );
     assert!(!a.status.success());
     assert!(String::from_utf8_lossy(&a.stderr).contains("blocked"));
     let server = Server::start(&root);

@@ -191,7 +191,19 @@ fn registry_on_s3_inventory_gc_apply_and_quarantine() {
     assert_eq!(plan_blobs(&plan), registry.blobs);
 
     // 3. Apply on S3; every kept image still pulls; the planned blobs are gone.
-    let o = stowage(cfg, &["apply", plan_path.to_str().unwrap(), "--yes"], &[]);
+    let o = stowage(
+        cfg,
+        &[
+            "apply",
+            plan_path.to_str().unwrap(),
+            "--yes",
+            "--registry-cache",
+            "none",
+            "--settle",
+            "0s",
+        ],
+        &[],
+    );
     let out = ok(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
     let server_after = Server::start_on(&section);
@@ -243,6 +255,10 @@ fn registry_on_s3_inventory_gc_apply_and_quarantine() {
             "apply",
             plan2.to_str().unwrap(),
             "--yes",
+            "--registry-cache",
+            "none",
+            "--settle",
+            "0s",
             "--quarantine",
             q.to_str().unwrap(),
         ],

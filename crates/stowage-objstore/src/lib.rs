@@ -656,6 +656,18 @@ impl StorageWrite for ObjectStorage {
         check_rel(path)
     }
 
+    fn delete_quarantined(&self, batch: &FsPath, path: &str) -> Result<bool, StorageError> {
+        check_rel(path)?;
+        let qroot = self.quarantine_root(batch)?;
+        let qfull = stowage_storage::join(&qroot, path);
+        let keys = self.keys_at(path, &qfull)?;
+        if keys.is_empty() {
+            return Ok(false);
+        }
+        self.delete_keys(path, keys)?;
+        Ok(true)
+    }
+
     fn check_quarantine(&self, dest: &FsPath) -> Result<(), StorageError> {
         self.quarantine_root(dest)?;
         // The batch directory stays local: it holds the journal and the batch record.

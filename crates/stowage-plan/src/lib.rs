@@ -18,6 +18,7 @@
 pub mod apply;
 pub mod gc;
 pub mod journal;
+pub mod keys;
 pub mod plan;
 pub mod quarantine;
 pub mod retention;

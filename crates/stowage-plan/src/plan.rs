@@ -184,7 +184,10 @@ impl Plan {
         // Parsed again from the text so an error names its line and column (a hand-edited
         // digest, a missing field). A key given twice is refused ("duplicate field"), where
         // a `Value` would have kept the last one.
-        serde_json::from_str(text).map_err(|e| PlanError::Invalid(e.to_string()))
+        let plan: Plan =
+            serde_json::from_str(text).map_err(|e| PlanError::Invalid(e.to_string()))?;
+        crate::keys::validate(&plan)?;
+        Ok(plan)
     }
 
     /// A short fingerprint of the plan's content (names journals and quarantine batches).
@@ -216,6 +219,15 @@ pub enum PlanError {
     Invalid(String),
     #[error("plan schema {0:?} is not {PLAN_SCHEMA:?}; this stowage cannot apply it")]
     Schema(String),
+    /// An entry whose storage key is not a key of its kind (`..`, a link, a path outside
+    /// the layout): the whole plan is refused, naming the entry.
+    #[error("not a valid plan: {entry}: {key:?} is not {expected} ({why})")]
+    Key {
+        entry: String,
+        key: String,
+        expected: &'static str,
+        why: String,
+    },
 }
 
 #[cfg(test)]

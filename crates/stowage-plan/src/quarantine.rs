@@ -87,7 +87,7 @@ pub fn restore<S: StorageWrite>(storage: &S, dir: &Path) -> std::io::Result<Rest
 }
 
 /// Whether a batch still holds any file besides its journal and batch record.
-fn holds_data(batch: &Path) -> std::io::Result<bool> {
+pub(crate) fn holds_data(batch: &Path) -> std::io::Result<bool> {
     let mut stack = vec![batch.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d)? {

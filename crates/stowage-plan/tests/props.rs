@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use stowage_graph::{Graph, Scratch};
 use stowage_model::inventory::{BlobId, Inventory};
 use stowage_model::time::Timestamp;
-use stowage_plan::apply::{ApplyOptions, apply};
+use stowage_plan::apply::{ApplyOptions, CacheStep, Mode, apply};
 use stowage_plan::{GcOptions, gc};
 use stowage_scan::{Progress, ScanOptions, scan};
 use stowage_storage::FsStorage;
@@ -103,8 +103,11 @@ proptest! {
 
         // Apply, then every tagged image (and every kept revision, without -m) is complete.
         let s = FsStorage::open(&root).unwrap();
+        // Online (fence, verify, delete): on a quiet tree it must do exactly what the plan
+        // says, restore nothing, and leave nothing in the fence.
+        let fence = dir.path().join("fence");
         let rep = apply(&s, &plan, &ApplyOptions {
-            quarantine: None,
+            quarantine: Some(fence.clone()),
             journal: Some(dir.path().join("journal")),
             concurrency: 2,
             now: t,
@@ -112,9 +115,17 @@ proptest! {
             require_quiet: false,
             registry_readonly: None,
             gc: false,
+            mode: Mode::Online,
+            settle: std::time::Duration::ZERO,
+            cache: CacheStep::Nothing,
+            keep_fenced: false,
+            on_step: None,
         }, &|_| {}).unwrap();
         prop_assert!(rep.skipped.is_empty(), "{:?}", rep.skipped);
+        prop_assert!(rep.restored.is_empty(), "{:?}", rep.restored);
         prop_assert_eq!(rep.bytes_freed, plan.bytes);
+        let left: Vec<_> = walk_files(&fence).into_iter().filter(|p| !p.ends_with("batch.json")).collect();
+        prop_assert!(left.is_empty(), "fenced data left behind: {:?}", left);
         let after = scan_dir(&root);
         for id in need {
             let d = inv.digest(id);
@@ -308,6 +319,11 @@ fn an_edited_plan_row_for_a_sha512_blob_is_skipped_with_its_reason() {
             require_quiet: false,
             registry_readonly: None,
             gc: false,
+            mode: Mode::Offline,
+            settle: std::time::Duration::ZERO,
+            cache: CacheStep::Nothing,
+            keep_fenced: false,
+            on_step: None,
         },
         &|_| {},
     )
@@ -323,4 +339,23 @@ fn an_edited_plan_row_for_a_sha512_blob_is_skipped_with_its_reason() {
     );
     // The orphan itself was not in the edited plan, so it is still there.
     assert!(t.path(&stowage_layout::blob_data(&orphan.digest)).exists());
+}
+
+/// Every file below `dir` (tests: what a fence batch still holds).
+fn walk_files(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            } else {
+                out.push(e.path().display().to_string());
+            }
+        }
+    }
+    out
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use stowage_graph::Graph;
 use stowage_model::time::Timestamp;
-use stowage_plan::apply::{ApplyOptions, apply};
+use stowage_plan::apply::{ApplyOptions, CacheStep, Mode, apply};
 use stowage_plan::{GcOptions, Plan, gc};
 use stowage_scan::{Progress, ScanOptions, scan};
 use stowage_storage::{FsStorage, resolve_root};
@@ -34,6 +34,11 @@ fn apply_opts(
         require_quiet: false,
         registry_readonly: None,
         gc: false,
+        mode: Mode::Offline,
+        settle: std::time::Duration::ZERO,
+        cache: CacheStep::Nothing,
+        keep_fenced: false,
+        on_step: None,
     }
 }
 

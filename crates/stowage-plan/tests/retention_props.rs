@@ -12,7 +12,7 @@ use stowage_graph::Graph;
 use stowage_model::inventory::Inventory;
 use stowage_model::time::Timestamp;
 use stowage_plan::Plan;
-use stowage_plan::apply::{ApplyOptions, apply_checked};
+use stowage_plan::apply::{ApplyOptions, CacheStep, Mode, apply_checked};
 use stowage_plan::retention::{RetentionInputs, build, live_protection};
 use stowage_policy::LoadedSource;
 use stowage_policy::eval::Inputs;
@@ -191,6 +191,11 @@ proptest! {
             require_quiet: false,
             registry_readonly: None,
             gc: true,
+            mode: Mode::Offline,
+            settle: std::time::Duration::ZERO,
+            cache: CacheStep::Nothing,
+            keep_fenced: false,
+            on_step: None,
         }, Some(&protect), &|_| {}).unwrap();
         prop_assert!(rep.skipped.is_empty(), "{:?}", rep.skipped);
         prop_assert_eq!(rep.bytes_freed, plan.retention.as_ref().unwrap().bytes.reclaimable_after_gc);

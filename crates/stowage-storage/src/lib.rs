@@ -16,6 +16,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod beneath;
 mod error;
 pub mod faults;
 mod fs;

@@ -39,6 +39,27 @@ pub struct RegistryConfig {
     pub readonly: bool,
     /// `storage.delete.enabled`.
     pub delete_enabled: bool,
+    /// `storage.cache.blobdescriptor` (and the `redis` section it uses).
+    pub blob_cache: BlobCache,
+}
+
+/// The registry's blob descriptor cache (`storage.cache.blobdescriptor`). It answers "does
+/// this blob exist" without looking at the storage, so it decides what an online apply must
+/// do after removing blobs under a running registry (see `stowage-plan::apply::online`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlobCache {
+    /// No cache: every check reads the storage.
+    None,
+    /// `inmemory`: a map in the registry process, emptied only by a restart.
+    InMemory,
+    /// `redis`, with the top-level `redis` section's address, password and database.
+    Redis {
+        addr: String,
+        password: Option<String>,
+        db: i64,
+    },
+    /// A value the registry 2.8 does not know (it refuses to start with it).
+    Other(String),
 }
 
 /// A config that cannot be used.
@@ -128,10 +149,29 @@ impl RegistryConfig {
         let delete_enabled = get(storage, "delete")
             .and_then(|d| as_bool(get(d, "enabled")))
             .unwrap_or(false);
+        let blob_cache =
+            match as_string(get(storage, "cache").and_then(|c| get(c, "blobdescriptor"))) {
+                None => BlobCache::None,
+                Some(v) if v.is_empty() => BlobCache::None,
+                Some(v) if v == "inmemory" => BlobCache::InMemory,
+                Some(v) if v == "redis" => {
+                    let redis = get(&doc, "redis");
+                    BlobCache::Redis {
+                        addr: as_string(redis.and_then(|r| get(r, "addr"))).unwrap_or_default(),
+                        password: as_string(redis.and_then(|r| get(r, "password")))
+                            .filter(|p| !p.is_empty()),
+                        db: as_string(redis.and_then(|r| get(r, "db")))
+                            .and_then(|d| d.parse().ok())
+                            .unwrap_or(0),
+                    }
+                }
+                Some(other) => BlobCache::Other(other),
+            };
         Ok(RegistryConfig {
             driver,
             readonly,
             delete_enabled,
+            blob_cache,
         })
     }
 }
@@ -154,6 +194,25 @@ mod tests {
         );
         assert!(c.delete_enabled);
         assert!(!c.readonly);
+        assert_eq!(c.blob_cache, BlobCache::InMemory);
+    }
+
+    #[test]
+    fn blob_cache_settings() {
+        let none = RegistryConfig::parse("storage:\n  filesystem: {}\n").unwrap();
+        assert_eq!(none.blob_cache, BlobCache::None);
+        let r = RegistryConfig::parse(
+            "storage:\n  filesystem: {}\n  cache:\n    blobdescriptor: redis\nredis:\n  addr: 127.0.0.1:6379\n  password: pw\n  db: 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            r.blob_cache,
+            BlobCache::Redis {
+                addr: "127.0.0.1:6379".into(),
+                password: Some("pw".into()),
+                db: 2
+            }
+        );
     }
 
     #[test]

@@ -5,9 +5,13 @@
 //! Every method is idempotent where the registry's layout allows it: deleting something that is
 //! already gone reports `Ok(false)`, so an interrupted apply can simply be resumed.
 
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
-use crate::{ErrorKind, FsStorage, Storage, StorageError};
+use rustix::fs::{AtFlags, FileType};
+use rustix::io::Errno;
+
+use crate::{ErrorKind, FsStorage, Storage, StorageError, beneath};
 
 /// Mutating access to a registry's layout root.
 pub trait StorageWrite: Storage {
@@ -27,6 +31,16 @@ pub trait StorageWrite: Storage {
 
     /// Create a directory and its parents (restore recreates directories an apply removed).
     fn create_dir_all(&self, path: &str) -> Result<(), StorageError>;
+
+    /// Delete what a quarantine batch `batch` holds for `path` (a fenced target an online
+    /// apply found nobody needs). `Ok(false)` when gone.
+    fn delete_quarantined(&self, batch: &Path, path: &str) -> Result<bool, StorageError>;
+
+    /// Where an apply fences its targets when no quarantine directory was given, if the
+    /// backend has a natural place (a filesystem: beside `docker/`, on the same filesystem).
+    fn default_quarantine(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 
     /// Whether `dest` can receive moves cheaply (same filesystem: a rename).
     fn check_quarantine(&self, dest: &Path) -> Result<(), StorageError>;
@@ -63,6 +77,12 @@ impl<T: StorageWrite + ?Sized> StorageWrite for std::sync::Arc<T> {
     fn create_dir_all(&self, path: &str) -> Result<(), StorageError> {
         (**self).create_dir_all(path)
     }
+    fn delete_quarantined(&self, batch: &Path, path: &str) -> Result<bool, StorageError> {
+        (**self).delete_quarantined(batch, path)
+    }
+    fn default_quarantine(&self) -> Option<std::path::PathBuf> {
+        (**self).default_quarantine()
+    }
     fn check_quarantine(&self, dest: &Path) -> Result<(), StorageError> {
         (**self).check_quarantine(dest)
     }
@@ -74,96 +94,139 @@ impl<T: StorageWrite + ?Sized> StorageWrite for std::sync::Arc<T> {
     }
 }
 
-fn gone(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::NotFound
+impl FsStorage {
+    fn root_fd(&self) -> Result<std::os::fd::OwnedFd, StorageError> {
+        beneath::open_base(self.root())
+    }
 }
 
+/// The parent directory of `path` beneath `base`, or `None` when it does not exist.
+fn parent_of(
+    base: BorrowedFd<'_>,
+    path: &str,
+) -> Result<Option<(std::os::fd::OwnedFd, String)>, StorageError> {
+    let (parent, name) = beneath::split(path)?;
+    match beneath::open_dir(base, parent) {
+        Ok(fd) => Ok(Some((fd, name.to_string()))),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(mut e) => {
+            if e.path.is_empty() || e.path == parent {
+                e.path = path.to_string();
+            }
+            Err(e)
+        }
+    }
+}
+
+fn refuse_symlink(path: &str) -> StorageError {
+    StorageError::new(ErrorKind::Symlink, path)
+}
+
+/// Every path is resolved beneath the layout root without following a symbolic link
+/// (`beneath`): a plan or journal entry can never make apply act outside the storage, even
+/// if a directory of the tree was swapped for a link after the plan was made.
 impl StorageWrite for FsStorage {
     fn delete(&self, path: &str) -> Result<bool, StorageError> {
-        let p = self.full(path)?;
-        let meta = match std::fs::symlink_metadata(&p) {
-            Ok(m) => m,
-            Err(e) if gone(&e) => return Ok(false),
-            Err(e) => return Err(StorageError::io(path, e)),
+        let root = self.root_fd()?;
+        let Some((dir, name)) = parent_of(root.as_fd(), path)? else {
+            return Ok(false);
         };
-        let r = if meta.is_dir() {
-            std::fs::remove_dir_all(&p)
-        } else {
-            std::fs::remove_file(&p)
-        };
-        match r {
-            Ok(()) => Ok(true),
-            Err(e) if gone(&e) => Ok(false),
-            Err(e) => Err(StorageError::io(path, e)),
+        if beneath::kind_at(dir.as_fd(), &name, path)? == Some(FileType::Symlink) {
+            return Err(refuse_symlink(path));
         }
+        beneath::remove_at(dir.as_fd(), &name, path)
     }
 
     fn remove_empty_dir(&self, path: &str) -> Result<bool, StorageError> {
-        match std::fs::remove_dir(self.full(path)?) {
+        let root = self.root_fd()?;
+        let Some((dir, name)) = parent_of(root.as_fd(), path)? else {
+            return Ok(false);
+        };
+        match rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::REMOVEDIR) {
             Ok(()) => Ok(true),
-            Err(e) if gone(&e) => Ok(false),
-            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => Ok(false),
-            Err(e) => Err(StorageError::io(path, e)),
+            Err(Errno::NOENT) | Err(Errno::NOTEMPTY) | Err(Errno::EXIST) => Ok(false),
+            Err(Errno::NOTDIR) => match beneath::kind_at(dir.as_fd(), &name, path)? {
+                Some(FileType::Symlink) => Err(refuse_symlink(path)),
+                _ => Err(StorageError::new(ErrorKind::NotADirectory, path)),
+            },
+            Err(e) => Err(StorageError::io(path, std::io::Error::from(e))),
         }
     }
 
     fn move_to(&self, path: &str, dest: &Path) -> Result<bool, StorageError> {
-        let from = self.full(path)?;
-        if let Err(e) = std::fs::symlink_metadata(&from) {
-            return if gone(&e) {
-                Ok(false)
-            } else {
-                Err(StorageError::io(path, e))
-            };
+        let root = self.root_fd()?;
+        let Some((from, name)) = parent_of(root.as_fd(), path)? else {
+            return Ok(false);
+        };
+        match beneath::kind_at(from.as_fd(), &name, path)? {
+            None => return Ok(false),
+            Some(FileType::Symlink) => return Err(refuse_symlink(path)),
+            Some(_) => {}
         }
-        let to = dest.join(path);
-        if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StorageError::io(parent.display().to_string(), e))?;
-        }
-        if std::fs::symlink_metadata(&to).is_ok() {
-            // A previous, interrupted move left a copy: keep the quarantined one only if the
-            // source is gone; here the source exists, so refuse rather than guess.
-            return Err(StorageError {
-                kind: ErrorKind::Other,
-                path: to.display().to_string(),
-                source: Some(std::io::Error::other("already in quarantine")),
-            });
-        }
-        std::fs::rename(&from, &to).map_err(|e| StorageError::io(path, e))?;
+        let batch = beneath::open_base(dest)?;
+        let (parent, _) = beneath::split(path)?;
+        let to = beneath::create_dir(batch.as_fd(), parent).map_err(|mut e| {
+            e.path = dest.join(&e.path).display().to_string();
+            e
+        })?;
+        beneath::rename_noreplace(from.as_fd(), to.as_fd(), &name, path).map_err(|mut e| {
+            if e.kind == ErrorKind::Other {
+                // A previous, interrupted move left a copy while the source still exists:
+                // refuse rather than guess which one is right.
+                e.path = dest.join(path).display().to_string();
+                e.source = Some(std::io::Error::other("already in quarantine"));
+            }
+            e
+        })?;
         Ok(true)
     }
 
     fn move_back(&self, src: &Path, path: &str) -> Result<bool, StorageError> {
-        // Validate the key before touching anything (a journal is a file a person can edit).
-        self.full(path)?;
-        let from = src.join(path);
-        if let Err(e) = std::fs::symlink_metadata(&from) {
-            return if gone(&e) {
-                Ok(false)
-            } else {
-                Err(StorageError::io(from.display().to_string(), e))
-            };
+        let batch = beneath::open_base(src)?;
+        let Some((from, name)) = parent_of(batch.as_fd(), path)? else {
+            return Ok(false);
+        };
+        match beneath::kind_at(from.as_fd(), &name, path)? {
+            None => return Ok(false),
+            Some(FileType::Symlink) => return Err(refuse_symlink(path)),
+            Some(_) => {}
         }
-        let to = self.full(path)?;
-        if std::fs::symlink_metadata(&to).is_ok() {
-            return Err(StorageError {
-                kind: ErrorKind::Other,
-                path: path.to_string(),
-                source: Some(std::io::Error::other(
+        let root = self.root_fd()?;
+        let (parent, _) = beneath::split(path)?;
+        let to = beneath::create_dir(root.as_fd(), parent)?;
+        beneath::rename_noreplace(from.as_fd(), to.as_fd(), &name, path).map_err(|mut e| {
+            if e.kind == ErrorKind::Other {
+                e.source = Some(std::io::Error::other(
                     "exists in the storage again; not overwritten",
-                )),
-            });
-        }
-        if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| StorageError::io(path, e))?;
-        }
-        std::fs::rename(&from, &to).map_err(|e| StorageError::io(path, e))?;
+                ));
+            }
+            e
+        })?;
         Ok(true)
     }
 
+    fn delete_quarantined(&self, batch: &Path, path: &str) -> Result<bool, StorageError> {
+        let base = beneath::open_base(batch)?;
+        let Some((dir, name)) = parent_of(base.as_fd(), path)? else {
+            return Ok(false);
+        };
+        beneath::remove_at(dir.as_fd(), &name, path)
+    }
+
     fn create_dir_all(&self, path: &str) -> Result<(), StorageError> {
-        std::fs::create_dir_all(self.full(path)?).map_err(|e| StorageError::io(path, e))
+        let root = self.root_fd()?;
+        beneath::create_dir(root.as_fd(), path).map(|_| ())
+    }
+
+    fn default_quarantine(&self) -> Option<std::path::PathBuf> {
+        // `<rootdirectory>/stowage-quarantine`: the same filesystem as the storage (a rename
+        // is atomic and free) and outside `docker/registry/v2`, which the registry never
+        // looks beyond. The layout root is `<rootdirectory>/docker/registry/v2`.
+        if !self.root().ends_with("docker/registry/v2") {
+            return None;
+        }
+        let rootdirectory = self.root().parent()?.parent()?.parent()?;
+        Some(rootdirectory.join("stowage-quarantine"))
     }
 
     fn check_quarantine(&self, dest: &Path) -> Result<(), StorageError> {

@@ -5,9 +5,10 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::{Context, Result, bail};
 use stowage_model::time::{Timestamp, human_bytes};
 use stowage_plan::Plan;
-use stowage_plan::apply::{ApplyOptions, default_journal};
+use stowage_plan::apply::{ApplyOptions, CacheStep, Mode, cache_step, default_journal};
+use stowage_storage::registry_config::BlobCache;
 
-use crate::args::{ApplyArgs, Format, GlobalArgs, PurgeArgs, RestoreArgs};
+use crate::args::{ApplyArgs, Format, GlobalArgs, PurgeArgs, RegistryCacheArg, RestoreArgs};
 use crate::exit;
 use crate::output;
 use crate::settings::{Settings, parse_age};
@@ -61,19 +62,19 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
             return Ok(exit::OK);
         }
     }
-    let opts = ApplyOptions {
-        quarantine: a.quarantine.clone(),
-        journal: a
-            .journal
-            .clone()
-            .or_else(|| a.quarantine.is_none().then(|| default_journal(&a.plan))),
-        concurrency: s.concurrency,
-        now: s.now,
-        quiet_window_seconds: 600,
-        require_quiet: a.require_quiet,
-        registry_readonly: s.registry_config.as_ref().map(|c| c.readonly),
-        gc: a.gc,
-    };
+    let opts = options(s, a)?;
+    if opts.mode == Mode::Online {
+        eprintln!(
+            "apply: online (the registry may keep serving): fence, settle {}s, {}, verify, then delete",
+            opts.settle.as_secs(),
+            match &opts.cache {
+                CacheStep::Nothing => "no cache to empty".to_string(),
+                CacheStep::Restart { command, .. } => format!("restart the registry ({command})"),
+                CacheStep::Redis { addr, .. } =>
+                    format!("invalidate the blob keys in redis at {addr}"),
+            }
+        );
+    }
     let progress = |m: &str| eprintln!("apply: {m}");
     let rep = match &plan.retention {
         Some(ret) => {
@@ -97,7 +98,7 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
             writeln!(
                 out,
                 "{}: {} tags, {} blobs, {} manifests, {} history entries, {} layer links, {} uploads, {} directories; {} freed in {:.1}s",
-                if a.quarantine.is_some() {
+                if a.quarantine.is_some() || a.keep_quarantine.is_some() {
                     "quarantined"
                 } else {
                     "deleted"
@@ -129,19 +130,41 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
                     writeln!(out, "  {}: {}", sk.path, sk.reason)?;
                 }
             }
+            if opts.mode == Mode::Online {
+                writeln!(
+                    out,
+                    "online: {} fenced, settled {}s; cache: {}; {} restored",
+                    rep.fenced,
+                    rep.settle_seconds,
+                    rep.cache,
+                    rep.restored.len()
+                )?;
+                for x in &rep.restored {
+                    writeln!(out, "  restored {}: {}", x.path, x.reason)?;
+                }
+            }
             writeln!(out, "journal: {}", rep.journal.display())?;
-            if let Some(q) = &rep.quarantine {
+            if let Some(q) = &a.quarantine {
                 writeln!(
                     out,
                     "quarantine: {} (stowage restore {} puts it back)",
                     q.display(),
                     q.display()
                 )?;
+            } else if let (Some(q), Some(age)) = (&opts.quarantine, &a.keep_quarantine) {
+                writeln!(
+                    out,
+                    "fenced targets kept in {} (stowage quarantine purge {} --older-than {age} deletes them)",
+                    q.display(),
+                    q.display()
+                )?;
             }
-            writeln!(
-                out,
-                "Restart the registry (or flush its redis blob-descriptor cache): its cache may still claim deleted blobs exist."
-            )?;
+            if opts.mode == Mode::Offline {
+                writeln!(
+                    out,
+                    "Restart the registry (or flush its redis blob-descriptor cache) before it serves again: its cache may still claim deleted blobs exist."
+                )?;
+            }
         }
         _ => output::json(&mut out, &rep)?,
     }
@@ -151,6 +174,74 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
     } else {
         exit::FINDINGS
     })
+}
+
+/// Resolve apply's options: the mode, the settle wait, and what the registry's blob
+/// descriptor cache needs (refusing an online apply that cannot be made safe).
+fn options(s: &Settings, a: &ApplyArgs) -> Result<ApplyOptions> {
+    let mode = if a.offline {
+        Mode::Offline
+    } else {
+        Mode::Online
+    };
+    let cache_setting = match (a.registry_cache, &s.registry_config) {
+        (Some(RegistryCacheArg::None), _) => Some(BlobCache::None),
+        (Some(RegistryCacheArg::Inmemory), _) => Some(BlobCache::InMemory),
+        (Some(RegistryCacheArg::Redis), Some(c))
+            if matches!(c.blob_cache, BlobCache::Redis { .. }) =>
+        {
+            Some(c.blob_cache.clone())
+        }
+        (Some(RegistryCacheArg::Redis), _) => Some(BlobCache::Redis {
+            addr: a.redis_addr.clone(),
+            password: None,
+            db: 0,
+        }),
+        (None, Some(c)) => Some(c.blob_cache.clone()),
+        (None, None) => None,
+    };
+    let cache = match mode {
+        Mode::Offline => CacheStep::Nothing,
+        Mode::Online => cache_step(
+            cache_setting.as_ref(),
+            a.registry_restart.as_deref(),
+            a.registry_url.as_deref(),
+        )
+        .map_err(|why| anyhow::anyhow!("refusing an online apply: {why}"))?,
+    };
+    let settle = parse_age(&a.settle).context("--settle")?;
+    if let Some(k) = &a.keep_quarantine {
+        parse_age(k).context("--keep-quarantine")?;
+    }
+    let quarantine = match (&a.quarantine, mode) {
+        (Some(q), _) => Some(q.clone()),
+        (None, Mode::Offline) => None,
+        // Online: fence into the storage's own place, else beside the plan file (object
+        // stores keep the data in the bucket; the directory holds the journal).
+        (None, Mode::Online) => Some(s.writable.default_quarantine().unwrap_or_else(|| {
+            let mut p = a.plan.as_os_str().to_owned();
+            p.push(".quarantine");
+            std::path::PathBuf::from(p)
+        })),
+    };
+    let mut opts = ApplyOptions::new(s.now, cache);
+    opts.journal = a
+        .journal
+        .clone()
+        // Kept batches hold their journal (`stowage restore` reads it there).
+        .or_else(|| {
+            (a.quarantine.is_none() && a.keep_quarantine.is_none())
+                .then(|| default_journal(&a.plan))
+        });
+    opts.quarantine = quarantine;
+    opts.concurrency = s.concurrency;
+    opts.require_quiet = a.require_quiet;
+    opts.registry_readonly = s.registry_config.as_ref().map(|c| c.readonly);
+    opts.gc = a.gc;
+    opts.mode = mode;
+    opts.settle = std::time::Duration::from_secs(settle.max(0) as u64);
+    opts.keep_fenced = a.quarantine.is_some() || a.keep_quarantine.is_some();
+    Ok(opts)
 }
 
 pub fn restore(s: &Settings, a: &RestoreArgs) -> Result<i32> {

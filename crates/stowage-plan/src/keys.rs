@@ -1,0 +1,172 @@
+//! Every entry of a plan file must name a storage key of its own kind.
+//!
+//! A plan is a file a person can edit (that is the point of reviewing it). Apply builds each
+//! target's path from the entry (`layout::revision_dir(repository, digest)`, ...), so a
+//! repository named `../../etc` or an `empty_dirs` entry of `repositories/../..` would make a
+//! path outside the layout. Such entries were reported as "gone already"; they are now
+//! refused, and the whole plan with them, naming the entry: a plan that was edited into
+//! something stowage would never write is not applied in part.
+//!
+//! The check is the path grammar itself: the key built from an entry must classify
+//! ([`layout::classify`]) as the kind of thing the entry says it is, with the same
+//! repository, tag and digest, and contain no empty, `.` or `..` component.
+
+use stowage_layout::{self as layout, Part, PathInfo};
+
+use crate::plan::{Plan, PlanError};
+
+fn bad(entry: String, key: &str, expected: &'static str, why: impl Into<String>) -> PlanError {
+    PlanError::Key {
+        entry,
+        key: key.to_string(),
+        expected,
+        why: why.into(),
+    }
+}
+
+/// Components that could leave the directory they are joined to.
+fn traversal(key: &str) -> Option<&'static str> {
+    if key.starts_with('/') {
+        return Some("an absolute path");
+    }
+    if key.split('/').any(|c| c.is_empty()) {
+        return Some("an empty path component");
+    }
+    if key.split('/').any(|c| c == "." || c == "..") {
+        return Some("a . or .. component");
+    }
+    if key.bytes().any(|b| b.is_ascii_control()) {
+        return Some("a control character");
+    }
+    None
+}
+
+fn check(
+    entry: String,
+    key: &str,
+    expected: &'static str,
+    ok: impl Fn(&PathInfo) -> bool,
+) -> Result<(), PlanError> {
+    if let Some(why) = traversal(key) {
+        return Err(bad(entry, key, expected, why));
+    }
+    let info = layout::classify(key);
+    if ok(&info) {
+        return Ok(());
+    }
+    let why = match info {
+        PathInfo::Unknown { why } => why,
+        other => format!("the layout reads it as {other:?}"),
+    };
+    Err(bad(entry, key, expected, why))
+}
+
+/// Refuse a plan with an entry that is not a storage key of its kind.
+pub fn validate(plan: &Plan) -> Result<(), PlanError> {
+    for (i, t) in plan.tags.iter().enumerate() {
+        let key = layout::tag_dir(&t.repository, &t.tag);
+        check(
+            format!("tags[{i}]"),
+            &key,
+            "a tag directory",
+            |p| matches!(p, PathInfo::Tag { repo, tag } if *repo == t.repository && *tag == t.tag),
+        )?;
+    }
+    for (i, m) in plan.manifests.iter().enumerate() {
+        let key = layout::revision_dir(&m.repository, &m.digest);
+        check(
+            format!("manifests[{i}]"),
+            &key,
+            "a revision directory",
+            |p| {
+                matches!(p, PathInfo::RevisionLink { repo, digest, part: Part::Dir }
+                if *repo == m.repository && *digest == m.digest)
+            },
+        )?;
+    }
+    for (i, t) in plan.tag_index_entries.iter().enumerate() {
+        let key = layout::tag_index_dir(&t.repository, &t.tag, &t.digest);
+        check(
+            format!("tag_index_entries[{i}]"),
+            &key,
+            "a tag history entry",
+            |p| {
+                matches!(p, PathInfo::TagIndexEntry { repo, tag, digest, part: Part::Dir }
+                if *repo == t.repository && *tag == t.tag && *digest == t.digest)
+            },
+        )?;
+    }
+    for (i, l) in plan.layer_links.iter().enumerate() {
+        let key = layout::layer_link(&l.repository, &l.digest);
+        check(format!("layer_links[{i}]"), &key, "a _layers link", |p| {
+            matches!(p, PathInfo::LayerLink { repo, digest, part: Part::File }
+                if *repo == l.repository && *digest == l.digest)
+        })?;
+    }
+    for (i, u) in plan.uploads.iter().enumerate() {
+        let key = layout::upload_dir(&u.repository, &u.id);
+        check(format!("uploads[{i}]"), &key, "an upload directory", |p| {
+            matches!(p, PathInfo::Upload { repo, id, rest: None }
+                if *repo == u.repository && *id == u.id)
+        })?;
+    }
+    for (i, d) in plan.empty_dirs.iter().enumerate() {
+        check(
+            format!("empty_dirs[{i}]"),
+            d,
+            "a directory of the layout",
+            is_layout_dir,
+        )?;
+    }
+    Ok(())
+}
+
+/// Directories a plan may ask to remove when empty: anything inside `blobs/` or
+/// `repositories/` that is a directory of the grammar, never the roots themselves.
+fn is_layout_dir(p: &PathInfo) -> bool {
+    match p {
+        PathInfo::BlobShard { .. }
+        | PathInfo::RepositoryDir { .. }
+        | PathInfo::LayersDir { .. }
+        | PathInfo::ManifestsDir { .. }
+        | PathInfo::TagsDir { .. }
+        | PathInfo::Tag { .. }
+        | PathInfo::TagCurrent { .. }
+        | PathInfo::UploadsDir { .. }
+        | PathInfo::Upload { rest: None, .. } => true,
+        PathInfo::Blob { part, .. }
+        | PathInfo::LayerLink { part, .. }
+        | PathInfo::RevisionLink { part, .. }
+        | PathInfo::TagIndexEntry { part, .. } => *part == Part::Dir,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traversal_in_any_component_is_found() {
+        for k in [
+            "/etc",
+            "repositories/../x",
+            "repositories/a//b",
+            "a/./b",
+            "repositories/a\u{1b}[2J",
+        ] {
+            assert!(traversal(k).is_some(), "{k}");
+        }
+        assert_eq!(traversal("repositories/team/app/_uploads"), None);
+    }
+
+    #[test]
+    fn only_layout_directories_are_removable_dirs() {
+        assert!(is_layout_dir(&layout::classify("repositories/team/app")));
+        assert!(is_layout_dir(&layout::classify("blobs/sha256/ab")));
+        assert!(!is_layout_dir(&layout::classify("repositories")));
+        assert!(!is_layout_dir(&layout::classify("blobs")));
+        assert!(!is_layout_dir(&layout::classify("")));
+        assert!(!is_layout_dir(&layout::classify("etc/passwd")));
+    }
+}
