@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh >&2
 OUT=${BENCH_DIR:-bench/out}
 mkdir -p "$OUT"
-REPORT="$OUT/online-stress.md"
+REPORT="$(cd "$OUT" && pwd)/online-stress.md"
 : >"$REPORT"
 export STOWAGE_REQUIRE_REAL=1
 export STOWAGE_STRESS_RUNS=${RUNS:-20}
@@ -36,7 +36,7 @@ export STOWAGE_STRESS_SEED=${SEED:-18}
 export STOWAGE_STRESS_SETTLE=${SETTLE:-2s}
 export STOWAGE_STRESS_DELAY_MS=${DELAY_MS:-500}
 export STOWAGE_STRESS_COLLECTORS=${COLLECTORS:-online,offline,registry-gc}
-export STOWAGE_STRESS_REPORT=$PWD/$REPORT
+export STOWAGE_STRESS_REPORT=$REPORT
 echo "online-stress: $STOWAGE_STRESS_RUNS runs x {$STOWAGE_STRESS_COLLECTORS}, $STOWAGE_STRESS_IMAGES garbage images, $STOWAGE_STRESS_PUSHERS pushers x $STOWAGE_STRESS_PUSHES pushes" >&2
 rc=0
 # cargo test, not nextest: a long bench run must not meet nextest's per-test timeout.

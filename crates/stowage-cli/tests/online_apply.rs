@@ -243,8 +243,8 @@ fn print_and_record(rows: &[Summary]) {
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(path)
-            .unwrap();
+            .open(&path)
+            .unwrap_or_else(|e| panic!("STOWAGE_STRESS_REPORT={path}: {e}"));
         writeln!(f, "{t}").unwrap();
     }
 }
