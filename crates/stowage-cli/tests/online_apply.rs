@@ -298,7 +298,7 @@ fn one_line(r: &RunResult) -> String {
     format!(
         "{}: {} pushes ok ({} started during GC, {} failed visibly), {} broken, {} kept broken, \
          {} pulls ({} failed), garbage removed {}/{}, mounts 201/202: {}/{}, collector exit {:?}, \
-         phases {:?}, visible failures {:?}",
+         phases {:?}, visible failures {:?}, pulls failed {:?}",
         r.label,
         r.succeeded(),
         r.raced(),
@@ -313,7 +313,8 @@ fn one_line(r: &RunResult) -> String {
         r.mounts_202,
         r.invocations.iter().map(|i| i.exit).collect::<Vec<_>>(),
         r.phases,
-        r.failure_kinds()
+        r.failure_kinds(),
+        r.pull_outage()
     )
 }
 
@@ -374,10 +375,12 @@ fn the_harness_sees_what_the_registry_gc_breaks_under_its_inmemory_cache() {
     assert_eq!(r.garbage_removed, r.garbage_total, "{}", r.explain());
 }
 
-/// Kill -9 while the apply says it is settling, then kill it again after a few actions of the
-/// resumed run, then let a third run finish, with pushers and pullers busy throughout: the
-/// apply converges (every garbage blob nobody pushed again is gone) and nothing is lost
-/// (every kept image and every push reported successful pulls).
+/// Kill the apply four ways, with pushers and pullers busy throughout: SIGABRT after 3 fence
+/// moves (`STOWAGE_TEST_KILL_AFTER`), kill -9 while the resumed run says it is settling, kill -9
+/// when the next resumed run starts verifying (after the settle and the registry restart, while
+/// it restores and deletes), then a last run to the end. The apply converges (every garbage
+/// blob nobody pushed again is gone) and nothing is lost (every kept image and every push
+/// reported successful pulls).
 #[test]
 fn kill_9_while_settling_and_after_then_resume_converges() {
     if !real_tools("kill_9_while_settling_and_after_then_resume_converges") {
@@ -388,24 +391,36 @@ fn kill_9_while_settling_and_after_then_resume_converges() {
         "this build's `stowage apply` has no --settle: the online apply (issue 18) has not landed"
     );
     let settling = var("SETTLE_LINE", "settling");
+    let verifying = var("VERIFY_LINE", "verifying");
     let cache = BlobCache::InMemory;
     let mut sc = scenario(Collector::Online, 0);
-    sc.label = format!("kill -9 while settling, then after 3 actions, then resume; cache={cache}");
+    sc.label =
+        format!("abort after 3 fences, kill -9 settling, kill -9 verifying, resume; cache={cache}");
     sc.cache = cache;
     sc.trigger = Trigger::Start;
     sc.collect = vec![
-        online_apply(cache).kill_on(&settling),
         online_apply(cache).env("STOWAGE_TEST_KILL_AFTER", "3"),
+        online_apply(cache).kill_on(&settling),
+        online_apply(cache).kill_on(&verifying),
         online_apply(cache),
     ];
     let r = stress::run(&sc);
     eprintln!("{}", one_line(&r));
-    assert!(
-        r.invocations[0].killed_on_line,
-        "the first apply never printed a line containing {settling:?} (STOWAGE_STRESS_SETTLE_LINE), \
-         so it was not killed while settling:\n{}",
+    assert_eq!(
+        r.invocations[0].exit,
+        None,
+        "STOWAGE_TEST_KILL_AFTER=3 did not abort the first apply:\n{}",
         r.explain()
     );
+    for (i, line) in [(1, &settling), (2, &verifying)] {
+        assert!(
+            r.invocations[i].killed_on_line,
+            "apply run {} never printed a line containing {line:?} (STOWAGE_STRESS_SETTLE_LINE, \
+             _VERIFY_LINE), so it was not killed there:\n{}",
+            i + 1,
+            r.explain()
+        );
+    }
     let problems = online_problems(&r);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -250,6 +250,9 @@ pub fn spawn_pullers(
                             at: start.elapsed(),
                             error,
                         });
+                        // A refused connection fails at once: do not count one outage a
+                        // hundred times.
+                        std::thread::sleep(Duration::from_millis(250));
                     }
                     pulls += 1;
                     k += 1;

@@ -90,6 +90,20 @@ impl RunResult {
         m
     }
 
+    /// When pulls of kept images failed during the run (first and last failure), and the
+    /// first failure's message: the transient failure a client saw, if any.
+    pub fn pull_outage(&self) -> Option<String> {
+        let first = self.pull_failures.iter().min_by_key(|f| f.at)?;
+        let last = self.pull_failures.iter().map(|f| f.at).max()?;
+        let msg = first.error.rsplit(": ").next().unwrap_or(&first.error);
+        Some(format!(
+            "+{:.2}s..+{:.2}s ({})",
+            first.at.as_secs_f64(),
+            last.as_secs_f64(),
+            msg.chars().take(80).collect::<String>()
+        ))
+    }
+
     /// Pushes that started before the collector finished.
     pub fn raced(&self) -> usize {
         self.pushes
