@@ -200,9 +200,11 @@ fn bulk(storage: &Path, from: &str, n: usize) {
 
 /// The set-up of a run: registry, images pushed, victims deleted, tree aged.
 pub struct Setup {
+    // Fields drop in order: the registry must be stopped before its directory (and the PID
+    // file in it) is removed.
+    pub registry: Registry,
     pub dir: tempfile::TempDir,
     pub places: Places,
-    pub registry: Registry,
     pub skopeo: Skopeo,
     pub victims: Arc<Images>,
     pub kept: Vec<(String, String)>,

@@ -44,6 +44,8 @@ pub struct Registry {
     pub rootdirectory: PathBuf,
     pub serve_dir: PathBuf,
     pub cache: BlobCache,
+    /// The PID serve.sh reported, for when the PID file is gone (restarts update the file).
+    started_pid: u32,
 }
 
 impl Registry {
@@ -56,17 +58,17 @@ impl Registry {
             .env("BLOB_CACHE", cache.name());
         let o = proc::run(&mut c, Duration::from_secs(60), "serve.sh").unwrap();
         assert!(o.ok(), "serve.sh failed: {}", o.stderr);
-        let port = o
-            .stdout
-            .split_whitespace()
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("serve.sh prints PORT PID");
+        let mut it = o.stdout.split_whitespace().map(|w| w.parse::<u32>().ok());
+        let (Some(Some(port)), Some(Some(started_pid))) = (it.next(), it.next()) else {
+            panic!("serve.sh printed {:?}, not PORT PID", o.stdout)
+        };
+        let port = u16::try_from(port).expect("a port");
         Registry {
             port,
             rootdirectory: rootdirectory.to_path_buf(),
             serve_dir: serve_dir.to_path_buf(),
             cache,
+            started_pid,
         }
     }
 
@@ -140,7 +142,8 @@ impl Registry {
 impl Drop for Registry {
     fn drop(&mut self) {
         // Only a PID that /proc says runs our config: PIDs get reused.
-        if let Some(pid) = self.pid().filter(|p| self.is_ours(*p)) {
+        let pid = self.pid().unwrap_or(self.started_pid);
+        if self.is_ours(pid) {
             let _ = Command::new("kill")
                 .arg("-KILL")
                 .arg(pid.to_string())
