@@ -8,10 +8,13 @@ free_port() {
 
 # port_free PORT: nothing listens on 127.0.0.1:PORT. Checked before starting, because a
 # registry that cannot bind dies, and the readiness probe would then be answered by whatever
-# holds the port (e.g. a KEEP_RUNNING registry of another fixture).
+# holds the port (e.g. a KEEP_RUNNING registry of another fixture). SO_REUSEADDR as the
+# registry itself sets it: connections in TIME_WAIT (a registry just stopped to be restarted on
+# its port, see restart.sh) do not count, a listener does (Linux refuses that bind).
 port_free() {
   python3 -c 'import socket, sys
 s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError:

@@ -20,6 +20,12 @@
 #                 both its logrus lines (stderr) and its combined access log (stdout)
 #   NOTIFY_URL=URL  add a `notifications` endpoint posting events to URL (stowage serve's
 #                 /api/v1/notifications); NOTIFY_SECRET=S sends it as `X-Stowage-Secret: S`
+#   BLOB_CACHE=none|inmemory|redis  the registry's `storage.cache.blobdescriptor` (default none:
+#                 no cache section, as before). inmemory is Debian's default config; redis needs
+#                 REDIS_ADDR=HOST:PORT (written as the `redis:` section)
+#
+# Besides config.yml and registry.log, $SERVE_DIR gets `registry.pid`, `port` and `serve.env`
+# (this script's settings), which restart.sh uses to restart the registry on the SAME port.
 #
 # The config is read-write with delete enabled (so tests can also delete through the API), and
 # upload purging is disabled: the purger would otherwise delete _uploads/ dirs whose `startedat`
@@ -60,6 +66,22 @@ storage:
     uploadpurging:
       enabled: false
 EOF
+  cache_section
+}
+# storage.cache.blobdescriptor (indented under storage:) and, for redis, the top-level redis:
+cache_section() {
+  case ${BLOB_CACHE:-none} in
+    none) ;;
+    inmemory) printf '  cache:\n    blobdescriptor: inmemory\n' ;;
+    redis)
+      [ -n "${REDIS_ADDR:-}" ] || die "BLOB_CACHE=redis needs REDIS_ADDR=HOST:PORT"
+      printf '  cache:\n    blobdescriptor: redis\n' ;;
+    *) die "BLOB_CACHE must be none, inmemory or redis, got '${BLOB_CACHE}'" ;;
+  esac
+}
+redis_section() {
+  [ "${BLOB_CACHE:-none}" = redis ] || return 0
+  printf 'redis:\n  addr: %s\n  db: 0\n' "$REDIS_ADDR"
 }
 notifications_section() {
   [ -n "${NOTIFY_URL:-}" ] || return 0
@@ -111,6 +133,7 @@ log:
   formatter: ${LOG_FORMATTER:-text}
 $(storage_section)
 $(notifications_section)
+$(redis_section)
 http:
   addr: 127.0.0.1:$1
   secret: stowage-serve-not-a-secret
@@ -143,5 +166,14 @@ else
   [ "$started" = 1 ] || die "could not start the registry on a free port after 5 tries"
 fi
 
+printf '%s\n' "$PID" >"$DIR/registry.pid"
+printf '%s\n' "$port" >"$DIR/port"
+# restart.sh re-runs this script with exactly these settings (values are %q-quoted).
+{
+  printf 'SERVE_ROOT_ARG=%q\n' "$1"
+  for v in STORAGE_SECTION_FILE LOG_FORMATTER NOTIFY_URL NOTIFY_SECRET BLOB_CACHE REDIS_ADDR; do
+    [ -z "${!v:-}" ] || printf '%s=%q\n' "$v" "${!v}"
+  done
+} >"$DIR/serve.env"
 log "registry PID $PID on http://127.0.0.1:$port over $ROOT (config and log in $DIR)"
 printf '%s %s\n' "$port" "$PID"

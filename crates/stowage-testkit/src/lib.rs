@@ -14,6 +14,7 @@ pub mod conformance;
 pub mod random;
 pub mod real;
 pub mod s3;
+pub mod stress;
 
 use std::fs;
 use std::path::{Path, PathBuf};
