@@ -235,7 +235,9 @@ fn analyze(g: &Graph<'_>, out: &mut impl Sink) {
                         layout::tag_dir(repo, &t.name),
                         format!("{repo}:{} points at {d}, whose manifest blob does not exist: pulls fail", t.name),
                     ));
-                } else if r.revision(id).is_none() {
+                } else if r.revision(id).is_none() && r.revisions_listed {
+                    // With revisions/ unlisted, the link may well exist: the unlisted
+                    // directory is the finding (issue 25: a false tag_unlinked).
                     out.emit(FindingKind::TagUnlinked, || Finding::new(
                         FindingKind::TagUnlinked,
                         layout::tag_dir(repo, &t.name),
@@ -276,12 +278,13 @@ fn analyze(g: &Graph<'_>, out: &mut impl Sink) {
                                 format!("{what} {d}, referenced by manifest {md} (in {repo}), does not exist: pulls of it fail"),
                             ));
                         }
-                    RefRole::Child if r.revision(rf.id()).is_none() => out.emit(FindingKind::IndexChildUnlinked, || Finding::new(
+                    RefRole::Child if r.revision(rf.id()).is_none() && r.revisions_listed => out.emit(FindingKind::IndexChildUnlinked, || Finding::new(
                         FindingKind::IndexChildUnlinked,
                         layout::revision_link(repo, &d),
                         format!("child {d} of index {md} has no revision link in {repo}: pulling that platform fails"),
                     )),
                     RefRole::Config | RefRole::Layer if (r.has_layers || !r.layers.is_empty())
+                        && r.layers_listed
                         && r.layer(rf.id()).is_none() => {
                             out.emit(FindingKind::LayerUnlinked, || Finding::new(
                                 FindingKind::LayerUnlinked,

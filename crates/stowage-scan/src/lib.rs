@@ -39,6 +39,8 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod blobs;
+mod manifests;
 mod snapshot;
 mod verify;
 
@@ -56,10 +58,9 @@ use stowage_model::digest::{Digest, Sha256};
 use stowage_model::finding::{Finding, FindingKind};
 use stowage_model::inventory::{
     BlobFile, BlobId, CurrentLink, Inventory, Link, LinkKind, LinkState, MAX_IDS, ManifestExtra,
-    ManifestRecord, ManifestStatus, OddLink, Ref, RefRole, Repository, ScanStats, Span, Tag,
-    Upload,
+    ManifestRecord, OddLink, Ref, RefRole, Repository, ScanStats, Span, Tag, Upload,
 };
-use stowage_model::manifest::{self, ManifestKind, Platform};
+use stowage_model::manifest::Platform;
 use stowage_model::name::{RepositoryName, is_valid_tag};
 use stowage_model::time::Timestamp;
 use stowage_storage::{EntryKind, ErrorKind, Meta, Storage, StorageError};
@@ -163,6 +164,7 @@ pub fn scan(
         media_types: Mutex::new(Default::default()),
         other_bytes: AtomicU64::new(0),
         unlisted: Mutex::new(Vec::new()),
+        odd_blobs: Mutex::new(Vec::new()),
     };
     for (name, kind) in &top {
         match (name.as_str(), kind) {
@@ -218,6 +220,7 @@ pub fn scan(
         return Err(ScanError::TooManyDigests { max: MAX_IDS });
     }
     ctx.table = table;
+    lock(&ctx.odd_blobs).sort_unstable();
     // The shard vectors, freed, sit in the workers' heaps as large as the table itself.
     opts.release();
 
@@ -531,6 +534,10 @@ enum Part {
     Tag(TagOut),
     Uploads(Vec<Upload>),
     Incomplete,
+    /// Some of `_manifests/revisions` could not be listed (implies incomplete).
+    RevisionsUnlisted,
+    /// Some of `_layers` could not be listed (implies incomplete).
+    LayersUnlisted,
 }
 
 /// A tag as its task found it.
@@ -617,6 +624,14 @@ fn assemble(heads: &[RepoHead], fragments: &[Fragment], odd: &[(u32, OddLink)]) 
             Part::Tag(_) => {}
             Part::Uploads(u) => r.uploads.extend(u.iter().cloned()),
             Part::Incomplete => r.complete = false,
+            Part::RevisionsUnlisted => {
+                r.complete = false;
+                r.revisions_listed = false;
+            }
+            Part::LayersUnlisted => {
+                r.complete = false;
+                r.layers_listed = false;
+            }
         }
     }
     for (ri, o) in odd {
@@ -656,6 +671,10 @@ struct Ctx<'a> {
     media_types: Mutex<std::collections::HashSet<Arc<str>>>,
     other_bytes: AtomicU64,
     unlisted: Mutex<Vec<String>>,
+    /// Blobs whose `data` is there but is not a regular file or could not be stat-ed: in the
+    /// table with size 0 (see `blobs.rs`), sorted after phase 1. Their size says nothing, so
+    /// phase 3 compares no descriptor with it.
+    odd_blobs: Mutex<Vec<Sha256>>,
 }
 
 /// A listed directory entry, owned (names are needed after the listing closes).
@@ -685,6 +704,17 @@ impl<'a> Ctx<'a> {
         self.fragment(repo, Part::Incomplete);
     }
 
+    /// A link of `kind` is there but could not be read: the repository is incomplete, and a
+    /// missing revision or layer link is no longer evidence of anything.
+    fn link_unknown(&self, repo: u32, kind: LinkKind) {
+        let part = match kind {
+            LinkKind::Revision => Part::RevisionsUnlisted,
+            LinkKind::Layer => Part::LayersUnlisted,
+            _ => Part::Incomplete,
+        };
+        self.fragment(repo, part);
+    }
+
     fn odd_link(&self, repo: u32, o: OddLink) {
         lock(&self.odd).push((repo, o));
     }
@@ -695,6 +725,7 @@ impl<'a> Ctx<'a> {
             ErrorKind::PermissionDenied => FindingKind::PermissionDenied,
             ErrorKind::NotFound => FindingKind::Vanished,
             ErrorKind::Symlink => FindingKind::Symlink,
+            ErrorKind::NotAFile(_) => FindingKind::NotARegularFile,
             _ => FindingKind::IoError,
         };
         let msg = match e.kind {
@@ -829,48 +860,6 @@ impl<'a> Ctx<'a> {
 
     // ---- phase 1: blobs -------------------------------------------------------------------
 
-    fn scan_blobs<'s>(&'s self, s: &rayon::Scope<'s>) {
-        let algs = match self.list("blobs") {
-            Ok(e) => e,
-            Err(e) => {
-                self.unseen("blobs");
-                return self.storage_finding(&e, "cannot list blobs/");
-            }
-        };
-        for alg in algs {
-            let path = format!("blobs/{}", alg.name);
-            if alg.kind != EntryKind::Dir {
-                self.unexpected_file(&path, "blobs/ holds only algorithm directories");
-                continue;
-            }
-            if alg.name != "sha256" {
-                // The registry canonicalises every blob to sha256 (spec §1.3).
-                self.finding(
-                    FindingKind::UnexpectedDirectory,
-                    &path,
-                    "blobs are only ever stored under sha256/; not scanned",
-                );
-                continue;
-            }
-            let shards = match self.list(&path) {
-                Ok(e) => e,
-                Err(e) => {
-                    self.unseen(&path);
-                    self.storage_finding(&e, "cannot list the blob store");
-                    continue;
-                }
-            };
-            for shard in shards {
-                let p = format!("{path}/{}", shard.name);
-                if shard.kind != EntryKind::Dir {
-                    self.unexpected_file(&p, "expected a two-hex-digit fan-out directory");
-                    continue;
-                }
-                s.spawn(move |_| self.scan_shard(p, shard.name));
-            }
-        }
-    }
-
     fn unexpected_file(&self, path: &str, why: &str) {
         let size = self.storage.stat(path).map(|m| m.size).unwrap_or(0);
         self.other_bytes.fetch_add(size, Ordering::Relaxed);
@@ -879,80 +868,6 @@ impl<'a> Ctx<'a> {
             path,
             format!("{why} ({size} bytes)"),
         );
-    }
-
-    fn scan_shard(&self, path: String, shard: String) {
-        let entries = match self
-            .take_snapshot(&path)
-            .and_then(|snap| Ok((self.list_in(snap.as_deref(), &path)?, snap)))
-        {
-            Ok(e) => e,
-            Err(e) => {
-                // Manifests stored here would look missing, and what they reference unreferenced.
-                self.unseen(&path);
-                return self.storage_finding(&e, "cannot list blob shard");
-            }
-        };
-        let (entries, snap) = entries;
-        if entries.is_empty() {
-            self.finding(
-                FindingKind::EmptyDirectory,
-                &path,
-                "empty fan-out directory (left behind by GC)",
-            );
-            return;
-        }
-        let mut out = Vec::with_capacity(entries.len());
-        for ent in entries {
-            let dir = format!("{path}/{}", ent.name);
-            if ent.kind != EntryKind::Dir {
-                self.unexpected_file(&dir, "expected a blob directory named by its digest");
-                continue;
-            }
-            let Some(h) = Sha256::from_hex(ent.name.as_bytes()) else {
-                self.finding(
-                    FindingKind::BlobMisplaced,
-                    &dir,
-                    "directory name is not a sha256 hex digest; not a blob",
-                );
-                continue;
-            };
-            if !ent.name.starts_with(&shard) {
-                self.finding(
-                    FindingKind::BlobMisplaced,
-                    &dir,
-                    format!(
-                        "blob {} sits under fan-out {shard}; the registry never finds it there",
-                        h.short()
-                    ),
-                );
-                continue;
-            }
-            let data = format!("{dir}/data");
-            match self.stat_in(snap.as_deref(), &data) {
-                Ok(m) => {
-                    self.progress.blobs.fetch_add(1, Ordering::Relaxed);
-                    out.push(BlobFile::new(h, m.size, m.modified, m.created));
-                }
-                Err(e) if e.is_not_found() => self.finding(
-                    FindingKind::BlobMissingData,
-                    &dir,
-                    "blob directory without a data file (not a blob; an interrupted write or partial delete)",
-                ),
-                Err(e) => {
-                    self.unseen(&data);
-                    self.storage_finding(&e, "cannot stat blob data");
-                }
-            }
-        }
-        out.sort_unstable_by_key(|b| b.digest);
-        out.shrink_to_fit();
-        if !out.is_empty() {
-            self.blobs
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(out);
-        }
     }
 
     // ---- phase 2: repositories ----------------------------------------------------------
@@ -1104,7 +1019,7 @@ impl<'a> Ctx<'a> {
                 }
                 Err(e) => {
                     self.storage_finding(&e, "cannot list _manifests");
-                    self.incomplete(repo);
+                    self.fragment(repo, Part::RevisionsUnlisted);
                 }
             }
         }
@@ -1151,7 +1066,7 @@ impl<'a> Ctx<'a> {
             }
             Err(e) => {
                 self.storage_finding(&e, "cannot stat link");
-                self.incomplete(repo);
+                self.link_unknown(repo, kind);
                 return None;
             }
         };
@@ -1231,7 +1146,7 @@ impl<'a> Ctx<'a> {
             Ok(b) => b,
             Err(e) => {
                 self.storage_finding(&e, "cannot read link");
-                self.incomplete(repo);
+                self.link_unknown(repo, kind);
                 return None;
             }
         };
@@ -1357,7 +1272,11 @@ impl<'a> Ctx<'a> {
                                 &hdir,
                                 "alias directory without a link",
                             ),
-                            Err(e) => self.storage_finding(&e, "cannot read alias link"),
+                            Err(e) => {
+                                // Its content is unknown: which blob it keeps is too.
+                                self.storage_finding(&e, "cannot read alias link");
+                                complete = false;
+                            }
                         }
                     }
                     Ok(_) => self.finding(
@@ -1381,13 +1300,13 @@ impl<'a> Ctx<'a> {
             Ok(s) => s,
             Err(e) => {
                 self.storage_finding(&e, "cannot list links");
-                return self.incomplete(repo);
+                return self.fragment(repo, Part::LayersUnlisted);
             }
         };
         let (links, aliases, complete) =
             self.scan_link_family(repo, &dir, LinkKind::Layer, None, snap.as_deref());
         if !complete {
-            self.incomplete(repo);
+            self.fragment(repo, Part::LayersUnlisted);
         }
         self.fragment(repo, Part::Layers { links, aliases });
     }
@@ -1396,7 +1315,7 @@ impl<'a> Ctx<'a> {
         let (links, _, complete) =
             self.scan_link_family(repo, &dir, LinkKind::Revision, None, snap.as_deref());
         if !complete {
-            self.incomplete(repo);
+            self.fragment(repo, Part::RevisionsUnlisted);
         }
         self.fragment(repo, Part::Revisions(links));
     }
@@ -1616,123 +1535,5 @@ impl<'a> Ctx<'a> {
             );
         }
         up
-    }
-
-    // ---- phase 3: manifests -------------------------------------------------------------
-
-    fn intern_platform(&self, p: Platform) -> Arc<Platform> {
-        let mut set = lock(&self.platforms);
-        if let Some(known) = set.get(&p) {
-            return known.clone();
-        }
-        let p = Arc::new(p);
-        set.insert(p.clone());
-        p
-    }
-
-    fn intern_media_type(&self, t: Option<String>) -> Option<Arc<str>> {
-        let t = t?;
-        let mut set = lock(&self.media_types);
-        if let Some(known) = set.get(t.as_str()) {
-            return Some(known.clone());
-        }
-        let t: Arc<str> = t.into();
-        set.insert(t.clone());
-        Some(t)
-    }
-
-    /// Read and parse one manifest into `out` (its record, references and details).
-    fn read_manifest(&self, id: BlobId, out: &mut ManifestChunk) {
-        let h = self.table[id as usize].digest;
-        let path = layout::blob_data(&h);
-        let mut rec = ManifestRecord::new(id, ManifestStatus::Parsed, None);
-        self.progress.manifests.fetch_add(1, Ordering::Relaxed);
-        let bytes = match self.storage.read(&path, MANIFEST_LIMIT) {
-            Ok(b) => b,
-            Err(e) => {
-                rec.status = ManifestStatus::Unreadable;
-                let msg = match e.kind {
-                    ErrorKind::TooLarge { .. } => {
-                        "manifest larger than the registry's 4 MiB limit; not read, kept with everything its repository links".to_string()
-                    }
-                    _ => format!("{e}; kept with everything its repository links"),
-                };
-                self.finding(FindingKind::ManifestUnreadable, &path, msg);
-                out.records.push(rec);
-                return;
-            }
-        };
-        match manifest::parse(&bytes) {
-            Ok(m) => {
-                let refs = &mut out.refs;
-                let first = refs.len();
-                let mut push = |id: BlobId, role: RefRole| {
-                    if !refs[first..].iter().any(|r| r.id() == id) {
-                        refs.push(Ref::new(id, role));
-                    }
-                };
-                if let Some(c) = &m.config {
-                    push(self.intern(&c.digest), RefRole::Config);
-                }
-                for l in &m.layers {
-                    push(
-                        self.intern(&l.digest),
-                        if l.external {
-                            RefRole::External
-                        } else {
-                            RefRole::Layer
-                        },
-                    );
-                }
-                for c in &m.children {
-                    push(self.intern(&c.descriptor.digest), RefRole::Child);
-                }
-                for b in &m.blobs {
-                    push(self.intern(&b.digest), RefRole::ArtifactBlob);
-                }
-                rec.refs = Span {
-                    start: first as u32,
-                    len: (refs.len() - first) as u32,
-                };
-                rec.set_subject(m.subject.as_ref().map(|s| self.intern(&s.digest)));
-                rec.kind = Some(m.kind);
-                if m.kind == ManifestKind::Unknown {
-                    self.finding(
-                        FindingKind::ManifestUnknownMediaType,
-                        &path,
-                        format!(
-                            "media type {:?} is not one the registry knows; kept with everything its repository links",
-                            m.media_type.as_deref().unwrap_or("")
-                        ),
-                    );
-                }
-                if m.kind.is_index() || m.artifact_type.is_some() || m.kind == ManifestKind::Unknown
-                {
-                    // Collected into a new vector: collected in place, it would keep the
-                    // children's (far larger) allocation for the whole run.
-                    let mut platforms = Vec::with_capacity(m.children.len());
-                    platforms.extend(
-                        m.children
-                            .into_iter()
-                            .map(|c| c.platform.map(|p| self.intern_platform(p))),
-                    );
-                    rec.set_extra_index(Some(out.extras.len()));
-                    out.extras.push(ManifestExtra {
-                        media_type: self.intern_media_type(m.media_type),
-                        artifact_type: self.intern_media_type(m.artifact_type),
-                        platforms,
-                    });
-                }
-            }
-            Err(e) => {
-                rec.status = ManifestStatus::Unparseable;
-                self.finding(
-                    FindingKind::ManifestUnparseable,
-                    &path,
-                    format!("{e}; kept with everything its repository links"),
-                );
-            }
-        }
-        out.records.push(rec);
     }
 }
