@@ -86,14 +86,19 @@ pub struct Summary {
 /// Roots of `gc --delete-untagged` done right: every tagged manifest (both digests of a
 /// mismatched current link are not known; an invalid current link keeps nothing by itself,
 /// which is safe because the tag's manifest still has its revision link, and any
-/// repository with an unreadable tag keeps all its revisions).
+/// repository with an unreadable or dangling tag keeps all its revisions).
 pub fn tagged_roots(g: &Graph<'_>) -> Vec<BlobId> {
     let mut roots = Vec::new();
     for r in &g.inv.repositories {
+        // A tag whose current manifest does not exist is corruption (the registry removes
+        // a manifest's tags when it deletes it): what the tag should name is unknown, so its
+        // history is not taken for untagged (issue 25: a current link rewritten to another
+        // digest made the tag's real manifest look untagged).
         let unsure = !r.complete
-            || r.tags
-                .iter()
-                .any(|t| t.current.is_some_and(|c| c.target.is_none()))
+            || r.tags.iter().any(|t| {
+                t.current
+                    .is_some_and(|c| c.target.is_none_or(|id| !g.inv.is_present(id)))
+            })
             || r.odd_links.iter().any(|o| o.kind == LinkKind::TagCurrent);
         if unsure {
             roots.extend(r.revisions.iter().map(|l| l.target()));

@@ -5,14 +5,17 @@
 //! starting with those two, and in it a regular file `data`. Anything else under `blobs/` is
 //! reported (`blob_misplaced`, `unexpected_file`) and is never a blob, nor a second copy of
 //! one: a copy under `a38/` or `a/` counted as a blob of the same digest made the digest of a
-//! tagged index look unreferenced, and `gc -m` planned it (issue 25, item 5).
+//! tagged index look unreferenced, and `gc -m` planned it (issue 25, item 5). A misplaced
+//! directory is also recorded as unseen, which blocks blob deletion: it may be a manifest
+//! moved out of its place, whose references (kept in a plan otherwise) are then unknown.
 //!
 //! A `data` that exists but is not a regular file (a FIFO, socket, device or directory), or
 //! cannot be stat-ed, keeps its digest in the blob table, with size 0 and no date, and is
 //! listed in [`Ctx::odd_blobs`]: the registry's directory is there, so its revisions are not
 //! dangling and a manifest stored there is read (and fails, so it is kept as opaque) rather
 //! than taken for missing. The path is also recorded as unseen, so that no blob is planned
-//! for deletion on the strength of such a scan.
+//! for deletion on the strength of such a scan. A blob directory that is a symbolic link is
+//! kept the same way, and never read through (see `manifests.rs`).
 
 use std::sync::atomic::Ordering;
 
@@ -72,7 +75,10 @@ impl Ctx<'_> {
                 }
                 if !is_shard_name(&shard.name) {
                     // `a38/`, `a/`, `A3/`, a 64-digit name without fan-out: the registry
-                    // never looks there, so nothing below is a blob.
+                    // never looks there, so nothing below is a blob. But what is below may be
+                    // a blob moved out of its place (its manifest's references unknown), so
+                    // no blob is deleted while it is there.
+                    self.unseen(&p);
                     self.finding(
                         FindingKind::BlobMisplaced,
                         &p,
@@ -86,10 +92,15 @@ impl Ctx<'_> {
     }
 
     fn scan_shard(&self, path: String, shard: String) {
-        let entries = match self
-            .take_snapshot(&path)
-            .and_then(|snap| Ok((self.list_in(snap.as_deref(), &path)?, snap)))
-        {
+        // Symbolic links kept: a blob directory that is one is reported, and its digest kept
+        // as present but unknown (see the module's doc).
+        let entries = match self.take_snapshot(&path).and_then(|snap| {
+            let ents = match &snap {
+                Some(sn) => self.list_in(Some(sn), &path)?,
+                None => self.list_keeping(&path, true)?,
+            };
+            Ok((ents, snap))
+        }) {
             Ok(e) => e,
             Err(e) => {
                 // Manifests stored here would look missing, and what they reference unreferenced.
@@ -109,11 +120,24 @@ impl Ctx<'_> {
         let mut out = Vec::with_capacity(entries.len());
         for ent in entries {
             let dir = format!("{path}/{}", ent.name);
+            if ent.kind == EntryKind::Symlink {
+                // Reported by the listing, and blob deletion is blocked; a manifest stored
+                // behind it must not look missing (its revision would look dangling).
+                if let Some(h) = Sha256::from_hex(ent.name.as_bytes())
+                    && h.shard()[..] == *shard.as_bytes()
+                {
+                    out.push(BlobFile::new(h, 0, Timestamp::EPOCH, None));
+                    lock(&self.odd_blobs).push(h);
+                    lock(&self.linked_blobs).push(h);
+                }
+                continue;
+            }
             if ent.kind != EntryKind::Dir {
                 self.unexpected_file(&dir, "expected a blob directory named by its digest");
                 continue;
             }
             let Some(h) = Sha256::from_hex(ent.name.as_bytes()) else {
+                self.unseen(&dir);
                 self.finding(
                     FindingKind::BlobMisplaced,
                     &dir,
@@ -122,6 +146,7 @@ impl Ctx<'_> {
                 continue;
             };
             if h.shard()[..] != *shard.as_bytes() {
+                self.unseen(&dir);
                 self.finding(
                     FindingKind::BlobMisplaced,
                     &dir,

@@ -40,6 +40,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod blobs;
+mod failsafe;
 mod manifests;
 mod snapshot;
 mod verify;
@@ -165,6 +166,7 @@ pub fn scan(
         other_bytes: AtomicU64::new(0),
         unlisted: Mutex::new(Vec::new()),
         odd_blobs: Mutex::new(Vec::new()),
+        linked_blobs: Mutex::new(Vec::new()),
     };
     for (name, kind) in &top {
         match (name.as_str(), kind) {
@@ -221,6 +223,7 @@ pub fn scan(
     }
     ctx.table = table;
     lock(&ctx.odd_blobs).sort_unstable();
+    lock(&ctx.linked_blobs).sort_unstable();
     // The shard vectors, freed, sit in the workers' heaps as large as the table itself.
     opts.release();
 
@@ -250,6 +253,7 @@ pub fn scan(
     );
     let mut repositories = assemble(&heads, &fragments, &odd);
     drop((heads, fragments, odd));
+    failsafe::mark_unseen_parts(&mut repositories, &lock(&ctx.unlisted));
     opts.release();
     // Phase 3: manifests named by revisions and tags, then index children not yet read.
     progress.phase.store(3, Ordering::Relaxed);
@@ -675,6 +679,8 @@ struct Ctx<'a> {
     /// table with size 0 (see `blobs.rs`), sorted after phase 1. Their size says nothing, so
     /// phase 3 compares no descriptor with it.
     odd_blobs: Mutex<Vec<Sha256>>,
+    /// Of those, the ones whose directory is a symbolic link: never read through it.
+    linked_blobs: Mutex<Vec<Sha256>>,
 }
 
 /// A listed directory entry, owned (names are needed after the listing closes).
@@ -739,15 +745,29 @@ impl<'a> Ctx<'a> {
     /// List a directory into owned entries; non-UTF-8 names and symlinks become findings and
     /// are left out. `Err` only when the directory itself could not be listed.
     fn list(&self, path: &str) -> Result<Vec<Ent>, StorageError> {
+        self.list_keeping(path, false)
+    }
+
+    /// [`Ctx::list`], where `keep_symlinks` also returns symbolic links (reported all the
+    /// same), for a caller that must know what they stand for.
+    fn list_keeping(&self, path: &str, keep_symlinks: bool) -> Result<Vec<Ent>, StorageError> {
         let mut out = Vec::new();
         let mut bad: Vec<(FindingKind, String, String)> = Vec::new();
         self.storage
             .list_dir(path, &mut |e| match std::str::from_utf8(e.name) {
-                Ok(n) if e.kind == EntryKind::Symlink => bad.push((
-                    FindingKind::Symlink,
-                    format!("{path}/{n}"),
-                    "symbolic link inside the storage; not followed".into(),
-                )),
+                Ok(n) if e.kind == EntryKind::Symlink => {
+                    bad.push((
+                        FindingKind::Symlink,
+                        format!("{path}/{n}"),
+                        "symbolic link inside the storage; not followed".into(),
+                    ));
+                    if keep_symlinks {
+                        out.push(Ent {
+                            name: n.to_owned(),
+                            kind: e.kind,
+                        });
+                    }
+                }
                 Ok(n) => out.push(Ent {
                     name: n.to_owned(),
                     kind: e.kind,
@@ -1354,6 +1374,10 @@ impl<'a> Ctx<'a> {
 
     fn scan_tag(&self, repo: u32, name: String, dir: String, snap: Option<Arc<Snapshot>>) {
         let snap = snap.as_deref();
+        if self.opts.verify_links {
+            // Interrupted rewrites of `current/link` (3.1+) and whatever else is beside it.
+            self.inspect_link_dir(&format!("{dir}/current"), LinkKind::TagCurrent, snap);
+        }
         let cpath = format!("{dir}/current/link");
         // A snapshot already says whether the link exists: no GET for a missing one.
         let read = match snap {

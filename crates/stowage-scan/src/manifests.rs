@@ -47,6 +47,17 @@ impl Ctx<'_> {
         let path = layout::blob_data(&h);
         let mut rec = ManifestRecord::new(id, ManifestStatus::Parsed, None);
         self.progress.manifests.fetch_add(1, Ordering::Relaxed);
+        if lock(&self.linked_blobs).binary_search(&h).is_ok() {
+            // Its directory is a symbolic link: reading `data` would follow it.
+            rec.status = ManifestStatus::Unreadable;
+            self.finding(
+                FindingKind::ManifestUnreadable,
+                &path,
+                "its blob directory is a symbolic link (not followed); kept with everything its repository links",
+            );
+            out.records.push(rec);
+            return;
+        }
         let bytes = match self.storage.read(&path, MANIFEST_LIMIT) {
             Ok(b) => b,
             Err(e) => {

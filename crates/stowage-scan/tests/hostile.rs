@@ -17,7 +17,7 @@ use stowage_storage::faults::{Fault, FaultyStorage, Ops};
 use stowage_storage::{FsStorage, Storage};
 use stowage_testkit::broken::{Healthy, healthy};
 use stowage_testkit::{TreeBuilder, Written};
-use support::{check, gc_m, planned, scan_fs, scan_storage, tag_closure};
+use support::{Special, check, gc_m, make_special, planned, scan_fs, scan_storage, tag_closure};
 
 /// The healthy tree of the broken fixtures, plus a tagged index of two images.
 struct Tree {
@@ -41,61 +41,6 @@ fn tree() -> Tree {
         h,
         index,
     }
-}
-
-#[derive(Copy, Clone, Debug)]
-enum Special {
-    Fifo,
-    Socket,
-    Directory,
-    CharDevice,
-}
-
-/// Replace the file at `rel` with a special file. `false` when this machine cannot make
-/// one (devices need CAP_MKNOD).
-fn make_special(t: &TreeBuilder, rel: &str, what: Special) -> bool {
-    let p = t.path(rel);
-    if p.is_dir() {
-        std::fs::remove_dir_all(&p).unwrap();
-    } else if p.symlink_metadata().is_ok() {
-        std::fs::remove_file(&p).unwrap();
-    }
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    let node = |ft, dev| {
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &p,
-            ft,
-            rustix::fs::Mode::from_raw_mode(0o644),
-            dev,
-        )
-    };
-    match what {
-        Special::Fifo => node(rustix::fs::FileType::Fifo, 0).unwrap(),
-        // Made where its path fits in sun_path (108 bytes), then moved into place.
-        Special::Socket => {
-            let short = tempfile::Builder::new()
-                .prefix("s")
-                .tempdir_in("/tmp")
-                .unwrap();
-            let at = short.path().join("s");
-            drop(std::os::unix::net::UnixListener::bind(&at).unwrap());
-            std::fs::rename(&at, &p).unwrap();
-        }
-        Special::Directory => std::fs::create_dir(&p).unwrap(),
-        // /dev/zero: reading it never ends.
-        Special::CharDevice => {
-            if node(
-                rustix::fs::FileType::CharacterDevice,
-                rustix::fs::makedev(1, 5),
-            )
-            .is_err()
-            {
-                return false;
-            }
-        }
-    }
-    true
 }
 
 fn has(findings: &[Finding], kind: FindingKind, path: &str) -> bool {
@@ -135,7 +80,7 @@ fn fifo_hang_special_files_where_files_belong_are_findings_and_plan_nothing() {
             Special::CharDevice,
         ] {
             let tr = tree();
-            if !make_special(&tr.t, place, what) {
+            if !make_special(&tr.t.root, place, what) {
                 continue;
             }
             for verify_links in [false, true] {
@@ -224,9 +169,20 @@ fn blob_placement_misplaced_copies_are_findings_never_second_blobs() {
             "{dir}:\n{}",
             show(&inv.findings)
         );
-        let plan = planned(&gc_m(&inv));
-        assert!(!plan.contains(&tr.index.digest()), "{dir}: index planned");
-        assert_eq!(plan, healthy_plan, "{dir}: the plan changed");
+        let plan = gc_m(&inv);
+        assert!(
+            !planned(&plan).contains(&tr.index.digest()),
+            "{dir}: index planned"
+        );
+        // What lies there may be a blob moved out of place: blob deletion waits for it.
+        assert!(plan.blobs.is_empty(), "{dir}: blobs planned");
+        assert!(
+            plan.blocked.iter().any(|b| b.contains(reported.as_str())),
+            "{dir}: {:?}",
+            plan.blocked
+        );
+        let manifests: BTreeSet<_> = plan.manifests.iter().map(|m| m.digest.clone()).collect();
+        assert!(manifests.is_subset(&healthy_plan), "{dir}: {manifests:?}");
     }
     // A file beside `data` in a blob directory: only `check` lists blob directories.
     let tr = tree();
@@ -274,7 +230,7 @@ fn check_misses_broken_referenced_blobs_sizes_and_types_are_compared() {
     }
     for what in [Special::Directory, Special::Socket, Special::CharDevice] {
         let tr = tree();
-        if make_special(&tr.t, &layer(&tr), what) {
+        if make_special(&tr.t.root, &layer(&tr), what) {
             let f = check_plain(&tr.t.root);
             assert!(
                 has(&f, FindingKind::NotARegularFile, &layer(&tr)),
@@ -348,7 +304,7 @@ fn messages_unreadable_revisions_is_reported_not_tag_unlinked() {
 fn messages_a_device_as_manifest_data_says_what_it_is() {
     let tr = tree();
     let data = layout::blob_data(&tr.h.untagged.digest);
-    if !make_special(&tr.t, &data, Special::CharDevice) {
+    if !make_special(&tr.t.root, &data, Special::CharDevice) {
         eprintln!("cannot make a device node here (no CAP_MKNOD): case skipped");
         return;
     }

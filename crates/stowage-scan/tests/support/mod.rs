@@ -113,3 +113,57 @@ pub fn planned(p: &Plan) -> BTreeSet<Digest> {
         .chain(p.manifests.iter().map(|m| m.digest.clone()))
         .collect()
 }
+
+/// A special file to put where the registry keeps a regular file.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Special {
+    Fifo,
+    Socket,
+    Directory,
+    CharDevice,
+}
+
+/// Replace whatever is at `root/rel` with a special file. `false` when this machine cannot
+/// make one (devices need CAP_MKNOD).
+pub fn make_special(root: &Path, rel: &str, what: Special) -> bool {
+    let p = root.join(rel);
+    match p.symlink_metadata() {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p).unwrap(),
+        Ok(_) => std::fs::remove_file(&p).unwrap(),
+        Err(_) => {}
+    }
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let node = |ft, dev| {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &p,
+            ft,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            dev,
+        )
+    };
+    match what {
+        Special::Fifo => node(rustix::fs::FileType::Fifo, 0).unwrap(),
+        // Made where its path fits in sun_path (108 bytes), on the same filesystem, then
+        // moved into place.
+        Special::Socket => {
+            let short = tempfile::Builder::new()
+                .prefix(".s")
+                .tempdir_in(root)
+                .unwrap();
+            let at = short.path().join("s");
+            drop(std::os::unix::net::UnixListener::bind(&at).unwrap());
+            std::fs::rename(&at, &p).unwrap();
+        }
+        Special::Directory => std::fs::create_dir(&p).unwrap(),
+        // /dev/zero: reading it never ends.
+        Special::CharDevice => {
+            return node(
+                rustix::fs::FileType::CharacterDevice,
+                rustix::fs::makedev(1, 5),
+            )
+            .is_ok();
+        }
+    }
+    true
+}
