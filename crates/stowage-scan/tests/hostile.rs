@@ -385,3 +385,65 @@ fn bounded_memory_links_and_manifests_are_read_with_a_limit() {
     let kinds: BTreeSet<_> = inv.findings.iter().map(|f| f.kind).collect();
     assert!(kinds.contains(&FindingKind::LinkOversized));
 }
+
+/// Issue 25 item 1 on the FUSE test filesystem, which presents FIFOs and sockets as what they
+/// are (the kernel opens them locally, as on NFS): the same findings, and no hang.
+#[test]
+fn fifo_hang_on_the_fuse_filesystem_special_files_are_findings_too() {
+    if !Path::new("/dev/fuse").exists() {
+        eprintln!("skipped: no /dev/fuse on this machine");
+        return;
+    }
+    let tr = tree();
+    let current = layout::tag_current_link("app", "v1");
+    let revision = layout::revision_link("app", &tr.h.app.digest());
+    let data = layout::blob_data(&tr.index.digest);
+    assert!(make_special(&tr.t.root, &current, Special::Fifo));
+    assert!(make_special(&tr.t.root, &revision, Special::Socket));
+    assert!(make_special(&tr.t.root, &data, Special::Fifo));
+    let source = tr.t.root.ancestors().nth(3).unwrap().to_path_buf();
+    let mount =
+        stowage_slowfs::Mount::start(&source, std::time::Duration::from_micros(100), &[]).unwrap();
+    let root = mount.path().join(layout::LAYOUT_ROOT);
+    let inv = scan_fs(&root, true);
+    for p in [&current, &revision, &data] {
+        assert!(
+            has(&inv.findings, FindingKind::NotARegularFile, p),
+            "{p}:\n{}",
+            show(&inv.findings)
+        );
+    }
+    assert!(gc_m(&inv).blobs.is_empty());
+    assert!(!planned(&gc_m(&inv)).contains(&tr.index.digest()));
+}
+
+/// A blob directory that is a symbolic link is reported and kept, and nothing reads through
+/// it: not the manifest read, not digest verification (`O_NOFOLLOW` guards only the last
+/// component of a path).
+#[test]
+fn a_symlinked_blob_directory_is_never_read_through() {
+    let tr = tree();
+    let outside = tempfile::tempdir().unwrap();
+    let body = std::fs::read(tr.t.path(&layout::blob_data(&tr.index.digest))).unwrap();
+    std::fs::write(outside.path().join("data"), &body).unwrap();
+    let dir = layout::blob_dir(&tr.index.digest);
+    std::fs::remove_dir_all(tr.t.path(&dir)).unwrap();
+    std::os::unix::fs::symlink(outside.path(), tr.t.path(&dir)).unwrap();
+    let s = FsStorage::open(&tr.t.root).unwrap();
+    let inv = scan_storage(&s, false);
+    assert!(has(&inv.findings, FindingKind::Symlink, &dir));
+    let id = inv.id_of(&tr.index.digest()).unwrap();
+    assert_eq!(inv.manifest(id).unwrap().status, ManifestStatus::Unreadable);
+    let hashed = std::sync::atomic::AtomicU64::new(0);
+    let f = stowage_scan::verify_blobs(
+        &s,
+        &inv,
+        &stowage_scan::VerifyOptions { concurrency: 2 },
+        &hashed,
+    );
+    assert!(!f.iter().any(|f| f.path.starts_with(&dir)), "{}", show(&f));
+    let total: u64 = inv.blobs.iter().map(|b| b.size).sum();
+    assert_eq!(hashed.into_inner(), total, "hashed what is not a blob");
+    let plan = gc_m(&inv);
+    assert!(plan.blobs.is_empty() && !planned(&plan).contains(&tr.index.digest()));
+}
