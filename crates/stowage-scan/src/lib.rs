@@ -59,7 +59,7 @@ use stowage_model::digest::{Digest, Sha256};
 use stowage_model::finding::{Finding, FindingKind};
 use stowage_model::inventory::{
     BlobFile, BlobId, CurrentLink, Inventory, Link, LinkKind, LinkState, MAX_IDS, ManifestExtra,
-    ManifestRecord, OddLink, Ref, RefRole, Repository, ScanStats, Span, Tag, Upload,
+    ManifestRecord, OddLink, Ref, Repository, ScanStats, Span, Tag, Upload,
 };
 use stowage_model::manifest::Platform;
 use stowage_model::name::{RepositoryName, is_valid_tag};
@@ -150,54 +150,8 @@ pub fn scan(
             top.push((String::from_utf8_lossy(e.name).into_owned(), e.kind))
         })
         .map_err(ScanError::Root)?;
-    let mut ctx = Ctx {
-        storage,
-        opts,
-        progress,
-        findings: Mutex::new(Vec::new()),
-        heads: Mutex::new(Vec::new()),
-        fragments: Mutex::new(Vec::new()),
-        odd: Mutex::new(Vec::new()),
-        blobs: Mutex::new(Vec::new()),
-        missing: Mutex::new(Missing::default()),
-        table: Vec::new(),
-        platforms: Mutex::new(Default::default()),
-        media_types: Mutex::new(Default::default()),
-        other_bytes: AtomicU64::new(0),
-        unlisted: Mutex::new(Vec::new()),
-        odd_blobs: Mutex::new(Vec::new()),
-        linked_blobs: Mutex::new(Vec::new()),
-    };
-    for (name, kind) in &top {
-        match (name.as_str(), kind) {
-            ("blobs" | "repositories", EntryKind::Dir) => {}
-            ("blobs" | "repositories", _) => {
-                // The registry would follow a symbolic link here; we never do, so what it
-                // holds is unknown and no plan may delete anything.
-                ctx.unseen(name);
-                ctx.finding(
-                    FindingKind::Symlink,
-                    name,
-                    "not a plain directory (a symbolic link?); not followed, and deletion is blocked",
-                );
-            }
-            (_, EntryKind::Symlink) => ctx.finding(
-                FindingKind::Symlink,
-                name,
-                "symbolic link at the layout root; not followed",
-            ),
-            (_, EntryKind::Dir) => ctx.finding(
-                FindingKind::UnexpectedDirectory,
-                name,
-                "not part of the registry's layout",
-            ),
-            _ => ctx.finding(
-                FindingKind::UnexpectedFile,
-                name,
-                "not part of the registry's layout",
-            ),
-        }
-    }
+    let mut ctx = Ctx::new(storage, opts, progress);
+    ctx.check_top(&top);
 
     // Phase 1: blobs.
     progress.phase.store(1, Ordering::Relaxed);
@@ -209,21 +163,7 @@ pub fn scan(
         pool.scope(|s| ctx.scan_blobs(s));
         pool.finish();
     }
-    // Each shard arrives sorted; shards sort by their two-hex prefix, so concatenating them
-    // in that order gives the sorted table in one allocation of exactly the right size.
-    let mut shards = std::mem::take(&mut *lock(&ctx.blobs));
-    shards.sort_unstable_by_key(|v| v.first().map(|b| b.digest));
-    let mut table = Vec::with_capacity(shards.iter().map(Vec::len).sum());
-    for shard in shards {
-        table.extend(shard);
-    }
-    if table.len() >= MAX_IDS {
-        // Links and references keep flags in an id's top bits: stop before numbering any.
-        return Err(ScanError::TooManyDigests { max: MAX_IDS });
-    }
-    ctx.table = table;
-    lock(&ctx.odd_blobs).sort_unstable();
-    lock(&ctx.linked_blobs).sort_unstable();
+    ctx.build_table()?;
     // The shard vectors, freed, sit in the workers' heaps as large as the table itself.
     opts.release();
 
@@ -258,78 +198,7 @@ pub fn scan(
     // Phase 3: manifests named by revisions and tags, then index children not yet read.
     progress.phase.store(3, Ordering::Relaxed);
     let present = ctx.table.len();
-    let mut wanted: Vec<BlobId> = repositories
-        .iter()
-        .flat_map(|r| {
-            r.revisions.iter().map(|l| l.target()).chain(
-                r.tags
-                    .iter()
-                    .filter_map(|t| t.current.and_then(|c| c.target)),
-            )
-        })
-        .filter(|&id| (id as usize) < present)
-        .collect();
-    // A bit per present blob: read already (a hash set of ids cost 20 times more).
-    let mut seen = vec![0u64; present.div_ceil(64)];
-    let mut read: Vec<ManifestRecord> = Vec::new();
-    let mut read_refs: Vec<Ref> = Vec::new();
-    let mut read_extras: Vec<ManifestExtra> = Vec::new();
-    let pool = IoPool::new(opts.concurrency)?;
-    loop {
-        wanted.sort_unstable();
-        wanted.dedup();
-        wanted.retain(|&id| {
-            let (w, bit) = (id as usize / 64, 1u64 << (id % 64));
-            let new = seen[w] & bit == 0;
-            seen[w] |= bit;
-            new
-        });
-        if wanted.is_empty() {
-            break;
-        }
-        // Each worker appends to its own growing lists (records, references, details)
-        // instead of allocating small lists per manifest in the middle of that manifest's
-        // read and parse buffers: with the system allocator, small long-lived allocations
-        // pinned the pages of the freed buffers (at 100k blobs, 18 MB of resident memory
-        // for 2 MB of references). The lists are merged here, one after another.
-        let chunks: Vec<ManifestChunk> = pool.pool.install(|| {
-            use rayon::prelude::*;
-            wanted
-                .par_iter()
-                .fold(ManifestChunk::default, |mut c, &id| {
-                    ctx.read_manifest(id, &mut c);
-                    c
-                })
-                .collect()
-        });
-        let first = read.len();
-        read.reserve_exact(chunks.iter().map(|c| c.records.len()).sum());
-        read_refs.reserve_exact(chunks.iter().map(|c| c.refs.len()).sum());
-        // Chunks come in the order of `wanted` (rayon's collect keeps it), so references
-        // and details are laid out batch by batch in id order whatever the split: the
-        // inventory does not depend on concurrency.
-        for c in chunks {
-            let (ref_base, extra_base) = (read_refs.len() as u32, read_extras.len());
-            read_refs.extend_from_slice(&c.refs);
-            // Copied (platform lists are small allocations of the workers), every copy
-            // made before the chunk's originals are freed (see `assemble`).
-            read_extras.extend(c.extras.iter().cloned());
-            for mut m in c.records {
-                m.refs.start += ref_base;
-                m.set_extra_index(m.extra_index().map(|i| i + extra_base));
-                read.push(m);
-            }
-        }
-        wanted = read[first..]
-            .iter()
-            .flat_map(|m| read_refs[m.refs.range()].iter())
-            .filter(|r| r.role() == RefRole::Child)
-            .map(|r| r.id())
-            .filter(|&id| (id as usize) < present && seen[id as usize / 64] >> (id % 64) & 1 == 0)
-            .collect();
-    }
-    pool.finish();
-    drop((seen, wanted));
+    let (mut read, mut read_refs, read_extras) = ctx.read_manifests(&repositories)?;
 
     // Finalise: give missing digests their final ids (sorted), sort everything.
     let blobs = std::mem::take(&mut ctx.table);
@@ -690,6 +559,80 @@ struct Ent {
 }
 
 impl<'a> Ctx<'a> {
+    fn new(storage: &'a dyn Storage, opts: &'a ScanOptions, progress: &'a Progress) -> Ctx<'a> {
+        Ctx {
+            storage,
+            opts,
+            progress,
+            findings: Mutex::new(Vec::new()),
+            heads: Mutex::new(Vec::new()),
+            fragments: Mutex::new(Vec::new()),
+            odd: Mutex::new(Vec::new()),
+            blobs: Mutex::new(Vec::new()),
+            missing: Mutex::new(Missing::default()),
+            table: Vec::new(),
+            platforms: Mutex::new(Default::default()),
+            media_types: Mutex::new(Default::default()),
+            other_bytes: AtomicU64::new(0),
+            unlisted: Mutex::new(Vec::new()),
+            odd_blobs: Mutex::new(Vec::new()),
+            linked_blobs: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Report what the layout root holds besides `blobs/` and `repositories/`.
+    fn check_top(&self, top: &[(String, EntryKind)]) {
+        for (name, kind) in top {
+            match (name.as_str(), kind) {
+                ("blobs" | "repositories", EntryKind::Dir) => {}
+                ("blobs" | "repositories", _) => {
+                    // The registry would follow a symbolic link here; we never do, so what it
+                    // holds is unknown and no plan may delete anything.
+                    self.unseen(name);
+                    self.finding(
+                        FindingKind::Symlink,
+                        name,
+                        "not a plain directory (a symbolic link?); not followed, and deletion is blocked",
+                    );
+                }
+                (_, EntryKind::Symlink) => self.finding(
+                    FindingKind::Symlink,
+                    name,
+                    "symbolic link at the layout root; not followed",
+                ),
+                (_, EntryKind::Dir) => self.finding(
+                    FindingKind::UnexpectedDirectory,
+                    name,
+                    "not part of the registry's layout",
+                ),
+                _ => self.finding(
+                    FindingKind::UnexpectedFile,
+                    name,
+                    "not part of the registry's layout",
+                ),
+            }
+        }
+    }
+
+    /// The sorted blob table from the shards phase 1 produced.
+    fn build_table(&mut self) -> Result<(), ScanError> {
+        // Each shard arrives sorted; shards sort by their two-hex prefix, so concatenating them
+        // in that order gives the sorted table in one allocation of exactly the right size.
+        let mut shards = std::mem::take(&mut *lock(&self.blobs));
+        shards.sort_unstable_by_key(|v| v.first().map(|b| b.digest));
+        let mut table = Vec::with_capacity(shards.iter().map(Vec::len).sum());
+        for shard in shards {
+            table.extend(shard);
+        }
+        if table.len() >= MAX_IDS {
+            // Links and references keep flags in an id's top bits: stop before numbering any.
+            return Err(ScanError::TooManyDigests { max: MAX_IDS });
+        }
+        self.table = table;
+        lock(&self.odd_blobs).sort_unstable();
+        lock(&self.linked_blobs).sort_unstable();
+        Ok(())
+    }
     fn finding(
         &self,
         kind: FindingKind,

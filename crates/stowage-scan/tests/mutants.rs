@@ -153,7 +153,13 @@ fn roles(root: &Path, manifests: &BTreeSet<Digest>) -> Roles {
     };
     for (rel, is_dir) in walk(root) {
         match (classify(&rel), is_dir) {
-            (PathInfo::Blob { digest, part }, false) if part == Part::File => {
+            (
+                PathInfo::Blob {
+                    digest,
+                    part: Part::File,
+                },
+                false,
+            ) => {
                 if manifests.contains(&digest) {
                     r.manifests.push(rel)
                 } else {
@@ -174,10 +180,10 @@ fn roles(root: &Path, manifests: &BTreeSet<Digest>) -> Roles {
                 false,
             ) => r.links.push(rel),
             (PathInfo::Tag { .. }, true) if !rel.ends_with("/index") => r.tag_dirs.push(rel),
-            (PathInfo::RepositoryDir { .. }, true) => {
-                if root.join(&rel).join("_manifests").is_dir() {
-                    r.repo_dirs.push(rel)
-                }
+            (PathInfo::RepositoryDir { .. }, true)
+                if root.join(&rel).join("_manifests").is_dir() =>
+            {
+                r.repo_dirs.push(rel)
             }
             (PathInfo::Upload { rest: None, .. }, true) => r.upload_dirs.push(rel),
             (PathInfo::Upload { rest: Some(f), .. }, false) if f == "startedat" => {
@@ -242,6 +248,39 @@ fn wrong_type(rng: &mut Rng, m: &mut Value) -> Option<String> {
         *m.pointer_mut(&ptr)? = v;
     }
     Some(ptr)
+}
+
+/// Copy (a duplicate) or move (misplaced) a blob directory out of its exact place: under a
+/// fan-out of the wrong length, case or digits, or with no fan-out. Returns whether it moved
+/// and where to.
+fn misplace_blob(rng: &mut Rng, root: &Path, r: &Roles) -> (bool, String) {
+    let p = rng.pick(&r.blob_dirs);
+    let hex = p.rsplit('/').next().unwrap().to_owned();
+    let shard = match rng.below(5) {
+        0 => hex[..3].to_owned(),
+        1 => hex[..1].to_owned(),
+        2 => hex[..2].to_uppercase(),
+        3 => if &hex[..2] == "00" { "01" } else { "00" }.to_owned(),
+        _ => "..".to_owned(),
+    };
+    let to = if shard == ".." {
+        format!("blobs/sha256/{hex}")
+    } else if shard == hex[..2] {
+        // Uppercase of digits only is the same fan-out: upper-case the name instead.
+        format!("blobs/sha256/{shard}/{}", hex.to_uppercase())
+    } else {
+        format!("blobs/sha256/{shard}/{hex}")
+    };
+    let moved = rng.below(2) == 0;
+    std::fs::create_dir_all(root.join(&to)).unwrap();
+    for e in std::fs::read_dir(root.join(p)).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), root.join(&to).join(e.file_name())).unwrap();
+    }
+    if moved {
+        std::fs::remove_dir_all(root.join(p)).unwrap();
+    }
+    (moved, to)
 }
 
 /// Apply one mutation to the tree at `root`.
@@ -341,33 +380,7 @@ fn mutate(rng: &mut Rng, root: &Path, r: &Roles) -> Mutant {
             mutant("symlink", &format!("to {}", target.display()), p, None)
         }
         5 | 6 => {
-            // A blob copied (a duplicate) or moved (misplaced) out of its exact place.
-            let p = rng.pick(&r.blob_dirs);
-            let hex = p.rsplit('/').next().unwrap().to_owned();
-            let shard = match rng.below(5) {
-                0 => hex[..3].to_owned(),
-                1 => hex[..1].to_owned(),
-                2 => hex[..2].to_uppercase(),
-                3 => if &hex[..2] == "00" { "01" } else { "00" }.to_owned(),
-                _ => "..".to_owned(),
-            };
-            let to = if shard == ".." {
-                format!("blobs/sha256/{hex}")
-            } else if shard == hex[..2] {
-                // Uppercase of digits only is the same fan-out: upper-case the name instead.
-                format!("blobs/sha256/{shard}/{}", hex.to_uppercase())
-            } else {
-                format!("blobs/sha256/{shard}/{hex}")
-            };
-            let moved = rng.below(2) == 0;
-            std::fs::create_dir_all(root.join(&to)).unwrap();
-            for e in std::fs::read_dir(root.join(p)).unwrap() {
-                let e = e.unwrap();
-                std::fs::copy(e.path(), root.join(&to).join(e.file_name())).unwrap();
-            }
-            if moved {
-                std::fs::remove_dir_all(root.join(p)).unwrap();
-            }
+            let (moved, to) = misplace_blob(rng, root, r);
             let verb = if moved { "moved" } else { "copied" };
             let kind = if moved {
                 "misplaced-blob"
