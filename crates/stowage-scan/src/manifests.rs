@@ -19,6 +19,9 @@ use stowage_storage::ErrorKind;
 
 use crate::{Ctx, IoPool, MANIFEST_LIMIT, ManifestChunk, ScanError, lock};
 
+/// Phase 3's result: records, references and details.
+pub(crate) type ReadManifests = (Vec<ManifestRecord>, Vec<Ref>, Vec<ManifestExtra>);
+
 impl Ctx<'_> {
     pub(crate) fn intern_platform(&self, p: Platform) -> Arc<Platform> {
         let mut set = lock(&self.platforms);
@@ -155,7 +158,7 @@ impl Ctx<'_> {
     pub(crate) fn read_manifests(
         &self,
         repositories: &[Repository],
-    ) -> Result<(Vec<ManifestRecord>, Vec<Ref>, Vec<ManifestExtra>), ScanError> {
+    ) -> Result<ReadManifests, ScanError> {
         let present = self.table.len();
         let mut wanted: Vec<BlobId> = repositories
             .iter()
