@@ -86,14 +86,19 @@ pub struct Summary {
 /// Roots of `gc --delete-untagged` done right: every tagged manifest (both digests of a
 /// mismatched current link are not known; an invalid current link keeps nothing by itself,
 /// which is safe because the tag's manifest still has its revision link, and any
-/// repository with an unreadable tag keeps all its revisions).
+/// repository with an unreadable or dangling tag keeps all its revisions).
 pub fn tagged_roots(g: &Graph<'_>) -> Vec<BlobId> {
     let mut roots = Vec::new();
     for r in &g.inv.repositories {
+        // A tag whose current manifest does not exist is corruption (the registry removes
+        // a manifest's tags when it deletes it): what the tag should name is unknown, so its
+        // history is not taken for untagged (issue 25: a current link rewritten to another
+        // digest made the tag's real manifest look untagged).
         let unsure = !r.complete
-            || r.tags
-                .iter()
-                .any(|t| t.current.is_some_and(|c| c.target.is_none()))
+            || r.tags.iter().any(|t| {
+                t.current
+                    .is_some_and(|c| c.target.is_none_or(|id| !g.inv.is_present(id)))
+            })
             || r.odd_links.iter().any(|o| o.kind == LinkKind::TagCurrent);
         if unsure {
             roots.extend(r.revisions.iter().map(|l| l.target()));
@@ -235,7 +240,9 @@ fn analyze(g: &Graph<'_>, out: &mut impl Sink) {
                         layout::tag_dir(repo, &t.name),
                         format!("{repo}:{} points at {d}, whose manifest blob does not exist: pulls fail", t.name),
                     ));
-                } else if r.revision(id).is_none() {
+                } else if r.revision(id).is_none() && r.revisions_listed {
+                    // With revisions/ unlisted, the link may well exist: the unlisted
+                    // directory is the finding (issue 25: a false tag_unlinked).
                     out.emit(FindingKind::TagUnlinked, || Finding::new(
                         FindingKind::TagUnlinked,
                         layout::tag_dir(repo, &t.name),
@@ -276,12 +283,13 @@ fn analyze(g: &Graph<'_>, out: &mut impl Sink) {
                                 format!("{what} {d}, referenced by manifest {md} (in {repo}), does not exist: pulls of it fail"),
                             ));
                         }
-                    RefRole::Child if r.revision(rf.id()).is_none() => out.emit(FindingKind::IndexChildUnlinked, || Finding::new(
+                    RefRole::Child if r.revision(rf.id()).is_none() && r.revisions_listed => out.emit(FindingKind::IndexChildUnlinked, || Finding::new(
                         FindingKind::IndexChildUnlinked,
                         layout::revision_link(repo, &d),
                         format!("child {d} of index {md} has no revision link in {repo}: pulling that platform fails"),
                     )),
                     RefRole::Config | RefRole::Layer if (r.has_layers || !r.layers.is_empty())
+                        && r.layers_listed
                         && r.layer(rf.id()).is_none() => {
                             out.emit(FindingKind::LayerUnlinked, || Finding::new(
                                 FindingKind::LayerUnlinked,

@@ -240,7 +240,9 @@ pub fn classify(path: &str) -> PathInfo {
             v.extend_from_slice(rest);
             match digest_at(&v) {
                 Ok((digest, part)) => {
-                    if !hex.starts_with(hh) {
+                    // Exactly the first two digits: `a38/` or `a/` is a prefix too, and the
+                    // registry never looks there (issue 25, item 5).
+                    if hex.get(..2) != Some(*hh) {
                         return unknown(format!(
                             "blob {hex} is under fan-out directory {hh}, not {}",
                             &hex[..2.min(hex.len())]

@@ -75,7 +75,9 @@ finding_kinds! {
     IndexChildUnlinked => "index_child_unlinked", Error, "An index child with no revision link in the index's repository: the registry answers MANIFEST_UNKNOWN for it.";
     LayerUnlinked => "layer_unlinked", Warning, "A manifest's config or layer has no _layers link in its repository: the registry answers BLOB_UNKNOWN through that repository.";
     BlobMissingData => "blob_missing_data", Warning, "A blob directory without its data file.";
-    BlobMisplaced => "blob_misplaced", Warning, "A blob directory whose fan-out prefix or name does not match its digest.";
+    BlobMisplaced => "blob_misplaced", Warning, "Something under blobs/ outside the registry's exact layout (blobs/sha256/<2 hex>/<64 hex>/data, the fan-out the first two digits): never counted as a blob, nor as a copy of one.";
+    NotARegularFile => "not_a_regular_file", Error, "A FIFO, socket, device or directory where the registry keeps a regular file: never opened, and nothing is deleted on its strength.";
+    BlobSizeMismatch => "blob_size_mismatch", Error, "A blob whose size on disk differs from the size a manifest's descriptor gives it (truncated, emptied or replaced): pulls of it fail.";
     BlobDigestMismatch => "blob_digest_mismatch", Error, "Blob content does not hash to its digest (corruption).";
     EmptyDirectory => "empty_directory", Info, "An empty directory left behind by API deletes or GC.";
     StaleTempFile => "stale_temp_file", Info, "A *.tmp file from an interrupted atomic write (registry 3.1+).";

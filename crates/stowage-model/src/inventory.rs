@@ -233,6 +233,11 @@ pub struct Repository {
     /// False when some part of the repository could not be listed or read. Nothing is ever
     /// planned for deletion on the strength of an incomplete repository.
     pub complete: bool,
+    /// False when `_manifests/revisions` (or part of it) could not be listed: a manifest
+    /// without a revision link here may still have one, so "unlinked" is not a finding.
+    pub revisions_listed: bool,
+    /// False when `_layers` (or part of it) could not be listed; likewise for layer links.
+    pub layers_listed: bool,
 }
 
 impl Repository {
@@ -251,6 +256,8 @@ impl Repository {
             odd_links: Vec::new(),
             aliases: Vec::new(),
             complete: true,
+            revisions_listed: true,
+            layers_listed: true,
         }
     }
 

@@ -27,6 +27,9 @@ use std::fmt;
 
 use crate::digest::{Digest, DigestError};
 
+mod gotypes;
+use gotypes::{GoHistory, GoString, GoStringMap, GoStrings};
+
 pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
 pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
 pub const DOCKER_SCHEMA2: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -183,8 +186,12 @@ struct RawDescriptor<'a> {
     digest: Option<Cow<'a, str>>,
     #[serde(default)]
     size: Option<i64>,
+    /// Go `[]string`: only whether it is non-empty matters here.
     #[serde(default)]
-    urls: Option<Vec<serde::de::IgnoredAny>>,
+    urls: Option<Vec<GoString>>,
+    #[serde(default)]
+    #[allow(dead_code)] // type-checked, not kept
+    annotations: Option<GoStringMap>,
     #[serde(default)]
     platform: Option<RawPlatform>,
 }
@@ -192,11 +199,20 @@ struct RawDescriptor<'a> {
 #[derive(serde::Deserialize)]
 struct RawPlatform {
     #[serde(default)]
-    os: String,
+    os: Option<String>,
     #[serde(default)]
-    architecture: String,
+    architecture: Option<String>,
     #[serde(default)]
     variant: Option<String>,
+    #[serde(rename = "os.version", default)]
+    #[allow(dead_code)] // type-checked, not kept
+    os_version: Option<GoString>,
+    #[serde(rename = "os.features", default)]
+    #[allow(dead_code)] // type-checked, not kept
+    os_features: Option<GoStrings>,
+    #[serde(default)]
+    #[allow(dead_code)] // type-checked, not kept
+    features: Option<GoStrings>,
 }
 
 #[derive(serde::Deserialize)]
@@ -227,6 +243,22 @@ struct Raw<'a> {
     fs_layers: Option<Vec<RawFsLayer<'a>>>,
     #[serde(default)]
     signatures: Option<serde::de::IgnoredAny>,
+    // Decoded by the registry's structs, so type-checked (see `gotypes`), not kept.
+    #[serde(default)]
+    #[allow(dead_code)] // type-checked, not kept
+    annotations: Option<GoStringMap>,
+    #[serde(default)]
+    #[allow(dead_code)] // type-checked, not kept
+    name: Option<GoString>,
+    #[serde(default)]
+    #[allow(dead_code)] // type-checked, not kept
+    tag: Option<GoString>,
+    #[serde(default)]
+    #[allow(dead_code)] // type-checked, not kept
+    architecture: Option<GoString>,
+    #[serde(default)]
+    #[allow(dead_code)] // type-checked, not kept
+    history: Option<Vec<GoHistory>>,
 }
 
 fn is_external_media_type(mt: &str) -> bool {
@@ -253,8 +285,8 @@ fn descriptor(
             .as_deref()
             .is_some_and(is_external_media_type);
     let platform = raw.platform.map(|p| Platform {
-        os: p.os,
-        architecture: p.architecture,
+        os: p.os.unwrap_or_default(),
+        architecture: p.architecture.unwrap_or_default(),
         variant: p.variant,
     });
     Ok((
@@ -299,6 +331,17 @@ const FIELDS: &[&str] = &[
     "urls",
     "platform",
     "signatures",
+    "annotations",
+    "name",
+    "tag",
+    "architecture",
+    "history",
+    "v1compatibility",
+    "os",
+    "os.version",
+    "os.features",
+    "variant",
+    "features",
 ];
 
 fn fold(s: &str) -> String {
@@ -362,6 +405,17 @@ const FIELDS_EXACT: &[&str] = &[
     "urls",
     "platform",
     "signatures",
+    "annotations",
+    "name",
+    "tag",
+    "architecture",
+    "history",
+    "v1Compatibility",
+    "os",
+    "os.version",
+    "os.features",
+    "variant",
+    "features",
 ];
 
 /// Parse stored manifest bytes.

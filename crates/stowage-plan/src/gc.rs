@@ -93,6 +93,10 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
         ));
     }
     let blobs_blocked = !blocked.is_empty();
+    // A blob is known to be missing only when the scan saw every blob: one behind a symbolic
+    // link, moved out of its place or unreadable looks missing, and links to it are not
+    // dangling (issue 25: a referrer moved out of place had its revision planned).
+    let dangling_links = opts.dangling_links && !blobs_blocked;
 
     // Manifests.
     let mut roots = keep_roots(g, opts.delete_untagged);
@@ -121,7 +125,7 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
                 }
                 // A revision whose blob is gone is only a dangling link: removed with the
                 // dangling-link cleanup, never counted as a manifest.
-                if !present && !opts.dangling_links {
+                if !present && !dangling_links {
                     continue;
                 }
                 candidates.push((ri, l.target(), l.modified()));
@@ -221,7 +225,7 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
                         digest: d,
                         reason: "untagged-manifest".into(),
                     });
-                } else if opts.dangling_links
+                } else if dangling_links
                     && (!inv.is_present(l.target()) || planned_blob[l.target() as usize])
                     && r.revision(l.target())
                         .is_none_or(|_| planned_blob[l.target() as usize])
@@ -235,7 +239,7 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
                 }
             }
         }
-        if opts.dangling_links {
+        if dangling_links {
             for l in &r.layers {
                 let present = inv.is_present(l.target());
                 if !present || planned_blob[l.target() as usize] {

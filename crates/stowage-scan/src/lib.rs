@@ -39,6 +39,9 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod blobs;
+mod failsafe;
+mod manifests;
 mod snapshot;
 mod verify;
 
@@ -56,10 +59,9 @@ use stowage_model::digest::{Digest, Sha256};
 use stowage_model::finding::{Finding, FindingKind};
 use stowage_model::inventory::{
     BlobFile, BlobId, CurrentLink, Inventory, Link, LinkKind, LinkState, MAX_IDS, ManifestExtra,
-    ManifestRecord, ManifestStatus, OddLink, Ref, RefRole, Repository, ScanStats, Span, Tag,
-    Upload,
+    ManifestRecord, OddLink, Ref, Repository, ScanStats, Span, Tag, Upload,
 };
-use stowage_model::manifest::{self, ManifestKind, Platform};
+use stowage_model::manifest::Platform;
 use stowage_model::name::{RepositoryName, is_valid_tag};
 use stowage_model::time::Timestamp;
 use stowage_storage::{EntryKind, ErrorKind, Meta, Storage, StorageError};
@@ -148,52 +150,8 @@ pub fn scan(
             top.push((String::from_utf8_lossy(e.name).into_owned(), e.kind))
         })
         .map_err(ScanError::Root)?;
-    let mut ctx = Ctx {
-        storage,
-        opts,
-        progress,
-        findings: Mutex::new(Vec::new()),
-        heads: Mutex::new(Vec::new()),
-        fragments: Mutex::new(Vec::new()),
-        odd: Mutex::new(Vec::new()),
-        blobs: Mutex::new(Vec::new()),
-        missing: Mutex::new(Missing::default()),
-        table: Vec::new(),
-        platforms: Mutex::new(Default::default()),
-        media_types: Mutex::new(Default::default()),
-        other_bytes: AtomicU64::new(0),
-        unlisted: Mutex::new(Vec::new()),
-    };
-    for (name, kind) in &top {
-        match (name.as_str(), kind) {
-            ("blobs" | "repositories", EntryKind::Dir) => {}
-            ("blobs" | "repositories", _) => {
-                // The registry would follow a symbolic link here; we never do, so what it
-                // holds is unknown and no plan may delete anything.
-                ctx.unseen(name);
-                ctx.finding(
-                    FindingKind::Symlink,
-                    name,
-                    "not a plain directory (a symbolic link?); not followed, and deletion is blocked",
-                );
-            }
-            (_, EntryKind::Symlink) => ctx.finding(
-                FindingKind::Symlink,
-                name,
-                "symbolic link at the layout root; not followed",
-            ),
-            (_, EntryKind::Dir) => ctx.finding(
-                FindingKind::UnexpectedDirectory,
-                name,
-                "not part of the registry's layout",
-            ),
-            _ => ctx.finding(
-                FindingKind::UnexpectedFile,
-                name,
-                "not part of the registry's layout",
-            ),
-        }
-    }
+    let mut ctx = Ctx::new(storage, opts, progress);
+    ctx.check_top(&top);
 
     // Phase 1: blobs.
     progress.phase.store(1, Ordering::Relaxed);
@@ -205,19 +163,7 @@ pub fn scan(
         pool.scope(|s| ctx.scan_blobs(s));
         pool.finish();
     }
-    // Each shard arrives sorted; shards sort by their two-hex prefix, so concatenating them
-    // in that order gives the sorted table in one allocation of exactly the right size.
-    let mut shards = std::mem::take(&mut *lock(&ctx.blobs));
-    shards.sort_unstable_by_key(|v| v.first().map(|b| b.digest));
-    let mut table = Vec::with_capacity(shards.iter().map(Vec::len).sum());
-    for shard in shards {
-        table.extend(shard);
-    }
-    if table.len() >= MAX_IDS {
-        // Links and references keep flags in an id's top bits: stop before numbering any.
-        return Err(ScanError::TooManyDigests { max: MAX_IDS });
-    }
-    ctx.table = table;
+    ctx.build_table()?;
     // The shard vectors, freed, sit in the workers' heaps as large as the table itself.
     opts.release();
 
@@ -247,82 +193,12 @@ pub fn scan(
     );
     let mut repositories = assemble(&heads, &fragments, &odd);
     drop((heads, fragments, odd));
+    failsafe::mark_unseen_parts(&mut repositories, &lock(&ctx.unlisted));
     opts.release();
     // Phase 3: manifests named by revisions and tags, then index children not yet read.
     progress.phase.store(3, Ordering::Relaxed);
     let present = ctx.table.len();
-    let mut wanted: Vec<BlobId> = repositories
-        .iter()
-        .flat_map(|r| {
-            r.revisions.iter().map(|l| l.target()).chain(
-                r.tags
-                    .iter()
-                    .filter_map(|t| t.current.and_then(|c| c.target)),
-            )
-        })
-        .filter(|&id| (id as usize) < present)
-        .collect();
-    // A bit per present blob: read already (a hash set of ids cost 20 times more).
-    let mut seen = vec![0u64; present.div_ceil(64)];
-    let mut read: Vec<ManifestRecord> = Vec::new();
-    let mut read_refs: Vec<Ref> = Vec::new();
-    let mut read_extras: Vec<ManifestExtra> = Vec::new();
-    let pool = IoPool::new(opts.concurrency)?;
-    loop {
-        wanted.sort_unstable();
-        wanted.dedup();
-        wanted.retain(|&id| {
-            let (w, bit) = (id as usize / 64, 1u64 << (id % 64));
-            let new = seen[w] & bit == 0;
-            seen[w] |= bit;
-            new
-        });
-        if wanted.is_empty() {
-            break;
-        }
-        // Each worker appends to its own growing lists (records, references, details)
-        // instead of allocating small lists per manifest in the middle of that manifest's
-        // read and parse buffers: with the system allocator, small long-lived allocations
-        // pinned the pages of the freed buffers (at 100k blobs, 18 MB of resident memory
-        // for 2 MB of references). The lists are merged here, one after another.
-        let chunks: Vec<ManifestChunk> = pool.pool.install(|| {
-            use rayon::prelude::*;
-            wanted
-                .par_iter()
-                .fold(ManifestChunk::default, |mut c, &id| {
-                    ctx.read_manifest(id, &mut c);
-                    c
-                })
-                .collect()
-        });
-        let first = read.len();
-        read.reserve_exact(chunks.iter().map(|c| c.records.len()).sum());
-        read_refs.reserve_exact(chunks.iter().map(|c| c.refs.len()).sum());
-        // Chunks come in the order of `wanted` (rayon's collect keeps it), so references
-        // and details are laid out batch by batch in id order whatever the split: the
-        // inventory does not depend on concurrency.
-        for c in chunks {
-            let (ref_base, extra_base) = (read_refs.len() as u32, read_extras.len());
-            read_refs.extend_from_slice(&c.refs);
-            // Copied (platform lists are small allocations of the workers), every copy
-            // made before the chunk's originals are freed (see `assemble`).
-            read_extras.extend(c.extras.iter().cloned());
-            for mut m in c.records {
-                m.refs.start += ref_base;
-                m.set_extra_index(m.extra_index().map(|i| i + extra_base));
-                read.push(m);
-            }
-        }
-        wanted = read[first..]
-            .iter()
-            .flat_map(|m| read_refs[m.refs.range()].iter())
-            .filter(|r| r.role() == RefRole::Child)
-            .map(|r| r.id())
-            .filter(|&id| (id as usize) < present && seen[id as usize / 64] >> (id % 64) & 1 == 0)
-            .collect();
-    }
-    pool.finish();
-    drop((seen, wanted));
+    let (mut read, mut read_refs, read_extras) = ctx.read_manifests(&repositories)?;
 
     // Finalise: give missing digests their final ids (sorted), sort everything.
     let blobs = std::mem::take(&mut ctx.table);
@@ -531,6 +407,10 @@ enum Part {
     Tag(TagOut),
     Uploads(Vec<Upload>),
     Incomplete,
+    /// Some of `_manifests/revisions` could not be listed (implies incomplete).
+    RevisionsUnlisted,
+    /// Some of `_layers` could not be listed (implies incomplete).
+    LayersUnlisted,
 }
 
 /// A tag as its task found it.
@@ -617,6 +497,14 @@ fn assemble(heads: &[RepoHead], fragments: &[Fragment], odd: &[(u32, OddLink)]) 
             Part::Tag(_) => {}
             Part::Uploads(u) => r.uploads.extend(u.iter().cloned()),
             Part::Incomplete => r.complete = false,
+            Part::RevisionsUnlisted => {
+                r.complete = false;
+                r.revisions_listed = false;
+            }
+            Part::LayersUnlisted => {
+                r.complete = false;
+                r.layers_listed = false;
+            }
         }
     }
     for (ri, o) in odd {
@@ -656,6 +544,12 @@ struct Ctx<'a> {
     media_types: Mutex<std::collections::HashSet<Arc<str>>>,
     other_bytes: AtomicU64,
     unlisted: Mutex<Vec<String>>,
+    /// Blobs whose `data` is there but is not a regular file or could not be stat-ed: in the
+    /// table with size 0 (see `blobs.rs`), sorted after phase 1. Their size says nothing, so
+    /// phase 3 compares no descriptor with it.
+    odd_blobs: Mutex<Vec<Sha256>>,
+    /// Of those, the ones whose directory is a symbolic link: never read through it.
+    linked_blobs: Mutex<Vec<Sha256>>,
 }
 
 /// A listed directory entry, owned (names are needed after the listing closes).
@@ -665,6 +559,80 @@ struct Ent {
 }
 
 impl<'a> Ctx<'a> {
+    fn new(storage: &'a dyn Storage, opts: &'a ScanOptions, progress: &'a Progress) -> Ctx<'a> {
+        Ctx {
+            storage,
+            opts,
+            progress,
+            findings: Mutex::new(Vec::new()),
+            heads: Mutex::new(Vec::new()),
+            fragments: Mutex::new(Vec::new()),
+            odd: Mutex::new(Vec::new()),
+            blobs: Mutex::new(Vec::new()),
+            missing: Mutex::new(Missing::default()),
+            table: Vec::new(),
+            platforms: Mutex::new(Default::default()),
+            media_types: Mutex::new(Default::default()),
+            other_bytes: AtomicU64::new(0),
+            unlisted: Mutex::new(Vec::new()),
+            odd_blobs: Mutex::new(Vec::new()),
+            linked_blobs: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Report what the layout root holds besides `blobs/` and `repositories/`.
+    fn check_top(&self, top: &[(String, EntryKind)]) {
+        for (name, kind) in top {
+            match (name.as_str(), kind) {
+                ("blobs" | "repositories", EntryKind::Dir) => {}
+                ("blobs" | "repositories", _) => {
+                    // The registry would follow a symbolic link here; we never do, so what it
+                    // holds is unknown and no plan may delete anything.
+                    self.unseen(name);
+                    self.finding(
+                        FindingKind::Symlink,
+                        name,
+                        "not a plain directory (a symbolic link?); not followed, and deletion is blocked",
+                    );
+                }
+                (_, EntryKind::Symlink) => self.finding(
+                    FindingKind::Symlink,
+                    name,
+                    "symbolic link at the layout root; not followed",
+                ),
+                (_, EntryKind::Dir) => self.finding(
+                    FindingKind::UnexpectedDirectory,
+                    name,
+                    "not part of the registry's layout",
+                ),
+                _ => self.finding(
+                    FindingKind::UnexpectedFile,
+                    name,
+                    "not part of the registry's layout",
+                ),
+            }
+        }
+    }
+
+    /// The sorted blob table from the shards phase 1 produced.
+    fn build_table(&mut self) -> Result<(), ScanError> {
+        // Each shard arrives sorted; shards sort by their two-hex prefix, so concatenating them
+        // in that order gives the sorted table in one allocation of exactly the right size.
+        let mut shards = std::mem::take(&mut *lock(&self.blobs));
+        shards.sort_unstable_by_key(|v| v.first().map(|b| b.digest));
+        let mut table = Vec::with_capacity(shards.iter().map(Vec::len).sum());
+        for shard in shards {
+            table.extend(shard);
+        }
+        if table.len() >= MAX_IDS {
+            // Links and references keep flags in an id's top bits: stop before numbering any.
+            return Err(ScanError::TooManyDigests { max: MAX_IDS });
+        }
+        self.table = table;
+        lock(&self.odd_blobs).sort_unstable();
+        lock(&self.linked_blobs).sort_unstable();
+        Ok(())
+    }
     fn finding(
         &self,
         kind: FindingKind,
@@ -685,6 +653,17 @@ impl<'a> Ctx<'a> {
         self.fragment(repo, Part::Incomplete);
     }
 
+    /// A link of `kind` is there but could not be read: the repository is incomplete, and a
+    /// missing revision or layer link is no longer evidence of anything.
+    fn link_unknown(&self, repo: u32, kind: LinkKind) {
+        let part = match kind {
+            LinkKind::Revision => Part::RevisionsUnlisted,
+            LinkKind::Layer => Part::LayersUnlisted,
+            _ => Part::Incomplete,
+        };
+        self.fragment(repo, part);
+    }
+
     fn odd_link(&self, repo: u32, o: OddLink) {
         lock(&self.odd).push((repo, o));
     }
@@ -695,6 +674,7 @@ impl<'a> Ctx<'a> {
             ErrorKind::PermissionDenied => FindingKind::PermissionDenied,
             ErrorKind::NotFound => FindingKind::Vanished,
             ErrorKind::Symlink => FindingKind::Symlink,
+            ErrorKind::NotAFile(_) => FindingKind::NotARegularFile,
             _ => FindingKind::IoError,
         };
         let msg = match e.kind {
@@ -708,15 +688,29 @@ impl<'a> Ctx<'a> {
     /// List a directory into owned entries; non-UTF-8 names and symlinks become findings and
     /// are left out. `Err` only when the directory itself could not be listed.
     fn list(&self, path: &str) -> Result<Vec<Ent>, StorageError> {
+        self.list_keeping(path, false)
+    }
+
+    /// [`Ctx::list`], where `keep_symlinks` also returns symbolic links (reported all the
+    /// same), for a caller that must know what they stand for.
+    fn list_keeping(&self, path: &str, keep_symlinks: bool) -> Result<Vec<Ent>, StorageError> {
         let mut out = Vec::new();
         let mut bad: Vec<(FindingKind, String, String)> = Vec::new();
         self.storage
             .list_dir(path, &mut |e| match std::str::from_utf8(e.name) {
-                Ok(n) if e.kind == EntryKind::Symlink => bad.push((
-                    FindingKind::Symlink,
-                    format!("{path}/{n}"),
-                    "symbolic link inside the storage; not followed".into(),
-                )),
+                Ok(n) if e.kind == EntryKind::Symlink => {
+                    bad.push((
+                        FindingKind::Symlink,
+                        format!("{path}/{n}"),
+                        "symbolic link inside the storage; not followed".into(),
+                    ));
+                    if keep_symlinks {
+                        out.push(Ent {
+                            name: n.to_owned(),
+                            kind: e.kind,
+                        });
+                    }
+                }
                 Ok(n) => out.push(Ent {
                     name: n.to_owned(),
                     kind: e.kind,
@@ -829,48 +823,6 @@ impl<'a> Ctx<'a> {
 
     // ---- phase 1: blobs -------------------------------------------------------------------
 
-    fn scan_blobs<'s>(&'s self, s: &rayon::Scope<'s>) {
-        let algs = match self.list("blobs") {
-            Ok(e) => e,
-            Err(e) => {
-                self.unseen("blobs");
-                return self.storage_finding(&e, "cannot list blobs/");
-            }
-        };
-        for alg in algs {
-            let path = format!("blobs/{}", alg.name);
-            if alg.kind != EntryKind::Dir {
-                self.unexpected_file(&path, "blobs/ holds only algorithm directories");
-                continue;
-            }
-            if alg.name != "sha256" {
-                // The registry canonicalises every blob to sha256 (spec §1.3).
-                self.finding(
-                    FindingKind::UnexpectedDirectory,
-                    &path,
-                    "blobs are only ever stored under sha256/; not scanned",
-                );
-                continue;
-            }
-            let shards = match self.list(&path) {
-                Ok(e) => e,
-                Err(e) => {
-                    self.unseen(&path);
-                    self.storage_finding(&e, "cannot list the blob store");
-                    continue;
-                }
-            };
-            for shard in shards {
-                let p = format!("{path}/{}", shard.name);
-                if shard.kind != EntryKind::Dir {
-                    self.unexpected_file(&p, "expected a two-hex-digit fan-out directory");
-                    continue;
-                }
-                s.spawn(move |_| self.scan_shard(p, shard.name));
-            }
-        }
-    }
-
     fn unexpected_file(&self, path: &str, why: &str) {
         let size = self.storage.stat(path).map(|m| m.size).unwrap_or(0);
         self.other_bytes.fetch_add(size, Ordering::Relaxed);
@@ -879,80 +831,6 @@ impl<'a> Ctx<'a> {
             path,
             format!("{why} ({size} bytes)"),
         );
-    }
-
-    fn scan_shard(&self, path: String, shard: String) {
-        let entries = match self
-            .take_snapshot(&path)
-            .and_then(|snap| Ok((self.list_in(snap.as_deref(), &path)?, snap)))
-        {
-            Ok(e) => e,
-            Err(e) => {
-                // Manifests stored here would look missing, and what they reference unreferenced.
-                self.unseen(&path);
-                return self.storage_finding(&e, "cannot list blob shard");
-            }
-        };
-        let (entries, snap) = entries;
-        if entries.is_empty() {
-            self.finding(
-                FindingKind::EmptyDirectory,
-                &path,
-                "empty fan-out directory (left behind by GC)",
-            );
-            return;
-        }
-        let mut out = Vec::with_capacity(entries.len());
-        for ent in entries {
-            let dir = format!("{path}/{}", ent.name);
-            if ent.kind != EntryKind::Dir {
-                self.unexpected_file(&dir, "expected a blob directory named by its digest");
-                continue;
-            }
-            let Some(h) = Sha256::from_hex(ent.name.as_bytes()) else {
-                self.finding(
-                    FindingKind::BlobMisplaced,
-                    &dir,
-                    "directory name is not a sha256 hex digest; not a blob",
-                );
-                continue;
-            };
-            if !ent.name.starts_with(&shard) {
-                self.finding(
-                    FindingKind::BlobMisplaced,
-                    &dir,
-                    format!(
-                        "blob {} sits under fan-out {shard}; the registry never finds it there",
-                        h.short()
-                    ),
-                );
-                continue;
-            }
-            let data = format!("{dir}/data");
-            match self.stat_in(snap.as_deref(), &data) {
-                Ok(m) => {
-                    self.progress.blobs.fetch_add(1, Ordering::Relaxed);
-                    out.push(BlobFile::new(h, m.size, m.modified, m.created));
-                }
-                Err(e) if e.is_not_found() => self.finding(
-                    FindingKind::BlobMissingData,
-                    &dir,
-                    "blob directory without a data file (not a blob; an interrupted write or partial delete)",
-                ),
-                Err(e) => {
-                    self.unseen(&data);
-                    self.storage_finding(&e, "cannot stat blob data");
-                }
-            }
-        }
-        out.sort_unstable_by_key(|b| b.digest);
-        out.shrink_to_fit();
-        if !out.is_empty() {
-            self.blobs
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(out);
-        }
     }
 
     // ---- phase 2: repositories ----------------------------------------------------------
@@ -1104,7 +982,7 @@ impl<'a> Ctx<'a> {
                 }
                 Err(e) => {
                     self.storage_finding(&e, "cannot list _manifests");
-                    self.incomplete(repo);
+                    self.fragment(repo, Part::RevisionsUnlisted);
                 }
             }
         }
@@ -1151,7 +1029,7 @@ impl<'a> Ctx<'a> {
             }
             Err(e) => {
                 self.storage_finding(&e, "cannot stat link");
-                self.incomplete(repo);
+                self.link_unknown(repo, kind);
                 return None;
             }
         };
@@ -1231,7 +1109,7 @@ impl<'a> Ctx<'a> {
             Ok(b) => b,
             Err(e) => {
                 self.storage_finding(&e, "cannot read link");
-                self.incomplete(repo);
+                self.link_unknown(repo, kind);
                 return None;
             }
         };
@@ -1357,7 +1235,11 @@ impl<'a> Ctx<'a> {
                                 &hdir,
                                 "alias directory without a link",
                             ),
-                            Err(e) => self.storage_finding(&e, "cannot read alias link"),
+                            Err(e) => {
+                                // Its content is unknown: which blob it keeps is too.
+                                self.storage_finding(&e, "cannot read alias link");
+                                complete = false;
+                            }
                         }
                     }
                     Ok(_) => self.finding(
@@ -1381,13 +1263,13 @@ impl<'a> Ctx<'a> {
             Ok(s) => s,
             Err(e) => {
                 self.storage_finding(&e, "cannot list links");
-                return self.incomplete(repo);
+                return self.fragment(repo, Part::LayersUnlisted);
             }
         };
         let (links, aliases, complete) =
             self.scan_link_family(repo, &dir, LinkKind::Layer, None, snap.as_deref());
         if !complete {
-            self.incomplete(repo);
+            self.fragment(repo, Part::LayersUnlisted);
         }
         self.fragment(repo, Part::Layers { links, aliases });
     }
@@ -1396,7 +1278,7 @@ impl<'a> Ctx<'a> {
         let (links, _, complete) =
             self.scan_link_family(repo, &dir, LinkKind::Revision, None, snap.as_deref());
         if !complete {
-            self.incomplete(repo);
+            self.fragment(repo, Part::RevisionsUnlisted);
         }
         self.fragment(repo, Part::Revisions(links));
     }
@@ -1435,6 +1317,10 @@ impl<'a> Ctx<'a> {
 
     fn scan_tag(&self, repo: u32, name: String, dir: String, snap: Option<Arc<Snapshot>>) {
         let snap = snap.as_deref();
+        if self.opts.verify_links {
+            // Interrupted rewrites of `current/link` (3.1+) and whatever else is beside it.
+            self.inspect_link_dir(&format!("{dir}/current"), LinkKind::TagCurrent, snap);
+        }
         let cpath = format!("{dir}/current/link");
         // A snapshot already says whether the link exists: no GET for a missing one.
         let read = match snap {
@@ -1616,123 +1502,5 @@ impl<'a> Ctx<'a> {
             );
         }
         up
-    }
-
-    // ---- phase 3: manifests -------------------------------------------------------------
-
-    fn intern_platform(&self, p: Platform) -> Arc<Platform> {
-        let mut set = lock(&self.platforms);
-        if let Some(known) = set.get(&p) {
-            return known.clone();
-        }
-        let p = Arc::new(p);
-        set.insert(p.clone());
-        p
-    }
-
-    fn intern_media_type(&self, t: Option<String>) -> Option<Arc<str>> {
-        let t = t?;
-        let mut set = lock(&self.media_types);
-        if let Some(known) = set.get(t.as_str()) {
-            return Some(known.clone());
-        }
-        let t: Arc<str> = t.into();
-        set.insert(t.clone());
-        Some(t)
-    }
-
-    /// Read and parse one manifest into `out` (its record, references and details).
-    fn read_manifest(&self, id: BlobId, out: &mut ManifestChunk) {
-        let h = self.table[id as usize].digest;
-        let path = layout::blob_data(&h);
-        let mut rec = ManifestRecord::new(id, ManifestStatus::Parsed, None);
-        self.progress.manifests.fetch_add(1, Ordering::Relaxed);
-        let bytes = match self.storage.read(&path, MANIFEST_LIMIT) {
-            Ok(b) => b,
-            Err(e) => {
-                rec.status = ManifestStatus::Unreadable;
-                let msg = match e.kind {
-                    ErrorKind::TooLarge { .. } => {
-                        "manifest larger than the registry's 4 MiB limit; not read, kept with everything its repository links".to_string()
-                    }
-                    _ => format!("{e}; kept with everything its repository links"),
-                };
-                self.finding(FindingKind::ManifestUnreadable, &path, msg);
-                out.records.push(rec);
-                return;
-            }
-        };
-        match manifest::parse(&bytes) {
-            Ok(m) => {
-                let refs = &mut out.refs;
-                let first = refs.len();
-                let mut push = |id: BlobId, role: RefRole| {
-                    if !refs[first..].iter().any(|r| r.id() == id) {
-                        refs.push(Ref::new(id, role));
-                    }
-                };
-                if let Some(c) = &m.config {
-                    push(self.intern(&c.digest), RefRole::Config);
-                }
-                for l in &m.layers {
-                    push(
-                        self.intern(&l.digest),
-                        if l.external {
-                            RefRole::External
-                        } else {
-                            RefRole::Layer
-                        },
-                    );
-                }
-                for c in &m.children {
-                    push(self.intern(&c.descriptor.digest), RefRole::Child);
-                }
-                for b in &m.blobs {
-                    push(self.intern(&b.digest), RefRole::ArtifactBlob);
-                }
-                rec.refs = Span {
-                    start: first as u32,
-                    len: (refs.len() - first) as u32,
-                };
-                rec.set_subject(m.subject.as_ref().map(|s| self.intern(&s.digest)));
-                rec.kind = Some(m.kind);
-                if m.kind == ManifestKind::Unknown {
-                    self.finding(
-                        FindingKind::ManifestUnknownMediaType,
-                        &path,
-                        format!(
-                            "media type {:?} is not one the registry knows; kept with everything its repository links",
-                            m.media_type.as_deref().unwrap_or("")
-                        ),
-                    );
-                }
-                if m.kind.is_index() || m.artifact_type.is_some() || m.kind == ManifestKind::Unknown
-                {
-                    // Collected into a new vector: collected in place, it would keep the
-                    // children's (far larger) allocation for the whole run.
-                    let mut platforms = Vec::with_capacity(m.children.len());
-                    platforms.extend(
-                        m.children
-                            .into_iter()
-                            .map(|c| c.platform.map(|p| self.intern_platform(p))),
-                    );
-                    rec.set_extra_index(Some(out.extras.len()));
-                    out.extras.push(ManifestExtra {
-                        media_type: self.intern_media_type(m.media_type),
-                        artifact_type: self.intern_media_type(m.artifact_type),
-                        platforms,
-                    });
-                }
-            }
-            Err(e) => {
-                rec.status = ManifestStatus::Unparseable;
-                self.finding(
-                    FindingKind::ManifestUnparseable,
-                    &path,
-                    format!("{e}; kept with everything its repository links"),
-                );
-            }
-        }
-        out.records.push(rec);
     }
 }

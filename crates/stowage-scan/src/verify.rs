@@ -47,6 +47,15 @@ pub fn verify_blobs(
             .par_iter()
             .filter_map(|b| {
                 let path = layout::blob_data(&b.digest);
+                // A blob the scan could not see (its directory a symbolic link, its data not
+                // a regular file) has its finding already; opening `data` below a symbolic
+                // link would follow it, out of the storage.
+                let dir = layout::blob_dir(&b.digest);
+                if inv.unlisted.binary_search(&dir).is_ok()
+                    || inv.unlisted.binary_search(&path).is_ok()
+                {
+                    return None;
+                }
                 match hash(storage, &path, hashed) {
                     Ok((h, n)) if h == b.digest => {
                         if n != b.size {

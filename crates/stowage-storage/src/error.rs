@@ -12,6 +12,9 @@ pub enum ErrorKind {
     NotADirectory,
     /// A symbolic link where a file or directory was expected; never followed.
     Symlink,
+    /// Not a regular file where one was expected (a FIFO, socket, device or directory): never
+    /// read, since opening or reading a FIFO or a device can block forever or never end.
+    NotAFile(FileType),
     /// Larger than the caller's limit.
     TooLarge {
         limit: u64,
@@ -20,6 +23,55 @@ pub enum ErrorKind {
     Stale,
     TimedOut,
     Other,
+}
+
+/// What a path that should be a regular file turned out to be.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum FileType {
+    Directory,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+    /// Anything else the platform reports.
+    Unknown,
+}
+
+impl FileType {
+    pub fn of(t: std::fs::FileType) -> FileType {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_dir() {
+            FileType::Directory
+        } else if t.is_fifo() {
+            FileType::Fifo
+        } else if t.is_socket() {
+            FileType::Socket
+        } else if t.is_char_device() {
+            FileType::CharDevice
+        } else if t.is_block_device() {
+            FileType::BlockDevice
+        } else {
+            FileType::Unknown
+        }
+    }
+
+    /// For messages: "a FIFO", "a character device".
+    pub fn describe(self) -> &'static str {
+        match self {
+            FileType::Directory => "a directory",
+            FileType::Fifo => "a FIFO (named pipe)",
+            FileType::Socket => "a socket",
+            FileType::CharDevice => "a character device",
+            FileType::BlockDevice => "a block device",
+            FileType::Unknown => "not a regular file",
+        }
+    }
+}
+
+impl fmt::Display for FileType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
 }
 
 /// An I/O error with the path it concerns.
@@ -38,6 +90,7 @@ impl fmt::Display for StorageError {
             ErrorKind::PermissionDenied => "permission denied".to_string(),
             ErrorKind::NotADirectory => "not a directory".to_string(),
             ErrorKind::Symlink => "is a symbolic link (not followed)".to_string(),
+            ErrorKind::NotAFile(t) => format!("is {t}, not a regular file; not opened"),
             ErrorKind::TooLarge { limit } => format!("larger than {limit} bytes"),
             ErrorKind::Stale => "stale file handle".to_string(),
             ErrorKind::TimedOut => "timed out".to_string(),
@@ -49,7 +102,12 @@ impl fmt::Display for StorageError {
             &self.path
         };
         match &self.source {
-            Some(e) if !matches!(self.kind, ErrorKind::NotFound | ErrorKind::PermissionDenied) => {
+            Some(e)
+                if !matches!(
+                    self.kind,
+                    ErrorKind::NotFound | ErrorKind::PermissionDenied | ErrorKind::NotAFile(_)
+                ) =>
+            {
                 write!(f, "{path}: {what}: {e}")
             }
             _ => write!(f, "{path}: {what}"),

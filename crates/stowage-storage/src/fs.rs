@@ -2,7 +2,8 @@
 //!
 //! Listings use the entry types the kernel returns with `getdents` (no stat per entry); stats
 //! use `statx` through `symlink_metadata` (size, mtime and, where the filesystem records it, the
-//! birth time); reads open with `O_NOFOLLOW` and read at most `limit + 1` bytes. Paths are
+//! birth time); reads open with `O_NOFOLLOW | O_NONBLOCK`, refuse anything but a regular file
+//! (checked with `fstat` on the open descriptor) and read at most `limit + 1` bytes. Paths are
 //! only ever built from names the scanner listed as directories, so no component on the way
 //! can be a symbolic link, and the final component is opened without following one.
 
@@ -15,7 +16,9 @@ use std::path::{Path, PathBuf};
 use stowage_layout::LAYOUT_ROOT;
 use stowage_model::Timestamp;
 
-use crate::{BackendKind, Entry, EntryKind, ErrorKind, Meta, OpCounters, Storage, StorageError};
+use crate::{
+    BackendKind, Entry, EntryKind, ErrorKind, FileType, Meta, OpCounters, Storage, StorageError,
+};
 
 /// First buffer of a read whose size is not known: links are 71 bytes, image manifests
 /// mostly under 4 KiB, indexes of many platforms a few times that.
@@ -141,16 +144,10 @@ impl FsStorage {
         want_meta: bool,
     ) -> Result<(Vec<u8>, Option<Meta>), StorageError> {
         self.counters.track(&self.counters.reads, || {
-            let f = self.open_nofollow(path)?;
-            // fstat on the open descriptor: no second path lookup (on NFS the open already
-            // fetched the attributes).
-            let meta = if want_meta {
-                Some(meta_of(
-                    &f.metadata().map_err(|e| StorageError::io(path, e))?,
-                ))
-            } else {
-                None
-            };
+            // The open's own fstat: no second path lookup (on NFS the open already fetched
+            // the attributes).
+            let (f, m) = self.open_nofollow(path)?;
+            let meta = want_meta.then(|| meta_of(&m));
             // Room for the whole file and the byte past the limit, so a link or a manifest takes
             // one read and the read that sees EOF (a small first buffer grown by `read_to_end`
             // took five reads per manifest: 250k read calls for 50k files at 100k blobs).
@@ -171,12 +168,44 @@ impl FsStorage {
         })
     }
 
-    fn open_nofollow(&self, path: &str) -> Result<File, StorageError> {
-        OpenOptions::new()
+    /// Open a regular file for reading, and nothing else. `O_NOFOLLOW`: a symbolic link is
+    /// refused (`ELOOP`). `O_NONBLOCK`: opening a FIFO waits for a writer otherwise, forever
+    /// (issue 25: a FIFO at a tag's `current/link` hung every command); a socket fails with
+    /// `ENXIO`. `O_NOCTTY`: a terminal device never becomes our controlling terminal. The
+    /// type is then checked on the descriptor itself (`fstat`), so a file swapped after a
+    /// listing or a stat cannot slip through; a non-regular file is closed unread.
+    fn open_nofollow(&self, path: &str) -> Result<(File, std::fs::Metadata), StorageError> {
+        use rustix::fs::OFlags;
+        let full = self.full(path)?;
+        let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let f = match OpenOptions::new()
             .read(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(self.full(path)?)
-            .map_err(|e| StorageError::io(path, e))
+            .custom_flags(flags.bits() as i32)
+            .open(&full)
+        {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) => {
+                // A socket (or a device without a driver): name what it is.
+                let t = std::fs::symlink_metadata(&full)
+                    .map(|m| FileType::of(m.file_type()))
+                    .unwrap_or(FileType::Unknown);
+                return Err(StorageError::new(ErrorKind::NotAFile(t), path));
+            }
+            Err(e) => return Err(StorageError::io(path, e)),
+        };
+        let m = f.metadata().map_err(|e| StorageError::io(path, e))?;
+        let t = m.file_type();
+        if !t.is_file() {
+            return Err(StorageError::new(
+                ErrorKind::NotAFile(FileType::of(t)),
+                path,
+            ));
+        }
+        // Back to blocking reads: O_NONBLOCK means nothing for a regular file on Linux, but a
+        // network filesystem's client need not agree.
+        rustix::fs::fcntl_setfl(&f, OFlags::empty())
+            .map_err(|e| StorageError::io(path, e.into()))?;
+        Ok((f, m))
     }
 }
 
@@ -284,8 +313,15 @@ impl Storage for FsStorage {
         self.counters.track(&self.counters.stats, || {
             let m = std::fs::symlink_metadata(self.full(path)?)
                 .map_err(|e| StorageError::io(path, e))?;
-            if m.file_type().is_symlink() {
+            let t = m.file_type();
+            if t.is_symlink() {
                 return Err(StorageError::new(ErrorKind::Symlink, path));
+            }
+            if !t.is_file() {
+                return Err(StorageError::new(
+                    ErrorKind::NotAFile(FileType::of(t)),
+                    path,
+                ));
             }
             Ok(meta_of(&m))
         })
@@ -312,12 +348,7 @@ impl Storage for FsStorage {
         self.counters
             .reads
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let f = self.open_nofollow(path)?;
-        let m = f.metadata().map_err(|e| StorageError::io(path, e))?;
-        if !m.is_file() {
-            return Err(StorageError::new(ErrorKind::Other, path));
-        }
-        Ok(Box::new(f))
+        Ok(Box::new(self.open_nofollow(path)?.0))
     }
 
     fn counters(&self) -> &OpCounters {
@@ -421,5 +452,66 @@ mod tests {
         assert_eq!(e.to_string(), "missing/file: not found");
         let snap = s.counters().snapshot();
         assert_eq!((snap.reads, snap.stats, snap.in_flight), (2, 1, 0));
+    }
+
+    /// Issue 25, item 1 (FIFO hang): `read` of a FIFO blocked in `open` forever. Every
+    /// special file (and a directory) where a file belongs is refused by type, unread, with
+    /// its path; the test runs the reads on a thread so that a regression fails instead of
+    /// hanging.
+    #[test]
+    fn fifo_hang_special_files_are_refused_by_type_without_blocking() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().to_path_buf();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let _sock = std::os::unix::net::UnixListener::bind(root.join("sock")).unwrap();
+        std::fs::create_dir(root.join("dir")).unwrap();
+        std::fs::write(root.join("file"), b"sha256:x").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let s = FsStorage::open(&root).unwrap();
+            let mut out = Vec::new();
+            for p in ["fifo", "sock", "dir"] {
+                out.push((p, s.read(p, 100).map(|_| ()).unwrap_err()));
+                out.push((p, s.read_with_meta(p, 100).map(|_| ()).unwrap_err()));
+                out.push((p, s.stat(p).map(|_| ()).unwrap_err()));
+                out.push((p, s.open(p).map(|_| ()).unwrap_err()));
+            }
+            tx.send((out, s.read("file", 100).unwrap())).unwrap();
+        });
+        let (errors, file) = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("reading special files blocked");
+        assert_eq!(file, b"sha256:x");
+        for (p, e) in errors {
+            let want = match p {
+                "fifo" => FileType::Fifo,
+                "sock" => FileType::Socket,
+                _ => FileType::Directory,
+            };
+            assert_eq!(e.kind, ErrorKind::NotAFile(want), "{p}: {e}");
+            assert_eq!(e.path, p);
+        }
+        let s = FsStorage::open(t.path()).unwrap();
+        assert_eq!(
+            s.read("fifo", 10).unwrap_err().to_string(),
+            "fifo: is a FIFO (named pipe), not a regular file; not opened"
+        );
+        // A character device: refused by type, not read until the limit ("larger than").
+        let s = FsStorage::open(Path::new("/dev")).unwrap();
+        assert_eq!(
+            s.read("zero", 10).unwrap_err().kind,
+            ErrorKind::NotAFile(FileType::CharDevice)
+        );
+        assert_eq!(
+            s.stat("null").unwrap_err().kind,
+            ErrorKind::NotAFile(FileType::CharDevice)
+        );
     }
 }

@@ -11,6 +11,8 @@
 //! Invariants every backend keeps:
 //! - symbolic links are never followed: they are reported as [`EntryKind::Symlink`] in listings
 //!   and as [`ErrorKind::Symlink`] errors on stat or read;
+//! - only regular files are stat-ed or read: a FIFO, socket, device or directory is
+//!   [`ErrorKind::NotAFile`], found without blocking (a FIFO's `open` waits for a writer);
 //! - every error names the path it concerns ([`StorageError`]);
 //! - nothing here deletes (deletion lives in the plan/apply crate, behind a separate trait).
 
@@ -25,7 +27,7 @@ mod write;
 
 pub use write::StorageWrite;
 
-pub use error::{ErrorKind, StorageError};
+pub use error::{ErrorKind, FileType, StorageError};
 pub use fs::{FsStorage, ResolvedRoot, RootLayout, resolve_root};
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -157,10 +159,14 @@ pub trait Storage: Send + Sync {
     /// particular order.
     fn list_dir(&self, path: &str, visit: &mut dyn FnMut(Entry<'_>)) -> Result<(), StorageError>;
 
-    /// Metadata of a file, without following symbolic links.
+    /// Metadata of a regular file, without following symbolic links: a directory, FIFO,
+    /// socket or device is [`ErrorKind::NotAFile`] (every path the scanner stats is one where
+    /// the registry keeps a regular file).
     fn stat(&self, path: &str) -> Result<Meta, StorageError>;
 
-    /// Read a whole file of at most `limit` bytes ([`ErrorKind::TooLarge`] otherwise).
+    /// Read a whole file of at most `limit` bytes ([`ErrorKind::TooLarge`] otherwise). Only
+    /// regular files are read ([`ErrorKind::NotAFile`] otherwise): a FIFO would block the
+    /// open or the read forever and a device may never end.
     fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, StorageError>;
 
     /// Read a whole small file and its metadata in one go (one open on a filesystem, one GET
