@@ -49,6 +49,44 @@ fn problems(root: &Path, now: &str) -> Vec<String> {
         .collect()
 }
 
+/// Dates every link of `team/app/web` explicitly, so the keep-newest floor does not depend on
+/// push timing (the fixture's pushes often land within one second): the tagged image and
+/// its tags on 2020-01-01, each untagged revision one minute later. The untagged image is
+/// then the newest and the floor keeps it, whatever the machine.
+fn date_web_links(root: &Path) {
+    use std::time::{Duration, SystemTime};
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_577_836_800);
+    let set = |p: &Path, t: SystemTime| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    };
+    let manifests = root.join("docker/registry/v2/repositories/team/app/web/_manifests");
+    let mut tagged = Vec::new();
+    for tag in std::fs::read_dir(manifests.join("tags")).unwrap() {
+        let tag = tag.unwrap().path();
+        let current = tag.join("current/link");
+        tagged.push(std::fs::read_to_string(&current).unwrap());
+        set(&current, t0);
+        for entry in std::fs::read_dir(tag.join("index/sha256")).unwrap() {
+            set(&entry.unwrap().path().join("link"), t0);
+        }
+    }
+    for rev in std::fs::read_dir(manifests.join("revisions/sha256")).unwrap() {
+        let rev = rev.unwrap().path();
+        let digest = format!("sha256:{}", rev.file_name().unwrap().to_str().unwrap());
+        let later = if tagged.contains(&digest) {
+            t0
+        } else {
+            t0 + Duration::from_secs(60)
+        };
+        set(&rev.join("link"), later);
+    }
+}
+
 const POLICY: &str = r#"apiVersion: retention.v1
 kind: RetentionPolicy
 metadata: {name: e2e}
@@ -84,6 +122,7 @@ fn plan_apply_gc_quarantine_restore_against_the_real_registry() {
     std::fs::write(&deployed, "registry.example.com/team/app/api:latest\n").unwrap();
     let plan_file = dir.join("plan.json");
     let later = "2099-01-01T00:00:00Z";
+    date_web_links(&root);
 
     let out = ok(&stowage(
         &root,

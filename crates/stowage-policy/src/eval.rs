@@ -27,6 +27,7 @@ use crate::compile::{Bucket, Compiled, Crit, PolicyC, RuleC, WhenC};
 use crate::file::{
     MissingTime, OrderBy, Otherwise, Prerelease, ReferrerSelect, RelativeTo, TagState, TimeSource,
 };
+use crate::floor;
 use crate::refs::{ImageRef, SourceRefs, host_matches};
 
 /// An in-use source as read by the caller (file I/O stays outside this crate).
@@ -723,24 +724,13 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
         if n == 0 {
             continue;
         }
-        // The N newest with a known time; an image whose time is unknown cannot be ranked,
-        // so it is kept too (fail closed) without taking a slot.
-        let mut ranked: Vec<(Timestamp, BlobId)> = Vec::new();
-        for u in repo.units.iter().filter(|u| !u.referrer) {
-            match unit_time(p.time_source, u, repo, inp.created, &pull_times[ri]) {
-                Some(t) => ranked.push((t, u.digest)),
-                None => prot_digest
-                    .entry((ri as u32, u.digest))
-                    .or_default()
-                    .push("protection/keep_newest_per_repository(time unknown)".into()),
-            }
-        }
-        ranked.sort_by(|a, b| b.cmp(a));
-        for (_, d) in ranked.into_iter().take(n) {
-            prot_digest
-                .entry((ri as u32, d))
-                .or_default()
-                .push(format!("protection/keep_newest_per_repository({n})"));
+        let units = repo.units.iter().filter(|u| !u.referrer).map(|u| {
+            let time = unit_time(p.time_source, u, repo, inp.created, &pull_times[ri]);
+            let tags = u.tags.iter().map(|&t| repo.tags[t as usize].name.as_str());
+            (u.digest, time, tags.min())
+        });
+        for (d, why) in floor::protect(units, n, |d| inv.digest(d)) {
+            prot_digest.entry((ri as u32, d)).or_default().push(why);
         }
     }
 
