@@ -173,3 +173,23 @@ fn gitlab_metadata_database_signature_refuses_deleting_plans() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(!stderr(&o).contains("filesystem metadata only"));
 }
+
+/// Issue 25 item 10: `inventory --db EMPTY` turned an empty file into a SQLite database.
+#[test]
+fn read_commands_write_no_database() {
+    let s = sample();
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let missing = dir.path().join("missing.db");
+    for db in [&empty, &missing] {
+        let o = stowage(
+            &s.rootdirectory(),
+            &["inventory", "--db", db.to_str().unwrap()],
+        );
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains(db.to_str().unwrap()), "{}", stderr(&o));
+    }
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+    assert!(!missing.exists());
+}

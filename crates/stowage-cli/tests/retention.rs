@@ -462,16 +462,17 @@ fn retention_with_pull_data_from_the_registry_log() {
     let web = "sha256:974eb04a16c1df9017e3ba6709049651d64aeaef4e4a6369b0f06dd27d26f611";
     let base = "sha256:6701c61047c8cf510fdc88b81d8b4986d49da8ea0e31e5dfd20bb56da0140c6e";
     let log = dir.join("registry.log");
-    std::fs::write(
-        &log,
-        [
-            pull_line("2026-11-15T10:00:00Z", "library/base", base),
-            pull_line("2026-11-22T10:00:00Z", "team/app/web", web),
-        ]
-        .join("\n")
-            + "\n",
-    )
-    .unwrap();
+    // Two pulls, and a base-endpoint probe every day: coverage is the run of days with data
+    // (a day without any line is a gap, and nothing before it is covered).
+    let mut lines: Vec<String> = (15..=23)
+        .map(|d| {
+            pull_line(&format!("2026-11-{d}T00:00:00Z"), "x", "")
+                .replace("/v2/x/manifests/", "/v2/")
+        })
+        .collect();
+    lines.push(pull_line("2026-11-15T10:00:00Z", "library/base", base));
+    lines.push(pull_line("2026-11-22T10:00:00Z", "team/app/web", web));
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
     let db = dir.join("history.db");
     ok(&stowage(
         &root,

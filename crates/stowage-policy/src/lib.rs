@@ -20,6 +20,7 @@ pub mod eval;
 pub mod file;
 pub mod floor;
 pub mod lint;
+mod pull_coverage;
 pub mod refs;
 pub mod values;
 
