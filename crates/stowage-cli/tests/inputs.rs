@@ -193,3 +193,76 @@ fn read_commands_write_no_database() {
     assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
     assert!(!missing.exists());
 }
+
+/// Issue 25 items 4 and 9: `policy check` and `plan --policy` panicked (exit 101) on a glob
+/// with 200 nested braces or of 1 MiB; deep YAML flow nesting took quadratic time.
+#[test]
+fn pattern_and_policy_limits_give_clean_errors_not_panics() {
+    let s = sample();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.yaml");
+    let with_glob = |g: &str| {
+        format!(
+            "apiVersion: retention.v1\nkind: RetentionPolicy\npolicies:\n  - id: p\n    scope: {{repositories: [\"glob:{g}\"]}}\n    otherwise: delete\n"
+        )
+    };
+    let nested = "{a,".repeat(200) + &"}".repeat(200);
+    let huge = "a".repeat(1 << 20);
+    let deep = format!("a: {}{}\n", "[".repeat(40_000), "]".repeat(40_000));
+    for (what, text) in [
+        ("nested braces", with_glob(&nested)),
+        ("1 MiB glob", with_glob(&huge)),
+        ("deep flow nesting", deep),
+    ] {
+        std::fs::write(&policy, &text).unwrap();
+        for args in [
+            vec!["policy", "check", policy.to_str().unwrap()],
+            vec!["plan", "--policy", policy.to_str().unwrap()],
+        ] {
+            let o = stowage(&s.rootdirectory(), &args);
+            assert_eq!(o.status.code(), Some(2), "{what} {args:?}: {}", stderr(&o));
+            let e = stderr(&o);
+            assert!(!e.contains("panicked"), "{what}: {e}");
+            assert!(e.len() < 4000, "{what}: the error does not echo the input");
+        }
+    }
+    // The same limits on flags.
+    let o = stowage(&s.rootdirectory(), &["inventory", "--repo", &nested]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nested more than"), "{}", stderr(&o));
+}
+
+/// Issue 25 item 8: tag and repository names with ESC or CR were printed raw in tables.
+#[test]
+fn names_are_escaped_in_human_output_and_exact_in_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = TreeBuilder::new(dir.path());
+    let config = t.blob(b"{\"n\":1}");
+    let evil = "v1\u{1b}[2J\rx\u{202e}";
+    t.image("app", Some(evil), &config, &[]);
+    for args in [
+        vec!["tags", "app"],
+        vec!["tags", "app", "--history"],
+        vec!["check"],
+        vec!["inventory"],
+    ] {
+        let o = stowage(dir.path(), &args);
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let err = stderr(&o);
+        for text in [&out, &err] {
+            assert!(
+                !text.contains('\u{1b}') && !text.contains('\r') && !text.contains('\u{202e}'),
+                "{args:?}: {text:?}"
+            );
+        }
+        if args[0] == "tags" {
+            assert!(out.contains("v1\\x1b[2J\\x0dx\\u{202e}"), "{args:?}: {out}");
+        }
+    }
+    let o = stowage(dir.path(), &["tags", "app", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v.to_string().contains("\\u001b[2J\\rx"),
+        "JSON stays exact: {v}"
+    );
+}

@@ -24,8 +24,16 @@ use crate::settings::{Settings, parse_age};
 pub fn read_policy(
     path: &Path,
 ) -> Result<(String, stowage_policy::PolicyFile, stowage_policy::Compiled)> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    // Read at most one byte past the limit: a huge file is refused without reading it all.
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(
+            std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?,
+            stowage_policy::limits::MAX_POLICY_BYTES as u64 + 1,
+        ),
+        &mut text,
+    )
+    .with_context(|| format!("reading {}", path.display()))?;
     let file = stowage_policy::parse(&text)
         .with_context(|| format!("{}: not a valid policy file", path.display()))?;
     let compiled = stowage_policy::compile(&file)
