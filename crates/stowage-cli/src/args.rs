@@ -68,6 +68,12 @@ pub struct GlobalArgs {
     /// Say what stowage decided and why (storage type, concurrency, scan counters) on stderr.
     #[arg(short, long, global = true)]
     pub verbose: bool,
+
+    /// Plan deletions although the storage looks like GitLab's metadata database is in use
+    /// (blobs far newer than any link). A registry config with `database.enabled: true` is
+    /// never overridden.
+    #[arg(long, global = true)]
+    pub unsafe_ignore_metadata_signature: bool,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

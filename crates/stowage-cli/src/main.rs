@@ -24,7 +24,9 @@ fn main() {
             }) {
                 exit::OK
             } else {
-                eprintln!("error: {e:#}");
+                // Errors name repositories, tags and paths from the storage: escaped.
+                let msg = format!("{e:#}");
+                eprintln!("error: {}", stowage_model::escape::escape_lines(&msg));
                 exit::ERROR
             }
         }

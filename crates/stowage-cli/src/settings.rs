@@ -1,12 +1,13 @@
 //! Settings resolution: from raw arguments (and the environment, and the registry's config)
 //! to what the commands use.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use stowage_model::time::Timestamp;
-use stowage_storage::registry_config::{Driver, RegistryConfig};
+use stowage_plan::metadata_db::Evidence;
+use stowage_storage::registry_config::{Driver, RegistryConfig, gitlab_omnibus_config};
 use stowage_storage::{FsStorage, RootLayout, Storage, StorageWrite, resolve_root};
 
 use crate::args::GlobalArgs;
@@ -24,6 +25,25 @@ pub struct Settings {
     pub format: crate::args::Format,
     /// The registry's config, when given (the plan/apply commands read its maintenance mode).
     pub registry_config: Option<RegistryConfig>,
+    /// A registry config (given, or GitLab omnibus's found from the storage path) enables
+    /// GitLab's metadata database: the links are not the truth, nothing may be deleted.
+    pub metadata_database: Option<Evidence>,
+    /// `--unsafe-ignore-metadata-signature`.
+    pub ignore_metadata_signature: bool,
+}
+
+/// Read a registry config, naming its path in every error.
+fn read_config(cfg: &Path) -> Result<RegistryConfig> {
+    let text =
+        std::fs::read_to_string(cfg).with_context(|| format!("reading {}", cfg.display()))?;
+    RegistryConfig::parse(&text).with_context(|| format!("{}", cfg.display()))
+}
+
+/// The metadata-database evidence of a config, if it enables the database.
+fn config_evidence(cfg: &Path, rc: &RegistryConfig) -> Option<Evidence> {
+    rc.metadata_database.then(|| Evidence::Config {
+        path: cfg.display().to_string(),
+    })
 }
 
 /// Where the storage is, before it is opened.
@@ -96,10 +116,7 @@ impl Settings {
                 _ => (Location::Path(p.clone()), None),
             },
             (None, Some(cfg)) => {
-                let text = std::fs::read_to_string(cfg)
-                    .with_context(|| format!("reading {}", cfg.display()))?;
-                let rc =
-                    RegistryConfig::parse(&text).with_context(|| format!("{}", cfg.display()))?;
+                let rc = read_config(cfg)?;
                 let loc = match &rc.driver {
                     Driver::Filesystem { rootdirectory } => Location::Path(rootdirectory.clone()),
                     d @ Driver::S3 { .. } => s3_location(d, g).context("s3 driver")?,
@@ -117,6 +134,12 @@ impl Settings {
                  /etc/docker/registry/config.yml"
             ),
         };
+        // With --storage too, the config is still read for its metadata-database switch.
+        let mut metadata_database = match (&g.storage, &g.registry_config, &registry_config) {
+            (_, Some(cfg), Some(rc)) => config_evidence(cfg, rc),
+            (Some(_), Some(cfg), None) => config_evidence(cfg, &read_config(cfg)?),
+            _ => None,
+        };
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -130,6 +153,13 @@ impl Settings {
                             .with_context(|| format!("opening storage {}", path.display()))?,
                     );
                     let backend = fs.backend();
+                    // GitLab omnibus keeps the registry's config beside its storage: read it
+                    // without being asked, since its metadata database forbids deleting.
+                    if metadata_database.is_none()
+                        && let Some(cfg) = gitlab_omnibus_config(&resolved.layout_root)
+                    {
+                        metadata_database = config_evidence(&cfg, &read_config(&cfg)?);
+                    }
                     (fs.clone(), fs, resolved.how, backend)
                 }
                 Location::Object {
@@ -204,6 +234,8 @@ impl Settings {
             verbose: g.verbose,
             format: g.format,
             registry_config,
+            metadata_database,
+            ignore_metadata_signature: g.unsafe_ignore_metadata_signature,
         })
     }
 }

@@ -49,6 +49,44 @@ fn problems(root: &Path, now: &str) -> Vec<String> {
         .collect()
 }
 
+/// Dates every link of `team/app/web` explicitly, so the keep-newest floor does not depend on
+/// push timing (the fixture's pushes often land within one second): the tagged image and
+/// its tags on 2020-01-01, each untagged revision one minute later. The untagged image is
+/// then the newest and the floor keeps it, whatever the machine.
+fn date_web_links(root: &Path) {
+    use std::time::{Duration, SystemTime};
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_577_836_800);
+    let set = |p: &Path, t: SystemTime| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    };
+    let manifests = root.join("docker/registry/v2/repositories/team/app/web/_manifests");
+    let mut tagged = Vec::new();
+    for tag in std::fs::read_dir(manifests.join("tags")).unwrap() {
+        let tag = tag.unwrap().path();
+        let current = tag.join("current/link");
+        tagged.push(std::fs::read_to_string(&current).unwrap());
+        set(&current, t0);
+        for entry in std::fs::read_dir(tag.join("index/sha256")).unwrap() {
+            set(&entry.unwrap().path().join("link"), t0);
+        }
+    }
+    for rev in std::fs::read_dir(manifests.join("revisions/sha256")).unwrap() {
+        let rev = rev.unwrap().path();
+        let digest = format!("sha256:{}", rev.file_name().unwrap().to_str().unwrap());
+        let later = if tagged.contains(&digest) {
+            t0
+        } else {
+            t0 + Duration::from_secs(60)
+        };
+        set(&rev.join("link"), later);
+    }
+}
+
 const POLICY: &str = r#"apiVersion: retention.v1
 kind: RetentionPolicy
 metadata: {name: e2e}
@@ -84,6 +122,7 @@ fn plan_apply_gc_quarantine_restore_against_the_real_registry() {
     std::fs::write(&deployed, "registry.example.com/team/app/api:latest\n").unwrap();
     let plan_file = dir.join("plan.json");
     let later = "2099-01-01T00:00:00Z";
+    date_web_links(&root);
 
     let out = ok(&stowage(
         &root,
@@ -442,16 +481,17 @@ fn retention_with_pull_data_from_the_registry_log() {
     let web = "sha256:974eb04a16c1df9017e3ba6709049651d64aeaef4e4a6369b0f06dd27d26f611";
     let base = "sha256:6701c61047c8cf510fdc88b81d8b4986d49da8ea0e31e5dfd20bb56da0140c6e";
     let log = dir.join("registry.log");
-    std::fs::write(
-        &log,
-        [
-            pull_line("2026-11-15T10:00:00Z", "library/base", base),
-            pull_line("2026-11-22T10:00:00Z", "team/app/web", web),
-        ]
-        .join("\n")
-            + "\n",
-    )
-    .unwrap();
+    // Two pulls, and a base-endpoint probe every day: coverage is the run of days with data
+    // (a day without any line is a gap, and nothing before it is covered).
+    let mut lines: Vec<String> = (15..=23)
+        .map(|d| {
+            pull_line(&format!("2026-11-{d}T00:00:00Z"), "x", "")
+                .replace("/v2/x/manifests/", "/v2/")
+        })
+        .collect();
+    lines.push(pull_line("2026-11-15T10:00:00Z", "library/base", base));
+    lines.push(pull_line("2026-11-22T10:00:00Z", "team/app/web", web));
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
     let db = dir.join("history.db");
     ok(&stowage(
         &root,

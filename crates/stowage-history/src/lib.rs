@@ -7,7 +7,8 @@
 //! [`Db::series`]. The schema is documented in `docs/history.md`; it is versioned with
 //! SQLite's `user_version` and upgraded by [`MIGRATIONS`] when a database is opened, so users
 //! can query it with SQL (or DuckDB) and older databases keep working. Schema version 2 adds
-//! pull data (module [`usage`]: [`Db::record_usage`], [`Db::pull_summary`]).
+//! pull data (module [`usage`]: [`Db::record_usage`], [`Db::pull_summary`]); version 3 its
+//! coverage by day (gaps are not covered) and the count of rejected events.
 //!
 //! ```no_run
 //! # fn f(data: &stowage_history::SnapshotData) -> Result<(), stowage_history::HistoryError> {
@@ -20,12 +21,14 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod coverage;
 pub mod usage;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, params};
+pub use coverage::Coverage;
+use rusqlite::{Connection, OpenFlags, params};
 use serde::Serialize;
 use stowage_graph::{Graph, Summary, Usage};
 use stowage_model::time::Timestamp;
@@ -36,7 +39,11 @@ pub use usage::{
 };
 
 /// Schema migrations, in order: `MIGRATIONS[i]` takes `user_version` `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("schema_v1.sql"),
+    include_str!("schema_v2.sql"),
+    include_str!("schema_v3.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -60,6 +67,8 @@ pub enum HistoryError {
     },
     #[error("{path}: no history database there")]
     Missing { path: PathBuf },
+    #[error("{path}: the file is empty, not a history database (read commands never create one)")]
+    Empty { path: PathBuf },
     #[error("{path}: no snapshot {id}")]
     NoSnapshot { path: PathBuf, id: i64 },
 }
@@ -207,14 +216,43 @@ impl Db {
         Ok(db)
     }
 
-    /// Open an existing database (for reading); an absent file is an error, not a new DB.
+    /// Open an existing database for reading only (`SQLITE_OPEN_READONLY`): read commands
+    /// never write, so a missing or empty file is an error (not a new database), and an
+    /// older schema is read as it is (not migrated).
     pub fn open_existing(path: &Path) -> Result<Db, HistoryError> {
-        if !path.exists() {
-            return Err(HistoryError::Missing {
-                path: path.to_path_buf(),
+        let missing = || HistoryError::Missing {
+            path: path.to_path_buf(),
+        };
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() && m.len() > 0 => {}
+            Ok(m) if m.is_file() => {
+                return Err(HistoryError::Empty {
+                    path: path.to_path_buf(),
+                });
+            }
+            _ => return Err(missing()),
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| sql(path, e))?;
+        let db = Db {
+            conn,
+            path: path.to_path_buf(),
+        };
+        db.conn
+            .execute_batch("PRAGMA busy_timeout = 5000;")
+            .map_err(|e| db.err(e))?;
+        let found = db.version()?;
+        if found > SCHEMA_VERSION {
+            return Err(HistoryError::TooNew {
+                path: db.path.clone(),
+                found,
+                known: SCHEMA_VERSION,
             });
         }
-        Db::open(path)
+        if found == 0 {
+            return Err(missing());
+        }
+        Ok(db)
     }
 
     fn err(&self, e: rusqlite::Error) -> HistoryError {

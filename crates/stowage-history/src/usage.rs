@@ -21,6 +21,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use stowage_model::time::Timestamp;
 
+use crate::coverage::Coverage;
 use crate::{Db, HistoryError, sql};
 
 /// What a usage event is.
@@ -116,16 +117,25 @@ pub struct IngestStats {
     pub unparseable: u64,
     /// Parseable lines that are not requests (start-up messages, errors without a request).
     pub other_lines: u64,
+    /// Lines dated outside what the logs can hold (in the future beyond the allowed clock
+    /// skew): not recorded.
+    pub rejected: u64,
+    /// Lines longer than the limit (`stowage_usage::MAX_LINE`): skipped, not buffered.
+    pub too_long: u64,
     /// Earliest and latest time of any line read.
     pub first_at: Option<Timestamp>,
     pub last_at: Option<Timestamp>,
+    /// The days lines were read for (what the ingest covers; not stored per ingest).
+    #[serde(skip)]
+    pub coverage: Coverage,
 }
 
 impl IngestStats {
-    /// Widen the covered time range by one line's time.
+    /// A line (of any kind) dated `t` was read: it widens the time range and covers its day.
     pub fn saw(&mut self, t: Timestamp) {
         self.first_at = Some(self.first_at.map_or(t, |f| f.min(t)));
         self.last_at = Some(self.last_at.map_or(t, |l| l.max(t)));
+        self.coverage.saw(t);
     }
 }
 
@@ -171,6 +181,13 @@ pub struct SourceInfo {
     pub received: u64,
     pub recorded: u64,
     pub duplicates: u64,
+    /// Events or lines rejected for their date (schema version 3).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub rejected: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Pulls that a filter excluded, or whose tag could not be resolved, grouped.
@@ -216,15 +233,16 @@ fn ts_ns(ns: i64) -> Timestamp {
 }
 
 impl Db {
-    /// Record events (one transaction). `coverage` is the time range the source saw (all
-    /// log lines, not only manifest requests); `ingest`, for log ingests, is stored, with
+    /// Record events (one transaction). `coverage` is what the source delivered: the days of
+    /// all its data (all log lines, not only manifest requests) and what was rejected;
+    /// `ingest`, for log ingests, is stored, with
     /// this call's `recorded` and `duplicates` added to its own (a long ingest writes its
     /// events in batches with `ingest: None`, counting what they did, then the last batch
     /// with the bookkeeping).
     pub fn record_usage(
         &mut self,
         kind: SourceKind,
-        coverage: Option<(Timestamp, Timestamp)>,
+        coverage: &Coverage,
         received: u64,
         events: &[UsageEvent],
         ingest: Option<&mut IngestStats>,
@@ -238,8 +256,9 @@ impl Db {
             Some(st) => {
                 tx.execute(
                     "INSERT INTO usage_ingest (ingested_at, inputs, lines_read, requests, manifest_events,
-                       recorded, duplicates, ignored, unresolved, unparseable, other_lines, first_ns, last_ns)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, ?6, ?7, ?8, ?9, ?10, ?11)",
+                       recorded, duplicates, ignored, unresolved, unparseable, other_lines, first_ns, last_ns,
+                       rejected, too_long)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                     params![
                         ingested_at.rfc3339(),
                         st.inputs,
@@ -252,6 +271,8 @@ impl Db {
                         st.other_lines as i64,
                         st.first_at.map(|t| t.0),
                         st.last_at.map(|t| t.0),
+                        st.rejected as i64,
+                        st.too_long as i64,
                     ],
                 )
                 .map_err(e)?;
@@ -324,24 +345,20 @@ impl Db {
                 st.execute(params![r, d, dy, p, h, f, l]).map_err(e)?;
             }
         }
-        if let Some((first, last)) = coverage {
-            tx.execute(
-                "INSERT INTO usage_source (kind, first_ns, last_ns, received, recorded, duplicates)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (kind) DO UPDATE SET first_ns = min(first_ns, excluded.first_ns),
-                   last_ns = max(last_ns, excluded.last_ns), received = received + excluded.received,
-                   recorded = recorded + excluded.recorded, duplicates = duplicates + excluded.duplicates",
-                params![
-                    kind.as_str(),
-                    first.0.min(last.0),
-                    last.0.max(first.0),
-                    received as i64,
-                    out.recorded as i64,
-                    out.duplicates as i64
-                ],
-            )
-            .map_err(e)?;
+        // Recorded events are data of their days too (a source's own coverage may be given
+        // without them: a notification batch, a batch of an ingest).
+        let mut coverage = coverage.clone();
+        for ev in events {
+            coverage.saw(ev.at);
         }
+        Db::record_coverage(
+            &tx,
+            kind.as_str(),
+            &coverage,
+            received,
+            (out.recorded, out.duplicates),
+        )
+        .map_err(e)?;
         if let (Some(id), Some(st)) = (ingest_id, ingest) {
             // Added to what earlier batches of the same ingest recorded (see `record_usage`).
             st.recorded += out.recorded;
@@ -356,23 +373,12 @@ impl Db {
         Ok(out)
     }
 
-    fn coverage(&self) -> Result<(Option<Timestamp>, Option<Timestamp>), HistoryError> {
-        self.conn
-            .query_row(
-                "SELECT min(first_ns), max(last_ns) FROM usage_source",
-                [],
-                |r| {
-                    Ok((
-                        r.get::<_, Option<i64>>(0)?.map(ts_ns),
-                        r.get::<_, Option<i64>>(1)?.map(ts_ns),
-                    ))
-                },
-            )
-            .map_err(|e| self.err(e))
-    }
-
     /// Per (repository, digest) pulls, sorted by repository then digest.
     pub fn pull_details(&self) -> Result<Vec<PullDetail>, HistoryError> {
+        // A version-1 database opened for reading has no pull data (and no tables for it).
+        if self.version()? < 2 {
+            return Ok(Vec::new());
+        }
         let mut st = self
             .conn
             .prepare(
@@ -439,11 +445,26 @@ impl Db {
     /// Sources, ingests, and what was left out of the counts.
     pub fn usage_status(&self) -> Result<UsageStatus, HistoryError> {
         let e = |x| self.err(x);
+        // Databases of older schemas are read as they are (read commands never migrate).
+        let v = self.version()?;
+        if v < 2 {
+            return Ok(UsageStatus::default());
+        }
+        let (rejected, too_long) = if v < 3 {
+            ("0", "0")
+        } else {
+            ("rejected", "too_long")
+        };
         let mut st = self
             .conn
-            .prepare(
-                "SELECT kind, first_ns, last_ns, received, recorded, duplicates FROM usage_source ORDER BY kind",
-            )
+            .prepare(&format!(
+                "SELECT kind, first_ns, last_ns, received, recorded, duplicates, {} FROM usage_source ORDER BY kind",
+                if v < 3 {
+                    "0"
+                } else {
+                    "coalesce((SELECT rejected FROM usage_rejected r WHERE r.kind = usage_source.kind), 0)"
+                }
+            ))
             .map_err(e)?;
         let sources = st
             .query_map([], |r| {
@@ -454,6 +475,7 @@ impl Db {
                     received: r.get::<_, i64>(3)? as u64,
                     recorded: r.get::<_, i64>(4)? as u64,
                     duplicates: r.get::<_, i64>(5)? as u64,
+                    rejected: r.get::<_, i64>(6)? as u64,
                 })
             })
             .map_err(e)?
@@ -461,10 +483,10 @@ impl Db {
             .map_err(e)?;
         let mut st = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT inputs, lines_read, requests, manifest_events, recorded, duplicates, ignored,
-                   unresolved, unparseable, other_lines, first_ns, last_ns FROM usage_ingest ORDER BY id",
-            )
+                   unresolved, unparseable, other_lines, first_ns, last_ns, {rejected}, {too_long} FROM usage_ingest ORDER BY id",
+            ))
             .map_err(e)?;
         let ingests = st
             .query_map([], |r| {
@@ -482,6 +504,9 @@ impl Db {
                     other_lines: g(9)?,
                     first_at: r.get::<_, Option<i64>>(10)?.map(ts_ns),
                     last_at: r.get::<_, Option<i64>>(11)?.map(ts_ns),
+                    rejected: g(12)?,
+                    too_long: g(13)?,
+                    coverage: Coverage::default(),
                 })
             })
             .map_err(e)?
@@ -526,6 +551,9 @@ impl Db {
 
     /// Whether any pull data source has been recorded.
     pub fn has_usage(&self) -> Result<bool, HistoryError> {
+        if self.version()? < 2 {
+            return Ok(false);
+        }
         Ok(self
             .conn
             .query_row("SELECT 1 FROM usage_source LIMIT 1", [], |_| Ok(()))
@@ -566,7 +594,7 @@ mod tests {
     fn empty_store_has_no_data() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("h.db")).unwrap();
-        assert_eq!(db.version().unwrap(), 2);
+        assert_eq!(db.version().unwrap(), 3);
         let s = db.pull_summary().unwrap();
         assert_eq!(s, PullSummary::default());
         assert!(!db.has_usage().unwrap());
@@ -589,12 +617,14 @@ mod tests {
             failed,
             pull(6, "2026-11-04T00:00:00Z", None, "GET"),
         ];
-        let cov = Some((t("2026-10-31T00:00:00Z"), t("2026-11-05T00:00:00Z")));
+        let mut cov = Coverage::default();
+        cov.saw(t("2026-10-31T00:00:00Z"));
+        cov.saw(t("2026-11-05T00:00:00Z"));
         let mut st = IngestStats::default();
         let r = db
             .record_usage(
                 SourceKind::Logs,
-                cov,
+                &cov,
                 100,
                 &evs,
                 Some(&mut st),
@@ -612,7 +642,7 @@ mod tests {
         let r = db
             .record_usage(
                 SourceKind::Logs,
-                cov,
+                &cov,
                 100,
                 &evs,
                 None,
@@ -655,7 +685,7 @@ mod tests {
             c.pragma_update(None, "user_version", 1).unwrap();
         }
         let db = Db::open(&p).unwrap();
-        assert_eq!(db.version().unwrap(), 2);
+        assert_eq!(db.version().unwrap(), 3);
         assert_eq!(db.pull_summary().unwrap().pulls.len(), 0);
     }
 }

@@ -163,3 +163,48 @@ fn reading_a_missing_database_does_not_create_it() {
     ));
     assert!(!p.exists());
 }
+
+/// Issue 25 item 10: `inventory --db EMPTY` turned an empty file into a database, and read
+/// commands opened databases read-write (migrating them).
+#[test]
+fn read_commands_write_no_database_empty_older_or_current() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    assert!(matches!(
+        Db::open_existing(&empty),
+        Err(HistoryError::Empty { .. })
+    ));
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+    // A version-1 database is read as it is, not migrated.
+    let v1 = dir.path().join("v1.db");
+    {
+        let c = rusqlite_open(&v1);
+        c.execute_batch(stowage_history::MIGRATIONS[0]).unwrap();
+        c.execute_batch("PRAGMA user_version = 1;").unwrap();
+    }
+    let before = std::fs::read(&v1).unwrap();
+    let db = Db::open_existing(&v1).unwrap();
+    assert_eq!(db.version().unwrap(), 1);
+    assert!(!db.has_usage().unwrap());
+    assert!(db.pull_summary().unwrap().data_begins.is_none());
+    drop(db);
+    assert_eq!(std::fs::read(&v1).unwrap(), before);
+    // A current database opened for reading refuses writes.
+    let cur = dir.path().join("cur.db");
+    drop(Db::open(&cur).unwrap());
+    let mut db = Db::open_existing(&cur).unwrap();
+    assert!(
+        db.record(&data("2026-01-01T00:00:00Z", &[], &[], &[]))
+            .is_err()
+    );
+    // Not a database at all (user_version 0) is refused, not initialised.
+    let zero = dir.path().join("zero.db");
+    rusqlite_open(&zero)
+        .execute_batch("CREATE TABLE x (y);")
+        .unwrap();
+    assert!(matches!(
+        Db::open_existing(&zero),
+        Err(HistoryError::Missing { .. })
+    ));
+}

@@ -12,10 +12,12 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod digest;
+pub mod escape;
 pub mod finding;
 pub mod inventory;
 pub mod manifest;
 pub mod name;
+pub mod pattern;
 pub mod time;
 
 pub use digest::{Digest, Sha256};

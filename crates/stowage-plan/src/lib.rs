@@ -12,6 +12,8 @@
 //!   blobs, uploads, empty directories), and writes an append-only journal so an interrupted
 //!   apply can be resumed. With a quarantine directory it moves instead of deleting, and
 //!   [`quarantine::restore`] puts everything back.
+//! - [`metadata_db`]: registries whose link files are not their metadata (GitLab's metadata
+//!   database): every deleting plan, and apply, is refused there.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -19,6 +21,7 @@ pub mod apply;
 pub mod gc;
 pub mod journal;
 pub mod keys;
+pub mod metadata_db;
 pub mod plan;
 pub mod quarantine;
 pub mod retention;

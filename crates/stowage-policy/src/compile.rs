@@ -133,6 +133,8 @@ pub struct PolicyErrors(pub Vec<String>);
 
 /// Parse YAML text into a policy file (shape only).
 pub fn parse(text: &str) -> Result<PolicyFile, PolicyErrors> {
+    // Size and nesting first, in linear time: the YAML parser is not linear on hostile input.
+    crate::limits::check(text).map_err(|e| PolicyErrors(vec![e]))?;
     serde_yaml_ng::from_str(text).map_err(|e| PolicyErrors(vec![e.to_string()]))
 }
 

@@ -27,6 +27,7 @@ use crate::compile::{Bucket, Compiled, Crit, PolicyC, RuleC, WhenC};
 use crate::file::{
     MissingTime, OrderBy, Otherwise, Prerelease, ReferrerSelect, RelativeTo, TagState, TimeSource,
 };
+use crate::floor;
 use crate::refs::{ImageRef, SourceRefs, host_matches};
 
 /// An in-use source as read by the caller (file I/O stays outside this crate).
@@ -58,7 +59,8 @@ pub struct Inputs<'a, 'g> {
 pub struct PullData {
     /// Where it came from (for messages).
     pub source: String,
-    /// When the data begins (`None`: no data at all).
+    /// When the data covers from: the start of the span without a gap that ends with the
+    /// newest data (`None`: no data at all).
     pub begins: Option<Timestamp>,
     /// Its newest point.
     pub ends: Option<Timestamp>,
@@ -312,35 +314,7 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
     // its platform children's (a pull of an index counts for its children and vice versa).
     let empty_pulls = PullData::default();
     let pulls = inp.pulls.unwrap_or(&empty_pulls);
-    if p.uses_pulls {
-        match (inp.pulls, pulls.begins) {
-            (None, _) | (_, None) => fatal.push(format!(
-                "the policy uses pull data, but {} holds none: ingest the registry's access logs first (`stowage usage ingest`)",
-                if pulls.source.is_empty() { "the pull source" } else { &pulls.source }
-            )),
-            (Some(_), Some(begins)) => {
-                for (at, window) in &p.pull_windows {
-                    let starts = now.saturating_sub_secs(*window);
-                    if begins > starts {
-                        fatal.push(format!(
-                            "{at}: looks back to {}, but pull data begins at {}: not covered (an image not seen pulled might have been pulled before the data began)",
-                            starts.rfc3339(),
-                            begins.rfc3339()
-                        ));
-                    }
-                }
-                if let (Some(max), Some(ends)) = (p.pull_sources.first().and_then(|s| s.max_age), pulls.ends)
-                    && ends.seconds_until(now) > max
-                {
-                    fatal.push(format!(
-                        "pull data in {} is stale: its newest point is {}, older than max_age {max}s",
-                        pulls.source,
-                        ends.rfc3339()
-                    ));
-                }
-            }
-        }
-    }
+    crate::pull_coverage::check(p, inp.pulls, now, &mut fatal, &mut out.warnings);
     // Pulls by (repository index, id): one pass over the data, no lookups by string later.
     let mut pulled_ids: HashMap<(u32, BlobId), Timestamp> = HashMap::new();
     for ((repo, digest), &t) in &pulls.last {
@@ -723,24 +697,13 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
         if n == 0 {
             continue;
         }
-        // The N newest with a known time; an image whose time is unknown cannot be ranked,
-        // so it is kept too (fail closed) without taking a slot.
-        let mut ranked: Vec<(Timestamp, BlobId)> = Vec::new();
-        for u in repo.units.iter().filter(|u| !u.referrer) {
-            match unit_time(p.time_source, u, repo, inp.created, &pull_times[ri]) {
-                Some(t) => ranked.push((t, u.digest)),
-                None => prot_digest
-                    .entry((ri as u32, u.digest))
-                    .or_default()
-                    .push("protection/keep_newest_per_repository(time unknown)".into()),
-            }
-        }
-        ranked.sort_by(|a, b| b.cmp(a));
-        for (_, d) in ranked.into_iter().take(n) {
-            prot_digest
-                .entry((ri as u32, d))
-                .or_default()
-                .push(format!("protection/keep_newest_per_repository({n})"));
+        let units = repo.units.iter().filter(|u| !u.referrer).map(|u| {
+            let time = unit_time(p.time_source, u, repo, inp.created, &pull_times[ri]);
+            let tags = u.tags.iter().map(|&t| repo.tags[t as usize].name.as_str());
+            (u.digest, time, tags.min())
+        });
+        for (d, why) in floor::protect(units, n, |d| inv.digest(d)) {
+            prot_digest.entry((ri as u32, d)).or_default().push(why);
         }
     }
 

@@ -157,7 +157,8 @@ impl Default for Settings {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Protections {
-    /// Never delete the newest N top-level images of a repository (by `settings.time_source`).
+    /// Never delete the newest N top-level images of a repository (by `settings.time_source`;
+    /// ties: tagged before untagged, then smallest tag name, then digest).
     #[serde(default = "one")]
     pub keep_newest_per_repository: u32,
     /// Allow a repository to lose every image. Also needs `--unsafe-allow-empty` on the command

@@ -7,6 +7,8 @@
 //! - [`refs`]: image references from in-use sources (reference lists, `kubectl get pods -o json`).
 //! - [`eval`]: one decision with reasons per top-level image and tag, protections, closure
 //!   repair and cascades, limits.
+//! - [`floor`]: the keep-newest-per-repository ranking and its documented tie-break.
+//! - [`limits`]: the policy file's size and nesting limits, checked before parsing.
 //! - [`lint`]: warnings about the known traps (`shared/spec/retention.md` §5.6).
 //!
 //! Byte accounting and the plan document live in `stowage-plan::retention`, which feeds the
@@ -17,7 +19,10 @@
 pub mod compile;
 pub mod eval;
 pub mod file;
+pub mod floor;
+pub mod limits;
 pub mod lint;
+mod pull_coverage;
 pub mod refs;
 pub mod values;
 

@@ -1,5 +1,7 @@
 //! Checked values of the policy file: patterns, durations, byte sizes.
 
+use stowage_model::pattern::{self, GlobOptions};
+
 /// An anchored pattern: `glob:…` (the default when no prefix is given), `regex:…` (Rust
 /// `regex`, linear time, always anchored `^(?:…)$`), or either prefixed with `!` (exclude).
 #[derive(Clone, Debug)]
@@ -25,19 +27,23 @@ impl Pattern {
             if re.is_empty() {
                 return Err(format!("{text:?}: empty regex"));
             }
-            let r = regex::Regex::new(&format!("^(?:{re})$"))
-                .map_err(|e| format!("{text:?}: invalid regex: {e}"))?;
+            // Limits and a clean error: `stowage_model::pattern` (shared by every pattern).
+            let r = pattern::regex(re, true).map_err(|e| format!("{text:?}: {e}"))?;
             Matcher::Regex(r)
         } else {
             let g = rest.strip_prefix("glob:").unwrap_or(rest);
             if g.is_empty() {
                 return Err(format!("{text:?}: empty pattern"));
             }
-            let glob = globset::GlobBuilder::new(g)
-                .literal_separator(true)
-                .backslash_escape(true)
-                .build()
-                .map_err(|e| format!("{text:?}: invalid glob: {e}"))?;
+            let glob = pattern::glob(
+                g,
+                GlobOptions {
+                    literal_separator: true,
+                    backslash_escape: true,
+                    case_insensitive: false,
+                },
+            )
+            .map_err(|e| format!("{text:?}: {e}"))?;
             Matcher::Glob(glob.compile_matcher())
         };
         Ok(Pattern {

@@ -370,3 +370,43 @@ fn a_required_source_that_resolves_nothing_refuses_the_plan() {
     .unwrap_err();
     assert!(e.contains("registry_aliases"), "{e}");
 }
+
+/// Issue 25 item 12: pushes within the same second tied on the keep-newest floor, and the
+/// tie was broken by interned id (digest order), so which image survived depended on push
+/// timing. The documented rule: tagged before untagged, then tag name, then digest.
+#[test]
+fn flaky_keep_newest_tie_is_broken_by_the_documented_rule() {
+    let floor_one = "apiVersion: retention.v1\nkind: RetentionPolicy\n".to_string() + DELETE_ALL;
+    let mut r = Reg::new();
+    let mut pairs = Vec::new();
+    // Several repositories, so that in some the untagged digest sorts after the tagged one
+    // (the order the old tie-break preferred) whatever the content hashes are.
+    for i in 0..6 {
+        let repo = format!("apps/r{i}");
+        let tagged = r.push(&repo, Some("1.0"), 0);
+        let untagged = r.push(&repo, None, 0);
+        pairs.push((repo, tagged, untagged));
+    }
+    let inv = r.scan();
+    let o = eval(&inv, &floor_one, at(10));
+    for (repo, tagged, untagged) in &pairs {
+        assert_eq!(
+            image_decision(&inv, &o, repo, tagged),
+            Decision::Keep,
+            "{repo}"
+        );
+        assert_eq!(
+            image_decision(&inv, &o, repo, untagged),
+            Decision::Delete,
+            "{repo}"
+        );
+    }
+    // Two tagged images in the same second: the smaller tag name is the newer one.
+    let mut r = Reg::new();
+    let b = r.push("apps/x", Some("b"), 0);
+    let a = r.push("apps/x", Some("a"), 0);
+    let inv = r.scan();
+    let o = eval(&inv, &floor_one, at(10));
+    assert_eq!(image_decision(&inv, &o, "apps/x", &a), Decision::Keep);
+    assert_eq!(image_decision(&inv, &o, "apps/x", &b), Decision::Delete);
+}

@@ -22,7 +22,16 @@ impl Table {
         }
     }
 
+    /// Add a row. Cells are escaped here (`stowage_model::escape`): names come from the
+    /// storage, and a control character in a table reaches the terminal.
     pub fn row(&mut self, cells: Vec<String>) {
+        let cells = cells
+            .into_iter()
+            .map(|c| match stowage_model::escape::escape(&c) {
+                std::borrow::Cow::Borrowed(_) => c,
+                std::borrow::Cow::Owned(e) => e,
+            })
+            .collect();
         self.rows.push(cells);
     }
 

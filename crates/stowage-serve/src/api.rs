@@ -90,7 +90,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/blobs.csv", get(blobs_csv))
         .route(
             "/api/v1/notifications",
-            axum::routing::post(crate::notify::notifications),
+            axum::routing::post(crate::notify::notifications).layer(
+                axum::extract::DefaultBodyLimit::max(crate::notify::BODY_LIMIT),
+            ),
         )
         .route("/api/v1/usage", get(crate::notify::usage))
         .route("/metrics", get(metrics))

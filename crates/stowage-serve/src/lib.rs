@@ -37,7 +37,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 pub use api::{ApiDoc, router};
-pub use notify::{Notifications, NotifyAnswer, SECRET_HEADER};
+pub use notify::{
+    BODY_LIMIT, ENVELOPE_TYPES, Notifications, NotifyAnswer, SECRET_HEADER, SKEW_SECS,
+};
 pub use snapshot::Snapshot;
 
 /// Produces a fresh snapshot (scans the storage). Errors are shown to the user as text.

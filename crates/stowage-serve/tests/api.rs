@@ -483,6 +483,14 @@ async fn over_a_real_socket_with_a_rescan_on_demand() {
 fn notify_state(
     secret: Option<&str>,
 ) -> (Arc<AppState>, stowage_testkit::Sample, tempfile::TempDir) {
+    notify_state_with(secret, true, None)
+}
+
+fn notify_state_with(
+    secret: Option<&str>,
+    insecure_loopback: bool,
+    started: Option<Timestamp>,
+) -> (Arc<AppState>, stowage_testkit::Sample, tempfile::TempDir) {
     let sample = stowage_testkit::sample();
     let root = sample.layout_root();
     let dir = tempfile::tempdir().unwrap();
@@ -492,6 +500,9 @@ fn notify_state(
         db_path: path,
         filter: stowage_usage::Filter::default(),
         secret: secret.map(str::to_string),
+        insecure_loopback,
+        allowed_hosts: vec!["10.0.0.5".into()],
+        started,
     };
     let st = AppState::with_notifications(
         Arc::new(move || Ok(snapshot(&root))),
@@ -524,10 +535,12 @@ fn envelope() -> String {
 }
 
 fn post(body: &str, secret: Option<&str>) -> Request<Body> {
-    let mut r = Request::post("/api/v1/notifications").header(
-        header::CONTENT_TYPE,
-        "application/vnd.docker.distribution.events.v1+json",
-    );
+    let mut r = Request::post("/api/v1/notifications")
+        .header(
+            header::CONTENT_TYPE,
+            "application/vnd.docker.distribution.events.v1+json",
+        )
+        .header(header::HOST, "127.0.0.1:8080");
     if let Some(s) = secret {
         r = r.header("X-Stowage-Secret", s);
     }
@@ -599,4 +612,94 @@ async fn without_a_secret_the_webhook_needs_the_bearer_token() {
     let (st, _s) = state(None);
     let (s, _, _) = call(&st, post(&envelope(), None)).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+/// An envelope of one manifest pull at `at`.
+fn envelope_at(at: &str, id: &str) -> String {
+    serde_json::json!({"events": [
+        {"id": id, "timestamp": at, "action": "pull",
+         "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 426,
+                    "digest": "sha256:6701c61047c8cf510fdc88b81d8b4986d49da8ea0e31e5dfd20bb56da0140c6e",
+                    "repository": "library/base"},
+         "request": {"id": id, "method": "GET", "useragent": "docker/27"}}
+    ]})
+    .to_string()
+}
+
+/// Issue 25 item 3: one forged event dated 1971, POSTed cross-origin as `text/plain` to a
+/// loopback `serve` without a secret, was accepted and made decades of pull data "covered".
+#[tokio::test]
+async fn forged_pull_data_is_refused_and_cannot_widen_coverage() {
+    let now = Timestamp::from_system_time(std::time::SystemTime::now());
+    let started = now.saturating_sub_secs(3600);
+    // No secret and not --insecure-loopback-webhook: refused.
+    let (st, _s, _d) = notify_state_with(None, false, Some(started));
+    let mut r = post(&envelope(), None);
+    r.headers_mut()
+        .insert(header::AUTHORIZATION, "Bearer tok".parse().unwrap());
+    let (s, _, _) = call(&st, r).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // With a secret: a cross-origin text/plain POST (what a web page can send without a
+    // preflight) is refused for its media type.
+    let (st, _s, d) = notify_state_with(Some("s3cret"), false, Some(started));
+    let mut r = post(
+        &envelope_at("1971-01-01T00:00:00Z", "forged"),
+        Some("s3cret"),
+    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+    let (s, _, _) = call(&st, r).await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Well-formed, right secret, but dated 1971 (before the receiver started): rejected and
+    // counted, nothing recorded.
+    let (s, _, b) = call(
+        &st,
+        post(
+            &envelope_at("1971-01-01T00:00:00Z", "forged"),
+            Some("s3cret"),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(
+        (v["recorded"].as_u64(), v["rejected"].as_u64()),
+        (Some(0), Some(1))
+    );
+    // A real event now is recorded; coverage begins with it, not in 1971.
+    let at = now.rfc3339();
+    let (s, _, b) = call(&st, post(&envelope_at(&at, "real"), Some("s3cret"))).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["recorded"], 1);
+    let db = stowage_history::Db::open_existing(&d.path().join("h.db")).unwrap();
+    assert_eq!(db.pull_summary().unwrap().data_begins, Some(now));
+    let status = db.usage_status().unwrap();
+    assert_eq!(status.sources[0].rejected, 1);
+    // In the insecure loopback mode, the Host header must be loopback or the bound address
+    // (a DNS-rebinding page sends its own name).
+    let (st, _s, _d) = notify_state_with(None, true, Some(started));
+    let mut r = post(&envelope_at(&at, "rebind"), None);
+    r.headers_mut()
+        .insert(header::HOST, "attacker.example:8080".parse().unwrap());
+    r.headers_mut()
+        .insert(header::AUTHORIZATION, "Bearer tok".parse().unwrap());
+    let (s, _, _) = call(&st, r).await;
+    assert_eq!(s, StatusCode::MISDIRECTED_REQUEST);
+    for host in ["localhost:8080", "[::1]:8080", "10.0.0.5:8080"] {
+        let mut r = post(&envelope_at(&at, host), None);
+        r.headers_mut().insert(header::HOST, host.parse().unwrap());
+        r.headers_mut()
+            .insert(header::AUTHORIZATION, "Bearer tok".parse().unwrap());
+        let (s, _, _) = call(&st, r).await;
+        assert_eq!(s, StatusCode::OK, "{host}");
+    }
+    // Bodies are limited: 413 beyond 1 MiB.
+    let big = format!(
+        "{{\"events\": [], \"pad\": \"{}\"}}",
+        "x".repeat(stowage_serve::BODY_LIMIT)
+    );
+    let (st, _s, _d) = notify_state_with(Some("s3cret"), false, Some(started));
+    let (s, _, _) = call(&st, post(&big, Some("s3cret"))).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
 }

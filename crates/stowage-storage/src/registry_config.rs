@@ -1,10 +1,14 @@
 //! Reading the registry's own `config.yml`, so stowage can be pointed at the config the
 //! registry already uses.
 //!
-//! Only the parts stowage needs are read: the storage driver and its location, and the
-//! maintenance switches (read-only mode, upload purging) that matter before deleting.
+//! Only the parts stowage needs are read: the storage driver and its location, the
+//! maintenance switches (read-only mode, upload purging) that matter before deleting, and
+//! GitLab's `database.enabled`: with its metadata database on, GitLab's registry neither
+//! writes nor reads the filesystem's link files (gitlab-org/container-registry MR 1298), so
+//! every blob pushed since looks unreferenced to anything that reads the storage, and no
+//! deleting plan may be built from the filesystem alone.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_yaml_ng::Value;
 
@@ -41,6 +45,9 @@ pub struct RegistryConfig {
     pub delete_enabled: bool,
     /// `storage.cache.blobdescriptor` (and the `redis` section it uses).
     pub blob_cache: BlobCache,
+    /// `database.enabled` (GitLab's registry metadata database): the filesystem's links are
+    /// not the truth, so nothing may be deleted on their strength.
+    pub metadata_database: bool,
 }
 
 /// The registry's blob descriptor cache (`storage.cache.blobdescriptor`). It answers "does
@@ -60,6 +67,22 @@ pub enum BlobCache {
     },
     /// A value the registry 2.8 does not know (it refuses to start with it).
     Other(String),
+}
+
+/// Where GitLab omnibus keeps its registry's config, given the layout root stowage opened:
+/// the storage of omnibus is `/var/opt/gitlab/gitlab-rails/shared/registry` (its
+/// `docker/registry/v2` below), the config `/var/opt/gitlab/registry/config.yml`. `None`
+/// when the layout root is not in an omnibus tree or the config is not a file there.
+pub fn gitlab_omnibus_config(layout_root: &Path) -> Option<PathBuf> {
+    let rootdirectory = layout_root.parent()?.parent()?.parent()?;
+    if !rootdirectory.ends_with("gitlab-rails/shared/registry") {
+        return None;
+    }
+    let omnibus = rootdirectory.parent()?.parent()?.parent()?;
+    let config = omnibus.join("registry/config.yml");
+    std::fs::symlink_metadata(&config)
+        .is_ok_and(|m| m.is_file())
+        .then_some(config)
 }
 
 /// A config that cannot be used.
@@ -149,29 +172,35 @@ impl RegistryConfig {
         let delete_enabled = get(storage, "delete")
             .and_then(|d| as_bool(get(d, "enabled")))
             .unwrap_or(false);
-        let blob_cache =
-            match as_string(get(storage, "cache").and_then(|c| get(c, "blobdescriptor"))) {
-                None => BlobCache::None,
-                Some(v) if v.is_empty() => BlobCache::None,
-                Some(v) if v == "inmemory" => BlobCache::InMemory,
-                Some(v) if v == "redis" => {
-                    let redis = get(&doc, "redis");
-                    BlobCache::Redis {
-                        addr: as_string(redis.and_then(|r| get(r, "addr"))).unwrap_or_default(),
-                        password: as_string(redis.and_then(|r| get(r, "password")))
-                            .filter(|p| !p.is_empty()),
-                        db: as_string(redis.and_then(|r| get(r, "db")))
-                            .and_then(|d| d.parse().ok())
-                            .unwrap_or(0),
-                    }
+        let blob_cache = match as_string(
+            get(storage, "cache")
+                .and_then(|c| get(c, "blobdescriptor").or_else(|| get(c, "layerinfo"))),
+        ) {
+            None => BlobCache::None,
+            Some(v) if v.is_empty() => BlobCache::None,
+            Some(v) if v == "inmemory" => BlobCache::InMemory,
+            Some(v) if v == "redis" => {
+                let redis = get(&doc, "redis");
+                BlobCache::Redis {
+                    addr: as_string(redis.and_then(|r| get(r, "addr"))).unwrap_or_default(),
+                    password: as_string(redis.and_then(|r| get(r, "password")))
+                        .filter(|p| !p.is_empty()),
+                    db: as_string(redis.and_then(|r| get(r, "db")))
+                        .and_then(|d| d.parse().ok())
+                        .unwrap_or(0),
                 }
-                Some(other) => BlobCache::Other(other),
-            };
+            }
+            Some(other) => BlobCache::Other(other),
+        };
+        let metadata_database = get(&doc, "database")
+            .and_then(|d| as_bool(get(d, "enabled")))
+            .unwrap_or(false);
         Ok(RegistryConfig {
             driver,
             readonly,
             delete_enabled,
             blob_cache,
+            metadata_database,
         })
     }
 }
@@ -195,12 +224,19 @@ mod tests {
         assert!(c.delete_enabled);
         assert!(!c.readonly);
         assert_eq!(c.blob_cache, BlobCache::InMemory);
+        assert!(!c.metadata_database);
     }
 
     #[test]
     fn blob_cache_settings() {
         let none = RegistryConfig::parse("storage:\n  filesystem: {}\n").unwrap();
         assert_eq!(none.blob_cache, BlobCache::None);
+        // The key registry 2.8 still reads when blobdescriptor is absent.
+        let legacy = RegistryConfig::parse(
+            "storage:\n  filesystem: {}\n  cache:\n    layerinfo: inmemory\n",
+        )
+        .unwrap();
+        assert_eq!(legacy.blob_cache, BlobCache::InMemory);
         let r = RegistryConfig::parse(
             "storage:\n  filesystem: {}\n  cache:\n    blobdescriptor: redis\nredis:\n  addr: 127.0.0.1:6379\n  password: pw\n  db: 2\n",
         )
@@ -212,6 +248,39 @@ mod tests {
                 password: Some("pw".into()),
                 db: 2
             }
+        );
+    }
+
+    #[test]
+    fn gitlab_metadata_database_is_read_from_the_config() {
+        let c = RegistryConfig::parse(
+            "storage:\n  filesystem:\n    rootdirectory: /var/opt/gitlab/gitlab-rails/shared/registry\ndatabase:\n  enabled: true\n  host: localhost\n",
+        )
+        .unwrap();
+        assert!(c.metadata_database);
+        let c =
+            RegistryConfig::parse("storage:\n  filesystem: {}\ndatabase:\n  enabled: \"false\"\n")
+                .unwrap();
+        assert!(!c.metadata_database);
+    }
+
+    #[test]
+    fn gitlab_metadata_database_omnibus_config_is_found_from_the_layout_root() {
+        let t = tempfile::tempdir().unwrap();
+        let v2 = t
+            .path()
+            .join("gitlab-rails/shared/registry/docker/registry/v2");
+        std::fs::create_dir_all(&v2).unwrap();
+        assert_eq!(gitlab_omnibus_config(&v2), None);
+        std::fs::create_dir_all(t.path().join("registry")).unwrap();
+        std::fs::write(t.path().join("registry/config.yml"), "x").unwrap();
+        assert_eq!(
+            gitlab_omnibus_config(&v2),
+            Some(t.path().join("registry/config.yml"))
+        );
+        assert_eq!(
+            gitlab_omnibus_config(&t.path().join("docker/registry/v2")),
+            None
         );
     }
 

@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::{GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 
 /// User agents ignored unless `no_default_ignores` (globs, case-insensitive, whole string).
@@ -136,14 +136,19 @@ impl Filter {
             .copied()
             .chain(c.ignore_user_agents.iter().map(String::as_str))
         {
-            let glob = GlobBuilder::new(g)
-                .case_insensitive(true)
-                .literal_separator(false)
-                .build()
-                .map_err(|e| FilterError::Glob {
-                    glob: g.to_string(),
-                    reason: e.kind().to_string(),
-                })?;
+            let glob = stowage_model::pattern::glob(
+                g,
+                stowage_model::pattern::GlobOptions {
+                    case_insensitive: true,
+                    literal_separator: false,
+                    backslash_escape: true,
+                },
+            )
+            .map_err(|e| FilterError::Glob {
+                glob: stowage_model::escape::escape(&g.chars().take(60).collect::<String>())
+                    .into_owned(),
+                reason: e.to_string(),
+            })?;
             b.add(glob);
             names.push(format!("user agent {g}"));
         }

@@ -18,6 +18,7 @@
 //! ```
 
 pub mod filter;
+pub mod lines;
 pub mod notify;
 pub mod parse;
 pub mod resolve;
@@ -27,9 +28,11 @@ use std::collections::HashMap;
 
 use sha2::{Digest as _, Sha256};
 use stowage_history::{IngestStats, UsageAction, UsageEvent};
+use stowage_model::time::Timestamp;
 
 pub use filter::{DEFAULT_IGNORED_USER_AGENTS, Filter, FilterConfig, FilterError};
-pub use notify::{NotifyError, Received, parse_envelope};
+pub use lines::{LineRead, MAX_LINE, read_line};
+pub use notify::{NotifyError, Received, Window, parse_envelope, parse_envelope_within};
 pub use parse::{Format, Line, Request, manifest_target, parse_line};
 pub use resolve::TagTimeline;
 
@@ -76,6 +79,8 @@ pub struct Ingest<'a> {
     structured: bool,
     occurrences: HashMap<[u8; 16], u32>,
     examples: Vec<String>,
+    /// Lines dated after this are rejected (counted, not recorded): see [`Ingest::reject_after`].
+    latest: Option<Timestamp>,
 }
 
 /// What an ingest produced.
@@ -101,7 +106,31 @@ impl<'a> Ingest<'a> {
             structured: false,
             occurrences: HashMap::new(),
             examples: Vec::new(),
+            latest: None,
         }
+    }
+
+    /// Reject lines dated after `t` (now plus the allowed clock skew): a log cannot hold
+    /// what has not happened yet, and a line from the future would make its day look covered.
+    pub fn reject_after(mut self, t: Timestamp) -> Ingest<'a> {
+        self.latest = Some(t);
+        self
+    }
+
+    /// A line longer than the limit was skipped ([`read_line`] gave [`LineRead::TooLong`]).
+    pub fn too_long(&mut self) {
+        self.stats.lines_read += 1;
+        self.stats.too_long += 1;
+    }
+
+    /// Whether a line dated `t` is outside what the logs can hold (counted when so).
+    fn rejected(&mut self, t: Timestamp) -> bool {
+        let out = self.latest.is_some_and(|l| t > l);
+        if out {
+            self.stats.rejected += 1;
+            self.stats.coverage.rejected += 1;
+        }
+        out
     }
 
     /// One line; `origin` (e.g. `access.log.2.gz:1234`) is only called for an example.
@@ -111,7 +140,9 @@ impl<'a> Ingest<'a> {
             Line::Blank => {}
             Line::Other(t) => {
                 self.stats.other_lines += 1;
-                if let Some(t) = t {
+                if let Some(t) = t
+                    && !self.rejected(t)
+                {
                     self.stats.saw(t);
                 }
             }
@@ -126,6 +157,9 @@ impl<'a> Ingest<'a> {
                 }
             }
             Line::Request(r) => {
+                if self.rejected(r.time) {
+                    return;
+                }
                 self.stats.saw(r.time);
                 if r.format == Format::Combined {
                     self.combined_requests += 1;

@@ -11,7 +11,7 @@
 //! request id are keyed by their event id.
 
 use serde::Deserialize;
-use stowage_history::{UsageAction, UsageEvent};
+use stowage_history::{Coverage, UsageAction, UsageEvent};
 use stowage_model::time::Timestamp;
 
 use crate::filter::Filter;
@@ -74,9 +74,36 @@ pub struct Received {
     pub total: u64,
     /// Blob events, mounts, and events we cannot use (no repository, bad digest, bad time).
     pub skipped: u64,
-    /// Earliest and latest event time.
+    /// Earliest and latest event time (of events accepted).
     pub first_at: Option<Timestamp>,
     pub last_at: Option<Timestamp>,
+    /// The days of the events accepted, and how many were rejected for their date.
+    pub coverage: Coverage,
+}
+
+/// The times a receiver accepts events from: from when it started listening, less the
+/// allowed clock skew, to now plus the skew. The registry sends events as they happen (and
+/// retries a failed delivery), so an event dated before the receiver started, or in the
+/// future, was not sent to it by the registry: a forged old event would otherwise make
+/// years look covered by pull data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub earliest: Timestamp,
+    pub latest: Timestamp,
+}
+
+impl Window {
+    /// `started` and `now`, widened by `skew_secs` each way.
+    pub fn new(started: Timestamp, now: Timestamp, skew_secs: i64) -> Window {
+        Window {
+            earliest: started.saturating_sub_secs(skew_secs),
+            latest: now.saturating_sub_secs(-skew_secs),
+        }
+    }
+
+    fn contains(&self, t: Timestamp) -> bool {
+        self.earliest <= t && t <= self.latest
+    }
 }
 
 fn is_manifest_type(mt: &str) -> bool {
@@ -85,6 +112,15 @@ fn is_manifest_type(mt: &str) -> bool {
 
 /// Parse an envelope body. A malformed envelope is an error; unusable events are skipped.
 pub fn parse_envelope(body: &[u8], filter: &Filter) -> Result<Received, NotifyError> {
+    parse_envelope_within(body, filter, None)
+}
+
+/// [`parse_envelope`], rejecting (and counting) events dated outside `window`.
+pub fn parse_envelope_within(
+    body: &[u8],
+    filter: &Filter,
+    window: Option<Window>,
+) -> Result<Received, NotifyError> {
     let env: Envelope =
         serde_json::from_slice(body).map_err(|e| NotifyError::Json(e.to_string()))?;
     let mut out = Received {
@@ -100,6 +136,11 @@ pub fn parse_envelope(body: &[u8], filter: &Filter) -> Result<Received, NotifyEr
             out.skipped += 1;
             continue;
         };
+        if window.is_some_and(|w| !w.contains(at)) {
+            out.coverage.rejected += 1;
+            continue;
+        }
+        out.coverage.saw(at);
         out.first_at = Some(out.first_at.map_or(at, |f| f.min(at)));
         out.last_at = Some(out.last_at.map_or(at, |l| l.max(at)));
         let action = match e.action.as_str() {

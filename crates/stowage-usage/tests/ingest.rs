@@ -109,11 +109,11 @@ fn ingest_records_resolves_filters_and_dedupes() {
         assert_eq!(st.ignored, 1);
         assert_eq!(st.unresolved, 1, "the pull before the tag's history");
         assert_eq!(done.events.len(), 4);
-        let cov = (st.first_at.unwrap(), st.last_at.unwrap());
+        let cov = st.coverage.clone();
         let r = db
             .record_usage(
                 SourceKind::Logs,
-                Some(cov),
+                &cov,
                 st.lines_read,
                 &done.events,
                 Some(&mut done.stats),
@@ -127,7 +127,9 @@ fn ingest_records_resolves_filters_and_dedupes() {
         }
     }
     let s = db.pull_summary().unwrap();
-    assert_eq!(s.data_begins, Some(t("2026-10-20T13:00:00Z")));
+    // The log has lines on 2026-10-20 and 2026-11-12 and nothing in between: a gap, so the
+    // data covers only the run of days that ends with the newest (issue 25 item 3).
+    assert_eq!(s.data_begins, Some(t("2026-11-12T10:00:00.5Z")));
     assert_eq!(s.data_ends, Some(t("2026-11-12T13:00:00Z")));
     // The tag moved between the two pulls: each pull went to the digest of its time.
     let got: Vec<(&str, u64, Timestamp)> = s
@@ -223,15 +225,15 @@ fn a_notification_and_the_log_line_of_the_same_request_count_once() {
     assert_eq!(rec.events[0].user.as_deref(), Some("ci"));
     assert_eq!(rec.events[1].action, UsageAction::Push);
     assert!(rec.events[2].ignored.is_some());
-    let cov = (rec.first_at.unwrap(), rec.last_at.unwrap());
+    let last = rec.last_at.unwrap();
     let r = db
         .record_usage(
             SourceKind::Notifications,
-            Some(cov),
+            &rec.coverage,
             rec.total,
             &rec.events,
             None,
-            cov.1,
+            last,
         )
         .unwrap();
     assert_eq!(r.recorded, 3);
@@ -241,7 +243,14 @@ fn a_notification_and_the_log_line_of_the_same_request_count_once() {
     ing.line(&lines()[1], String::new);
     let done = ing.finish();
     let r = db
-        .record_usage(SourceKind::Logs, None, 1, &done.events, None, cov.1)
+        .record_usage(
+            SourceKind::Logs,
+            &stowage_history::Coverage::default(),
+            1,
+            &done.events,
+            None,
+            last,
+        )
         .unwrap();
     assert_eq!((r.recorded, r.duplicates), (0, 1));
     assert_eq!(db.pull_summary().unwrap().pulls.len(), 1);

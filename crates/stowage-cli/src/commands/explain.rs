@@ -65,12 +65,14 @@ pub fn run(s: &Settings, a: &ExplainArgs) -> Result<i32> {
     match s.format {
         Format::Json | Format::Ndjson | Format::Csv => output::json(&mut out, &e)?,
         Format::Table => {
-            writeln!(out, "{}: {}", e.target, e.what)?;
+            // Names come from the storage: the text is escaped as a whole (JSON stays exact).
+            let mut buf: Vec<u8> = Vec::new();
+            writeln!(buf, "{}: {}", e.target, e.what)?;
             if !e.facts.is_empty() {
-                writeln!(out)?;
+                writeln!(buf)?;
                 let w = e.facts.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
                 for (k, v) in &e.facts {
-                    writeln!(out, "  {k:<w$}  {v}")?;
+                    writeln!(buf, "  {k:<w$}  {v}")?;
                 }
             }
             for (title, items) in [
@@ -79,17 +81,17 @@ pub fn run(s: &Settings, a: &ExplainArgs) -> Result<i32> {
                 ("Needed by:", &e.needed_by),
             ] {
                 if !items.is_empty() {
-                    writeln!(out, "\n{title}")?;
+                    writeln!(buf, "\n{title}")?;
                     for i in items {
-                        writeln!(out, "  - {i}")?;
+                        writeln!(buf, "  - {i}")?;
                     }
                 }
             }
             if !e.findings.is_empty() {
-                writeln!(out, "\nProblems:")?;
+                writeln!(buf, "\nProblems:")?;
                 for f in &e.findings {
                     writeln!(
-                        out,
+                        buf,
                         "  - {} [{}] {}: {}",
                         f.severity(),
                         f.kind,
@@ -98,6 +100,8 @@ pub fn run(s: &Settings, a: &ExplainArgs) -> Result<i32> {
                     )?;
                 }
             }
+            let text = String::from_utf8_lossy(&buf);
+            out.write_all(stowage_model::escape::escape_lines(&text).as_bytes())?;
         }
     }
     out.flush()?;

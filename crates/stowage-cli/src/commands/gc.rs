@@ -32,6 +32,7 @@ pub fn options(a: &GcArgs) -> Result<GcOptions> {
 pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
     let opts = options(a)?;
     let loaded = load(s, false, GraphFindings::Count)?;
+    loaded.refuse_deleting(s)?;
     let g = Graph::new(&loaded.inv);
     let plan = stowage_plan::gc::build(&g, &opts, s.now);
     if let Some(path) = &a.out {

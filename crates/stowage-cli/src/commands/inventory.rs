@@ -1,7 +1,7 @@
 //! `stowage inventory`: one record per blob (and optionally per link and upload file).
 
 use anyhow::Result;
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::{GlobSet, GlobSetBuilder};
 use stowage_graph::{BlobKind, Graph, Summary};
 use stowage_model::time::{Timestamp, human_bytes};
 use stowage_report::table::{Align, Table, abbreviate_first};
@@ -20,7 +20,8 @@ pub fn globset(patterns: &[String]) -> Result<Option<GlobSet>> {
     }
     let mut b = GlobSetBuilder::new();
     for p in patterns {
-        b.add(Glob::new(p)?);
+        // Limits and a clean error, as every pattern (stowage_model::pattern).
+        b.add(stowage_model::pattern::glob(p, Default::default())?);
     }
     Ok(Some(b.build()?))
 }

@@ -21,6 +21,7 @@ use anyhow::{Context, Result};
 use stowage_graph::Graph;
 use stowage_model::finding::FindingCounts;
 use stowage_model::inventory::Inventory;
+use stowage_plan::metadata_db::{self, Evidence};
 use stowage_scan::{Progress, ScanOptions};
 
 use crate::args::{Cli, Command};
@@ -89,6 +90,22 @@ pub struct Loaded {
     pub inv: Inventory,
     /// Graph findings counted but not listed (loaded with [`GraphFindings::Count`]).
     pub unlisted: FindingCounts,
+    /// Why the storage's links are not this registry's metadata (GitLab's metadata database),
+    /// from its config or the storage's signature: figures are "filesystem metadata only" and
+    /// nothing may be deleted.
+    pub metadata_database: Option<Evidence>,
+}
+
+impl Loaded {
+    /// Refuse a deleting plan on a registry whose links are not its metadata. A signature
+    /// alone may be overridden (`--unsafe-ignore-metadata-signature`); a config never.
+    pub fn refuse_deleting(&self, s: &Settings) -> Result<()> {
+        match &self.metadata_database {
+            None => Ok(()),
+            Some(Evidence::Signature { .. }) if s.ignore_metadata_signature => Ok(()),
+            Some(e) => Err(anyhow::anyhow!(e.refusal())),
+        }
+    }
 }
 
 impl Loaded {
@@ -164,7 +181,18 @@ pub fn load(s: &Settings, verify_links: bool, graph_findings: GraphFindings) -> 
             );
         }
     }
-    Ok(Loaded { inv, unlisted })
+    let metadata_database = s
+        .metadata_database
+        .clone()
+        .or_else(|| metadata_db::signature(&inv));
+    if let Some(e) = &metadata_database {
+        eprintln!("note: {}", e.label());
+    }
+    Ok(Loaded {
+        inv,
+        unlisted,
+        metadata_database,
+    })
 }
 
 /// Peak resident memory of this process so far (Linux `VmHWM`), for --verbose.

@@ -21,11 +21,31 @@ use crate::output;
 use crate::settings::{Settings, parse_age};
 
 /// Read, parse and compile a policy file; errors list every problem.
+/// A policy file's text, at most one byte past the limit (a huge file is refused by
+/// `stowage_policy::parse` without being read whole; bytes are cut, so a cut inside a UTF-8
+/// character is replaced, not an error).
+fn read_policy_text(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .take(stowage_policy::limits::MAX_POLICY_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() > stowage_policy::limits::MAX_POLICY_BYTES {
+        anyhow::bail!(
+            "{}: larger than {} bytes (1 MiB), the limit of a policy file",
+            path.display(),
+            stowage_policy::limits::MAX_POLICY_BYTES
+        );
+    }
+    String::from_utf8(bytes).with_context(|| format!("{}: not UTF-8", path.display()))
+}
+
 pub fn read_policy(
     path: &Path,
 ) -> Result<(String, stowage_policy::PolicyFile, stowage_policy::Compiled)> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = read_policy_text(path)?;
     let file = stowage_policy::parse(&text)
         .with_context(|| format!("{}: not a valid policy file", path.display()))?;
     let compiled = stowage_policy::compile(&file)
@@ -86,6 +106,7 @@ pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
     }
     let expires = parse_age(&a.expires).context("--expires")?;
     let loaded = load(s, false, GraphFindings::Count)?;
+    loaded.refuse_deleting(s)?;
     let g = Graph::new(&loaded.inv);
     let created = if uses_created(&file) {
         stowage_plan::retention::load_created(&*s.storage, &g)
@@ -361,8 +382,7 @@ fn split_ref(s: &str) -> (&str, Option<&str>, Option<&str>) {
 }
 
 pub fn policy_check(format: Format, a: &PolicyCheckArgs) -> Result<i32> {
-    let text = std::fs::read_to_string(&a.file)
-        .with_context(|| format!("reading {}", a.file.display()))?;
+    let text = read_policy_text(&a.file)?;
     let file = stowage_policy::parse(&text)
         .with_context(|| format!("{}: not a valid policy file", a.file.display()))?;
     let lints = stowage_policy::lint::lint(&file);

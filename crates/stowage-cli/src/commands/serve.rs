@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// must carry this file's content in the `X-Stowage-Secret` header (docs/usage.md).
     #[arg(long, value_name = "FILE", requires = "history")]
     pub notify_secret_file: Option<PathBuf>,
+    /// With --history and no --notify-secret-file: accept the webhook without a secret, on a
+    /// loopback address only (Host checked). Anyone who can reach it can forge pull data.
+    #[arg(long, requires = "history", conflicts_with = "notify_secret_file")]
+    pub insecure_loopback_webhook: bool,
     #[command(flatten)]
     pub filter: super::usage::FilterArgs,
     /// Largest blobs embedded in the page (the table pages through all of them).
@@ -57,11 +61,22 @@ pub fn run(mut s: Settings, a: &ServeArgs, now_pinned: bool) -> Result<i32> {
                 Some(f) => Some(read_secret(f)?),
                 None => None,
             };
+            if a.insecure_loopback_webhook && !addrs.iter().all(|x| x.ip().is_loopback()) {
+                bail!(
+                    "--insecure-loopback-webhook is for loopback addresses only ({} is not): use --notify-secret-file",
+                    a.listen
+                );
+            }
             Some(stowage_serve::Notifications {
                 db: std::sync::Mutex::new(stowage_history::Db::open(db)?),
                 db_path: db.clone(),
                 filter: a.filter.filter()?,
                 secret,
+                insecure_loopback: a.insecure_loopback_webhook,
+                allowed_hosts: addrs.iter().map(|x| x.ip().to_string()).collect(),
+                // Events dated before the receiver started were not sent to it (wall clock:
+                // the registry dates events by its own).
+                started: Some(Timestamp::from_system_time(std::time::SystemTime::now())),
             })
         }
         None => None,

@@ -216,7 +216,12 @@ pub fn run(s: &Settings, a: &TagsArgs) -> Result<i32> {
             out.write_all(t.render().as_bytes())?;
             if a.history {
                 for r in &rows {
-                    writeln!(out, "\n{}:{} history (newest first):", r.repository, r.tag)?;
+                    writeln!(
+                        out,
+                        "\n{}:{} history (newest first):",
+                        stowage_model::escape::escape(&r.repository),
+                        stowage_model::escape::escape(&r.tag)
+                    )?;
                     for h in &r.history {
                         let cur = if Some(&h.digest) == r.digest.as_ref() {
                             " (current)"

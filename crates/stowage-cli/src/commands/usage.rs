@@ -9,12 +9,12 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use stowage_graph::Graph;
-use stowage_history::{Db, IngestStats, SourceKind, UsageStatus};
+use stowage_history::{Coverage, Db, IngestStats, SourceKind, UsageStatus};
 use stowage_model::time::{Timestamp, human_age, human_bytes};
 use stowage_report::schema;
 use stowage_report::table::{Align, Table};
 use stowage_usage::view::{Bucket, UsageView};
-use stowage_usage::{Filter, FilterConfig, Ingest, TagTimeline};
+use stowage_usage::{Filter, FilterConfig, Ingest, LineRead, TagTimeline};
 
 use super::inventory::short;
 use super::{GraphFindings, load};
@@ -152,7 +152,9 @@ pub fn ingest(g: &GlobalArgs, a: &IngestArgs) -> Result<i32> {
     }
     tags.finish();
     let started = std::time::Instant::now();
-    let mut ing = Ingest::new(&filter, &tags);
+    // Lines dated in the future (beyond the allowed skew) are rejected and counted.
+    let mut ing = Ingest::new(&filter, &tags)
+        .reject_after(now.saturating_sub_secs(-stowage_serve::SKEW_SECS));
     let files: Vec<PathBuf> = if a.files.is_empty() {
         vec![PathBuf::from("-")]
     } else {
@@ -169,21 +171,29 @@ pub fn ingest(g: &GlobalArgs, a: &IngestArgs) -> Result<i32> {
         let mut r = open(f)?;
         let mut n = 0u64;
         loop {
-            buf.clear();
-            let got = r
-                .read_until(b'\n', &mut buf)
+            let got = stowage_usage::read_line(&mut *r, &mut buf, stowage_usage::MAX_LINE)
                 .with_context(|| format!("reading {name}"))?;
-            if got == 0 {
-                break;
-            }
             n += 1;
-            let line = String::from_utf8_lossy(&buf);
-            ing.line(&line, || format!("{name}:{n}"));
+            match got {
+                LineRead::Eof => break,
+                LineRead::TooLong => ing.too_long(),
+                LineRead::Line => {
+                    let line = String::from_utf8_lossy(&buf);
+                    ing.line(&line, || format!("{name}:{n}"));
+                }
+            }
             // Write in batches: memory stays bounded on a month of logs (dedupe makes a
             // batch written before a failure harmless to write again).
             if ing.pending() >= BATCH {
                 let r = db
-                    .record_usage(SourceKind::Logs, None, 0, &ing.take_events(), None, now)
+                    .record_usage(
+                        SourceKind::Logs,
+                        &Coverage::default(),
+                        0,
+                        &ing.take_events(),
+                        None,
+                        now,
+                    )
                     .with_context(|| format!("recording in {}", a.db.display()))?;
                 batched.recorded += r.recorded;
                 batched.duplicates += r.duplicates;
@@ -198,11 +208,11 @@ pub fn ingest(g: &GlobalArgs, a: &IngestArgs) -> Result<i32> {
         .map(|f| f.display().to_string())
         .collect::<Vec<_>>()
         .join(" ");
-    let coverage = done.stats.first_at.zip(done.stats.last_at);
+    let coverage = done.stats.coverage.clone();
     let lines = done.stats.lines_read;
     db.record_usage(
         SourceKind::Logs,
-        coverage,
+        &coverage,
         lines,
         &done.events,
         Some(&mut done.stats),
@@ -218,7 +228,7 @@ pub fn ingest(g: &GlobalArgs, a: &IngestArgs) -> Result<i32> {
         );
     }
     eprintln!(
-        "{} lines: {} requests, {} manifest requests; recorded {} new events ({} duplicates of earlier ingests), {} pulls ignored by filters, {} tag pulls unresolved, {} other lines, {} unparseable{}",
+        "{} lines: {} requests, {} manifest requests; recorded {} new events ({} duplicates of earlier ingests), {} pulls ignored by filters, {} tag pulls unresolved, {} other lines, {} unparseable{}{}",
         st.lines_read,
         st.requests,
         st.manifest_events,
@@ -228,6 +238,16 @@ pub fn ingest(g: &GlobalArgs, a: &IngestArgs) -> Result<i32> {
         st.unresolved,
         st.other_lines,
         st.unparseable,
+        if st.too_long + st.rejected > 0 {
+            format!(
+                ", {} longer than {} KiB (skipped), {} dated in the future (rejected)",
+                st.too_long,
+                stowage_usage::MAX_LINE >> 10,
+                st.rejected
+            )
+        } else {
+            String::new()
+        },
         match (st.first_at, st.last_at) {
             (Some(f), Some(l)) => format!("; covering {} to {}", f.rfc3339(), l.rfc3339()),
             _ => String::new(),
@@ -282,7 +302,7 @@ pub fn report_section(
     g: &Graph<'_>,
     now: Timestamp,
 ) -> Result<Option<stowage_report::overview::PullsView>> {
-    let h = Db::open(db)?;
+    let h = Db::open_existing(db)?;
     if !h.has_usage()? {
         return Ok(None);
     }
