@@ -266,3 +266,66 @@ fn names_are_escaped_in_human_output_and_exact_in_json() {
         "JSON stays exact: {v}"
     );
 }
+
+#[test]
+fn gitlab_metadata_database_config_refuses_apply_and_nothing_moves() {
+    // A plan made while the database was off, applied after it was enabled.
+    let s = sample();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.json");
+    let o = stowage(
+        &s.rootdirectory(),
+        &["gc", "--grace", "0s", "--out", plan.to_str().unwrap()],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let cfg = dir.path().join("config.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\ndatabase:\n  enabled: true\n",
+            s.rootdirectory().display()
+        ),
+    )
+    .unwrap();
+    let listing = |root: &std::path::Path| {
+        let o = Command::new("find")
+            .arg(root)
+            .arg("-printf")
+            .arg("%P %s\n")
+            .output()
+            .unwrap();
+        let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing(&s.rootdirectory());
+    for extra in [
+        &[][..],
+        &["--offline"][..],
+        &["--registry-cache", "none"][..],
+    ] {
+        let mut args = vec![
+            "--registry-config",
+            cfg.to_str().unwrap(),
+            "apply",
+            plan.to_str().unwrap(),
+            "--yes",
+        ];
+        args.extend_from_slice(extra);
+        let o = Command::new(env!("CARGO_BIN_EXE_stowage"))
+            .args(&args)
+            .env_remove("STOWAGE_STORAGE")
+            .output()
+            .unwrap();
+        assert_refused(&o, &format!("apply {extra:?}"));
+    }
+    assert_eq!(listing(&s.rootdirectory()), before, "nothing moved");
+}

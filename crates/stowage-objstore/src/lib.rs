@@ -656,6 +656,22 @@ impl StorageWrite for ObjectStorage {
         check_rel(path)
     }
 
+    fn quarantined_modified(
+        &self,
+        batch: &FsPath,
+        path: &str,
+    ) -> Result<Option<stowage_model::Timestamp>, StorageError> {
+        check_rel(path)?;
+        let qroot = self.quarantine_root(batch)?;
+        let key =
+            Key::parse(stowage_storage::join(&qroot, path)).map_err(|e| err(path, e.into()))?;
+        match self.run(&self.counters.stats, self.store.head(&key)) {
+            Ok(m) => Ok(Some(to_meta(&m).modified)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(err(path, e)),
+        }
+    }
+
     fn delete_quarantined(&self, batch: &FsPath, path: &str) -> Result<bool, StorageError> {
         check_rel(path)?;
         let qroot = self.quarantine_root(batch)?;

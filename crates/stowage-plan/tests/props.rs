@@ -119,6 +119,7 @@ proptest! {
             settle: std::time::Duration::ZERO,
             cache: CacheStep::Nothing,
             keep_fenced: false,
+            ignore_metadata_signature: false,
             on_step: None,
         }, &|_| {}).unwrap();
         prop_assert!(rep.skipped.is_empty(), "{:?}", rep.skipped);
@@ -323,6 +324,7 @@ fn an_edited_plan_row_for_a_sha512_blob_is_skipped_with_its_reason() {
             settle: std::time::Duration::ZERO,
             cache: CacheStep::Nothing,
             keep_fenced: false,
+            ignore_metadata_signature: false,
             on_step: None,
         },
         &|_| {},

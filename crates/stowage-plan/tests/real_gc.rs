@@ -38,6 +38,7 @@ fn apply_opts(
         settle: std::time::Duration::ZERO,
         cache: CacheStep::Nothing,
         keep_fenced: false,
+        ignore_metadata_signature: false,
         on_step: None,
     }
 }

@@ -195,6 +195,7 @@ proptest! {
             settle: std::time::Duration::ZERO,
             cache: CacheStep::Nothing,
             keep_fenced: false,
+            ignore_metadata_signature: false,
             on_step: None,
         }, Some(&protect), &|_| {}).unwrap();
         prop_assert!(rep.skipped.is_empty(), "{:?}", rep.skipped);

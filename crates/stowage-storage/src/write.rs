@@ -36,6 +36,15 @@ pub trait StorageWrite: Storage {
     /// apply found nobody needs). `Ok(false)` when gone.
     fn delete_quarantined(&self, batch: &Path, path: &str) -> Result<bool, StorageError>;
 
+    /// The modification time of the file `path` inside quarantine batch `batch` (a fenced
+    /// link): an online apply restores a fenced link the registry wrote again between the
+    /// re-check and the fence. `Ok(None)` when there is no such file.
+    fn quarantined_modified(
+        &self,
+        batch: &Path,
+        path: &str,
+    ) -> Result<Option<stowage_model::Timestamp>, StorageError>;
+
     /// Where an apply fences its targets when no quarantine directory was given, if the
     /// backend has a natural place (a filesystem: beside `docker/`, on the same filesystem).
     fn default_quarantine(&self) -> Option<std::path::PathBuf> {
@@ -82,6 +91,13 @@ impl<T: StorageWrite + ?Sized> StorageWrite for std::sync::Arc<T> {
     }
     fn default_quarantine(&self) -> Option<std::path::PathBuf> {
         (**self).default_quarantine()
+    }
+    fn quarantined_modified(
+        &self,
+        batch: &Path,
+        path: &str,
+    ) -> Result<Option<stowage_model::Timestamp>, StorageError> {
+        (**self).quarantined_modified(batch, path)
     }
     fn check_quarantine(&self, dest: &Path) -> Result<(), StorageError> {
         (**self).check_quarantine(dest)
@@ -211,6 +227,23 @@ impl StorageWrite for FsStorage {
             return Ok(false);
         };
         beneath::remove_at(dir.as_fd(), &name, path)
+    }
+
+    fn quarantined_modified(
+        &self,
+        batch: &Path,
+        path: &str,
+    ) -> Result<Option<stowage_model::Timestamp>, StorageError> {
+        let base = beneath::open_base(batch)?;
+        let Some((dir, name)) = parent_of(base.as_fd(), path)? else {
+            return Ok(None);
+        };
+        match rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            // Whole seconds: what the scanner keeps, and what `maybe_after` compares.
+            Ok(st) => Ok(Some(stowage_model::Timestamp::from_secs(st.st_mtime))),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(StorageError::io(path, std::io::Error::from(e))),
+        }
     }
 
     fn create_dir_all(&self, path: &str) -> Result<(), StorageError> {

@@ -62,7 +62,12 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
             return Ok(exit::OK);
         }
     }
-    let opts = options(s, a)?;
+    // A registry config that enables GitLab's metadata database: never overridable.
+    if let Some(e) = &s.metadata_database {
+        bail!("{}", e.refusal());
+    }
+    let mut opts = options(s, a)?;
+    opts.ignore_metadata_signature = s.ignore_metadata_signature;
     if opts.mode == Mode::Online {
         eprintln!(
             "apply: online (the registry may keep serving): fence, settle {}s, {}, verify, then delete",

@@ -83,6 +83,10 @@ pub struct ApplyOptions {
     /// Online: keep the fenced targets nobody needed in the batch (`--keep-quarantine`,
     /// and always with `--quarantine`) instead of deleting them.
     pub keep_fenced: bool,
+    /// Apply even though the storage looks like a GitLab registry whose links are not its
+    /// truth (blobs far newer than any link: `metadata_db::signature`). Never set by a
+    /// registry config that enables the database: that is refused before apply runs.
+    pub ignore_metadata_signature: bool,
     /// Called at each step of an online apply, after it is done (tests act as the
     /// registry here: push during the settle, check what is fenced).
     pub on_step: Option<StepHook>,
@@ -117,6 +121,7 @@ impl ApplyOptions {
             settle: Duration::from_secs(60),
             cache,
             keep_fenced: false,
+            ignore_metadata_signature: false,
             on_step: None,
         }
     }
@@ -485,6 +490,14 @@ pub fn apply_checked<S: StorageWrite>(
 
     progress("re-scanning the storage to re-check every target");
     let inv1 = rescan(storage, opts.concurrency)?;
+    // GitLab's metadata database: the links are not the registry's truth, so nothing may
+    // be deleted on their strength (the plan was refused too; an edited or older plan is
+    // refused here, on the storage as it is now).
+    if !opts.ignore_metadata_signature
+        && let Some(e) = crate::metadata_db::signature(&inv1)
+    {
+        return Err(ApplyError::Blocked(e.refusal()));
+    }
     let mut warnings = live_signs(&inv1, opts.now, opts.quiet_window_seconds);
     if opts.require_quiet && !warnings.is_empty() {
         return Err(ApplyError::Live(warnings.join("; ")));
@@ -649,7 +662,13 @@ fn verify_to_fixpoint<S: StorageWrite>(
         let decisions = match rescan(r.storage, opts.concurrency) {
             Ok(inv) => {
                 let g = Graph::new(&inv);
-                online::decide(&inv, &g, &left, plan.created_at)
+                let fresh = |p: &str| fenced_link_is_fresh(r, plan, p);
+                let cx = online::Context {
+                    plan_created: plan.created_at,
+                    planned_size: sizes,
+                    fresh: &fresh,
+                };
+                online::decide(&inv, &g, &left, &cx)
             }
             // Nothing can be shown unneeded without a scan: everything goes back.
             Err(e) => left
@@ -676,6 +695,27 @@ fn verify_to_fixpoint<S: StorageWrite>(
             left.remove(p);
         }
         progress("verifying again: what the restored manifests reference");
+    }
+}
+
+/// Whether the link file of fenced path `p` (a tag's `current/link`, a revision's `link`, a
+/// `_layers` link) was written in or after the plan's second: the registry rewrote it
+/// between apply's re-check and the fence. Unreadable counts as fresh (restore, not lose).
+fn fenced_link_is_fresh<S: StorageWrite>(r: &Runner<'_, S>, plan: &Plan, p: &str) -> bool {
+    use stowage_layout::{Part, PathInfo};
+    let file = match stowage_layout::classify(p) {
+        PathInfo::Tag { .. } => format!("{p}/current/link"),
+        PathInfo::RevisionLink {
+            part: Part::Dir, ..
+        } => format!("{p}/link"),
+        PathInfo::LayerLink { .. } => p.to_string(),
+        _ => return false,
+    };
+    let Some(batch) = &r.batch else { return false };
+    match r.storage.quarantined_modified(batch, &file) {
+        Ok(Some(t)) => stowage_model::time::Secs::new(t).maybe_after(plan.created_at),
+        Ok(None) => false,
+        Err(_) => true,
     }
 }
 

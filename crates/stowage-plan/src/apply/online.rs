@@ -202,12 +202,29 @@ pub(crate) enum Decision {
 /// Decide, for every fenced path, from a scan made after the settle and the cache step.
 /// `incomplete`: the scan could not read everything, so nothing can be shown unneeded and
 /// every fenced path goes back (except the tags and uploads the plan removes on purpose).
+/// What `decide` needs to know beyond the scan: the plan's time and sizes, and whether a
+/// fenced link was written since the plan (the registry rewrote it between the re-check and
+/// the fence: a tag or a revision pushed again, a layer linked again).
+pub(crate) struct Context<'a> {
+    pub plan_created: Timestamp,
+    pub planned_size: &'a dyn Fn(&str) -> u64,
+    pub fresh: &'a dyn Fn(&str) -> bool,
+}
+
 pub(crate) fn decide(
     inv: &Inventory,
     g: &Graph<'_>,
     fenced: &BTreeSet<String>,
-    plan_created: Timestamp,
+    cx: &Context<'_>,
 ) -> Vec<(String, Decision)> {
+    let plan_created = cx.plan_created;
+    let fresh_links: BTreeSet<Digest> = fenced
+        .iter()
+        .filter_map(|p| match layout::classify(p) {
+            PathInfo::LayerLink { digest, .. } if (cx.fresh)(p) => Some(digest),
+            _ => None,
+        })
+        .collect();
     let incomplete = !inv.unlisted.is_empty() || inv.repositories.iter().any(|r| !r.complete);
     let marks = needed_marks(g);
     let mut out = Vec::with_capacity(fenced.len());
@@ -221,12 +238,28 @@ pub(crate) fn decide(
                 digest,
                 part: Part::Dir,
             } => {
-                let dec = if blob_present(&digest) {
-                    Decision::PresentAgain
+                let present = inv.id_of(&digest).and_then(|id| inv.blob(id));
+                let dec = if let Some(b) = present {
+                    if b.size == (cx.planned_size)(path) {
+                        Decision::PresentAgain
+                    } else {
+                        // A write cut short (by the restart, say): never trade the whole
+                        // fenced copy for it. The restore is refused (the path exists), so
+                        // the fenced copy stays in the batch and the skip is reported.
+                        Decision::Restore(format!(
+                            "the registry wrote it again with {} bytes, not the {} planned",
+                            b.size,
+                            (cx.planned_size)(path)
+                        ))
+                    }
                 } else if incomplete {
                     Decision::Restore("the verify scan could not read every repository".into())
                 } else if let Some(why) = blob_needed(inv, &marks, &digest, plan_created) {
                     Decision::Restore(why)
+                } else if fresh_links.contains(&digest) {
+                    Decision::Restore(
+                        "a fenced _layers link of it was written again since the plan".into(),
+                    )
                 } else {
                     Decision::Delete
                 };
@@ -245,6 +278,10 @@ pub(crate) fn decide(
                     Decision::PresentAgain
                 } else if incomplete {
                     Decision::Restore("the verify scan could not read every repository".into())
+                } else if (cx.fresh)(path) {
+                    Decision::Restore(
+                        "pushed again since the plan, before its fence (its link is newer)".into(),
+                    )
                 } else if inv.id_of(&digest).is_some_and(|id| marks[id as usize]) {
                     Decision::Restore(
                         "a tag or manifest written since the plan references it".into(),
@@ -274,6 +311,8 @@ pub(crate) fn decide(
                     .is_some_and(|(r, id)| r.layer(id).is_some());
                 if again {
                     Decision::PresentAgain
+                } else if (cx.fresh)(path) {
+                    Decision::Restore("linked again since the plan, before its fence".into())
                 } else if blob_present(&digest) || restored_blobs.contains(&digest) {
                     Decision::Restore("its blob exists (again)".into())
                 } else {
@@ -300,8 +339,11 @@ pub(crate) fn decide(
                     }
                     _ => false,
                 };
+                let is_tag = matches!(layout::classify(path), PathInfo::Tag { .. });
                 if exists_again {
                     Decision::PresentAgain
+                } else if is_tag && (cx.fresh)(path) {
+                    Decision::Restore("pushed again since the plan, before its fence".into())
                 } else {
                     Decision::Delete
                 }

@@ -45,10 +45,16 @@ impl<S: StorageWrite> Runner<'_, S> {
     }
 
     /// Journal a step of the apply itself (fence done, settle, cache, verify).
+    /// Synced to disk: the moves before it must survive a power loss, not only a kill (the
+    /// fenced set of a resumed apply is read from the journal).
     pub fn step(&self, op: &str, reason: impl Into<String>) -> Result<(), ApplyError> {
         let mut e = entry("step", op, "");
         e.reason = reason.into();
-        self.journal(e)
+        self.journal(e)?;
+        let mut j = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+        let path = j.path().to_path_buf();
+        j.sync()
+            .map_err(|source| ApplyError::Journal { path, source })
     }
 
     pub fn skip(&self, path: &str, reason: impl Into<String>) -> Result<(), ApplyError> {
