@@ -658,18 +658,15 @@ impl StorageWrite for ObjectStorage {
 
     fn quarantined_modified(
         &self,
-        batch: &FsPath,
+        _batch: &FsPath,
         path: &str,
     ) -> Result<Option<stowage_model::Timestamp>, StorageError> {
+        // A quarantined object is a copy: its LastModified is the copy's time, not the
+        // original's, so it cannot tell whether the registry rewrote the link between the
+        // re-check and the fence. Unknown, not "fresh" (which would restore every fenced
+        // link). The window this leaves on object stores is documented in ARCHITECTURE.md.
         check_rel(path)?;
-        let qroot = self.quarantine_root(batch)?;
-        let key =
-            Key::parse(stowage_storage::join(&qroot, path)).map_err(|e| err(path, e.into()))?;
-        match self.run(&self.counters.stats, self.store.head(&key)) {
-            Ok(m) => Ok(Some(to_meta(&m).modified)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(err(path, e)),
-        }
+        Ok(None)
     }
 
     fn delete_quarantined(&self, batch: &FsPath, path: &str) -> Result<bool, StorageError> {

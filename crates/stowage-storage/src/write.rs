@@ -134,6 +134,15 @@ fn parent_of(
     }
 }
 
+/// A quarantine batch directory, or `None` when it does not exist (purged: nothing in it).
+fn open_batch(batch: &Path) -> Result<Option<std::os::fd::OwnedFd>, StorageError> {
+    match beneath::open_base(batch) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn refuse_symlink(path: &str) -> StorageError {
     StorageError::new(ErrorKind::Symlink, path)
 }
@@ -198,7 +207,11 @@ impl StorageWrite for FsStorage {
     }
 
     fn move_back(&self, src: &Path, path: &str) -> Result<bool, StorageError> {
-        let batch = beneath::open_base(src)?;
+        // The key is refused before anything else, batch or no batch.
+        beneath::split(path)?;
+        let Some(batch) = open_batch(src)? else {
+            return Ok(false);
+        };
         let Some((from, name)) = parent_of(batch.as_fd(), path)? else {
             return Ok(false);
         };
@@ -222,7 +235,11 @@ impl StorageWrite for FsStorage {
     }
 
     fn delete_quarantined(&self, batch: &Path, path: &str) -> Result<bool, StorageError> {
-        let base = beneath::open_base(batch)?;
+        // The key is refused before anything else, batch or no batch.
+        beneath::split(path)?;
+        let Some(base) = open_batch(batch)? else {
+            return Ok(false);
+        };
         let Some((dir, name)) = parent_of(base.as_fd(), path)? else {
             return Ok(false);
         };
@@ -234,7 +251,11 @@ impl StorageWrite for FsStorage {
         batch: &Path,
         path: &str,
     ) -> Result<Option<stowage_model::Timestamp>, StorageError> {
-        let base = beneath::open_base(batch)?;
+        // The key is refused before anything else, batch or no batch.
+        beneath::split(path)?;
+        let Some(base) = open_batch(batch)? else {
+            return Ok(None);
+        };
         let Some((dir, name)) = parent_of(base.as_fd(), path)? else {
             return Ok(None);
         };
