@@ -49,6 +49,15 @@ impl Journal {
             .map(|v| v.last().map_or(0, |e| e.seq))
             .unwrap_or(0);
         let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+        // One apply per journal at a time: a second run of the same plan (a retry from cron
+        // while the first one settles) would act on the same fenced targets. The lock goes
+        // with the file when the process ends, however it ends.
+        if let Err(e) = file.try_lock() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                format!("another stowage apply holds this journal ({e}); wait for it to finish"),
+            ));
+        }
         // A process killed mid-write leaves a torn last line: end it, so the next entry starts
         // on a line of its own (the torn one is then skipped by `read`).
         let len = file.metadata()?.len();
@@ -119,5 +128,22 @@ pub fn entry(status: &str, op: &str, path: &str) -> Entry {
         reason: String::new(),
         plan: String::new(),
         quarantine: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_apply_of_the_same_journal_is_refused_while_the_first_runs() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("plan.journal");
+        let first = Journal::open(&p).unwrap();
+        let e = Journal::open(&p).err().unwrap();
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
+        assert!(e.to_string().contains("another stowage apply"), "{e}");
+        drop(first);
+        Journal::open(&p).unwrap();
     }
 }

@@ -189,6 +189,22 @@ fn options(s: &Settings, a: &ApplyArgs) -> Result<ApplyOptions> {
     } else {
         Mode::Online
     };
+    // A flag that contradicts the registry's own config is a mistake, not an override: the
+    // config is what the running registry read.
+    if let (Some(flag), Some(c)) = (a.registry_cache, &s.registry_config) {
+        let agrees = matches!(
+            (flag, &c.blob_cache),
+            (RegistryCacheArg::None, BlobCache::None)
+                | (RegistryCacheArg::Inmemory, BlobCache::InMemory)
+                | (RegistryCacheArg::Redis, BlobCache::Redis { .. })
+        );
+        if !agrees {
+            bail!(
+                "--registry-cache {flag:?} contradicts the registry config, whose blob descriptor cache is {:?}",
+                c.blob_cache
+            );
+        }
+    }
     let cache_setting = match (a.registry_cache, &s.registry_config) {
         (Some(RegistryCacheArg::None), _) => Some(BlobCache::None),
         (Some(RegistryCacheArg::Inmemory), _) => Some(BlobCache::InMemory),
