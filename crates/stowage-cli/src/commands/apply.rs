@@ -3,6 +3,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Context, Result, bail};
+use stowage_model::escape::escape;
 use stowage_model::time::{Timestamp, human_bytes};
 use stowage_plan::Plan;
 use stowage_plan::apply::{ApplyOptions, CacheStep, Mode, cache_step, default_journal};
@@ -80,7 +81,7 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
             }
         );
     }
-    let progress = |m: &str| eprintln!("apply: {m}");
+    let progress = |m: &str| eprintln!("apply: {}", escape(m));
     let rep = match &plan.retention {
         Some(ret) => {
             let protect = super::retention::protector(ret, s.now, s.storage.clone())?;
@@ -95,7 +96,7 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
         None => stowage_plan::apply::apply(&s.writable, &plan, &opts, &progress)?,
     };
     for w in &rep.warnings {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", escape(w));
     }
     let mut out = output::stdout();
     match s.format {
@@ -132,7 +133,7 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
                     rep.skipped.len()
                 )?;
                 for sk in &rep.skipped {
-                    writeln!(out, "  {}: {}", sk.path, sk.reason)?;
+                    writeln!(out, "  {}: {}", escape(&sk.path), escape(&sk.reason))?;
                 }
             }
             if opts.mode == Mode::Online {
@@ -145,7 +146,7 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
                     rep.restored.len()
                 )?;
                 for x in &rep.restored {
-                    writeln!(out, "  restored {}: {}", x.path, x.reason)?;
+                    writeln!(out, "  restored {}: {}", escape(&x.path), escape(&x.reason))?;
                 }
             }
             writeln!(out, "journal: {}", rep.journal.display())?;
@@ -279,7 +280,7 @@ pub fn restore(s: &Settings, a: &RestoreArgs) -> Result<i32> {
                 rep.batches.len()
             )?;
             for (p, why) in &rep.failed {
-                writeln!(out, "  NOT restored {p}: {why}")?;
+                writeln!(out, "  NOT restored {}: {}", escape(p), escape(why))?;
             }
         }
         _ => output::json(&mut out, &rep)?,
