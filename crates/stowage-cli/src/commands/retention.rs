@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use stowage_graph::Graph;
+use stowage_model::escape::escape;
 use stowage_model::time::{Timestamp, human_bytes};
 use stowage_plan::Plan;
 use stowage_plan::apply::LiveProtection;
@@ -102,7 +103,12 @@ pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
     };
     let (text, file, compiled) = read_policy(policy_path)?;
     for l in stowage_policy::lint::lint(&file) {
-        eprintln!("lint {} at {}: {}", l.code, l.at, l.message);
+        eprintln!(
+            "lint {} at {}: {}",
+            l.code,
+            escape(&l.at),
+            escape(&l.message)
+        );
     }
     let expires = parse_age(&a.expires).context("--expires")?;
     let loaded = load(s, false, GraphFindings::Count)?;
@@ -253,13 +259,13 @@ fn print_summary(o: &mut impl Write, plan: &Plan) -> Result<()> {
         )?;
     }
     for w in &r.warnings {
-        writeln!(o, "warning: {w}")?;
+        writeln!(o, "warning: {}", escape(w))?;
     }
     for x in &plan.blocked {
-        writeln!(o, "note: {x}")?;
+        writeln!(o, "note: {}", escape(x))?;
     }
     for x in &r.rails_blocked {
-        writeln!(o, "BLOCKED: {x}")?;
+        writeln!(o, "BLOCKED: {}", escape(x))?;
     }
     writeln!(
         o,
@@ -328,11 +334,11 @@ pub fn explain_plan(format: Format, path: &Path, reference: &str) -> Result<i32>
         return Ok(exit::OK);
     }
     for im in hits {
-        writeln!(o, "{}@{}", im.repository, im.digest)?;
+        writeln!(o, "{}@{}", escape(&im.repository), im.digest)?;
         writeln!(o, "  kind: {}", im.kind)?;
         writeln!(o, "  decision: {}", im.decision.to_uppercase())?;
         for why in &im.reasons {
-            writeln!(o, "    because {why}")?;
+            writeln!(o, "    because {}", escape(why))?;
         }
         writeln!(
             o,
@@ -347,9 +353,9 @@ pub fn explain_plan(format: Format, path: &Path, reference: &str) -> Result<i32>
             if tag.is_some_and(|x| x != t.tag) {
                 continue;
             }
-            writeln!(o, "  tag {}: {}", t.tag, t.decision)?;
+            writeln!(o, "  tag {}: {}", escape(&t.tag), t.decision)?;
             for why in &t.reasons {
-                writeln!(o, "    because {why}")?;
+                writeln!(o, "    because {}", escape(why))?;
             }
         }
         for c in &im.cascade {
@@ -391,7 +397,13 @@ pub fn policy_check(format: Format, a: &PolicyCheckArgs) -> Result<i32> {
     match format {
         Format::Table => {
             for l in &lints {
-                writeln!(o, "warning[{}] {}: {}", l.code, l.at, l.message)?;
+                writeln!(
+                    o,
+                    "warning[{}] {}: {}",
+                    l.code,
+                    escape(&l.at),
+                    escape(&l.message)
+                )?;
             }
             match &compiled {
                 Ok(c) => writeln!(
@@ -403,7 +415,7 @@ pub fn policy_check(format: Format, a: &PolicyCheckArgs) -> Result<i32> {
                 )?,
                 Err(e) => {
                     for x in &e.0 {
-                        writeln!(o, "error: {x}")?;
+                        writeln!(o, "error: {}", escape(x))?;
                     }
                 }
             }
