@@ -100,78 +100,7 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
     }
     let mut out = output::stdout();
     match s.format {
-        Format::Table => {
-            writeln!(
-                out,
-                "{}: {} tags, {} blobs, {} manifests, {} history entries, {} layer links, {} uploads, {} directories; {} freed in {:.1}s",
-                if a.quarantine.is_some() || a.keep_quarantine.is_some() {
-                    "quarantined"
-                } else {
-                    "deleted"
-                },
-                rep.tags,
-                rep.blobs,
-                rep.manifests,
-                rep.tag_index_entries,
-                rep.layer_links,
-                rep.uploads,
-                rep.empty_dirs,
-                human_bytes(rep.bytes_freed),
-                rep.seconds
-            )?;
-            if rep.already_done > 0 {
-                writeln!(
-                    out,
-                    "already done by an earlier, interrupted run: {}",
-                    rep.already_done
-                )?;
-            }
-            if !rep.skipped.is_empty() {
-                writeln!(
-                    out,
-                    "skipped {} (changed since the plan, or still needed):",
-                    rep.skipped.len()
-                )?;
-                for sk in &rep.skipped {
-                    writeln!(out, "  {}: {}", escape(&sk.path), escape(&sk.reason))?;
-                }
-            }
-            if opts.mode == Mode::Online {
-                writeln!(
-                    out,
-                    "online: {} fenced, settled {}s; cache: {}; {} restored",
-                    rep.fenced,
-                    rep.settle_seconds,
-                    rep.cache,
-                    rep.restored.len()
-                )?;
-                for x in &rep.restored {
-                    writeln!(out, "  restored {}: {}", escape(&x.path), escape(&x.reason))?;
-                }
-            }
-            writeln!(out, "journal: {}", rep.journal.display())?;
-            if let Some(q) = &a.quarantine {
-                writeln!(
-                    out,
-                    "quarantine: {} (stowage restore {} puts it back)",
-                    q.display(),
-                    q.display()
-                )?;
-            } else if let (Some(q), Some(age)) = (&opts.quarantine, &a.keep_quarantine) {
-                writeln!(
-                    out,
-                    "fenced targets kept in {} (stowage quarantine purge {} --older-than {age} deletes them)",
-                    q.display(),
-                    q.display()
-                )?;
-            }
-            if opts.mode == Mode::Offline {
-                writeln!(
-                    out,
-                    "Restart the registry (or flush its redis blob-descriptor cache) before it serves again: its cache may still claim deleted blobs exist."
-                )?;
-            }
-        }
+        Format::Table => print_table(&mut out, a, &opts, &rep)?,
         _ => output::json(&mut out, &rep)?,
     }
     out.flush()?;
@@ -180,6 +109,87 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
     } else {
         exit::FINDINGS
     })
+}
+
+/// The human summary of an apply: counts, what was skipped or restored and why, where the
+/// journal and any kept batch are, and what the operator still has to do.
+fn print_table(
+    out: &mut dyn Write,
+    a: &ApplyArgs,
+    opts: &ApplyOptions,
+    rep: &stowage_plan::apply::ApplyReport,
+) -> Result<()> {
+    writeln!(
+        out,
+        "{}: {} tags, {} blobs, {} manifests, {} history entries, {} layer links, {} uploads, {} directories; {} freed in {:.1}s",
+        if a.quarantine.is_some() || a.keep_quarantine.is_some() {
+            "quarantined"
+        } else {
+            "deleted"
+        },
+        rep.tags,
+        rep.blobs,
+        rep.manifests,
+        rep.tag_index_entries,
+        rep.layer_links,
+        rep.uploads,
+        rep.empty_dirs,
+        human_bytes(rep.bytes_freed),
+        rep.seconds
+    )?;
+    if rep.already_done > 0 {
+        writeln!(
+            out,
+            "already done by an earlier, interrupted run: {}",
+            rep.already_done
+        )?;
+    }
+    if !rep.skipped.is_empty() {
+        writeln!(
+            out,
+            "skipped {} (changed since the plan, or still needed):",
+            rep.skipped.len()
+        )?;
+        for sk in &rep.skipped {
+            writeln!(out, "  {}: {}", escape(&sk.path), escape(&sk.reason))?;
+        }
+    }
+    if opts.mode == Mode::Online {
+        writeln!(
+            out,
+            "online: {} fenced, settled {}s; cache: {}; {} restored",
+            rep.fenced,
+            rep.settle_seconds,
+            rep.cache,
+            rep.restored.len()
+        )?;
+        for x in &rep.restored {
+            writeln!(out, "  restored {}: {}", escape(&x.path), escape(&x.reason))?;
+        }
+    }
+    writeln!(out, "journal: {}", rep.journal.display())?;
+    if let Some(q) = &a.quarantine {
+        writeln!(
+            out,
+            "quarantine: {} (stowage restore {} puts it back)",
+            q.display(),
+            q.display()
+        )?;
+    } else if let (Some(q), Some(age)) = (&opts.quarantine, &a.keep_quarantine) {
+        writeln!(
+            out,
+            "fenced targets kept in {} (stowage quarantine purge {} --older-than {age} deletes them)",
+            q.display(),
+            q.display()
+        )?;
+    }
+    if opts.mode == Mode::Offline {
+        writeln!(
+            out,
+            "Restart the registry (or flush its redis blob-descriptor cache) before it serves again: its cache may still claim deleted blobs exist."
+        )?;
+    }
+    Ok(())
 }
 
 /// Resolve apply's options: the mode, the settle wait, and what the registry's blob
