@@ -1,0 +1,367 @@
+//! The criteria of a rule, evaluated for the items of one repository: pull windows, time
+//! sources, counts and ranks per group, calendar buckets and `when` conditions, each
+//! three-valued (a criterion the data cannot decide is unknown, never guessed).
+
+use super::*;
+
+pub(super) struct Ctx<'a, 'g> {
+    pub(super) p: &'a Compiled,
+    pub(super) repo: &'a Repo<'g>,
+    pub(super) now: Timestamp,
+    pub(super) created: &'a HashMap<BlobId, Timestamp>,
+    /// Last pull per image of this repository.
+    pub(super) pulled: &'a HashMap<BlobId, Timestamp>,
+    pub(super) pulls_begin: Option<Timestamp>,
+}
+
+impl Ctx<'_, '_> {
+    /// Pulled within `window` of now: true when a pull is seen in it; false only when the
+    /// data covers the whole window; otherwise unknown.
+    pub(super) fn pulled_within(&self, it: &Item, window: i64) -> T3 {
+        let u = &self.repo.units[it.unit];
+        match self.pulled.get(&u.digest) {
+            Some(t) if t.seconds_until(self.now) < window => T3::True,
+            _ => match self.pulls_begin {
+                Some(b) if b <= self.now.saturating_sub_secs(window) => T3::False,
+                _ => T3::Unknown,
+            },
+        }
+    }
+
+    pub(super) fn item_time(&self, ts: TimeSource, it: &Item) -> Option<Timestamp> {
+        let u = &self.repo.units[it.unit];
+        match (ts, it.tag) {
+            (TimeSource::TagUpdated, Some(t)) => {
+                self.repo.tags[t as usize].current.map(|c| c.modified)
+            }
+            (TimeSource::TagUpdated, None) | (TimeSource::Pushed, _) => Some(u.pushed),
+            (TimeSource::Created, _) => self.created.get(&u.digest).copied(),
+            (TimeSource::Pulled, _) => self.pulled.get(&u.digest).copied(),
+        }
+    }
+
+    pub(super) fn tag_name(&self, it: &Item) -> Option<&str> {
+        it.tag.map(|t| self.repo.tags[t as usize].name.as_str())
+    }
+
+    /// `None` for items the rule's `when` filter leaves out.
+    pub(super) fn eval_rule(
+        &self,
+        rule: &RuleC,
+        items: &[Item],
+        unknown: &mut u64,
+    ) -> Vec<Option<T3>> {
+        let included: Vec<bool> = items
+            .iter()
+            .map(|it| rule.when.as_ref().is_none_or(|w| self.when(w, it)))
+            .collect();
+        // Groups.
+        let mut groups: BTreeMap<Vec<String>, Vec<usize>> = BTreeMap::new();
+        for (i, it) in items.iter().enumerate() {
+            if !included[i] {
+                continue;
+            }
+            let key: Vec<String> = rule
+                .group_by
+                .iter()
+                .map(|g| {
+                    it.captures
+                        .iter()
+                        .find(|(n, _)| n == g)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default()
+                })
+                .collect();
+            groups.entry(key).or_default().push(i);
+        }
+        let mut out: Vec<Option<T3>> = vec![None; items.len()];
+        for members in groups.values() {
+            let times: Vec<Option<Timestamp>> = members
+                .iter()
+                .map(|&i| self.item_time(rule.time_source, &items[i]))
+                .collect();
+            let reference = match self.p.relative_to {
+                RelativeTo::Now => self.now,
+                RelativeTo::GroupLatest => {
+                    times.iter().flatten().max().copied().unwrap_or(self.now)
+                }
+            };
+            // Counting leaves: per leaf, per member.
+            let mut counted: Vec<Vec<T3>> = vec![vec![T3::False; members.len()]; rule.counters];
+            self.precount(&rule.crit, rule, items, members, &times, &mut counted);
+            for (k, &i) in members.iter().enumerate() {
+                let mut saw_unknown_time = false;
+                let r = self.eval(
+                    &rule.crit,
+                    &items[i],
+                    times[k],
+                    reference,
+                    &counted,
+                    k,
+                    &mut saw_unknown_time,
+                );
+                if r == T3::Unknown && saw_unknown_time {
+                    *unknown += 1;
+                }
+                out[i] = Some(r);
+            }
+        }
+        out
+    }
+
+    pub(super) fn precount(
+        &self,
+        c: &Crit,
+        rule: &RuleC,
+        items: &[Item],
+        members: &[usize],
+        times: &[Option<Timestamp>],
+        counted: &mut [Vec<T3>],
+    ) {
+        match c {
+            Crit::Last(n, slot) => {
+                counted[*slot] = self.rank_last(*n, rule, items, members, times);
+            }
+            Crit::Calendar(buckets, slot) => {
+                counted[*slot] = self.calendar(buckets, items, members, times);
+            }
+            Crit::All(cs) | Crit::Any(cs) => {
+                for x in cs {
+                    self.precount(x, rule, items, members, times, counted);
+                }
+            }
+            Crit::Not(x) => self.precount(x, rule, items, members, times, counted),
+            _ => {}
+        }
+    }
+
+    pub(super) fn rank_last(
+        &self,
+        n: u64,
+        rule: &RuleC,
+        items: &[Item],
+        members: &[usize],
+        times: &[Option<Timestamp>],
+    ) -> Vec<T3> {
+        let mut res = vec![T3::False; members.len()];
+        // Order key per member; None = unknown.
+        #[derive(PartialEq, Eq, PartialOrd, Ord)]
+        enum K {
+            T(Timestamp),
+            S(semver::Version),
+            N(NatKey),
+        }
+        let mut known: Vec<(K, usize)> = Vec::new();
+        for (k, &i) in members.iter().enumerate() {
+            let it = &items[i];
+            let tag = self.tag_name(it);
+            let sv = tag.and_then(crate::values::parse_semver);
+            if rule.prerelease == Prerelease::ExcludeFromCount
+                && sv.as_ref().is_some_and(|v| !v.pre.is_empty())
+            {
+                continue; // neither counts nor is kept by this leaf
+            }
+            let key = match rule.order_by {
+                OrderBy::Time => times[k].map(K::T),
+                OrderBy::Semver => sv.map(K::S),
+                OrderBy::Natural => tag.map(|t| K::N(NatKey(t.to_string()))),
+            };
+            match key {
+                Some(key) => known.push((key, k)),
+                None => res[k] = T3::Unknown,
+            }
+        }
+        // Newest / highest first; ties broken by tag name then digest for determinism.
+        known.sort_by(|a, b| {
+            b.0.cmp(&a.0).then_with(|| {
+                let (ia, ib) = (&items[members[a.1]], &items[members[b.1]]);
+                self.tag_name(ib).cmp(&self.tag_name(ia)).then(
+                    self.repo.units[ia.unit]
+                        .digest
+                        .cmp(&self.repo.units[ib.unit].digest),
+                )
+            })
+        });
+        let mut digests: Vec<BlobId> = Vec::new();
+        for (_, k) in known {
+            let d = self.repo.units[items[members[k]].unit].digest;
+            let rank = match digests.iter().position(|x| *x == d) {
+                Some(r) => r,
+                None => {
+                    digests.push(d);
+                    digests.len() - 1
+                }
+            };
+            res[k] = T3::from((rank as u64) < n);
+        }
+        res
+    }
+
+    pub(super) fn calendar(
+        &self,
+        buckets: &[(Bucket, i64)],
+        items: &[Item],
+        members: &[usize],
+        times: &[Option<Timestamp>],
+    ) -> Vec<T3> {
+        let mut res = vec![T3::False; members.len()];
+        let mut order: Vec<usize> = Vec::new();
+        for k in 0..members.len() {
+            if times[k].is_some() {
+                order.push(k);
+            } else {
+                res[k] = T3::Unknown;
+            }
+        }
+        order.sort_by(|&a, &b| {
+            times[b].cmp(&times[a]).then_with(|| {
+                self.tag_name(&items[members[b]])
+                    .cmp(&self.tag_name(&items[members[a]]))
+            })
+        });
+        for &(b, n) in buckets {
+            let mut last: Option<(i64, i64)> = None;
+            let mut count = 0i64;
+            for &k in &order {
+                let Some(t) = times[k] else { continue };
+                let key = bucket_key(b, t, &self.p.tz);
+                if last != Some(key) {
+                    if n == -1 || count < n {
+                        res[k] = T3::True;
+                        count += 1;
+                    }
+                    last = Some(key);
+                }
+            }
+        }
+        res
+    }
+
+    pub(super) fn when(&self, w: &WhenC, it: &Item) -> bool {
+        if let Some(tp) = &w.tag {
+            match self.tag_name(it) {
+                Some(t) if tp.matches(t) != tp.negated => {}
+                _ => return false,
+            }
+        }
+        w.capture.iter().all(|(name, pat)| {
+            it.captures
+                .iter()
+                .find(|(n, _)| n == name)
+                .is_some_and(|(_, v)| pat.matches(v) != pat.negated)
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn eval(
+        &self,
+        c: &Crit,
+        it: &Item,
+        time: Option<Timestamp>,
+        reference: Timestamp,
+        counted: &[Vec<T3>],
+        k: usize,
+        unknown_time: &mut bool,
+    ) -> T3 {
+        let age = |unknown_time: &mut bool| -> Option<i64> {
+            match time {
+                Some(t) => Some(t.seconds_until(reference)),
+                None => {
+                    *unknown_time = true;
+                    None
+                }
+            }
+        };
+        match c {
+            Crit::Last(_, slot) | Crit::Calendar(_, slot) => {
+                let r = counted[*slot][k];
+                if r == T3::Unknown && time.is_none() {
+                    *unknown_time = true;
+                }
+                r
+            }
+            Crit::Within(d) => age(unknown_time).map_or(T3::Unknown, |a| T3::from(a < *d)),
+            Crit::OlderThan(d) => age(unknown_time).map_or(T3::Unknown, |a| T3::from(a >= *d)),
+            Crit::PulledWithin(d) => self.pulled_within(it, *d),
+            Crit::NotPulledWithin(d) => self.pulled_within(it, *d).not(),
+            Crit::When(w) => T3::from(self.when(w, it)),
+            Crit::All(cs) => {
+                let mut r = T3::True;
+                for x in cs {
+                    match self.eval(x, it, time, reference, counted, k, unknown_time) {
+                        T3::False => return T3::False,
+                        T3::Unknown => r = T3::Unknown,
+                        T3::True => {}
+                    }
+                }
+                r
+            }
+            Crit::Any(cs) => {
+                let mut r = T3::False;
+                for x in cs {
+                    match self.eval(x, it, time, reference, counted, k, unknown_time) {
+                        T3::True => return T3::True,
+                        T3::Unknown => r = T3::Unknown,
+                        T3::False => {}
+                    }
+                }
+                r
+            }
+            Crit::Not(x) => self
+                .eval(x, it, time, reference, counted, k, unknown_time)
+                .not(),
+        }
+    }
+}
+
+#[derive(PartialEq, Eq)]
+pub(super) struct NatKey(String);
+impl PartialOrd for NatKey {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for NatKey {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        crate::values::natural_cmp(&self.0, &o.0)
+    }
+}
+
+pub(super) fn bucket_key(b: Bucket, t: Timestamp, tz: &jiff::tz::TimeZone) -> (i64, i64) {
+    let ts = jiff::Timestamp::from_nanosecond(t.0 as i128).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let z = ts.to_zoned(tz.clone());
+    let y = z.year() as i64;
+    let m = z.month() as i64;
+    let d = z.day() as i64;
+    match b {
+        Bucket::Hourly => (y * 10000 + m * 100 + d, z.hour() as i64),
+        Bucket::Daily => (y * 10000 + m * 100 + d, 0),
+        Bucket::Weekly => {
+            let w = z.date().iso_week_date();
+            (w.year() as i64, w.week() as i64)
+        }
+        Bucket::Monthly => (y, m),
+        Bucket::Quarterly => (y, (m - 1) / 3),
+        Bucket::Yearly => (y, 0),
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(super) enum T3 {
+    True,
+    False,
+    Unknown,
+}
+
+impl T3 {
+    pub(super) fn from(b: bool) -> T3 {
+        if b { T3::True } else { T3::False }
+    }
+    pub(super) fn not(self) -> T3 {
+        match self {
+            T3::True => T3::False,
+            T3::False => T3::True,
+            T3::Unknown => T3::Unknown,
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! The units a policy decides on (an image, with its tags and time) and the items a rule
+//! selects from them, built from the graph per repository; and the closure repair that
+//! keeps everything a surviving image needs, to a fixpoint.
+
+use super::*;
+
+#[derive(Clone, Debug)]
+pub(super) struct Unit {
+    pub(super) digest: BlobId,
+    /// Tag indices (into the repository's tags).
+    pub(super) tags: Vec<u32>,
+    pub(super) kind: &'static str,
+    pub(super) pushed: Timestamp,
+    pub(super) referrer: bool,
+    /// Subject digest when a referrer.
+    pub(super) subject: Option<BlobId>,
+    pub(super) opaque: bool,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct Item {
+    pub(super) unit: usize,
+    pub(super) tag: Option<u32>,
+    pub(super) captures: Vec<(String, String)>,
+}
+
+pub(super) const COSIGN_SUFFIXES: [&str; 3] = [".sig", ".att", ".sbom"];
+
+pub(super) struct Repo<'a> {
+    pub(super) units: Vec<Unit>,
+    pub(super) by_digest: HashMap<BlobId, usize>,
+    /// Children (transitively) and referrers of units: digest -> role.
+    pub(super) tags: &'a [stowage_model::inventory::Tag],
+}
+
+pub(super) fn trusted(state: LinkState) -> bool {
+    Graph::link_trusted(state) && state != LinkState::Differs
+}
+
+pub(super) fn build_units<'a>(g: &Graph<'a>, ri: usize) -> Repo<'a> {
+    let inv = g.inv;
+    let repo = &inv.repositories[ri];
+    let revs: BTreeMap<BlobId, Timestamp> = repo
+        .revisions
+        .iter()
+        .filter(|l| trusted(l.state()) && inv.is_present(l.target()))
+        .map(|l| (l.target(), l.modified()))
+        .collect();
+    let mut tags_of: BTreeMap<BlobId, Vec<u32>> = BTreeMap::new();
+    for (ti, t) in repo.tags.iter().enumerate() {
+        if let Some(target) = t.current.and_then(|c| c.target)
+            && revs.contains_key(&target)
+        {
+            tags_of.entry(target).or_default().push(ti as u32);
+        }
+    }
+    let mut children: HashSet<BlobId> = HashSet::new();
+    for &d in revs.keys() {
+        children.extend(g.children(d));
+    }
+    // Targets of cosign-style tags, with their subject when the storage knows the digest.
+    let cosign_target: HashMap<BlobId, Option<BlobId>> = repo
+        .tags
+        .iter()
+        .filter_map(|t| {
+            let subject = inv.id_of(&cosign_subject(&t.name)?);
+            Some((t.current?.target?, subject))
+        })
+        .collect();
+    let mut units = Vec::new();
+    for (&d, &pushed) in &revs {
+        let m = g.manifest(d);
+        let subject = m
+            .and_then(|m| m.subject())
+            .or_else(|| cosign_target.get(&d).copied().flatten());
+        let referrer = subject.is_some() || cosign_target.contains_key(&d);
+        let tagged = tags_of.contains_key(&d);
+        // A referrer whose subject is here follows its subject (tagged or not: cosign tags
+        // go with it); only orphaned referrers are images of their own.
+        if subject.is_some_and(|s| revs.contains_key(&s)) {
+            continue;
+        }
+        // An untagged index child follows its index.
+        if !tagged && !referrer && children.contains(&d) {
+            continue;
+        }
+        let opaque = g.is_opaque(d) || m.is_none();
+        let kind = if referrer {
+            "referrer"
+        } else if opaque {
+            "unknown"
+        } else if m.and_then(|m| m.kind).is_some_and(ManifestKind::is_index) {
+            "index"
+        } else {
+            "image"
+        };
+        units.push(Unit {
+            digest: d,
+            tags: tags_of.get(&d).cloned().unwrap_or_default(),
+            kind,
+            pushed,
+            referrer,
+            subject,
+            opaque,
+        });
+    }
+    let by_digest = units
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.digest, i))
+        .collect();
+    Repo {
+        units,
+        by_digest,
+        tags: &repo.tags,
+    }
+}
+
+pub(super) fn dedup(v: Vec<String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    v.into_iter().filter(|x| seen.insert(x.clone())).collect()
+}
+
+pub(super) fn unit_time(
+    ts: TimeSource,
+    u: &Unit,
+    repo: &Repo<'_>,
+    created: &HashMap<BlobId, Timestamp>,
+    pulled: &HashMap<BlobId, Timestamp>,
+) -> Option<Timestamp> {
+    match ts {
+        TimeSource::Pushed => Some(u.pushed),
+        TimeSource::TagUpdated => u
+            .tags
+            .iter()
+            .filter_map(|&t| repo.tags[t as usize].current.map(|c| c.modified))
+            .max()
+            .or(Some(u.pushed)),
+        TimeSource::Created => created.get(&u.digest).copied(),
+        TimeSource::Pulled => pulled.get(&u.digest).copied(),
+    }
+}
+
+pub(super) fn select_items(g: &Graph<'_>, pol: &PolicyC, repo: &Repo<'_>, ri: usize) -> Vec<Item> {
+    let inv = g.inv;
+    let present: HashSet<BlobId> = inv.repositories[ri]
+        .revisions
+        .iter()
+        .map(|l| l.target())
+        .collect();
+    let mut items = Vec::new();
+    for (ui, u) in repo.units.iter().enumerate() {
+        match pol.referrers {
+            ReferrerSelect::None if u.referrer => continue,
+            ReferrerSelect::Orphaned
+                if !u.referrer || u.subject.is_some_and(|s| present.contains(&s)) =>
+            {
+                continue;
+            }
+            ReferrerSelect::Any if !u.referrer => continue,
+            _ => {}
+        }
+        if !pol.artifact_type.is_empty() {
+            let m = g.manifest(u.digest);
+            let mt = m
+                .and_then(|m| inv.extra_of(m))
+                .and_then(|e| e.artifact_type.as_deref().or(e.media_type.as_deref()))
+                .unwrap_or_default();
+            let hit = |p: &crate::values::Pattern| {
+                let word = p.text.trim_start_matches('!');
+                (word == "image" && u.kind == "image")
+                    || (word == "index" && u.kind == "index")
+                    || (!mt.is_empty() && p.matches(mt))
+            };
+            let includes: Vec<_> = pol.artifact_type.iter().filter(|p| !p.negated).collect();
+            let ok = (includes.is_empty() || includes.iter().any(|p| hit(p)))
+                && !pol.artifact_type.iter().filter(|p| p.negated).any(hit);
+            if !ok {
+                continue;
+            }
+        }
+        if u.tags.is_empty() {
+            if pol.tag_state != TagState::Tagged {
+                items.push(Item {
+                    unit: ui,
+                    tag: None,
+                    captures: Vec::new(),
+                });
+            }
+            continue;
+        }
+        if pol.tag_state == TagState::Untagged {
+            continue;
+        }
+        for &ti in &u.tags {
+            let name = &repo.tags[ti as usize].name;
+            let captures = if pol.tags.is_unset() {
+                Some(Vec::new())
+            } else {
+                pol.tags.captures(name)
+            };
+            if let Some(captures) = captures {
+                items.push(Item {
+                    unit: ui,
+                    tag: Some(ti),
+                    captures,
+                });
+            }
+        }
+    }
+    items
+}
+
+/// Cascades and the "nothing a survivor needs" repair, to a fixpoint.
+pub(super) fn closure_repair(
+    g: &Graph<'_>,
+    repos: &[Repo<'_>],
+    images: &mut [ImageOutcome],
+    protected: &HashSet<(u32, BlobId)>,
+) {
+    let inv = g.inv;
+    // Cascade members a survivor needs, or a protection holds: they stay (and so are
+    // survivors themselves).
+    let mut forced: HashSet<(u32, BlobId)> = protected.clone();
+    loop {
+        // Candidate deletions: (repo, digest) of deleted units plus their cascades.
+        let mut deleted: HashSet<(u32, BlobId)> = HashSet::new();
+        for im in images.iter() {
+            if im.decision == Decision::Delete {
+                deleted.insert((im.repo, im.digest));
+            }
+        }
+        for im in images.iter_mut() {
+            im.cascade.clear();
+            if im.decision != Decision::Delete {
+                continue;
+            }
+            let repo = &repos[im.repo as usize];
+            let ri = im.repo as usize;
+            let revs = &inv.repositories[ri];
+            // Walk children and referrers within the repository.
+            let mut stack = vec![im.digest];
+            let mut seen: HashSet<BlobId> = HashSet::from([im.digest]);
+            while let Some(d) = stack.pop() {
+                let mut next: Vec<(BlobId, &'static str)> = Vec::new();
+                next.extend(g.children(d).map(|c| (c, "child")));
+                next.extend(g.referrers(d).iter().map(|&r| (r, "referrer")));
+                // cosign tags naming d.
+                let dd = inv.digest(d);
+                for t in repo.tags.iter() {
+                    if cosign_subject(&t.name).as_ref() == Some(&dd)
+                        && let Some(target) = t.current.and_then(|c| c.target)
+                    {
+                        next.push((target, "referrer"));
+                    }
+                }
+                for (c, role) in next {
+                    if revs.revision(c).is_none() || !seen.insert(c) {
+                        continue;
+                    }
+                    // A unit decided on its own (a tagged child) is not a cascade.
+                    if let Some(&ui) = repo.by_digest.get(&c)
+                        && !repo.units[ui].referrer
+                    {
+                        continue;
+                    }
+                    let tags: Vec<TagOutcome> = revs
+                        .tags
+                        .iter()
+                        .filter(|t| t.current.and_then(|x| x.target) == Some(c))
+                        .map(|t| TagOutcome {
+                            tag: t.name.to_string(),
+                            remove: true,
+                            reasons: vec![format!("cascade: {role} of {}", inv.digest(im.digest))],
+                            current_modified: t.current.map(|x| x.modified).unwrap_or_default(),
+                        })
+                        .collect();
+                    let keep = forced.contains(&(im.repo, c));
+                    let mut tags = tags;
+                    if keep {
+                        for t in tags.iter_mut() {
+                            t.remove = false;
+                        }
+                    }
+                    im.cascade.push(CascadeOutcome {
+                        digest: c,
+                        role,
+                        delete: !keep,
+                        reason: if keep {
+                            format!(
+                                "{role} of {} (kept: a surviving manifest needs it)",
+                                inv.digest(d)
+                            )
+                        } else {
+                            format!("{role} of {}", inv.digest(d))
+                        },
+                        tags,
+                    });
+                    if !keep {
+                        deleted.insert((im.repo, c));
+                    }
+                    stack.push(c);
+                }
+            }
+        }
+        // Survivors: every revision not deleted (incl. other repositories, incomplete ones
+        // and opaque manifests). What they need: index children (in any repository: the
+        // registry's GC marks globally, so do we) and referrers of a surviving subject in the
+        // same repository (the referrers API is per repository).
+        let mut needed_global: HashSet<BlobId> = HashSet::new();
+        let mut needed_here: HashSet<(u32, BlobId)> = HashSet::new();
+        let mut stack: Vec<(u32, BlobId)> = Vec::new();
+        let mut visited: HashSet<(u32, BlobId)> = HashSet::new();
+        for (ri, r) in inv.repositories.iter().enumerate() {
+            let ri = ri as u32;
+            for l in &r.revisions {
+                if deleted.contains(&(ri, l.target())) {
+                    continue;
+                }
+                stack.push((ri, l.target()));
+                if g.is_opaque(l.target()) {
+                    // Could reference anything its repository links.
+                    for x in &r.revisions {
+                        needed_here.insert((ri, x.target()));
+                    }
+                }
+            }
+            for o in &r.odd_links {
+                if o.kind == stowage_model::inventory::LinkKind::Revision
+                    && let Some(id) = o.content.as_ref().and_then(|d| inv.id_of(d))
+                {
+                    needed_here.insert((ri, id));
+                    stack.push((ri, id));
+                }
+            }
+        }
+        while let Some((ri, x)) = stack.pop() {
+            if !visited.insert((ri, x)) {
+                continue;
+            }
+            let repo = &inv.repositories[ri as usize];
+            for c in g.refs(x) {
+                if g.manifest(c).is_some() {
+                    needed_global.insert(c);
+                    if repo.revision(c).is_some() {
+                        stack.push((ri, c));
+                    }
+                }
+            }
+            for &c in g.referrers(x) {
+                if repo.revision(c).is_some() {
+                    needed_here.insert((ri, c));
+                    stack.push((ri, c));
+                }
+            }
+        }
+        let is_needed =
+            |ri: u32, d: BlobId| needed_global.contains(&d) || needed_here.contains(&(ri, d));
+        let mut changed = false;
+        for im in images.iter_mut() {
+            if im.decision != Decision::Delete {
+                continue;
+            }
+            if is_needed(im.repo, im.digest) {
+                let by = g
+                    .parents(im.digest)
+                    .first()
+                    .map(|&p| inv.digest(p).to_string())
+                    .unwrap_or_else(|| "a surviving manifest".into());
+                im.decision = Decision::Keep;
+                im.reasons = vec![format!(
+                    "keep: protection/closure(referenced by surviving {by})"
+                )];
+                for t in im.tags.iter_mut() {
+                    t.remove = false;
+                    t.reasons
+                        .push("keep: its digest is needed by a surviving manifest".into());
+                }
+                changed = true;
+                continue;
+            }
+            for c in im.cascade.iter_mut() {
+                if c.delete && is_needed(im.repo, c.digest) {
+                    forced.insert((im.repo, c.digest));
+                    changed = true;
+                    c.delete = false;
+                    c.reason = format!("{} (kept: a surviving manifest needs it)", c.reason);
+                    for t in c.tags.iter_mut() {
+                        t.remove = false;
+                    }
+                }
+            }
+        }
+        if !changed {
+            // Cascades that stay mean their parts stay too (already marked); done.
+            for im in images.iter_mut() {
+                im.cascade.sort_by_key(|c| inv.digest(c.digest));
+            }
+            return;
+        }
+    }
+}
