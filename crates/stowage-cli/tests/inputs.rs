@@ -90,7 +90,7 @@ fn gitlab_metadata_database_config_refuses_every_deleting_plan() {
     // The signature override does not override a config.
     let o = by_config(&["gc", "--unsafe-ignore-metadata-signature"]);
     assert_refused(&o, "gc --unsafe-ignore-metadata-signature");
-    // Read commands run, their figures labelled.
+    // Read commands run, their figures labelled: on stderr, in their JSON, in the report.
     let o = by_config(&["du"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
@@ -98,6 +98,32 @@ fn gitlab_metadata_database_config_refuses_every_deleting_plan() {
         "{}",
         stderr(&o)
     );
+    for args in [
+        &["--format", "json", "du"][..],
+        &["--format", "json", "check"],
+        &["--format", "json", "tags", "team/app/api"],
+    ] {
+        let o = by_config(args);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", stderr(&o)));
+        let label = v["metadata_database"].as_str().unwrap_or_default();
+        assert!(
+            label.starts_with("figures are from filesystem metadata only: the registry config"),
+            "{args:?}: {v}"
+        );
+    }
+    let html = dir.path().join("r.html");
+    let o = by_config(&["report", "--html", html.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("\"metadata_database\":\"figures are from filesystem metadata only"),
+        "the report's data has no metadata-database label"
+    );
+    // Without the database, no label anywhere.
+    let o = stowage(&s.rootdirectory(), &["--format", "json", "du"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v.get("metadata_database").is_none(), "{v}");
 }
 
 /// Issue 25 item 13: GitLab omnibus's `/var/opt/gitlab/registry/config.yml` is read without

@@ -27,6 +27,13 @@ const EMPTY: u32 = u32::MAX;
 const OVERFLOW: u32 = 1 << 31;
 
 impl Csr {
+    fn heap_bytes(&self) -> usize {
+        4 * (self.keys.as_ref().map_or(0, Vec::capacity)
+            + self.slots.capacity()
+            + self.start.capacity()
+            + self.targets.capacity())
+    }
+
     /// Rows are `0..rows`. `each` is called three times (count, place, fill) and must
     /// report the same (row, value) pairs each time; values of a row keep report order.
     pub(crate) fn build(rows: usize, each: impl Fn(&mut dyn FnMut(u32, u32))) -> Csr {
@@ -123,9 +130,12 @@ impl Csr {
     }
 }
 
-/// The reference graph of one inventory.
-pub struct Graph<'a> {
-    pub inv: &'a Inventory,
+/// The owned adjacency tables of one inventory: built once per scan ([`GraphIndex::build`])
+/// and kept beside the inventory (the analysed registry, the dashboard between requests), so
+/// a view ([`Graph::view`]) costs nothing. It holds ids, not references into the inventory;
+/// a view pairs it with the inventory it was built from.
+#[derive(Debug, Clone, Default)]
+pub struct GraphIndex {
     n: usize,
     /// Referenced id -> manifests referencing it.
     rev: Csr,
@@ -149,12 +159,35 @@ pub struct Graph<'a> {
     pub(crate) role: Vec<u8>,
 }
 
+/// The index a view reads: its own (built by [`Graph::new`]) or one kept elsewhere.
+pub(crate) enum Ix<'a> {
+    Owned(Box<GraphIndex>),
+    Borrowed(&'a GraphIndex),
+}
+
+impl std::ops::Deref for Ix<'_> {
+    type Target = GraphIndex;
+    fn deref(&self) -> &GraphIndex {
+        match self {
+            Ix::Owned(b) => b,
+            Ix::Borrowed(r) => r,
+        }
+    }
+}
+
+/// The reference graph of one inventory: the inventory and its index, with the walks.
+pub struct Graph<'a> {
+    pub inv: &'a Inventory,
+    pub(crate) ix: Ix<'a>,
+}
+
 pub(crate) const ROLE_NONE: u8 = 0;
 pub(crate) const ROLE_LAYER: u8 = 1;
 pub(crate) const ROLE_CONFIG: u8 = 2;
 
-impl<'a> Graph<'a> {
-    pub fn new(inv: &'a Inventory) -> Graph<'a> {
+impl GraphIndex {
+    /// Build the tables of `inv` (two linear passes per table, see [`Csr`]).
+    pub fn build(inv: &Inventory) -> GraphIndex {
         let n = inv.id_count();
         let mut is_manifest = vec![0u64; n.div_ceil(64)];
         let mut role = vec![ROLE_NONE; n];
@@ -225,8 +258,7 @@ impl<'a> Graph<'a> {
                 }
             }
         });
-        Graph {
-            inv,
+        GraphIndex {
             n,
             rev,
             referrers,
@@ -240,13 +272,47 @@ impl<'a> Graph<'a> {
         }
     }
 
+    /// Bytes held by the tables (for `--verbose` and the memory benchmarks).
+    pub fn heap_bytes(&self) -> usize {
+        let csr = |c: &Csr| c.heap_bytes();
+        csr(&self.rev)
+            + csr(&self.referrers)
+            + csr(&self.revision_repos)
+            + csr(&self.layer_repos)
+            + csr(&self.current_tags)
+            + csr(&self.aliases)
+            + self.tag_coords.capacity() * 8
+            + self.is_manifest.capacity() * 8
+            + self.role.capacity()
+    }
+}
+
+impl<'a> Graph<'a> {
+    /// Build a graph with its own index: for one-off use (tests, a single walk). Whoever
+    /// keeps an inventory for long keeps a [`GraphIndex`] beside it and takes [`Graph::view`]s.
+    pub fn new(inv: &'a Inventory) -> Graph<'a> {
+        Graph {
+            inv,
+            ix: Ix::Owned(Box::new(GraphIndex::build(inv))),
+        }
+    }
+
+    /// A view over an index built from this same inventory: free.
+    pub fn view(inv: &'a Inventory, index: &'a GraphIndex) -> Graph<'a> {
+        debug_assert_eq!(index.n, inv.id_count(), "an index of another inventory");
+        Graph {
+            inv,
+            ix: Ix::Borrowed(index),
+        }
+    }
+
     /// Number of ids (present blobs + missing digests).
     pub fn len(&self) -> usize {
-        self.n
+        self.ix.n
     }
 
     pub fn is_empty(&self) -> bool {
-        self.n == 0
+        self.ix.n == 0
     }
 
     /// What manifest `id` references (config, layers, children, artifact blobs), in
@@ -268,33 +334,34 @@ impl<'a> Graph<'a> {
 
     /// Manifests that reference `id` directly.
     pub fn parents(&self, id: BlobId) -> &[u32] {
-        self.rev.row(id)
+        self.ix.rev.row(id)
     }
 
     pub fn referrers(&self, subject: BlobId) -> &[u32] {
-        self.referrers.row(subject)
+        self.ix.referrers.row(subject)
     }
 
     /// Repositories (indices) with a revision link for manifest `id`.
     pub fn revision_repos(&self, id: BlobId) -> &[u32] {
-        self.revision_repos.row(id)
+        self.ix.revision_repos.row(id)
     }
 
     /// Repositories (indices) with a `_layers` link for blob `id`.
     pub fn layer_repos(&self, id: BlobId) -> &[u32] {
-        self.layer_repos.row(id)
+        self.ix.layer_repos.row(id)
     }
 
     /// Tags whose current link names `id`, as (repository index, tag index).
     pub fn tags_of(&self, id: BlobId) -> impl Iterator<Item = (u32, u32)> + '_ {
-        self.current_tags
+        self.ix
+            .current_tags
             .row(id)
             .iter()
-            .map(|&i| self.tag_coords[i as usize])
+            .map(|&i| self.ix.tag_coords[i as usize])
     }
 
     pub fn manifest(&self, id: BlobId) -> Option<&'a stowage_model::inventory::ManifestRecord> {
-        let bit = self.is_manifest.get(id as usize / 64)? >> (id % 64) & 1;
+        let bit = self.ix.is_manifest.get(id as usize / 64)? >> (id % 64) & 1;
         if bit == 0 {
             return None;
         }
@@ -331,7 +398,7 @@ impl<'a> Graph<'a> {
     /// or SBOM lives while its subject lives). Opaque manifests mark everything their
     /// repositories link.
     pub fn mark(&self, roots: impl IntoIterator<Item = BlobId>, referrers: bool) -> Vec<bool> {
-        let mut marked = vec![false; self.n];
+        let mut marked = vec![false; self.ix.n];
         let mut expanded = vec![false; self.inv.repositories.len()];
         let mut stack: Vec<u32> = Vec::new();
         for r in roots {
@@ -347,7 +414,7 @@ impl<'a> Graph<'a> {
                     stack.push(c);
                 }
             }
-            for &c in self.aliases.row(id) {
+            for &c in self.ix.aliases.row(id) {
                 if !marked[c as usize] {
                     marked[c as usize] = true;
                     stack.push(c);
@@ -435,7 +502,7 @@ impl<'a> Graph<'a> {
         }
         while let Some(x) = stack.pop() {
             f(x);
-            for c in self.refs(x).chain(self.aliases.row(x).iter().copied()) {
+            for c in self.refs(x).chain(self.ix.aliases.row(x).iter().copied()) {
                 if scratch.visit(c) {
                     stack.push(c);
                 }

@@ -26,7 +26,7 @@ mod index;
 mod sizes;
 mod verdicts;
 
-pub use index::{Graph, Scratch};
+pub use index::{Graph, GraphIndex, Scratch};
 pub use sizes::{NodeUsage, TagUsage, Usage, usage};
 pub use verdicts::{BlobKind, Summary, analyze_findings, count_findings, summary, tagged_roots};
 

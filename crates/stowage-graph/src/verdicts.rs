@@ -43,7 +43,7 @@ impl Graph<'_> {
                 BlobKind::Manifest
             };
         }
-        match self.role[id as usize] {
+        match self.ix.role[id as usize] {
             ROLE_CONFIG => BlobKind::Config,
             ROLE_LAYER => BlobKind::Layer,
             _ => BlobKind::Unknown,

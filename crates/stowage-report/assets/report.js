@@ -42,6 +42,11 @@
     ["Findings", num(S.findings_error + S.findings_warning + S.findings_info),
       S.findings_error + " errors, " + S.findings_warning + " warnings, " + S.findings_info + " info", "findings"],
   ];
+  // GitLab's metadata database: every figure is from the filesystem's links, which that
+  // registry no longer writes; say so above the figures, not in a footnote.
+  if (D.metadata_database) $("#headline").before(el("div", { class: "banner", id: "metadata-database" },
+    el("b", {}, "Filesystem metadata only. "), D.metadata_database.replace(/^figures are from filesystem metadata only: /, ""),
+    ". stowage plans no deletion on this registry."));
   $("#headline").append(...cards.map(([l, v, s, id]) =>
     el("div", { class: "card", "data-figure": id }, el("div", { class: "label" }, l),
       el("div", { class: "value" }, v), el("div", { class: "sub" }, s))));

@@ -123,6 +123,11 @@ pub struct Overview {
     pub pulls: Option<PullsView>,
     /// Set by the dashboard: it pages blobs through its API.
     pub live: bool,
+    /// Set when the storage's links are not the registry's metadata (GitLab's metadata
+    /// database): "figures are from filesystem metadata only: <evidence>". Shown as a banner
+    /// above every figure, since every figure is then a lower bound of what is in use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata_database: Option<String>,
 }
 
 /// The headline figures.
@@ -592,6 +597,7 @@ pub fn build_with(
         history: None,
         pulls: None,
         live: false,
+        metadata_database: None,
     }
 }
 

@@ -11,7 +11,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
-use stowage_graph::Graph;
 use stowage_model::inventory::BlobId;
 use stowage_report::metrics::ScanInfo;
 use stowage_report::overview::{BlobRow, blob_row};
@@ -105,8 +104,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             )
         })
         .layer(middleware::from_fn_with_state(state.clone(), auth))
+        // No other route reads a body; should one ever extract it, this is its limit (the
+        // notification route's own, above, is the inner layer and wins there).
+        .layer(axum::extract::DefaultBodyLimit::max(OTHER_BODY_LIMIT))
         .with_state(state)
 }
+
+/// Body limit of every route but the webhook: they read none (`GET`, and `POST
+/// /api/v1/scan` without a body), so 4 KiB instead of axum's default 2 MB.
+pub const OTHER_BODY_LIMIT: usize = 4 << 10;
 
 /// Equal in time independent of where the strings differ.
 pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
@@ -367,7 +373,7 @@ async fn tags(State(st): St, q: Result<Query<TagsQuery>, QueryRejection>) -> Res
         return no_scan_yet(&st);
     };
     let Some(ri) = s
-        .inv
+        .inv()
         .repositories
         .iter()
         .position(|r| r.name.as_str() == q.repository)
@@ -378,9 +384,7 @@ async fn tags(State(st): St, q: Result<Query<TagsQuery>, QueryRejection>) -> Res
         );
     };
     let rows = blocking(move || {
-        let g = Graph::new(&s.inv);
-        let u = stowage_graph::usage(&g);
-        stowage_report::tag_records(&g, &u, ri)
+        stowage_report::tag_records(&s.analysis.graph(), s.analysis.usage(), ri)
             .into_iter()
             .map(|t| Tag {
                 repository: t.repository,
@@ -463,7 +467,7 @@ async fn findings(State(st): St, q: Result<Query<FindingsQuery>, QueryRejection>
         );
     }
     let all: Vec<_> = s
-        .findings
+        .findings()
         .iter()
         .filter(|f| q.kind.as_deref().is_none_or(|k| f.kind.as_str() == k))
         .collect();
@@ -539,7 +543,7 @@ fn api_blob(b: BlobRow) -> ApiBlob {
 }
 
 fn blob_page(s: &Snapshot, q: &BlobsQuery, limit: usize) -> BlobPage {
-    let g = Graph::new(&s.inv);
+    let g = s.analysis.graph();
     let needle =
         q.q.as_deref()
             .map(str::to_ascii_lowercase)
@@ -547,7 +551,7 @@ fn blob_page(s: &Snapshot, q: &BlobsQuery, limit: usize) -> BlobPage {
     // Blobs needed by repositories whose name matches: one walk over their revisions.
     let by_repo: Option<Vec<bool>> = (!needle.is_empty()).then(|| {
         let roots: Vec<BlobId> = s
-            .inv
+            .inv()
             .repositories
             .iter()
             .filter(|r| r.name.as_str().contains(&needle))
@@ -565,8 +569,8 @@ fn blob_page(s: &Snapshot, q: &BlobsQuery, limit: usize) -> BlobPage {
             return true;
         }
         let i = id as usize;
-        let refd = s.referenced[i];
-        s.inv.blobs[i].digest.to_string().contains(&needle)
+        let refd = s.referenced()[i];
+        s.inv().blobs[i].digest.to_string().contains(&needle)
             || g.blob_kind(id).as_str() == needle
             || (needle == "unreferenced" && !refd)
             || (needle == "referenced" && refd)
@@ -577,7 +581,7 @@ fn blob_page(s: &Snapshot, q: &BlobsQuery, limit: usize) -> BlobPage {
     let order: &[BlobId] = match q.sort.as_deref() {
         Some("date") => &s.by_date,
         Some("digest") => {
-            natural = (0..s.inv.blobs.len() as BlobId).collect();
+            natural = (0..s.inv().blobs.len() as BlobId).collect();
             &natural
         }
         _ => &s.by_size,
@@ -608,7 +612,7 @@ fn blob_page(s: &Snapshot, q: &BlobsQuery, limit: usize) -> BlobPage {
                     &g,
                     &mut scratch,
                     id,
-                    s.referenced[id as usize],
+                    s.referenced()[id as usize],
                     10,
                 ))
             })
@@ -675,10 +679,10 @@ async fn blobs_csv(State(st): St) -> Response {
                 Ok(())
             }
         }
-        let g = Graph::new(&s.inv);
+        let g = s.analysis.graph();
         let w = std::io::BufWriter::with_capacity(1 << 16, Chunks(tx));
         // A closed connection ends the writer with an error; nothing else to do.
-        let _ = stowage_report::overview::write_blob_csv(&g, &s.referenced, w);
+        let _ = stowage_report::overview::write_blob_csv(&g, s.referenced(), w);
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|chunk| (chunk, rx))

@@ -253,7 +253,7 @@ pub(crate) async fn usage(State(st): State<Arc<AppState>>) -> Response {
                 .map_err(|_| "database lock poisoned".to_string())?
                 .pull_summary()
                 .map_err(|e| e.to_string())?;
-        let g = stowage_graph::Graph::new(&s.inv);
+        let g = s.analysis.graph();
         Ok::<_, String>(stowage_usage::view::build(&g, &pulls, s.finished_at))
     })
     .await;

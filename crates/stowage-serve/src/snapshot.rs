@@ -1,22 +1,21 @@
 //! One completed scan, analysed, with what the API needs to answer quickly.
+//!
+//! The snapshot keeps the library's analysed registry ([`Analysis`]: the inventory with its
+//! graph index, marks and usage figures) between requests, so no request builds a graph.
 
-use stowage_graph::Graph;
+use stowage_analysis::Analysis;
 use stowage_model::finding::Finding;
 use stowage_model::inventory::{BlobId, Inventory};
 use stowage_model::time::Timestamp;
 use stowage_report::metrics::RepoFigures;
-use stowage_report::overview::{self, Limits, Overview};
+use stowage_report::overview::{Limits, Overview};
 
 /// A completed scan.
 pub struct Snapshot {
-    pub inv: Inventory,
-    /// Scan and graph findings, sorted.
-    pub findings: Vec<Finding>,
+    pub analysis: Analysis,
     /// `live` is set: the page pages blobs through the API.
     pub overview: Overview,
     pub repos: RepoFigures,
-    /// Per blob: some manifest references it.
-    pub referenced: Vec<bool>,
     /// Seconds the scan and analysis took.
     pub seconds: f64,
     /// The scan's `now`.
@@ -28,31 +27,17 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Analyse an inventory. `findings` are the scan's and the graph's (see `stowage check`).
+    /// The figures of an analysed registry (built with its findings listed, see `stowage check`).
     pub fn build(
-        inv: Inventory,
-        findings: Vec<Finding>,
-        now: Timestamp,
+        analysis: Analysis,
         limits: &Limits,
         metrics_top: usize,
         seconds: f64,
     ) -> Snapshot {
-        let (mut ov, repos, referenced) = {
-            let g = Graph::new(&inv);
-            let referenced = g.mark(g.all_revision_roots(), false);
-            let summary = stowage_graph::summary(
-                &g,
-                &referenced,
-                stowage_model::finding::FindingCounts::of(&findings),
-                now,
-                limits.stale_upload_secs,
-            );
-            let u = stowage_graph::usage(&g);
-            let ov = overview::build_with(&g, &u, &referenced, summary, &findings, now, limits);
-            let repos = stowage_report::metrics::repository_figures(&g, &u, metrics_top);
-            (ov, repos, referenced)
-        };
-        ov.live = true;
+        let mut overview = analysis.overview(limits);
+        overview.live = true;
+        let repos = analysis.repository_figures(metrics_top);
+        let inv = analysis.inv();
         let mut by_size: Vec<BlobId> = (0..inv.blobs.len() as BlobId).collect();
         by_size.sort_by_key(|&i| (inv.blobs[i as usize].size, i));
         let mut by_date: Vec<BlobId> = (0..inv.blobs.len() as BlobId).collect();
@@ -60,16 +45,29 @@ impl Snapshot {
             let b = &inv.blobs[i as usize];
             (b.created().unwrap_or(b.modified()), i)
         });
+        let finished_at = analysis.now();
         Snapshot {
-            inv,
-            findings,
-            overview: ov,
+            analysis,
+            overview,
             repos,
-            referenced,
             seconds,
-            finished_at: now,
+            finished_at,
             by_size,
             by_date,
         }
+    }
+
+    pub fn inv(&self) -> &Inventory {
+        self.analysis.inv()
+    }
+
+    /// Scan and graph findings, sorted.
+    pub fn findings(&self) -> &[Finding] {
+        self.analysis.findings()
+    }
+
+    /// Per blob: some manifest references it.
+    pub fn referenced(&self) -> &[bool] {
+        self.analysis.referenced()
     }
 }

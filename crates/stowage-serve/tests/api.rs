@@ -30,14 +30,15 @@ fn snapshot(root: &std::path::Path) -> Snapshot {
         &stowage_scan::Progress::default(),
     )
     .unwrap();
-    let mut findings = inv.findings.clone();
-    findings.extend(stowage_graph::analyze_findings(&stowage_graph::Graph::new(
-        &inv,
-    )));
-    findings.sort();
-    findings.dedup();
+    let analysis = stowage_analysis::Analysis::new(
+        inv,
+        &stowage_analysis::Options {
+            now: now(),
+            ..Default::default()
+        },
+    );
     // Three repositories by name, the rest as (other).
-    Snapshot::build(inv, findings, now(), &Limits::default(), 3, 0.25)
+    Snapshot::build(analysis, &Limits::default(), 3, 0.25)
 }
 
 /// A state with one completed scan of the sample (the sample directory lives as long as it).

@@ -62,6 +62,20 @@ fn truncate(d: &[u8]) -> [u8; 16] {
     k
 }
 
+/// The earliest date a log line of this registry can plausibly carry: its oldest blob
+/// (by modification time) less `skew_secs`; `None` for an empty registry.
+/// After a copy that did not keep modification times this is the copy's date, and older
+/// real lines are rejected (and counted): the safe side, since retention then sees less
+/// pull data, never more.
+pub fn earliest_plausible(inv: &stowage_model::Inventory, skew_secs: i64) -> Option<Timestamp> {
+    inv.blobs
+        .iter()
+        .map(|b| b.modified())
+        .filter(|t| t.0 > 0)
+        .min()
+        .map(|t| t.saturating_sub_secs(skew_secs))
+}
+
 /// Unparseable lines shown as examples.
 const EXAMPLES: usize = 5;
 
@@ -81,6 +95,8 @@ pub struct Ingest<'a> {
     examples: Vec<String>,
     /// Lines dated after this are rejected (counted, not recorded): see [`Ingest::reject_after`].
     latest: Option<Timestamp>,
+    /// Lines dated before this are rejected likewise: see [`Ingest::reject_before`].
+    earliest: Option<Timestamp>,
 }
 
 /// What an ingest produced.
@@ -107,6 +123,7 @@ impl<'a> Ingest<'a> {
             occurrences: HashMap::new(),
             examples: Vec::new(),
             latest: None,
+            earliest: None,
         }
     }
 
@@ -114,6 +131,15 @@ impl<'a> Ingest<'a> {
     /// what has not happened yet, and a line from the future would make its day look covered.
     pub fn reject_after(mut self, t: Timestamp) -> Ingest<'a> {
         self.latest = Some(t);
+        self
+    }
+
+    /// Reject lines dated before `t`: the registry's first write less the allowed skew
+    /// ([`earliest_plausible`]). A registry cannot have served a pull before it stored
+    /// anything, and one line dated 1971 would otherwise claim the registry was watched since
+    /// then (issue 25: forged evidence unblocking a `not_pulled_within` deletion).
+    pub fn reject_before(mut self, t: Timestamp) -> Ingest<'a> {
+        self.earliest = Some(t);
         self
     }
 
@@ -125,7 +151,7 @@ impl<'a> Ingest<'a> {
 
     /// Whether a line dated `t` is outside what the logs can hold (counted when so).
     fn rejected(&mut self, t: Timestamp) -> bool {
-        let out = self.latest.is_some_and(|l| t > l);
+        let out = self.latest.is_some_and(|l| t > l) || self.earliest.is_some_and(|e| t < e);
         if out {
             self.stats.rejected += 1;
             self.stats.coverage.rejected += 1;

@@ -289,3 +289,53 @@ proptest! {
         let _ = parse_envelope(junk.as_bytes(), &Filter::default());
     }
 }
+
+/// Issue 25 item 3, for logs: a line dated before the registry stored anything (a forged or
+/// mis-dated 1971 line) is rejected and counted, so it cannot claim coverage or a pull; lines
+/// from the registry's life are kept. The bound comes from the inventory's oldest blob.
+#[test]
+fn log_lines_dated_before_the_registry_existed_are_rejected() {
+    use stowage_model::digest::Sha256;
+    use stowage_model::inventory::{BlobFile, Inventory};
+    let mut inv = Inventory::default();
+    for (i, at) in ["2026-10-15T00:00:00Z", "2026-10-01T12:00:00Z"]
+        .iter()
+        .enumerate()
+    {
+        inv.blobs
+            .push(BlobFile::new(Sha256([i as u8 + 1; 32]), 10, t(at), None));
+    }
+    let earliest = stowage_usage::earliest_plausible(&inv, 900).unwrap();
+    assert_eq!(earliest, t("2026-10-01T11:45:00Z"));
+    assert_eq!(
+        stowage_usage::earliest_plausible(&Inventory::default(), 900),
+        None
+    );
+
+    let (f, tl) = (Filter::default(), timeline());
+    let mut ing = Ingest::new(&f, &tl)
+        .reject_after(t("2026-11-20T00:00:00Z"))
+        .reject_before(earliest);
+    let forged = text(
+        "1971-01-01T00:00:00Z",
+        "old",
+        "GET",
+        "/v2/team/app/manifests/latest",
+        200,
+        "docker/24.0.7",
+    );
+    let real = text(
+        "2026-11-12T10:00:00Z",
+        "new",
+        "GET",
+        "/v2/team/app/manifests/latest",
+        200,
+        "docker/24.0.7",
+    );
+    ing.line(&forged, || "a.log:1".into());
+    ing.line(&real, || "a.log:2".into());
+    let done = ing.finish();
+    assert_eq!(done.stats.rejected, 1);
+    assert_eq!(done.stats.first_at, Some(t("2026-11-12T10:00:00Z")));
+    assert_eq!(done.events.len(), 1);
+}

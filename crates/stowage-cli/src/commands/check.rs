@@ -25,6 +25,10 @@ struct Document<'a> {
     verified_digests: bool,
     counts: BTreeMap<&'static str, usize>,
     findings: &'a [Finding],
+    /// Set on a registry whose links are not its metadata (GitLab's metadata database):
+    /// "figures are from filesystem metadata only: <evidence>".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata_database: Option<String>,
 }
 
 pub fn run(s: &Settings, a: &CheckArgs) -> Result<i32> {
@@ -46,7 +50,7 @@ pub fn run(s: &Settings, a: &CheckArgs) -> Result<i32> {
         };
         let found = stowage_scan::verify_blobs(
             &*s.storage,
-            &loaded.inv,
+            loaded.inv(),
             &stowage_scan::VerifyOptions { concurrency: conc },
             &hashed,
         );
@@ -58,8 +62,7 @@ pub fn run(s: &Settings, a: &CheckArgs) -> Result<i32> {
                 n as f64 / secs / 1e6
             );
         }
-        loaded.inv.findings.extend(found);
-        loaded.inv.findings.sort();
+        loaded.add_findings(found);
     }
     let threshold = match a.fail_on {
         Level::Info => Severity::Info,
@@ -67,7 +70,7 @@ pub fn run(s: &Settings, a: &CheckArgs) -> Result<i32> {
         Level::Error => Severity::Error,
     };
     let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
-    for f in &loaded.inv.findings {
+    for f in &loaded.inv().findings {
         *counts.entry(f.kind.as_str()).or_default() += 1;
     }
     let mut out = output::stdout();
@@ -76,22 +79,23 @@ pub fn run(s: &Settings, a: &CheckArgs) -> Result<i32> {
             &mut out,
             &Document {
                 schema: schema("check"),
-                root: &loaded.inv.root,
+                root: &loaded.inv().root,
                 generated_at: s.now,
                 verified_digests: a.verify_digests,
                 counts,
-                findings: &loaded.inv.findings,
+                findings: &loaded.inv().findings,
+                metadata_database: loaded.metadata_database().map(|e| e.label()),
             },
         )?,
         Format::Ndjson => {
-            for f in &loaded.inv.findings {
+            for f in &loaded.inv().findings {
                 output::ndjson(&mut out, f)?;
             }
         }
         Format::Csv => {
             let mut w = csv::Writer::from_writer(&mut out);
             w.write_record(["severity", "kind", "path", "message"])?;
-            for f in &loaded.inv.findings {
+            for f in &loaded.inv().findings {
                 w.write_record([
                     f.severity().to_string().as_str(),
                     f.kind.as_str(),
@@ -102,8 +106,8 @@ pub fn run(s: &Settings, a: &CheckArgs) -> Result<i32> {
             w.flush()?;
         }
         Format::Table => {
-            if loaded.inv.findings.is_empty() {
-                writeln!(out, "no problems found in {}", loaded.inv.root)?;
+            if loaded.inv().findings.is_empty() {
+                writeln!(out, "no problems found in {}", loaded.inv().root)?;
             } else {
                 let mut t = Table::new(&[
                     ("SEVERITY", Align::Left),
@@ -111,7 +115,7 @@ pub fn run(s: &Settings, a: &CheckArgs) -> Result<i32> {
                     ("PATH", Align::Left),
                     ("PROBLEM", Align::Left),
                 ]);
-                let mut sorted: Vec<&Finding> = loaded.inv.findings.iter().collect();
+                let mut sorted: Vec<&Finding> = loaded.inv().findings.iter().collect();
                 sorted.sort_by(|x, y| y.severity().cmp(&x.severity()).then_with(|| x.cmp(y)));
                 for f in sorted {
                     t.row(vec![
@@ -131,7 +135,7 @@ pub fn run(s: &Settings, a: &CheckArgs) -> Result<i32> {
     }
     out.flush()?;
     let failing = loaded
-        .inv
+        .inv()
         .findings
         .iter()
         .any(|f| f.severity() >= threshold);

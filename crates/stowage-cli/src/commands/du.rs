@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::Result;
 use serde::Serialize;
-use stowage_graph::{Graph, Summary};
+use stowage_graph::Summary;
 use stowage_model::time::{Timestamp, human_bytes};
 use stowage_report::table::{Align, Table};
 use stowage_report::{DuRecord, du_records, schema};
@@ -21,6 +21,10 @@ struct Document<'a> {
     generated_at: Timestamp,
     summary: &'a Summary,
     nodes: &'a [DuRecord],
+    /// Set on a registry whose links are not its metadata (GitLab's metadata database):
+    /// "figures are from filesystem metadata only: <evidence>".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata_database: Option<String>,
 }
 
 /// How siblings are ordered: a key per row, and whether descending.
@@ -28,28 +32,26 @@ type SortKey = fn(&DuRecord) -> (u64, String);
 
 pub fn run(s: &Settings, a: &DuArgs) -> Result<i32> {
     let loaded = load(s, false, GraphFindings::Count)?;
-    let g = Graph::new(&loaded.inv);
-    let referenced = g.mark(g.all_revision_roots(), false);
-    let summary =
-        stowage_graph::summary(&g, &referenced, loaded.finding_counts(), s.now, 7 * 86400);
-    let u = stowage_graph::usage(&g);
+    let summary = loaded.summary(s.now, 7 * 86400);
+    let u = loaded.usage();
     let (key, desc): (SortKey, bool) = match a.sort {
         DuSort::Total => (|r| (r.total, r.name.clone()), true),
         DuSort::Exclusive => (|r| (r.exclusive, r.name.clone()), true),
         DuSort::Shared => (|r| (r.shared, r.name.clone()), true),
         DuSort::Name => (|r| (0, r.name.clone()), false),
     };
-    let rows = du_records(&u, a.depth, key, desc);
+    let rows = du_records(u, a.depth, key, desc);
     let mut out = output::stdout();
     match s.format {
         Format::Json => output::json(
             &mut out,
             &Document {
                 schema: schema("du"),
-                root: &loaded.inv.root,
+                root: &loaded.inv().root,
                 generated_at: s.now,
                 summary: &summary,
                 nodes: &rows,
+                metadata_database: loaded.metadata_database().map(|e| e.label()),
             },
         )?,
         Format::Ndjson => {

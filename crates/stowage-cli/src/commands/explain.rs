@@ -48,12 +48,12 @@ struct Ctx<'a> {
 
 pub fn run(s: &Settings, a: &ExplainArgs) -> Result<i32> {
     let loaded = load(s, false, GraphFindings::List)?;
-    let g = Graph::new(&loaded.inv);
-    let referenced = g.mark(g.all_revision_roots(), false);
+    let g = loaded.graph();
+    let referenced = loaded.referenced().to_vec();
     let mut c = Ctx {
         g: &g,
         referenced,
-        findings: &loaded.inv.findings,
+        findings: &loaded.inv().findings,
         tz: &s.tz,
         b: BlobRecordBuilder::new(&g),
     };

@@ -3,7 +3,6 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use stowage_graph::Graph;
 use stowage_model::time::human_bytes;
 use stowage_plan::{GcOptions, Plan};
 use stowage_report::table::{Align, Table};
@@ -32,8 +31,8 @@ pub fn options(a: &GcArgs) -> Result<GcOptions> {
 pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
     let opts = options(a)?;
     let loaded = load(s, false, GraphFindings::Count)?;
-    loaded.refuse_deleting(s)?;
-    let g = Graph::new(&loaded.inv);
+    super::refuse_deleting(&loaded, s)?;
+    let g = loaded.graph();
     let plan = stowage_plan::gc::build(&g, &opts, s.now);
     if let Some(path) = &a.out {
         crate::output::write_file(path, |w| plan.write_json(w))?;

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use globset::{GlobSet, GlobSetBuilder};
-use stowage_graph::{BlobKind, Graph, Summary};
+use stowage_graph::{BlobKind, Summary};
 use stowage_model::time::{Timestamp, human_bytes};
 use stowage_report::table::{Align, Table, abbreviate_first};
 use stowage_report::{
@@ -46,11 +46,10 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
     let newer = a.newer_than.as_deref().map(parse_age).transpose()?;
     let min_size = a.min_size.as_deref().map(parse_size).transpose()?;
     let loaded = load(s, false, GraphFindings::Count)?;
-    let inv = &loaded.inv;
-    let g = Graph::new(inv);
-    let referenced = g.mark(g.all_revision_roots(), false);
-    let summary =
-        stowage_graph::summary(&g, &referenced, loaded.finding_counts(), s.now, 7 * 86400);
+    let inv = loaded.inv();
+    let g = loaded.graph();
+    let referenced = loaded.referenced();
+    let summary = loaded.summary(s.now, 7 * 86400);
 
     // Select and order blob ids first (cheap), then build each record only while writing it:
     // memory stays proportional to the number of blobs, not to the size of the output (a

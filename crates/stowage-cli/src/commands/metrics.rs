@@ -32,8 +32,7 @@ pub fn run(s: &Settings, a: &MetricsArgs) -> Result<i32> {
     };
     let (loaded, an) = analyse(s, &limits)?;
     if let Some(db) = &a.history {
-        let g = stowage_graph::Graph::new(&loaded.inv);
-        super::snapshot::record_and_chart(db, &g, &an, s)?;
+        super::snapshot::record_and_chart(db, &loaded, &an, s)?;
     }
     let text = render(
         &an.overview,

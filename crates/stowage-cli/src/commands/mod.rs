@@ -18,10 +18,10 @@ pub mod usage;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use stowage_graph::Graph;
+use stowage_analysis::Analysis;
+pub use stowage_analysis::GraphFindings;
 use stowage_model::finding::FindingCounts;
 use stowage_model::inventory::Inventory;
-use stowage_plan::metadata_db::{self, Evidence};
 use stowage_scan::{Progress, ScanOptions};
 
 use crate::args::{Cli, Command};
@@ -82,59 +82,24 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-/// A scanned and analysed storage.
-pub struct Loaded {
-    /// The scan, with the graph's integrity findings added to `inv.findings` (sorted): one
-    /// list, not a copy of the scan's plus the graph's, since a collected registry yields a
-    /// dangling-link finding per deleted image.
-    pub inv: Inventory,
-    /// Graph findings counted but not listed (loaded with [`GraphFindings::Count`]).
-    pub unlisted: FindingCounts,
-    /// Why the storage's links are not this registry's metadata (GitLab's metadata database),
-    /// from its config or the storage's signature: figures are "filesystem metadata only" and
-    /// nothing may be deleted.
-    pub metadata_database: Option<Evidence>,
+/// A scanned and analysed storage: the library's analysed registry.
+pub type Loaded = Analysis;
+
+/// Refuse a deleting plan on a registry whose links are not its metadata (GitLab's metadata
+/// database); a storage signature alone may be overridden with
+/// `--unsafe-ignore-metadata-signature`.
+pub fn refuse_deleting(a: &Analysis, s: &Settings) -> Result<()> {
+    Ok(a.refuse_deleting(s.ignore_metadata_signature)?)
 }
 
-impl Loaded {
-    /// Refuse a deleting plan on a registry whose links are not its metadata. A signature
-    /// alone may be overridden (`--unsafe-ignore-metadata-signature`); a config never.
-    pub fn refuse_deleting(&self, s: &Settings) -> Result<()> {
-        match &self.metadata_database {
-            None => Ok(()),
-            Some(Evidence::Signature { .. }) if s.ignore_metadata_signature => Ok(()),
-            Some(e) => Err(anyhow::anyhow!(e.refusal())),
-        }
-    }
-}
-
-impl Loaded {
-    /// Every finding, listed or only counted, by severity.
-    pub fn finding_counts(&self) -> FindingCounts {
-        let mut c = FindingCounts::of(&self.inv.findings);
-        c += self.unlisted;
-        c
-    }
-}
-
-/// What `load` does with the findings that need the graph.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum GraphFindings {
-    /// Add them to `inv.findings` (commands that show findings).
-    List,
-    /// Only count them (commands that print totals): no path or message is built, which at
-    /// a million blobs is tens of megabytes of strings nobody reads.
-    Count,
-}
-
-/// Scan the storage (with progress) and add (or count) the graph's integrity findings.
-pub fn load(s: &Settings, verify_links: bool, graph_findings: GraphFindings) -> Result<Loaded> {
+/// Scan the storage (with progress) and analyse it: one call into the library.
+pub fn load(s: &Settings, verify_links: bool, graph_findings: GraphFindings) -> Result<Analysis> {
     let progress = Arc::new(Progress::default());
     let started = std::time::Instant::now();
-    let mut inv = {
+    let analysis = {
         let _display =
             crate::progress::Display::start(s.progress, progress.clone(), s.storage.clone());
-        stowage_scan::scan(
+        Analysis::scan(
             &*s.storage,
             &ScanOptions {
                 concurrency: s.concurrency,
@@ -142,57 +107,47 @@ pub fn load(s: &Settings, verify_links: bool, graph_findings: GraphFindings) -> 
                 release_memory: Some(crate::memory::release),
             },
             &progress,
+            &stowage_analysis::Options {
+                graph_findings,
+                metadata_config: s.metadata_database.clone(),
+                now: s.now,
+            },
         )
         .with_context(|| format!("scanning {}", s.storage.describe()))?
     };
-    let mut unlisted = FindingCounts::default();
-    match graph_findings {
-        GraphFindings::List => {
-            let derived = stowage_graph::analyze_findings(&Graph::new(&inv));
-            inv.findings.reserve_exact(derived.len());
-            inv.findings.extend(derived);
-            inv.findings.sort();
-            inv.findings.dedup();
-        }
-        GraphFindings::Count => unlisted = stowage_graph::count_findings(&Graph::new(&inv)),
-    }
     if s.verbose {
-        let st = &inv.stats;
-        eprintln!("peak memory after the scan: {}", peak_memory());
+        print_scan_stats(s, analysis.inv(), started);
+    }
+    if let Some(e) = analysis.metadata_database() {
+        eprintln!("note: {}", e.label());
+    }
+    Ok(analysis)
+}
+
+fn print_scan_stats(s: &Settings, inv: &Inventory, started: std::time::Instant) {
+    let st = &inv.stats;
+    eprintln!("peak memory after the scan: {}", peak_memory());
+    eprintln!(
+        "scanned in {:.2}s: {} blobs, {} repositories, {} manifests; {} directories listed, {} stats, {} reads ({} bytes)",
+        started.elapsed().as_secs_f64(),
+        inv.blobs.len(),
+        inv.repositories.len(),
+        inv.manifests.len(),
+        st.directories_listed,
+        st.stats,
+        st.reads,
+        st.bytes_read
+    );
+    if let stowage_storage::BackendKind::ObjectStore { scheme } = s.storage.backend() {
+        let n = st.directories_listed + st.stats + st.reads;
         eprintln!(
-            "scanned in {:.2}s: {} blobs, {} repositories, {} manifests; {} directories listed, {} stats, {} reads ({} bytes)",
-            started.elapsed().as_secs_f64(),
-            inv.blobs.len(),
-            inv.repositories.len(),
-            inv.manifests.len(),
+            "{scheme} requests: {} LIST pages, {} HEAD, {} GET: {n} in all, {:.0} per second",
             st.directories_listed,
             st.stats,
             st.reads,
-            st.bytes_read
+            n as f64 / started.elapsed().as_secs_f64().max(1e-9)
         );
-        if let stowage_storage::BackendKind::ObjectStore { scheme } = s.storage.backend() {
-            let n = st.directories_listed + st.stats + st.reads;
-            eprintln!(
-                "{scheme} requests: {} LIST pages, {} HEAD, {} GET: {n} in all, {:.0} per second",
-                st.directories_listed,
-                st.stats,
-                st.reads,
-                n as f64 / started.elapsed().as_secs_f64().max(1e-9)
-            );
-        }
     }
-    let metadata_database = s
-        .metadata_database
-        .clone()
-        .or_else(|| metadata_db::signature(&inv));
-    if let Some(e) = &metadata_database {
-        eprintln!("note: {}", e.label());
-    }
-    Ok(Loaded {
-        inv,
-        unlisted,
-        metadata_database,
-    })
 }
 
 /// Peak resident memory of this process so far (Linux `VmHWM`), for --verbose.

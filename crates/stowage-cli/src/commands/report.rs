@@ -5,11 +5,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use stowage_graph::Graph;
 use stowage_model::time::human_bytes;
 use stowage_plan::Plan;
 use stowage_report::metrics::RepoFigures;
-use stowage_report::overview::{self, Limits, Overview};
+use stowage_report::overview::{Limits, Overview};
 
 use super::{GraphFindings, Loaded, findings_exit, load};
 use crate::settings::Settings;
@@ -33,59 +32,28 @@ pub struct ReportArgs {
     pub history: Option<PathBuf>,
 }
 
-/// One scan, analysed: what every report-like command needs.
-pub struct Analysis {
+/// The figures every report-like command renders (`report`, `metrics`, `snapshot`).
+pub struct Figures {
     pub overview: Overview,
     pub repos: RepoFigures,
     /// Seconds the scan and the analysis took.
     pub seconds: f64,
-    pub referenced: Vec<bool>,
 }
 
 /// Repositories with their own series in the metrics.
 pub const METRICS_TOP_REPOSITORIES: usize = 50;
 
-/// Scan and analyse.
-pub fn analyse(s: &Settings, limits: &Limits) -> Result<(Loaded, Analysis)> {
+/// Scan and analyse: the analysed registry and its report figures.
+pub fn analyse(s: &Settings, limits: &Limits) -> Result<(Loaded, Figures)> {
     // The duration is a measurement reported as such (a metric), never part of a decision.
     let started = std::time::Instant::now();
     let loaded = load(s, false, GraphFindings::List)?;
-    let a = analyse_loaded(&loaded, s, limits, started);
-    Ok((loaded, a))
-}
-
-pub fn analyse_loaded(
-    loaded: &Loaded,
-    s: &Settings,
-    limits: &Limits,
-    started: std::time::Instant,
-) -> Analysis {
-    let g = Graph::new(&loaded.inv);
-    let referenced = g.mark(g.all_revision_roots(), false);
-    let summary = stowage_graph::summary(
-        &g,
-        &referenced,
-        loaded.finding_counts(),
-        s.now,
-        limits.stale_upload_secs,
-    );
-    let u = stowage_graph::usage(&g);
-    let overview = overview::build_with(
-        &g,
-        &u,
-        &referenced,
-        summary,
-        &loaded.inv.findings,
-        s.now,
-        limits,
-    );
-    let repos = stowage_report::metrics::repository_figures(&g, &u, METRICS_TOP_REPOSITORIES);
-    Analysis {
-        overview,
-        repos,
+    let figures = Figures {
+        overview: loaded.overview(limits),
+        repos: loaded.repository_figures(METRICS_TOP_REPOSITORIES),
         seconds: started.elapsed().as_secs_f64(),
-        referenced,
-    }
+    };
+    Ok((loaded, figures))
 }
 
 /// Write a file atomically: a temporary file in the same directory, synced, then renamed
@@ -144,14 +112,14 @@ pub fn run(s: &Settings, a: &ReportArgs) -> Result<i32> {
         ..Limits::default()
     };
     let (loaded, mut an) = analyse(s, &limits)?;
-    let g = Graph::new(&loaded.inv);
+    let g = loaded.graph();
     if let Some(p) = &plan {
         an.overview.plan = Some(stowage_report::plan_view::plan_impact(p, &g).with_context(
             || format!("{}", a.plan.as_deref().unwrap_or(Path::new("")).display()),
         )?);
     }
     if let Some(db) = &a.history {
-        an.overview.history = Some(super::snapshot::record_and_chart(db, &g, &an, s)?);
+        an.overview.history = Some(super::snapshot::record_and_chart(db, &loaded, &an, s)?);
         an.overview.pulls = super::usage::report_section(db, &g, s.now)?;
     }
     let csv = a.csv.clone().unwrap_or_else(|| default_csv(&a.html));
@@ -170,7 +138,7 @@ pub fn run(s: &Settings, a: &ReportArgs) -> Result<i32> {
     });
     atomic_write(&csv, |f| {
         let mut w = std::io::BufWriter::with_capacity(1 << 16, f);
-        stowage_report::overview::write_blob_csv(&g, &an.referenced, &mut w)?;
+        stowage_report::overview::write_blob_csv(&g, loaded.referenced(), &mut w)?;
         use std::io::Write;
         w.flush()?;
         Ok(())

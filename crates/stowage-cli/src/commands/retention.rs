@@ -112,8 +112,8 @@ pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
     }
     let expires = parse_age(&a.expires).context("--expires")?;
     let loaded = load(s, false, GraphFindings::Count)?;
-    loaded.refuse_deleting(s)?;
-    let g = Graph::new(&loaded.inv);
+    super::refuse_deleting(&loaded, s)?;
+    let g = loaded.graph();
     let created = if uses_created(&file) {
         stowage_plan::retention::load_created(&*s.storage, &g)
     } else {

@@ -153,25 +153,17 @@ fn scan(
 ) -> Result<Snapshot> {
     // The duration is a measurement shown as such (a metric), never part of a decision.
     let started = std::time::Instant::now();
-    let mut loaded = load(s, false, GraphFindings::List)?;
-    // The snapshot keeps the findings beside the inventory (the API pages them).
-    let findings = std::mem::take(&mut loaded.inv.findings);
+    let loaded = load(s, false, GraphFindings::List)?;
     let limits = Limits {
         top_blobs: top,
         ..Limits::default()
     };
-    let mut snap = Snapshot::build(
-        loaded.inv,
-        findings,
-        now,
-        &limits,
-        METRICS_TOP_REPOSITORIES,
-        0.0,
-    );
+    let mut snap = Snapshot::build(loaded, &limits, METRICS_TOP_REPOSITORIES, 0.0);
     if let Some(db) = history {
-        let g = stowage_graph::Graph::new(&snap.inv);
-        let u = stowage_graph::usage(&g);
-        let data = stowage_history::snapshot_data(&g, &u, &snap.overview.summary.summary, now);
+        let a = &snap.analysis;
+        let g = a.graph();
+        let data =
+            stowage_history::snapshot_data(&g, a.usage(), &snap.overview.summary.summary, now);
         let mut h = stowage_history::Db::open(db)?;
         h.record(&data)?;
         snap.overview.history = Some(h.series(8)?);

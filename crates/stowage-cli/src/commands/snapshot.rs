@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use stowage_graph::Graph;
 use stowage_history::{Db, snapshot_data};
 use stowage_model::time::human_bytes;
 use stowage_report::overview::{HistorySeries, Limits};
 
-use super::report::{Analysis, analyse};
+use super::Loaded;
+use super::report::{Figures, analyse};
 use crate::settings::Settings;
 
 #[derive(Args, Debug)]
@@ -26,13 +26,17 @@ const CHART_REPOSITORIES: usize = 8;
 /// Record the analysed scan in `db`; return the chart of everything recorded so far.
 pub fn record_and_chart(
     db: &Path,
-    g: &Graph<'_>,
-    an: &Analysis,
+    loaded: &Loaded,
+    an: &Figures,
     s: &Settings,
 ) -> Result<HistorySeries> {
     let mut h = Db::open(db)?;
-    let u = stowage_graph::usage(g);
-    let data = snapshot_data(g, &u, &an.overview.summary.summary, s.now);
+    let data = snapshot_data(
+        &loaded.graph(),
+        loaded.usage(),
+        &an.overview.summary.summary,
+        s.now,
+    );
     h.record(&data)
         .with_context(|| format!("recording the scan in {}", db.display()))?;
     Ok(h.series(CHART_REPOSITORIES)?)
@@ -44,10 +48,13 @@ pub fn run(s: &Settings, a: &SnapshotArgs) -> Result<i32> {
         ..Limits::default()
     };
     let (loaded, an) = analyse(s, &limits)?;
-    let g = Graph::new(&loaded.inv);
-    let u = stowage_graph::usage(&g);
     let mut h = Db::open(&a.db)?;
-    let data = snapshot_data(&g, &u, &an.overview.summary.summary, s.now);
+    let data = snapshot_data(
+        &loaded.graph(),
+        loaded.usage(),
+        &an.overview.summary.summary,
+        s.now,
+    );
     let id = h
         .record(&data)
         .with_context(|| format!("recording the scan in {}", a.db.display()))?;

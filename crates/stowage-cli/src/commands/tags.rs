@@ -24,6 +24,10 @@ struct Document<'a> {
     /// With --db: per tag, its image's last pull.
     #[serde(skip_serializing_if = "Option::is_none")]
     pulls: Option<&'a [TagPull]>,
+    /// Set on a registry whose links are not its metadata (GitLab's metadata database):
+    /// "figures are from filesystem metadata only: <evidence>".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata_database: Option<String>,
 }
 
 /// A tag's image's pulls (the image, and what it references, e.g. an index's children).
@@ -81,7 +85,7 @@ fn kind_label(mt: Option<&str>) -> &'static str {
 
 pub fn run(s: &Settings, a: &TagsArgs) -> Result<i32> {
     let loaded = load(s, false, GraphFindings::Count)?;
-    let inv = &loaded.inv;
+    let inv = loaded.inv();
     let name = a.repository.trim_matches('/');
     let Some(ri) = inv
         .repositories
@@ -104,9 +108,8 @@ pub fn run(s: &Settings, a: &TagsArgs) -> Result<i32> {
         }
         bail!("no repository {name:?}; did you mean {}?", near.join(", "));
     };
-    let g = Graph::new(inv);
-    let u = stowage_graph::usage(&g);
-    let rows = tag_records(&g, &u, ri);
+    let g = loaded.graph();
+    let rows = tag_records(&g, loaded.usage(), ri);
     let pulls = match &a.db {
         Some(db) => Some(tag_pulls(db, &g, name, &rows, s.now)?),
         None => None,
@@ -131,6 +134,7 @@ pub fn run(s: &Settings, a: &TagsArgs) -> Result<i32> {
                 generated_at: s.now,
                 tags: &rows,
                 pulls: pulls.as_deref(),
+                metadata_database: loaded.metadata_database().map(|e| e.label()),
             },
         )?,
         Format::Ndjson => {

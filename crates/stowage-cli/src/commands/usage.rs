@@ -137,10 +137,12 @@ pub fn ingest(g: &GlobalArgs, a: &IngestArgs) -> Result<i32> {
     let filter = a.filter.filter()?;
     let mut db = Db::open(&a.db)?;
     // Tag pulls are resolved against the storage's tag history, scanned now.
+    let mut earliest = None;
     let mut tags = if has_storage(g) {
         let s = Settings::resolve(g)?;
         let loaded = load(&s, false, GraphFindings::Count)?;
-        TagTimeline::from_inventory(&loaded.inv)
+        earliest = stowage_usage::earliest_plausible(loaded.inv(), stowage_serve::SKEW_SECS);
+        TagTimeline::from_inventory(loaded.inv())
     } else {
         eprintln!(
             "warning: no --storage: pulls by tag cannot be attributed to a digest and are recorded as unresolved"
@@ -152,9 +154,13 @@ pub fn ingest(g: &GlobalArgs, a: &IngestArgs) -> Result<i32> {
     }
     tags.finish();
     let started = std::time::Instant::now();
-    // Lines dated in the future (beyond the allowed skew) are rejected and counted.
+    // Lines dated in the future (beyond the allowed skew), or before the registry stored
+    // anything, are rejected and counted.
     let mut ing = Ingest::new(&filter, &tags)
         .reject_after(now.saturating_sub_secs(-stowage_serve::SKEW_SECS));
+    if let Some(e) = earliest {
+        ing = ing.reject_before(e);
+    }
     let files: Vec<PathBuf> = if a.files.is_empty() {
         vec![PathBuf::from("-")]
     } else {
@@ -240,7 +246,7 @@ pub fn ingest(g: &GlobalArgs, a: &IngestArgs) -> Result<i32> {
         st.unparseable,
         if st.too_long + st.rejected > 0 {
             format!(
-                ", {} longer than {} KiB (skipped), {} dated in the future (rejected)",
+                ", {} longer than {} KiB (skipped), {} dated in the future or before the registry's oldest blob (rejected)",
                 st.too_long,
                 stowage_usage::MAX_LINE >> 10,
                 st.rejected
@@ -315,7 +321,7 @@ pub fn run(s: &Settings, a: &UsageArgs) -> Result<i32> {
         bail!("--db FILE is needed: the history database with the pull data");
     };
     let loaded = load(s, false, GraphFindings::Count)?;
-    let g = Graph::new(&loaded.inv);
+    let g = loaded.graph();
     let (v, status) = view(db, &g, s.now)?;
     let mut out = output::stdout();
     match s.format {

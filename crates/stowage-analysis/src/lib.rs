@@ -1,0 +1,226 @@
+//! The analysed registry: one scan, analysed once, that every command and the dashboard use.
+//!
+//! Why a type of its own: the pipeline every command runs (scan, graph, findings, marks,
+//! usage figures, the GitLab metadata-database check) used to be assembled in the binary and
+//! again in the dashboard, with the graph rebuilt per command and per request. Here it is
+//! built once per scan and kept: [`Analysis`] owns the inventory and its
+//! [`GraphIndex`](stowage_graph::GraphIndex), so a [`Graph`] view is free; the reachability
+//! marks and usage figures are computed the first time something asks for them (a `gc` never
+//! pays for usage figures) and then kept. The model is rustic_core's `Repository`: the
+//! library owns the opened, indexed repository; the binary parses arguments, calls one method
+//! and renders.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use stowage_analysis::{Analysis, GraphFindings, Options};
+//! let storage = stowage_storage::FsStorage::open("/var/lib/registry/docker/registry/v2".as_ref())?;
+//! let a = Analysis::scan(&storage, &Default::default(), &Default::default(), &Options::default())?;
+//! println!("{} blobs, {} bytes referenced", a.inv().blobs.len(), a.summary(a.now(), 7 * 86_400).referenced_bytes);
+//! # Ok(()) }
+//! ```
+
+use std::sync::OnceLock;
+
+use stowage_graph::{Graph, GraphIndex, Summary, Usage};
+use stowage_model::finding::{Finding, FindingCounts};
+use stowage_model::inventory::Inventory;
+use stowage_model::time::Timestamp;
+use stowage_plan::metadata_db::{self, Evidence};
+use stowage_report::metrics::RepoFigures;
+use stowage_report::overview::{self, Limits, Overview};
+use stowage_scan::{Progress, ScanError, ScanOptions};
+use stowage_storage::Storage;
+
+/// What the analysis does with the findings that need the graph.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum GraphFindings {
+    /// Add them to the inventory's findings, sorted (commands that show findings).
+    #[default]
+    List,
+    /// Only count them (commands that print totals): no path or message is built, which at
+    /// a million blobs is tens of megabytes of strings nobody reads.
+    Count,
+}
+
+/// How to analyse.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub graph_findings: GraphFindings,
+    /// The registry's config says its links are not its metadata (GitLab's metadata
+    /// database: `stowage_plan::metadata_db`); otherwise the storage's signature is checked.
+    pub metadata_config: Option<Evidence>,
+    /// The present moment of the analysis (`--now`): ages, grace periods, plans.
+    pub now: Timestamp,
+}
+
+/// One scanned and analysed registry.
+pub struct Analysis {
+    inv: Inventory,
+    index: GraphIndex,
+    unlisted: FindingCounts,
+    metadata_database: Option<Evidence>,
+    now: Timestamp,
+    referenced: OnceLock<Vec<bool>>,
+    usage: OnceLock<Usage>,
+}
+
+impl Analysis {
+    /// Scan `storage` and analyse the result.
+    pub fn scan(
+        storage: &dyn Storage,
+        scan: &ScanOptions,
+        progress: &Progress,
+        opts: &Options,
+    ) -> Result<Analysis, ScanError> {
+        Ok(Analysis::new(
+            stowage_scan::scan(storage, scan, progress)?,
+            opts,
+        ))
+    }
+
+    /// Analyse an inventory: build its graph index once, add (or count) the graph's
+    /// integrity findings, and look for GitLab's metadata database.
+    pub fn new(mut inv: Inventory, opts: &Options) -> Analysis {
+        let index = GraphIndex::build(&inv);
+        let mut unlisted = FindingCounts::default();
+        match opts.graph_findings {
+            GraphFindings::List => {
+                let derived = stowage_graph::analyze_findings(&Graph::view(&inv, &index));
+                // One list, not the scan's plus a copy: a collected registry yields a
+                // dangling-link finding per deleted image.
+                inv.findings.reserve_exact(derived.len());
+                inv.findings.extend(derived);
+                inv.findings.sort();
+                inv.findings.dedup();
+            }
+            GraphFindings::Count => {
+                unlisted = stowage_graph::count_findings(&Graph::view(&inv, &index));
+            }
+        }
+        let metadata_database = opts
+            .metadata_config
+            .clone()
+            .or_else(|| metadata_db::signature(&inv));
+        Analysis {
+            inv,
+            index,
+            unlisted,
+            metadata_database,
+            now: opts.now,
+            referenced: OnceLock::new(),
+            usage: OnceLock::new(),
+        }
+    }
+
+    /// The scan, with the graph's findings added when [`GraphFindings::List`].
+    pub fn inv(&self) -> &Inventory {
+        &self.inv
+    }
+
+    /// The reference graph (a view over the kept index: free).
+    pub fn graph(&self) -> Graph<'_> {
+        Graph::view(&self.inv, &self.index)
+    }
+
+    /// The present moment the analysis was made for.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// Per id: some manifest in some repository needs it (marked from every revision link,
+    /// index children and the opaque-manifest rule; referrers not followed).
+    pub fn referenced(&self) -> &[bool] {
+        self.referenced.get_or_init(|| {
+            let g = self.graph();
+            g.mark(g.all_revision_roots(), false)
+        })
+    }
+
+    /// Total, exclusive and shared bytes per repository, namespace and tag.
+    pub fn usage(&self) -> &Usage {
+        self.usage
+            .get_or_init(|| stowage_graph::usage(&self.graph()))
+    }
+
+    /// Every finding, listed or only counted, by severity.
+    pub fn finding_counts(&self) -> FindingCounts {
+        let mut c = FindingCounts::of(&self.inv.findings);
+        c += self.unlisted;
+        c
+    }
+
+    /// The listed findings, sorted (scan and graph).
+    pub fn findings(&self) -> &[Finding] {
+        &self.inv.findings
+    }
+
+    /// Add findings found after the scan (`check --verify-digests` re-hashing blobs); the
+    /// list stays sorted and free of duplicates.
+    pub fn add_findings(&mut self, found: impl IntoIterator<Item = Finding>) {
+        self.inv.findings.extend(found);
+        self.inv.findings.sort();
+        self.inv.findings.dedup();
+    }
+
+    /// Why the storage's links are not this registry's metadata, if they are not: figures
+    /// are then "filesystem metadata only" and nothing may be deleted.
+    pub fn metadata_database(&self) -> Option<&Evidence> {
+        self.metadata_database.as_ref()
+    }
+
+    /// Refuse a deleting plan on a registry whose links are not its metadata. A signature
+    /// alone may be overridden (`--unsafe-ignore-metadata-signature`); a config never.
+    pub fn refuse_deleting(&self, ignore_signature: bool) -> Result<(), Refusal> {
+        match &self.metadata_database {
+            None => Ok(()),
+            Some(Evidence::Signature { .. }) if ignore_signature => Ok(()),
+            Some(e) => Err(Refusal(e.refusal())),
+        }
+    }
+
+    /// The headline figures (`stale_upload_secs`: uploads older than this are stale).
+    pub fn summary(&self, now: Timestamp, stale_upload_secs: i64) -> Summary {
+        stowage_graph::summary(
+            &self.graph(),
+            self.referenced(),
+            self.finding_counts(),
+            now,
+            stale_upload_secs,
+        )
+    }
+
+    /// Every figure of the HTML report, the dashboard and the metrics.
+    pub fn overview(&self, limits: &Limits) -> Overview {
+        let g = self.graph();
+        let summary = self.summary(self.now, limits.stale_upload_secs);
+        let mut ov = overview::build_with(
+            &g,
+            self.usage(),
+            self.referenced(),
+            summary,
+            &self.inv.findings,
+            self.now,
+            limits,
+        );
+        ov.metadata_database = self.metadata_database.as_ref().map(Evidence::label);
+        ov
+    }
+
+    /// Per-repository figures for the metrics: the `top` largest by name, the rest as one.
+    pub fn repository_figures(&self, top: usize) -> RepoFigures {
+        stowage_report::metrics::repository_figures(&self.graph(), self.usage(), top)
+    }
+}
+
+/// A deleting plan refused on a registry whose links are not its metadata; the message says
+/// why and what to use instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(pub String);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refusal {}
