@@ -20,6 +20,8 @@ use crate::values::{Pattern, PatternSet, parse_bytes, parse_duration};
 pub enum Crit {
     Last(u64, usize),
     Calendar(Vec<(Bucket, i64)>, usize),
+    /// Buckets with a window in seconds each (`calendar_within`).
+    CalendarWithin(Vec<(Bucket, i64)>, usize),
     Within(i64),
     OlderThan(i64),
     PulledWithin(i64),
@@ -67,6 +69,8 @@ pub struct RuleC {
     pub time_source: TimeSource,
     pub prerelease: Prerelease,
     pub when: Option<WhenC>,
+    /// Groups span the policy's repositories (`across_repositories: true`).
+    pub across_repositories: bool,
     pub crit: Crit,
     /// Number of counting leaves in `crit`.
     pub counters: usize,
@@ -80,11 +84,31 @@ pub struct PolicyC {
     pub tag_state: TagState,
     pub referrers: ReferrerSelect,
     pub artifact_type: Vec<Pattern>,
+    /// Platform, size, annotation and label selectors.
+    pub facts: FactsC,
     pub keep: Vec<RuleC>,
     pub delete: Vec<RuleC>,
     pub otherwise: Otherwise,
     pub keep_newest: Option<u32>,
     pub allow_empty: Option<bool>,
+}
+
+/// The selectors that look inside images.
+#[derive(Clone, Debug, Default)]
+pub struct FactsC {
+    pub platforms: Vec<Pattern>,
+    pub larger_than: Option<u64>,
+    pub smaller_than: Option<u64>,
+    pub annotations: Vec<(String, Pattern)>,
+    pub labels: Vec<(String, Pattern)>,
+}
+
+impl FactsC {
+    /// Whether the caller must read manifests and configs (`eval::ManifestFacts`):
+    /// annotations, labels, and platforms of single-platform images.
+    pub fn needs_reads(&self) -> bool {
+        !(self.platforms.is_empty() && self.annotations.is_empty() && self.labels.is_empty())
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -124,6 +148,17 @@ pub struct Compiled {
     pub pull_windows: Vec<(String, i64)>,
     /// Whether anything in the policy uses pull data.
     pub uses_pulls: bool,
+    /// What a plan does about recent pulls of images it deletes (`settings.would_break`).
+    pub would_break: WouldBreakAction,
+    /// How far back that check looks (`settings.would_break_window`; `None`: all the data).
+    pub would_break_window: Option<i64>,
+}
+
+impl Compiled {
+    /// Whether evaluating needs [`crate::eval::ManifestFacts`] read from the storage.
+    pub fn needs_facts(&self) -> bool {
+        self.policies.iter().any(|p| p.facts.needs_reads())
+    }
 }
 
 /// Every problem of a policy file.
@@ -192,6 +227,11 @@ pub fn compile(f: &PolicyFile) -> Result<Compiled, PolicyErrors> {
             }),
         })
         .collect();
+    let would_break_window = f.settings.would_break_window.as_ref().and_then(|t| {
+        parse_duration(t)
+            .map_err(|e| errs.push(format!("settings.would_break_window: {e}")))
+            .ok()
+    });
     let p = &f.protections;
     let dur = |what: &str, v: &Option<String>, errs: &mut Vec<String>| -> Option<i64> {
         v.as_ref().and_then(|t| {
@@ -321,6 +361,7 @@ pub fn compile(f: &PolicyFile) -> Result<Compiled, PolicyErrors> {
                     .ok()
             })
             .collect();
+        let facts = compile_facts(&pol.select, &at, &mut errs);
         let captures: BTreeSet<String> = tags
             .include
             .iter()
@@ -339,6 +380,11 @@ pub fn compile(f: &PolicyFile) -> Result<Compiled, PolicyErrors> {
                     errs.push(format!("{rat}.id: empty"));
                 } else if !rule_ids.insert(r.id.clone()) {
                     errs.push(format!("{rat}.id: duplicate rule id in this policy"));
+                }
+                if r.across_repositories && r.group_by.iter().any(|g| g == "repository") {
+                    errs.push(format!(
+                        "{rat}: group_by: [repository] and across_repositories: true contradict each other (counting is per repository unless across_repositories)"
+                    ));
                 }
                 for g in &r.group_by {
                     if g != "repository" && !captures.contains(g) {
@@ -379,6 +425,7 @@ pub fn compile(f: &PolicyFile) -> Result<Compiled, PolicyErrors> {
                         time_source,
                         prerelease: r.prerelease,
                         when,
+                        across_repositories: r.across_repositories,
                         crit,
                         counters,
                     });
@@ -401,6 +448,7 @@ pub fn compile(f: &PolicyFile) -> Result<Compiled, PolicyErrors> {
             tag_state,
             referrers: pol.select.referrers,
             artifact_type,
+            facts,
             keep,
             delete,
             otherwise: pol.otherwise,
@@ -432,7 +480,59 @@ pub fn compile(f: &PolicyFile) -> Result<Compiled, PolicyErrors> {
         pull_sources,
         pull_windows,
         uses_pulls: !pull_uses.is_empty(),
+        would_break: f.settings.would_break,
+        would_break_window,
     })
+}
+
+/// `select.platforms`, `select.size`, `select.annotations`, `select.labels`.
+fn compile_facts(sel: &Select, at: &str, errs: &mut Vec<String>) -> FactsC {
+    let mut f = FactsC::default();
+    for t in &sel.platforms {
+        match Pattern::parse(t) {
+            Ok(p) => f.platforms.push(p),
+            Err(e) => errs.push(format!("{at}.select.platforms: {e}")),
+        }
+    }
+    if let Some(s) = &sel.size {
+        let mut bytes = |what: &str, v: &Option<String>| {
+            v.as_ref().and_then(|t| {
+                parse_bytes(t)
+                    .map_err(|e| errs.push(format!("{at}.select.size.{what}: {e}")))
+                    .ok()
+            })
+        };
+        f.larger_than = bytes("larger_than", &s.larger_than);
+        f.smaller_than = bytes("smaller_than", &s.smaller_than);
+        if s.larger_than.is_none() && s.smaller_than.is_none() {
+            errs.push(format!(
+                "{at}.select.size: empty (larger_than, smaller_than or both)"
+            ));
+        }
+        if let (Some(l), Some(s)) = (f.larger_than, f.smaller_than)
+            && l >= s
+        {
+            errs.push(format!(
+                "{at}.select.size: larger_than {l} and smaller_than {s} select nothing"
+            ));
+        }
+    }
+    for (name, map, out) in [
+        ("annotations", &sel.annotations, &mut f.annotations),
+        ("labels", &sel.labels, &mut f.labels),
+    ] {
+        for (k, v) in map {
+            if k.is_empty() {
+                errs.push(format!("{at}.select.{name}: an empty key"));
+                continue;
+            }
+            match Pattern::parse(v) {
+                Ok(p) => out.push((k.clone(), p)),
+                Err(e) => errs.push(format!("{at}.select.{name}.{k}: {e}")),
+            }
+        }
+    }
+    f
 }
 
 fn no_pull_data(what: &str) -> String {
@@ -573,6 +673,37 @@ fn compile_crit(
         found.push(("calendar", Some(Crit::Calendar(b, *counters))));
         *counters += 1;
     }
+    if let Some(cal) = &c.calendar_within {
+        let mut b = Vec::new();
+        for (k, v) in [
+            (Bucket::Hourly, &cal.hourly),
+            (Bucket::Daily, &cal.daily),
+            (Bucket::Weekly, &cal.weekly),
+            (Bucket::Monthly, &cal.monthly),
+            (Bucket::Quarterly, &cal.quarterly),
+            (Bucket::Yearly, &cal.yearly),
+        ] {
+            if let Some(t) = v {
+                match parse_duration(t) {
+                    Ok(d) if d > 0 => b.push((k, d)),
+                    Ok(_) => errs.push(format!(
+                        "{at}.calendar_within.{}: {t:?} keeps nothing (a window longer than 0)",
+                        k.as_str()
+                    )),
+                    Err(e) => errs.push(format!("{at}.calendar_within.{}: {e}", k.as_str())),
+                }
+            }
+        }
+        if b.is_empty()
+            && errs
+                .iter()
+                .all(|e| !e.starts_with(&format!("{at}.calendar_within")))
+        {
+            errs.push(format!("{at}.calendar_within: no bucket"));
+        }
+        found.push(("calendar_within", Some(Crit::CalendarWithin(b, *counters))));
+        *counters += 1;
+    }
     if let Some(w) = &c.when {
         found.push(("when", compile_when(w, at, captures, errs).map(Crit::When)));
     }
@@ -604,7 +735,7 @@ fn compile_crit(
     match found.len() {
         0 => {
             errs.push(format!(
-                "{at}: no criterion (last, within, older_than, newer_than, calendar, when, all, any, not)"
+                "{at}: no criterion (last, within, older_than, newer_than, pulled_within, not_pulled_within, calendar, calendar_within, when, all, any, not)"
             ));
             None
         }

@@ -27,5 +27,8 @@ pub mod refs;
 pub mod values;
 
 pub use compile::{Compiled, PolicyErrors, compile, parse};
-pub use eval::{Decision, EvalError, Inputs, LoadedSource, Outcome, PullData, evaluate};
+pub use eval::{
+    Decision, EvalError, Inputs, LoadedSource, ManifestFacts, Outcome, PullData, RecentPull,
+    evaluate,
+};
 pub use file::{PolicyFile, json_schema};

@@ -38,6 +38,7 @@ fn count_fields(c: &Criterion) -> Vec<&'static str> {
         pulled_within,
         not_pulled_within,
         calendar,
+        calendar_within,
         all,
         any,
         not

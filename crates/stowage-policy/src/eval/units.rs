@@ -19,6 +19,9 @@ pub(super) struct Unit {
 
 #[derive(Clone, Debug)]
 pub(super) struct Item {
+    /// Repository index.
+    pub(super) repo: u32,
+    /// Unit index in its repository.
     pub(super) unit: usize,
     pub(super) tag: Option<u32>,
     pub(super) captures: Vec<(String, String)>,
@@ -121,28 +124,12 @@ pub(super) fn dedup(v: Vec<String>) -> Vec<String> {
     v.into_iter().filter(|x| seen.insert(x.clone())).collect()
 }
 
-pub(super) fn unit_time(
-    ts: TimeSource,
-    u: &Unit,
-    repo: &Repo<'_>,
-    created: &HashMap<BlobId, Timestamp>,
-    pulled: &HashMap<BlobId, Timestamp>,
-) -> Option<Timestamp> {
-    match ts {
-        TimeSource::Pushed => Some(u.pushed),
-        TimeSource::TagUpdated => u
-            .tags
-            .iter()
-            .filter_map(|&t| repo.tags[t as usize].current.map(|c| c.modified))
-            .max()
-            .or(Some(u.pushed)),
-        TimeSource::Created => created.get(&u.digest).copied(),
-        TimeSource::Pulled => pulled.get(&u.digest).copied(),
-    }
-}
-
-pub(super) fn select_items(g: &Graph<'_>, pol: &PolicyC, repo: &Repo<'_>, ri: usize) -> Vec<Item> {
+/// The items of repository `ri` that policy `pol` selects: one per matching tag of a unit,
+/// or one for an untagged unit.
+pub(super) fn select_items(ctx: &Ctx<'_, '_>, pol: &PolicyC, ri: usize) -> Vec<Item> {
+    let g = ctx.g;
     let inv = g.inv;
+    let repo = &ctx.repos[ri];
     let present: HashSet<BlobId> = inv.repositories[ri]
         .revisions
         .iter()
@@ -160,32 +147,18 @@ pub(super) fn select_items(g: &Graph<'_>, pol: &PolicyC, repo: &Repo<'_>, ri: us
             ReferrerSelect::Any if !u.referrer => continue,
             _ => {}
         }
-        if !pol.artifact_type.is_empty() {
-            let m = g.manifest(u.digest);
-            let mt = m
-                .and_then(|m| inv.extra_of(m))
-                .and_then(|e| e.artifact_type.as_deref().or(e.media_type.as_deref()))
-                .unwrap_or_default();
-            let hit = |p: &crate::values::Pattern| {
-                let word = p.text.trim_start_matches('!');
-                (word == "image" && u.kind == "image")
-                    || (word == "index" && u.kind == "index")
-                    || (!mt.is_empty() && p.matches(mt))
-            };
-            let includes: Vec<_> = pol.artifact_type.iter().filter(|p| !p.negated).collect();
-            let ok = (includes.is_empty() || includes.iter().any(|p| hit(p)))
-                && !pol.artifact_type.iter().filter(|p| p.negated).any(hit);
-            if !ok {
-                continue;
-            }
+        if !artifact_type_matches(g, pol, u) || !facts_match(ctx, pol, u) {
+            continue;
         }
+        let item = |tag, captures| Item {
+            repo: ri as u32,
+            unit: ui,
+            tag,
+            captures,
+        };
         if u.tags.is_empty() {
             if pol.tag_state != TagState::Tagged {
-                items.push(Item {
-                    unit: ui,
-                    tag: None,
-                    captures: Vec::new(),
-                });
+                items.push(item(None, Vec::new()));
             }
             continue;
         }
@@ -200,15 +173,114 @@ pub(super) fn select_items(g: &Graph<'_>, pol: &PolicyC, repo: &Repo<'_>, ri: us
                 pol.tags.captures(name)
             };
             if let Some(captures) = captures {
-                items.push(Item {
-                    unit: ui,
-                    tag: Some(ti),
-                    captures,
-                });
+                items.push(item(Some(ti), captures));
             }
         }
     }
     items
+}
+
+/// `select.artifact_type`: `image`, `index`, or a media-type pattern.
+fn artifact_type_matches(g: &Graph<'_>, pol: &PolicyC, u: &Unit) -> bool {
+    if pol.artifact_type.is_empty() {
+        return true;
+    }
+    let m = g.manifest(u.digest);
+    let mt = m
+        .and_then(|m| g.inv.extra_of(m))
+        .and_then(|e| e.artifact_type.as_deref().or(e.media_type.as_deref()))
+        .unwrap_or_default();
+    let hit = |p: &crate::values::Pattern| {
+        let word = p.text.trim_start_matches('!');
+        (word == "image" && u.kind == "image")
+            || (word == "index" && u.kind == "index")
+            || (!mt.is_empty() && p.matches(mt))
+    };
+    let includes: Vec<_> = pol.artifact_type.iter().filter(|p| !p.negated).collect();
+    (includes.is_empty() || includes.iter().any(|p| hit(p)))
+        && !pol.artifact_type.iter().filter(|p| p.negated).any(hit)
+}
+
+/// An image's platforms: an index's children's (from the index), or a single-platform
+/// image's (from its config, when the caller read it).
+pub(super) fn platforms(ctx: &Ctx<'_, '_>, d: BlobId) -> Vec<String> {
+    let g = ctx.g;
+    let from_index: Vec<String> = g
+        .manifest(d)
+        .and_then(|m| g.inv.extra_of(m))
+        .map(|e| {
+            e.platforms
+                .iter()
+                .flatten()
+                .map(|p| p.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    if !from_index.is_empty() {
+        return from_index;
+    }
+    ctx.facts
+        .get(&d)
+        .and_then(|f| f.platform.clone())
+        .into_iter()
+        .collect()
+}
+
+/// Bytes of everything an image references (manifest, children, configs, layers), each blob
+/// once: what `select.size` compares.
+pub(super) fn image_bytes(g: &Graph<'_>, d: BlobId) -> u64 {
+    let mut seen: HashSet<BlobId> = HashSet::from([d]);
+    let mut stack = vec![d];
+    let mut total = 0;
+    while let Some(x) = stack.pop() {
+        total += g.size(x);
+        for c in g.refs(x) {
+            if seen.insert(c) {
+                stack.push(c);
+            }
+        }
+    }
+    total
+}
+
+/// `select.platforms`, `select.size`, `select.annotations`, `select.labels`: every one given
+/// must hold. A fact that is unknown (an unread config) does not match: the policy leaves
+/// the image alone, which keeps it unless another policy deletes it.
+fn facts_match(ctx: &Ctx<'_, '_>, pol: &PolicyC, u: &Unit) -> bool {
+    let f = &pol.facts;
+    if !f.platforms.is_empty() {
+        let ps = platforms(ctx, u.digest);
+        let hit = |p: &crate::values::Pattern| ps.iter().any(|x| p.matches(x));
+        let includes: Vec<_> = f.platforms.iter().filter(|p| !p.negated).collect();
+        let ok = (includes.is_empty() || includes.iter().any(|p| hit(p)))
+            && !f.platforms.iter().filter(|p| p.negated).any(hit);
+        if ps.is_empty() || !ok {
+            return false;
+        }
+    }
+    if f.larger_than.is_some() || f.smaller_than.is_some() {
+        let size = image_bytes(ctx.g, u.digest);
+        if f.larger_than.is_some_and(|n| size <= n) || f.smaller_than.is_some_and(|n| size >= n) {
+            return false;
+        }
+    }
+    let facts = ctx.facts.get(&u.digest);
+    if facts.is_none() && !(f.annotations.is_empty() && f.labels.is_empty()) {
+        return false; // unread or unreadable: unknown, so not selected
+    }
+    let map_ok = |want: &[(String, crate::values::Pattern)],
+                  have: Option<&BTreeMap<String, String>>| {
+        want.iter().all(|(k, p)| {
+            let v = have.and_then(|h| h.get(k));
+            match v {
+                Some(v) => p.matches(v) != p.negated,
+                // `!pattern` on an absent key: the key does not match the pattern.
+                None => p.negated,
+            }
+        })
+    };
+    map_ok(&f.annotations, facts.map(|x| &x.annotations))
+        && map_ok(&f.labels, facts.map(|x| &x.labels))
 }
 
 /// Cascades and the "nothing a survivor needs" repair, to a fixpoint.
