@@ -156,6 +156,13 @@ pub fn lint(f: &PolicyFile) -> Vec<Lint> {
                         "a pull condition needs pull data and settings.pull_sources is empty: refused at plan time".into(),
                     );
                 }
+                if r.across_repositories && r.group_by.is_empty() {
+                    push(
+                        "across-repositories-ungrouped",
+                        rat.clone(),
+                        "across_repositories without group_by counts every image of the scope together: last: N keeps N images in total, so most repositories keep only what the floor keeps; group by a tag capture (branch, major)".into(),
+                    );
+                }
                 if r.time_source == Some(TimeSource::Created) {
                     push(
                         "config-created-time",
