@@ -154,7 +154,7 @@ pub struct GcArgs {
 
 #[derive(Args, Debug)]
 pub struct ApplyArgs {
-    /// The plan file written by `stowage gc --out`.
+    /// The plan file written by `stowage gc --out` or `stowage plan --policy P -o`.
     pub plan: std::path::PathBuf,
     /// Do not ask for confirmation (needed when stdin is not a terminal).
     #[arg(long)]

@@ -102,7 +102,8 @@ fn the_plan_and_the_apply_recheck_compute_the_same_protections() {
         // Nothing the plan deletes is protected by the re-check.
         for m in &p.manifests {
             assert!(
-                !lp.digests.contains_key(&(m.repository.clone(), m.digest.clone())),
+                !lp.digests
+                    .contains_key(&(m.repository.clone(), m.digest.clone())),
                 "{m:?}"
             );
         }

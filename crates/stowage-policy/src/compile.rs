@@ -152,6 +152,8 @@ pub struct Compiled {
     pub would_break: WouldBreakAction,
     /// How far back that check looks (`settings.would_break_window`; `None`: all the data).
     pub would_break_window: Option<i64>,
+    /// `settings.cosign_repositories`.
+    pub cosign_repos: PatternSet,
 }
 
 impl Compiled {
@@ -232,6 +234,9 @@ pub fn compile(f: &PolicyFile) -> Result<Compiled, PolicyErrors> {
             .map_err(|e| errs.push(format!("settings.would_break_window: {e}")))
             .ok()
     });
+    let cosign_repos = PatternSet::parse(&f.settings.cosign_repositories)
+        .map_err(|e| errs.push(format!("settings.cosign_repositories: {e}")))
+        .unwrap_or_default();
     let p = &f.protections;
     let dur = |what: &str, v: &Option<String>, errs: &mut Vec<String>| -> Option<i64> {
         v.as_ref().and_then(|t| {
@@ -482,6 +487,7 @@ pub fn compile(f: &PolicyFile) -> Result<Compiled, PolicyErrors> {
         uses_pulls: !pull_uses.is_empty(),
         would_break: f.settings.would_break,
         would_break_window,
+        cosign_repos,
     })
 }
 

@@ -114,6 +114,12 @@ pub struct Settings {
     /// How far back that check looks (`30d`); default: all the pull data there is.
     #[serde(default)]
     pub would_break_window: Option<String>,
+    /// Repositories holding signatures and attestations of images stored in other
+    /// repositories (cosign's `COSIGN_REPOSITORY`), as patterns: their `sha256-<hex>.sig`
+    /// tags follow their subject wherever it is linked, and are orphans only when it is
+    /// linked nowhere.
+    #[serde(default)]
+    pub cosign_repositories: Vec<String>,
 }
 
 /// `settings.would_break`.
@@ -182,6 +188,7 @@ impl Default for Settings {
             pull_sources: Vec::new(),
             would_break: WouldBreakAction::Warn,
             would_break_window: None,
+            cosign_repositories: Vec::new(),
         }
     }
 }

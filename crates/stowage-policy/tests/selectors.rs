@@ -376,3 +376,58 @@ fn counting_across_repositories_without_a_group_is_linted() {
         "{codes:?}"
     );
 }
+
+/// A cosign signature tag `sha256-<subject hex>.sig` in `sigs/app`, its subject in
+/// `apps/app`.
+fn cosign_elsewhere(r: &mut Reg, subject: &Written, day: i64) -> Written {
+    let sig = r.push("sigs/app", None, day);
+    let tag = format!("sha256-{}.sig", &subject.digest.to_string()[7..]);
+    r.tag("sigs/app", &tag, &sig, day);
+    sig
+}
+
+#[test]
+fn signatures_in_another_repository_follow_their_subject() {
+    let mut r = Reg::new();
+    let app = r.push("apps/app", Some("1.0"), 0);
+    let gone = r.push("apps/other", None, 0);
+    cosign_elsewhere(&mut r, &app, 0);
+    cosign_elsewhere(&mut r, &gone, 0);
+    let inv = r.scan();
+    // Make `gone`'s subject unlinked: remove its revision from apps/other.
+    drop(inv);
+    std::fs::remove_dir_all(
+        r.t.path(&stowage_layout::revision_link("apps/other", &gone.digest()))
+            .parent()
+            .unwrap(),
+    )
+    .unwrap();
+    let inv = r.scan();
+    let orphans = "    select: {referrers: orphaned}\n";
+    let yaml = |extra: &str| {
+        header("").replace(
+            "protections:",
+            &format!("settings:\n  cosign_repositories: [{extra}]\nprotections:"),
+        ) + "policies:\n  - id: p\n    scope: {repositories: [\"glob:sigs/**\"]}\n"
+            + orphans
+            + "    delete: [{id: old, older_than: 1d}]\n    otherwise: keep\n"
+    };
+    let tag_of = |w: &Written| format!("sigs/app:sha256-{}.sig", &w.digest.to_string()[7..]);
+    // Named as a signature repository: the live subject's signature stays, the orphan goes.
+    for now in [at(0), at(3)] {
+        let o = eval(&inv, &yaml("\"glob:sigs/**\""), now);
+        assert_eq!(tag_decision(&inv, &o, &tag_of(&app)), "keep");
+        let want = if now == at(0) { "keep" } else { "remove" };
+        assert_eq!(tag_decision(&inv, &o, &tag_of(&gone)), want, "{now:?}");
+    }
+    // Not named: both look orphaned here, and the plan says why that may be wrong.
+    let o = eval(&inv, &yaml(""), at(3));
+    assert_eq!(tag_decision(&inv, &o, &tag_of(&app)), "remove");
+    assert!(
+        o.warnings
+            .iter()
+            .any(|w| w.contains("sigs/app") && w.contains("cosign_repositories")),
+        "{:?}",
+        o.warnings
+    );
+}

@@ -228,10 +228,15 @@ pub struct Outcome {
 #[error("{}", .0.join("\n"))]
 pub struct EvalError(pub Vec<String>);
 
-/// The subject of a cosign-style tag `sha256-<hex>.sig|.att|.sbom`.
+/// The subject of a cosign-style tag `sha256-<hex>.sig|.att|.sbom`, or of an OCI 1.1
+/// referrers tag schema tag `sha256-<hex>` (the fallback index listing a subject's referrers
+/// on registries without the referrers API, such as 2.8).
 pub fn cosign_subject(tag: &str) -> Option<Digest> {
     let rest = tag.strip_prefix("sha256-")?;
-    let hex = COSIGN_SUFFIXES.iter().find_map(|s| rest.strip_suffix(s))?;
+    let hex = COSIGN_SUFFIXES
+        .iter()
+        .find_map(|s| rest.strip_suffix(s))
+        .or((rest.len() == 64).then_some(rest))?;
     format!("sha256:{hex}").parse().ok()
 }
 
@@ -244,9 +249,20 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
     let mut out = Outcome::default();
     let mut fatal = Vec::new();
 
-    let repos: Vec<Repo<'_>> = (0..inv.repositories.len())
-        .map(|ri| build_units(g, ri))
+    // Digests linked in any repository: the subjects signatures stored elsewhere
+    // (`COSIGN_REPOSITORY`, `settings.cosign_repositories`) follow.
+    let linked: HashSet<BlobId> = inv
+        .repositories
+        .iter()
+        .flat_map(|r| r.revisions.iter().map(|l| l.target()))
         .collect();
+    let repos: Vec<Repo<'_>> = (0..inv.repositories.len())
+        .map(|ri| {
+            let elsewhere = p.cosign_repos.matches(inv.repositories[ri].name.as_str());
+            build_units(g, ri, elsewhere.then_some(&linked))
+        })
+        .collect();
+    units::signatures_elsewhere(p, g, &repos, &linked, &mut out.warnings);
     // Coverage first: a pull condition looking back further than the data goes is refused,
     // never read as "never pulled".
     let empty_pulls = PullData::default();

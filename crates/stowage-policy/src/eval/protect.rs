@@ -271,6 +271,15 @@ impl Protections {
                 if u.opaque {
                     why("protection/unknown(manifest could not be read or parsed)");
                 }
+                // A signature stored apart from its subject (`settings.cosign_repositories`)
+                // follows it: kept while the subject is linked anywhere.
+                if let (Some(anywhere), Some(subject)) =
+                    (repos[ri as usize].subjects_anywhere, u.subject)
+                    && u.referrer
+                    && anywhere.contains(&subject)
+                {
+                    why("protection/subject(a signature of an image linked in another repository)");
+                }
                 if !repo.complete {
                     why("protection/unknown(repository could not be read completely)");
                 }

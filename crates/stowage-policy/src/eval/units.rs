@@ -31,6 +31,9 @@ pub(super) const COSIGN_SUFFIXES: [&str; 3] = [".sig", ".att", ".sbom"];
 
 pub(super) struct Repo<'a> {
     pub(super) units: Vec<Unit>,
+    /// Signatures here name subjects in any repository (`settings.cosign_repositories`):
+    /// the digests linked anywhere.
+    pub(super) subjects_anywhere: Option<&'a HashSet<BlobId>>,
     pub(super) by_digest: HashMap<BlobId, usize>,
     /// Children (transitively) and referrers of units: digest -> role.
     pub(super) tags: &'a [stowage_model::inventory::Tag],
@@ -40,7 +43,11 @@ pub(super) fn trusted(state: LinkState) -> bool {
     Graph::link_trusted(state) && state != LinkState::Differs
 }
 
-pub(super) fn build_units<'a>(g: &Graph<'a>, ri: usize) -> Repo<'a> {
+pub(super) fn build_units<'a>(
+    g: &Graph<'a>,
+    ri: usize,
+    subjects_anywhere: Option<&'a HashSet<BlobId>>,
+) -> Repo<'a> {
     let inv = g.inv;
     let repo = &inv.repositories[ri];
     let revs: BTreeMap<BlobId, Timestamp> = repo
@@ -114,6 +121,7 @@ pub(super) fn build_units<'a>(g: &Graph<'a>, ri: usize) -> Repo<'a> {
         .collect();
     Repo {
         units,
+        subjects_anywhere,
         by_digest,
         tags: &repo.tags,
     }
@@ -135,13 +143,15 @@ pub(super) fn select_items(ctx: &Ctx<'_, '_>, pol: &PolicyC, ri: usize) -> Vec<I
         .iter()
         .map(|l| l.target())
         .collect();
+    // A signature repository's subjects live in other repositories: orphaned only when the
+    // subject is linked nowhere.
+    let subject_here =
+        |s: BlobId| present.contains(&s) || repo.subjects_anywhere.is_some_and(|a| a.contains(&s));
     let mut items = Vec::new();
     for (ui, u) in repo.units.iter().enumerate() {
         match pol.referrers {
             ReferrerSelect::None if u.referrer => continue,
-            ReferrerSelect::Orphaned
-                if !u.referrer || u.subject.is_some_and(|s| present.contains(&s)) =>
-            {
+            ReferrerSelect::Orphaned if !u.referrer || u.subject.is_some_and(subject_here) => {
                 continue;
             }
             ReferrerSelect::Any if !u.referrer => continue,
@@ -281,6 +291,40 @@ fn facts_match(ctx: &Ctx<'_, '_>, pol: &PolicyC, u: &Unit) -> bool {
     };
     map_ok(&f.annotations, facts.map(|x| &x.annotations))
         && map_ok(&f.labels, facts.map(|x| &x.labels))
+}
+
+/// Repositories that look like `COSIGN_REPOSITORY` targets (cosign-style tags whose subjects
+/// are linked only in other repositories) but are not named in `settings.cosign_repositories`:
+/// their signatures would be orphans to a `referrers: orphaned` policy. Named in a warning for
+/// the operator to confirm, never assumed.
+pub(super) fn signatures_elsewhere(
+    p: &Compiled,
+    g: &Graph<'_>,
+    repos: &[Repo<'_>],
+    linked: &HashSet<BlobId>,
+    warnings: &mut Vec<String>,
+) {
+    let inv = g.inv;
+    for (ri, repo) in repos.iter().enumerate() {
+        let r = &inv.repositories[ri];
+        if repo.subjects_anywhere.is_some() {
+            continue;
+        }
+        let elsewhere = r
+            .tags
+            .iter()
+            .filter_map(|t| cosign_subject(&t.name))
+            .filter_map(|d| inv.id_of(&d))
+            .filter(|s| r.revision(*s).is_none() && linked.contains(s))
+            .count();
+        if elsewhere > 0 {
+            let _ = p;
+            warnings.push(format!(
+                "{}: {elsewhere} signature tag(s) name images stored in other repositories (cosign's COSIGN_REPOSITORY?); name it in settings.cosign_repositories so they follow their subjects instead of counting as orphans",
+                r.name
+            ));
+        }
+    }
 }
 
 /// Cascades and the "nothing a survivor needs" repair, to a fixpoint.
