@@ -209,6 +209,32 @@ fn plans_list_the_recent_pulls_they_would_break() {
         "{table}"
     );
 
+    // What-if over time: the policy at each of the last three days (pull data as of then);
+    // the earlier days' plans delete what was pulled since, so those pulls would have broken.
+    let now = plan["created_at"].as_str().unwrap().to_string();
+    let o = stowage(
+        &storage,
+        &[
+            "--now", &now, "plan", "simulate", "--policy", &p, "--from", "2d", "--every", "1d",
+            "--format", "json",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let sim = json(&o);
+    let days = sim["days"].as_array().unwrap();
+    assert_eq!(days.len(), 3, "{sim}");
+    assert!(days[0]["pulls_broken"].as_u64().unwrap() >= 3, "{sim}");
+    // Its last day is the plan made now (the simulation cannot empty repositories: that
+    // needs --unsafe-allow-empty, so it reports the day blocked, with the same bytes).
+    assert_eq!(
+        days[2]["bytes_freed"], plan["retention"]["bytes"]["reclaimable_after_gc"],
+        "{sim}"
+    );
+    assert_eq!(
+        days[2]["images_deleted"],
+        plan["retention"]["bytes"]["images_deleted"]
+    );
+
     // Deleting only what the scanner pulled: clean, and not blocked.
     let p = policy(
         work.path(),
