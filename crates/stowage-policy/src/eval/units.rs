@@ -327,6 +327,67 @@ pub(super) fn signatures_elsewhere(
     }
 }
 
+/// What the survivors need: index children (by digest, in any repository) and referrers
+/// of a surviving subject (per repository).
+fn needed_by_survivors(
+    g: &Graph<'_>,
+    deleted: &HashSet<(u32, BlobId)>,
+) -> (HashSet<BlobId>, HashSet<(u32, BlobId)>) {
+    let inv = g.inv;
+    // Survivors: every revision not deleted (incl. other repositories, incomplete ones
+    // and opaque manifests). What they need: index children (in any repository: the
+    // registry's GC marks globally, so do we) and referrers of a surviving subject in the
+    // same repository (the referrers API is per repository).
+    let mut needed_global: HashSet<BlobId> = HashSet::new();
+    let mut needed_here: HashSet<(u32, BlobId)> = HashSet::new();
+    let mut stack: Vec<(u32, BlobId)> = Vec::new();
+    let mut visited: HashSet<(u32, BlobId)> = HashSet::new();
+    for (ri, r) in inv.repositories.iter().enumerate() {
+        let ri = ri as u32;
+        for l in &r.revisions {
+            if deleted.contains(&(ri, l.target())) {
+                continue;
+            }
+            stack.push((ri, l.target()));
+            if g.is_opaque(l.target()) {
+                // Could reference anything its repository links.
+                for x in &r.revisions {
+                    needed_here.insert((ri, x.target()));
+                }
+            }
+        }
+        for o in &r.odd_links {
+            if o.kind == stowage_model::inventory::LinkKind::Revision
+                && let Some(id) = o.content.as_ref().and_then(|d| inv.id_of(d))
+            {
+                needed_here.insert((ri, id));
+                stack.push((ri, id));
+            }
+        }
+    }
+    while let Some((ri, x)) = stack.pop() {
+        if !visited.insert((ri, x)) {
+            continue;
+        }
+        let repo = &inv.repositories[ri as usize];
+        for c in g.refs(x) {
+            if g.manifest(c).is_some() {
+                needed_global.insert(c);
+                if repo.revision(c).is_some() {
+                    stack.push((ri, c));
+                }
+            }
+        }
+        for &c in g.referrers(x) {
+            if repo.revision(c).is_some() {
+                needed_here.insert((ri, c));
+                stack.push((ri, c));
+            }
+        }
+    }
+    (needed_global, needed_here)
+}
+
 /// Cascades and the "nothing a survivor needs" repair, to a fixpoint.
 pub(super) fn closure_repair(
     g: &Graph<'_>,
@@ -419,57 +480,7 @@ pub(super) fn closure_repair(
                 }
             }
         }
-        // Survivors: every revision not deleted (incl. other repositories, incomplete ones
-        // and opaque manifests). What they need: index children (in any repository: the
-        // registry's GC marks globally, so do we) and referrers of a surviving subject in the
-        // same repository (the referrers API is per repository).
-        let mut needed_global: HashSet<BlobId> = HashSet::new();
-        let mut needed_here: HashSet<(u32, BlobId)> = HashSet::new();
-        let mut stack: Vec<(u32, BlobId)> = Vec::new();
-        let mut visited: HashSet<(u32, BlobId)> = HashSet::new();
-        for (ri, r) in inv.repositories.iter().enumerate() {
-            let ri = ri as u32;
-            for l in &r.revisions {
-                if deleted.contains(&(ri, l.target())) {
-                    continue;
-                }
-                stack.push((ri, l.target()));
-                if g.is_opaque(l.target()) {
-                    // Could reference anything its repository links.
-                    for x in &r.revisions {
-                        needed_here.insert((ri, x.target()));
-                    }
-                }
-            }
-            for o in &r.odd_links {
-                if o.kind == stowage_model::inventory::LinkKind::Revision
-                    && let Some(id) = o.content.as_ref().and_then(|d| inv.id_of(d))
-                {
-                    needed_here.insert((ri, id));
-                    stack.push((ri, id));
-                }
-            }
-        }
-        while let Some((ri, x)) = stack.pop() {
-            if !visited.insert((ri, x)) {
-                continue;
-            }
-            let repo = &inv.repositories[ri as usize];
-            for c in g.refs(x) {
-                if g.manifest(c).is_some() {
-                    needed_global.insert(c);
-                    if repo.revision(c).is_some() {
-                        stack.push((ri, c));
-                    }
-                }
-            }
-            for &c in g.referrers(x) {
-                if repo.revision(c).is_some() {
-                    needed_here.insert((ri, c));
-                    stack.push((ri, c));
-                }
-            }
-        }
+        let (needed_global, needed_here) = needed_by_survivors(g, &deleted);
         let is_needed =
             |ri: u32, d: BlobId| needed_global.contains(&d) || needed_here.contains(&(ri, d));
         let mut changed = false;
