@@ -154,7 +154,7 @@ pub struct GcArgs {
 
 #[derive(Args, Debug)]
 pub struct ApplyArgs {
-    /// The plan file written by `stowage gc --out`.
+    /// The plan file written by `stowage gc --out` or `stowage plan --policy P -o`.
     pub plan: std::path::PathBuf,
     /// Do not ask for confirmation (needed when stdin is not a terminal).
     #[arg(long)]
@@ -347,12 +347,49 @@ pub struct PlanArgs {
     /// How long the plan stays valid; apply refuses an older plan.
     #[arg(long, default_value = "24h", value_name = "DURATION")]
     pub expires: String,
+    /// Check the plan against the pull data in this history database (recent pulls it would
+    /// break), when the policy names no `settings.pull_sources`.
+    #[arg(long, value_name = "DB")]
+    pub pulls: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum PlanCommand {
     /// Summarise a plan file: per repository, per rule, bytes, blocked rails.
     Show { plan: PathBuf },
+    /// Which recent pulls a plan (retention or `gc -m`) would have made fail.
+    Replay(PlanReplayArgs),
+    /// Evaluate a policy at each day of the pull history: bytes it would have freed and pulls
+    /// it would have broken per day.
+    Simulate(PlanSimulateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PlanReplayArgs {
+    /// The plan file (`stowage plan -o`, `stowage gc --out`).
+    pub plan: PathBuf,
+    /// The history database with the pull data (`stowage usage ingest --db`).
+    #[arg(long, value_name = "DB")]
+    pub db: PathBuf,
+    /// How far back from now (`--now`) to replay pulls (`90d`); default: all the data.
+    #[arg(long, value_name = "DURATION")]
+    pub from: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanSimulateArgs {
+    /// The retention policy to try.
+    #[arg(long, value_name = "FILE")]
+    pub policy: PathBuf,
+    /// The history database with the pull data (default: the policy's pull source).
+    #[arg(long, value_name = "DB")]
+    pub db: Option<PathBuf>,
+    /// How far back from now to start (`90d`).
+    #[arg(long, default_value = "30d", value_name = "DURATION")]
+    pub from: String,
+    /// The step between simulated days (`1d`).
+    #[arg(long, default_value = "1d", value_name = "DURATION")]
+    pub every: String,
 }
 
 #[derive(Subcommand, Debug)]

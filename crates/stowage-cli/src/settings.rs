@@ -307,6 +307,15 @@ fn open_object_store(
 }
 
 /// Parse an age like `30d`, `12h`, `90m`, `1w` into seconds.
+/// `--now` (RFC 3339), or the clock: for commands that need no storage.
+pub fn resolve_now(g: &crate::args::GlobalArgs) -> Result<Timestamp> {
+    Ok(match &g.now {
+        Some(s) => Timestamp::parse_rfc3339(s)
+            .with_context(|| format!("--now {s:?} is not an RFC 3339 time"))?,
+        None => Timestamp::from_system_time(std::time::SystemTime::now()),
+    })
+}
+
 pub fn parse_age(s: &str) -> Result<i64> {
     let d = humantime::parse_duration(s.trim())
         .with_context(|| format!("{s:?} is not a duration (try 30d, 12h, 1w)"))?;

@@ -161,6 +161,19 @@ pub struct PullRecord {
     pub pulls: u64,
 }
 
+/// Pulls of one reference (a tag or a digest, as requested) served as one manifest, on one
+/// UTC day.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PullByReference {
+    pub repository: String,
+    pub reference: String,
+    pub digest: String,
+    pub last_pulled: Timestamp,
+    pub pulls: u64,
+    /// The last pull's user, user agent and address, as recorded.
+    pub client: String,
+}
+
 /// [`PullRecord`] with the split by method, for views.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PullDetail {
@@ -420,6 +433,50 @@ impl Db {
             data_ends,
             pulls,
         })
+    }
+
+    /// Counted pulls (scanners and ignored clients excluded, digest known, successful) at or
+    /// after `since`, one row per (repository, reference as requested, digest, UTC day), with
+    /// the day's last pull time and client: what a plan's would-break check replays, and what
+    /// `plan simulate` cuts at each simulated day.
+    pub fn pulls_by_reference(
+        &self,
+        since: Timestamp,
+    ) -> Result<Vec<PullByReference>, HistoryError> {
+        if self.version()? < 2 {
+            return Ok(Vec::new());
+        }
+        // SQLite takes the bare columns of a row with max() from that row: the last pull's
+        // client.
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT repository, reference, digest, max(at_ns), count(*), user_agent, remote_addr, user_name
+                 FROM usage_event
+                 WHERE action = 'pull' AND ignored IS NULL AND digest IS NOT NULL
+                   AND (status IS NULL OR (status >= 200 AND status < 300)) AND at_ns >= ?1
+                 GROUP BY repository, reference, digest, at_ns / 86400000000000
+                 ORDER BY repository, reference, digest, 4",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([since.0], |r| {
+                let client: Vec<String> = [r.get::<_, Option<String>>(7)?, r.get(5)?, r.get(6)?]
+                    .into_iter()
+                    .flatten()
+                    .filter(|x| !x.is_empty())
+                    .collect();
+                Ok(PullByReference {
+                    repository: r.get(0)?,
+                    reference: r.get(1)?,
+                    digest: r.get(2)?,
+                    last_pulled: ts_ns(r.get(3)?),
+                    pulls: r.get::<_, i64>(4)? as u64,
+                    client: client.join(" "),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     /// Tags set by pushes the store saw (from notifications: they carry tag and digest), for

@@ -12,6 +12,11 @@
 //!   blobs, uploads, empty directories), and writes an append-only journal so an interrupted
 //!   apply can be resumed. With a quarantine directory it moves instead of deleting, and
 //!   [`quarantine::restore`] puts everything back.
+//! - [`retention`]: a policy's evaluation turned into a plan; [`retention::pipeline`] is the
+//!   one function the plan and apply's protection re-check both call.
+//! - [`replay`]: the recent pulls a plan would break; [`simulate`]: a policy evaluated at
+//!   each day of a history, with the bytes it would have freed and the pulls it would have
+//!   broken.
 //! - [`metadata_db`]: registries whose link files are not their metadata (GitLab's metadata
 //!   database): every deleting plan, and apply, is refused there.
 
@@ -24,7 +29,9 @@ pub mod keys;
 pub mod metadata_db;
 pub mod plan;
 pub mod quarantine;
+pub mod replay;
 pub mod retention;
+pub mod simulate;
 
 pub use gc::GcOptions;
 pub use plan::Plan;

@@ -143,12 +143,17 @@ pub struct Plan {
     pub manifests_kept_unlike_registry: Vec<KeptManifest>,
     /// Reasons some deletions were not planned at all (incomplete scan...).
     pub blocked: Vec<String>,
-    /// Retention plans: tags to remove, in order, before any manifest.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Retention plans: tags to remove, in order, before any manifest (always written, empty
+    /// for other plans: a plan document has every top-level array).
+    #[serde(default)]
     pub tags: Vec<TagAction>,
     /// Retention plans: the policy, every decision with its reasons, and the byte accounting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Box<crate::retention::Retention>>,
+    /// Recent pulls the plan would break (`crate::replay`); a plan made without pull data
+    /// says so here.
+    #[serde(default)]
+    pub would_break: crate::replay::WouldBreak,
 }
 
 impl Plan {
@@ -267,6 +272,7 @@ mod tests {
             blocked: vec![],
             tags: vec![],
             retention: None,
+            would_break: Default::default(),
         }
     }
 

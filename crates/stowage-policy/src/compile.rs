@@ -10,6 +10,8 @@ use std::collections::BTreeSet;
 
 use stowage_model::time::Timestamp;
 
+pub use crate::facts::FactsC;
+use crate::facts::compile_facts;
 use crate::file::*;
 use crate::refs::{ImageRef, parse_ref};
 use crate::values::{Pattern, PatternSet, parse_bytes, parse_duration};
@@ -20,6 +22,8 @@ use crate::values::{Pattern, PatternSet, parse_bytes, parse_duration};
 pub enum Crit {
     Last(u64, usize),
     Calendar(Vec<(Bucket, i64)>, usize),
+    /// Buckets with a window in seconds each (`calendar_within`).
+    CalendarWithin(Vec<(Bucket, i64)>, usize),
     Within(i64),
     OlderThan(i64),
     PulledWithin(i64),
@@ -67,6 +71,8 @@ pub struct RuleC {
     pub time_source: TimeSource,
     pub prerelease: Prerelease,
     pub when: Option<WhenC>,
+    /// Groups span the policy's repositories (`across_repositories: true`).
+    pub across_repositories: bool,
     pub crit: Crit,
     /// Number of counting leaves in `crit`.
     pub counters: usize,
@@ -80,6 +86,8 @@ pub struct PolicyC {
     pub tag_state: TagState,
     pub referrers: ReferrerSelect,
     pub artifact_type: Vec<Pattern>,
+    /// Platform, size, annotation and label selectors.
+    pub facts: FactsC,
     pub keep: Vec<RuleC>,
     pub delete: Vec<RuleC>,
     pub otherwise: Otherwise,
@@ -124,6 +132,19 @@ pub struct Compiled {
     pub pull_windows: Vec<(String, i64)>,
     /// Whether anything in the policy uses pull data.
     pub uses_pulls: bool,
+    /// What a plan does about recent pulls of images it deletes (`settings.would_break`).
+    pub would_break: WouldBreakAction,
+    /// How far back that check looks (`settings.would_break_window`; `None`: all the data).
+    pub would_break_window: Option<i64>,
+    /// `settings.cosign_repositories`.
+    pub cosign_repos: PatternSet,
+}
+
+impl Compiled {
+    /// Whether evaluating needs [`crate::eval::ManifestFacts`] read from the storage.
+    pub fn needs_facts(&self) -> bool {
+        self.policies.iter().any(|p| p.facts.needs_reads())
+    }
 }
 
 /// Every problem of a policy file.
@@ -192,7 +213,68 @@ pub fn compile(f: &PolicyFile) -> Result<Compiled, PolicyErrors> {
             }),
         })
         .collect();
+    let would_break_window = f.settings.would_break_window.as_ref().and_then(|t| {
+        parse_duration(t)
+            .map_err(|e| errs.push(format!("settings.would_break_window: {e}")))
+            .ok()
+    });
+    let cosign_repos = PatternSet::parse(&f.settings.cosign_repositories)
+        .map_err(|e| errs.push(format!("settings.cosign_repositories: {e}")))
+        .unwrap_or_default();
     let p = &f.protections;
+    let ProtectionsC {
+        grace,
+        in_use_max_age,
+        pins,
+        immutable,
+        max_bytes,
+    } = compile_protections(p, &mut errs);
+
+    let mut ids = BTreeSet::new();
+    let mut policies = Vec::new();
+    for (i, pol) in f.policies.iter().enumerate() {
+        policies.push(compile_policy(f, i, pol, &mut ids, &mut errs));
+    }
+    if !errs.is_empty() {
+        return Err(PolicyErrors(errs));
+    }
+    Ok(Compiled {
+        name: f.metadata.name.clone(),
+        time_source: f.settings.time_source,
+        relative_to: f.settings.relative_to,
+        tz,
+        missing_time: f.settings.missing_time,
+        untag: f.settings.untag,
+        keep_newest: p.keep_newest_per_repository,
+        allow_empty: p.allow_empty_repository,
+        in_use: p.in_use.clone(),
+        in_use_max_age,
+        pins,
+        immutable,
+        grace,
+        max_images: p.limits.max_images_deleted,
+        max_bytes,
+        max_fraction: p.limits.max_fraction_per_repository,
+        policies,
+        pull_sources,
+        pull_windows,
+        uses_pulls: !pull_uses.is_empty(),
+        would_break: f.settings.would_break,
+        would_break_window,
+        cosign_repos,
+    })
+}
+
+/// The protections' values that need checking.
+struct ProtectionsC {
+    grace: i64,
+    in_use_max_age: Option<i64>,
+    pins: Vec<PinC>,
+    immutable: PatternSet,
+    max_bytes: Option<u64>,
+}
+
+fn compile_protections(p: &Protections, errs: &mut Vec<String>) -> ProtectionsC {
     let dur = |what: &str, v: &Option<String>, errs: &mut Vec<String>| -> Option<i64> {
         v.as_ref().and_then(|t| {
             parse_duration(t)
@@ -200,11 +282,11 @@ pub fn compile(f: &PolicyFile) -> Result<Compiled, PolicyErrors> {
                 .ok()
         })
     };
-    let grace = dur("protections.grace_period", &p.grace_period, &mut errs).unwrap_or(0);
+    let grace = dur("protections.grace_period", &p.grace_period, errs).unwrap_or(0);
     let in_use_max_age = p
         .in_use
         .as_ref()
-        .and_then(|u| dur("protections.in_use.max_age", &u.max_age, &mut errs));
+        .and_then(|u| dur("protections.in_use.max_age", &u.max_age, errs));
     if let Some(u) = &p.in_use {
         if u.sources.is_empty() {
             errs.push("protections.in_use.sources: empty".into());
@@ -269,170 +351,190 @@ pub fn compile(f: &PolicyFile) -> Result<Compiled, PolicyErrors> {
         ));
     }
 
-    let mut ids = BTreeSet::new();
-    let mut policies = Vec::new();
-    for (i, pol) in f.policies.iter().enumerate() {
-        let at = if pol.id.is_empty() {
-            format!("policies[{i}]")
-        } else {
-            format!("policies[{}]", pol.id)
-        };
-        if pol.id.is_empty() {
-            errs.push(format!("{at}.id: empty"));
-        } else if !ids.insert(pol.id.clone()) {
-            errs.push(format!("{at}.id: duplicate policy id"));
-        }
-        let scope = match PatternSet::parse(&pol.scope.repositories) {
-            Ok(s) if s.is_empty() => {
-                errs.push(format!(
-                    "{at}.scope.repositories: no include pattern (write glob:** for every repository)"
-                ));
-                s
-            }
-            Ok(s) => s,
-            Err(e) => {
-                errs.push(format!("{at}.scope.repositories: {e}"));
-                PatternSet::default()
-            }
-        };
-        let tags = PatternSet::parse(&pol.select.tags)
-            .map_err(|e| errs.push(format!("{at}.select.tags: {e}")))
-            .unwrap_or_default();
-        let tag_state = pol
-            .select
-            .tag_state
-            .unwrap_or(if pol.select.tags.is_empty() {
-                TagState::Any
-            } else {
-                TagState::Tagged
-            });
-        if !pol.select.tags.is_empty() && tag_state == TagState::Untagged {
-            errs.push(format!(
-                "{at}.select: tags and tag_state: untagged together select nothing"
-            ));
-        }
-        let artifact_type = pol
-            .select
-            .artifact_type
-            .iter()
-            .filter_map(|t| {
-                Pattern::parse(t)
-                    .map_err(|e| errs.push(format!("{at}.select.artifact_type: {e}")))
-                    .ok()
-            })
-            .collect();
-        let captures: BTreeSet<String> = tags
-            .include
-            .iter()
-            .flat_map(|p| p.capture_names())
-            .collect();
-        let mut rule_ids = BTreeSet::new();
-        let mut rules = |list: &[Rule], which: &str, errs: &mut Vec<String>| -> Vec<RuleC> {
-            let mut out = Vec::new();
-            for (j, r) in list.iter().enumerate() {
-                let rat = if r.id.is_empty() {
-                    format!("{at}.{which}[{j}]")
-                } else {
-                    format!("{at}.{which}[{}]", r.id)
-                };
-                if r.id.is_empty() {
-                    errs.push(format!("{rat}.id: empty"));
-                } else if !rule_ids.insert(r.id.clone()) {
-                    errs.push(format!("{rat}.id: duplicate rule id in this policy"));
-                }
-                for g in &r.group_by {
-                    if g != "repository" && !captures.contains(g) {
-                        errs.push(format!(
-                            "{rat}.group_by: {g:?} is not a named capture of select.tags (captures: {})",
-                            if captures.is_empty() {
-                                "none".to_string()
-                            } else {
-                                captures.iter().cloned().collect::<Vec<_>>().join(", ")
-                            }
-                        ));
-                    }
-                }
-                let order_by = r.order_by.unwrap_or(OrderBy::Time);
-                let time_source = r.time_source.unwrap_or(f.settings.time_source);
-                let when = r
-                    .when
-                    .as_ref()
-                    .and_then(|w| compile_when(w, &rat, &captures, errs));
-                let mut counters = 0;
-                let c = r.criterion();
-                // A rule with only `when:` keeps (or deletes) whatever it matches.
-                let (crit, when) = if c == Criterion::default() && when.is_some() {
-                    (when.map(Crit::When), None)
-                } else {
-                    (compile_crit(&c, &rat, &captures, &mut counters, errs), when)
-                };
-                if let Some(crit) = crit {
-                    out.push(RuleC {
-                        id: r.id.clone(),
-                        group_by: r
-                            .group_by
-                            .iter()
-                            .filter(|g| *g != "repository")
-                            .cloned()
-                            .collect(),
-                        order_by,
-                        time_source,
-                        prerelease: r.prerelease,
-                        when,
-                        crit,
-                        counters,
-                    });
-                }
-            }
-            out
-        };
-        let keep = rules(&pol.keep, "keep", &mut errs);
-        let delete = rules(&pol.delete, "delete", &mut errs);
-        if pol.keep.is_empty() && pol.delete.is_empty() && pol.otherwise == Otherwise::Keep {
-            errs.push(format!(
-                "{at}: no keep rule, no delete rule and otherwise: keep: this policy does nothing"
-            ));
-        }
-        let ov = pol.overrides.clone().unwrap_or_default();
-        policies.push(PolicyC {
-            id: pol.id.clone(),
-            scope,
-            tags,
-            tag_state,
-            referrers: pol.select.referrers,
-            artifact_type,
-            keep,
-            delete,
-            otherwise: pol.otherwise,
-            keep_newest: ov.keep_newest_per_repository,
-            allow_empty: ov.allow_empty_repository,
-        });
-    }
-    if !errs.is_empty() {
-        return Err(PolicyErrors(errs));
-    }
-    Ok(Compiled {
-        name: f.metadata.name.clone(),
-        time_source: f.settings.time_source,
-        relative_to: f.settings.relative_to,
-        tz,
-        missing_time: f.settings.missing_time,
-        untag: f.settings.untag,
-        keep_newest: p.keep_newest_per_repository,
-        allow_empty: p.allow_empty_repository,
-        in_use: p.in_use.clone(),
+    ProtectionsC {
+        grace,
         in_use_max_age,
         pins,
         immutable,
-        grace,
-        max_images: p.limits.max_images_deleted,
         max_bytes,
-        max_fraction: p.limits.max_fraction_per_repository,
-        policies,
-        pull_sources,
-        pull_windows,
-        uses_pulls: !pull_uses.is_empty(),
-    })
+    }
+}
+
+/// One policy of the file, compiled; problems go to `errs`, named by where they are.
+fn compile_policy(
+    f: &PolicyFile,
+    i: usize,
+    pol: &Policy,
+    ids: &mut BTreeSet<String>,
+    errs: &mut Vec<String>,
+) -> PolicyC {
+    let at = if pol.id.is_empty() {
+        format!("policies[{i}]")
+    } else {
+        format!("policies[{}]", pol.id)
+    };
+    if pol.id.is_empty() {
+        errs.push(format!("{at}.id: empty"));
+    } else if !ids.insert(pol.id.clone()) {
+        errs.push(format!("{at}.id: duplicate policy id"));
+    }
+    let scope = match PatternSet::parse(&pol.scope.repositories) {
+        Ok(s) if s.is_empty() => {
+            errs.push(format!(
+                "{at}.scope.repositories: no include pattern (write glob:** for every repository)"
+            ));
+            s
+        }
+        Ok(s) => s,
+        Err(e) => {
+            errs.push(format!("{at}.scope.repositories: {e}"));
+            PatternSet::default()
+        }
+    };
+    let tags = PatternSet::parse(&pol.select.tags)
+        .map_err(|e| errs.push(format!("{at}.select.tags: {e}")))
+        .unwrap_or_default();
+    let tag_state = pol
+        .select
+        .tag_state
+        .unwrap_or(if pol.select.tags.is_empty() {
+            TagState::Any
+        } else {
+            TagState::Tagged
+        });
+    if !pol.select.tags.is_empty() && tag_state == TagState::Untagged {
+        errs.push(format!(
+            "{at}.select: tags and tag_state: untagged together select nothing"
+        ));
+    }
+    let artifact_type = pol
+        .select
+        .artifact_type
+        .iter()
+        .filter_map(|t| {
+            Pattern::parse(t)
+                .map_err(|e| errs.push(format!("{at}.select.artifact_type: {e}")))
+                .ok()
+        })
+        .collect();
+    let facts = compile_facts(&pol.select, &at, errs);
+    let captures: BTreeSet<String> = tags
+        .include
+        .iter()
+        .flat_map(|p| p.capture_names())
+        .collect();
+    let mut rule_ids = BTreeSet::new();
+    let ctx = RulesCtx {
+        at: &at,
+        captures: &captures,
+        time_source: f.settings.time_source,
+    };
+    let keep = compile_rules(&ctx, &pol.keep, "keep", &mut rule_ids, errs);
+    let delete = compile_rules(&ctx, &pol.delete, "delete", &mut rule_ids, errs);
+    if pol.keep.is_empty() && pol.delete.is_empty() && pol.otherwise == Otherwise::Keep {
+        errs.push(format!(
+            "{at}: no keep rule, no delete rule and otherwise: keep: this policy does nothing"
+        ));
+    }
+    let ov = pol.overrides.clone().unwrap_or_default();
+    PolicyC {
+        id: pol.id.clone(),
+        scope,
+        tags,
+        tag_state,
+        referrers: pol.select.referrers,
+        artifact_type,
+        facts,
+        keep,
+        delete,
+        otherwise: pol.otherwise,
+        keep_newest: ov.keep_newest_per_repository,
+        allow_empty: ov.allow_empty_repository,
+    }
+}
+
+/// Where a policy's rules are compiled: its location and the captures of its tags.
+struct RulesCtx<'a> {
+    at: &'a str,
+    captures: &'a BTreeSet<String>,
+    time_source: TimeSource,
+}
+
+/// The keep or delete rules of a policy.
+fn compile_rules(
+    ctx: &RulesCtx<'_>,
+    list: &[Rule],
+    which: &str,
+    rule_ids: &mut BTreeSet<String>,
+    errs: &mut Vec<String>,
+) -> Vec<RuleC> {
+    let at = ctx.at;
+    let mut out = Vec::new();
+    for (j, r) in list.iter().enumerate() {
+        let rat = if r.id.is_empty() {
+            format!("{at}.{which}[{j}]")
+        } else {
+            format!("{at}.{which}[{}]", r.id)
+        };
+        if r.id.is_empty() {
+            errs.push(format!("{rat}.id: empty"));
+        } else if !rule_ids.insert(r.id.clone()) {
+            errs.push(format!("{rat}.id: duplicate rule id in this policy"));
+        }
+        if r.across_repositories && r.group_by.iter().any(|g| g == "repository") {
+            errs.push(format!(
+                "{rat}: group_by: [repository] and across_repositories: true contradict each other (counting is per repository unless across_repositories)"
+            ));
+        }
+        for g in &r.group_by {
+            if g != "repository" && !ctx.captures.contains(g) {
+                errs.push(format!(
+                    "{rat}.group_by: {g:?} is not a named capture of select.tags (captures: {})",
+                    if ctx.captures.is_empty() {
+                        "none".to_string()
+                    } else {
+                        ctx.captures.iter().cloned().collect::<Vec<_>>().join(", ")
+                    }
+                ));
+            }
+        }
+        let order_by = r.order_by.unwrap_or(OrderBy::Time);
+        let time_source = r.time_source.unwrap_or(ctx.time_source);
+        let when = r
+            .when
+            .as_ref()
+            .and_then(|w| compile_when(w, &rat, ctx.captures, errs));
+        let mut counters = 0;
+        let c = r.criterion();
+        // A rule with only `when:` keeps (or deletes) whatever it matches.
+        let (crit, when) = if c == Criterion::default() && when.is_some() {
+            (when.map(Crit::When), None)
+        } else {
+            (
+                compile_crit(&c, &rat, ctx.captures, &mut counters, errs),
+                when,
+            )
+        };
+        if let Some(crit) = crit {
+            out.push(RuleC {
+                id: r.id.clone(),
+                group_by: r
+                    .group_by
+                    .iter()
+                    .filter(|g| *g != "repository")
+                    .cloned()
+                    .collect(),
+                order_by,
+                time_source,
+                prerelease: r.prerelease,
+                when,
+                across_repositories: r.across_repositories,
+                crit,
+                counters,
+            });
+        }
+    }
+    out
 }
 
 fn no_pull_data(what: &str) -> String {
@@ -573,6 +675,37 @@ fn compile_crit(
         found.push(("calendar", Some(Crit::Calendar(b, *counters))));
         *counters += 1;
     }
+    if let Some(cal) = &c.calendar_within {
+        let mut b = Vec::new();
+        for (k, v) in [
+            (Bucket::Hourly, &cal.hourly),
+            (Bucket::Daily, &cal.daily),
+            (Bucket::Weekly, &cal.weekly),
+            (Bucket::Monthly, &cal.monthly),
+            (Bucket::Quarterly, &cal.quarterly),
+            (Bucket::Yearly, &cal.yearly),
+        ] {
+            if let Some(t) = v {
+                match parse_duration(t) {
+                    Ok(d) if d > 0 => b.push((k, d)),
+                    Ok(_) => errs.push(format!(
+                        "{at}.calendar_within.{}: {t:?} keeps nothing (a window longer than 0)",
+                        k.as_str()
+                    )),
+                    Err(e) => errs.push(format!("{at}.calendar_within.{}: {e}", k.as_str())),
+                }
+            }
+        }
+        if b.is_empty()
+            && errs
+                .iter()
+                .all(|e| !e.starts_with(&format!("{at}.calendar_within")))
+        {
+            errs.push(format!("{at}.calendar_within: no bucket"));
+        }
+        found.push(("calendar_within", Some(Crit::CalendarWithin(b, *counters))));
+        *counters += 1;
+    }
     if let Some(w) = &c.when {
         found.push(("when", compile_when(w, at, captures, errs).map(Crit::When)));
     }
@@ -604,7 +737,7 @@ fn compile_crit(
     match found.len() {
         0 => {
             errs.push(format!(
-                "{at}: no criterion (last, within, older_than, newer_than, calendar, when, all, any, not)"
+                "{at}: no criterion (last, within, older_than, newer_than, pulled_within, not_pulled_within, calendar, calendar_within, when, all, any, not)"
             ));
             None
         }

@@ -106,6 +106,43 @@ pub struct Settings {
     /// Where pull data comes from (`time_source: pulled`, `pulled_within`, `not_pulled_within`).
     #[serde(default)]
     pub pull_sources: Vec<PullSource>,
+    /// What a plan does when it deletes (or untags) images pulled recently, by tag or by
+    /// digest (the pull data of `pull_sources`, or `stowage plan --pulls DB`): `warn`
+    /// (default: the plan lists them), `block` (the plan is blocked), or `accept`.
+    #[serde(default)]
+    pub would_break: WouldBreakAction,
+    /// How far back that check looks (`30d`); default: all the pull data there is.
+    #[serde(default)]
+    pub would_break_window: Option<String>,
+    /// Repositories holding signatures and attestations of images stored in other
+    /// repositories (cosign's `COSIGN_REPOSITORY`), as patterns: their `sha256-<hex>.sig`
+    /// tags follow their subject wherever it is linked, and are orphans only when it is
+    /// linked nowhere.
+    #[serde(default)]
+    pub cosign_repositories: Vec<String>,
+}
+
+/// `settings.would_break`.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WouldBreakAction {
+    /// The plan lists the pulls it would break and says so in its warnings.
+    #[default]
+    Warn,
+    /// A plan that would break a recent pull is blocked (apply refuses it).
+    Block,
+    /// Listed in the plan, no warning: the operator has decided these images may go.
+    Accept,
+}
+
+impl WouldBreakAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WouldBreakAction::Warn => "warn",
+            WouldBreakAction::Block => "block",
+            WouldBreakAction::Accept => "accept",
+        }
+    }
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -149,6 +186,9 @@ impl Default for Settings {
             missing_time: MissingTime::Keep,
             untag: true,
             pull_sources: Vec::new(),
+            would_break: WouldBreakAction::Warn,
+            would_break_window: None,
+            cosign_repositories: Vec::new(),
         }
     }
 }
@@ -341,6 +381,32 @@ pub struct Select {
     /// `image`, `index`, or a media-type glob (`application/vnd.cncf.helm.*`).
     #[serde(default)]
     pub artifact_type: Vec<String>,
+    /// Platform patterns (`linux/amd64`, `linux/arm/*`, `!windows/*`): an index is selected
+    /// when one of its children's platforms matches, a single-platform image by its config's
+    /// `os/architecture[/variant]`. An image whose platform is unknown is not selected.
+    #[serde(default)]
+    pub platforms: Vec<String>,
+    /// By the bytes an image references (manifest, children, configs, layers; shared or not).
+    #[serde(default)]
+    pub size: Option<SizeSelect>,
+    /// Manifest (or index) annotations: key -> pattern; every one must match. `!pattern`
+    /// also matches an image without the key.
+    #[serde(default)]
+    pub annotations: std::collections::BTreeMap<String, String>,
+    /// OCI labels of the image config (`config.Labels`; an index: any platform's): key ->
+    /// pattern, as `annotations`.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// Size bounds (`500MB`, `2GiB`, or bytes); both given: between them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SizeSelect {
+    #[serde(default)]
+    pub larger_than: Option<String>,
+    #[serde(default)]
+    pub smaller_than: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -382,6 +448,26 @@ pub struct Calendar {
     pub yearly: Option<i64>,
 }
 
+/// Calendar buckets within a window (restic `--keep-within-daily` and friends): keep the
+/// newest image of each period whose image is younger than the window (`7d`, `8w`, `2y`),
+/// measured like `within`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarWithin {
+    #[serde(default)]
+    pub hourly: Option<String>,
+    #[serde(default)]
+    pub daily: Option<String>,
+    #[serde(default)]
+    pub weekly: Option<String>,
+    #[serde(default)]
+    pub monthly: Option<String>,
+    #[serde(default)]
+    pub quarterly: Option<String>,
+    #[serde(default)]
+    pub yearly: Option<String>,
+}
+
 /// A filter on tags and captures.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -412,6 +498,8 @@ pub struct Criterion {
     #[serde(default)]
     pub calendar: Option<Calendar>,
     #[serde(default)]
+    pub calendar_within: Option<CalendarWithin>,
+    #[serde(default)]
     pub when: Option<When>,
     #[serde(default)]
     pub all: Option<Vec<Criterion>>,
@@ -439,6 +527,11 @@ pub struct Rule {
     pub time_source: Option<TimeSource>,
     #[serde(default)]
     pub prerelease: Prerelease,
+    /// Count across every repository of the policy's scope (`group_by` captures then group
+    /// images of different repositories together: "the last 3 per branch over apps/**").
+    /// Default: counting is per repository.
+    #[serde(default)]
+    pub across_repositories: bool,
     #[serde(default)]
     pub last: Option<u64>,
     #[serde(default)]
@@ -453,6 +546,8 @@ pub struct Rule {
     pub not_pulled_within: Option<String>,
     #[serde(default)]
     pub calendar: Option<Calendar>,
+    #[serde(default)]
+    pub calendar_within: Option<CalendarWithin>,
     #[serde(default)]
     pub when: Option<When>,
     #[serde(default)]
@@ -474,6 +569,7 @@ impl Rule {
             pulled_within: self.pulled_within.clone(),
             not_pulled_within: self.not_pulled_within.clone(),
             calendar: self.calendar.clone(),
+            calendar_within: self.calendar_within.clone(),
             when: None,
             all: self.all.clone(),
             any: self.any.clone(),

@@ -4,6 +4,7 @@
 //!   Schema ([`file::json_schema`], published as `docs/policy.schema.json`).
 //! - [`compile`]: checks a policy file (every problem named by where it is) and compiles
 //!   patterns, durations and criteria.
+//! - [`facts`]: the selectors that look inside images (platform, size, annotations, labels).
 //! - [`refs`]: image references from in-use sources (reference lists, `kubectl get pods -o json`).
 //! - [`eval`]: one decision with reasons per top-level image and tag, protections, closure
 //!   repair and cascades, limits.
@@ -18,6 +19,7 @@
 
 pub mod compile;
 pub mod eval;
+pub mod facts;
 pub mod file;
 pub mod floor;
 pub mod limits;
@@ -27,5 +29,8 @@ pub mod refs;
 pub mod values;
 
 pub use compile::{Compiled, PolicyErrors, compile, parse};
-pub use eval::{Decision, EvalError, Inputs, LoadedSource, Outcome, PullData, evaluate};
+pub use eval::{
+    Decision, EvalError, Inputs, LoadedSource, ManifestFacts, Outcome, PullData, RecentPull,
+    evaluate,
+};
 pub use file::{PolicyFile, json_schema};

@@ -38,6 +38,7 @@ fn count_fields(c: &Criterion) -> Vec<&'static str> {
         pulled_within,
         not_pulled_within,
         calendar,
+        calendar_within,
         all,
         any,
         not
@@ -155,6 +156,13 @@ pub fn lint(f: &PolicyFile) -> Vec<Lint> {
                         "a pull condition needs pull data and settings.pull_sources is empty: refused at plan time".into(),
                     );
                 }
+                if r.across_repositories && r.group_by.is_empty() {
+                    push(
+                        "across-repositories-ungrouped",
+                        rat.clone(),
+                        "across_repositories without group_by counts every image of the scope together: last: N keeps N images in total, so most repositories keep only what the floor keeps; group by a tag capture (branch, major)".into(),
+                    );
+                }
                 if r.time_source == Some(TimeSource::Created) {
                     push(
                         "config-created-time",
@@ -165,45 +173,50 @@ pub fn lint(f: &PolicyFile) -> Vec<Lint> {
                 }
             }
         }
-        // Shadowed keep rules: a plain `last: N` (or `within: D`) whose grouping and order
-        // equal another keep rule's with a larger N (longer D) can never keep anything more.
-        for (i, a) in pol.keep.iter().enumerate() {
-            for (j, b) in pol.keep.iter().enumerate() {
-                if i == j || a.when.is_some() || b.when.is_some() {
-                    continue;
-                }
-                let same = a.group_by == b.group_by
-                    && a.order_by == b.order_by
-                    && a.time_source == b.time_source
-                    && a.prerelease == b.prerelease;
-                let ca = a.criterion();
-                let cb = b.criterion();
-                let shadowed = same
-                    && ((count_fields(&ca) == ["last"]
-                        && count_fields(&cb) == ["last"]
-                        && (ca.last < cb.last || (ca.last == cb.last && i > j)))
-                        || (count_fields(&ca) == ["within"]
-                            && count_fields(&cb) == ["within"]
-                            && match (
-                                ca.within.as_deref().map(parse_duration),
-                                cb.within.as_deref().map(parse_duration),
-                            ) {
-                                (Some(Ok(x)), Some(Ok(y))) => x < y || (x == y && i > j),
-                                _ => false,
-                            }));
-                if shadowed {
-                    push(
-                        "shadowed-keep",
-                        format!("{at}.keep[{}]", a.id),
-                        format!(
-                            "keeps nothing that keep rule {} does not already keep",
-                            b.id
-                        ),
-                    );
-                    break;
-                }
+        shadowed_keep(pol, &at, &mut push);
+    }
+    out
+}
+
+/// Shadowed keep rules of one policy.
+fn shadowed_keep(pol: &Policy, at: &str, push: &mut dyn FnMut(&'static str, String, String)) {
+    // Shadowed keep rules: a plain `last: N` (or `within: D`) whose grouping and order
+    // equal another keep rule's with a larger N (longer D) can never keep anything more.
+    for (i, a) in pol.keep.iter().enumerate() {
+        for (j, b) in pol.keep.iter().enumerate() {
+            if i == j || a.when.is_some() || b.when.is_some() {
+                continue;
+            }
+            let same = a.group_by == b.group_by
+                && a.order_by == b.order_by
+                && a.time_source == b.time_source
+                && a.prerelease == b.prerelease;
+            let ca = a.criterion();
+            let cb = b.criterion();
+            let shadowed = same
+                && ((count_fields(&ca) == ["last"]
+                    && count_fields(&cb) == ["last"]
+                    && (ca.last < cb.last || (ca.last == cb.last && i > j)))
+                    || (count_fields(&ca) == ["within"]
+                        && count_fields(&cb) == ["within"]
+                        && match (
+                            ca.within.as_deref().map(parse_duration),
+                            cb.within.as_deref().map(parse_duration),
+                        ) {
+                            (Some(Ok(x)), Some(Ok(y))) => x < y || (x == y && i > j),
+                            _ => false,
+                        }));
+            if shadowed {
+                push(
+                    "shadowed-keep",
+                    format!("{at}.keep[{}]", a.id),
+                    format!(
+                        "keeps nothing that keep rule {} does not already keep",
+                        b.id
+                    ),
+                );
+                break;
             }
         }
     }
-    out
 }

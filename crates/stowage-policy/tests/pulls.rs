@@ -32,6 +32,7 @@ fn data(begins: i64, ends: i64, pulls: &[(&str, &stowage_testkit::Written, i64)]
             .iter()
             .map(|(r, w, d)| ((r.to_string(), w.digest().to_string()), at(*d)))
             .collect(),
+        recent: Vec::new(),
     }
 }
 

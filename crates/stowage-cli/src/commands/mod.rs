@@ -43,6 +43,13 @@ pub fn run(cli: Cli) -> Result<i32> {
             command: Some(crate::args::PlanCommand::Show { plan }),
             ..
         }) => return retention::show(cli.global.format, plan),
+        Command::Plan(crate::args::PlanArgs {
+            command: Some(crate::args::PlanCommand::Replay(a)),
+            ..
+        }) => {
+            let now = crate::settings::resolve_now(&cli.global)?;
+            return retention::replay(cli.global.format, now, a);
+        }
         Command::Explain(crate::args::ExplainArgs {
             target,
             reference: Some(r),
@@ -67,6 +74,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Apply(a) => apply::run(&settings, &a),
         Command::Restore(a) => apply::restore(&settings, &a),
         Command::Quarantine(_) | Command::Policy(_) => unreachable!("handled above"),
+        Command::Plan(crate::args::PlanArgs {
+            command: Some(crate::args::PlanCommand::Simulate(a)),
+            ..
+        }) => retention::simulate(&settings, &a),
         Command::Plan(a) => retention::plan(&settings, &a),
         Command::Inventory(a) => inventory::run(&settings, &a),
         Command::Du(a) => du::run(&settings, &a),

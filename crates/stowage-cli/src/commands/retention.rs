@@ -10,75 +10,32 @@ use stowage_model::escape::escape;
 use stowage_model::time::{Timestamp, human_bytes};
 use stowage_plan::Plan;
 use stowage_plan::apply::LiveProtection;
-use stowage_plan::retention::{Retention, RetentionInputs};
-use stowage_policy::eval::Inputs;
-use stowage_policy::file::TimeSource;
+use stowage_plan::retention::{LoadedPolicy, Retention, RetentionRun};
 use stowage_report::table::{Align, Table};
 
 use super::{GraphFindings, load};
-use crate::args::{Format, PlanArgs, PolicyCheckArgs};
+use crate::args::{Format, PlanArgs, PlanReplayArgs, PlanSimulateArgs, PolicyCheckArgs};
 use crate::exit;
 use crate::output;
 use crate::settings::{Settings, parse_age};
 
 /// Read, parse and compile a policy file; errors list every problem.
-/// A policy file's text, at most one byte past the limit (a huge file is refused by
-/// `stowage_policy::parse` without being read whole; bytes are cut, so a cut inside a UTF-8
-/// character is replaced, not an error).
-fn read_policy_text(path: &Path) -> Result<String> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .take(stowage_policy::limits::MAX_POLICY_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("reading {}", path.display()))?;
-    if bytes.len() > stowage_policy::limits::MAX_POLICY_BYTES {
-        anyhow::bail!(
-            "{}: larger than {} bytes (1 MiB), the limit of a policy file",
-            path.display(),
-            stowage_policy::limits::MAX_POLICY_BYTES
-        );
-    }
-    String::from_utf8(bytes).with_context(|| format!("{}: not UTF-8", path.display()))
+pub fn read_policy(path: &Path) -> Result<LoadedPolicy> {
+    Ok(LoadedPolicy::read(path)?)
 }
 
-pub fn read_policy(
-    path: &Path,
-) -> Result<(String, stowage_policy::PolicyFile, stowage_policy::Compiled)> {
-    let text = read_policy_text(path)?;
-    let file = stowage_policy::parse(&text)
-        .with_context(|| format!("{}: not a valid policy file", path.display()))?;
-    let compiled = stowage_policy::compile(&file)
-        .with_context(|| format!("{}: the policy is refused", path.display()))?;
-    Ok((text, file, compiled))
-}
-
-fn uses_created(f: &stowage_policy::PolicyFile) -> bool {
-    f.settings.time_source == TimeSource::Created
-        || f.policies.iter().any(|p| {
-            p.keep
-                .iter()
-                .chain(p.delete.iter())
-                .any(|r| r.time_source == Some(TimeSource::Created))
-        })
-}
-
-/// The policy's pull source (`settings.pull_sources`), read from the history database.
-fn load_pulls(
-    compiled: &stowage_policy::Compiled,
-    dir: &Path,
-) -> Result<Option<stowage_policy::PullData>> {
-    let Some(src) = compiled.pull_sources.first() else {
-        return Ok(None);
-    };
-    let path = dir.join(&src.path);
-    let db = stowage_history::Db::open_existing(&path)
-        .with_context(|| format!("settings.pull_sources: {}", path.display()))?;
+/// The pull data in a history database, for the policy and the would-break check:
+/// coverage, last pull per image, and pulls by reference over the data's window.
+pub fn load_pulls(path: &Path) -> Result<stowage_policy::PullData> {
+    let db = stowage_history::Db::open_existing(path)
+        .with_context(|| format!("pull data: {}", path.display()))?;
     let s = db
         .pull_summary()
         .with_context(|| format!("reading pull data from {}", path.display()))?;
-    Ok(Some(stowage_policy::PullData {
+    let recent = db
+        .pulls_by_reference(s.data_begins.unwrap_or(Timestamp(i64::MIN)))
+        .with_context(|| format!("reading pulls from {}", path.display()))?;
+    Ok(stowage_policy::PullData {
         source: path.display().to_string(),
         begins: s.data_begins,
         ends: s.data_ends,
@@ -87,22 +44,44 @@ fn load_pulls(
             .into_iter()
             .map(|p| ((p.repository, p.digest), p.last_pulled))
             .collect(),
-    }))
+        recent: recent
+            .into_iter()
+            .map(|p| stowage_policy::RecentPull {
+                repository: p.repository,
+                reference: p.reference,
+                digest: p.digest,
+                last_pulled: p.last_pulled,
+                pulls: p.pulls,
+                client: p.client,
+            })
+            .collect(),
+    })
 }
 
-fn policy_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
+/// The pull data a plan uses: the policy's pull source, or `--pulls DB` when it has none.
+fn plan_pulls(
+    policy: &LoadedPolicy,
+    flag: Option<&Path>,
+) -> Result<Option<stowage_policy::PullData>> {
+    let path = match (policy.pull_source(), flag) {
+        (Some(p), Some(f)) if p != f => bail!(
+            "--pulls {}: the policy names its own pull data ({}); use one",
+            f.display(),
+            p.display()
+        ),
+        (Some(p), _) => p,
+        (None, Some(f)) => f.to_path_buf(),
+        (None, None) => return Ok(None),
+    };
+    load_pulls(&path).map(Some)
 }
 
 pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
     let Some(policy_path) = &a.policy else {
         bail!("stowage plan needs --policy FILE (or `stowage plan show PLAN`)");
     };
-    let (text, file, compiled) = read_policy(policy_path)?;
-    for l in stowage_policy::lint::lint(&file) {
+    let policy = read_policy(policy_path)?;
+    for l in stowage_policy::lint::lint(&policy.file) {
         eprintln!(
             "lint {} at {}: {}",
             l.code,
@@ -111,17 +90,7 @@ pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
         );
     }
     let expires = parse_age(&a.expires).context("--expires")?;
-    let loaded = load(s, false, GraphFindings::Count)?;
-    super::refuse_deleting(&loaded, s)?;
-    let g = loaded.graph();
-    let created = if uses_created(&file) {
-        stowage_plan::retention::load_created(&*s.storage, &g)
-    } else {
-        Default::default()
-    };
-    let sources =
-        stowage_plan::retention::load_sources(compiled.in_use.as_ref(), policy_dir(policy_path));
-    let pulls = load_pulls(&compiled, policy_dir(policy_path))?;
+    let pulls = plan_pulls(&policy, a.pulls.as_deref())?;
     if let Some(p) = &pulls {
         eprintln!(
             "pull data: {} ({} images seen pulled, from {} to {})",
@@ -131,32 +100,17 @@ pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
             p.ends.map(|t| t.rfc3339()).unwrap_or_else(|| "-".into())
         );
     }
-    let outcome = stowage_policy::evaluate(
-        &compiled,
-        &Inputs {
-            graph: &g,
-            now: s.now,
-            created: &created,
-            in_use: &sources,
-            unsafe_allow_empty: a.unsafe_allow_empty,
-            pulls: pulls.as_ref(),
-        },
-    )
-    .with_context(|| format!("{}: planning refused", policy_path.display()))?;
-    let plan = stowage_plan::retention::build(
-        &g,
-        &outcome,
-        &RetentionInputs {
-            policy_path: &policy_path.display().to_string(),
-            policy_text: &text,
-            policy_name: &compiled.name,
-            time_source: compiled.time_source.as_str(),
-            now: s.now,
-            expires_seconds: expires,
-            untag: compiled.untag,
-            max_bytes_freed: compiled.max_bytes,
-        },
-    );
+    let loaded = load(s, false, GraphFindings::Count)?;
+    super::refuse_deleting(&loaded, s)?;
+    let g = loaded.graph();
+    let run = RetentionRun {
+        policy: &policy,
+        now: s.now,
+        unsafe_allow_empty: a.unsafe_allow_empty,
+        pulls: pulls.as_ref(),
+    };
+    let (plan, _) = stowage_plan::retention::plan(&run, &g, &*s.storage, expires)
+        .with_context(|| format!("{}: planning refused", policy_path.display()))?;
     if let Some(out) = &a.out {
         crate::output::write_file(out, |w| plan.write_json(w))?;
         eprintln!(
@@ -177,7 +131,7 @@ pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
     Ok(if blocked { exit::FINDINGS } else { exit::OK })
 }
 
-fn read_plan(path: &Path) -> Result<Plan> {
+pub fn read_plan(path: &Path) -> Result<Plan> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Plan::from_json(&text).with_context(|| format!("{}", path.display()))
@@ -202,6 +156,11 @@ pub fn show(format: Format, path: &Path) -> Result<i32> {
     }
     o.flush()?;
     Ok(exit::OK)
+}
+
+/// `1 image`, `2 images`.
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn print_summary(o: &mut impl Write, plan: &Plan) -> Result<()> {
@@ -267,9 +226,11 @@ fn print_summary(o: &mut impl Write, plan: &Plan) -> Result<()> {
     for x in &r.rails_blocked {
         writeln!(o, "BLOCKED: {}", escape(x))?;
     }
+    print_broken(o, &plan.would_break.pulls)?;
+    writeln!(o, "recent pulls: {}", escape(&plan.would_break.note))?;
     writeln!(
         o,
-        "policy {} ({}), time source {}: {} images deleted, {} untagged (digest kept), {} kept; {} tags and {} manifests removed",
+        "policy {} ({}), time source {}: {} deleted, {} kept with some tags removed, {} kept; {} and {} removed",
         if r.policy_name.is_empty() {
             "(unnamed)"
         } else {
@@ -277,11 +238,11 @@ fn print_summary(o: &mut impl Write, plan: &Plan) -> Result<()> {
         },
         r.policy,
         r.time_source,
-        b.images_deleted,
-        b.images_untagged,
-        b.images_kept,
-        b.tags_removed,
-        b.manifests_deleted
+        count(b.images_deleted, "image", "images"),
+        count(b.images_untagged, "image", "images"),
+        count(b.images_kept, "image", "images"),
+        count(b.tags_removed, "tag", "tags"),
+        count(b.manifests_deleted, "manifest", "manifests")
     )?;
     writeln!(
         o,
@@ -293,6 +254,142 @@ fn print_summary(o: &mut impl Write, plan: &Plan) -> Result<()> {
     )?;
     writeln!(o, "plan valid until {}", r.expires_at.rfc3339())?;
     Ok(())
+}
+
+/// `stowage plan replay PLAN --db DB [--from 90d]`: the recent pulls a plan would break.
+pub fn replay(format: Format, now: Timestamp, a: &PlanReplayArgs) -> Result<i32> {
+    let plan = read_plan(&a.plan)?;
+    let pulls = load_pulls(&a.db)?;
+    let since = match &a.from {
+        Some(d) => Some(now.saturating_sub_secs(parse_age(d).context("--from")?)),
+        None => pulls.begins,
+    };
+    let broken = stowage_plan::replay::replay(&plan, &pulls.recent, since);
+    let mut o = output::stdout();
+    if format != Format::Table {
+        output::json(
+            &mut o,
+            &serde_json::json!({
+                "plan": a.plan.display().to_string(),
+                "pulls": pulls.source,
+                "from": since,
+                "to": pulls.ends,
+                "broken": broken,
+            }),
+        )?;
+    } else {
+        print_broken(&mut o, &broken)?;
+        let window = format!(
+            "{} to {}",
+            since.map(Timestamp::rfc3339).unwrap_or_else(|| "-".into()),
+            pulls
+                .ends
+                .map(Timestamp::rfc3339)
+                .unwrap_or_else(|| "-".into())
+        );
+        match pulls.ends {
+            None => writeln!(o, "{}: no pull data; nothing to replay", pulls.source)?,
+            Some(_) if broken.is_empty() => {
+                writeln!(o, "no pull from {window} would have failed under this plan")?
+            }
+            Some(_) => writeln!(
+                o,
+                "{} of the pulled references from {window} would have failed under this plan",
+                broken.len()
+            )?,
+        }
+    }
+    o.flush()?;
+    Ok(if broken.is_empty() {
+        exit::OK
+    } else {
+        exit::FINDINGS
+    })
+}
+
+fn print_broken(o: &mut impl Write, broken: &[stowage_plan::replay::BrokenPull]) -> Result<()> {
+    if broken.is_empty() {
+        return Ok(());
+    }
+    let mut t = Table::new(&[
+        ("IMAGE", Align::Left),
+        ("PULLED AS", Align::Left),
+        ("EFFECT", Align::Left),
+        ("LAST PULLED", Align::Left),
+        ("PULLS", Align::Right),
+        ("CLIENT", Align::Left),
+    ]);
+    for b in broken {
+        t.row(vec![
+            b.image.clone(),
+            b.reference.clone(),
+            b.effect.clone(),
+            b.last_pulled.rfc3339(),
+            b.pulls.to_string(),
+            b.client.clone(),
+        ]);
+    }
+    o.write_all(t.render().as_bytes())?;
+    Ok(())
+}
+
+/// `stowage plan simulate --policy P [--db DB] --from 90d --every 1d`.
+pub fn simulate(s: &Settings, a: &PlanSimulateArgs) -> Result<i32> {
+    let policy = read_policy(&a.policy)?;
+    let pulls = plan_pulls(&policy, a.db.as_deref())?;
+    let from = s
+        .now
+        .saturating_sub_secs(parse_age(&a.from).context("--from")?);
+    let every = parse_age(&a.every).context("--every")?;
+    if every <= 0 {
+        bail!("--every {}: must be longer than 0", a.every);
+    }
+    let loaded = load(s, false, GraphFindings::Count)?;
+    let g = loaded.graph();
+    let days = stowage_plan::simulate::days(from, s.now, every);
+    let sim = stowage_plan::simulate::simulate(&policy, &g, &*s.storage, pulls.as_ref(), &days);
+    let mut o = output::stdout();
+    if s.format != Format::Table {
+        output::json(&mut o, &sim)?;
+        o.flush()?;
+        return Ok(exit::OK);
+    }
+    let mut t = Table::new(&[
+        ("DAY", Align::Left),
+        ("IMAGES DELETED", Align::Right),
+        ("UNTAGGED", Align::Right),
+        ("FREED AFTER GC", Align::Right),
+        ("PULLS BROKEN", Align::Right),
+        ("REFERENCES", Align::Right),
+        ("NOTE", Align::Left),
+    ]);
+    for d in &sim.days {
+        let note = match (&d.error, d.blocked.is_empty()) {
+            (Some(e), _) => format!("refused: {e}"),
+            (None, false) => format!("blocked: {}", d.blocked.join("; ")),
+            (None, true) => String::new(),
+        };
+        t.row(vec![
+            d.at.rfc3339(),
+            d.images_deleted.to_string(),
+            d.images_untagged.to_string(),
+            human_bytes(d.bytes_freed),
+            d.pulls_broken.to_string(),
+            d.references_broken.to_string(),
+            note,
+        ]);
+    }
+    o.write_all(t.render().as_bytes())?;
+    match &sim.pulls {
+        Some(p) => writeln!(o, "pull data: {p}")?,
+        None => writeln!(
+            o,
+            "no pull data: broken pulls are not known (name a history database with --db)"
+        )?,
+    }
+    writeln!(o, "{}", sim.note)?;
+    o.flush()?;
+    Ok(exit::OK)
 }
 
 /// `stowage explain PLAN REF`: one decision traced.
@@ -388,11 +485,16 @@ fn split_ref(s: &str) -> (&str, Option<&str>, Option<&str>) {
 }
 
 pub fn policy_check(format: Format, a: &PolicyCheckArgs) -> Result<i32> {
-    let text = read_policy_text(&a.file)?;
+    let text = LoadedPolicy::read_text(&a.file)?;
     let file = stowage_policy::parse(&text)
         .with_context(|| format!("{}: not a valid policy file", a.file.display()))?;
-    let lints = stowage_policy::lint::lint(&file);
     let compiled = stowage_policy::compile(&file);
+    let mut lints = stowage_policy::lint::lint(&file);
+    // Criteria side by side are refused by compile, with the same words: one message, not a
+    // warning and an error.
+    if compiled.is_err() {
+        lints.retain(|l| l.code != "ambiguous-bare-list");
+    }
     let mut o = output::stdout();
     match format {
         Format::Table => {
@@ -443,52 +545,31 @@ pub fn policy_schema() -> Result<i32> {
     Ok(exit::OK)
 }
 
-/// The protection re-check for applying a retention plan: the policy must be unchanged, its
-/// in-use sources are read again now, and protections are computed over the fresh scan.
+/// The protection re-check for applying a retention plan: the policy must be unchanged, and
+/// the same pipeline as the plan ([`stowage_plan::retention::protection`]) runs over the
+/// fresh scan, reading the in-use sources and pull data again now.
 pub fn protector(
     ret: &Retention,
     now: Timestamp,
     storage: std::sync::Arc<dyn stowage_storage::Storage>,
 ) -> Result<impl Fn(&Graph<'_>) -> Result<LiveProtection, String> + Sync> {
     let path = Path::new(&ret.policy);
-    let (text, file, compiled) =
+    let policy =
         read_policy(path).with_context(|| format!("the plan's policy {}", path.display()))?;
-    let sha = {
-        use sha2::Digest as _;
-        sha2::Sha256::digest(text.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
-    if sha != ret.policy_sha256 {
+    if policy.sha256() != ret.policy_sha256 {
         bail!(
             "the policy {} changed since the plan was made; make a new plan",
             path.display()
         );
     }
-    let dir = policy_dir(path).to_path_buf();
-    let needs_created = uses_created(&file);
     Ok(move |g: &Graph<'_>| {
-        let sources = stowage_plan::retention::load_sources(compiled.in_use.as_ref(), &dir);
-        // The same time inputs as the plan, so time-based protections agree with it.
-        let created = if needs_created {
-            stowage_plan::retention::load_created(&*storage, g)
-        } else {
-            Default::default()
+        let pulls = plan_pulls(&policy, None).map_err(|e| format!("{e:#}"))?;
+        let run = RetentionRun {
+            policy: &policy,
+            now,
+            unsafe_allow_empty: true,
+            pulls: pulls.as_ref(),
         };
-        let pulls = load_pulls(&compiled, &dir).map_err(|e| format!("{e:#}"))?;
-        let outcome = stowage_policy::evaluate(
-            &compiled,
-            &Inputs {
-                graph: g,
-                now,
-                created: &created,
-                in_use: &sources,
-                unsafe_allow_empty: true,
-                pulls: pulls.as_ref(),
-            },
-        )
-        .map_err(|e| e.to_string())?;
-        Ok(stowage_plan::retention::live_protection(g, &outcome))
+        stowage_plan::retention::protection(&run, g, &*storage).map_err(|e| e.to_string())
     })
 }

@@ -2,24 +2,53 @@
 //! sources, counts and ranks per group, calendar buckets and `when` conditions, each
 //! three-valued (a criterion the data cannot decide is unknown, never guessed).
 
+use super::units::Unit;
 use super::*;
 
+/// Everything a criterion may look at: the policy, the units of every repository, the
+/// times and facts the caller read.
 pub(super) struct Ctx<'a, 'g> {
     pub(super) p: &'a Compiled,
-    pub(super) repo: &'a Repo<'g>,
+    pub(super) g: &'a Graph<'g>,
+    pub(super) repos: &'a [Repo<'g>],
     pub(super) now: Timestamp,
     pub(super) created: &'a HashMap<BlobId, Timestamp>,
-    /// Last pull per image of this repository.
-    pub(super) pulled: &'a HashMap<BlobId, Timestamp>,
+    pub(super) facts: &'a HashMap<BlobId, ManifestFacts>,
+    /// Last pull per image, per repository.
+    pub(super) pulled: &'a [HashMap<BlobId, Timestamp>],
     pub(super) pulls_begin: Option<Timestamp>,
 }
 
-impl Ctx<'_, '_> {
+impl<'g> Ctx<'_, 'g> {
+    pub(super) fn inv(&self) -> &'g stowage_model::inventory::Inventory {
+        self.g.inv
+    }
+
+    pub(super) fn unit(&self, it: &Item) -> &Unit {
+        &self.repos[it.repo as usize].units[it.unit]
+    }
+
+    /// A unit's time by time source `ts` (for the floor and the plan's records).
+    pub(super) fn unit_time(&self, ts: TimeSource, ri: usize, u: &Unit) -> Option<Timestamp> {
+        let repo = &self.repos[ri];
+        match ts {
+            TimeSource::Pushed => Some(u.pushed),
+            TimeSource::TagUpdated => u
+                .tags
+                .iter()
+                .filter_map(|&t| repo.tags[t as usize].current.map(|c| c.modified))
+                .max()
+                .or(Some(u.pushed)),
+            TimeSource::Created => self.created.get(&u.digest).copied(),
+            TimeSource::Pulled => self.pulled[ri].get(&u.digest).copied(),
+        }
+    }
+
     /// Pulled within `window` of now: true when a pull is seen in it; false only when the
     /// data covers the whole window; otherwise unknown.
     pub(super) fn pulled_within(&self, it: &Item, window: i64) -> T3 {
-        let u = &self.repo.units[it.unit];
-        match self.pulled.get(&u.digest) {
+        let u = self.unit(it);
+        match self.pulled[it.repo as usize].get(&u.digest) {
             Some(t) if t.seconds_until(self.now) < window => T3::True,
             _ => match self.pulls_begin {
                 Some(b) if b <= self.now.saturating_sub_secs(window) => T3::False,
@@ -29,19 +58,19 @@ impl Ctx<'_, '_> {
     }
 
     pub(super) fn item_time(&self, ts: TimeSource, it: &Item) -> Option<Timestamp> {
-        let u = &self.repo.units[it.unit];
+        let u = self.unit(it);
+        let repo = &self.repos[it.repo as usize];
         match (ts, it.tag) {
-            (TimeSource::TagUpdated, Some(t)) => {
-                self.repo.tags[t as usize].current.map(|c| c.modified)
-            }
+            (TimeSource::TagUpdated, Some(t)) => repo.tags[t as usize].current.map(|c| c.modified),
             (TimeSource::TagUpdated, None) | (TimeSource::Pushed, _) => Some(u.pushed),
             (TimeSource::Created, _) => self.created.get(&u.digest).copied(),
-            (TimeSource::Pulled, _) => self.pulled.get(&u.digest).copied(),
+            (TimeSource::Pulled, _) => self.pulled[it.repo as usize].get(&u.digest).copied(),
         }
     }
 
-    pub(super) fn tag_name(&self, it: &Item) -> Option<&str> {
-        it.tag.map(|t| self.repo.tags[t as usize].name.as_str())
+    pub(super) fn tag_name(&self, it: &Item) -> Option<&'g str> {
+        it.tag
+            .map(|t| self.repos[it.repo as usize].tags[t as usize].name.as_str())
     }
 
     /// `None` for items the rule's `when` filter leaves out.
@@ -55,12 +84,13 @@ impl Ctx<'_, '_> {
             .iter()
             .map(|it| rule.when.as_ref().is_none_or(|w| self.when(w, it)))
             .collect();
-        // Groups.
-        let mut groups: BTreeMap<Vec<String>, Vec<usize>> = BTreeMap::new();
+        // Groups: per repository, unless the rule counts across repositories.
+        let mut groups: BTreeMap<(Option<u32>, Vec<String>), Vec<usize>> = BTreeMap::new();
         for (i, it) in items.iter().enumerate() {
             if !included[i] {
                 continue;
             }
+            let repo = (!rule.across_repositories).then_some(it.repo);
             let key: Vec<String> = rule
                 .group_by
                 .iter()
@@ -72,7 +102,7 @@ impl Ctx<'_, '_> {
                         .unwrap_or_default()
                 })
                 .collect();
-            groups.entry(key).or_default().push(i);
+            groups.entry((repo, key)).or_default().push(i);
         }
         let mut out: Vec<Option<T3>> = vec![None; items.len()];
         for members in groups.values() {
@@ -88,7 +118,13 @@ impl Ctx<'_, '_> {
             };
             // Counting leaves: per leaf, per member.
             let mut counted: Vec<Vec<T3>> = vec![vec![T3::False; members.len()]; rule.counters];
-            self.precount(&rule.crit, rule, items, members, &times, &mut counted);
+            let group = Group {
+                items,
+                members,
+                times: &times,
+                reference,
+            };
+            self.precount(&rule.crit, rule, &group, &mut counted);
             for (k, &i) in members.iter().enumerate() {
                 let mut saw_unknown_time = false;
                 let r = self.eval(
@@ -109,28 +145,23 @@ impl Ctx<'_, '_> {
         out
     }
 
-    pub(super) fn precount(
-        &self,
-        c: &Crit,
-        rule: &RuleC,
-        items: &[Item],
-        members: &[usize],
-        times: &[Option<Timestamp>],
-        counted: &mut [Vec<T3>],
-    ) {
+    pub(super) fn precount(&self, c: &Crit, rule: &RuleC, gr: &Group<'_>, counted: &mut [Vec<T3>]) {
         match c {
             Crit::Last(n, slot) => {
-                counted[*slot] = self.rank_last(*n, rule, items, members, times);
+                counted[*slot] = self.rank_last(*n, rule, gr.items, gr.members, gr.times);
             }
             Crit::Calendar(buckets, slot) => {
-                counted[*slot] = self.calendar(buckets, items, members, times);
+                counted[*slot] = self.calendar(buckets, None, gr);
+            }
+            Crit::CalendarWithin(buckets, slot) => {
+                counted[*slot] = self.calendar(buckets, Some(gr.reference), gr);
             }
             Crit::All(cs) | Crit::Any(cs) => {
                 for x in cs {
-                    self.precount(x, rule, items, members, times, counted);
+                    self.precount(x, rule, gr, counted);
                 }
             }
-            Crit::Not(x) => self.precount(x, rule, items, members, times, counted),
+            Crit::Not(x) => self.precount(x, rule, gr, counted),
             _ => {}
         }
     }
@@ -175,16 +206,16 @@ impl Ctx<'_, '_> {
         known.sort_by(|a, b| {
             b.0.cmp(&a.0).then_with(|| {
                 let (ia, ib) = (&items[members[a.1]], &items[members[b.1]]);
-                self.tag_name(ib).cmp(&self.tag_name(ia)).then(
-                    self.repo.units[ia.unit]
-                        .digest
-                        .cmp(&self.repo.units[ib.unit].digest),
-                )
+                self.tag_name(ib)
+                    .cmp(&self.tag_name(ia))
+                    .then(self.unit(ia).digest.cmp(&self.unit(ib).digest))
+                    .then(ia.repo.cmp(&ib.repo))
             })
         });
         let mut digests: Vec<BlobId> = Vec::new();
         for (_, k) in known {
-            let d = self.repo.units[items[members[k]].unit].digest;
+            // One image counts once, however many tags (or repositories) it has.
+            let d = self.unit(&items[members[k]]).digest;
             let rank = match digests.iter().position(|x| *x == d) {
                 Some(r) => r,
                 None => {
@@ -197,13 +228,17 @@ impl Ctx<'_, '_> {
         res
     }
 
+    /// Calendar buckets: the newest item of each period, for the newest `n` periods
+    /// (`calendar`), or for every period within the window of the reference time
+    /// (`calendar_within`, restic's `--keep-within-daily`: `within` is `Some(reference)` and
+    /// each bucket's number is the window in seconds).
     pub(super) fn calendar(
         &self,
         buckets: &[(Bucket, i64)],
-        items: &[Item],
-        members: &[usize],
-        times: &[Option<Timestamp>],
+        within: Option<Timestamp>,
+        gr: &Group<'_>,
     ) -> Vec<T3> {
+        let (items, members, times) = (gr.items, gr.members, gr.times);
         let mut res = vec![T3::False; members.len()];
         let mut order: Vec<usize> = Vec::new();
         for k in 0..members.len() {
@@ -226,7 +261,11 @@ impl Ctx<'_, '_> {
                 let Some(t) = times[k] else { continue };
                 let key = bucket_key(b, t, &self.p.tz);
                 if last != Some(key) {
-                    if n == -1 || count < n {
+                    let take = match within {
+                        Some(reference) => t.seconds_until(reference) < n,
+                        None => n == -1 || count < n,
+                    };
+                    if take {
                         res[k] = T3::True;
                         count += 1;
                     }
@@ -273,7 +312,7 @@ impl Ctx<'_, '_> {
             }
         };
         match c {
-            Crit::Last(_, slot) | Crit::Calendar(_, slot) => {
+            Crit::Last(_, slot) | Crit::Calendar(_, slot) | Crit::CalendarWithin(_, slot) => {
                 let r = counted[*slot][k];
                 if r == T3::Unknown && time.is_none() {
                     *unknown_time = true;
@@ -312,6 +351,15 @@ impl Ctx<'_, '_> {
                 .not(),
         }
     }
+}
+
+/// One group of a rule: its members (indices into `items`), their times, the reference
+/// time ages are measured from.
+pub(super) struct Group<'a> {
+    pub(super) items: &'a [Item],
+    pub(super) members: &'a [usize],
+    pub(super) times: &'a [Option<Timestamp>],
+    pub(super) reference: Timestamp,
 }
 
 #[derive(PartialEq, Eq)]

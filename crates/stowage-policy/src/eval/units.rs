@@ -19,6 +19,9 @@ pub(super) struct Unit {
 
 #[derive(Clone, Debug)]
 pub(super) struct Item {
+    /// Repository index.
+    pub(super) repo: u32,
+    /// Unit index in its repository.
     pub(super) unit: usize,
     pub(super) tag: Option<u32>,
     pub(super) captures: Vec<(String, String)>,
@@ -28,6 +31,9 @@ pub(super) const COSIGN_SUFFIXES: [&str; 3] = [".sig", ".att", ".sbom"];
 
 pub(super) struct Repo<'a> {
     pub(super) units: Vec<Unit>,
+    /// Signatures here name subjects in any repository (`settings.cosign_repositories`):
+    /// the digests linked anywhere.
+    pub(super) subjects_anywhere: Option<&'a HashSet<BlobId>>,
     pub(super) by_digest: HashMap<BlobId, usize>,
     /// Children (transitively) and referrers of units: digest -> role.
     pub(super) tags: &'a [stowage_model::inventory::Tag],
@@ -37,7 +43,11 @@ pub(super) fn trusted(state: LinkState) -> bool {
     Graph::link_trusted(state) && state != LinkState::Differs
 }
 
-pub(super) fn build_units<'a>(g: &Graph<'a>, ri: usize) -> Repo<'a> {
+pub(super) fn build_units<'a>(
+    g: &Graph<'a>,
+    ri: usize,
+    subjects_anywhere: Option<&'a HashSet<BlobId>>,
+) -> Repo<'a> {
     let inv = g.inv;
     let repo = &inv.repositories[ri];
     let revs: BTreeMap<BlobId, Timestamp> = repo
@@ -111,6 +121,7 @@ pub(super) fn build_units<'a>(g: &Graph<'a>, ri: usize) -> Repo<'a> {
         .collect();
     Repo {
         units,
+        subjects_anywhere,
         by_digest,
         tags: &repo.tags,
     }
@@ -121,71 +132,43 @@ pub(super) fn dedup(v: Vec<String>) -> Vec<String> {
     v.into_iter().filter(|x| seen.insert(x.clone())).collect()
 }
 
-pub(super) fn unit_time(
-    ts: TimeSource,
-    u: &Unit,
-    repo: &Repo<'_>,
-    created: &HashMap<BlobId, Timestamp>,
-    pulled: &HashMap<BlobId, Timestamp>,
-) -> Option<Timestamp> {
-    match ts {
-        TimeSource::Pushed => Some(u.pushed),
-        TimeSource::TagUpdated => u
-            .tags
-            .iter()
-            .filter_map(|&t| repo.tags[t as usize].current.map(|c| c.modified))
-            .max()
-            .or(Some(u.pushed)),
-        TimeSource::Created => created.get(&u.digest).copied(),
-        TimeSource::Pulled => pulled.get(&u.digest).copied(),
-    }
-}
-
-pub(super) fn select_items(g: &Graph<'_>, pol: &PolicyC, repo: &Repo<'_>, ri: usize) -> Vec<Item> {
+/// The items of repository `ri` that policy `pol` selects: one per matching tag of a unit,
+/// or one for an untagged unit.
+pub(super) fn select_items(ctx: &Ctx<'_, '_>, pol: &PolicyC, ri: usize) -> Vec<Item> {
+    let g = ctx.g;
     let inv = g.inv;
+    let repo = &ctx.repos[ri];
     let present: HashSet<BlobId> = inv.repositories[ri]
         .revisions
         .iter()
         .map(|l| l.target())
         .collect();
+    // A signature repository's subjects live in other repositories: orphaned only when the
+    // subject is linked nowhere.
+    let subject_here =
+        |s: BlobId| present.contains(&s) || repo.subjects_anywhere.is_some_and(|a| a.contains(&s));
     let mut items = Vec::new();
     for (ui, u) in repo.units.iter().enumerate() {
         match pol.referrers {
             ReferrerSelect::None if u.referrer => continue,
-            ReferrerSelect::Orphaned
-                if !u.referrer || u.subject.is_some_and(|s| present.contains(&s)) =>
-            {
+            ReferrerSelect::Orphaned if !u.referrer || u.subject.is_some_and(subject_here) => {
                 continue;
             }
             ReferrerSelect::Any if !u.referrer => continue,
             _ => {}
         }
-        if !pol.artifact_type.is_empty() {
-            let m = g.manifest(u.digest);
-            let mt = m
-                .and_then(|m| inv.extra_of(m))
-                .and_then(|e| e.artifact_type.as_deref().or(e.media_type.as_deref()))
-                .unwrap_or_default();
-            let hit = |p: &crate::values::Pattern| {
-                let word = p.text.trim_start_matches('!');
-                (word == "image" && u.kind == "image")
-                    || (word == "index" && u.kind == "index")
-                    || (!mt.is_empty() && p.matches(mt))
-            };
-            let includes: Vec<_> = pol.artifact_type.iter().filter(|p| !p.negated).collect();
-            let ok = (includes.is_empty() || includes.iter().any(|p| hit(p)))
-                && !pol.artifact_type.iter().filter(|p| p.negated).any(hit);
-            if !ok {
-                continue;
-            }
+        if !artifact_type_matches(g, pol, u) || !facts_match(ctx, pol, u) {
+            continue;
         }
+        let item = |tag, captures| Item {
+            repo: ri as u32,
+            unit: ui,
+            tag,
+            captures,
+        };
         if u.tags.is_empty() {
             if pol.tag_state != TagState::Tagged {
-                items.push(Item {
-                    unit: ui,
-                    tag: None,
-                    captures: Vec::new(),
-                });
+                items.push(item(None, Vec::new()));
             }
             continue;
         }
@@ -200,15 +183,209 @@ pub(super) fn select_items(g: &Graph<'_>, pol: &PolicyC, repo: &Repo<'_>, ri: us
                 pol.tags.captures(name)
             };
             if let Some(captures) = captures {
-                items.push(Item {
-                    unit: ui,
-                    tag: Some(ti),
-                    captures,
-                });
+                items.push(item(Some(ti), captures));
             }
         }
     }
     items
+}
+
+/// `select.artifact_type`: `image`, `index`, or a media-type pattern.
+fn artifact_type_matches(g: &Graph<'_>, pol: &PolicyC, u: &Unit) -> bool {
+    if pol.artifact_type.is_empty() {
+        return true;
+    }
+    let m = g.manifest(u.digest);
+    let mt = m
+        .and_then(|m| g.inv.extra_of(m))
+        .and_then(|e| e.artifact_type.as_deref().or(e.media_type.as_deref()))
+        .unwrap_or_default();
+    let hit = |p: &crate::values::Pattern| {
+        let word = p.text.trim_start_matches('!');
+        (word == "image" && u.kind == "image")
+            || (word == "index" && u.kind == "index")
+            || (!mt.is_empty() && p.matches(mt))
+    };
+    let includes: Vec<_> = pol.artifact_type.iter().filter(|p| !p.negated).collect();
+    (includes.is_empty() || includes.iter().any(|p| hit(p)))
+        && !pol.artifact_type.iter().filter(|p| p.negated).any(hit)
+}
+
+/// An image's platforms: an index's children's (from the index), or a single-platform
+/// image's (from its config, when the caller read it).
+pub(super) fn platforms(ctx: &Ctx<'_, '_>, d: BlobId) -> Vec<String> {
+    let g = ctx.g;
+    let from_index: Vec<String> = g
+        .manifest(d)
+        .and_then(|m| g.inv.extra_of(m))
+        .map(|e| {
+            e.platforms
+                .iter()
+                .flatten()
+                .map(|p| p.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    if !from_index.is_empty() {
+        return from_index;
+    }
+    ctx.facts
+        .get(&d)
+        .and_then(|f| f.platform.clone())
+        .into_iter()
+        .collect()
+}
+
+/// Bytes of everything an image references (manifest, children, configs, layers), each blob
+/// once: what `select.size` compares.
+pub(super) fn image_bytes(g: &Graph<'_>, d: BlobId) -> u64 {
+    let mut seen: HashSet<BlobId> = HashSet::from([d]);
+    let mut stack = vec![d];
+    let mut total = 0;
+    while let Some(x) = stack.pop() {
+        total += g.size(x);
+        for c in g.refs(x) {
+            if seen.insert(c) {
+                stack.push(c);
+            }
+        }
+    }
+    total
+}
+
+/// `select.platforms`, `select.size`, `select.annotations`, `select.labels`: every one given
+/// must hold. A fact that is unknown (an unread config) does not match: the policy leaves
+/// the image alone, which keeps it unless another policy deletes it.
+fn facts_match(ctx: &Ctx<'_, '_>, pol: &PolicyC, u: &Unit) -> bool {
+    let f = &pol.facts;
+    if !f.platforms.is_empty() {
+        let ps = platforms(ctx, u.digest);
+        let hit = |p: &crate::values::Pattern| ps.iter().any(|x| p.matches(x));
+        let includes: Vec<_> = f.platforms.iter().filter(|p| !p.negated).collect();
+        let ok = (includes.is_empty() || includes.iter().any(|p| hit(p)))
+            && !f.platforms.iter().filter(|p| p.negated).any(hit);
+        if ps.is_empty() || !ok {
+            return false;
+        }
+    }
+    if f.larger_than.is_some() || f.smaller_than.is_some() {
+        let size = image_bytes(ctx.g, u.digest);
+        if f.larger_than.is_some_and(|n| size <= n) || f.smaller_than.is_some_and(|n| size >= n) {
+            return false;
+        }
+    }
+    let facts = ctx.facts.get(&u.digest);
+    if facts.is_none() && !(f.annotations.is_empty() && f.labels.is_empty()) {
+        return false; // unread or unreadable: unknown, so not selected
+    }
+    let map_ok = |want: &[(String, crate::values::Pattern)],
+                  have: Option<&BTreeMap<String, String>>| {
+        want.iter().all(|(k, p)| {
+            let v = have.and_then(|h| h.get(k));
+            match v {
+                Some(v) => p.matches(v) != p.negated,
+                // `!pattern` on an absent key: the key does not match the pattern.
+                None => p.negated,
+            }
+        })
+    };
+    map_ok(&f.annotations, facts.map(|x| &x.annotations))
+        && map_ok(&f.labels, facts.map(|x| &x.labels))
+}
+
+/// Repositories that look like `COSIGN_REPOSITORY` targets (cosign-style tags whose subjects
+/// are linked only in other repositories) but are not named in `settings.cosign_repositories`:
+/// their signatures would be orphans to a `referrers: orphaned` policy. Named in a warning for
+/// the operator to confirm, never assumed.
+pub(super) fn signatures_elsewhere(
+    p: &Compiled,
+    g: &Graph<'_>,
+    repos: &[Repo<'_>],
+    linked: &HashSet<BlobId>,
+    warnings: &mut Vec<String>,
+) {
+    let inv = g.inv;
+    for (ri, repo) in repos.iter().enumerate() {
+        let r = &inv.repositories[ri];
+        if repo.subjects_anywhere.is_some() {
+            continue;
+        }
+        let elsewhere = r
+            .tags
+            .iter()
+            .filter_map(|t| cosign_subject(&t.name))
+            .filter_map(|d| inv.id_of(&d))
+            .filter(|s| r.revision(*s).is_none() && linked.contains(s))
+            .count();
+        if elsewhere > 0 {
+            let _ = p;
+            warnings.push(format!(
+                "{}: {elsewhere} signature tag(s) name images stored in other repositories (cosign's COSIGN_REPOSITORY?); name it in settings.cosign_repositories so they follow their subjects instead of counting as orphans",
+                r.name
+            ));
+        }
+    }
+}
+
+/// What the survivors need: index children (by digest, in any repository) and referrers
+/// of a surviving subject (per repository).
+fn needed_by_survivors(
+    g: &Graph<'_>,
+    deleted: &HashSet<(u32, BlobId)>,
+) -> (HashSet<BlobId>, HashSet<(u32, BlobId)>) {
+    let inv = g.inv;
+    // Survivors: every revision not deleted (incl. other repositories, incomplete ones
+    // and opaque manifests). What they need: index children (in any repository: the
+    // registry's GC marks globally, so do we) and referrers of a surviving subject in the
+    // same repository (the referrers API is per repository).
+    let mut needed_global: HashSet<BlobId> = HashSet::new();
+    let mut needed_here: HashSet<(u32, BlobId)> = HashSet::new();
+    let mut stack: Vec<(u32, BlobId)> = Vec::new();
+    let mut visited: HashSet<(u32, BlobId)> = HashSet::new();
+    for (ri, r) in inv.repositories.iter().enumerate() {
+        let ri = ri as u32;
+        for l in &r.revisions {
+            if deleted.contains(&(ri, l.target())) {
+                continue;
+            }
+            stack.push((ri, l.target()));
+            if g.is_opaque(l.target()) {
+                // Could reference anything its repository links.
+                for x in &r.revisions {
+                    needed_here.insert((ri, x.target()));
+                }
+            }
+        }
+        for o in &r.odd_links {
+            if o.kind == stowage_model::inventory::LinkKind::Revision
+                && let Some(id) = o.content.as_ref().and_then(|d| inv.id_of(d))
+            {
+                needed_here.insert((ri, id));
+                stack.push((ri, id));
+            }
+        }
+    }
+    while let Some((ri, x)) = stack.pop() {
+        if !visited.insert((ri, x)) {
+            continue;
+        }
+        let repo = &inv.repositories[ri as usize];
+        for c in g.refs(x) {
+            if g.manifest(c).is_some() {
+                needed_global.insert(c);
+                if repo.revision(c).is_some() {
+                    stack.push((ri, c));
+                }
+            }
+        }
+        for &c in g.referrers(x) {
+            if repo.revision(c).is_some() {
+                needed_here.insert((ri, c));
+                stack.push((ri, c));
+            }
+        }
+    }
+    (needed_global, needed_here)
 }
 
 /// Cascades and the "nothing a survivor needs" repair, to a fixpoint.
@@ -303,57 +480,7 @@ pub(super) fn closure_repair(
                 }
             }
         }
-        // Survivors: every revision not deleted (incl. other repositories, incomplete ones
-        // and opaque manifests). What they need: index children (in any repository: the
-        // registry's GC marks globally, so do we) and referrers of a surviving subject in the
-        // same repository (the referrers API is per repository).
-        let mut needed_global: HashSet<BlobId> = HashSet::new();
-        let mut needed_here: HashSet<(u32, BlobId)> = HashSet::new();
-        let mut stack: Vec<(u32, BlobId)> = Vec::new();
-        let mut visited: HashSet<(u32, BlobId)> = HashSet::new();
-        for (ri, r) in inv.repositories.iter().enumerate() {
-            let ri = ri as u32;
-            for l in &r.revisions {
-                if deleted.contains(&(ri, l.target())) {
-                    continue;
-                }
-                stack.push((ri, l.target()));
-                if g.is_opaque(l.target()) {
-                    // Could reference anything its repository links.
-                    for x in &r.revisions {
-                        needed_here.insert((ri, x.target()));
-                    }
-                }
-            }
-            for o in &r.odd_links {
-                if o.kind == stowage_model::inventory::LinkKind::Revision
-                    && let Some(id) = o.content.as_ref().and_then(|d| inv.id_of(d))
-                {
-                    needed_here.insert((ri, id));
-                    stack.push((ri, id));
-                }
-            }
-        }
-        while let Some((ri, x)) = stack.pop() {
-            if !visited.insert((ri, x)) {
-                continue;
-            }
-            let repo = &inv.repositories[ri as usize];
-            for c in g.refs(x) {
-                if g.manifest(c).is_some() {
-                    needed_global.insert(c);
-                    if repo.revision(c).is_some() {
-                        stack.push((ri, c));
-                    }
-                }
-            }
-            for &c in g.referrers(x) {
-                if repo.revision(c).is_some() {
-                    needed_here.insert((ri, c));
-                    stack.push((ri, c));
-                }
-            }
-        }
+        let (needed_global, needed_here) = needed_by_survivors(g, &deleted);
         let is_needed =
             |ri: u32, d: BlobId| needed_global.contains(&d) || needed_here.contains(&(ri, d));
         let mut changed = false;

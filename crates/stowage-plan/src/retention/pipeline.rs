@@ -1,0 +1,100 @@
+//! The retention pipeline, once: policy + scan + pull data + `now` -> evaluation -> plan.
+//!
+//! `stowage plan --policy`, apply's protection re-check, and `stowage plan simulate` all go
+//! through [`evaluate`] with a [`RetentionRun`]: the same reads (in-use sources, config and
+//! manifest facts when the policy needs them) in the same way, so the protections apply
+//! recomputes over its fresh scan are those the plan was made with, and a simulated day is
+//! the plan that day would have had. (Before, the CLI assembled this twice and kept the two
+//! in step by a comment.)
+
+use stowage_graph::Graph;
+use stowage_model::time::Timestamp;
+use stowage_policy::PullData;
+use stowage_policy::eval::{EvalError, Inputs, Outcome};
+use stowage_storage::Storage;
+
+use super::inputs::{LoadedPolicy, load_image_data, load_sources};
+use super::{RetentionInputs, build, live_protection};
+use crate::apply::LiveProtection;
+use crate::plan::Plan;
+
+/// The inputs of one evaluation besides the scan.
+#[derive(Clone, Copy, Debug)]
+pub struct RetentionRun<'a> {
+    pub policy: &'a LoadedPolicy,
+    pub now: Timestamp,
+    /// `--unsafe-allow-empty`: only changes whether emptying a repository blocks the plan,
+    /// never a protection.
+    pub unsafe_allow_empty: bool,
+    /// Pull data: the policy's pull source, or the one given for the would-break check.
+    pub pulls: Option<&'a PullData>,
+}
+
+/// Evaluate the policy over the scan: read what it needs (in-use sources relative to the
+/// policy, image configs and manifests from `storage` when the policy uses them), then
+/// decide every image.
+pub fn evaluate(
+    run: &RetentionRun<'_>,
+    g: &Graph<'_>,
+    storage: &dyn Storage,
+) -> Result<Outcome, EvalError> {
+    let c = &run.policy.compiled;
+    let (created, facts) = load_image_data(storage, g, run.policy.uses_created(), c.needs_facts());
+    let sources = load_sources(c.in_use.as_ref(), run.policy.dir());
+    stowage_policy::evaluate(
+        c,
+        &Inputs {
+            graph: g,
+            now: run.now,
+            created: &created,
+            facts: &facts,
+            in_use: &sources,
+            unsafe_allow_empty: run.unsafe_allow_empty,
+            pulls: run.pulls,
+        },
+    )
+}
+
+/// The plan: [`evaluate`], the plan document with its byte accounting, and the would-break
+/// check against the run's pull data (`settings.would_break` decides what it does).
+pub fn plan(
+    run: &RetentionRun<'_>,
+    g: &Graph<'_>,
+    storage: &dyn Storage,
+    expires_seconds: i64,
+) -> Result<(Plan, Outcome), EvalError> {
+    let outcome = evaluate(run, g, storage)?;
+    let c = &run.policy.compiled;
+    let mut plan = build(
+        g,
+        &outcome,
+        &RetentionInputs {
+            policy_path: &run.policy.path.display().to_string(),
+            policy_text: &run.policy.text,
+            policy_name: &c.name,
+            time_source: c.time_source.as_str(),
+            now: run.now,
+            expires_seconds,
+            untag: c.untag,
+            max_bytes_freed: c.max_bytes,
+        },
+    );
+    crate::replay::check(
+        &mut plan,
+        run.pulls,
+        c.would_break,
+        c.would_break_window,
+        run.now,
+    );
+    Ok((plan, outcome))
+}
+
+/// Apply's re-check: the protections that hold over a fresh scan, by the same [`evaluate`]
+/// as the plan.
+pub fn protection(
+    run: &RetentionRun<'_>,
+    g: &Graph<'_>,
+    storage: &dyn Storage,
+) -> Result<LiveProtection, EvalError> {
+    Ok(live_protection(g, &evaluate(run, g, storage)?))
+}

@@ -1,0 +1,169 @@
+//! The retention pipeline is one function: the plan and apply's protection re-check call
+//! `stowage_plan::retention::evaluate` with the same `RetentionRun`, so the protections apply
+//! recomputes equal those the plan was made with (a test that fails if they could diverge);
+//! and `simulate` at a day equals the plan made that day.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, SystemTime};
+
+use stowage_graph::Graph;
+use stowage_layout as layout;
+use stowage_model::time::Timestamp;
+use stowage_plan::retention::{LoadedPolicy, RetentionRun, live_protection, plan, protection};
+use stowage_scan::{Progress, ScanOptions, scan};
+use stowage_storage::FsStorage;
+use stowage_testkit::TreeBuilder;
+
+const T0: i64 = 1_780_272_000;
+const DAY: i64 = 86400;
+
+fn at(d: i64) -> Timestamp {
+    Timestamp::from_secs(T0 + d * DAY)
+}
+
+fn set_mtime(path: &std::path::Path, t: Timestamp) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(t.secs() as u64))
+        .unwrap();
+}
+
+/// apps/api with builds b0..b5 on days 0..5 (each its own layer), deployed.txt naming b1.
+fn registry() -> (tempfile::TempDir, TreeBuilder) {
+    let dir = tempfile::tempdir().unwrap();
+    let t = TreeBuilder::new(&dir.path().join("storage"));
+    for d in 0..6 {
+        let config = t.blob(format!("{{\"created\":\"2026-06-0{}T00:00:00Z\"}}", d + 1).as_bytes());
+        let layer = t.layer(&format!("layer{d}"), 2000 + d as usize);
+        let w = t.image("apps/api", None, &config, &[&layer]);
+        let tag = format!("b{d}");
+        t.tag("apps/api", &tag, &w.digest());
+        for p in [
+            layout::revision_link("apps/api", &w.digest()),
+            layout::tag_current_link("apps/api", &tag),
+            layout::tag_index_link("apps/api", &tag, &w.digest()),
+        ] {
+            set_mtime(&t.path(&p), at(d));
+        }
+    }
+    std::fs::write(dir.path().join("deployed.txt"), "apps/api:b1\n").unwrap();
+    (dir, t)
+}
+
+const POLICY: &str = r#"apiVersion: retention.v1
+kind: RetentionPolicy
+settings: {time_source: created}
+protections:
+  keep_newest_per_repository: 2
+  immutable_tags: ["glob:b0"]
+  grace_period: 1d
+  in_use:
+    sources: [{name: deployed, format: image-refs, path: deployed.txt}]
+policies:
+  - id: p
+    scope: {repositories: ["glob:**"]}
+    keep: [{id: recent, within: 2d}]
+    otherwise: delete
+"#;
+
+#[test]
+fn the_plan_and_the_apply_recheck_compute_the_same_protections() {
+    let (dir, t) = registry();
+    let path = dir.path().join("p.yaml");
+    std::fs::write(&path, POLICY).unwrap();
+    let policy = LoadedPolicy::read(&path).unwrap();
+    let storage = FsStorage::open(&t.root).unwrap();
+    let inv = scan(&storage, &ScanOptions::default(), &Progress::default()).unwrap();
+    let g = Graph::new(&inv);
+    for now in [at(5), at(9)] {
+        let run = RetentionRun {
+            policy: &policy,
+            now,
+            unsafe_allow_empty: false,
+            pulls: None,
+        };
+        let (p, outcome) = plan(&run, &g, &storage, 86400).unwrap();
+        let lp = protection(&run, &g, &storage).unwrap();
+        let from_plan = live_protection(&g, &outcome);
+        assert_eq!(lp.digests, from_plan.digests, "at {now:?}");
+        assert_eq!(lp.tags, from_plan.tags, "at {now:?}");
+        // Every kind of protection is exercised: in use, immutable, floor (by config created).
+        let reasons = format!("{:?}", lp.digests);
+        for want in [
+            "in_use(deployed)",
+            "immutable_tag",
+            "keep_newest_per_repository(2)",
+        ] {
+            assert!(
+                reasons.contains(want),
+                "{want} missing at {now:?}: {reasons}"
+            );
+        }
+        // Nothing the plan deletes is protected by the re-check.
+        for m in &p.manifests {
+            assert!(
+                !lp.digests
+                    .contains_key(&(m.repository.clone(), m.digest.clone())),
+                "{m:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_simulated_day_is_the_plan_made_that_day() {
+    let (dir, t) = registry();
+    let path = dir.path().join("p.yaml");
+    std::fs::write(
+        &path,
+        POLICY.replace("settings: {time_source: created}\n", ""),
+    )
+    .unwrap();
+    let policy = LoadedPolicy::read(&path).unwrap();
+    let storage = FsStorage::open(&t.root).unwrap();
+    let inv = scan(&storage, &ScanOptions::default(), &Progress::default()).unwrap();
+    let g = Graph::new(&inv);
+    let days = stowage_plan::simulate::days(at(2), at(9), DAY);
+    assert_eq!(days.len(), 8);
+    let sim = stowage_plan::simulate::simulate(&policy, &g, &storage, None, &days);
+    let mut freed_some = false;
+    for d in &sim.days {
+        let run = RetentionRun {
+            policy: &policy,
+            now: d.at,
+            unsafe_allow_empty: false,
+            pulls: None,
+        };
+        let (p, _) = plan(&run, &g, &storage, 0).unwrap();
+        let r = p.retention.unwrap();
+        assert_eq!(d.images_deleted, r.bytes.images_deleted, "{:?}", d.at);
+        assert_eq!(d.bytes_freed, r.bytes.reclaimable_after_gc, "{:?}", d.at);
+        assert_eq!(d.tags_removed, r.bytes.tags_removed);
+        freed_some |= d.bytes_freed > 0;
+    }
+    assert!(freed_some);
+    // On day 2, builds pushed on days 3..5 did not exist yet: kept, never deleted.
+    let run = RetentionRun {
+        policy: &policy,
+        now: at(2),
+        unsafe_allow_empty: false,
+        pulls: None,
+    };
+    let (p, _) = plan(&run, &g, &storage, 0).unwrap();
+    let later: Vec<_> = p
+        .retention
+        .unwrap()
+        .images
+        .into_iter()
+        .filter(|i| i.pushed > at(2))
+        .collect();
+    assert_eq!(later.len(), 3);
+    for i in later {
+        assert_eq!(i.decision, "keep");
+        assert!(
+            i.reasons.iter().any(|r| r.contains("after_now")),
+            "{:?}",
+            i.reasons
+        );
+    }
+}
