@@ -78,6 +78,21 @@ pub struct RuleC {
     pub counters: usize,
 }
 
+impl RuleC {
+    /// Whether the rule's decision depends on pull data (a pull criterion, or pull times).
+    pub fn uses_pulls(&self) -> bool {
+        fn crit(c: &Crit) -> bool {
+            match c {
+                Crit::PulledWithin(_) | Crit::NotPulledWithin(_) => true,
+                Crit::All(cs) | Crit::Any(cs) => cs.iter().any(crit),
+                Crit::Not(c) => crit(c),
+                _ => false,
+            }
+        }
+        self.time_source == TimeSource::Pulled || crit(&self.crit)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct PolicyC {
     pub id: String,

@@ -53,13 +53,27 @@ fn pulled_images_stay_and_unused_ones_go() {
     );
     let o = eval_pulls(&inv, &(header("") + POLICY), at(60), &pulls).unwrap();
     assert_eq!(image_decision(&inv, &o, "apps/api", &used), Decision::Keep);
+    // Each pull-based decision names the coverage it relied on (issue 25).
+    let covered = format!(
+        " (pull data: history.db, covered {} to {})",
+        at(0).rfc3339(),
+        at(60).rfc3339()
+    );
     assert!(
         reasons_of_tag(&inv, &o, "apps/api", "used")
-            .contains(&"keep: p/recently-pulled".to_string())
+            .contains(&format!("keep: p/recently-pulled{covered}")),
+        "{:?}",
+        reasons_of_tag(&inv, &o, "apps/api", "used")
     );
     assert_eq!(
         image_decision(&inv, &o, "apps/api", &unused),
         Decision::Delete
+    );
+    assert!(
+        reasons_of_tag(&inv, &o, "apps/api", "unused")
+            .contains(&format!("delete: p/unused{covered}")),
+        "{:?}",
+        reasons_of_tag(&inv, &o, "apps/api", "unused")
     );
     assert_eq!(
         image_decision(&inv, &o, "apps/api", &newest),

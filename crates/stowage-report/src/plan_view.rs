@@ -178,7 +178,7 @@ pub fn gc_deletions(plan: &Plan, g: &Graph<'_>) -> Vec<Deletion> {
 fn rule_of(reason: &str) -> String {
     reason
         .trim_start_matches("delete: ")
-        .split(" (tag ")
+        .split(" (")
         .next()
         .unwrap_or(reason)
         .to_string()

@@ -212,7 +212,7 @@ fn first_rule(im: &ImageOutcome) -> String {
         .first()
         .map(|r| {
             r.trim_start_matches("delete: ")
-                .split(" (tag ")
+                .split(" (")
                 .next()
                 .unwrap_or(r)
                 .to_string()

@@ -17,6 +17,9 @@ pub(super) struct Ctx<'a, 'g> {
     /// Last pull per image, per repository.
     pub(super) pulled: &'a [HashMap<BlobId, Timestamp>],
     pub(super) pulls_begin: Option<Timestamp>,
+    /// The coverage pull-based decisions relied on, named in each of their reasons
+    /// (" (pull data: SOURCE, covered FROM to TO)"); empty without pull data.
+    pub(super) pull_note: String,
 }
 
 impl<'g> Ctx<'_, 'g> {

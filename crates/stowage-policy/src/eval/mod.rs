@@ -278,6 +278,7 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
         facts: inp.facts,
         pulled: &pulled,
         pulls_begin: pulls.begins,
+        pull_note: pull_note(pulls),
     };
 
     let mut prot = protect::Protections::default();
@@ -369,4 +370,25 @@ fn pull_times(
             m
         })
         .collect()
+}
+
+/// How a reason names the pull data it relied on (issue 25: a pull-based decision names its
+/// coverage, so a reviewer sees what "not pulled in 30d" was judged from).
+fn pull_note(pulls: &PullData) -> String {
+    match pulls.begins {
+        None => String::new(),
+        Some(b) => format!(
+            " (pull data: {}, covered {} to {})",
+            if pulls.source.is_empty() {
+                "pull source"
+            } else {
+                &pulls.source
+            },
+            b.rfc3339(),
+            pulls
+                .ends
+                .map(|t| t.rfc3339())
+                .unwrap_or_else(|| "-".into())
+        ),
+    }
 }

@@ -66,7 +66,10 @@ pub(super) fn vote(ctx: &Ctx<'_, '_>) -> Votes {
         for (rules, is_keep) in [(&pol.keep, true), (&pol.delete, false)] {
             for rule in rules.iter() {
                 let results = ctx.eval_rule(rule, &items, &mut v.unknown_time);
-                let name = format!("{}/{}", pol.id, rule.id);
+                let mut name = format!("{}/{}", pol.id, rule.id);
+                if rule.uses_pulls() {
+                    name.push_str(&ctx.pull_note);
+                }
                 for (it, r) in items.iter().zip(results) {
                     match (is_keep, r) {
                         (true, Some(T3::True)) => {
