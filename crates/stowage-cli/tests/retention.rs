@@ -492,6 +492,14 @@ fn retention_with_pull_data_from_the_registry_log() {
     lines.push(pull_line("2026-11-15T10:00:00Z", "library/base", base));
     lines.push(pull_line("2026-11-22T10:00:00Z", "team/app/web", web));
     std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    // The registry existed before its log: lines dated before its oldest blob are rejected
+    // (issue 25), and the sample's blobs were written on 2026-11-23.
+    let st = Command::new("find")
+        .arg(root.join("docker/registry/v2/blobs"))
+        .args(["-exec", "touch", "-d", "2026-11-01T00:00:00Z", "{}", "+"])
+        .status()
+        .unwrap();
+    assert!(st.success());
     let db = dir.join("history.db");
     ok(&stowage(
         &root,
