@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
@@ -424,4 +425,42 @@ pub struct CheckArgs {
     /// Exit 1 when a finding at or above this severity exists.
     #[arg(long, value_enum, default_value_t = Level::Warning)]
     pub fail_on: Level,
+}
+
+/// Which pulls are not use (shared by `usage ingest` and `serve`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct FilterArgs {
+    /// Ignore pulls by user agents matching this glob (case-insensitive; repeatable), in
+    /// addition to the default list of scanners and probes (see docs/usage.md).
+    #[arg(long, value_name = "GLOB")]
+    pub ignore_user_agent: Vec<String>,
+    /// Ignore pulls from this address or CIDR (repeatable): `10.8.0.0/16`.
+    #[arg(long, value_name = "CIDR")]
+    pub ignore_addr: Vec<String>,
+    /// Do not ignore the default scanners and probes.
+    #[arg(long)]
+    pub no_default_ignores: bool,
+    /// A YAML file with `ignore-user-agents`, `ignore-addresses`, `no-default-ignores`
+    /// (added to the flags).
+    #[arg(long, value_name = "FILE")]
+    pub usage_filters: Option<PathBuf>,
+}
+
+impl FilterArgs {
+    pub fn filter(&self) -> anyhow::Result<stowage_usage::Filter> {
+        let mut c = match &self.usage_filters {
+            Some(p) => {
+                let t = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                serde_yaml_ng::from_str::<stowage_usage::FilterConfig>(&t)
+                    .with_context(|| format!("{}", p.display()))?
+            }
+            None => stowage_usage::FilterConfig::default(),
+        };
+        c.ignore_user_agents
+            .extend(self.ignore_user_agent.iter().cloned());
+        c.ignore_addresses.extend(self.ignore_addr.iter().cloned());
+        c.no_default_ignores |= self.no_default_ignores;
+        Ok(stowage_usage::Filter::new(&c)?)
+    }
 }

@@ -6,6 +6,7 @@ mod commands;
 mod exit;
 mod memory;
 mod output;
+mod pipeline;
 mod progress;
 mod settings;
 

@@ -173,6 +173,20 @@ impl Plan {
         w.write_all(b"\n")
     }
 
+    /// Read and validate a plan file (the one reader of plan files: `apply`, `plan show`,
+    /// `plan replay`, `explain PLAN`, `report --plan`). Plans are small (a key per target),
+    /// so the file is read whole.
+    pub fn read(path: &std::path::Path) -> Result<Plan, PlanError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Plan::from_json(&text).map_err(|e| PlanError::In {
+            path: path.display().to_string(),
+            source: Box::new(e),
+        })
+    }
+
     pub fn from_json(text: &str) -> Result<Plan, PlanError> {
         let v: serde_json::Value =
             serde_json::from_str(text).map_err(|e| PlanError::Invalid(e.to_string()))?;
@@ -232,6 +246,16 @@ pub enum PlanError {
         key: String,
         expected: &'static str,
         why: String,
+    },
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    In {
+        path: String,
+        source: Box<PlanError>,
     },
 }
 

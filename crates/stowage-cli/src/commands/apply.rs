@@ -15,9 +15,7 @@ use crate::output;
 use crate::settings::{Settings, parse_age};
 
 pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
-    let text = std::fs::read_to_string(&a.plan)
-        .with_context(|| format!("reading {}", a.plan.display()))?;
-    let plan = Plan::from_json(&text).with_context(|| format!("{}", a.plan.display()))?;
+    let plan = Plan::read(&a.plan)?;
     if plan.is_empty() {
         println!("the plan is empty: nothing to do");
         return Ok(exit::OK);

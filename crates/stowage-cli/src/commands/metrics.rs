@@ -11,7 +11,8 @@ use clap::Args;
 use stowage_report::metrics::{ScanInfo, render};
 use stowage_report::overview::Limits;
 
-use super::report::{analyse, atomic_write};
+use crate::output::atomic_write;
+use crate::pipeline::analyse;
 use crate::settings::Settings;
 
 #[derive(Args, Debug)]
@@ -32,7 +33,7 @@ pub fn run(s: &Settings, a: &MetricsArgs) -> Result<i32> {
     };
     let (loaded, an) = analyse(s, &limits)?;
     if let Some(db) = &a.history {
-        super::snapshot::record_and_chart(db, &loaded, &an, s)?;
+        crate::pipeline::record_and_chart(db, &loaded, &an.overview.summary.summary, s.now)?;
     }
     let text = render(
         &an.overview,

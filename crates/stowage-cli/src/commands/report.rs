@@ -7,10 +7,12 @@ use anyhow::{Context, Result};
 use clap::Args;
 use stowage_model::time::human_bytes;
 use stowage_plan::Plan;
-use stowage_report::metrics::RepoFigures;
-use stowage_report::overview::{Limits, Overview};
 
-use super::{GraphFindings, Loaded, findings_exit, load};
+use stowage_report::overview::Limits;
+
+use super::findings_exit;
+use crate::output::atomic_write;
+use crate::pipeline::analyse;
 use crate::settings::Settings;
 
 #[derive(Args, Debug)]
@@ -32,64 +34,6 @@ pub struct ReportArgs {
     pub history: Option<PathBuf>,
 }
 
-/// The figures every report-like command renders (`report`, `metrics`, `snapshot`).
-pub struct Figures {
-    pub overview: Overview,
-    pub repos: RepoFigures,
-    /// Seconds the scan and the analysis took.
-    pub seconds: f64,
-}
-
-/// Repositories with their own series in the metrics.
-pub const METRICS_TOP_REPOSITORIES: usize = 50;
-
-/// Scan and analyse: the analysed registry and its report figures.
-pub fn analyse(s: &Settings, limits: &Limits) -> Result<(Loaded, Figures)> {
-    // The duration is a measurement reported as such (a metric), never part of a decision.
-    let started = std::time::Instant::now();
-    let loaded = load(s, false, GraphFindings::List)?;
-    let figures = Figures {
-        overview: loaded.overview(limits),
-        repos: loaded.repository_figures(METRICS_TOP_REPOSITORIES),
-        seconds: started.elapsed().as_secs_f64(),
-    };
-    Ok((loaded, figures))
-}
-
-/// Write a file atomically: a temporary file in the same directory, synced, then renamed
-/// over the target (readers such as the node-exporter never see half a file).
-pub fn atomic_write(
-    path: &Path,
-    write: impl FnOnce(&mut std::fs::File) -> Result<()>,
-) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> Result<()> {
-        let mut f =
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        write(&mut f)?;
-        f.sync_all()
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 fn default_csv(html: &Path) -> PathBuf {
     let stem = html
         .file_stem()
@@ -98,15 +42,9 @@ fn default_csv(html: &Path) -> PathBuf {
     html.with_file_name(format!("{stem}-blobs.csv"))
 }
 
-pub fn read_plan(path: &Path) -> Result<Plan> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Plan::from_json(&text).with_context(|| format!("{}", path.display()))
-}
-
 pub fn run(s: &Settings, a: &ReportArgs) -> Result<i32> {
     // Fail on a bad plan before spending a scan on it.
-    let plan = a.plan.as_deref().map(read_plan).transpose()?;
+    let plan = a.plan.as_deref().map(Plan::read).transpose()?;
     let limits = Limits {
         top_blobs: a.top,
         ..Limits::default()
@@ -119,8 +57,13 @@ pub fn run(s: &Settings, a: &ReportArgs) -> Result<i32> {
         )?);
     }
     if let Some(db) = &a.history {
-        an.overview.history = Some(super::snapshot::record_and_chart(db, &loaded, &an, s)?);
-        an.overview.pulls = super::usage::report_section(db, &g, s.now)?;
+        an.overview.history = Some(crate::pipeline::record_and_chart(
+            db,
+            &loaded,
+            &an.overview.summary.summary,
+            s.now,
+        )?);
+        an.overview.pulls = crate::pipeline::report_section(db, &g, s.now)?;
     }
     let csv = a.csv.clone().unwrap_or_else(|| default_csv(&a.html));
     // Link the CSV by its name when it sits beside the report, else by its path.

@@ -131,14 +131,8 @@ pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
     Ok(if blocked { exit::FINDINGS } else { exit::OK })
 }
 
-pub fn read_plan(path: &Path) -> Result<Plan> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Plan::from_json(&text).with_context(|| format!("{}", path.display()))
-}
-
 pub fn show(format: Format, path: &Path) -> Result<i32> {
-    let plan = read_plan(path)?;
+    let plan = Plan::read(path)?;
     let mut o = output::stdout();
     match (format, plan.retention.is_some()) {
         (Format::Table, true) => print_summary(&mut o, &plan)?,
@@ -258,7 +252,7 @@ fn print_summary(o: &mut impl Write, plan: &Plan) -> Result<()> {
 
 /// `stowage plan replay PLAN --db DB [--from 90d]`: the recent pulls a plan would break.
 pub fn replay(format: Format, now: Timestamp, a: &PlanReplayArgs) -> Result<i32> {
-    let plan = read_plan(&a.plan)?;
+    let plan = Plan::read(&a.plan)?;
     let pulls = load_pulls(&a.db)?;
     let since = match &a.from {
         Some(d) => Some(now.saturating_sub_secs(parse_age(d).context("--from")?)),
@@ -394,7 +388,7 @@ pub fn simulate(s: &Settings, a: &PlanSimulateArgs) -> Result<i32> {
 
 /// `stowage explain PLAN REF`: one decision traced.
 pub fn explain_plan(format: Format, path: &Path, reference: &str) -> Result<i32> {
-    let plan = read_plan(path)?;
+    let plan = Plan::read(path)?;
     let Some(r) = &plan.retention else {
         bail!(
             "{} is a {} plan; explain PLAN REF traces retention decisions",

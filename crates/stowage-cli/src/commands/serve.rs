@@ -9,8 +9,8 @@ use stowage_model::time::Timestamp;
 use stowage_report::overview::Limits;
 use stowage_serve::{AppState, Snapshot, check_bind};
 
-use super::report::METRICS_TOP_REPOSITORIES;
 use super::{GraphFindings, load};
+use crate::pipeline::{CHART_REPOSITORIES, METRICS_TOP_REPOSITORIES};
 use crate::settings::{Settings, parse_age};
 
 #[derive(Args, Debug)]
@@ -40,7 +40,7 @@ pub struct ServeArgs {
     #[arg(long, requires = "history", conflicts_with = "notify_secret_file")]
     pub insecure_loopback_webhook: bool,
     #[command(flatten)]
-    pub filter: super::usage::FilterArgs,
+    pub filter: crate::args::FilterArgs,
     /// Largest blobs embedded in the page (the table pages through all of them).
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub top: usize,
@@ -166,9 +166,9 @@ fn scan(
             stowage_history::snapshot_data(&g, a.usage(), &snap.overview.summary.summary, now);
         let mut h = stowage_history::Db::open(db)?;
         h.record(&data)?;
-        snap.overview.history = Some(h.series(8)?);
+        snap.overview.history = Some(h.series(CHART_REPOSITORIES)?);
         drop(h);
-        snap.overview.pulls = super::usage::report_section(db, &g, now)?;
+        snap.overview.pulls = crate::pipeline::report_section(db, &g, now)?;
     }
     snap.seconds = started.elapsed().as_secs_f64();
     Ok(snap)

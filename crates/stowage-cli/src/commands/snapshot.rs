@@ -1,16 +1,14 @@
-//! `stowage snapshot --db FILE`: record this scan in the history database; and the helper
-//! that `report`, `metrics` and `serve` use for their `--history DB`.
+//! `stowage snapshot --db FILE`: record this scan in the history database.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use stowage_history::{Db, snapshot_data};
 use stowage_model::time::human_bytes;
-use stowage_report::overview::{HistorySeries, Limits};
+use stowage_report::overview::Limits;
 
-use super::Loaded;
-use super::report::{Figures, analyse};
+use crate::pipeline::analyse;
 use crate::settings::Settings;
 
 #[derive(Args, Debug)]
@@ -18,28 +16,6 @@ pub struct SnapshotArgs {
     /// The history database (SQLite; created when absent, upgraded when older).
     #[arg(long, value_name = "FILE")]
     pub db: PathBuf,
-}
-
-/// Repositories charted by name in the report's growth chart (the rest as one line).
-const CHART_REPOSITORIES: usize = 8;
-
-/// Record the analysed scan in `db`; return the chart of everything recorded so far.
-pub fn record_and_chart(
-    db: &Path,
-    loaded: &Loaded,
-    an: &Figures,
-    s: &Settings,
-) -> Result<HistorySeries> {
-    let mut h = Db::open(db)?;
-    let data = snapshot_data(
-        &loaded.graph(),
-        loaded.usage(),
-        &an.overview.summary.summary,
-        s.now,
-    );
-    h.record(&data)
-        .with_context(|| format!("recording the scan in {}", db.display()))?;
-    Ok(h.series(CHART_REPOSITORIES)?)
 }
 
 pub fn run(s: &Settings, a: &SnapshotArgs) -> Result<i32> {

@@ -9,10 +9,10 @@ use stowage_model::time::{Timestamp, human_bytes};
 use stowage_report::table::{Align, Table};
 use stowage_report::{TagRecord, schema, tag_records};
 
-use super::inventory::short;
 use super::{GraphFindings, findings_exit, load};
 use crate::args::{Format, TagsArgs};
 use crate::output;
+use crate::output::short;
 use crate::settings::Settings;
 
 #[derive(Serialize)]
@@ -48,7 +48,7 @@ fn tag_pulls(
     rows: &[TagRecord],
     now: Timestamp,
 ) -> Result<Vec<TagPull>> {
-    let (v, _) = super::usage::view(db, g, now)?;
+    let (v, _) = crate::pipeline::pull_view(db, g, now)?;
     Ok(rows
         .iter()
         .map(|r| {

@@ -8,18 +8,18 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use stowage_graph::Graph;
+
 use stowage_history::{Coverage, Db, IngestStats, SourceKind, UsageStatus};
 use stowage_model::time::{Timestamp, human_age, human_bytes};
 use stowage_report::schema;
 use stowage_report::table::{Align, Table};
 use stowage_usage::view::{Bucket, UsageView};
-use stowage_usage::{Filter, FilterConfig, Ingest, LineRead, TagTimeline};
+use stowage_usage::{Ingest, LineRead, TagTimeline};
 
-use super::inventory::short;
 use super::{GraphFindings, load};
 use crate::args::{Format, GlobalArgs};
 use crate::output;
+use crate::output::short;
 use crate::settings::Settings;
 
 #[derive(Args, Debug)]
@@ -41,44 +41,6 @@ pub enum UsageCommand {
     Ingest(IngestArgs),
 }
 
-/// Which pulls are not use (shared by `usage ingest` and `serve`).
-#[derive(Args, Debug, Clone, Default)]
-pub struct FilterArgs {
-    /// Ignore pulls by user agents matching this glob (case-insensitive; repeatable), in
-    /// addition to the default list of scanners and probes (see docs/usage.md).
-    #[arg(long, value_name = "GLOB")]
-    pub ignore_user_agent: Vec<String>,
-    /// Ignore pulls from this address or CIDR (repeatable): `10.8.0.0/16`.
-    #[arg(long, value_name = "CIDR")]
-    pub ignore_addr: Vec<String>,
-    /// Do not ignore the default scanners and probes.
-    #[arg(long)]
-    pub no_default_ignores: bool,
-    /// A YAML file with `ignore-user-agents`, `ignore-addresses`, `no-default-ignores`
-    /// (added to the flags).
-    #[arg(long, value_name = "FILE")]
-    pub usage_filters: Option<PathBuf>,
-}
-
-impl FilterArgs {
-    pub fn filter(&self) -> Result<Filter> {
-        let mut c = match &self.usage_filters {
-            Some(p) => {
-                let t = std::fs::read_to_string(p)
-                    .with_context(|| format!("reading {}", p.display()))?;
-                serde_yaml_ng::from_str::<FilterConfig>(&t)
-                    .with_context(|| format!("{}", p.display()))?
-            }
-            None => FilterConfig::default(),
-        };
-        c.ignore_user_agents
-            .extend(self.ignore_user_agent.iter().cloned());
-        c.ignore_addresses.extend(self.ignore_addr.iter().cloned());
-        c.no_default_ignores |= self.no_default_ignores;
-        Ok(Filter::new(&c)?)
-    }
-}
-
 #[derive(Args, Debug)]
 pub struct IngestArgs {
     /// Log files (plain or gzip, detected by content); `-` or none: stdin.
@@ -87,7 +49,7 @@ pub struct IngestArgs {
     #[arg(long, value_name = "FILE")]
     pub db: PathBuf,
     #[command(flatten)]
-    pub filter: FilterArgs,
+    pub filter: crate::args::FilterArgs,
 }
 
 fn now_of(g: &GlobalArgs) -> Result<Timestamp> {
@@ -293,36 +255,13 @@ struct ViewDocument<'a> {
 }
 
 /// The pull view of a scanned storage (shared with `report`).
-pub fn view(db: &Path, g: &Graph<'_>, now: Timestamp) -> Result<(UsageView, UsageStatus)> {
-    let h = Db::open_existing(db)?;
-    let pulls = h.pull_summary()?;
-    Ok((
-        stowage_usage::view::build(g, &pulls, now),
-        h.usage_status()?,
-    ))
-}
-
-/// The report's "Last pulled" section, when the database has pull data.
-pub fn report_section(
-    db: &Path,
-    g: &Graph<'_>,
-    now: Timestamp,
-) -> Result<Option<stowage_report::overview::PullsView>> {
-    let h = Db::open_existing(db)?;
-    if !h.has_usage()? {
-        return Ok(None);
-    }
-    let v = stowage_usage::view::build(g, &h.pull_summary()?, now);
-    Ok(Some(stowage_usage::view::report_section(&v)))
-}
-
 pub fn run(s: &Settings, a: &UsageArgs) -> Result<i32> {
     let Some(db) = &a.db else {
         bail!("--db FILE is needed: the history database with the pull data");
     };
     let loaded = load(s, false, GraphFindings::Count)?;
     let g = loaded.graph();
-    let (v, status) = view(db, &g, s.now)?;
+    let (v, status) = crate::pipeline::pull_view(db, &g, s.now)?;
     let mut out = output::stdout();
     match s.format {
         Format::Json => output::json(

@@ -1,0 +1,177 @@
+//! The pipeline the commands share, as calls into the library: scan and analyse once
+//! (`load`: `stowage_analysis::Analysis`), the report figures (`analyse`), recording a
+//! scan in the history database, the pull views. Command modules import this, never each
+//! other, so a change to one command cannot reach another through it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use stowage_analysis::Analysis;
+pub use stowage_analysis::GraphFindings;
+use stowage_graph::Graph;
+use stowage_history::{Db, UsageStatus, snapshot_data};
+use stowage_model::finding::FindingCounts;
+use stowage_model::inventory::Inventory;
+use stowage_model::time::Timestamp;
+use stowage_report::metrics::RepoFigures;
+use stowage_report::overview::{HistorySeries, Limits, Overview, PullsView};
+use stowage_scan::{Progress, ScanOptions};
+use stowage_usage::view::UsageView;
+
+use crate::exit;
+use crate::settings::Settings;
+
+/// A scanned and analysed storage: the library's analysed registry.
+pub type Loaded = Analysis;
+
+/// Refuse a deleting plan on a registry whose links are not its metadata (GitLab's metadata
+/// database); a storage signature alone may be overridden with
+/// `--unsafe-ignore-metadata-signature`.
+pub fn refuse_deleting(a: &Analysis, s: &Settings) -> Result<()> {
+    Ok(a.refuse_deleting(s.ignore_metadata_signature)?)
+}
+
+/// Scan the storage (with progress) and analyse it: one call into the library.
+pub fn load(s: &Settings, verify_links: bool, graph_findings: GraphFindings) -> Result<Analysis> {
+    let progress = Arc::new(Progress::default());
+    let started = std::time::Instant::now();
+    let analysis = {
+        let _display =
+            crate::progress::Display::start(s.progress, progress.clone(), s.storage.clone());
+        Analysis::scan(
+            &*s.storage,
+            &ScanOptions {
+                concurrency: s.concurrency,
+                verify_links,
+                release_memory: Some(crate::memory::release),
+            },
+            &progress,
+            &stowage_analysis::Options {
+                graph_findings,
+                metadata_config: s.metadata_database.clone(),
+                now: s.now,
+            },
+        )
+        .with_context(|| format!("scanning {}", s.storage.describe()))?
+    };
+    if s.verbose {
+        print_scan_stats(s, analysis.inv(), started);
+    }
+    if let Some(e) = analysis.metadata_database() {
+        eprintln!("note: {}", e.label());
+    }
+    Ok(analysis)
+}
+
+fn print_scan_stats(s: &Settings, inv: &Inventory, started: std::time::Instant) {
+    let st = &inv.stats;
+    eprintln!("peak memory after the scan: {}", peak_memory());
+    eprintln!(
+        "scanned in {:.2}s: {} blobs, {} repositories, {} manifests; {} directories listed, {} stats, {} reads ({} bytes)",
+        started.elapsed().as_secs_f64(),
+        inv.blobs.len(),
+        inv.repositories.len(),
+        inv.manifests.len(),
+        st.directories_listed,
+        st.stats,
+        st.reads,
+        st.bytes_read
+    );
+    if let stowage_storage::BackendKind::ObjectStore { scheme } = s.storage.backend() {
+        let n = st.directories_listed + st.stats + st.reads;
+        eprintln!(
+            "{scheme} requests: {} LIST pages, {} HEAD, {} GET: {n} in all, {:.0} per second",
+            st.directories_listed,
+            st.stats,
+            st.reads,
+            n as f64 / started.elapsed().as_secs_f64().max(1e-9)
+        );
+    }
+}
+
+/// Peak resident memory of this process so far (Linux `VmHWM`), for --verbose.
+pub fn peak_memory() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l["VmHWM:".len()..].trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// For read commands other than `check`: exit 1 when error-level findings exist, and say so
+/// on stderr so a table of data is not mistaken for a clean bill of health.
+pub fn findings_exit(c: FindingCounts) -> i32 {
+    let (errors, warnings) = (c.error, c.warning);
+    if errors + warnings > 0 {
+        eprintln!(
+            "note: {errors} integrity errors and {warnings} warnings found; `stowage check` lists them"
+        );
+    }
+    if errors > 0 { exit::FINDINGS } else { exit::OK }
+}
+
+/// The figures every report-like command renders (`report`, `metrics`, `snapshot`).
+pub struct Figures {
+    pub overview: Overview,
+    pub repos: RepoFigures,
+    /// Seconds the scan and the analysis took.
+    pub seconds: f64,
+}
+
+/// Repositories with their own series in the metrics.
+pub const METRICS_TOP_REPOSITORIES: usize = 50;
+
+/// Scan and analyse: the analysed registry and its report figures.
+pub fn analyse(s: &Settings, limits: &Limits) -> Result<(Loaded, Figures)> {
+    // The duration is a measurement reported as such (a metric), never part of a decision.
+    let started = std::time::Instant::now();
+    let loaded = load(s, false, GraphFindings::List)?;
+    let figures = Figures {
+        overview: loaded.overview(limits),
+        repos: loaded.repository_figures(METRICS_TOP_REPOSITORIES),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok((loaded, figures))
+}
+
+/// Repositories charted by name in the report's growth chart (the rest as one line).
+pub const CHART_REPOSITORIES: usize = 8;
+
+/// Record the analysed scan in `db` (its repository and tag figures, with `summary`, at
+/// `now`); return the chart of everything recorded so far.
+pub fn record_and_chart(
+    db: &Path,
+    loaded: &Loaded,
+    summary: &stowage_graph::Summary,
+    now: Timestamp,
+) -> Result<HistorySeries> {
+    let mut h = Db::open(db)?;
+    let data = snapshot_data(&loaded.graph(), loaded.usage(), summary, now);
+    h.record(&data)
+        .with_context(|| format!("recording the scan in {}", db.display()))?;
+    Ok(h.series(CHART_REPOSITORIES)?)
+}
+
+/// Images by last pull, and the pull data's status, from the history database.
+pub fn pull_view(db: &Path, g: &Graph<'_>, now: Timestamp) -> Result<(UsageView, UsageStatus)> {
+    let h = Db::open_existing(db)?;
+    let pulls = h.pull_summary()?;
+    Ok((
+        stowage_usage::view::build(g, &pulls, now),
+        h.usage_status()?,
+    ))
+}
+
+/// The report's "Last pulled" section, when the database has pull data.
+pub fn report_section(db: &Path, g: &Graph<'_>, now: Timestamp) -> Result<Option<PullsView>> {
+    let h = Db::open_existing(db)?;
+    if !h.has_usage()? {
+        return Ok(None);
+    }
+    let v = stowage_usage::view::build(g, &h.pull_summary()?, now);
+    Ok(Some(stowage_usage::view::report_section(&v)))
+}
