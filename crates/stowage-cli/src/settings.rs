@@ -217,11 +217,7 @@ impl Settings {
                 None => eprintln!("concurrency: {concurrency} ({why}; --concurrency to change)"),
             }
         }
-        let now = match &g.now {
-            Some(s) => Timestamp::parse_rfc3339(s)
-                .with_context(|| format!("--now {s:?} is not an RFC 3339 time"))?,
-            None => Timestamp::from_system_time(std::time::SystemTime::now()),
-        };
+        let now = resolve_now(g)?;
         let tz = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
         let progress = !g.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
         Ok(Settings {
@@ -307,7 +303,8 @@ fn open_object_store(
 }
 
 /// Parse an age like `30d`, `12h`, `90m`, `1w` into seconds.
-/// `--now` (RFC 3339), or the clock: for commands that need no storage.
+/// `--now` (RFC 3339), or the clock: the one place the present moment is read (every
+/// command, with or without a storage, takes it from here).
 pub fn resolve_now(g: &crate::args::GlobalArgs) -> Result<Timestamp> {
     Ok(match &g.now {
         Some(s) => Timestamp::parse_rfc3339(s)
@@ -317,36 +314,13 @@ pub fn resolve_now(g: &crate::args::GlobalArgs) -> Result<Timestamp> {
 }
 
 pub fn parse_age(s: &str) -> Result<i64> {
-    let d = humantime::parse_duration(s.trim())
-        .with_context(|| format!("{s:?} is not a duration (try 30d, 12h, 1w)"))?;
-    Ok(d.as_secs() as i64)
+    Ok(stowage_model::units::parse_duration(s)?)
 }
 
-/// Parse a size like `500`, `10MiB`, `1.5GB`, `20k` into bytes.
+/// Parse a size like `500`, `10MiB`, `1.5GB`, `20k`, `2PiB` into bytes (the one grammar of
+/// flags and policies: `stowage_model::units`).
 pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .with_context(|| format!("{s:?} is not a size"))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "kib" => 1024.0,
-        "m" | "mb" => 1e6,
-        "mib" => 1024.0 * 1024.0,
-        "g" | "gb" => 1e9,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        "t" | "tb" => 1e12,
-        "tib" => 1024f64.powi(4),
-        other => {
-            bail!("{s:?}: unknown size unit {other:?} (B, KB, KiB, MB, MiB, GB, GiB, TB, TiB)")
-        }
-    };
-    Ok((n * mult).round() as u64)
+    Ok(stowage_model::units::parse_bytes(s)?)
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod name;
 pub mod pattern;
 pub mod time;
+pub mod units;
 
 pub use digest::{Digest, Sha256};
 pub use finding::{Finding, FindingKind, Severity};

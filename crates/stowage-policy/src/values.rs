@@ -144,38 +144,16 @@ impl PatternSet {
     }
 }
 
-/// A duration such as `30d`, `24h`, `2w`, `90min` (humantime), in seconds.
+/// A duration such as `30d`, `24h`, `2w`, `90min`, in seconds: the one grammar of flags
+/// and policies (`stowage_model::units`).
 pub fn parse_duration(text: &str) -> Result<i64, String> {
-    let d = humantime::parse_duration(text.trim())
-        .map_err(|e| format!("{text:?}: not a duration ({e}); write e.g. 30d, 24h, 2w"))?;
-    i64::try_from(d.as_secs()).map_err(|_| format!("{text:?}: too long"))
+    stowage_model::units::parse_duration(text).map_err(|e| e.to_string())
 }
 
-/// A byte size such as `2TiB`, `500GB`, `1.5 GiB` or a plain number of bytes.
+/// A byte size such as `2TiB`, `500GB`, `1.5 GiB` or a plain number of bytes
+/// (`stowage_model::units`).
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{text:?}: not a size; write e.g. 500GB, 2TiB"))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kb" | "k" => 1e3,
-        "mb" | "m" => 1e6,
-        "gb" | "g" => 1e9,
-        "tb" | "t" => 1e12,
-        "pb" => 1e15,
-        "kib" => 1024.0,
-        "mib" => 1024.0 * 1024.0,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        "pib" => 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        other => return Err(format!("{text:?}: unknown unit {other:?}")),
-    };
-    Ok((n * mult).round() as u64)
+    stowage_model::units::parse_bytes(text).map_err(|e| e.to_string())
 }
 
 /// Natural order: digit runs compare as numbers (`build-9` < `build-10`).

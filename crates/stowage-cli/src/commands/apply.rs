@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Context, Result, bail};
 use stowage_model::escape::escape;
-use stowage_model::time::{Timestamp, human_bytes};
+use stowage_model::time::human_bytes;
 use stowage_plan::Plan;
 use stowage_plan::apply::{ApplyOptions, CacheStep, Mode, cache_step, default_journal};
 use stowage_storage::registry_config::BlobCache;
@@ -303,10 +303,7 @@ pub fn restore(s: &Settings, a: &RestoreArgs) -> Result<i32> {
 
 pub fn purge(g: &GlobalArgs, a: &PurgeArgs) -> Result<i32> {
     let age = parse_age(&a.older_than)?;
-    let now = match &g.now {
-        Some(n) => Timestamp::parse_rfc3339(n).context("--now")?,
-        None => Timestamp::from_system_time(std::time::SystemTime::now()),
-    };
+    let now = crate::settings::resolve_now(g)?;
     // Object stores keep quarantined data in the bucket: purging needs the storage too.
     let storage = if g.storage.is_some() || g.registry_config.is_some() {
         Some(Settings::resolve(g)?)

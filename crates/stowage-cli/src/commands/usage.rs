@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use stowage_history::{Coverage, Db, IngestStats, SourceKind, UsageStatus};
-use stowage_model::time::{Timestamp, human_age, human_bytes};
+use stowage_model::time::{human_age, human_bytes};
 use stowage_report::schema;
 use stowage_report::table::{Align, Table};
 use stowage_usage::view::{Bucket, UsageView};
@@ -52,13 +52,6 @@ pub struct IngestArgs {
     pub filter: crate::args::FilterArgs,
 }
 
-fn now_of(g: &GlobalArgs) -> Result<Timestamp> {
-    Ok(match &g.now {
-        Some(s) => Timestamp::parse_rfc3339(s).with_context(|| format!("--now {s:?}"))?,
-        None => Timestamp::from_system_time(std::time::SystemTime::now()),
-    })
-}
-
 fn has_storage(g: &GlobalArgs) -> bool {
     g.storage.is_some() || g.registry_config.is_some()
 }
@@ -95,7 +88,7 @@ struct IngestDocument<'a> {
 }
 
 pub fn ingest(g: &GlobalArgs, a: &IngestArgs) -> Result<i32> {
-    let now = now_of(g)?;
+    let now = crate::settings::resolve_now(g)?;
     let filter = a.filter.filter()?;
     let mut db = Db::open(&a.db)?;
     // Tag pulls are resolved against the storage's tag history, scanned now.
