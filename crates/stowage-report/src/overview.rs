@@ -236,12 +236,17 @@ pub struct BlobTable {
     pub csv: Option<String>,
 }
 
-/// One blob, compact (the JSON inventory record has everything).
+/// One blob, compact (the JSON inventory record has everything): the report's blob table
+/// and the dashboard's `/api/v1/blobs` rows (OpenAPI schema derived with `openapi`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ApiBlob))]
 pub struct BlobRow {
     pub digest: String,
     pub size: u64,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub modified: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub created: Option<Timestamp>,
     pub kind: String,
     pub referenced: bool,
@@ -640,6 +645,31 @@ pub fn write_blob_csv(
     }
     w.flush()?;
     Ok(())
+}
+
+impl From<&TreeNode> for crate::DuRecord {
+    /// The overview's tree node as a `du` record (the root, named `""` in the tree, is `/`).
+    fn from(n: &TreeNode) -> crate::DuRecord {
+        crate::DuRecord {
+            name: if n.name.is_empty() {
+                "/".into()
+            } else {
+                n.name.clone()
+            },
+            depth: n.depth,
+            repository: n.repository,
+            total: n.total,
+            exclusive: n.exclusive,
+            shared: n.total - n.exclusive.min(n.total),
+            own_total: n.own_total,
+            own_exclusive: n.own_exclusive,
+            repositories: n.repositories,
+            tags: n.tags,
+            manifests: n.manifests,
+            untagged_manifests: n.untagged_manifests,
+            upload_bytes: n.upload_bytes,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -349,8 +349,12 @@ pub fn upload_records(r: &Repository, now: Timestamp) -> Vec<UploadRecord> {
         .collect()
 }
 
-/// One row of `stowage du`.
+/// One row of `stowage du`, one node of the repository tree: the dashboard's
+/// `/api/v1/repositories` serves the same shape (its OpenAPI schema is derived from this
+/// struct with the `openapi` feature).
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Repository))]
 pub struct DuRecord {
     pub name: String,
     pub depth: u32,

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use stowage_model::inventory::BlobId;
+use stowage_report::DuRecord;
 use stowage_report::metrics::ScanInfo;
 use stowage_report::overview::{BlobRow, blob_row};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -26,7 +27,7 @@ use crate::{AppState, Snapshot};
         description = "Read-only views of a container registry's storage, from the last completed scan. Every error is JSON: {\"error\": message, \"status\": code}. With a token configured, send `Authorization: Bearer TOKEN`."
     ),
     paths(status, scan, report, repositories, tags, findings, blobs, blobs_csv, metrics, openapi, crate::notify::notifications, crate::notify::usage),
-    components(schemas(Status, ScanStarted, ErrorBody, crate::notify::NotifyAnswer, BlobPage, ApiBlob, FindingPage, ApiFinding, Repository, Tag)),
+    components(schemas(Status, ScanStarted, ErrorBody, crate::notify::NotifyAnswer, BlobPage, BlobRow, FindingPage, ApiFinding, DuRecord, Tag)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -282,55 +283,14 @@ async fn report(State(st): St) -> Response {
     }
 }
 
-/// One node of the repository tree (`stowage du --format json` nodes).
-#[derive(Serialize, ToSchema)]
-pub struct Repository {
-    pub name: String,
-    pub depth: u32,
-    pub repository: bool,
-    pub total: u64,
-    pub exclusive: u64,
-    pub shared: u64,
-    pub own_total: u64,
-    pub own_exclusive: u64,
-    pub repositories: u64,
-    pub tags: u64,
-    pub manifests: u64,
-    pub untagged_manifests: u64,
-    pub upload_bytes: u64,
-}
-
 /// Repositories and namespaces as a tree in pre-order (children by name), with sizes.
 #[utoipa::path(get, path = "/api/v1/repositories", responses(
-    (status = 200, body = [Repository]), (status = 503, body = ErrorBody)))]
+    (status = 200, body = [DuRecord]), (status = 503, body = ErrorBody)))]
 async fn repositories(State(st): St) -> Response {
     let Some(s) = st.current() else {
         return no_scan_yet(&st);
     };
-    let rows: Vec<Repository> = s
-        .overview
-        .tree
-        .iter()
-        .map(|n| Repository {
-            name: if n.name.is_empty() {
-                "/".into()
-            } else {
-                n.name.clone()
-            },
-            depth: n.depth,
-            repository: n.repository,
-            total: n.total,
-            exclusive: n.exclusive,
-            shared: n.total - n.exclusive.min(n.total),
-            own_total: n.own_total,
-            own_exclusive: n.own_exclusive,
-            repositories: n.repositories,
-            tags: n.tags,
-            manifests: n.manifests,
-            untagged_manifests: n.untagged_manifests,
-            upload_bytes: n.upload_bytes,
-        })
-        .collect();
+    let rows: Vec<DuRecord> = s.overview.tree.iter().map(DuRecord::from).collect();
     axum::Json(rows).into_response()
 }
 
@@ -506,40 +466,12 @@ pub struct BlobsQuery {
     pub limit: Option<usize>,
 }
 
-/// A blob row of the API.
-#[derive(Serialize, ToSchema)]
-pub struct ApiBlob {
-    pub digest: String,
-    pub size: u64,
-    pub modified: String,
-    pub created: Option<String>,
-    pub kind: String,
-    pub referenced: bool,
-    pub repositories: Vec<String>,
-    pub tags: Vec<String>,
-    pub owners_omitted: u64,
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct BlobPage {
     /// Blobs matching the query.
     pub total: usize,
     pub offset: usize,
-    pub rows: Vec<ApiBlob>,
-}
-
-fn api_blob(b: BlobRow) -> ApiBlob {
-    ApiBlob {
-        digest: b.digest,
-        size: b.size,
-        modified: b.modified.rfc3339(),
-        created: b.created.map(|c| c.rfc3339()),
-        kind: b.kind,
-        referenced: b.referenced,
-        repositories: b.repositories,
-        tags: b.tags,
-        owners_omitted: b.owners_omitted,
-    }
+    pub rows: Vec<BlobRow>,
 }
 
 fn blob_page(s: &Snapshot, q: &BlobsQuery, limit: usize) -> BlobPage {
@@ -607,15 +539,7 @@ fn blob_page(s: &Snapshot, q: &BlobsQuery, limit: usize) -> BlobPage {
         offset: q.offset,
         rows: ids
             .into_iter()
-            .map(|id| {
-                api_blob(blob_row(
-                    &g,
-                    &mut scratch,
-                    id,
-                    s.referenced()[id as usize],
-                    10,
-                ))
-            })
+            .map(|id| blob_row(&g, &mut scratch, id, s.referenced()[id as usize], 10))
             .collect(),
     }
 }
