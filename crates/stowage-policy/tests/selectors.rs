@@ -431,3 +431,87 @@ fn signatures_in_another_repository_follow_their_subject() {
         o.warnings
     );
 }
+
+/// Review of issue 23, finding 1: a scan that could not read every repository cannot tell
+/// that a signature in a signature repository is orphaned: its subject may be linked in
+/// the part not read. Kept, in both shapes of a partial scan.
+#[test]
+fn partial_scan_signature_looks_orphaned() {
+    let mut r = Reg::new();
+    let app = r.push("apps/api", Some("1.0"), 0);
+    cosign_elsewhere(&mut r, &app, 0);
+    let full = r.scan();
+    let yaml = header("").replace(
+        "protections:",
+        "settings:\n  cosign_repositories: [\"glob:sigs/**\"]\nprotections:",
+    ) + "policies:\n  - id: p\n    scope: {repositories: [\"glob:sigs/**\"]}\n    select: {referrers: orphaned}\n    delete: [{id: old, older_than: 1d}]\n    otherwise: keep\n";
+    let tag = format!("sigs/app:sha256-{}.sig", &app.digest.to_string()[7..]);
+    // Complete: the subject is linked, the signature stays.
+    assert_eq!(
+        tag_decision(&full, &eval(&full, &yaml, at(3)), &tag),
+        "keep"
+    );
+    // apps/ could not be listed: apps/api is not in the inventory at all.
+    let mut unlisted = full.clone();
+    unlisted
+        .repositories
+        .retain(|x| x.name.as_str() != "apps/api");
+    unlisted.unlisted.push("apps".into());
+    // apps/api was read, but not completely: its revisions are missing.
+    let mut incomplete = full.clone();
+    for x in incomplete.repositories.iter_mut() {
+        if x.name.as_str() == "apps/api" {
+            x.complete = false;
+            x.revisions_listed = false;
+            x.revisions.clear();
+            x.tags.clear();
+        }
+    }
+    for inv in [&unlisted, &incomplete] {
+        let o = eval(inv, &yaml, at(3));
+        assert_eq!(tag_decision(inv, &o, &tag), "keep", "{:#?}", o.images);
+        let im = o
+            .images
+            .iter()
+            .find(|i| i.tags.iter().any(|t| tag.ends_with(&t.tag)));
+        assert!(
+            im.unwrap()
+                .reasons
+                .iter()
+                .any(|w| w.contains("not read completely")),
+            "{:?}",
+            im.unwrap().reasons
+        );
+    }
+}
+
+/// Review of issue 23, finding 1 (second part): signatures of images linked in other
+/// repositories, in a repository not named in `settings.cosign_repositories`, look orphaned;
+/// a referrers policy that would delete them blocks the plan instead of only warning.
+#[test]
+fn unnamed_signature_repository_deletion_blocks() {
+    let mut r = Reg::new();
+    let app = r.push("apps/app", Some("1.0"), 0);
+    cosign_elsewhere(&mut r, &app, 0);
+    let inv = r.scan();
+    for select in ["{referrers: orphaned}", "{referrers: any}"] {
+        let yaml = header("")
+            + "policies:\n  - id: p\n    scope: {repositories: [\"glob:sigs/**\"]}\n    select: "
+            + select
+            + "\n    delete: [{id: old, older_than: 1d}]\n    otherwise: keep\n";
+        let o = eval(&inv, &yaml, at(3));
+        assert!(
+            o.blocked
+                .iter()
+                .any(|b| b.contains("sigs/app") && b.contains("cosign_repositories")),
+            "{select}: {:?}",
+            o.blocked
+        );
+    }
+    // Nothing would go: a warning, no block.
+    let yaml = header("")
+        + "policies:\n  - id: p\n    scope: {repositories: [\"glob:sigs/**\"]}\n    select: {referrers: orphaned}\n    delete: [{id: old, older_than: 30d}]\n    otherwise: keep\n";
+    let o = eval(&inv, &yaml, at(3));
+    assert!(o.blocked.is_empty(), "{:?}", o.blocked);
+    assert!(!o.warnings.is_empty());
+}

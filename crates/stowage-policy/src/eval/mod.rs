@@ -36,7 +36,10 @@ mod policies;
 mod protect;
 mod units;
 use criteria::{Ctx, T3};
-use units::{COSIGN_SUFFIXES, Item, Repo, build_units, closure_repair, dedup, select_items};
+use units::{
+    COSIGN_SUFFIXES, Item, Repo, build_units, closure_repair, dedup, select_items,
+    signature_elsewhere_possible,
+};
 
 /// An in-use source as read by the caller (file I/O stays outside this crate).
 #[derive(Clone, Debug)]
@@ -298,6 +301,7 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
     // Protections that land on a platform child or an attached referrer keep it (and so
     // what it needs), even though it is not an image of its own.
     closure_repair(g, &repos, &mut images, &prot.pairs(inv));
+    units::signatures_elsewhere_deleted(g, &repos, &linked, &images, &mut out.blocked);
     decide::rails(
         p,
         inv,
