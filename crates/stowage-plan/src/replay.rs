@@ -254,3 +254,62 @@ pub fn check(
         pulls: broken,
     };
 }
+
+/// Apply's re-check of recent pulls (review of issue 23, finding 2): pulls newer than what
+/// the plan was checked against (after `would_break.to`, or after the plan was made when it
+/// saw no pulls) that the plan would break. [`check`] ran at plan time only, so an image
+/// pulled between plan and apply would otherwise be deleted even with `would_break: block`.
+pub fn since_plan(plan: &Plan, data: &PullData) -> Vec<BrokenPull> {
+    let after = plan.would_break.to.unwrap_or(plan.created_at);
+    let fresh: Vec<RecentPull> = data
+        .recent
+        .iter()
+        .filter(|p| p.last_pulled > after)
+        .cloned()
+        .collect();
+    replay(plan, &fresh, None)
+}
+
+/// The protections [`since_plan`]'s pulls put on the plan's targets at apply, as
+/// `settings.would_break` says: `block` refuses the apply (`protection/would_break(...)`,
+/// which apply treats like an in-use reference), `warn` skips the targets pulled
+/// (`protection/recent_pull(...)`), `accept` nothing.
+pub fn protect_since_plan(
+    plan: &Plan,
+    data: &PullData,
+    action: WouldBreakAction,
+    live: &mut crate::apply::LiveProtection,
+) {
+    let kind = match action {
+        WouldBreakAction::Block => "would_break",
+        WouldBreakAction::Warn => "recent_pull",
+        WouldBreakAction::Accept => return,
+    };
+    for b in since_plan(plan, data) {
+        let why = format!(
+            "protection/{kind}(pulled since the plan: {}@{} by {} at {}; settings.would_break is {})",
+            b.repository,
+            b.reference,
+            if b.client.is_empty() { "-" } else { &b.client },
+            b.last_pulled.rfc3339(),
+            action.as_str()
+        );
+        let mut add = |d: &str| {
+            if let Ok(d) = d.parse() {
+                let e = live.digests.entry((b.repository.clone(), d)).or_default();
+                if !e.contains(&why) {
+                    e.push(why.clone());
+                }
+            }
+        };
+        add(&b.digest);
+        if b.reference.contains(':') {
+            add(&b.reference);
+        } else {
+            live.tags
+                .entry((b.repository.clone(), b.reference.clone()))
+                .or_default()
+                .push(why.clone());
+        }
+    }
+}

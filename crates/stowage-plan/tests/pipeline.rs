@@ -10,7 +10,10 @@ use std::time::{Duration, SystemTime};
 use stowage_graph::Graph;
 use stowage_layout as layout;
 use stowage_model::time::Timestamp;
-use stowage_plan::retention::{LoadedPolicy, RetentionRun, live_protection, plan, protection};
+use stowage_plan::retention::{
+    LoadedPolicy, RetentionRun, live_protection, plan, protection, recheck_pull_source,
+};
+use stowage_policy::{PullData, RecentPull};
 use stowage_scan::{Progress, ScanOptions, scan};
 use stowage_storage::FsStorage;
 use stowage_testkit::TreeBuilder;
@@ -83,7 +86,7 @@ fn the_plan_and_the_apply_recheck_compute_the_same_protections() {
             pulls: None,
         };
         let (p, outcome) = plan(&run, &g, &storage, 86400).unwrap();
-        let lp = protection(&run, &g, &storage).unwrap();
+        let lp = protection(&run, &g, &storage, &p).unwrap();
         let from_plan = live_protection(&g, &outcome);
         assert_eq!(lp.digests, from_plan.digests, "at {now:?}");
         assert_eq!(lp.tags, from_plan.tags, "at {now:?}");
@@ -164,6 +167,110 @@ fn a_simulated_day_is_the_plan_made_that_day() {
             i.reasons.iter().any(|r| r.contains("after_now")),
             "{:?}",
             i.reasons
+        );
+    }
+}
+
+/// Review of issue 23, finding 2: apply's re-check replays pulls made since the plan (the
+/// plan's own check ran at plan time only), reading the pull database the plan recorded.
+/// Under `would_break: block` a target pulled since the plan refuses the apply
+/// (`protection/would_break`, treated like an in-use reference); under `warn` it is skipped.
+#[test]
+fn apply_recheck_replays_fresh_pulls() {
+    let (dir, t) = registry();
+    let storage = FsStorage::open(&t.root).unwrap();
+    let inv = scan(&storage, &ScanOptions::default(), &Progress::default()).unwrap();
+    let g = Graph::new(&inv);
+    let db = dir.path().join("history.db").display().to_string();
+    let seen = PullData {
+        source: db.clone(),
+        begins: Some(at(0)),
+        ends: Some(at(9)),
+        ..Default::default()
+    };
+    for (action, kind) in [("block", "would_break"), ("warn", "recent_pull")] {
+        let path = dir.path().join(format!("{action}.yaml"));
+        std::fs::write(
+            &path,
+            POLICY.replace(
+                "settings: {time_source: created}",
+                &format!("settings: {{time_source: created, would_break: {action}}}"),
+            ),
+        )
+        .unwrap();
+        let policy = LoadedPolicy::read(&path).unwrap();
+        let run = RetentionRun {
+            policy: &policy,
+            now: at(9),
+            unsafe_allow_empty: false,
+            pulls: Some(&seen),
+        };
+        let (p, _) = plan(&run, &g, &storage, 86400).unwrap();
+        // No pull source in the policy: the re-check reads the database the plan used.
+        assert_eq!(
+            recheck_pull_source(&policy, &p).map(|x| x.display().to_string()),
+            Some(db.clone())
+        );
+        let b2 = p
+            .tags
+            .iter()
+            .find(|x| x.tag == "b2")
+            .unwrap()
+            .digest
+            .clone();
+        let pull = |at: Timestamp| RecentPull {
+            repository: "apps/api".into(),
+            reference: "b2".into(),
+            digest: b2.to_string(),
+            last_pulled: at,
+            pulls: 1,
+            client: "kubelet".into(),
+        };
+        // A pull the plan already saw (at its data's end) changes nothing at apply.
+        let old = PullData {
+            recent: vec![pull(at(9))],
+            ..seen.clone()
+        };
+        let lp = protection(
+            &RetentionRun {
+                pulls: Some(&old),
+                ..run
+            },
+            &g,
+            &storage,
+            &p,
+        )
+        .unwrap();
+        assert!(
+            !lp.tags.contains_key(&("apps/api".into(), "b2".into())),
+            "{action}"
+        );
+        // One since the plan protects the tag and the image.
+        let fresh = PullData {
+            ends: Some(Timestamp::from_secs(T0 + 9 * DAY + 3600)),
+            recent: vec![pull(Timestamp::from_secs(T0 + 9 * DAY + 3600))],
+            ..seen.clone()
+        };
+        let lp = protection(
+            &RetentionRun {
+                pulls: Some(&fresh),
+                ..run
+            },
+            &g,
+            &storage,
+            &p,
+        )
+        .unwrap();
+        let why = lp.tags.get(&("apps/api".into(), "b2".into()));
+        assert!(
+            why.is_some_and(|w| w
+                .iter()
+                .any(|r| r.starts_with(&format!("protection/{kind}(")))),
+            "{action}: {why:?}"
+        );
+        assert!(
+            lp.digests.contains_key(&("apps/api".into(), b2)),
+            "{action}"
         );
     }
 }

@@ -288,7 +288,7 @@ impl Protections {
                 let r = &repos[ri as usize];
                 if r.partial_scan
                     && signature_elsewhere_possible(r, u)
-                    && !u.subject.is_some_and(|s| repo.revision(s).is_some())
+                    && u.subject.is_none_or(|s| repo.revision(s).is_none())
                     && !r
                         .subjects_anywhere
                         .zip(u.subject)
