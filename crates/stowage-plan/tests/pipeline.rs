@@ -274,3 +274,51 @@ fn apply_recheck_replays_fresh_pulls() {
         );
     }
 }
+
+/// Review of issue 23, finding 3: a config that cannot be read is not "a config without
+/// labels". `select.labels {team: "!platform"}` must not select an image whose config (which
+/// says team=platform) failed to read: unknown, so kept.
+#[test]
+fn unread_facts_never_selected() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = TreeBuilder::new(&dir.path().join("storage"));
+    let mut configs = Vec::new();
+    for (name, team) in [("platform", "platform"), ("other", "web")] {
+        let config = t.blob(
+            format!("{{\"created\":\"2026-06-01T00:00:00Z\",\"config\":{{\"Labels\":{{\"team\":\"{team}\"}}}}}}")
+                .as_bytes(),
+        );
+        let layer = t.layer(name, 1000);
+        let w = t.image("apps/api", None, &config, &[&layer]);
+        t.tag("apps/api", name, &w.digest());
+        for p in [
+            layout::revision_link("apps/api", &w.digest()),
+            layout::tag_current_link("apps/api", name),
+            layout::tag_index_link("apps/api", name, &w.digest()),
+        ] {
+            set_mtime(&t.path(&p), at(0));
+        }
+        configs.push(config);
+    }
+    let path = dir.path().join("p.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: retention.v1\nkind: RetentionPolicy\nprotections:\n  keep_newest_per_repository: 0\n  allow_empty_repository: true\npolicies:\n  - id: p\n    scope: {repositories: [\"glob:**\"]}\n    select: {labels: {team: \"!platform\"}}\n    delete: [{id: old, older_than: 30d}]\n    otherwise: keep\n",
+    )
+    .unwrap();
+    let policy = LoadedPolicy::read(&path).unwrap();
+    let storage = FsStorage::open(&t.root).unwrap();
+    let inv = scan(&storage, &ScanOptions::default(), &Progress::default()).unwrap();
+    // The scan saw it; the read for the labels fails.
+    std::fs::remove_file(t.path(&layout::blob_data(&configs[0].digest))).unwrap();
+    let g = Graph::new(&inv);
+    let run = RetentionRun {
+        policy: &policy,
+        now: at(60),
+        unsafe_allow_empty: false,
+        pulls: None,
+    };
+    let (p, _) = plan(&run, &g, &storage, 86400).unwrap();
+    let removed: Vec<&str> = p.tags.iter().map(|x| x.tag.as_str()).collect();
+    assert_eq!(removed, ["other"], "{:#?}", p.retention.unwrap().images);
+}

@@ -202,14 +202,17 @@ fn annotation_and_label_selectors() {
     let inv = r.scan();
     let f = |ann: &[(&str, &str)], labels: &[(&str, &str)]| ManifestFacts {
         platform: None,
-        annotations: ann
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
-        labels: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        annotations: Some(
+            ann.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        ),
+        labels: Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
     };
     let facts = [
         (
@@ -251,6 +254,14 @@ fn annotation_and_label_selectors() {
     assert_eq!(tag_decision(&inv, &o, "apps/api:rel"), "keep");
     // Facts never read (an unreadable config): nothing is selected by labels at all.
     let o = eval_facts(&inv, &yaml, at(2), &[]);
+    assert_eq!(tag_decision(&inv, &o, "apps/api:bare"), "keep");
+    // Read, but the config failed (labels `None`): unknown, not "no labels" (review of
+    // issue 23, finding 3).
+    let unread = ManifestFacts {
+        labels: None,
+        ..f(&[], &[])
+    };
+    let o = eval_facts(&inv, &yaml, at(2), &[(&bare, unread)]);
     assert_eq!(tag_decision(&inv, &o, "apps/api:bare"), "keep");
 }
 

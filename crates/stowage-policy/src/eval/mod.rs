@@ -75,10 +75,12 @@ pub struct ManifestFacts {
     /// `os/architecture[/variant]` of a single-platform image, from its config; an index's
     /// platforms come from the index itself (the scan keeps them).
     pub platform: Option<String>,
-    /// The config's OCI labels (`config.Labels`; for an index, every platform's, merged).
-    pub labels: BTreeMap<String, String>,
-    /// The manifest's (or index's) own annotations.
-    pub annotations: BTreeMap<String, String>,
+    /// The config's OCI labels (`config.Labels`; for an index, every platform's, merged);
+    /// `None` when a config could not be read: unknown, never "no labels" (a negated
+    /// selector would otherwise select an image it cannot see into).
+    pub labels: Option<BTreeMap<String, String>>,
+    /// The manifest's (or index's) own annotations; `None` when it could not be read.
+    pub annotations: Option<BTreeMap<String, String>>,
 }
 
 /// Pull data as the evaluation needs it (read by the caller from the pull source).

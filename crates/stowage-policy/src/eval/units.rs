@@ -300,22 +300,23 @@ fn facts_match(ctx: &Ctx<'_, '_>, pol: &PolicyC, u: &Unit) -> bool {
         }
     }
     let facts = ctx.facts.get(&u.digest);
-    if facts.is_none() && !(f.annotations.is_empty() && f.labels.is_empty()) {
-        return false; // unread or unreadable: unknown, so not selected
-    }
+    // Unread or unreadable (no entry, or `None`): unknown, so not selected.
     let map_ok = |want: &[(String, crate::values::Pattern)],
                   have: Option<&BTreeMap<String, String>>| {
-        want.iter().all(|(k, p)| {
-            let v = have.and_then(|h| h.get(k));
-            match v {
-                Some(v) => p.matches(v) != p.negated,
-                // `!pattern` on an absent key: the key does not match the pattern.
-                None => p.negated,
-            }
+        if want.is_empty() {
+            return true;
+        }
+        let Some(have) = have else {
+            return false;
+        };
+        want.iter().all(|(k, p)| match have.get(k) {
+            Some(v) => p.matches(v) != p.negated,
+            // `!pattern` on an absent key: the key does not match the pattern.
+            None => p.negated,
         })
     };
-    map_ok(&f.annotations, facts.map(|x| &x.annotations))
-        && map_ok(&f.labels, facts.map(|x| &x.labels))
+    map_ok(&f.annotations, facts.and_then(|x| x.annotations.as_ref()))
+        && map_ok(&f.labels, facts.and_then(|x| x.labels.as_ref()))
 }
 
 /// Repositories that look like `COSIGN_REPOSITORY` targets (cosign-style tags whose subjects
