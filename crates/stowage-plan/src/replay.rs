@@ -197,8 +197,40 @@ pub fn check(
             action: action.as_str().into(),
             ..Default::default()
         };
+        block_unchecked(plan, action, "there is no pull data to check against");
         return;
     };
+    // `block` promises the plan breaks no recent pull: a window the data does not cover
+    // (or no data at all) cannot keep that promise, so the plan is refused rather than
+    // checked against less than was asked (review of issue 23, finding 5).
+    match (window, data.begins, data.ends) {
+        (_, None, _) | (_, _, None) => block_unchecked(
+            plan,
+            action,
+            &format!("the pull data in {} holds no pulls yet", data.source),
+        ),
+        (Some(w), _, _) if w <= 0 => block_unchecked(
+            plan,
+            action,
+            "settings.would_break_window is 0: no pull would be checked",
+        ),
+        (Some(w), Some(b), Some(e))
+            if now.saturating_sub_secs(w) < b || e < now.saturating_sub_secs(w) =>
+        {
+            block_unchecked(
+                plan,
+                action,
+                &format!(
+                    "settings.would_break_window reaches back to {}, but the pull data in {} covers only {} to {}",
+                    now.saturating_sub_secs(w).rfc3339(),
+                    data.source,
+                    b.rfc3339(),
+                    e.rfc3339()
+                ),
+            )
+        }
+        _ => {}
+    }
     let from = match (window, data.begins) {
         (Some(w), Some(b)) => Some(b.max(now.saturating_sub_secs(w))),
         (Some(w), None) => Some(now.saturating_sub_secs(w)),
@@ -253,6 +285,20 @@ pub fn check(
         action: action.as_str().into(),
         pulls: broken,
     };
+}
+
+/// `settings.would_break: block` with nothing (or less than asked) to check against: the plan
+/// is blocked, never silently unchecked.
+fn block_unchecked(plan: &mut Plan, action: WouldBreakAction, why: &str) {
+    if action != WouldBreakAction::Block {
+        return;
+    }
+    if let Some(r) = plan.retention.as_mut() {
+        r.rails_blocked.push(format!(
+            "settings.would_break is block, but recent pulls cannot be checked: {why}"
+        ));
+        r.rails_blocked.sort();
+    }
 }
 
 /// Apply's re-check of recent pulls (review of issue 23, finding 2): pulls newer than what

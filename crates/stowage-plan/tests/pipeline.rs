@@ -322,3 +322,69 @@ fn unread_facts_never_selected() {
     let removed: Vec<&str> = p.tags.iter().map(|x| x.tag.as_str()).collect();
     assert_eq!(removed, ["other"], "{:#?}", p.retention.unwrap().images);
 }
+
+/// Review of issue 23, finding 5: `would_break: block` with no pull data, data without pulls,
+/// a zero window or a window longer than the data covers refuses the plan instead of silently
+/// checking nothing (or less than asked).
+#[test]
+fn would_break_block_with_no_data_or_uncovered_window_refuses() {
+    let (dir, t) = registry();
+    let storage = FsStorage::open(&t.root).unwrap();
+    let inv = scan(&storage, &ScanOptions::default(), &Progress::default()).unwrap();
+    let g = Graph::new(&inv);
+    let data = |begins: Option<i64>| PullData {
+        source: "history.db".into(),
+        begins: begins.map(at),
+        ends: begins.map(|_| at(9)),
+        ..Default::default()
+    };
+    let cases: [(&str, &str, Option<PullData>, bool); 7] = [
+        ("block", "", None, true),
+        ("block", "", Some(data(None)), true),
+        (
+            "block",
+            ", would_break_window: 0s",
+            Some(data(Some(0))),
+            true,
+        ),
+        (
+            "block",
+            ", would_break_window: 7d",
+            Some(data(Some(8))),
+            true,
+        ),
+        (
+            "block",
+            ", would_break_window: 7d",
+            Some(data(Some(0))),
+            false,
+        ),
+        ("block", "", Some(data(Some(8))), false),
+        ("warn", "", None, false),
+    ];
+    for (i, (action, window, pulls, blocked)) in cases.into_iter().enumerate() {
+        let path = dir.path().join(format!("wb{i}.yaml"));
+        std::fs::write(
+            &path,
+            POLICY.replace(
+                "settings: {time_source: created}",
+                &format!("settings: {{time_source: created, would_break: {action}{window}}}"),
+            ),
+        )
+        .unwrap();
+        let policy = LoadedPolicy::read(&path).unwrap();
+        let run = RetentionRun {
+            policy: &policy,
+            now: at(9),
+            unsafe_allow_empty: false,
+            pulls: pulls.as_ref(),
+        };
+        let (p, _) = plan(&run, &g, &storage, 86400).unwrap();
+        let rails = p.retention.unwrap().rails_blocked;
+        assert_eq!(
+            rails.iter().any(|r| r.contains("cannot be checked")),
+            blocked,
+            "case {i} ({action}{window}, {pulls:?}): {rails:?}"
+        );
+    }
+}
