@@ -526,3 +526,30 @@ fn unnamed_signature_repository_deletion_blocks() {
     assert!(o.blocked.is_empty(), "{:?}", o.blocked);
     assert!(!o.warnings.is_empty());
 }
+
+/// Review of issue 23, finding 6: `monthly: 6m` is six minutes (humantime: `m` = minutes), a
+/// window shorter than one period of its bucket: refused, with the units named. `1M` (a month)
+/// and `1y` are fine.
+#[test]
+fn calendar_within_window_shorter_than_period_refused() {
+    let rule = |cal: &str| {
+        policy(
+            "{}",
+            &format!("    keep: [{{id: x, calendar_within: {cal}}}]\n    otherwise: delete\n"),
+        )
+    };
+    for (cal, want) in [
+        ("{monthly: 6m}", "shorter than one month period"),
+        ("{daily: 12h}", "shorter than one day period"),
+        ("{yearly: 11M}", "shorter than one year period"),
+    ] {
+        let err = compile_err(&rule(cal));
+        assert!(
+            err.contains(want) && err.contains("M = months"),
+            "{cal}: {err}"
+        );
+    }
+    for ok in ["{monthly: 6M}", "{yearly: 1y}", "{weekly: 1w, hourly: 1h}"] {
+        compile(&rule(ok));
+    }
+}
