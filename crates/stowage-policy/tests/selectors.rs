@@ -553,3 +553,30 @@ fn calendar_within_window_shorter_than_period_refused() {
         compile(&rule(ok));
     }
 }
+
+/// Review of issue 23, finding 7: the shadowed-keep lint ignored `across_repositories`: a
+/// per-repository `last: 3` is not shadowed by `last: 5, across_repositories: true` (the
+/// latest 5 over all repositories may hold none of a repository's images); same for `within`.
+#[test]
+fn shadowed_keep_lint_ignores_across_repositories() {
+    let lint = |keep: &str| -> Vec<&'static str> {
+        let f = stowage_policy::parse(&policy(
+            "{}",
+            &format!("    keep:\n{keep}    otherwise: delete\n"),
+        ))
+        .unwrap();
+        stowage_policy::lint::lint(&f)
+            .iter()
+            .map(|l| l.code)
+            .collect()
+    };
+    for keep in [
+        "      - {id: repo, last: 3}\n      - {id: all, last: 5, across_repositories: true}\n",
+        "      - {id: repo, within: 3d}\n      - {id: all, within: 5d, across_repositories: true}\n",
+    ] {
+        assert!(!lint(keep).contains(&"shadowed-keep"), "{keep}");
+    }
+    // Both across repositories: still shadowed.
+    let both = "      - {id: a, last: 3, across_repositories: true}\n      - {id: b, last: 5, across_repositories: true}\n";
+    assert!(lint(both).contains(&"shadowed-keep"));
+}
