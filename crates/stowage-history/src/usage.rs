@@ -167,6 +167,7 @@ pub struct PullRecord {
 pub struct PullByReference {
     pub repository: String,
     pub reference: String,
+    /// Empty for a tag pull whose digest was not resolved.
     pub digest: String,
     pub last_pulled: Timestamp,
     pub pulls: u64,
@@ -435,8 +436,9 @@ impl Db {
         })
     }
 
-    /// Counted pulls (scanners and ignored clients excluded, digest known, successful) at or
-    /// after `since`, one row per (repository, reference as requested, digest, UTC day), with
+    /// Counted pulls (scanners and ignored clients excluded, successful; by digest only when
+    /// the digest is known, by tag even when it was not resolved: a pull of a tag a plan
+    /// removes fails whatever it served) at or after `since`, one row per (repository, reference as requested, digest, UTC day), with
     /// the day's last pull time and client: what a plan's would-break check replays, and what
     /// `plan simulate` cuts at each simulated day.
     pub fn pulls_by_reference(
@@ -453,7 +455,8 @@ impl Db {
             .prepare(
                 "SELECT repository, reference, digest, max(at_ns), count(*), user_agent, remote_addr, user_name
                  FROM usage_event
-                 WHERE action = 'pull' AND ignored IS NULL AND digest IS NOT NULL
+                 WHERE action = 'pull' AND ignored IS NULL
+                   AND (digest IS NOT NULL OR reference NOT LIKE 'sha256:%')
                    AND (status IS NULL OR (status >= 200 AND status < 300)) AND at_ns >= ?1
                  GROUP BY repository, reference, digest, at_ns / 86400000000000
                  ORDER BY repository, reference, digest, 4",
@@ -469,7 +472,7 @@ impl Db {
                 Ok(PullByReference {
                     repository: r.get(0)?,
                     reference: r.get(1)?,
-                    digest: r.get(2)?,
+                    digest: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
                     last_pulled: ts_ns(r.get(3)?),
                     pulls: r.get::<_, i64>(4)? as u64,
                     client: client.join(" "),
@@ -645,6 +648,35 @@ mod tests {
             ignored: None,
             source: "log:text".into(),
         }
+    }
+
+    /// Review of issue 23, finding 4: a tag pull whose digest was not resolved still counts
+    /// for the would-break check (it fails when the tag goes); a digest pull needs its digest.
+    #[test]
+    fn unresolved_tag_pulls_kept_for_would_break() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&dir.path().join("h.db")).unwrap();
+        let mut by_digest = pull(2, "2026-11-02T00:00:00Z", None, "GET");
+        by_digest.reference = "sha256:bb".into();
+        let evs = vec![pull(1, "2026-11-01T10:00:00Z", None, "GET"), by_digest];
+        let mut cov = Coverage::default();
+        cov.saw(t("2026-10-31T00:00:00Z"));
+        cov.saw(t("2026-11-05T00:00:00Z"));
+        db.record_usage(
+            SourceKind::Logs,
+            &cov,
+            2,
+            &evs,
+            None,
+            t("2026-11-06T00:00:00Z"),
+        )
+        .unwrap();
+        let rows = db.pulls_by_reference(t("2026-10-01T00:00:00Z")).unwrap();
+        let refs: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.reference.as_str(), r.digest.as_str()))
+            .collect();
+        assert_eq!(refs, [("latest", "")]);
     }
 
     #[test]

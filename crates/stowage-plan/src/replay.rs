@@ -197,8 +197,40 @@ pub fn check(
             action: action.as_str().into(),
             ..Default::default()
         };
+        block_unchecked(plan, action, "there is no pull data to check against");
         return;
     };
+    // `block` promises the plan breaks no recent pull: a window the data does not cover
+    // (or no data at all) cannot keep that promise, so the plan is refused rather than
+    // checked against less than was asked (review of issue 23, finding 5).
+    match (window, data.begins, data.ends) {
+        (_, None, _) | (_, _, None) => block_unchecked(
+            plan,
+            action,
+            &format!("the pull data in {} holds no pulls yet", data.source),
+        ),
+        (Some(w), _, _) if w <= 0 => block_unchecked(
+            plan,
+            action,
+            "settings.would_break_window is 0: no pull would be checked",
+        ),
+        (Some(w), Some(b), Some(e))
+            if now.saturating_sub_secs(w) < b || e < now.saturating_sub_secs(w) =>
+        {
+            block_unchecked(
+                plan,
+                action,
+                &format!(
+                    "settings.would_break_window reaches back to {}, but the pull data in {} covers only {} to {}",
+                    now.saturating_sub_secs(w).rfc3339(),
+                    data.source,
+                    b.rfc3339(),
+                    e.rfc3339()
+                ),
+            )
+        }
+        _ => {}
+    }
     let from = match (window, data.begins) {
         (Some(w), Some(b)) => Some(b.max(now.saturating_sub_secs(w))),
         (Some(w), None) => Some(now.saturating_sub_secs(w)),
@@ -253,4 +285,77 @@ pub fn check(
         action: action.as_str().into(),
         pulls: broken,
     };
+}
+
+/// `settings.would_break: block` with nothing (or less than asked) to check against: the plan
+/// is blocked, never silently unchecked.
+fn block_unchecked(plan: &mut Plan, action: WouldBreakAction, why: &str) {
+    if action != WouldBreakAction::Block {
+        return;
+    }
+    if let Some(r) = plan.retention.as_mut() {
+        r.rails_blocked.push(format!(
+            "settings.would_break is block, but recent pulls cannot be checked: {why}"
+        ));
+        r.rails_blocked.sort();
+    }
+}
+
+/// Apply's re-check of recent pulls (review of issue 23, finding 2): pulls newer than what
+/// the plan was checked against (after `would_break.to`, or after the plan was made when it
+/// saw no pulls) that the plan would break. [`check`] ran at plan time only, so an image
+/// pulled between plan and apply would otherwise be deleted even with `would_break: block`.
+pub fn since_plan(plan: &Plan, data: &PullData) -> Vec<BrokenPull> {
+    let after = plan.would_break.to.unwrap_or(plan.created_at);
+    let fresh: Vec<RecentPull> = data
+        .recent
+        .iter()
+        .filter(|p| p.last_pulled > after)
+        .cloned()
+        .collect();
+    replay(plan, &fresh, None)
+}
+
+/// The protections [`since_plan`]'s pulls put on the plan's targets at apply, as
+/// `settings.would_break` says: `block` refuses the apply (`protection/would_break(...)`,
+/// which apply treats like an in-use reference), `warn` skips the targets pulled
+/// (`protection/recent_pull(...)`), `accept` nothing.
+pub fn protect_since_plan(
+    plan: &Plan,
+    data: &PullData,
+    action: WouldBreakAction,
+    live: &mut crate::apply::LiveProtection,
+) {
+    let kind = match action {
+        WouldBreakAction::Block => "would_break",
+        WouldBreakAction::Warn => "recent_pull",
+        WouldBreakAction::Accept => return,
+    };
+    for b in since_plan(plan, data) {
+        let why = format!(
+            "protection/{kind}(pulled since the plan: {}@{} by {} at {}; settings.would_break is {})",
+            b.repository,
+            b.reference,
+            if b.client.is_empty() { "-" } else { &b.client },
+            b.last_pulled.rfc3339(),
+            action.as_str()
+        );
+        let mut add = |d: &str| {
+            if let Ok(d) = d.parse() {
+                let e = live.digests.entry((b.repository.clone(), d)).or_default();
+                if !e.contains(&why) {
+                    e.push(why.clone());
+                }
+            }
+        };
+        add(&b.digest);
+        if b.reference.contains(':') {
+            add(&b.reference);
+        } else {
+            live.tags
+                .entry((b.repository.clone(), b.reference.clone()))
+                .or_default()
+                .push(why.clone());
+        }
+    }
 }

@@ -701,11 +701,26 @@ fn compile_crit(
             (Bucket::Yearly, &cal.yearly),
         ] {
             if let Some(t) = v {
+                // The shortest period of each bucket: a window shorter than one period
+                // (`monthly: 6m` is 6 minutes; months are `M`) is a mistake, never a policy.
+                let period = match k {
+                    Bucket::Hourly => 3600,
+                    Bucket::Daily => 86_400,
+                    Bucket::Weekly => 7 * 86_400,
+                    Bucket::Monthly => 28 * 86_400,
+                    Bucket::Quarterly => 90 * 86_400,
+                    Bucket::Yearly => 365 * 86_400,
+                };
                 match parse_duration(t) {
-                    Ok(d) if d > 0 => b.push((k, d)),
-                    Ok(_) => errs.push(format!(
+                    Ok(d) if d >= period => b.push((k, d)),
+                    Ok(0) => errs.push(format!(
                         "{at}.calendar_within.{}: {t:?} keeps nothing (a window longer than 0)",
                         k.as_str()
+                    )),
+                    Ok(_) => errs.push(format!(
+                        "{at}.calendar_within.{}: {t:?} is shorter than one {} period (units: m = minutes, h, d, w, M = months, y = years)",
+                        k.as_str(),
+                        k.as_str().trim_end_matches("ly").replace("dai", "day")
                     )),
                     Err(e) => errs.push(format!("{at}.calendar_within.{}: {e}", k.as_str())),
                 }

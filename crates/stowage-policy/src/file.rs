@@ -129,7 +129,9 @@ pub enum WouldBreakAction {
     /// The plan lists the pulls it would break and says so in its warnings.
     #[default]
     Warn,
-    /// A plan that would break a recent pull is blocked (apply refuses it).
+    /// A plan that would break a recent pull is blocked (apply refuses it); so is a plan
+    /// with no pull data, or with less than `would_break_window` covered; at apply, a pull
+    /// since the plan of one of its targets refuses the apply.
     Block,
     /// Listed in the plan, no warning: the operator has decided these images may go.
     Accept,

@@ -187,7 +187,10 @@ fn shadowed_keep(pol: &Policy, at: &str, push: &mut dyn FnMut(&'static str, Stri
             if i == j || a.when.is_some() || b.when.is_some() {
                 continue;
             }
+            // Counting across repositories ranks (and, with relative_to: group_latest, dates)
+            // within other groups: a per-repository `last: 3` is not inside a global `last: 5`.
             let same = a.group_by == b.group_by
+                && a.across_repositories == b.across_repositories
                 && a.order_by == b.order_by
                 && a.time_source == b.time_source
                 && a.prerelease == b.prerelease;

@@ -202,14 +202,17 @@ fn annotation_and_label_selectors() {
     let inv = r.scan();
     let f = |ann: &[(&str, &str)], labels: &[(&str, &str)]| ManifestFacts {
         platform: None,
-        annotations: ann
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
-        labels: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        annotations: Some(
+            ann.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        ),
+        labels: Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
     };
     let facts = [
         (
@@ -251,6 +254,14 @@ fn annotation_and_label_selectors() {
     assert_eq!(tag_decision(&inv, &o, "apps/api:rel"), "keep");
     // Facts never read (an unreadable config): nothing is selected by labels at all.
     let o = eval_facts(&inv, &yaml, at(2), &[]);
+    assert_eq!(tag_decision(&inv, &o, "apps/api:bare"), "keep");
+    // Read, but the config failed (labels `None`): unknown, not "no labels" (review of
+    // issue 23, finding 3).
+    let unread = ManifestFacts {
+        labels: None,
+        ..f(&[], &[])
+    };
+    let o = eval_facts(&inv, &yaml, at(2), &[(&bare, unread)]);
     assert_eq!(tag_decision(&inv, &o, "apps/api:bare"), "keep");
 }
 
@@ -430,4 +441,142 @@ fn signatures_in_another_repository_follow_their_subject() {
         "{:?}",
         o.warnings
     );
+}
+
+/// Review of issue 23, finding 1: a scan that could not read every repository cannot tell
+/// that a signature in a signature repository is orphaned: its subject may be linked in
+/// the part not read. Kept, in both shapes of a partial scan.
+#[test]
+fn partial_scan_signature_looks_orphaned() {
+    let mut r = Reg::new();
+    let app = r.push("apps/api", Some("1.0"), 0);
+    cosign_elsewhere(&mut r, &app, 0);
+    let full = r.scan();
+    let yaml = header("").replace(
+        "protections:",
+        "settings:\n  cosign_repositories: [\"glob:sigs/**\"]\nprotections:",
+    ) + "policies:\n  - id: p\n    scope: {repositories: [\"glob:sigs/**\"]}\n    select: {referrers: orphaned}\n    delete: [{id: old, older_than: 1d}]\n    otherwise: keep\n";
+    let tag = format!("sigs/app:sha256-{}.sig", &app.digest.to_string()[7..]);
+    // Complete: the subject is linked, the signature stays.
+    assert_eq!(
+        tag_decision(&full, &eval(&full, &yaml, at(3)), &tag),
+        "keep"
+    );
+    // apps/ could not be listed: apps/api is not in the inventory at all.
+    let mut unlisted = full.clone();
+    unlisted
+        .repositories
+        .retain(|x| x.name.as_str() != "apps/api");
+    unlisted.unlisted.push("apps".into());
+    // apps/api was read, but not completely: its revisions are missing.
+    let mut incomplete = full.clone();
+    for x in incomplete.repositories.iter_mut() {
+        if x.name.as_str() == "apps/api" {
+            x.complete = false;
+            x.revisions_listed = false;
+            x.revisions.clear();
+            x.tags.clear();
+        }
+    }
+    for inv in [&unlisted, &incomplete] {
+        let o = eval(inv, &yaml, at(3));
+        assert_eq!(tag_decision(inv, &o, &tag), "keep", "{:#?}", o.images);
+        let im = o
+            .images
+            .iter()
+            .find(|i| i.tags.iter().any(|t| tag.ends_with(&t.tag)));
+        assert!(
+            im.unwrap()
+                .reasons
+                .iter()
+                .any(|w| w.contains("not read completely")),
+            "{:?}",
+            im.unwrap().reasons
+        );
+    }
+}
+
+/// Review of issue 23, finding 1 (second part): signatures of images linked in other
+/// repositories, in a repository not named in `settings.cosign_repositories`, look orphaned;
+/// a referrers policy that would delete them blocks the plan instead of only warning.
+#[test]
+fn unnamed_signature_repository_deletion_blocks() {
+    let mut r = Reg::new();
+    let app = r.push("apps/app", Some("1.0"), 0);
+    cosign_elsewhere(&mut r, &app, 0);
+    let inv = r.scan();
+    for select in ["{referrers: orphaned}", "{referrers: any}"] {
+        let yaml = header("")
+            + "policies:\n  - id: p\n    scope: {repositories: [\"glob:sigs/**\"]}\n    select: "
+            + select
+            + "\n    delete: [{id: old, older_than: 1d}]\n    otherwise: keep\n";
+        let o = eval(&inv, &yaml, at(3));
+        assert!(
+            o.blocked
+                .iter()
+                .any(|b| b.contains("sigs/app") && b.contains("cosign_repositories")),
+            "{select}: {:?}",
+            o.blocked
+        );
+    }
+    // Nothing would go: a warning, no block.
+    let yaml = header("")
+        + "policies:\n  - id: p\n    scope: {repositories: [\"glob:sigs/**\"]}\n    select: {referrers: orphaned}\n    delete: [{id: old, older_than: 30d}]\n    otherwise: keep\n";
+    let o = eval(&inv, &yaml, at(3));
+    assert!(o.blocked.is_empty(), "{:?}", o.blocked);
+    assert!(!o.warnings.is_empty());
+}
+
+/// Review of issue 23, finding 6: `monthly: 6m` is six minutes (humantime: `m` = minutes), a
+/// window shorter than one period of its bucket: refused, with the units named. `1M` (a month)
+/// and `1y` are fine.
+#[test]
+fn calendar_within_window_shorter_than_period_refused() {
+    let rule = |cal: &str| {
+        policy(
+            "{}",
+            &format!("    keep: [{{id: x, calendar_within: {cal}}}]\n    otherwise: delete\n"),
+        )
+    };
+    for (cal, want) in [
+        ("{monthly: 6m}", "shorter than one month period"),
+        ("{daily: 12h}", "shorter than one day period"),
+        ("{yearly: 11M}", "shorter than one year period"),
+    ] {
+        let err = compile_err(&rule(cal));
+        assert!(
+            err.contains(want) && err.contains("M = months"),
+            "{cal}: {err}"
+        );
+    }
+    for ok in ["{monthly: 6M}", "{yearly: 1y}", "{weekly: 1w, hourly: 1h}"] {
+        compile(&rule(ok));
+    }
+}
+
+/// Review of issue 23, finding 7: the shadowed-keep lint ignored `across_repositories`: a
+/// per-repository `last: 3` is not shadowed by `last: 5, across_repositories: true` (the
+/// latest 5 over all repositories may hold none of a repository's images); same for `within`.
+#[test]
+fn shadowed_keep_lint_ignores_across_repositories() {
+    let lint = |keep: &str| -> Vec<&'static str> {
+        let f = stowage_policy::parse(&policy(
+            "{}",
+            &format!("    keep:\n{keep}    otherwise: delete\n"),
+        ))
+        .unwrap();
+        stowage_policy::lint::lint(&f)
+            .iter()
+            .map(|l| l.code)
+            .collect()
+    };
+    for keep in [
+        "      - {id: repo, last: 3}\n      - {id: all, last: 5, across_repositories: true}\n",
+        "      - {id: repo, within: 3d}\n      - {id: all, within: 5d, across_repositories: true}\n",
+    ] {
+        assert!(!lint(keep).contains(&"shadowed-keep"), "{keep}");
+    }
+    // Both across repositories: still shadowed.
+    let both = "      - {id: a, last: 3, across_repositories: true}\n      - {id: b, last: 5, across_repositories: true}\n";
+    assert!(lint(both).contains(&"shadowed-keep"));
 }

@@ -82,7 +82,7 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
     let progress = |m: &str| eprintln!("apply: {}", escape(m));
     let rep = match &plan.retention {
         Some(ret) => {
-            let protect = super::retention::protector(ret, s.now, s.storage.clone())?;
+            let protect = super::retention::protector(&plan, ret, s.now, s.storage.clone())?;
             stowage_plan::apply::apply_checked(
                 &s.writable,
                 &plan,

@@ -35,8 +35,11 @@ pub fn load_pulls(path: &Path) -> Result<stowage_policy::PullData> {
     let recent = db
         .pulls_by_reference(s.data_begins.unwrap_or(Timestamp(i64::MIN)))
         .with_context(|| format!("reading pulls from {}", path.display()))?;
+    // Absolute: the plan records it (`would_break.source`) and apply's re-check reads the
+    // same database again, from whatever directory it runs in.
+    let source = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     Ok(stowage_policy::PullData {
-        source: path.display().to_string(),
+        source: source.display().to_string(),
         begins: s.data_begins,
         ends: s.data_ends,
         last: s
@@ -541,8 +544,10 @@ pub fn policy_schema() -> Result<i32> {
 
 /// The protection re-check for applying a retention plan: the policy must be unchanged, and
 /// the same pipeline as the plan ([`stowage_plan::retention::protection`]) runs over the
-/// fresh scan, reading the in-use sources and pull data again now.
+/// fresh scan, reading the in-use sources and the plan's pull data again now (pulls since
+/// the plan count under `settings.would_break`).
 pub fn protector(
+    plan: &Plan,
     ret: &Retention,
     now: Timestamp,
     storage: std::sync::Arc<dyn stowage_storage::Storage>,
@@ -556,14 +561,19 @@ pub fn protector(
             path.display()
         );
     }
+    let pull_source = stowage_plan::retention::recheck_pull_source(&policy, plan);
+    let plan = plan.clone();
     Ok(move |g: &Graph<'_>| {
-        let pulls = plan_pulls(&policy, None).map_err(|e| format!("{e:#}"))?;
+        let pulls = match &pull_source {
+            Some(p) => Some(load_pulls(p).map_err(|e| format!("{e:#}"))?),
+            None => None,
+        };
         let run = RetentionRun {
             policy: &policy,
             now,
             unsafe_allow_empty: true,
             pulls: pulls.as_ref(),
         };
-        stowage_plan::retention::protection(&run, g, &*storage).map_err(|e| e.to_string())
+        stowage_plan::retention::protection(&run, g, &*storage, &plan).map_err(|e| e.to_string())
     })
 }

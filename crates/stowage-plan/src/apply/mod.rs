@@ -441,7 +441,12 @@ fn live_protection(
     };
     if retention {
         let mut now_protected = Vec::new();
-        let in_use = |rs: &Vec<String>| rs.iter().any(|r| r.starts_with("protection/in_use"));
+        // In use now, or pulled since the plan under `settings.would_break: block`: refused.
+        let in_use = |rs: &Vec<String>| {
+            rs.iter().any(|r| {
+                r.starts_with("protection/in_use") || r.starts_with("protection/would_break")
+            })
+        };
         for t in &plan.tags {
             if let Some(rs) = live.tags.get(&(t.repository.clone(), t.tag.clone()))
                 && in_use(rs)

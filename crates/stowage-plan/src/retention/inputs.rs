@@ -200,7 +200,8 @@ fn config_of(g: &Graph<'_>, m: &ManifestRecord) -> Option<BlobId> {
 struct ConfigFacts {
     created: Option<Timestamp>,
     platform: Option<String>,
-    labels: BTreeMap<String, String>,
+    /// `None`: the config could not be read.
+    labels: Option<BTreeMap<String, String>>,
 }
 
 fn config_facts(v: &serde_json::Value) -> ConfigFacts {
@@ -222,6 +223,7 @@ fn config_facts(v: &serde_json::Value) -> ConfigFacts {
                 .collect()
         })
         .unwrap_or_default();
+    let labels = Some(labels);
     ConfigFacts {
         created: s("created").and_then(Timestamp::parse_rfc3339),
         platform,
@@ -261,8 +263,13 @@ pub fn load_image_data(
             Some(c) => vec![config(c)],
             None => inv
                 .children_of(m)
-                .filter_map(|c| g.manifest(c).and_then(|cm| config_of(g, cm)))
-                .map(&mut config)
+                // A platform whose config is not there: its facts unknown (labels `None`).
+                .map(|c| {
+                    g.manifest(c)
+                        .and_then(|cm| config_of(g, cm))
+                        .map(&mut config)
+                        .unwrap_or_default()
+                })
                 .collect(),
         };
         if let Some(t) = parts.iter().filter_map(|p| p.created).max() {
@@ -275,19 +282,29 @@ pub fn load_image_data(
         if config_of(g, m).is_some() {
             f.platform = parts.first().and_then(|p| p.platform.clone());
         }
+        // One unreadable config (of any platform) makes the labels unknown, not empty.
+        let mut labels = Some(BTreeMap::new());
         for p in &parts {
-            for (k, v) in &p.labels {
-                f.labels.entry(k.clone()).or_insert_with(|| v.clone());
+            match (&mut labels, &p.labels) {
+                (Some(all), Some(l)) => {
+                    for (k, v) in l {
+                        all.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                }
+                _ => labels = None,
             }
         }
-        if let Some(v) = read_json(storage, g, m.id)
-            && let Some(a) = v.get("annotations").and_then(|a| a.as_object())
-        {
-            f.annotations = a
-                .iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect();
-        }
+        f.labels = labels;
+        f.annotations = read_json(storage, g, m.id).map(|v| {
+            v.get("annotations")
+                .and_then(|a| a.as_object())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
         all.insert(m.id, f);
     }
     if !created {

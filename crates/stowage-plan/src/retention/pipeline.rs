@@ -90,11 +90,27 @@ pub fn plan(
 }
 
 /// Apply's re-check: the protections that hold over a fresh scan, by the same [`evaluate`]
-/// as the plan.
+/// as the plan, and the pulls since the plan replayed against it ([`crate::replay::since_plan`];
+/// `run.pulls` is the pull data the plan was checked against, read again now:
+/// [`recheck_pull_source`]).
 pub fn protection(
     run: &RetentionRun<'_>,
     g: &Graph<'_>,
     storage: &dyn Storage,
+    plan: &Plan,
 ) -> Result<LiveProtection, EvalError> {
-    Ok(live_protection(g, &evaluate(run, g, storage)?))
+    let mut live = live_protection(g, &evaluate(run, g, storage)?);
+    if let Some(data) = run.pulls {
+        crate::replay::protect_since_plan(plan, data, run.policy.compiled.would_break, &mut live);
+    }
+    Ok(live)
+}
+
+/// The pull data apply's re-check reads: the policy's pull source, or else the database the
+/// plan was checked against (`--pulls DB` at plan time, recorded in `would_break.source`), so
+/// the plan and its re-check run on the same inputs.
+pub fn recheck_pull_source(policy: &LoadedPolicy, plan: &Plan) -> Option<std::path::PathBuf> {
+    policy
+        .pull_source()
+        .or_else(|| plan.would_break.source.as_ref().map(Into::into))
 }

@@ -36,7 +36,10 @@ mod policies;
 mod protect;
 mod units;
 use criteria::{Ctx, T3};
-use units::{COSIGN_SUFFIXES, Item, Repo, build_units, closure_repair, dedup, select_items};
+use units::{
+    COSIGN_SUFFIXES, Item, Repo, build_units, closure_repair, dedup, select_items,
+    signature_elsewhere_possible,
+};
 
 /// An in-use source as read by the caller (file I/O stays outside this crate).
 #[derive(Clone, Debug)]
@@ -72,10 +75,12 @@ pub struct ManifestFacts {
     /// `os/architecture[/variant]` of a single-platform image, from its config; an index's
     /// platforms come from the index itself (the scan keeps them).
     pub platform: Option<String>,
-    /// The config's OCI labels (`config.Labels`; for an index, every platform's, merged).
-    pub labels: BTreeMap<String, String>,
-    /// The manifest's (or index's) own annotations.
-    pub annotations: BTreeMap<String, String>,
+    /// The config's OCI labels (`config.Labels`; for an index, every platform's, merged);
+    /// `None` when a config could not be read: unknown, never "no labels" (a negated
+    /// selector would otherwise select an image it cannot see into).
+    pub labels: Option<BTreeMap<String, String>>,
+    /// The manifest's (or index's) own annotations; `None` when it could not be read.
+    pub annotations: Option<BTreeMap<String, String>>,
 }
 
 /// Pull data as the evaluation needs it (read by the caller from the pull source).
@@ -298,6 +303,7 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
     // Protections that land on a platform child or an attached referrer keep it (and so
     // what it needs), even though it is not an image of its own.
     closure_repair(g, &repos, &mut images, &prot.pairs(inv));
+    units::signatures_elsewhere_deleted(g, &repos, &linked, &images, &mut out.blocked);
     decide::rails(
         p,
         inv,

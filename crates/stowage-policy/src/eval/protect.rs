@@ -283,6 +283,21 @@ impl Protections {
                 if !repo.complete {
                     why("protection/unknown(repository could not be read completely)");
                 }
+                // Its subject is not linked here, and the scan missed part of the registry:
+                // it may be linked there (review of issue 23, finding 1).
+                let r = &repos[ri as usize];
+                if r.partial_scan
+                    && signature_elsewhere_possible(r, u)
+                    && u.subject.is_none_or(|s| repo.revision(s).is_none())
+                    && !r
+                        .subjects_anywhere
+                        .zip(u.subject)
+                        .is_some_and(|(a, s)| a.contains(&s))
+                {
+                    why(
+                        "protection/unknown(the signature's subject may be linked in a repository not read completely)",
+                    );
+                }
             }
         }
     }

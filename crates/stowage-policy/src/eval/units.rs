@@ -35,12 +35,34 @@ pub(super) struct Repo<'a> {
     /// the digests linked anywhere.
     pub(super) subjects_anywhere: Option<&'a HashSet<BlobId>>,
     pub(super) by_digest: HashMap<BlobId, usize>,
+    /// The scan did not read every repository completely (an unlisted directory, an
+    /// incomplete repository): a subject not linked here may be linked in the part not read.
+    pub(super) partial_scan: bool,
     /// Children (transitively) and referrers of units: digest -> role.
     pub(super) tags: &'a [stowage_model::inventory::Tag],
 }
 
 pub(super) fn trusted(state: LinkState) -> bool {
     Graph::link_trusted(state) && state != LinkState::Differs
+}
+
+/// Whether the scan missed part of the registry: then "linked nowhere" is not known.
+pub(super) fn partial_scan(inv: &stowage_model::inventory::Inventory) -> bool {
+    !inv.unlisted.is_empty()
+        || inv
+            .repositories
+            .iter()
+            .any(|r| !r.complete || !r.revisions_listed)
+}
+
+/// A signature whose subject may live in another repository: any referrer of a signature
+/// repository (`settings.cosign_repositories`), or a unit carrying a cosign-style tag.
+pub(super) fn signature_elsewhere_possible(repo: &Repo<'_>, u: &Unit) -> bool {
+    u.referrer
+        && (repo.subjects_anywhere.is_some()
+            || u.tags
+                .iter()
+                .any(|&t| cosign_subject(&repo.tags[t as usize].name).is_some()))
 }
 
 pub(super) fn build_units<'a>(
@@ -123,6 +145,7 @@ pub(super) fn build_units<'a>(
         units,
         subjects_anywhere,
         by_digest,
+        partial_scan: partial_scan(inv),
         tags: &repo.tags,
     }
 }
@@ -144,14 +167,16 @@ pub(super) fn select_items(ctx: &Ctx<'_, '_>, pol: &PolicyC, ri: usize) -> Vec<I
         .map(|l| l.target())
         .collect();
     // A signature repository's subjects live in other repositories: orphaned only when the
-    // subject is linked nowhere.
+    // subject is linked nowhere, which a partial scan cannot tell.
     let subject_here =
         |s: BlobId| present.contains(&s) || repo.subjects_anywhere.is_some_and(|a| a.contains(&s));
     let mut items = Vec::new();
     for (ui, u) in repo.units.iter().enumerate() {
+        let maybe_linked = u.subject.is_some_and(subject_here)
+            || (repo.partial_scan && signature_elsewhere_possible(repo, u));
         match pol.referrers {
             ReferrerSelect::None if u.referrer => continue,
-            ReferrerSelect::Orphaned if !u.referrer || u.subject.is_some_and(subject_here) => {
+            ReferrerSelect::Orphaned if !u.referrer || maybe_linked => {
                 continue;
             }
             ReferrerSelect::Any if !u.referrer => continue,
@@ -275,22 +300,23 @@ fn facts_match(ctx: &Ctx<'_, '_>, pol: &PolicyC, u: &Unit) -> bool {
         }
     }
     let facts = ctx.facts.get(&u.digest);
-    if facts.is_none() && !(f.annotations.is_empty() && f.labels.is_empty()) {
-        return false; // unread or unreadable: unknown, so not selected
-    }
+    // Unread or unreadable (no entry, or `None`): unknown, so not selected.
     let map_ok = |want: &[(String, crate::values::Pattern)],
                   have: Option<&BTreeMap<String, String>>| {
-        want.iter().all(|(k, p)| {
-            let v = have.and_then(|h| h.get(k));
-            match v {
-                Some(v) => p.matches(v) != p.negated,
-                // `!pattern` on an absent key: the key does not match the pattern.
-                None => p.negated,
-            }
+        if want.is_empty() {
+            return true;
+        }
+        let Some(have) = have else {
+            return false;
+        };
+        want.iter().all(|(k, p)| match have.get(k) {
+            Some(v) => p.matches(v) != p.negated,
+            // `!pattern` on an absent key: the key does not match the pattern.
+            None => p.negated,
         })
     };
-    map_ok(&f.annotations, facts.map(|x| &x.annotations))
-        && map_ok(&f.labels, facts.map(|x| &x.labels))
+    map_ok(&f.annotations, facts.and_then(|x| x.annotations.as_ref()))
+        && map_ok(&f.labels, facts.and_then(|x| x.labels.as_ref()))
 }
 
 /// Repositories that look like `COSIGN_REPOSITORY` targets (cosign-style tags whose subjects
@@ -324,6 +350,43 @@ pub(super) fn signatures_elsewhere(
                 r.name
             ));
         }
+    }
+}
+
+/// Signatures that look orphaned only because their subjects are linked in other
+/// repositories (a repository not named in `settings.cosign_repositories`): a plan that
+/// deletes one (or removes its tag) would break the subject's verification, so it is blocked
+/// rather than only warned about.
+pub(super) fn signatures_elsewhere_deleted(
+    g: &Graph<'_>,
+    repos: &[Repo<'_>],
+    linked: &HashSet<BlobId>,
+    images: &[ImageOutcome],
+    blocked: &mut Vec<String>,
+) {
+    let inv = g.inv;
+    let mut per_repo: BTreeMap<u32, u64> = BTreeMap::new();
+    for im in images {
+        let repo = &repos[im.repo as usize];
+        if repo.subjects_anywhere.is_some() || im.decision == Decision::Keep {
+            continue;
+        }
+        let Some(u) = repo.by_digest.get(&im.digest).map(|&i| &repo.units[i]) else {
+            continue;
+        };
+        let r = &inv.repositories[im.repo as usize];
+        if u.referrer
+            && u.subject
+                .is_some_and(|s| r.revision(s).is_none() && linked.contains(&s))
+        {
+            *per_repo.entry(im.repo).or_default() += 1;
+        }
+    }
+    for (ri, n) in per_repo {
+        blocked.push(format!(
+            "{}: the plan removes {n} signature(s) of images linked in other repositories (cosign's COSIGN_REPOSITORY?); name it in settings.cosign_repositories so they follow their subjects, or exclude it from the referrers policy",
+            inv.repositories[ri as usize].name
+        ));
     }
 }
 
