@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use stowage_graph::{Graph, Summary, Usage};
 use stowage_model::finding::{Finding, FindingKind};
-use stowage_model::inventory::BlobId;
+use stowage_model::inventory::{BlobId, Inventory};
 use stowage_model::time::Timestamp;
 
 use crate::plan_view::PlanImpact;
@@ -373,10 +373,50 @@ pub fn build_with(
     limits: &Limits,
 ) -> Overview {
     let inv = g.inv;
-    let root_q = shell_quote(&inv.root);
+    let reclaimable = reclaimable(&inv.root, &summary, limits);
+    let (tags, top_tags, omitted) = tag_rows(inv, u, limits);
+    let tree = namespace_tree(u, &omitted);
+    let top_repositories = top_repositories(inv, u, limits);
+    let months = months(inv, referenced);
+    let findings = finding_groups(findings, limits);
+    let rows = largest_blobs(g, referenced, limits);
+    let storage_bytes = summary.blob_bytes + summary.upload_bytes + inv.other_bytes;
+    Overview {
+        schema: schema("report"),
+        generated_at: now,
+        root: inv.root.clone(),
+        summary: SummaryView {
+            summary,
+            storage_bytes,
+            other_bytes: inv.other_bytes,
+            incomplete_repositories: inv.repositories.iter().filter(|r| !r.complete).count() as u64,
+        },
+        reclaimable,
+        tree,
+        tags,
+        top_repositories,
+        top_tags,
+        months,
+        findings,
+        blobs: BlobTable {
+            total: inv.blobs.len() as u64,
+            rows,
+            csv: None,
+        },
+        plan: None,
+        history: None,
+        pulls: None,
+        live: false,
+        metadata_database: None,
+    }
+}
+
+/// The "reclaimable now" cards, each with the command that plans it.
+fn reclaimable(root: &str, summary: &Summary, limits: &Limits) -> Vec<Reclaimable> {
+    let root_q = shell_quote(root);
     let apply = format!("stowage --storage {root_q} apply plan.json");
     let stale_days = limits.stale_upload_secs / 86400;
-    let reclaimable = vec![
+    vec![
         Reclaimable {
             reason: "unreferenced".into(),
             title: "Unreferenced blobs".into(),
@@ -406,8 +446,12 @@ pub fn build_with(
             apply,
             note: "Abandoned pushes under _uploads. The plan also includes the unreferenced blobs.".into(),
         },
-    ];
+    ]
+}
 
+/// Per-tag rows: the treemap's (at most `per_repository` per repository, no digest), the top
+/// tags by exclusive bytes, and per repository how many tags were left out.
+fn tag_rows(inv: &Inventory, u: &Usage, limits: &Limits) -> (Vec<TagRow>, Vec<TagRow>, Vec<u64>) {
     // Tags per repository, by total then name; the per-repository limit keeps the page small.
     let per_repository = (limits.tags_total / inv.repositories.len().max(1))
         .max(1)
@@ -452,7 +496,11 @@ pub fn build_with(
     });
     top_tags.truncate(limits.top_rows);
 
-    // The namespace tree, pre-order with children by name (usage sorts them).
+    (tags, top_tags, omitted)
+}
+
+/// The namespace tree, pre-order with children by name (usage sorts them).
+fn namespace_tree(u: &Usage, omitted: &[u64]) -> Vec<TreeNode> {
     let mut tree = Vec::with_capacity(u.nodes.len());
     let mut index_of = vec![0u32; u.nodes.len()];
     let mut stack = vec![0u32];
@@ -480,6 +528,11 @@ pub fn build_with(
         }
     }
 
+    tree
+}
+
+/// Repositories by exclusive bytes, largest first.
+fn top_repositories(inv: &Inventory, u: &Usage, limits: &Limits) -> Vec<RepoRow> {
     let mut top_repositories: Vec<RepoRow> = inv
         .repositories
         .iter()
@@ -505,7 +558,11 @@ pub fn build_with(
     });
     top_repositories.truncate(limits.top_rows);
 
-    // Bytes by month of creation.
+    top_repositories
+}
+
+/// Bytes by month of creation (birth time, else modification time).
+fn months(inv: &Inventory, referenced: &[bool]) -> Vec<MonthRow> {
     let mut months: BTreeMap<String, MonthRow> = BTreeMap::new();
     for (i, b) in inv.blobs.iter().enumerate() {
         let m = month_of(b.created().unwrap_or(b.modified()));
@@ -525,7 +582,11 @@ pub fn build_with(
         }
     }
 
-    // Findings by kind (most severe kinds first, then by name).
+    months.into_values().collect()
+}
+
+/// Findings by kind, most severe kinds first, then by name; `findings_per_kind` paths each.
+fn finding_groups(findings: &[Finding], limits: &Limits) -> Vec<FindingGroup> {
     let mut groups: BTreeMap<FindingKind, FindingGroup> = BTreeMap::new();
     for f in findings {
         let gr = groups.entry(f.kind).or_insert_with(|| FindingGroup {
@@ -553,7 +614,12 @@ pub fn build_with(
             .then_with(|| a.1.kind.cmp(&b.1.kind))
     });
 
-    // The largest blobs.
+    findings.into_iter().map(|(_, g)| g).collect()
+}
+
+/// The largest blobs, largest first (ties by id), `top_blobs` of them.
+fn largest_blobs(g: &Graph<'_>, referenced: &[bool], limits: &Limits) -> Vec<BlobRow> {
+    let inv = g.inv;
     let mut ids: Vec<BlobId> = (0..inv.blobs.len() as u32).collect();
     let key = |id: &BlobId| (std::cmp::Reverse(inv.blobs[*id as usize].size), *id);
     if ids.len() > limits.top_blobs && limits.top_blobs > 0 {
@@ -562,8 +628,7 @@ pub fn build_with(
     ids.truncate(limits.top_blobs);
     ids.sort_unstable_by_key(key);
     let mut scratch = stowage_graph::Scratch::new(g.len());
-    let rows = ids
-        .iter()
+    ids.iter()
         .map(|&id| {
             blob_row(
                 g,
@@ -573,37 +638,7 @@ pub fn build_with(
                 limits.owners_per_blob,
             )
         })
-        .collect();
-
-    let storage_bytes = summary.blob_bytes + summary.upload_bytes + inv.other_bytes;
-    Overview {
-        schema: schema("report"),
-        generated_at: now,
-        root: inv.root.clone(),
-        summary: SummaryView {
-            summary,
-            storage_bytes,
-            other_bytes: inv.other_bytes,
-            incomplete_repositories: inv.repositories.iter().filter(|r| !r.complete).count() as u64,
-        },
-        reclaimable,
-        tree,
-        tags,
-        top_repositories,
-        top_tags,
-        months: months.into_values().collect(),
-        findings: findings.into_iter().map(|(_, g)| g).collect(),
-        blobs: BlobTable {
-            total: inv.blobs.len() as u64,
-            rows,
-            csv: None,
-        },
-        plan: None,
-        history: None,
-        pulls: None,
-        live: false,
-        metadata_database: None,
-    }
+        .collect()
 }
 
 /// Columns of the per-blob CSV (the same as `stowage inventory --format csv`).
