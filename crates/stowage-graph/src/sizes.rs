@@ -100,8 +100,23 @@ fn lca(nodes: &[NodeUsage], mut a: u32, mut b: u32) -> u32 {
 
 /// Compute usage for every repository, namespace and tag.
 pub fn usage(g: &Graph<'_>) -> Usage {
+    let (mut nodes, repo_node) = namespace_tree(g);
+    let order = pre_order(&nodes);
+    let mut scratch = Scratch::new(g.len());
+    let deltas = repository_reach(g, &mut nodes, &order, &mut scratch);
+    roll_up(&mut nodes, &order, deltas);
+    let tags = tag_usage(g, &mut scratch);
+    Usage {
+        nodes,
+        repo_node,
+        tags,
+    }
+}
+
+/// The namespace tree: node 0 is the registry root, one node per name component prefix,
+/// children sorted by name. Returns the nodes and, per repository, its node.
+fn namespace_tree(g: &Graph<'_>) -> (Vec<NodeUsage>, Vec<u32>) {
     let inv = g.inv;
-    // Namespace tree.
     let mut nodes = vec![NodeUsage {
         name: String::new(),
         parent: NONE,
@@ -153,7 +168,11 @@ pub fn usage(g: &Graph<'_>) -> Usage {
         ch.sort_by(|a, b| nodes[*a as usize].name.cmp(&nodes[*b as usize].name));
         nodes[i].children = ch;
     }
-    // Pre-order of nodes.
+    (nodes, repo_node)
+}
+
+/// The nodes in pre-order (a parent before its children, children by name).
+fn pre_order(nodes: &[NodeUsage]) -> Vec<u32> {
     let mut order = Vec::with_capacity(nodes.len());
     let mut stack = vec![0u32];
     while let Some(x) = stack.pop() {
@@ -162,15 +181,33 @@ pub fn usage(g: &Graph<'_>) -> Usage {
             stack.push(c);
         }
     }
+    order
+}
 
+/// Per-node contributions before the subtree sums (see the module doc).
+struct Deltas {
+    /// Distinct-total deltas: `+size` at each reacher, `-size` at the lca with the previous one.
+    total: Vec<i128>,
+    /// Bytes of the blobs each node owns (the lca of every repository reaching them).
+    exclusive: Vec<u64>,
+}
+
+/// Walks each repository's reach in pre-order: fills each repository node's own figures
+/// and counts, and returns the deltas that `roll_up` sums over subtrees.
+fn repository_reach(
+    g: &Graph<'_>,
+    nodes: &mut [NodeUsage],
+    order: &[u32],
+    scratch: &mut Scratch,
+) -> Deltas {
+    let inv = g.inv;
     let n = g.len();
     let mut owner = vec![NONE; n];
     // The only repository reaching a blob, or MULTI.
     let mut single = vec![NONE; n];
     let mut last = vec![NONE; n];
     let mut total_delta = vec![0i128; nodes.len()];
-    let mut scratch = Scratch::new(n);
-    for &node in &order {
+    for &node in order {
         let Some(ri) = nodes[node as usize].repository else {
             continue;
         };
@@ -178,21 +215,21 @@ pub fn usage(g: &Graph<'_>) -> Usage {
         let mut own = 0u64;
         // Reach of the repository: closure of all its revisions, in one walk.
         let roots: Vec<BlobId> = repo.revisions.iter().map(|l| l.target()).collect();
-        let reach = reach_many(g, &roots, &mut scratch);
+        let reach = reach_many(g, &roots, scratch);
         for id in reach {
             let size = g.size(id);
             own += size;
             total_delta[node as usize] += size as i128;
             let prev = last[id as usize];
             if prev != NONE {
-                let l = lca(&nodes, prev, node);
+                let l = lca(nodes, prev, node);
                 total_delta[l as usize] -= size as i128;
             }
             last[id as usize] = node;
             owner[id as usize] = if owner[id as usize] == NONE {
                 node
             } else {
-                lca(&nodes, owner[id as usize], node)
+                lca(nodes, owner[id as usize], node)
             };
             single[id as usize] = if single[id as usize] == NONE {
                 node
@@ -219,9 +256,19 @@ pub fn usage(g: &Graph<'_>) -> Usage {
             nodes[o as usize].own_exclusive += g.size(id as BlobId);
         }
     }
-    // Subtree sums, children before parents (reverse pre-order).
-    let mut tot = total_delta.clone();
-    let mut exc: Vec<u64> = excl_delta.clone();
+    Deltas {
+        total: total_delta,
+        exclusive: excl_delta,
+    }
+}
+
+/// Subtree sums, children before parents (reverse pre-order): totals from the deltas,
+/// exclusive bytes and the counts.
+fn roll_up(nodes: &mut [NodeUsage], order: &[u32], deltas: Deltas) {
+    let Deltas {
+        total: mut tot,
+        exclusive: mut exc,
+    } = deltas;
     let mut counts: Vec<(u64, u64, u64, u64, u64)> = nodes
         .iter()
         .map(|n| {
@@ -259,9 +306,12 @@ pub fn usage(g: &Graph<'_>) -> Usage {
             nu.upload_bytes,
         ) = counts[i];
     }
+}
 
-    // Tags: owner per blob over tag roots (MULTI when two tags reach it).
-    let mut tag_owner = vec![NONE; n];
+/// Per-tag figures: an owner per blob over tag roots (MULTI when two tags reach it).
+fn tag_usage(g: &Graph<'_>, scratch: &mut Scratch) -> Vec<Vec<TagUsage>> {
+    let inv = g.inv;
+    let mut tag_owner = vec![NONE; g.len()];
     let mut tag_index = Vec::new(); // global tag number -> (repo, tag)
     let mut tags: Vec<Vec<TagUsage>> = inv
         .repositories
@@ -276,7 +326,7 @@ pub fn usage(g: &Graph<'_>) -> Usage {
                 continue;
             };
             let mut total = 0;
-            g.for_each_descendant(root, &mut scratch, |id| {
+            g.for_each_descendant(root, scratch, |id| {
                 total += g.size(id);
                 let o = &mut tag_owner[id as usize];
                 *o = if *o == NONE || *o == gt { gt } else { MULTI };
@@ -290,11 +340,7 @@ pub fn usage(g: &Graph<'_>) -> Usage {
             tags[ri][ti].exclusive += g.size(id as BlobId);
         }
     }
-    Usage {
-        nodes,
-        repo_node,
-        tags,
-    }
+    tags
 }
 
 /// Distinct ids reachable from several roots (one walk, shared visited set).

@@ -69,10 +69,107 @@ pub(crate) fn keep_roots(g: &Graph<'_>, delete_untagged: bool) -> Vec<BlobId> {
     }
 }
 
+/// The grace period: nothing modified within `seconds` before `now` is planned.
+#[derive(Clone, Copy)]
+struct Grace {
+    now: Timestamp,
+    seconds: i64,
+}
+
+impl Grace {
+    fn recent(self, t: Timestamp) -> bool {
+        t.seconds_until(self.now) < self.seconds
+    }
+}
+
 /// Build a GC plan.
 pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
     let inv = g.inv;
-    let recent = |t: Timestamp| t.seconds_until(now) < opts.grace_seconds;
+    let grace = Grace {
+        now,
+        seconds: opts.grace_seconds,
+    };
+    let blocked = blocked_reasons(g);
+    let blobs_blocked = !blocked.is_empty();
+    // A blob is known to be missing only when the scan saw every blob: one behind a symbolic
+    // link, moved out of its place or unreadable looks missing, and links to it are not
+    // dangling (issue 25: a referrer moved out of place had its revision planned).
+    let dangling_links = opts.dangling_links && !blobs_blocked;
+
+    let mut roots = keep_roots(g, opts.delete_untagged);
+    let (mut manifests, held_manifests) = if opts.delete_untagged {
+        untagged_manifests(g, grace, dangling_links, &mut roots)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let marked = g.mark(roots.iter().copied(), true);
+    let referenced = g.mark(g.all_revision_roots(), false);
+
+    let mut held = HeldBack::default();
+    let (blobs, planned_blob) = if blobs_blocked {
+        (Vec::new(), vec![false; g.len()])
+    } else {
+        unmarked_blobs(g, grace, &marked, &referenced, &mut held)
+    };
+    let (mut tag_index_entries, mut layer_links) =
+        stale_links(g, &manifests, &planned_blob, dangling_links);
+    let mut uploads = match opts.uploads_older_than_seconds {
+        Some(age) => old_uploads(g, grace, age, &mut held),
+        None => Vec::new(),
+    };
+    let empty_dirs = if opts.empty_dirs {
+        emptied_dirs(g, &blobs, &layer_links)
+    } else {
+        Vec::new()
+    };
+
+    let kept_unlike_registry =
+        registry_differences(g, opts, &planned_blob, &held, blobs_blocked, &marked);
+    let manifests_kept_unlike_registry = if opts.delete_untagged {
+        manifest_differences(g, &manifests, &held_manifests, &marked)
+    } else {
+        Vec::new()
+    };
+
+    manifests.sort();
+    tag_index_entries.sort();
+    layer_links.sort();
+    uploads.sort();
+    held.blobs.sort();
+    held.manifests = held_manifests;
+    held.manifests.sort();
+    held.uploads.sort();
+    let blob_bytes: u64 = blobs.iter().map(|b| b.size).sum();
+    let upload_bytes: u64 = uploads.iter().map(|u| u.size).sum();
+    Plan {
+        schema: PLAN_SCHEMA.into(),
+        kind: "gc".into(),
+        created_at: now,
+        storage: inv.root.clone(),
+        options: opts.clone(),
+        bytes: blob_bytes + upload_bytes,
+        blob_bytes,
+        upload_bytes,
+        manifests,
+        tag_index_entries,
+        layer_links,
+        blobs,
+        uploads,
+        empty_dirs,
+        held_back: held,
+        kept_unlike_registry,
+        manifests_kept_unlike_registry,
+        blocked,
+        tags: Vec::new(),
+        retention: None,
+        would_break: crate::replay::WouldBreak::not_checked(),
+    }
+}
+
+/// Why no blob may be planned: the scan missed namespaces or read repositories only in
+/// part, so what they reference is unknown. Empty when the scan was complete.
+fn blocked_reasons(g: &Graph<'_>) -> Vec<String> {
+    let inv = g.inv;
     let mut blocked = Vec::new();
     if !inv.unlisted.is_empty() {
         blocked.push(format!(
@@ -92,75 +189,117 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
             incomplete.join(", ")
         ));
     }
-    let blobs_blocked = !blocked.is_empty();
-    // A blob is known to be missing only when the scan saw every blob: one behind a symbolic
-    // link, moved out of its place or unreadable looks missing, and links to it are not
-    // dangling (issue 25: a referrer moved out of place had its revision planned).
-    let dangling_links = opts.dangling_links && !blobs_blocked;
+    blocked
+}
 
-    // Manifests.
-    let mut roots = keep_roots(g, opts.delete_untagged);
-    let mut manifests: Vec<ManifestAction> = Vec::new();
-    let mut held_manifests: Vec<ManifestAction> = Vec::new();
-    if opts.delete_untagged {
-        let first = g.mark(roots.iter().copied(), true);
-        let mut candidates: Vec<(usize, BlobId, Timestamp)> = Vec::new();
-        for (ri, r) in inv.repositories.iter().enumerate() {
-            if !r.complete {
+/// The untagged manifests to delete and those the grace period holds back (`--delete-untagged`
+/// only). Opaque and held-back manifests are added to `roots`, so what they reach is kept.
+fn untagged_manifests(
+    g: &Graph<'_>,
+    grace: Grace,
+    dangling_links: bool,
+    roots: &mut Vec<BlobId>,
+) -> (Vec<ManifestAction>, Vec<ManifestAction>) {
+    let inv = g.inv;
+    let first = g.mark(roots.iter().copied(), true);
+    let mut candidates: Vec<(usize, BlobId, Timestamp)> = Vec::new();
+    for (ri, r) in inv.repositories.iter().enumerate() {
+        if !r.complete {
+            continue;
+        }
+        for l in &r.revisions {
+            let present = inv.is_present(l.target());
+            if first[l.target() as usize]
+                || !Graph::link_trusted(l.state())
+                || l.state() == LinkState::Differs
+            {
                 continue;
             }
-            for l in &r.revisions {
-                let present = inv.is_present(l.target());
-                if first[l.target() as usize]
-                    || !Graph::link_trusted(l.state())
-                    || l.state() == LinkState::Differs
-                {
-                    continue;
-                }
-                // A manifest we could not read or parse might be a referrer or an index: it
-                // is kept (with everything its repository links), never guessed untagged.
-                if g.is_opaque(l.target()) {
-                    roots.push(l.target());
-                    continue;
-                }
-                // A revision whose blob is gone is only a dangling link: removed with the
-                // dangling-link cleanup, never counted as a manifest.
-                if !present && !dangling_links {
-                    continue;
-                }
-                candidates.push((ri, l.target(), l.modified()));
+            // A manifest we could not read or parse might be a referrer or an index: it
+            // is kept (with everything its repository links), never guessed untagged.
+            if g.is_opaque(l.target()) {
+                roots.push(l.target());
+                continue;
             }
-        }
-        for &(ri, id, modified) in &candidates {
-            if recent(modified) {
-                held_manifests.push(ManifestAction {
-                    repository: inv.repositories[ri].name.to_string(),
-                    digest: inv.digest(id),
-                    modified,
-                    reason: String::new(),
-                });
-                roots.push(id);
+            // A revision whose blob is gone is only a dangling link: removed with the
+            // dangling-link cleanup, never counted as a manifest.
+            if !present && !dangling_links {
+                continue;
             }
-        }
-        let marked = g.mark(roots.iter().copied(), true);
-        for (ri, id, modified) in candidates {
-            if !recent(modified) && !marked[id as usize] {
-                manifests.push(ManifestAction {
-                    repository: inv.repositories[ri].name.to_string(),
-                    digest: inv.digest(id),
-                    modified,
-                    reason: String::new(),
-                });
-            }
+            candidates.push((ri, l.target(), l.modified()));
         }
     }
+    let action = |ri: usize, id: BlobId, modified: Timestamp| ManifestAction {
+        repository: inv.repositories[ri].name.to_string(),
+        digest: inv.digest(id),
+        modified,
+        reason: String::new(),
+    };
+    let mut held = Vec::new();
+    for &(ri, id, modified) in &candidates {
+        if grace.recent(modified) {
+            held.push(action(ri, id, modified));
+            roots.push(id);
+        }
+    }
+    // Marked again with the held-back manifests as roots: an untagged manifest one of them
+    // needs (an index child, a subject) stays too.
     let marked = g.mark(roots.iter().copied(), true);
-    let referenced = g.mark(g.all_revision_roots(), false);
+    let mut manifests = Vec::new();
+    for (ri, id, modified) in candidates {
+        if !grace.recent(modified) && !marked[id as usize] {
+            manifests.push(action(ri, id, modified));
+        }
+    }
+    (manifests, held)
+}
 
-    // Blobs.
+/// The unmarked blobs to delete, in inventory order, and which blob ids they are; blobs the
+/// grace period keeps go to `held`.
+fn unmarked_blobs(
+    g: &Graph<'_>,
+    grace: Grace,
+    marked: &[bool],
+    referenced: &[bool],
+    held: &mut HeldBack,
+) -> (Vec<BlobAction>, Vec<bool>) {
+    let inv = g.inv;
     let mut blobs = Vec::new();
-    let mut held = HeldBack::default();
     let mut planned_blob: Vec<bool> = vec![false; g.len()];
+    let latest_link = latest_layer_links(g);
+    for (i, b) in inv.blobs.iter().enumerate() {
+        if marked[i] {
+            continue;
+        }
+        // A blob mounted into a repository, or committed again, keeps its old mtime; its
+        // new `_layers` link is the sign of a push in progress.
+        if grace.recent(b.modified()) || grace.recent(latest_link[i]) {
+            held.blobs.push(Kept {
+                digest: b.digest.digest(),
+                size: b.size,
+                reason: "modified within the grace period".into(),
+            });
+            held.blob_bytes += b.size;
+            continue;
+        }
+        planned_blob[i] = true;
+        blobs.push(BlobAction {
+            digest: b.digest.digest(),
+            size: b.size,
+            modified: b.modified(),
+            reason: if referenced[i] {
+                "untagged".into()
+            } else {
+                "unreferenced".into()
+            },
+        });
+    }
+    (blobs, planned_blob)
+}
+
+/// For each blob, the newest `_layers` link to it in any repository (the epoch if none).
+fn latest_layer_links(g: &Graph<'_>) -> Vec<Timestamp> {
+    let inv = g.inv;
     let mut latest_link = vec![Timestamp::EPOCH; inv.blobs.len()];
     for r in &inv.repositories {
         for l in &r.layers {
@@ -169,37 +308,19 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
             }
         }
     }
-    if !blobs_blocked {
-        for (i, b) in inv.blobs.iter().enumerate() {
-            if marked[i] {
-                continue;
-            }
-            // A blob mounted into a repository, or committed again, keeps its old mtime; its
-            // new `_layers` link is the sign of a push in progress.
-            if recent(b.modified()) || recent(latest_link[i]) {
-                held.blobs.push(Kept {
-                    digest: b.digest.digest(),
-                    size: b.size,
-                    reason: "modified within the grace period".into(),
-                });
-                held.blob_bytes += b.size;
-                continue;
-            }
-            planned_blob[i] = true;
-            blobs.push(BlobAction {
-                digest: b.digest.digest(),
-                size: b.size,
-                modified: b.modified(),
-                reason: if referenced[i] {
-                    "untagged".into()
-                } else {
-                    "unreferenced".into()
-                },
-            });
-        }
-    }
+    latest_link
+}
 
-    // Tag-history entries: those of deleted manifests, and (opt-in) dangling ones.
+/// Links in complete repositories that go: tag-history entries of deleted manifests, and
+/// (with `dangling_links`) tag-history entries and `_layers` links whose blob is gone or
+/// goes in this plan.
+fn stale_links(
+    g: &Graph<'_>,
+    manifests: &[ManifestAction],
+    planned_blob: &[bool],
+    dangling_links: bool,
+) -> (Vec<TagIndexAction>, Vec<LinkAction>) {
+    let inv = g.inv;
     let deleted: BTreeSet<(&str, &Digest)> = manifests
         .iter()
         .map(|m| (m.repository.as_str(), &m.digest))
@@ -256,105 +377,56 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
             }
         }
     }
+    (tag_index_entries, layer_links)
+}
 
-    // Uploads.
+/// Upload directories started at least `age` seconds before `now`; those still written to
+/// within the grace period go to `held`.
+fn old_uploads(g: &Graph<'_>, grace: Grace, age: i64, held: &mut HeldBack) -> Vec<UploadAction> {
     let mut uploads = Vec::new();
-    if let Some(age) = opts.uploads_older_than_seconds {
-        for r in &inv.repositories {
-            for u in &r.uploads {
-                let started = u.started_at.unwrap_or(u.modified);
-                if started.seconds_until(now) < age {
-                    continue;
-                }
-                let a = UploadAction {
-                    repository: r.name.to_string(),
-                    id: u.id.clone(),
-                    size: u.total_size,
-                    started_at: u.started_at,
-                };
-                if recent(u.modified) {
-                    held.upload_bytes += u.total_size;
-                    held.uploads.push(a);
-                } else {
-                    uploads.push(a);
-                }
+    for r in &g.inv.repositories {
+        for u in &r.uploads {
+            let started = u.started_at.unwrap_or(u.modified);
+            if started.seconds_until(grace.now) < age {
+                continue;
+            }
+            let a = UploadAction {
+                repository: r.name.to_string(),
+                id: u.id.clone(),
+                size: u.total_size,
+                started_at: u.started_at,
+            };
+            if grace.recent(u.modified) {
+                held.upload_bytes += u.total_size;
+                held.uploads.push(a);
+            } else {
+                uploads.push(a);
             }
         }
     }
+    uploads
+}
 
-    // Empty directories: known ones, and the parents this plan empties.
+/// Empty directories: the known ones, and the parents this plan empties, deepest first so
+/// that parents are tried after their children.
+fn emptied_dirs(g: &Graph<'_>, blobs: &[BlobAction], layer_links: &[LinkAction]) -> Vec<String> {
     let mut empty_dirs: BTreeSet<String> = BTreeSet::new();
-    if opts.empty_dirs {
-        for f in &inv.findings {
-            if f.kind == FindingKind::EmptyDirectory {
-                empty_dirs.insert(f.path.clone());
-            }
-        }
-        for h in blobs.iter().filter_map(|b| b.digest.sha256()) {
-            // The shard directory `blobs/sha256/<hh>`: the blob directory's parent.
-            let dir = layout::blob_dir(&h);
-            if let Some((shard, _)) = dir.rsplit_once('/') {
-                empty_dirs.insert(shard.to_string());
-            }
-        }
-        for l in &layer_links {
-            let link = layout::layer_link(&l.repository, &l.digest);
-            empty_dirs.insert(link.trim_end_matches("/link").to_string());
+    for f in &g.inv.findings {
+        if f.kind == FindingKind::EmptyDirectory {
+            empty_dirs.insert(f.path.clone());
         }
     }
-
-    let kept_unlike_registry =
-        registry_differences(g, opts, &planned_blob, &held, blobs_blocked, &marked);
-    // The registry 2.8 with --delete-untagged removes every revision no tag of its own
-    // repository points at; list the ones this plan keeps.
-    let mut manifests_kept_unlike_registry = Vec::new();
-    if opts.delete_untagged {
-        let planned: BTreeSet<(&str, &Digest)> = manifests
-            .iter()
-            .map(|m| (m.repository.as_str(), &m.digest))
-            .collect();
-        let held_set: BTreeSet<(&str, &Digest)> = held_manifests
-            .iter()
-            .map(|m| (m.repository.as_str(), &m.digest))
-            .collect();
-        for r in &inv.repositories {
-            let tagged = r.tagged();
-            for l in &r.revisions {
-                if tagged.contains(&l.target()) || !inv.is_present(l.target()) {
-                    continue;
-                }
-                let d = inv.digest(l.target());
-                let key = (r.name.as_str(), &d);
-                if planned.contains(&key) {
-                    continue;
-                }
-                let reason: Reason = if held_set.contains(&key) {
-                    "pushed within the grace period".into()
-                } else if !r.complete {
-                    "its repository could not be read completely".into()
-                } else {
-                    why_kept(g, l.target(), &marked).into()
-                };
-                manifests_kept_unlike_registry.push(KeptManifest {
-                    repository: r.name.to_string(),
-                    digest: d,
-                    reason,
-                });
-            }
+    for h in blobs.iter().filter_map(|b| b.digest.sha256()) {
+        // The shard directory `blobs/sha256/<hh>`: the blob directory's parent.
+        let dir = layout::blob_dir(&h);
+        if let Some((shard, _)) = dir.rsplit_once('/') {
+            empty_dirs.insert(shard.to_string());
         }
     }
-
-    manifests.sort();
-    tag_index_entries.sort();
-    layer_links.sort();
-    uploads.sort();
-    held.blobs.sort();
-    held.manifests = held_manifests;
-    held.manifests.sort();
-    held.uploads.sort();
-    let blob_bytes: u64 = blobs.iter().map(|b| b.size).sum();
-    let upload_bytes: u64 = uploads.iter().map(|u| u.size).sum();
-    // Deepest first, so parents are tried after their children.
+    for l in layer_links {
+        let link = layout::layer_link(&l.repository, &l.digest);
+        empty_dirs.insert(link.trim_end_matches("/link").to_string());
+    }
     let mut empty_dirs: Vec<String> = empty_dirs.into_iter().collect();
     empty_dirs.sort_by(|a, b| {
         b.matches('/')
@@ -362,29 +434,53 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
             .cmp(&a.matches('/').count())
             .then_with(|| a.cmp(b))
     });
-    Plan {
-        schema: PLAN_SCHEMA.into(),
-        kind: "gc".into(),
-        created_at: now,
-        storage: inv.root.clone(),
-        options: opts.clone(),
-        bytes: blob_bytes + upload_bytes,
-        blob_bytes,
-        upload_bytes,
-        manifests,
-        tag_index_entries,
-        layer_links,
-        blobs,
-        uploads,
-        empty_dirs,
-        held_back: held,
-        kept_unlike_registry,
-        manifests_kept_unlike_registry,
-        blocked,
-        tags: Vec::new(),
-        retention: None,
-        would_break: crate::replay::WouldBreak::not_checked(),
+    empty_dirs
+}
+
+/// The registry 2.8 with --delete-untagged removes every revision no tag of its own
+/// repository points at; list the ones this plan keeps, each with the reason.
+fn manifest_differences(
+    g: &Graph<'_>,
+    manifests: &[ManifestAction],
+    held_manifests: &[ManifestAction],
+    marked: &[bool],
+) -> Vec<KeptManifest> {
+    let inv = g.inv;
+    let planned: BTreeSet<(&str, &Digest)> = manifests
+        .iter()
+        .map(|m| (m.repository.as_str(), &m.digest))
+        .collect();
+    let held_set: BTreeSet<(&str, &Digest)> = held_manifests
+        .iter()
+        .map(|m| (m.repository.as_str(), &m.digest))
+        .collect();
+    let mut out = Vec::new();
+    for r in &inv.repositories {
+        let tagged = r.tagged();
+        for l in &r.revisions {
+            if tagged.contains(&l.target()) || !inv.is_present(l.target()) {
+                continue;
+            }
+            let d = inv.digest(l.target());
+            let key = (r.name.as_str(), &d);
+            if planned.contains(&key) {
+                continue;
+            }
+            let reason: Reason = if held_set.contains(&key) {
+                "pushed within the grace period".into()
+            } else if !r.complete {
+                "its repository could not be read completely".into()
+            } else {
+                why_kept(g, l.target(), marked).into()
+            };
+            out.push(KeptManifest {
+                repository: r.name.to_string(),
+                digest: d,
+                reason,
+            });
+        }
     }
+    out
 }
 
 /// Blobs the registry 2.8's GC (same `--delete-untagged` choice) would delete but the plan

@@ -132,8 +132,19 @@ impl Out {
 
 /// Render the metrics.
 pub fn render(o: &Overview, repos: &RepoFigures, scan: &ScanInfo) -> String {
-    let s = &o.summary.summary;
     let mut m = Out(String::new());
+    blob_store(&mut m, o);
+    registry_counts(&mut m, o);
+    reclaimable(&mut m, o);
+    repositories(&mut m, repos);
+    findings(&mut m, o);
+    scan_health(&mut m, scan);
+    m.0
+}
+
+/// Storage and blob-store bytes and counts.
+fn blob_store(m: &mut Out, o: &Overview) {
+    let s = &o.summary.summary;
     m.gauge(
         "stowage_storage_bytes",
         "Bytes on the registry storage: blobs, uploads and files outside the layout.",
@@ -174,6 +185,11 @@ pub fn render(o: &Overview, repos: &RepoFigures, scan: &ScanInfo) -> String {
         "Digests referenced by manifests but absent from the blob store.",
         s.missing_blobs,
     );
+}
+
+/// Repositories, tags, manifests and uploads over the registry.
+fn registry_counts(m: &mut Out, o: &Overview) {
+    let s = &o.summary.summary;
     m.gauge("stowage_repositories", "Repositories.", s.repositories);
     m.gauge("stowage_tags", "Tags over all repositories.", s.tags);
     m.gauge(
@@ -196,6 +212,10 @@ pub fn render(o: &Overview, repos: &RepoFigures, scan: &ScanInfo) -> String {
         "Bytes held by upload directories.",
         s.upload_bytes,
     );
+}
+
+/// What a GC plan would free now, by reason.
+fn reclaimable(m: &mut Out, o: &Overview) {
     m.head(
         "stowage_reclaimable_bytes",
         "gauge",
@@ -208,6 +228,10 @@ pub fn render(o: &Overview, repos: &RepoFigures, scan: &ScanInfo) -> String {
             r.bytes,
         );
     }
+}
+
+/// Per-repository bytes: the top N by total, the rest as one `(other)` series.
+fn repositories(m: &mut Out, repos: &RepoFigures) {
     m.head(
         "stowage_repository_bytes",
         "gauge",
@@ -243,6 +267,11 @@ pub fn render(o: &Overview, repos: &RepoFigures, scan: &ScanInfo) -> String {
         "Repositories summed into repository=\"(other)\".",
         repos.other.map_or(0, |o| o.0),
     );
+}
+
+/// Findings by kind and severity; every kind is written, 0 when absent, so series do not
+/// appear and vanish.
+fn findings(m: &mut Out, o: &Overview) {
     m.head(
         "stowage_findings",
         "gauge",
@@ -263,6 +292,10 @@ pub fn render(o: &Overview, repos: &RepoFigures, scan: &ScanInfo) -> String {
             n,
         );
     }
+}
+
+/// The scan's own health: duration, last success, and (in the dashboard) scan counters.
+fn scan_health(m: &mut Out, scan: &ScanInfo) {
     m.gauge(
         "stowage_scan_duration_seconds",
         "Wall time of the last successful scan and analysis.",
@@ -289,7 +322,6 @@ pub fn render(o: &Overview, repos: &RepoFigures, scan: &ScanInfo) -> String {
             u8::from(p),
         );
     }
-    m.0
 }
 
 /// Floats without a needless exponent; integers stay integers.

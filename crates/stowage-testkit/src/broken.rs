@@ -63,8 +63,23 @@ fn rev(h: &Written, repo: &str) -> String {
     layout::revision_link(repo, &h.digest())
 }
 
-/// Every defect.
+/// Every defect, grouped by theme.
 pub fn defects() -> Vec<Defect> {
+    [
+        link_defects(),
+        manifest_defects(),
+        tree_defects(),
+        leftover_defects(),
+        graph_defects(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Link files that are empty, malformed, oversized or point at the wrong thing, and tags
+/// without a usable `current` link.
+fn link_defects() -> Vec<Defect> {
     vec![
         Defect {
             name: "empty_revision_link",
@@ -146,6 +161,13 @@ pub fn defects() -> Vec<Defect> {
                 t.tag("app", "v2", &d);
             },
         },
+    ]
+}
+
+/// Manifests that cannot be read or parsed, and blobs a revision or a manifest names but
+/// the store lacks.
+fn manifest_defects() -> Vec<Defect> {
+    vec![
         Defect {
             name: "truncated_manifest_json",
             expect_kind: "manifest_unparseable",
@@ -190,6 +212,13 @@ pub fn defects() -> Vec<Defect> {
                 t.write(&layout::blob_data(&h.untagged.digest), &big);
             },
         },
+    ]
+}
+
+/// The shape of the tree: partial or misplaced blob directories, symbolic links (which the
+/// scan never follows), names the registry cannot have, stray files.
+fn tree_defects() -> Vec<Defect> {
+    vec![
         Defect {
             name: "blob_dir_without_data",
             expect_kind: "blob_missing_data",
@@ -252,6 +281,13 @@ pub fn defects() -> Vec<Defect> {
             deep: false,
             apply: |t, _| t.write("blobs/sha256/README", b"hello"),
         },
+    ]
+}
+
+/// What other writers leave behind: emptied directories, uploads, temporary links, other
+/// tools' metadata, schema 1 signatures.
+fn leftover_defects() -> Vec<Defect> {
+    vec![
         Defect {
             name: "empty_revision_dir_after_api_delete",
             expect_kind: "empty_directory",
@@ -318,15 +354,19 @@ pub fn defects() -> Vec<Defect> {
                 );
             },
         },
-        Defect {
-            name: "index_child_not_linked",
-            expect_kind: "index_child_unlinked",
-            expect_path: "repositories/app/_manifests/revisions/sha256/",
-            deep: false,
-            apply: |t, h| {
-                // An index in `app` whose child is only a revision of `lib/base`.
-                t.index("app", Some("multi"), &[(&h.base, "amd64")]);
-            },
-        },
     ]
+}
+
+/// Defects only the reference graph shows (the analysis, not the scan, reports them).
+fn graph_defects() -> Vec<Defect> {
+    vec![Defect {
+        name: "index_child_not_linked",
+        expect_kind: "index_child_unlinked",
+        expect_path: "repositories/app/_manifests/revisions/sha256/",
+        deep: false,
+        apply: |t, h| {
+            // An index in `app` whose child is only a revision of `lib/base`.
+            t.index("app", Some("multi"), &[(&h.base, "amd64")]);
+        },
+    }]
 }

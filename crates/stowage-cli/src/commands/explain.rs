@@ -9,7 +9,7 @@ use stowage_graph::{BlobKind, Graph};
 use stowage_layout::{self as layout, Part, PathInfo};
 use stowage_model::digest::Digest;
 use stowage_model::finding::Finding;
-use stowage_model::inventory::{BlobId, RefRole};
+use stowage_model::inventory::{BlobFile, BlobId, ManifestRecord, RefRole};
 use stowage_model::time::human_bytes;
 use stowage_report::{BlobRecordBuilder, schema};
 
@@ -184,95 +184,127 @@ fn explain_digest(c: &mut Ctx<'_>, d: &Digest, repo_ctx: Option<&str>) -> Explan
     let hex = d.hex();
     e.findings = findings_about(c, &hex);
     if let Some(b) = inv.blob(id) {
-        e.exists = true;
-        e.what = format!(
-            "{} of {} stored at {}",
-            describe_kind(c, id),
-            human_bytes(b.size),
-            layout::blob_data(&b.digest)
-        );
-        e.facts.push(("size".into(), format!("{} bytes", b.size)));
-        e.facts.push((
-            "modified".into(),
-            format!("{} ({})", b.modified().human(c.tz), b.modified().rfc3339()),
-        ));
-        e.facts.push((
-            "created".into(),
-            b.created()
-                .map(|t| format!("{} (birth time)", t.human(c.tz)))
-                .unwrap_or_else(|| "not recorded by this filesystem".into()),
-        ));
-        e.facts
-            .push(("kind".into(), c.g.blob_kind(id).as_str().into()));
-        let refd = c.referenced[id as usize];
-        e.facts.push((
-            "referenced".into(),
-            if refd {
-                "yes: a manifest of some repository needs it, so garbage collection keeps it".into()
-            } else {
-                "no: nothing references it; the registry's garbage collection would delete it"
-                    .into()
-            },
-        ));
+        describe_blob(c, id, b, &mut e);
     } else {
         e.what = format!("{d} is not in the blob store, but something refers to it");
     }
     if let Some(m) = g.manifest(id) {
-        if let Some(k) = m.kind {
-            e.facts.push(("media type".into(), k.media_type().into()));
-        }
-        if let Some(ex) = inv.extra_of(m)
-            && !ex.platforms.is_empty()
-        {
-            let p: Vec<String> = ex
-                .platforms
-                .iter()
-                .map(|p| {
-                    p.as_ref()
-                        .map(|p| p.to_string())
-                        .unwrap_or_else(|| "?".into())
-                })
-                .collect();
-            e.facts.push(("platforms".into(), p.join(", ")));
-        }
-        if let Some(s) = m.subject() {
-            e.facts.push((
-                "subject".into(),
-                format!("{} (this is a referrer of it)", inv.digest(s)),
-            ));
-        }
-        let mut children_platforms = inv
-            .extra_of(m)
-            .map(|x| x.platforms.iter())
-            .into_iter()
-            .flatten();
-        for r in inv.refs_of(m) {
-            let rd = inv.digest(r.id());
-            let size = inv
-                .blob(r.id())
-                .map(|b| human_bytes(b.size))
-                .unwrap_or_else(|| "MISSING".into());
-            let role = match r.role() {
-                RefRole::Config => "config".to_string(),
-                RefRole::Layer => "layer".to_string(),
-                RefRole::External => "external layer (not stored here)".to_string(),
-                RefRole::ArtifactBlob => "artifact blob".to_string(),
-                RefRole::Child => format!(
-                    "child manifest {}",
-                    children_platforms
-                        .next()
-                        .and_then(|p| p.as_ref())
-                        .map(|p| p.to_string())
-                        .unwrap_or_default()
-                ),
-            };
-            e.points_to.push(format!("{role} {rd} ({size})"));
-        }
+        describe_manifest(c, m, &mut e);
     }
+    e.pointed_by = pointed_by(c, id);
+    if inv.is_present(id) {
+        let (repos, tags) = c.b.owners(id);
+        e.needed_by
+            .extend(repos.into_iter().map(|r| format!("repository {r}")));
+        e.needed_by
+            .extend(tags.into_iter().map(|t| format!("tag {t}")));
+    }
+    if let Some(repo) = repo_ctx {
+        e.facts
+            .push(("in repository".into(), in_repository(c, id, repo)));
+    }
+    e
+}
+
+/// What a stored blob is: the sentence, and its size, dates, kind and whether GC keeps it.
+fn describe_blob(c: &Ctx<'_>, id: BlobId, b: &BlobFile, e: &mut Explanation) {
+    e.exists = true;
+    e.what = format!(
+        "{} of {} stored at {}",
+        describe_kind(c, id),
+        human_bytes(b.size),
+        layout::blob_data(&b.digest)
+    );
+    e.facts.push(("size".into(), format!("{} bytes", b.size)));
+    e.facts.push((
+        "modified".into(),
+        format!("{} ({})", b.modified().human(c.tz), b.modified().rfc3339()),
+    ));
+    e.facts.push((
+        "created".into(),
+        b.created()
+            .map(|t| format!("{} (birth time)", t.human(c.tz)))
+            .unwrap_or_else(|| "not recorded by this filesystem".into()),
+    ));
+    e.facts
+        .push(("kind".into(), c.g.blob_kind(id).as_str().into()));
+    let refd = c.referenced[id as usize];
+    e.facts.push((
+        "referenced".into(),
+        if refd {
+            "yes: a manifest of some repository needs it, so garbage collection keeps it".into()
+        } else {
+            "no: nothing references it; the registry's garbage collection would delete it".into()
+        },
+    ));
+}
+
+/// A manifest's media type, platforms and subject (as facts) and what it references.
+fn describe_manifest(c: &Ctx<'_>, m: &ManifestRecord, e: &mut Explanation) {
+    let inv = c.g.inv;
+    if let Some(k) = m.kind {
+        e.facts.push(("media type".into(), k.media_type().into()));
+    }
+    if let Some(ex) = inv.extra_of(m)
+        && !ex.platforms.is_empty()
+    {
+        let p: Vec<String> = ex
+            .platforms
+            .iter()
+            .map(|p| {
+                p.as_ref()
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "?".into())
+            })
+            .collect();
+        e.facts.push(("platforms".into(), p.join(", ")));
+    }
+    if let Some(s) = m.subject() {
+        e.facts.push((
+            "subject".into(),
+            format!("{} (this is a referrer of it)", inv.digest(s)),
+        ));
+    }
+    // An index's platforms are listed in the order of its children.
+    let mut children_platforms = inv
+        .extra_of(m)
+        .map(|x| x.platforms.iter())
+        .into_iter()
+        .flatten();
+    for r in inv.refs_of(m) {
+        let rd = inv.digest(r.id());
+        let size = inv
+            .blob(r.id())
+            .map(|b| human_bytes(b.size))
+            .unwrap_or_else(|| "MISSING".into());
+        let role = match r.role() {
+            RefRole::Config => "config".to_string(),
+            RefRole::Layer => "layer".to_string(),
+            RefRole::External => "external layer (not stored here)".to_string(),
+            RefRole::ArtifactBlob => "artifact blob".to_string(),
+            RefRole::Child => format!(
+                "child manifest {}",
+                children_platforms
+                    .next()
+                    .and_then(|p| p.as_ref())
+                    .map(|p| p.to_string())
+                    .unwrap_or_default()
+            ),
+        };
+        e.points_to.push(format!("{role} {rd} ({size})"));
+    }
+}
+
+/// Everything that points at `id`: revision links, current tags, tag histories, `_layers`
+/// links, parent manifests and referrers, in that order.
+fn pointed_by(c: &Ctx<'_>, id: BlobId) -> Vec<String> {
+    let g = c.g;
+    let inv = g.inv;
+    let mut out = Vec::new();
     for &ri in g.revision_repos(id) {
         let r = &inv.repositories[ri as usize];
         let l = r.revision(id);
-        e.pointed_by.push(format!(
+        out.push(format!(
             "revision link in {} (pushed {})",
             r.name,
             l.map(|l| l.modified().human(c.tz)).unwrap_or_default()
@@ -281,7 +313,7 @@ fn explain_digest(c: &mut Ctx<'_>, d: &Digest, repo_ctx: Option<&str>) -> Explan
     for (ri, ti) in g.tags_of(id) {
         let r = &inv.repositories[ri as usize];
         let t = &r.tags[ti as usize];
-        e.pointed_by.push(format!(
+        out.push(format!(
             "tag {}:{} points here now (since {})",
             r.name,
             t.name,
@@ -296,7 +328,7 @@ fn explain_digest(c: &mut Ctx<'_>, d: &Digest, repo_ctx: Option<&str>) -> Explan
             if let Ok(i) = history.binary_search_by_key(&id, |l| l.target())
                 && t.current.and_then(|c| c.target) != Some(id)
             {
-                e.pointed_by.push(format!(
+                out.push(format!(
                     "history of tag {}:{} (pointed here at {})",
                     r.name,
                     t.name,
@@ -306,48 +338,36 @@ fn explain_digest(c: &mut Ctx<'_>, d: &Digest, repo_ctx: Option<&str>) -> Explan
         }
     }
     for &ri in g.layer_repos(id) {
-        e.pointed_by.push(format!(
+        out.push(format!(
             "_layers link in {} (lets it serve this blob)",
             inv.repositories[ri as usize].name
         ));
     }
     for &p in g.parents(id) {
-        e.pointed_by.push(format!(
+        out.push(format!(
             "manifest {} ({})",
             inv.digest(p),
             describe_kind(c, p)
         ));
     }
     for &r in g.referrers(id) {
-        e.pointed_by.push(format!(
+        out.push(format!(
             "referrer {} ({})",
             inv.digest(r),
             describe_kind(c, r)
         ));
     }
-    if inv.is_present(id) {
-        let (repos, tags) = c.b.owners(id);
-        e.needed_by
-            .extend(repos.into_iter().map(|r| format!("repository {r}")));
-        e.needed_by
-            .extend(tags.into_iter().map(|t| format!("tag {t}")));
+    out
+}
+
+/// Whether `repo` links manifest `id`: without a revision link the registry does not serve
+/// it from that repository, whatever the blob store holds.
+fn in_repository(c: &Ctx<'_>, id: BlobId, repo: &str) -> String {
+    match c.g.inv.repository(repo) {
+        Some(r) if r.revision(id).is_some() => format!("{repo}: yes (revision link present)"),
+        Some(_) => format!("{repo}: no revision link; the registry answers MANIFEST_UNKNOWN"),
+        None => format!("no repository {repo}"),
     }
-    if let Some(repo) = repo_ctx {
-        match inv.repository(repo) {
-            Some(r) if r.revision(id).is_some() => e.facts.push((
-                "in repository".into(),
-                format!("{repo}: yes (revision link present)"),
-            )),
-            Some(_) => e.facts.push((
-                "in repository".into(),
-                format!("{repo}: no revision link; the registry answers MANIFEST_UNKNOWN"),
-            )),
-            None => e
-                .facts
-                .push(("in repository".into(), format!("no repository {repo}"))),
-        }
-    }
-    e
 }
 
 fn explain_tag(c: &mut Ctx<'_>, repo: &str, tag: &str) -> Explanation {

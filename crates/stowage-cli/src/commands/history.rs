@@ -85,54 +85,11 @@ pub fn run(g: &GlobalArgs, a: &HistoryArgs) -> Result<i32> {
     let snaps = db.snapshots()?;
     let mut out = output::stdout();
     if a.list {
-        match g.format {
-            Format::Table => {
-                let mut t = Table::new(&[
-                    ("SNAPSHOT", Align::Right),
-                    ("TAKEN (UTC)", Align::Left),
-                    ("BLOBS", Align::Right),
-                    ("BYTES", Align::Right),
-                    ("REPOSITORIES", Align::Right),
-                    ("TAGS", Align::Right),
-                ]);
-                for s in &snaps {
-                    t.row(vec![
-                        format!("#{}", s.id),
-                        s.taken_at.human(&jiff::tz::TimeZone::UTC),
-                        s.blobs.to_string(),
-                        human_bytes(s.blob_bytes),
-                        s.repositories.to_string(),
-                        s.tags.to_string(),
-                    ]);
-                }
-                out.write_all(t.render().as_bytes())?;
-            }
-            _ => output::json(&mut out, &snaps)?,
-        }
+        write_snapshots(&mut out, g.format, &snaps)?;
         out.flush()?;
         return Ok(crate::exit::OK);
     }
-    if snaps.len() < 2 && (a.from.is_none() || a.to.is_none()) {
-        bail!(
-            "{} holds {} snapshot(s); growth needs two (record one with `stowage snapshot --db {}`)",
-            a.db.display(),
-            snaps.len(),
-            a.db.display()
-        );
-    }
-    let to = match &a.to {
-        Some(w) => pick(&snaps, &parse_when(w, now)?, false)
-            .with_context(|| format!("no snapshot at or before --to {w}"))?,
-        None => snaps[snaps.len() - 1].id,
-    };
-    let from = match &a.from {
-        Some(w) => pick(&snaps, &parse_when(w, now)?, true)
-            .with_context(|| format!("no snapshot at or after --from {w}"))?,
-        None => {
-            let i = snaps.iter().position(|s| s.id == to).unwrap_or(0);
-            snaps[i.saturating_sub(1)].id
-        }
-    };
+    let (from, to) = range(a, &snaps, now)?;
     let growth = db.growth(from, to)?;
     match g.format {
         Format::Json => output::json(
@@ -147,88 +104,151 @@ pub fn run(g: &GlobalArgs, a: &HistoryArgs) -> Result<i32> {
                 output::ndjson(&mut out, r)?;
             }
         }
-        Format::Csv => {
-            let mut w = csv::Writer::from_writer(&mut out);
-            w.write_record([
-                "repository",
-                "from_total",
-                "to_total",
-                "total_change",
-                "exclusive_change",
-                "tags_change",
-                "tags_pushed",
-                "tags_removed",
-            ])?;
-            for r in &growth.repositories {
-                w.write_record([
-                    r.repository.clone(),
-                    r.from_total.map(|v| v.to_string()).unwrap_or_default(),
-                    r.to_total.map(|v| v.to_string()).unwrap_or_default(),
-                    r.total_change.to_string(),
-                    r.exclusive_change.to_string(),
-                    r.tags_change.to_string(),
-                    r.tags_pushed.join(";"),
-                    r.tags_removed.join(";"),
-                ])?;
-            }
-            w.flush()?;
-        }
-        Format::Table => {
-            let utc = jiff::tz::TimeZone::UTC;
-            writeln!(
-                out,
-                "from snapshot #{} ({} UTC) to #{} ({} UTC)",
-                growth.from.id,
-                growth.from.taken_at.human(&utc),
-                growth.to.id,
-                growth.to.taken_at.human(&utc)
-            )?;
-            let mut t = Table::new(&[
-                ("REPOSITORY", Align::Left),
-                ("BEFORE", Align::Right),
-                ("AFTER", Align::Right),
-                ("GROWTH", Align::Right),
-                ("EXCLUSIVE", Align::Right),
-                ("TAGS", Align::Right),
-                ("PUSHED", Align::Left),
-            ]);
-            for r in &growth.repositories {
-                let mut pushed = r.tags_pushed.join(", ");
-                if !r.tags_removed.is_empty() {
-                    if !pushed.is_empty() {
-                        pushed.push_str("; ");
-                    }
-                    pushed.push_str(&format!("removed {}", r.tags_removed.join(", ")));
-                }
-                t.row(vec![
-                    r.repository.clone(),
-                    r.from_total
-                        .map(human_bytes)
-                        .unwrap_or_else(|| "(new)".into()),
-                    r.to_total
-                        .map(human_bytes)
-                        .unwrap_or_else(|| "(gone)".into()),
-                    signed(r.total_change),
-                    signed(r.exclusive_change),
-                    format!("{:+}", r.tags_change),
-                    pushed,
-                ]);
-            }
-            out.write_all(t.render().as_bytes())?;
-            writeln!(
-                out,
-                "\nblob store: {} ({} -> {}); {} blobs first seen in this range ({}) still present",
-                signed(growth.blob_bytes_change),
-                human_bytes(growth.from.blob_bytes),
-                human_bytes(growth.to.blob_bytes),
-                growth.new_blobs,
-                human_bytes(growth.new_blob_bytes)
-            )?;
-            if growth.repositories.is_empty() {
-                writeln!(out, "no repository changed")?;
-            }
-        }
+        Format::Csv => write_csv(&mut out, &growth)?,
+        Format::Table => write_table(&mut out, &growth)?,
     }
     out.flush()?;
     Ok(crate::exit::OK)
+}
+
+/// `--list`: the snapshots as a table, or as JSON in every other format.
+fn write_snapshots(out: &mut output::Out, format: Format, snaps: &[SnapshotInfo]) -> Result<()> {
+    match format {
+        Format::Table => {
+            let mut t = Table::new(&[
+                ("SNAPSHOT", Align::Right),
+                ("TAKEN (UTC)", Align::Left),
+                ("BLOBS", Align::Right),
+                ("BYTES", Align::Right),
+                ("REPOSITORIES", Align::Right),
+                ("TAGS", Align::Right),
+            ]);
+            for s in snaps {
+                t.row(vec![
+                    format!("#{}", s.id),
+                    s.taken_at.human(&jiff::tz::TimeZone::UTC),
+                    s.blobs.to_string(),
+                    human_bytes(s.blob_bytes),
+                    s.repositories.to_string(),
+                    s.tags.to_string(),
+                ]);
+            }
+            out.write_all(t.render().as_bytes())?;
+        }
+        _ => output::json(out, &snaps)?,
+    }
+    Ok(())
+}
+
+/// The (from, to) snapshot ids: `--to` defaults to the last snapshot, `--from` to the one
+/// before `to`. Fewer than two snapshots is an error unless both ends are given.
+fn range(a: &HistoryArgs, snaps: &[SnapshotInfo], now: Timestamp) -> Result<(i64, i64)> {
+    if snaps.len() < 2 && (a.from.is_none() || a.to.is_none()) {
+        bail!(
+            "{} holds {} snapshot(s); growth needs two (record one with `stowage snapshot --db {}`)",
+            a.db.display(),
+            snaps.len(),
+            a.db.display()
+        );
+    }
+    let to = match &a.to {
+        Some(w) => pick(snaps, &parse_when(w, now)?, false)
+            .with_context(|| format!("no snapshot at or before --to {w}"))?,
+        None => snaps[snaps.len() - 1].id,
+    };
+    let from = match &a.from {
+        Some(w) => pick(snaps, &parse_when(w, now)?, true)
+            .with_context(|| format!("no snapshot at or after --from {w}"))?,
+        None => {
+            let i = snaps.iter().position(|s| s.id == to).unwrap_or(0);
+            snaps[i.saturating_sub(1)].id
+        }
+    };
+    Ok((from, to))
+}
+
+fn write_csv(out: &mut impl Write, growth: &Growth) -> Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record([
+        "repository",
+        "from_total",
+        "to_total",
+        "total_change",
+        "exclusive_change",
+        "tags_change",
+        "tags_pushed",
+        "tags_removed",
+    ])?;
+    for r in &growth.repositories {
+        w.write_record([
+            r.repository.clone(),
+            r.from_total.map(|v| v.to_string()).unwrap_or_default(),
+            r.to_total.map(|v| v.to_string()).unwrap_or_default(),
+            r.total_change.to_string(),
+            r.exclusive_change.to_string(),
+            r.tags_change.to_string(),
+            r.tags_pushed.join(";"),
+            r.tags_removed.join(";"),
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// The range, one row per changed repository, and the blob store's change.
+fn write_table(out: &mut impl Write, growth: &Growth) -> Result<()> {
+    let utc = jiff::tz::TimeZone::UTC;
+    writeln!(
+        out,
+        "from snapshot #{} ({} UTC) to #{} ({} UTC)",
+        growth.from.id,
+        growth.from.taken_at.human(&utc),
+        growth.to.id,
+        growth.to.taken_at.human(&utc)
+    )?;
+    let mut t = Table::new(&[
+        ("REPOSITORY", Align::Left),
+        ("BEFORE", Align::Right),
+        ("AFTER", Align::Right),
+        ("GROWTH", Align::Right),
+        ("EXCLUSIVE", Align::Right),
+        ("TAGS", Align::Right),
+        ("PUSHED", Align::Left),
+    ]);
+    for r in &growth.repositories {
+        let mut pushed = r.tags_pushed.join(", ");
+        if !r.tags_removed.is_empty() {
+            if !pushed.is_empty() {
+                pushed.push_str("; ");
+            }
+            pushed.push_str(&format!("removed {}", r.tags_removed.join(", ")));
+        }
+        t.row(vec![
+            r.repository.clone(),
+            r.from_total
+                .map(human_bytes)
+                .unwrap_or_else(|| "(new)".into()),
+            r.to_total
+                .map(human_bytes)
+                .unwrap_or_else(|| "(gone)".into()),
+            signed(r.total_change),
+            signed(r.exclusive_change),
+            format!("{:+}", r.tags_change),
+            pushed,
+        ]);
+    }
+    out.write_all(t.render().as_bytes())?;
+    writeln!(
+        out,
+        "\nblob store: {} ({} -> {}); {} blobs first seen in this range ({}) still present",
+        signed(growth.blob_bytes_change),
+        human_bytes(growth.from.blob_bytes),
+        human_bytes(growth.to.blob_bytes),
+        growth.new_blobs,
+        human_bytes(growth.new_blob_bytes)
+    )?;
+    if growth.repositories.is_empty() {
+        writeln!(out, "no repository changed")?;
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@ use std::io::Write;
 use anyhow::{Result, bail};
 use serde::Serialize;
 use stowage_graph::Graph;
+use stowage_model::inventory::Inventory;
 use stowage_model::time::{Timestamp, human_bytes};
 use stowage_report::table::{Align, Table};
 use stowage_report::{TagRecord, schema, tag_records};
@@ -85,44 +86,13 @@ fn kind_label(mt: Option<&str>) -> &'static str {
 
 pub fn run(s: &Settings, a: &TagsArgs) -> Result<i32> {
     let loaded = load(s, false, GraphFindings::Count)?;
-    let inv = loaded.inv();
     let name = a.repository.trim_matches('/');
-    let Some(ri) = inv
-        .repositories
-        .iter()
-        .position(|r| r.name.as_str() == name)
-    else {
-        let mut near: Vec<&str> = inv
-            .repositories
-            .iter()
-            .map(|r| r.name.as_str())
-            .filter(|r| r.contains(name) || name.contains(r.rsplit('/').next().unwrap_or(r)))
-            .collect();
-        near.truncate(5);
-        if near.is_empty() {
-            bail!(
-                "no repository {name:?} in {} ({} repositories; `stowage du` lists them)",
-                inv.root,
-                inv.repositories.len()
-            );
-        }
-        bail!("no repository {name:?}; did you mean {}?", near.join(", "));
-    };
+    let ri = find_repository(loaded.inv(), name)?;
     let g = loaded.graph();
     let rows = tag_records(&g, loaded.usage(), ri);
     let pulls = match &a.db {
         Some(db) => Some(tag_pulls(db, &g, name, &rows, s.now)?),
         None => None,
-    };
-    let pull_cell = |i: usize| -> String {
-        let Some(p) = pulls.as_ref().and_then(|p| p.get(i)) else {
-            return String::new();
-        };
-        match p.last_pulled {
-            Some(t) => t.human(&s.tz),
-            None if p.data_begins.is_none() => "no data".into(),
-            None => "never".into(),
-        }
     };
     let mut out = output::stdout();
     match s.format {
@@ -142,107 +112,163 @@ pub fn run(s: &Settings, a: &TagsArgs) -> Result<i32> {
                 output::ndjson(&mut out, r)?;
             }
         }
-        Format::Csv => {
-            let mut w = csv::Writer::from_writer(&mut out);
-            w.write_record([
-                "repository",
-                "tag",
-                "digest",
-                "media_type",
-                "platforms",
-                "total",
-                "exclusive",
-                "moved",
-                "history",
-                "last_pulled",
-            ])?;
-            for (i, r) in rows.iter().enumerate() {
-                w.write_record([
-                    r.repository.as_str(),
-                    &r.tag,
-                    r.digest.as_deref().unwrap_or(""),
-                    r.media_type.unwrap_or(""),
-                    &r.platforms.join(";"),
-                    &r.total.to_string(),
-                    &r.exclusive.to_string(),
-                    &r.moved.map(|m| m.rfc3339()).unwrap_or_default(),
-                    &r.history.len().to_string(),
-                    &pulls
-                        .as_ref()
-                        .and_then(|p| p.get(i))
-                        .and_then(|p| p.last_pulled)
-                        .map(|t| t.rfc3339())
-                        .unwrap_or_default(),
-                ])?;
-            }
-            w.flush()?;
-        }
-        Format::Table => {
-            let mut cols = vec![
-                ("TAG", Align::Left),
-                ("DIGEST", Align::Left),
-                ("TYPE", Align::Left),
-                ("PLATFORMS", Align::Left),
-                ("SIZE", Align::Right),
-                ("EXCLUSIVE", Align::Right),
-                ("MOVED", Align::Left),
-                ("HISTORY", Align::Right),
-            ];
-            if pulls.is_some() {
-                cols.push(("LAST PULLED", Align::Left));
-            }
-            let mut t = Table::new(&cols);
-            for (i, r) in rows.iter().enumerate() {
-                let mut row = vec![
-                    r.tag.clone(),
-                    r.digest.as_deref().map(short).unwrap_or_else(|| "-".into()),
-                    match &r.artifact_type {
-                        Some(_) => "artifact".into(),
-                        None => kind_label(r.media_type).into(),
-                    },
-                    if r.platforms.is_empty() {
-                        "-".into()
-                    } else {
-                        r.platforms.join(",")
-                    },
-                    human_bytes(r.total),
-                    human_bytes(r.exclusive),
-                    r.moved
-                        .map(|m| m.human(&s.tz))
-                        .unwrap_or_else(|| "-".into()),
-                    r.history.len().to_string(),
-                ];
-                if pulls.is_some() {
-                    row.push(pull_cell(i));
-                }
-                t.row(row);
-            }
-            out.write_all(t.render().as_bytes())?;
-            if a.history {
-                for r in &rows {
-                    writeln!(
-                        out,
-                        "\n{}:{} history (newest first):",
-                        stowage_model::escape::escape(&r.repository),
-                        stowage_model::escape::escape(&r.tag)
-                    )?;
-                    for h in &r.history {
-                        let cur = if Some(&h.digest) == r.digest.as_ref() {
-                            " (current)"
-                        } else {
-                            ""
-                        };
-                        let gone = if h.exists { "" } else { " (blob gone)" };
-                        writeln!(out, "  {}  {}{cur}{gone}", h.date.human(&s.tz), h.digest)?;
-                    }
-                }
-            }
-            writeln!(
-                out,
-                "\nSIZE = distinct bytes of the image (all platforms); EXCLUSIVE = freed by deleting this tag and collecting untagged manifests."
-            )?;
-        }
+        Format::Csv => write_csv(&mut out, &rows, pulls.as_deref())?,
+        Format::Table => write_table(&mut out, s, a, &rows, pulls.as_deref())?,
     }
     out.flush()?;
     Ok(findings_exit(loaded.finding_counts()))
+}
+
+/// The index of repository `name`; an unknown name is an error that suggests up to five
+/// near names (a substring either way), or says how to list them.
+fn find_repository(inv: &Inventory, name: &str) -> Result<usize> {
+    if let Some(ri) = inv
+        .repositories
+        .iter()
+        .position(|r| r.name.as_str() == name)
+    {
+        return Ok(ri);
+    }
+    let mut near: Vec<&str> = inv
+        .repositories
+        .iter()
+        .map(|r| r.name.as_str())
+        .filter(|r| r.contains(name) || name.contains(r.rsplit('/').next().unwrap_or(r)))
+        .collect();
+    near.truncate(5);
+    if near.is_empty() {
+        bail!(
+            "no repository {name:?} in {} ({} repositories; `stowage du` lists them)",
+            inv.root,
+            inv.repositories.len()
+        );
+    }
+    bail!("no repository {name:?}; did you mean {}?", near.join(", "));
+}
+
+fn write_csv(out: &mut impl Write, rows: &[TagRecord], pulls: Option<&[TagPull]>) -> Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record([
+        "repository",
+        "tag",
+        "digest",
+        "media_type",
+        "platforms",
+        "total",
+        "exclusive",
+        "moved",
+        "history",
+        "last_pulled",
+    ])?;
+    for (i, r) in rows.iter().enumerate() {
+        w.write_record([
+            r.repository.as_str(),
+            &r.tag,
+            r.digest.as_deref().unwrap_or(""),
+            r.media_type.unwrap_or(""),
+            &r.platforms.join(";"),
+            &r.total.to_string(),
+            &r.exclusive.to_string(),
+            &r.moved.map(|m| m.rfc3339()).unwrap_or_default(),
+            &r.history.len().to_string(),
+            &pulls
+                .and_then(|p| p.get(i))
+                .and_then(|p| p.last_pulled)
+                .map(|t| t.rfc3339())
+                .unwrap_or_default(),
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// The table (a LAST PULLED column only with --db), each tag's history with --history, and
+/// a legend for the two size columns.
+fn write_table(
+    out: &mut impl Write,
+    s: &Settings,
+    a: &TagsArgs,
+    rows: &[TagRecord],
+    pulls: Option<&[TagPull]>,
+) -> Result<()> {
+    let pull_cell = |i: usize| -> String {
+        let Some(p) = pulls.and_then(|p| p.get(i)) else {
+            return String::new();
+        };
+        match p.last_pulled {
+            Some(t) => t.human(&s.tz),
+            None if p.data_begins.is_none() => "no data".into(),
+            None => "never".into(),
+        }
+    };
+    let mut cols = vec![
+        ("TAG", Align::Left),
+        ("DIGEST", Align::Left),
+        ("TYPE", Align::Left),
+        ("PLATFORMS", Align::Left),
+        ("SIZE", Align::Right),
+        ("EXCLUSIVE", Align::Right),
+        ("MOVED", Align::Left),
+        ("HISTORY", Align::Right),
+    ];
+    if pulls.is_some() {
+        cols.push(("LAST PULLED", Align::Left));
+    }
+    let mut t = Table::new(&cols);
+    for (i, r) in rows.iter().enumerate() {
+        let mut row = vec![
+            r.tag.clone(),
+            r.digest.as_deref().map(short).unwrap_or_else(|| "-".into()),
+            match &r.artifact_type {
+                Some(_) => "artifact".into(),
+                None => kind_label(r.media_type).into(),
+            },
+            if r.platforms.is_empty() {
+                "-".into()
+            } else {
+                r.platforms.join(",")
+            },
+            human_bytes(r.total),
+            human_bytes(r.exclusive),
+            r.moved
+                .map(|m| m.human(&s.tz))
+                .unwrap_or_else(|| "-".into()),
+            r.history.len().to_string(),
+        ];
+        if pulls.is_some() {
+            row.push(pull_cell(i));
+        }
+        t.row(row);
+    }
+    out.write_all(t.render().as_bytes())?;
+    if a.history {
+        write_histories(out, s, rows)?;
+    }
+    writeln!(
+        out,
+        "\nSIZE = distinct bytes of the image (all platforms); EXCLUSIVE = freed by deleting this tag and collecting untagged manifests."
+    )?;
+    Ok(())
+}
+
+/// Each tag's history, newest first, marking the current digest and digests whose blob is gone.
+fn write_histories(out: &mut impl Write, s: &Settings, rows: &[TagRecord]) -> Result<()> {
+    for r in rows {
+        writeln!(
+            out,
+            "\n{}:{} history (newest first):",
+            stowage_model::escape::escape(&r.repository),
+            stowage_model::escape::escape(&r.tag)
+        )?;
+        for h in &r.history {
+            let cur = if Some(&h.digest) == r.digest.as_ref() {
+                " (current)"
+            } else {
+                ""
+            };
+            let gone = if h.exists { "" } else { " (blob gone)" };
+            writeln!(out, "  {}  {}{cur}{gone}", h.date.human(&s.tz), h.digest)?;
+        }
+    }
+    Ok(())
 }

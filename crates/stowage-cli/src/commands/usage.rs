@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use stowage_history::{Coverage, Db, IngestStats, SourceKind, UsageStatus};
-use stowage_model::time::{human_age, human_bytes};
+use stowage_model::time::{Timestamp, human_age, human_bytes};
 use stowage_report::schema;
 use stowage_report::table::{Align, Table};
 use stowage_usage::view::{Bucket, UsageView};
@@ -91,23 +91,7 @@ pub fn ingest(g: &GlobalArgs, a: &IngestArgs) -> Result<i32> {
     let now = crate::settings::resolve_now(g)?;
     let filter = a.filter.filter()?;
     let mut db = Db::open(&a.db)?;
-    // Tag pulls are resolved against the storage's tag history, scanned now.
-    let mut earliest = None;
-    let mut tags = if has_storage(g) {
-        let s = Settings::resolve(g)?;
-        let loaded = load(&s, false, GraphFindings::Count)?;
-        earliest = stowage_usage::earliest_plausible(loaded.inv(), stowage_serve::SKEW_SECS);
-        TagTimeline::from_inventory(loaded.inv())
-    } else {
-        eprintln!(
-            "warning: no --storage: pulls by tag cannot be attributed to a digest and are recorded as unresolved"
-        );
-        TagTimeline::default()
-    };
-    for (repo, tag, at, digest) in db.tag_pushes()? {
-        tags.add(&repo, &tag, at, &digest);
-    }
-    tags.finish();
+    let (tags, earliest) = tag_timeline(g, &db)?;
     let started = std::time::Instant::now();
     // Lines dated in the future (beyond the allowed skew), or before the registry stored
     // anything, are rejected and counted.
@@ -121,46 +105,7 @@ pub fn ingest(g: &GlobalArgs, a: &IngestArgs) -> Result<i32> {
     } else {
         a.files.clone()
     };
-    let mut buf = Vec::with_capacity(4096);
-    let mut batched = stowage_history::Recorded::default();
-    for f in &files {
-        let name = if f.as_os_str() == "-" {
-            "stdin".to_string()
-        } else {
-            f.display().to_string()
-        };
-        let mut r = open(f)?;
-        let mut n = 0u64;
-        loop {
-            let got = stowage_usage::read_line(&mut *r, &mut buf, stowage_usage::MAX_LINE)
-                .with_context(|| format!("reading {name}"))?;
-            n += 1;
-            match got {
-                LineRead::Eof => break,
-                LineRead::TooLong => ing.too_long(),
-                LineRead::Line => {
-                    let line = String::from_utf8_lossy(&buf);
-                    ing.line(&line, || format!("{name}:{n}"));
-                }
-            }
-            // Write in batches: memory stays bounded on a month of logs (dedupe makes a
-            // batch written before a failure harmless to write again).
-            if ing.pending() >= BATCH {
-                let r = db
-                    .record_usage(
-                        SourceKind::Logs,
-                        &Coverage::default(),
-                        0,
-                        &ing.take_events(),
-                        None,
-                        now,
-                    )
-                    .with_context(|| format!("recording in {}", a.db.display()))?;
-                batched.recorded += r.recorded;
-                batched.duplicates += r.duplicates;
-            }
-        }
-    }
+    let batched = read_logs(&files, &mut ing, &mut db, &a.db, now)?;
     let mut done = ing.finish();
     done.stats.recorded = batched.recorded;
     done.stats.duplicates = batched.duplicates;
@@ -180,7 +125,6 @@ pub fn ingest(g: &GlobalArgs, a: &IngestArgs) -> Result<i32> {
         now,
     )
     .with_context(|| format!("recording in {}", a.db.display()))?;
-    let st = &done.stats;
     let secs = started.elapsed().as_secs_f64();
     if g.verbose {
         eprintln!(
@@ -188,6 +132,100 @@ pub fn ingest(g: &GlobalArgs, a: &IngestArgs) -> Result<i32> {
             lines as f64 / secs.max(1e-9)
         );
     }
+    report_ingest(&done);
+    if g.format == Format::Json {
+        let mut out = output::stdout();
+        output::json(
+            &mut out,
+            &IngestDocument {
+                schema: schema("usage-ingest"),
+                stats: &done.stats,
+                combined_skipped: done.combined_skipped,
+                unparseable_examples: &done.examples,
+            },
+        )?;
+        out.flush()?;
+    }
+    Ok(crate::exit::OK)
+}
+
+/// Which digest each tag pointed at when: from the storage's tag history, scanned now (when
+/// there is a storage), plus the pushes the database recorded. Also returns the time before
+/// which no line is plausible (the registry's oldest blob, less the allowed skew).
+fn tag_timeline(g: &GlobalArgs, db: &Db) -> Result<(TagTimeline, Option<Timestamp>)> {
+    let mut earliest = None;
+    let mut tags = if has_storage(g) {
+        let s = Settings::resolve(g)?;
+        let loaded = load(&s, false, GraphFindings::Count)?;
+        earliest = stowage_usage::earliest_plausible(loaded.inv(), stowage_serve::SKEW_SECS);
+        TagTimeline::from_inventory(loaded.inv())
+    } else {
+        eprintln!(
+            "warning: no --storage: pulls by tag cannot be attributed to a digest and are recorded as unresolved"
+        );
+        TagTimeline::default()
+    };
+    for (repo, tag, at, digest) in db.tag_pushes()? {
+        tags.add(&repo, &tag, at, &digest);
+    }
+    tags.finish();
+    Ok((tags, earliest))
+}
+
+/// Feeds every line of `files` ("-" is stdin) to `ing`, recording events in batches of
+/// [`BATCH`]: memory stays bounded on a month of logs (dedupe makes a batch written before a
+/// failure harmless to write again). Returns what the batches recorded.
+fn read_logs(
+    files: &[PathBuf],
+    ing: &mut Ingest<'_>,
+    db: &mut Db,
+    db_path: &Path,
+    now: Timestamp,
+) -> Result<stowage_history::Recorded> {
+    let mut buf = Vec::with_capacity(4096);
+    let mut batched = stowage_history::Recorded::default();
+    for f in files {
+        let name = if f.as_os_str() == "-" {
+            "stdin".to_string()
+        } else {
+            f.display().to_string()
+        };
+        let mut r = open(f)?;
+        let mut n = 0u64;
+        loop {
+            let got = stowage_usage::read_line(&mut *r, &mut buf, stowage_usage::MAX_LINE)
+                .with_context(|| format!("reading {name}"))?;
+            n += 1;
+            match got {
+                LineRead::Eof => break,
+                LineRead::TooLong => ing.too_long(),
+                LineRead::Line => {
+                    let line = String::from_utf8_lossy(&buf);
+                    ing.line(&line, || format!("{name}:{n}"));
+                }
+            }
+            if ing.pending() >= BATCH {
+                let r = db
+                    .record_usage(
+                        SourceKind::Logs,
+                        &Coverage::default(),
+                        0,
+                        &ing.take_events(),
+                        None,
+                        now,
+                    )
+                    .with_context(|| format!("recording in {}", db_path.display()))?;
+                batched.recorded += r.recorded;
+                batched.duplicates += r.duplicates;
+            }
+        }
+    }
+    Ok(batched)
+}
+
+/// The ingest's counts on stderr, and the unparseable examples.
+fn report_ingest(done: &stowage_usage::Ingested) {
+    let st = &done.stats;
     eprintln!(
         "{} lines: {} requests, {} manifest requests; recorded {} new events ({} duplicates of earlier ingests), {} pulls ignored by filters, {} tag pulls unresolved, {} other lines, {} unparseable{}{}",
         st.lines_read,
@@ -223,20 +261,6 @@ pub fn ingest(g: &GlobalArgs, a: &IngestArgs) -> Result<i32> {
     for e in &done.examples {
         eprintln!("unparseable: {e}");
     }
-    if g.format == Format::Json {
-        let mut out = output::stdout();
-        output::json(
-            &mut out,
-            &IngestDocument {
-                schema: schema("usage-ingest"),
-                stats: st,
-                combined_skipped: done.combined_skipped,
-                unparseable_examples: &done.examples,
-            },
-        )?;
-        out.flush()?;
-    }
-    Ok(crate::exit::OK)
 }
 
 #[derive(Serialize)]
