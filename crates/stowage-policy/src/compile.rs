@@ -625,6 +625,80 @@ fn compile_when(
     Some(out)
 }
 
+/// `calendar:` buckets with their counts (a positive count, or -1 for unlimited).
+fn calendar(cal: &Calendar, at: &str, errs: &mut Vec<String>) -> Vec<(Bucket, i64)> {
+    let mut b = Vec::new();
+    for (k, v) in [
+        (Bucket::Hourly, cal.hourly),
+        (Bucket::Daily, cal.daily),
+        (Bucket::Weekly, cal.weekly),
+        (Bucket::Monthly, cal.monthly),
+        (Bucket::Quarterly, cal.quarterly),
+        (Bucket::Yearly, cal.yearly),
+    ] {
+        match v {
+            None => {}
+            Some(n) if n == -1 || n > 0 => b.push((k, n)),
+            Some(n) => errs.push(format!(
+                "{at}.calendar.{}: {n} (a positive count, or -1 for unlimited)",
+                k.as_str()
+            )),
+        }
+    }
+    if b.is_empty() {
+        errs.push(format!("{at}.calendar: no bucket"));
+    }
+    b
+}
+
+/// `calendar_within:` buckets with their windows in seconds; a window shorter than one
+/// period of its bucket is refused.
+fn calendar_within(cal: &CalendarWithin, at: &str, errs: &mut Vec<String>) -> Vec<(Bucket, i64)> {
+    let mut b = Vec::new();
+    for (k, v) in [
+        (Bucket::Hourly, &cal.hourly),
+        (Bucket::Daily, &cal.daily),
+        (Bucket::Weekly, &cal.weekly),
+        (Bucket::Monthly, &cal.monthly),
+        (Bucket::Quarterly, &cal.quarterly),
+        (Bucket::Yearly, &cal.yearly),
+    ] {
+        if let Some(t) = v {
+            // The shortest period of each bucket: a window shorter than one period
+            // (`monthly: 6m` is 6 minutes; months are `M`) is a mistake, never a policy.
+            let period = match k {
+                Bucket::Hourly => 3600,
+                Bucket::Daily => 86_400,
+                Bucket::Weekly => 7 * 86_400,
+                Bucket::Monthly => 28 * 86_400,
+                Bucket::Quarterly => 90 * 86_400,
+                Bucket::Yearly => 365 * 86_400,
+            };
+            match parse_duration(t) {
+                Ok(d) if d >= period => b.push((k, d)),
+                Ok(0) => errs.push(format!(
+                    "{at}.calendar_within.{}: {t:?} keeps nothing (a window longer than 0)",
+                    k.as_str()
+                )),
+                Ok(_) => errs.push(format!(
+                    "{at}.calendar_within.{}: {t:?} is shorter than one {} period (units: m = minutes, h, d, w, M = months, y = years)",
+                    k.as_str(),
+                    k.as_str().trim_end_matches("ly").replace("dai", "day")
+                )),
+                Err(e) => errs.push(format!("{at}.calendar_within.{}: {e}", k.as_str())),
+            }
+        }
+    }
+    if b.is_empty()
+        && errs
+            .iter()
+            .all(|e| !e.starts_with(&format!("{at}.calendar_within")))
+    {
+        errs.push(format!("{at}.calendar_within: no bucket"));
+    }
+    b
+}
+
 fn compile_crit(
     c: &Criterion,
     at: &str,
@@ -666,73 +740,14 @@ fn compile_crit(
         found.push((n, d.map(Crit::NotPulledWithin)));
     }
     if let Some(cal) = &c.calendar {
-        let mut b = Vec::new();
-        for (k, v) in [
-            (Bucket::Hourly, cal.hourly),
-            (Bucket::Daily, cal.daily),
-            (Bucket::Weekly, cal.weekly),
-            (Bucket::Monthly, cal.monthly),
-            (Bucket::Quarterly, cal.quarterly),
-            (Bucket::Yearly, cal.yearly),
-        ] {
-            match v {
-                None => {}
-                Some(n) if n == -1 || n > 0 => b.push((k, n)),
-                Some(n) => errs.push(format!(
-                    "{at}.calendar.{}: {n} (a positive count, or -1 for unlimited)",
-                    k.as_str()
-                )),
-            }
-        }
-        if b.is_empty() {
-            errs.push(format!("{at}.calendar: no bucket"));
-        }
-        found.push(("calendar", Some(Crit::Calendar(b, *counters))));
+        found.push((
+            "calendar",
+            Some(Crit::Calendar(calendar(cal, at, errs), *counters)),
+        ));
         *counters += 1;
     }
     if let Some(cal) = &c.calendar_within {
-        let mut b = Vec::new();
-        for (k, v) in [
-            (Bucket::Hourly, &cal.hourly),
-            (Bucket::Daily, &cal.daily),
-            (Bucket::Weekly, &cal.weekly),
-            (Bucket::Monthly, &cal.monthly),
-            (Bucket::Quarterly, &cal.quarterly),
-            (Bucket::Yearly, &cal.yearly),
-        ] {
-            if let Some(t) = v {
-                // The shortest period of each bucket: a window shorter than one period
-                // (`monthly: 6m` is 6 minutes; months are `M`) is a mistake, never a policy.
-                let period = match k {
-                    Bucket::Hourly => 3600,
-                    Bucket::Daily => 86_400,
-                    Bucket::Weekly => 7 * 86_400,
-                    Bucket::Monthly => 28 * 86_400,
-                    Bucket::Quarterly => 90 * 86_400,
-                    Bucket::Yearly => 365 * 86_400,
-                };
-                match parse_duration(t) {
-                    Ok(d) if d >= period => b.push((k, d)),
-                    Ok(0) => errs.push(format!(
-                        "{at}.calendar_within.{}: {t:?} keeps nothing (a window longer than 0)",
-                        k.as_str()
-                    )),
-                    Ok(_) => errs.push(format!(
-                        "{at}.calendar_within.{}: {t:?} is shorter than one {} period (units: m = minutes, h, d, w, M = months, y = years)",
-                        k.as_str(),
-                        k.as_str().trim_end_matches("ly").replace("dai", "day")
-                    )),
-                    Err(e) => errs.push(format!("{at}.calendar_within.{}: {e}", k.as_str())),
-                }
-            }
-        }
-        if b.is_empty()
-            && errs
-                .iter()
-                .all(|e| !e.starts_with(&format!("{at}.calendar_within")))
-        {
-            errs.push(format!("{at}.calendar_within: no bucket"));
-        }
+        let b = calendar_within(cal, at, errs);
         found.push(("calendar_within", Some(Crit::CalendarWithin(b, *counters))));
         *counters += 1;
     }

@@ -76,11 +76,7 @@ fn signed(n: i64) -> String {
 }
 
 pub fn run(g: &GlobalArgs, a: &HistoryArgs) -> Result<i32> {
-    let now = match &g.now {
-        Some(s) => Timestamp::parse_rfc3339(s)
-            .with_context(|| format!("--now {s:?} is not an RFC 3339 time"))?,
-        None => Timestamp::from_system_time(std::time::SystemTime::now()),
-    };
+    let now = crate::settings::resolve_now(g)?;
     let db = Db::open_existing(&a.db)?;
     let snaps = db.snapshots()?;
     let mut out = output::stdout();
