@@ -8,45 +8,12 @@
 //! the run of consecutive days (any source) that ends with the newest day: a day without any
 //! data is a gap, and nothing before a gap is covered.
 
-use std::collections::BTreeMap;
-
 use rusqlite::{Transaction, params};
 use stowage_model::time::Timestamp;
 
 use crate::{Db, HistoryError};
 
-/// Nanoseconds in a day.
-pub const NS_PER_DAY: i64 = 86_400 * 1_000_000_000;
-
-/// The UTC day (days since 1970-01-01) of `t`.
-pub fn day_of(t: Timestamp) -> i64 {
-    t.0.div_euclid(NS_PER_DAY)
-}
-
-/// What one batch of data covers: its days (first and last time seen each day), and how
-/// many events or lines were rejected for being dated outside what the source can send.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Coverage {
-    pub days: BTreeMap<i64, (Timestamp, Timestamp)>,
-    pub rejected: u64,
-}
-
-impl Coverage {
-    /// Data was seen at `t`.
-    pub fn saw(&mut self, t: Timestamp) {
-        let d = self.days.entry(day_of(t)).or_insert((t, t));
-        d.0 = d.0.min(t);
-        d.1 = d.1.max(t);
-    }
-
-    pub fn first(&self) -> Option<Timestamp> {
-        self.days.values().next().map(|d| d.0)
-    }
-
-    pub fn last(&self) -> Option<Timestamp> {
-        self.days.values().next_back().map(|d| d.1)
-    }
-}
+pub use stowage_usage::events::{Coverage, NS_PER_DAY, day_of};
 
 /// The covered span of per-day data (day, first, last), given newest day first: the run of
 /// consecutive days ending with the newest.

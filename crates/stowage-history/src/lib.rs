@@ -31,8 +31,8 @@ pub use coverage::Coverage;
 use rusqlite::{Connection, OpenFlags, params};
 use serde::Serialize;
 use stowage_graph::{Graph, Summary, Usage};
+use stowage_model::series::{HistoryLine, HistorySeries};
 use stowage_model::time::Timestamp;
-use stowage_report::overview::{HistoryLine, HistorySeries};
 pub use usage::{
     ExcludedPulls, IngestStats, PullDetail, PullRecord, PullSummary, Recorded, SourceInfo,
     SourceKind, UsageAction, UsageEvent, UsageStatus,

@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use stowage_graph::{Graph, Summary, Usage};
 use stowage_model::finding::{Finding, FindingKind};
 use stowage_model::inventory::{BlobId, Inventory};
+/// Growth over time (the history database's series), charted in the report.
+pub use stowage_model::series::{HistoryLine, HistorySeries};
 use stowage_model::time::Timestamp;
 
 use crate::plan_view::PlanImpact;
@@ -254,23 +256,6 @@ pub struct BlobRow {
     pub tags: Vec<String>,
     /// Repositories plus tags beyond the per-blob limit.
     pub owners_omitted: u64,
-}
-
-/// Growth over time, per snapshot (from the history database).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
-pub struct HistorySeries {
-    /// Snapshot times, oldest first.
-    pub times: Vec<Timestamp>,
-    /// Blob store bytes at each time.
-    pub blob_bytes: Vec<u64>,
-    /// Per repository (the largest now, then `(other)`): total bytes at each time.
-    pub repositories: Vec<HistoryLine>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct HistoryLine {
-    pub name: String,
-    pub total: Vec<u64>,
 }
 
 /// Quote a path for a POSIX shell when it needs it.

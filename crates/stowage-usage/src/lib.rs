@@ -17,6 +17,7 @@
 //! assert_eq!(done.events.len(), 1);
 //! ```
 
+pub mod events;
 pub mod filter;
 pub mod lines;
 pub mod notify;
@@ -26,8 +27,8 @@ pub mod view;
 
 use std::collections::HashMap;
 
+use events::{IngestStats, UsageAction, UsageEvent};
 use sha2::{Digest as _, Sha256};
-use stowage_history::{IngestStats, UsageAction, UsageEvent};
 use stowage_model::time::Timestamp;
 
 pub use filter::{DEFAULT_IGNORED_USER_AGENTS, Filter, FilterConfig, FilterError};
@@ -36,7 +37,7 @@ pub use notify::{NotifyError, Received, Window, parse_envelope, parse_envelope_w
 pub use parse::{Format, Line, Request, manifest_target, parse_line};
 pub use resolve::TagTimeline;
 
-/// The key of a request with an id (see `stowage_history::usage`): logs and notifications
+/// The key of a request with an id (see `events` and the store's `usage` module): logs and notifications
 /// of the same request share it.
 pub fn key_of_request(request_id: &str, action: UsageAction) -> [u8; 16] {
     let mut h = Sha256::new();

@@ -10,8 +10,8 @@
 //! so a pull seen both in the logs and by notification counts once; events without a
 //! request id are keyed by their event id.
 
+use crate::events::{Coverage, UsageAction, UsageEvent};
 use serde::Deserialize;
-use stowage_history::{Coverage, UsageAction, UsageEvent};
 use stowage_model::time::Timestamp;
 
 use crate::filter::Filter;

@@ -10,10 +10,10 @@
 
 use std::collections::HashMap;
 
+use crate::events::PullSummary;
 use serde::Serialize;
 use stowage_graph::Graph;
 use stowage_graph::Scratch;
-use stowage_history::PullSummary;
 use stowage_model::time::Timestamp;
 
 /// Last-pull age classes, freshest first.
