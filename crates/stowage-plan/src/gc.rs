@@ -143,7 +143,7 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
     let upload_bytes: u64 = uploads.iter().map(|u| u.size).sum();
     Plan {
         schema: PLAN_SCHEMA.into(),
-        kind: "gc".into(),
+        kind: crate::PlanKind::Gc,
         created_at: now,
         storage: inv.root.clone(),
         options: opts.clone(),

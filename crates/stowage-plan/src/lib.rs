@@ -34,4 +34,4 @@ pub mod retention;
 pub mod simulate;
 
 pub use gc::GcOptions;
-pub use plan::Plan;
+pub use plan::{Plan, PlanKind};

@@ -113,13 +113,38 @@ pub struct HeldBack {
     pub upload_bytes: u64,
 }
 
+/// What made a plan; apply's re-check differs by kind (a retention plan re-evaluates its
+/// policy's protections). A plan file of another kind is refused when read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanKind {
+    /// `stowage gc` (with or without `--delete-untagged`).
+    Gc,
+    /// `stowage plan --policy`.
+    Retention,
+}
+
+impl PlanKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanKind::Gc => "gc",
+            PlanKind::Retention => "retention",
+        }
+    }
+}
+
+impl std::fmt::Display for PlanKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A reviewable deletion plan.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
     pub schema: String,
-    /// `gc` (later: `retention`).
-    pub kind: String,
+    pub kind: PlanKind,
     pub created_at: Timestamp,
     /// The layout root the plan was made for; apply refuses another.
     pub storage: String,
@@ -268,7 +293,7 @@ mod tests {
     fn plan() -> Plan {
         Plan {
             schema: PLAN_SCHEMA.into(),
-            kind: "gc".into(),
+            kind: PlanKind::Gc,
             created_at: Timestamp::from_secs(1_700_000_000),
             storage: "/srv/registry/docker/registry/v2".into(),
             options: GcOptions::default(),
@@ -329,6 +354,19 @@ mod tests {
                 .replacen("\"bytes\": 5,", "\"bytes\": 5,\n  \"bytes\": 99999,", 1);
         match Plan::from_json(&text) {
             Err(PlanError::Invalid(msg)) => assert!(msg.contains("duplicate field"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_plan_of_an_unknown_kind_is_refused_when_read() {
+        // The kind decides apply's re-check (a retention plan re-evaluates its policy): a
+        // kind this stowage does not know is not applied as if it were a gc plan.
+        let text = plan().to_json();
+        assert!(text.contains("\"kind\": \"gc\""), "{text}");
+        let edited = text.replace("\"kind\": \"gc\"", "\"kind\": \"prune\"");
+        match Plan::from_json(&edited) {
+            Err(PlanError::Invalid(msg)) => assert!(msg.contains("prune"), "{msg}"),
             other => panic!("{other:?}"),
         }
     }

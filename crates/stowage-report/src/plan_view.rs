@@ -284,14 +284,13 @@ pub fn retention_deletions(plan: &Plan, g: &Graph<'_>) -> Vec<Deletion> {
 
 /// Summarise a plan for the report. Only GC plans are known today; another kind is an error.
 pub fn plan_impact(plan: &Plan, g: &Graph<'_>) -> Result<PlanImpact, PlanViewError> {
-    let deletions = match plan.kind.as_str() {
-        "gc" => gc_deletions(plan, g),
-        "retention" => retention_deletions(plan, g),
-        other => return Err(PlanViewError::UnknownKind(other.to_string())),
+    let deletions = match plan.kind {
+        stowage_plan::PlanKind::Gc => gc_deletions(plan, g),
+        stowage_plan::PlanKind::Retention => retention_deletions(plan, g),
     };
     let (rows, by_reason) = summarize(deletions);
     Ok(PlanImpact {
-        kind: plan.kind.clone(),
+        kind: plan.kind.to_string(),
         created_at: plan.created_at,
         storage: plan.storage.clone(),
         bytes: plan.bytes,

@@ -335,7 +335,7 @@ fn check_plan<S: StorageWrite>(storage: &S, plan: &Plan, now: Timestamp) -> Resu
         if now > ret.expires_at {
             return Err(ApplyError::Expired(ret.expires_at.rfc3339()));
         }
-    } else if plan.kind == "retention" {
+    } else if plan.kind == crate::PlanKind::Retention {
         return Err(ApplyError::Blocked(
             "a retention plan without its retention section".into(),
         ));
@@ -429,7 +429,7 @@ fn live_protection(
     g1: &Graph<'_>,
     protect: Option<ProtectFn<'_>>,
 ) -> Result<LiveProtection, ApplyError> {
-    let retention = plan.kind == "retention";
+    let retention = plan.kind == crate::PlanKind::Retention;
     let live = match protect {
         Some(f) => f(g1).map_err(ApplyError::InUse)?,
         None if retention => {
@@ -478,7 +478,7 @@ pub fn apply_checked<S: StorageWrite>(
 ) -> Result<ApplyReport, ApplyError> {
     let started = std::time::Instant::now();
     check_plan(storage, plan, opts.now)?;
-    let retention = plan.kind == "retention";
+    let retention = plan.kind == crate::PlanKind::Retention;
     let id = plan.id();
     let batch = open_batch(storage, plan, opts, &id)?;
     let journal_path = match (&opts.journal, &batch) {

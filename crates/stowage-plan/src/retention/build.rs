@@ -454,7 +454,7 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
     };
     Plan {
         schema: PLAN_SCHEMA.into(),
-        kind: "retention".into(),
+        kind: crate::PlanKind::Retention,
         created_at: ri.now,
         storage: inv.root.clone(),
         options: GcOptions {
