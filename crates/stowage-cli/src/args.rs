@@ -74,6 +74,16 @@ pub struct GlobalArgs {
     /// never overridden.
     #[arg(long, global = true)]
     pub unsafe_ignore_metadata_signature: bool,
+
+    /// Where the scan cache lives (manifests by digest, tag links by ETag): a re-scan reads
+    /// only what changed. Default `$XDG_CACHE_HOME/stowage` (`~/.cache/stowage`), used on
+    /// object stores and network filesystems; given explicitly, used on every storage.
+    #[arg(long, global = true, value_name = "DIR", env = "STOWAGE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Read everything from the storage; neither use nor update the scan cache.
+    #[arg(long, global = true, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

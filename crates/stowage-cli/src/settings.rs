@@ -30,6 +30,32 @@ pub struct Settings {
     pub metadata_database: Option<Evidence>,
     /// `--unsafe-ignore-metadata-signature`.
     pub ignore_metadata_signature: bool,
+    /// The scan cache's directory (`None`: no cache), see [`cache_dir`].
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The scan cache's directory: `--cache-dir` on any storage; by default
+/// `$XDG_CACHE_HOME/stowage` (else `~/.cache/stowage`) where a read is a round trip (object
+/// stores, network filesystems); none with `--no-cache`, or on a local disk by default (the
+/// cache would be another local disk read).
+pub fn cache_dir(g: &GlobalArgs, backend: &stowage_storage::BackendKind) -> Option<PathBuf> {
+    if g.no_cache {
+        return None;
+    }
+    if let Some(d) = &g.cache_dir {
+        return Some(d.clone());
+    }
+    if !backend.is_latency_bound() {
+        return None;
+    }
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("XDG_CACHE_HOME")
+        .or_else(|| env("HOME").map(|h| h.join(".cache")))
+        .map(|d| d.join("stowage"))
 }
 
 /// Read a registry config, naming its path in every error.
@@ -236,6 +262,7 @@ impl Settings {
             registry_config,
             metadata_database,
             ignore_metadata_signature: g.unsafe_ignore_metadata_signature,
+            cache_dir: cache_dir(g, &backend),
         })
     }
 }

@@ -43,6 +43,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod config;
+mod range;
 
 pub use config::{ObjectUrl, Options, Scheme, is_object_url};
 
@@ -144,6 +145,7 @@ fn to_meta(m: &ObjectMeta) -> Meta {
         size: m.size,
         modified: Timestamp::from_system_time(m.last_modified.into()),
         created: None,
+        etag: m.e_tag.clone(),
     }
 }
 
@@ -573,6 +575,27 @@ impl Storage for ObjectStorage {
         if !any {
             return Err(StorageError::new(ErrorKind::NotFound, path));
         }
+        Ok(())
+    }
+
+    fn list_tree_range(
+        &self,
+        path: &str,
+        after: Option<&str>,
+        before: Option<&str>,
+        visit: &mut dyn FnMut(TreeEntry<'_>),
+    ) -> Result<(), StorageError> {
+        let Some(lister) = self.lister.clone() else {
+            // No paginated listing (the in-memory store): the whole subtree, filtered.
+            return self.list_tree(path, &mut |e| {
+                if after.is_none_or(|a| e.path > a) && before.is_none_or(|b| e.path < b) {
+                    visit(e)
+                }
+            });
+        };
+        self.range_pages(&lister, path, after, before, visit)?;
+        // An empty range is not an error: whether anything at all lies below `path` was
+        // known from the listing that named the range.
         Ok(())
     }
 }

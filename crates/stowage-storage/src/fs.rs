@@ -268,6 +268,7 @@ fn meta_of(m: &std::fs::Metadata) -> Meta {
             .map(Timestamp::from_system_time)
             .unwrap_or_default(),
         created: m.created().ok().map(Timestamp::from_system_time),
+        etag: None,
     }
 }
 
@@ -339,6 +340,7 @@ impl Storage for FsStorage {
                     size: 0,
                     modified: Timestamp::EPOCH,
                     created: None,
+                    etag: None,
                 }),
             )
         })

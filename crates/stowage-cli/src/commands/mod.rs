@@ -131,20 +131,54 @@ pub enum GraphFindings {
 pub fn load(s: &Settings, verify_links: bool, graph_findings: GraphFindings) -> Result<Loaded> {
     let progress = Arc::new(Progress::default());
     let started = std::time::Instant::now();
+    // `check` (verify_links) reads the storage itself: a cache would hide what it checks.
+    let cache = match (&s.cache_dir, verify_links) {
+        (Some(d), false) => match stowage_scan::ScanCache::open(d, &s.storage.describe()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("warning: {e}; scanning without the cache");
+                None
+            }
+        },
+        _ => None,
+    };
     let mut inv = {
         let _display =
             crate::progress::Display::start(s.progress, progress.clone(), s.storage.clone());
-        stowage_scan::scan(
+        stowage_scan::scan_cached(
             &*s.storage,
             &ScanOptions {
                 concurrency: s.concurrency,
                 verify_links,
                 release_memory: Some(crate::memory::release),
             },
+            cache.as_ref(),
             &progress,
         )
         .with_context(|| format!("scanning {}", s.storage.describe()))?
     };
+    if let (true, Some(c)) = (s.verbose, &cache) {
+        let st = c.stats();
+        eprintln!(
+            "scan cache {}: {} manifests from the cache, {} read ({} corrupt entries replaced); {} tag links unchanged, {} read{}{}",
+            c.dir().display(),
+            st.manifest_hits,
+            st.manifest_misses,
+            st.corrupt,
+            st.link_hits,
+            st.link_misses,
+            if st.links_rebuilt {
+                "; the link file was malformed and is rebuilt"
+            } else {
+                ""
+            },
+            if st.errors > 0 {
+                format!("; {} cache files could not be read or written", st.errors)
+            } else {
+                String::new()
+            },
+        );
+    }
     let mut unlisted = FindingCounts::default();
     match graph_findings {
         GraphFindings::List => {
