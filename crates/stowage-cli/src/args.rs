@@ -81,6 +81,14 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "DIR", env = "STOWAGE_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 
+    /// List the storage from the provider's own inventory report instead of LIST requests:
+    /// an S3 Inventory `manifest.json`, a GCS inventory report manifest or an Azure Blob
+    /// Inventory manifest (CSV data files, gzip or not), a local path or an object URL
+    /// (reached with the storage's endpoint and credentials). Only tag links and manifests
+    /// not in the cache are read. The report's date is the scan's date (unless --now).
+    #[arg(long, global = true, value_name = "PATH|URL")]
+    pub from_inventory: Option<String>,
+
     /// Read everything from the storage; neither use nor update the scan cache.
     #[arg(long, global = true, conflicts_with = "cache_dir")]
     pub no_cache: bool,

@@ -32,6 +32,8 @@ pub struct Settings {
     pub ignore_metadata_signature: bool,
     /// The scan cache's directory (`None`: no cache), see [`cache_dir`].
     pub cache_dir: Option<PathBuf>,
+    /// `--from-inventory`: the report the listing came from, and its date.
+    pub listing: Option<(String, Timestamp)>,
 }
 
 /// The scan cache's directory: `--cache-dir` on any storage; by default
@@ -73,6 +75,7 @@ fn config_evidence(cfg: &Path, rc: &RegistryConfig) -> Option<Evidence> {
 }
 
 /// Where the storage is, before it is opened.
+#[derive(Clone)]
 enum Location {
     Path(PathBuf),
     /// An object-store URL and how to reach it (from flags, or the registry's `s3` section).
@@ -166,6 +169,8 @@ impl Settings {
             (Some(_), Some(cfg), None) => config_evidence(cfg, &read_config(cfg)?),
             _ => None,
         };
+        // Kept for reading a provider inventory report from a bucket with the same client.
+        let object_location = matches!(location, Location::Object { .. }).then(|| location.clone());
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -213,6 +218,14 @@ impl Settings {
             .concurrency
             .unwrap_or_else(|| backend.default_concurrency(cores))
             .max(1);
+        let (storage, listing) = match &g.from_inventory {
+            Some(report) => {
+                let fetch = report_fetch(object_location);
+                let (listed, source, date) = crate::from_inventory::wrap(storage, report, &*fetch)?;
+                (listed, Some((source, date)))
+            }
+            None => (storage, None),
+        };
         if g.verbose {
             let how = match how {
                 RootLayout::RootDirectory => "a registry rootdirectory",
@@ -243,10 +256,12 @@ impl Settings {
                 None => eprintln!("concurrency: {concurrency} ({why}; --concurrency to change)"),
             }
         }
-        let now = match &g.now {
-            Some(s) => Timestamp::parse_rfc3339(s)
+        let now = match (&g.now, &listing) {
+            (Some(s), _) => Timestamp::parse_rfc3339(s)
                 .with_context(|| format!("--now {s:?} is not an RFC 3339 time"))?,
-            None => Timestamp::from_system_time(std::time::SystemTime::now()),
+            // The report's date is the scan's: ages and the grace period count from it.
+            (None, Some((_, date))) => *date,
+            (None, None) => Timestamp::from_system_time(std::time::SystemTime::now()),
         };
         let tz = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
         let progress = !g.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -263,6 +278,7 @@ impl Settings {
             metadata_database,
             ignore_metadata_signature: g.unsafe_ignore_metadata_signature,
             cache_dir: cache_dir(g, &backend),
+            listing,
         })
     }
 }
@@ -313,6 +329,59 @@ fn open_object_store(
     let (s, how) = stowage_objstore::ObjectStorage::open(url, &opts)
         .with_context(|| format!("opening storage {url}"))?;
     Ok((Arc::new(s), how))
+}
+
+/// Reads a file of a provider inventory report: a local path, or an object URL reached
+/// with the storage's own endpoint and credentials (`Ok(None)`: no such file).
+fn report_fetch(
+    object: Option<Location>,
+) -> Box<stowage_storage::provider::Fetch<'static>> {
+    Box::new(move |loc: &str| {
+        if !loc.contains("://") {
+            return match std::fs::read(loc) {
+                Ok(b) => Ok(Some(b)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.to_string()),
+            };
+        }
+        read_report_object(loc, object.as_ref())
+    })
+}
+
+#[cfg(feature = "object-store")]
+fn read_report_object(
+    url: &str,
+    object: Option<&Location>,
+) -> std::result::Result<Option<Vec<u8>>, String> {
+    let mut opts = stowage_objstore::Options::default();
+    if let Some(Location::Object {
+        endpoint,
+        region,
+        path_style,
+        allow_http,
+        keys,
+        ..
+    }) = object
+    {
+        opts.endpoint = endpoint.clone();
+        opts.region = region.clone();
+        opts.path_style = *path_style;
+        opts.allow_http = *allow_http;
+        opts.access_key = keys.as_ref().map(|k| k.0.clone());
+        opts.secret_key = keys.as_ref().map(|k| k.1.clone());
+    }
+    // Data files of a big report are gigabytes; they are read whole, one at a time.
+    stowage_objstore::ObjectStorage::read_url(url, &opts, 64 << 30).map_err(|e| format!("{e:#}"))
+}
+
+#[cfg(not(feature = "object-store"))]
+fn read_report_object(
+    url: &str,
+    _: Option<&Location>,
+) -> std::result::Result<Option<Vec<u8>>, String> {
+    Err(format!(
+        "{url}: this build of stowage has no object-store support"
+    ))
 }
 
 #[cfg(not(feature = "object-store"))]

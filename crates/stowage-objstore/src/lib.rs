@@ -227,6 +227,29 @@ impl ObjectStorage {
         })
     }
 
+    /// The bucket (or container) and the key prefix of the layout root, without slashes
+    /// around: which keys of a provider's inventory report are this storage's.
+    pub fn bucket_and_prefix(&self) -> (&str, &str) {
+        (&self.container, &self.root)
+    }
+
+    /// Read one whole object named by its URL (`s3://bucket/key`) with the same client
+    /// options as a storage (a provider inventory report in its destination bucket).
+    /// `Ok(None)` when there is no such object.
+    pub fn read_url(url: &str, opts: &Options, limit: u64) -> Result<Option<Vec<u8>>, OpenError> {
+        let parsed = ObjectUrl::parse(url)?;
+        let (store, lister) = config::build(&parsed, opts)?;
+        let s = ObjectStorage::with_store(store, lister, parsed.scheme, &parsed.container, "")?;
+        match s.get(parsed.prefix.trim_matches('/'), limit) {
+            Ok((bytes, _)) => Ok(Some(bytes)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(OpenError::Storage {
+                url: url.to_owned(),
+                source: e,
+            }),
+        }
+    }
+
     /// List at most `n` keys per request (tests use small pages to exercise pagination).
     pub fn with_page_size(mut self, n: usize) -> ObjectStorage {
         self.page_size = Some(n.max(1));

@@ -383,6 +383,7 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
         blocked,
         tags: Vec::new(),
         retention: None,
+        listing: None,
     }
 }
 

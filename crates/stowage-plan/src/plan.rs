@@ -113,6 +113,17 @@ pub struct HeldBack {
     pub upload_bytes: u64,
 }
 
+/// Where a plan's listing came from when it was not a live listing: a provider's
+/// inventory report, as of its date (the plan's `created_at` is that date too).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListingSource {
+    /// The report (`S3 Inventory s3://.../manifest.json`).
+    pub report: String,
+    /// When the provider began listing.
+    pub date: Timestamp,
+}
+
 /// A reviewable deletion plan.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -149,6 +160,10 @@ pub struct Plan {
     /// Retention plans: the policy, every decision with its reasons, and the byte accounting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Box<crate::retention::Retention>>,
+    /// Made from a provider inventory report rather than a live listing (apply refuses it
+    /// once the report is older than the plan's grace window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing: Option<ListingSource>,
 }
 
 impl Plan {
@@ -267,6 +282,7 @@ mod tests {
             blocked: vec![],
             tags: vec![],
             retention: None,
+            listing: None,
         }
     }
 

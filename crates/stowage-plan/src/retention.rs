@@ -676,6 +676,7 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
         blocked,
         tags,
         retention: Some(Box::new(retention)),
+        listing: None,
     }
 }
 

@@ -22,6 +22,8 @@ mod beneath;
 mod error;
 pub mod faults;
 mod fs;
+pub mod listing;
+pub mod provider;
 pub mod registry_config;
 mod write;
 

@@ -61,6 +61,14 @@ pub fn run(cli: Cli) -> Result<i32> {
     {
         return usage::ingest(&cli.global, a);
     }
+    // Apply and restore re-check against the live storage only, never a report's listing.
+    if cli.global.from_inventory.is_some()
+        && matches!(&cli.command, Command::Apply(_) | Command::Restore(_))
+    {
+        anyhow::bail!(
+            "--from-inventory is for reading and planning; apply and restore re-check the live storage (drop the flag)"
+        );
+    }
     let settings = Settings::resolve(&cli.global)?;
     match cli.command {
         Command::Gc(a) => gc::run(&settings, &a),
@@ -189,6 +197,12 @@ pub fn load(s: &Settings, verify_links: bool, graph_findings: GraphFindings) -> 
             inv.findings.dedup();
         }
         GraphFindings::Count => unlisted = stowage_graph::count_findings(&Graph::new(&inv)),
+    }
+    if let (true, Some((report, date))) = (s.verbose, &s.listing) {
+        eprintln!(
+            "listing: {report}, as of {} (the scan's date; objects written since are not seen)",
+            date.rfc3339()
+        );
     }
     if s.verbose {
         let st = &inv.stats;
