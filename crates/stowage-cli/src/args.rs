@@ -304,6 +304,12 @@ pub struct InventoryArgs {
     /// database's pull data (`last_pulled`; see docs/usage.md).
     #[arg(long, value_name = "FILE")]
     pub db: Option<std::path::PathBuf>,
+
+    /// Write the output to FILE instead of standard output. A name ending in `.parquet`
+    /// writes Parquet (the JSON records' fields as columns, for DuckDB, Spark, Trino,
+    /// Athena; docs/analytics.md), whatever --format says.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

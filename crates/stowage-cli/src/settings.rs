@@ -333,9 +333,7 @@ fn open_object_store(
 
 /// Reads a file of a provider inventory report: a local path, or an object URL reached
 /// with the storage's own endpoint and credentials (`Ok(None)`: no such file).
-fn report_fetch(
-    object: Option<Location>,
-) -> Box<stowage_storage::provider::Fetch<'static>> {
+fn report_fetch(object: Option<Location>) -> Box<stowage_storage::provider::Fetch<'static>> {
     Box::new(move |loc: &str| {
         if !loc.contains("://") {
             return match std::fs::read(loc) {

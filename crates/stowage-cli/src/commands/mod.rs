@@ -7,6 +7,7 @@ mod explain;
 mod gc;
 pub mod history;
 mod inventory;
+mod inventory_parquet;
 pub mod metrics;
 pub mod report;
 mod retention;
