@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use stowage_model::Timestamp;
 use stowage_storage::Storage;
 use stowage_storage::listing::ListedStorage;
@@ -18,15 +18,21 @@ pub fn wrap(
 ) -> Result<(Arc<dyn Storage>, String, Timestamp)> {
     // The storage's own URL says which bucket and prefix the report's keys must be in.
     let described = storage.describe();
-    let Some((_, rest)) = described.split_once("://") else {
-        bail!(
-            "--from-inventory reads the inventory report of a bucket, but the storage {described} is a filesystem"
-        );
-    };
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    let scope = Scope {
-        bucket: bucket.to_owned(),
-        prefix: prefix.trim_matches('/').to_owned(),
+    let scope = match described.split_once("://") {
+        Some((_, rest)) => {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            Scope {
+                bucket: bucket.to_owned(),
+                prefix: prefix.trim_matches('/').to_owned(),
+            }
+        }
+        // A filesystem holding a bucket's copy (or a generated registry's sparse tree, see
+        // stowage-gen --inventory): the report's keys below `docker/registry/v2/` of any
+        // bucket, the rootdirectory being the bucket's root.
+        None => Scope {
+            bucket: String::new(),
+            prefix: stowage_layout::LAYOUT_ROOT.to_owned(),
+        },
     };
     let listing = provider::load(report, &scope, fetch)
         .with_context(|| format!("reading the inventory report {report}"))?;

@@ -161,8 +161,9 @@ pub fn parse_manifest(file: &str, bytes: &[u8]) -> Result<Report, ProviderError>
     Ok(report)
 }
 
-/// Which objects of a report belong to the storage: its bucket (or container) and the key
-/// prefix of its layout root (`rootdirectory/docker/registry/v2`, no slashes around).
+/// Which objects of a report belong to the storage: its bucket (or container; empty: any)
+/// and the key prefix of its layout root (`rootdirectory/docker/registry/v2`, no slashes
+/// around).
 #[derive(Clone, Debug)]
 pub struct Scope {
     pub bucket: String,
@@ -240,6 +241,7 @@ pub fn read_data(
         let row = row.map_err(|e| data_err(format!("row {line}: {e}")))?;
         let field = |c: usize| row.get(c).unwrap_or("");
         if let Some(b) = bucket_c
+            && !scope.bucket.is_empty()
             && field(b) != scope.bucket
         {
             continue;
@@ -303,6 +305,7 @@ pub fn load(manifest: &str, scope: &Scope, fetch: &Fetch<'_>) -> Result<Listing,
         .ok_or_else(|| manifest_err(manifest, "no such file"))?;
     let report = parse_manifest(manifest, &bytes)?;
     if let Some(src) = &report.source
+        && !scope.bucket.is_empty()
         && *src != scope.bucket
     {
         return Err(manifest_err(
