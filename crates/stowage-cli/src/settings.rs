@@ -336,8 +336,8 @@ fn open_object_store(
 fn report_fetch(object: Option<Location>) -> Box<stowage_storage::provider::Fetch<'static>> {
     Box::new(move |loc: &str| {
         if !loc.contains("://") {
-            return match std::fs::read(loc) {
-                Ok(b) => Ok(Some(b)),
+            return match std::fs::File::open(loc) {
+                Ok(f) => Ok(Some(Box::new(f) as Box<dyn std::io::Read + Send>)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(e.to_string()),
             };
@@ -350,7 +350,7 @@ fn report_fetch(object: Option<Location>) -> Box<stowage_storage::provider::Fetc
 fn read_report_object(
     url: &str,
     object: Option<&Location>,
-) -> std::result::Result<Option<Vec<u8>>, String> {
+) -> std::result::Result<Option<Box<dyn std::io::Read + Send>>, String> {
     let mut opts = stowage_objstore::Options::default();
     if let Some(Location::Object {
         endpoint,
@@ -369,14 +369,16 @@ fn read_report_object(
         opts.secret_key = keys.as_ref().map(|k| k.1.clone());
     }
     // Data files of a big report are gigabytes; they are read whole, one at a time.
-    stowage_objstore::ObjectStorage::read_url(url, &opts, 64 << 30).map_err(|e| format!("{e:#}"))
+    stowage_objstore::ObjectStorage::read_url(url, &opts, 64 << 30)
+        .map(|o| o.map(|b| Box::new(std::io::Cursor::new(b)) as Box<dyn std::io::Read + Send>))
+        .map_err(|e| format!("{e:#}"))
 }
 
 #[cfg(not(feature = "object-store"))]
 fn read_report_object(
     url: &str,
     _: Option<&Location>,
-) -> std::result::Result<Option<Vec<u8>>, String> {
+) -> std::result::Result<Option<Box<dyn std::io::Read + Send>>, String> {
     Err(format!(
         "{url}: this build of stowage has no object-store support"
     ))

@@ -46,7 +46,11 @@ fn a_scan_listed_from_the_generated_report_equals_a_scan_of_the_tree() {
         bucket: String::new(),
         prefix: "docker/registry/v2".into(),
     };
-    let fetch = |p: &str| Ok(std::fs::read(p).ok());
+    let fetch = |p: &str| {
+        Ok(std::fs::File::open(p)
+            .ok()
+            .map(|f| Box::new(f) as Box<dyn std::io::Read + Send>))
+    };
     let listing = provider::load(manifest.to_str().unwrap(), &scope, &fetch).unwrap();
     assert_eq!(listing.len() as u64, s.objects);
     let listed = ListedStorage::new(listing, live.clone());

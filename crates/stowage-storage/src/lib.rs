@@ -25,6 +25,7 @@ mod fs;
 pub mod listing;
 pub mod provider;
 pub mod registry_config;
+pub mod spill;
 mod write;
 
 pub use write::StorageWrite;

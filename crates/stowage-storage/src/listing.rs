@@ -3,10 +3,10 @@
 //!
 //! At a hundred million objects a full LIST is 100,000 requests; the providers list buckets
 //! daily for free (S3 Inventory, GCS Storage Insights, Azure Blob Inventory; parsed by
-//! [`crate::provider`]). [`Listing`] holds those keys sorted, in one string arena (no
-//! allocation per key), and answers `list_dir`, `stat` and `list_tree` by binary search:
-//! the scanner runs unchanged over it, taking its usual snapshots, and issues no LIST
-//! request at all. Reads (tag `current` links, manifests, odd-sized links) go to the live
+//! [`crate::provider`]). [`Listing`] holds those keys sorted in a temporary file
+//! ([`crate::spill`]: an external sort; only a block index stays in memory) and answers
+//! `list_dir`, `stat` and `list_tree` by binary search: the scanner runs unchanged over it,
+//! taking its usual snapshots, and issues no LIST request at all. Reads (tag `current` links, manifests, odd-sized links) go to the live
 //! storage and are counted there, so `--verbose` shows what was really requested.
 //!
 //! Staleness is explicit: the listing is as of the report's date ([`Listing::date`]), which
@@ -18,30 +18,16 @@ use std::io::Read;
 
 use stowage_model::Timestamp;
 
+use crate::spill::{Builder, Entry as Row, Sorted};
 use crate::{
     BackendKind, Entry, EntryKind, ErrorKind, Meta, OpCounters, Storage, StorageError, TreeEntry,
 };
 
-/// One listed object: 24 bytes plus its key's bytes in the arena.
-#[derive(Copy, Clone, Debug)]
-struct Row {
-    /// Offset of the key in the arena (keys are relative to the layout root).
-    off: u64,
-    size: u64,
-    /// Nanoseconds since the epoch (the `LastModified` of the report).
-    modified: i64,
-}
-
-/// Keys, sizes and dates of a listing, sorted by key.
-#[derive(Debug, Default)]
+/// The keys, sizes and dates of a report (see the module doc): pushed, then finished.
+#[derive(Debug)]
 pub struct Listing {
-    arena: String,
-    /// Key ends: `arena[rows[i].off .. ends[i]]`.
-    rows: Vec<Row>,
-    ends: Vec<u64>,
-    /// ETags of tag `current` links only (the scan cache reuses an unchanged tag link; no
-    /// other key's ETag is ever asked for, so none is kept).
-    etags: std::collections::HashMap<u32, Box<str>>,
+    builder: Option<Builder>,
+    sorted: Option<Sorted>,
     /// The report's date: what the listing says is as of then.
     pub date: Timestamp,
     /// For humans: where the listing came from.
@@ -49,112 +35,74 @@ pub struct Listing {
 }
 
 impl Listing {
-    /// An empty listing as of `date`.
-    pub fn new(date: Timestamp, source: impl Into<String>) -> Listing {
-        Listing {
+    /// An empty listing as of `date` (its file goes to a new temporary directory).
+    pub fn new(date: Timestamp, source: impl Into<String>) -> std::io::Result<Listing> {
+        Ok(Listing {
+            builder: Some(Builder::new()?),
+            sorted: None,
             date,
             source: source.into(),
-            ..Listing::default()
+        })
+    }
+
+    /// Add a key (relative to the layout root). Only tag `current` links keep their ETag
+    /// (the scan cache reuses an unchanged tag link; no other key's ETag is asked for).
+    pub fn push(
+        &mut self,
+        key: &str,
+        size: u64,
+        modified: Timestamp,
+        etag: Option<&str>,
+    ) -> std::io::Result<()> {
+        let etag = etag.filter(|_| key.ends_with("/current/link"));
+        match &mut self.builder {
+            Some(b) => b.push(key, size, modified.0, etag),
+            None => Err(std::io::Error::other("listing already finished")),
         }
     }
 
-    /// Add a key (relative to the layout root).
-    pub fn push(&mut self, key: &str, size: u64, modified: Timestamp, etag: Option<&str>) {
-        let off = self.arena.len() as u64;
-        self.arena.push_str(key);
-        if let Some(e) = etag
-            && key.ends_with("/current/link")
-        {
-            self.etags.insert(self.rows.len() as u32, e.into());
+    /// Sort (a key listed twice keeps its last row). Called once, after the last push.
+    pub fn finish(&mut self) -> std::io::Result<()> {
+        if let Some(b) = self.builder.take() {
+            self.sorted = Some(b.finish()?);
         }
-        self.rows.push(Row {
-            off,
-            size,
-            modified: modified.0,
-        });
-        self.ends.push(self.arena.len() as u64);
+        Ok(())
     }
 
-    /// Number of keys.
+    /// Number of keys (once finished).
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.sorted.as_ref().map_or(0, Sorted::len)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.len() == 0
     }
 
-    /// Bytes held (for the scale figures).
-    pub fn heap_bytes(&self) -> usize {
-        self.arena.capacity()
-            + self.rows.capacity() * std::mem::size_of::<Row>()
-            + self.ends.capacity() * 8
-            + self.etags.capacity() * 40
+    /// Bytes of memory the finished listing keeps (its block index).
+    pub fn index_bytes(&self) -> usize {
+        self.sorted.as_ref().map_or(0, Sorted::index_bytes)
     }
 
-    fn key_at(&self, i: usize) -> &str {
-        &self.arena[self.rows[i].off as usize..self.ends[i] as usize]
-    }
-
-    /// Sort by key and drop duplicate keys (a report listing a key twice keeps its last
-    /// row). Must be called once all keys are pushed.
-    pub fn finish(&mut self) {
-        let mut order: Vec<u32> = (0..self.rows.len() as u32).collect();
-        // Stable: of equal keys, the last pushed stays last and wins the dedup below.
-        order.sort_by(|&a, &b| self.key_at(a as usize).cmp(self.key_at(b as usize)));
-        order.dedup_by(|later, earlier| {
-            let same = self.key_at(*later as usize) == self.key_at(*earlier as usize);
-            if same {
-                *earlier = *later;
-            }
-            same
-        });
-        let mut arena = String::with_capacity(self.arena.len());
-        let mut rows = Vec::with_capacity(order.len());
-        let mut ends = Vec::with_capacity(order.len());
-        let mut etags = std::collections::HashMap::new();
-        for &i in &order {
-            let i = i as usize;
-            let off = arena.len() as u64;
-            arena.push_str(self.key_at(i));
-            if let Some(e) = self.etags.remove(&(i as u32)) {
-                etags.insert(rows.len() as u32, e);
-            }
-            rows.push(Row {
-                off,
-                ..self.rows[i]
-            });
-            ends.push(arena.len() as u64);
+    fn cursor(
+        &self,
+        k: &str,
+        path: &str,
+    ) -> Result<Option<crate::spill::Cursor<'_>>, StorageError> {
+        match &self.sorted {
+            Some(s) => s.seek(k).map(Some).map_err(|e| {
+                StorageError::io(format!("{path} (in the listing of {})", self.source), e)
+            }),
+            None => Ok(None),
         }
-        arena.shrink_to_fit();
-        self.arena = arena;
-        self.rows = rows;
-        self.ends = ends;
-        self.etags = etags;
     }
+}
 
-    /// First row whose key is `>= k`.
-    fn lower_bound(&self, k: &str) -> usize {
-        let (mut lo, mut hi) = (0, self.rows.len());
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if self.key_at(mid) < k {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
-    }
-
-    fn meta(&self, i: usize) -> Meta {
-        let r = &self.rows[i];
-        Meta {
-            size: r.size,
-            modified: Timestamp(r.modified),
-            created: None,
-            etag: self.etags.get(&(i as u32)).map(|e| e.to_string()),
-        }
+fn meta(r: &Row) -> Meta {
+    Meta {
+        size: r.size,
+        modified: Timestamp(r.modified),
+        created: None,
+        etag: r.etag.clone(),
     }
 }
 
@@ -203,42 +151,46 @@ impl Storage for ListedStorage {
     }
 
     fn list_dir(&self, path: &str, visit: &mut dyn FnMut(Entry<'_>)) -> Result<(), StorageError> {
-        let l = &self.listing;
         let prefix = prefix_of(path);
-        let mut i = l.lower_bound(&prefix);
+        let io = |e| StorageError::io(path.to_owned(), e);
+        let Some(mut c) = self.listing.cursor(&prefix, path)? else {
+            return Err(StorageError::new(ErrorKind::NotFound, path));
+        };
         let mut any = false;
-        while i < l.len() {
-            let Some(rest) = l.key_at(i).strip_prefix(prefix.as_str()) else {
+        while let Some(e) = c.peek() {
+            let Some(rest) = e.key.strip_prefix(prefix.as_str()) else {
                 break;
             };
             any = true;
             match rest.split_once('/') {
                 Some((name, _)) => {
+                    let name = name.to_owned();
                     visit(Entry {
                         name: name.as_bytes(),
                         kind: EntryKind::Dir,
                         meta: None,
                     });
                     // Skip the whole subdirectory: '0' is the byte after '/'.
-                    i = l.lower_bound(&format!("{prefix}{name}0"));
+                    c.skip_to(&format!("{prefix}{name}0")).map_err(io)?;
                 }
                 None => {
+                    let (name, m) = (rest.to_owned(), meta(e));
+                    c.advance().map_err(io)?;
                     // A key that is also a prefix (`a` and `a/b`) is a directory, as on
-                    // the object store's own listing, reported once.
-                    let dir_follows = i + 1 < l.len()
-                        && l.key_at(i + 1)
+                    // the object store's own listing: reported once, as the directory.
+                    let dir_follows = c.peek().is_some_and(|n| {
+                        n.key
                             .strip_prefix(prefix.as_str())
-                            .is_some_and(|n| {
-                                n.strip_prefix(rest).is_some_and(|t| t.starts_with('/'))
-                            });
-                    if !dir_follows && !rest.is_empty() {
+                            .and_then(|r| r.strip_prefix(name.as_str()))
+                            .is_some_and(|t| t.starts_with('/'))
+                    });
+                    if !dir_follows && !name.is_empty() {
                         visit(Entry {
-                            name: rest.as_bytes(),
+                            name: name.as_bytes(),
                             kind: EntryKind::File,
-                            meta: Some(l.meta(i)),
+                            meta: Some(m),
                         });
                     }
-                    i += 1;
                 }
             }
         }
@@ -250,12 +202,12 @@ impl Storage for ListedStorage {
     }
 
     fn stat(&self, path: &str) -> Result<Meta, StorageError> {
-        let l = &self.listing;
-        let i = l.lower_bound(path);
-        if i < l.len() && l.key_at(i) == path {
-            Ok(l.meta(i))
-        } else {
-            Err(StorageError::new(ErrorKind::NotFound, path))
+        match self.listing.cursor(path, path)? {
+            Some(c) => match c.peek() {
+                Some(e) if e.key == path => Ok(meta(e)),
+                _ => Err(StorageError::new(ErrorKind::NotFound, path)),
+            },
+            None => Err(StorageError::new(ErrorKind::NotFound, path)),
         }
     }
 
@@ -284,7 +236,7 @@ impl Storage for ListedStorage {
         path: &str,
         visit: &mut dyn FnMut(TreeEntry<'_>),
     ) -> Result<(), StorageError> {
-        if self.range(path, None, None, visit) {
+        if self.range(path, None, None, visit)? {
             Ok(())
         } else {
             Err(StorageError::new(ErrorKind::NotFound, path))
@@ -298,7 +250,7 @@ impl Storage for ListedStorage {
         before: Option<&str>,
         visit: &mut dyn FnMut(TreeEntry<'_>),
     ) -> Result<(), StorageError> {
-        self.range(path, after, before, visit);
+        self.range(path, after, before, visit)?;
         Ok(())
     }
 }
@@ -311,17 +263,22 @@ impl ListedStorage {
         after: Option<&str>,
         before: Option<&str>,
         visit: &mut dyn FnMut(TreeEntry<'_>),
-    ) -> bool {
-        let l = &self.listing;
+    ) -> Result<bool, StorageError> {
         let prefix = prefix_of(path);
-        let start = l.lower_bound(&prefix);
-        let any = start < l.len() && l.key_at(start).starts_with(prefix.as_str());
-        let mut i = match after {
-            Some(a) => l.lower_bound(&format!("{prefix}{a}")),
-            None => start,
+        let io = |e| StorageError::io(path.to_owned(), e);
+        let any = match self.listing.cursor(&prefix, path)? {
+            Some(c) => c.peek().is_some_and(|e| e.key.starts_with(prefix.as_str())),
+            None => false,
         };
-        while i < l.len() {
-            let Some(rel) = l.key_at(i).strip_prefix(prefix.as_str()) else {
+        let start = match after {
+            Some(a) => format!("{prefix}{a}"),
+            None => prefix.clone(),
+        };
+        let Some(mut c) = self.listing.cursor(&start, path)? else {
+            return Ok(false);
+        };
+        while let Some(e) = c.peek() {
+            let Some(rel) = e.key.strip_prefix(prefix.as_str()) else {
                 break;
             };
             if before.is_some_and(|b| rel >= b) {
@@ -331,12 +288,12 @@ impl ListedStorage {
                 visit(TreeEntry {
                     path: rel,
                     kind: EntryKind::File,
-                    meta: Some(l.meta(i)),
+                    meta: Some(meta(e)),
                 });
             }
-            i += 1;
+            c.advance().map_err(io)?;
         }
-        any
+        Ok(any)
     }
 }
 
@@ -350,11 +307,11 @@ mod tests {
     }
 
     fn storage(keys: &[&str]) -> ListedStorage {
-        let mut l = Listing::new(Timestamp(0), "test");
+        let mut l = Listing::new(Timestamp(0), "test").unwrap();
         for (n, k) in keys.iter().enumerate() {
-            l.push(k, n as u64, Timestamp(n as i64), Some("e"));
+            l.push(k, n as u64, Timestamp(n as i64), Some("e")).unwrap();
         }
-        l.finish();
+        l.finish().unwrap();
         ListedStorage::new(l, live())
     }
 
@@ -422,11 +379,11 @@ mod tests {
 
     #[test]
     fn a_key_listed_twice_keeps_its_last_row() {
-        let mut l = Listing::new(Timestamp(0), "t");
-        l.push("k", 1, Timestamp(1), None);
-        l.push("j", 2, Timestamp(2), None);
-        l.push("k", 3, Timestamp(3), None);
-        l.finish();
+        let mut l = Listing::new(Timestamp(0), "t").unwrap();
+        l.push("k", 1, Timestamp(1), None).unwrap();
+        l.push("j", 2, Timestamp(2), None).unwrap();
+        l.push("k", 3, Timestamp(3), None).unwrap();
+        l.finish().unwrap();
         assert_eq!(l.len(), 2);
         let s = ListedStorage::new(l, live());
         assert_eq!(s.stat("k").unwrap().size, 3);

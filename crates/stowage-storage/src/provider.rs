@@ -176,7 +176,7 @@ pub struct Scope {
 pub fn read_data(
     report: &Report,
     name: &str,
-    bytes: &[u8],
+    input: &mut dyn Read,
     scope: &Scope,
     out: &mut Listing,
 ) -> Result<u64, ProviderError> {
@@ -184,6 +184,10 @@ pub fn read_data(
         file: name.to_owned(),
         why,
     };
+    // Streamed: a data file of ten million rows is hundreds of megabytes.
+    let mut input = std::io::BufReader::with_capacity(1 << 20, input);
+    let bytes =
+        std::io::BufRead::fill_buf(&mut input).map_err(|e| data_err(format!("reading: {e}")))?;
     if bytes.starts_with(b"PAR1") {
         return Err(data_err(
             "a Parquet data file: only CSV (optionally gzip) is read; configure the report as CSV"
@@ -191,9 +195,9 @@ pub fn read_data(
         ));
     }
     let reader: Box<dyn Read + '_> = if bytes.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::MultiGzDecoder::new(bytes))
+        Box::new(flate2::bufread::MultiGzDecoder::new(input))
     } else {
-        Box::new(bytes)
+        Box::new(input)
     };
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(report.columns.is_none())
@@ -285,7 +289,8 @@ pub fn read_data(
             ))
         })?;
         let etag = etag_c.map(field).filter(|e| !e.is_empty());
-        out.push(rel, size, date, etag);
+        out.push(rel, size, date, etag)
+            .map_err(|e| data_err(format!("writing the sorted listing: {e}")))?;
         kept += 1;
     }
     Ok(kept)
@@ -293,16 +298,21 @@ pub fn read_data(
 
 /// Reads one file of a report by location (a local path or an object URL): `Ok(None)` when
 /// there is no such file, `Err` with a message otherwise.
-pub type Fetch<'a> = dyn Fn(&str) -> Result<Option<Vec<u8>>, String> + 'a;
+pub type Fetch<'a> = dyn Fn(&str) -> Result<Option<Box<dyn Read + Send>>, String> + 'a;
 
 /// Load a whole report from its manifest at `manifest` (a local path or an object URL):
 /// the manifest, then each data file, found beside the manifest or below one of its
 /// ancestors (a report names its files from the destination's root: S3 keys, Azure blob
 /// paths; GCS names them beside the manifest), keeping the rows below `scope`.
 pub fn load(manifest: &str, scope: &Scope, fetch: &Fetch<'_>) -> Result<Listing, ProviderError> {
-    let bytes = fetch(manifest)
+    let mut bytes = Vec::new();
+    fetch(manifest)
         .map_err(|why| manifest_err(manifest, why))?
-        .ok_or_else(|| manifest_err(manifest, "no such file"))?;
+        .ok_or_else(|| manifest_err(manifest, "no such file"))?
+        // A manifest is a few kilobytes; a bound keeps a wrong path from filling memory.
+        .take(64 << 20)
+        .read_to_end(&mut bytes)
+        .map_err(|e| manifest_err(manifest, e.to_string()))?;
     let report = parse_manifest(manifest, &bytes)?;
     if let Some(src) = &report.source
         && !scope.bucket.is_empty()
@@ -316,10 +326,15 @@ pub fn load(manifest: &str, scope: &Scope, fetch: &Fetch<'_>) -> Result<Listing,
             ),
         ));
     }
+    let spill_err = |e: std::io::Error| ProviderError::Data {
+        file: manifest.to_owned(),
+        why: format!("the sorted listing's temporary file: {e}"),
+    };
     let mut listing = Listing::new(
         report.date,
         format!("{} {manifest}", report.provider.as_str()),
-    );
+    )
+    .map_err(spill_err)?;
     let bases = ancestors(manifest);
     let mut kept = 0;
     for name in &report.files {
@@ -334,13 +349,13 @@ pub fn load(manifest: &str, scope: &Scope, fetch: &Fetch<'_>) -> Result<Listing,
                 break;
             }
         }
-        let (loc, data) = found.ok_or_else(|| ProviderError::Data {
+        let (loc, mut data) = found.ok_or_else(|| ProviderError::Data {
             file: name.clone(),
             why: format!(
                 "named by {manifest} but found neither beside it nor below any of its parents"
             ),
         })?;
-        kept += read_data(&report, &loc, &data, scope, &mut listing)?;
+        kept += read_data(&report, &loc, &mut data, scope, &mut listing)?;
     }
     if kept == 0 {
         return Err(manifest_err(
@@ -351,7 +366,7 @@ pub fn load(manifest: &str, scope: &Scope, fetch: &Fetch<'_>) -> Result<Listing,
             ),
         ));
     }
-    listing.finish();
+    listing.finish().map_err(spill_err)?;
     Ok(listing)
 }
 
@@ -447,15 +462,22 @@ mod tests {
                    \"reg\",\"elsewhere/x\",\"1\",\"2017-01-01T00:00:00.000Z\",\"e4\",\"true\",\"false\"\n";
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, csv.as_bytes()).unwrap();
-        let mut l = Listing::new(r.date, "t");
+        let mut l = Listing::new(r.date, "t").unwrap();
         assert_eq!(
-            read_data(&r, "a.csv.gz", &gz.finish().unwrap(), &scope(), &mut l).unwrap(),
+            read_data(
+                &r,
+                "a.csv.gz",
+                &mut &gz.finish().unwrap()[..],
+                &scope(),
+                &mut l
+            )
+            .unwrap(),
             1
         );
-        l.finish();
+        l.finish().unwrap();
         assert_eq!(l.len(), 1);
         let bad = "\"reg\",\"root/docker/registry/v2/k\",\"twelve\",\"2017-01-01T00:00:00Z\",\"e\",\"true\",\"false\"\n";
-        let e = read_data(&r, "b.csv", bad.as_bytes(), &scope(), &mut l).unwrap_err();
+        let e = read_data(&r, "b.csv", &mut bad.as_bytes(), &scope(), &mut l).unwrap_err();
         assert!(
             e.to_string().contains("b.csv: row 1: size \"twelve\""),
             "{e}"
@@ -472,9 +494,9 @@ mod tests {
             (Provider::Gcs, Some("reg"))
         );
         let csv = "bucket,name,size,updated,etag\nreg,root/docker/registry/v2/a/b,3,2024-01-01T00:00:00.123Z,CJ\n";
-        let mut l = Listing::new(r.date, "t");
+        let mut l = Listing::new(r.date, "t").unwrap();
         assert_eq!(
-            read_data(&r, "r_0.csv", csv.as_bytes(), &scope(), &mut l).unwrap(),
+            read_data(&r, "r_0.csv", &mut csv.as_bytes(), &scope(), &mut l).unwrap(),
             1
         );
 
@@ -487,10 +509,10 @@ mod tests {
         let csv = "Name,Creation-Time,Last-Modified,Etag,Content-Length\n\
                    reg/root/docker/registry/v2/a/c,2024-01-01T00:00:00.0000000Z,2024-01-02T00:00:00.0000000Z,0x8D,7\n";
         assert_eq!(
-            read_data(&r, "rule.csv", csv.as_bytes(), &scope(), &mut l).unwrap(),
+            read_data(&r, "rule.csv", &mut csv.as_bytes(), &scope(), &mut l).unwrap(),
             1
         );
-        l.finish();
+        l.finish().unwrap();
         assert_eq!(l.len(), 2);
 
         let e = parse_manifest("m.json", br#"{"fileSchema":"Key","sourceBucket":"b","creationTimestamp":"1","fileFormat":"Parquet","files":[{"key":"k"}]}"#).unwrap_err();
