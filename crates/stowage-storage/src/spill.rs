@@ -65,13 +65,17 @@ fn decode_from(r: &mut impl Read) -> io::Result<Option<Entry>> {
     }))
 }
 
+/// A row of the chunk: key start and end in the arena, size, modified, ETag.
+type ChunkRow = (usize, usize, u64, i64, Option<Box<str>>);
+/// First key, offset and length of each block.
+type BlockIndex = Vec<(Box<str>, u64, u32)>;
+
 /// Rows being gathered (see the module doc).
 #[derive(Debug)]
 pub struct Builder {
     dir: tempfile::TempDir,
     arena: String,
-    /// (key start, key end, size, modified, etag) of the chunk's rows.
-    rows: Vec<(usize, usize, u64, i64, Option<Box<str>>)>,
+    rows: Vec<ChunkRow>,
     runs: Vec<File>,
     len: u64,
 }
@@ -81,8 +85,7 @@ pub struct Builder {
 pub struct Sorted {
     _dir: tempfile::TempDir,
     file: File,
-    /// First key, offset and length of each block.
-    index: Vec<(Box<str>, u64, u32)>,
+    index: BlockIndex,
     len: usize,
 }
 
@@ -233,7 +236,7 @@ struct BlockWriter {
     buf: Vec<u8>,
     first: Option<Box<str>>,
     offset: u64,
-    index: Vec<(Box<str>, u64, u32)>,
+    index: BlockIndex,
     len: usize,
 }
 
@@ -260,7 +263,7 @@ impl BlockWriter {
         Ok(())
     }
 
-    fn finish(mut self) -> io::Result<(File, Vec<(Box<str>, u64, u32)>, usize)> {
+    fn finish(mut self) -> io::Result<(File, BlockIndex, usize)> {
         self.flush()?;
         let file = self.file.into_inner().map_err(|e| e.into_error())?;
         Ok((file, self.index, self.len))
