@@ -15,6 +15,8 @@
 #                    registry by `npm ci`, pinned by testkit/browser/package-lock.json)
 #   redis-server     the registry's redis blob descriptor cache: online apply deletes the keys
 #                    of what it fenced (tested against a real redis on loopback)
+#   duckdb           PyPI `duckdb` (Python module, with pip): runs docs/analytics.md's queries
+#                    against stowage's Parquet output (crates/stowage-cli/tests/analytics.rs)
 #   moto_server      moto's S3 server mode (PyPI `moto[server]`, with pip, not apt): the loopback
 #                    S3-compatible server of the object-store tests; the registry's s3 driver
 #                    pushes through it (multipart uploads, ListMultipartUploads, CopyObject)
@@ -84,8 +86,22 @@ install_moto() {
   echo "installed: $(python3 -m pip show moto 2>/dev/null | awk '/^Version/{print "moto " $2}')"
 }
 
+# The DuckDB Python module, pinned: docs/analytics.md's queries are run with it.
+DUCKDB_SPEC='duckdb==1.4.1'
+install_duckdb() {
+  python3 -c 'import duckdb' >/dev/null 2>&1 && return 0
+  log "pip install $DUCKDB_SPEC"
+  python3 -m pip install --quiet --disable-pip-version-check "$DUCKDB_SPEC" >/tmp/install-duckdb.$$.log 2>&1 ||
+    python3 -m pip install --quiet --disable-pip-version-check --user --break-system-packages \
+      "$DUCKDB_SPEC" >>/tmp/install-duckdb.$$.log 2>&1 ||
+    { tail -n 20 /tmp/install-duckdb.$$.log >&2; rm -f /tmp/install-duckdb.$$.log; die "pip install $DUCKDB_SPEC failed"; }
+  rm -f /tmp/install-duckdb.$$.log
+  python3 -c 'import duckdb' || die "python3 cannot import duckdb after pip install"
+}
+
 if [ "${#missing[@]}" -eq 0 ]; then
   install_moto
+  install_duckdb
   log "all present: ${CMDS[*]} moto_server (nothing installed)"
   browser_modules
   exit 0
@@ -136,3 +152,4 @@ browser_modules
 echo "installed:"
 dpkg-query -W -f='  ${Package} ${Version}\n' "${missing[@]}"
 install_moto
+install_duckdb

@@ -75,6 +75,24 @@ pub struct GlobalArgs {
     /// never overridden.
     #[arg(long, global = true)]
     pub unsafe_ignore_metadata_signature: bool,
+
+    /// Where the scan cache lives (manifests by digest, tag links by ETag): a re-scan reads
+    /// only what changed. Default `$XDG_CACHE_HOME/stowage` (`~/.cache/stowage`), used on
+    /// object stores and network filesystems; given explicitly, used on every storage.
+    #[arg(long, global = true, value_name = "DIR", env = "STOWAGE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// List the storage from the provider's own inventory report instead of LIST requests:
+    /// an S3 Inventory `manifest.json`, a GCS inventory report manifest or an Azure Blob
+    /// Inventory manifest (CSV data files, gzip or not), a local path or an object URL
+    /// (reached with the storage's endpoint and credentials). Only tag links and manifests
+    /// not in the cache are read. The report's date is the scan's date (unless --now).
+    #[arg(long, global = true, value_name = "PATH|URL")]
+    pub from_inventory: Option<String>,
+
+    /// Read everything from the storage; neither use nor update the scan cache.
+    #[arg(long, global = true, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,6 +305,12 @@ pub struct InventoryArgs {
     /// database's pull data (`last_pulled`; see docs/usage.md).
     #[arg(long, value_name = "FILE")]
     pub db: Option<std::path::PathBuf>,
+
+    /// Write the output to FILE instead of standard output. A name ending in `.parquet`
+    /// writes Parquet (the JSON records' fields as columns, for DuckDB, Spark, Trino,
+    /// Athena; docs/analytics.md), whatever --format says.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

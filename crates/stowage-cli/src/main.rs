@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 mod exit;
+mod from_inventory;
 mod memory;
 mod output;
 mod pipeline;

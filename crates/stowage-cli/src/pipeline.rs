@@ -36,25 +36,68 @@ pub fn refuse_deleting(a: &Analysis, s: &Settings) -> Result<()> {
 pub fn load(s: &Settings, verify_links: bool, graph_findings: GraphFindings) -> Result<Analysis> {
     let progress = Arc::new(Progress::default());
     let started = std::time::Instant::now();
-    let analysis = {
+    // `check` (verify_links) reads the storage itself: a cache would hide what it checks.
+    let cache = match (&s.cache_dir, verify_links) {
+        (Some(d), false) => match stowage_scan::ScanCache::open(d, &s.storage.describe()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("warning: {e}; scanning without the cache");
+                None
+            }
+        },
+        _ => None,
+    };
+    let inv = {
         let _display =
             crate::progress::Display::start(s.progress, progress.clone(), s.storage.clone());
-        Analysis::scan(
+        stowage_scan::scan_cached(
             &*s.storage,
             &ScanOptions {
                 concurrency: s.concurrency,
                 verify_links,
                 release_memory: Some(crate::memory::release),
             },
+            cache.as_ref(),
             &progress,
-            &stowage_analysis::Options {
-                graph_findings,
-                metadata_config: s.metadata_database.clone(),
-                now: s.now,
-            },
         )
         .with_context(|| format!("scanning {}", s.storage.describe()))?
     };
+    if let (true, Some(c)) = (s.verbose, &cache) {
+        let st = c.stats();
+        eprintln!(
+            "scan cache {}: {} manifests from the cache, {} read ({} corrupt entries replaced); {} tag links unchanged, {} read{}{}",
+            c.dir().display(),
+            st.manifest_hits,
+            st.manifest_misses,
+            st.corrupt,
+            st.link_hits,
+            st.link_misses,
+            if st.links_rebuilt {
+                "; the link file was malformed and is rebuilt"
+            } else {
+                ""
+            },
+            if st.errors > 0 {
+                format!("; {} cache files could not be read or written", st.errors)
+            } else {
+                String::new()
+            },
+        );
+    }
+    if let (true, Some((report, date))) = (s.verbose, &s.listing) {
+        eprintln!(
+            "listing: {report}, as of {} (the scan's date; objects written since are not seen)",
+            date.rfc3339()
+        );
+    }
+    let analysis = Analysis::new(
+        inv,
+        &stowage_analysis::Options {
+            graph_findings,
+            metadata_config: s.metadata_database.clone(),
+            now: s.now,
+        },
+    );
     if s.verbose {
         print_scan_stats(s, analysis.inv(), started);
     }

@@ -30,6 +30,34 @@ pub struct Settings {
     pub metadata_database: Option<Evidence>,
     /// `--unsafe-ignore-metadata-signature`.
     pub ignore_metadata_signature: bool,
+    /// The scan cache's directory (`None`: no cache), see [`cache_dir`].
+    pub cache_dir: Option<PathBuf>,
+    /// `--from-inventory`: the report the listing came from, and its date.
+    pub listing: Option<(String, Timestamp)>,
+}
+
+/// The scan cache's directory: `--cache-dir` on any storage; by default
+/// `$XDG_CACHE_HOME/stowage` (else `~/.cache/stowage`) where a read is a round trip (object
+/// stores, network filesystems); none with `--no-cache`, or on a local disk by default (the
+/// cache would be another local disk read).
+pub fn cache_dir(g: &GlobalArgs, backend: &stowage_storage::BackendKind) -> Option<PathBuf> {
+    if g.no_cache {
+        return None;
+    }
+    if let Some(d) = &g.cache_dir {
+        return Some(d.clone());
+    }
+    if !backend.is_latency_bound() {
+        return None;
+    }
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("XDG_CACHE_HOME")
+        .or_else(|| env("HOME").map(|h| h.join(".cache")))
+        .map(|d| d.join("stowage"))
 }
 
 /// Read a registry config, naming its path in every error.
@@ -47,6 +75,7 @@ fn config_evidence(cfg: &Path, rc: &RegistryConfig) -> Option<Evidence> {
 }
 
 /// Where the storage is, before it is opened.
+#[derive(Clone)]
 enum Location {
     Path(PathBuf),
     /// An object-store URL and how to reach it (from flags, or the registry's `s3` section).
@@ -140,6 +169,8 @@ impl Settings {
             (Some(_), Some(cfg), None) => config_evidence(cfg, &read_config(cfg)?),
             _ => None,
         };
+        // Kept for reading a provider inventory report from a bucket with the same client.
+        let object_location = matches!(location, Location::Object { .. }).then(|| location.clone());
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -187,6 +218,14 @@ impl Settings {
             .concurrency
             .unwrap_or_else(|| backend.default_concurrency(cores))
             .max(1);
+        let (storage, listing) = match &g.from_inventory {
+            Some(report) => {
+                let fetch = report_fetch(object_location);
+                let (listed, source, date) = crate::from_inventory::wrap(storage, report, &*fetch)?;
+                (listed, Some((source, date)))
+            }
+            None => (storage, None),
+        };
         if g.verbose {
             let how = match how {
                 RootLayout::RootDirectory => "a registry rootdirectory",
@@ -217,7 +256,11 @@ impl Settings {
                 None => eprintln!("concurrency: {concurrency} ({why}; --concurrency to change)"),
             }
         }
-        let now = resolve_now(g)?;
+        // The report's date is the scan's: ages and the grace period count from it.
+        let now = match (&g.now, &listing) {
+            (None, Some((_, date))) => *date,
+            _ => resolve_now(g)?,
+        };
         let tz = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
         let progress = !g.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
         Ok(Settings {
@@ -232,6 +275,8 @@ impl Settings {
             registry_config,
             metadata_database,
             ignore_metadata_signature: g.unsafe_ignore_metadata_signature,
+            cache_dir: cache_dir(g, &backend),
+            listing,
         })
     }
 }
@@ -282,6 +327,59 @@ fn open_object_store(
     let (s, how) = stowage_objstore::ObjectStorage::open(url, &opts)
         .with_context(|| format!("opening storage {url}"))?;
     Ok((Arc::new(s), how))
+}
+
+/// Reads a file of a provider inventory report: a local path, or an object URL reached
+/// with the storage's own endpoint and credentials (`Ok(None)`: no such file).
+fn report_fetch(object: Option<Location>) -> Box<stowage_storage::provider::Fetch<'static>> {
+    Box::new(move |loc: &str| {
+        if !loc.contains("://") {
+            return match std::fs::File::open(loc) {
+                Ok(f) => Ok(Some(Box::new(f) as Box<dyn std::io::Read + Send>)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.to_string()),
+            };
+        }
+        read_report_object(loc, object.as_ref())
+    })
+}
+
+#[cfg(feature = "object-store")]
+fn read_report_object(
+    url: &str,
+    object: Option<&Location>,
+) -> std::result::Result<Option<Box<dyn std::io::Read + Send>>, String> {
+    let mut opts = stowage_objstore::Options::default();
+    if let Some(Location::Object {
+        endpoint,
+        region,
+        path_style,
+        allow_http,
+        keys,
+        ..
+    }) = object
+    {
+        opts.endpoint = endpoint.clone();
+        opts.region = region.clone();
+        opts.path_style = *path_style;
+        opts.allow_http = *allow_http;
+        opts.access_key = keys.as_ref().map(|k| k.0.clone());
+        opts.secret_key = keys.as_ref().map(|k| k.1.clone());
+    }
+    // Data files of a big report are gigabytes; they are read whole, one at a time.
+    stowage_objstore::ObjectStorage::read_url(url, &opts, 64 << 30)
+        .map(|o| o.map(|b| Box::new(std::io::Cursor::new(b)) as Box<dyn std::io::Read + Send>))
+        .map_err(|e| format!("{e:#}"))
+}
+
+#[cfg(not(feature = "object-store"))]
+fn read_report_object(
+    url: &str,
+    _: Option<&Location>,
+) -> std::result::Result<Option<Box<dyn std::io::Read + Send>>, String> {
+    Err(format!(
+        "{url}: this build of stowage has no object-store support"
+    ))
 }
 
 #[cfg(not(feature = "object-store"))]

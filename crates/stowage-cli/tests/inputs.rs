@@ -102,6 +102,7 @@ fn gitlab_metadata_database_config_refuses_every_deleting_plan() {
         &["--format", "json", "du"][..],
         &["--format", "json", "check"],
         &["--format", "json", "tags", "team/app/api"],
+        &["--format", "json", "inventory"],
     ] {
         let o = by_config(args);
         let v: serde_json::Value = serde_json::from_slice(&o.stdout)

@@ -21,6 +21,7 @@
 //! from its blob's spec.
 
 pub mod content;
+pub mod inventory;
 pub mod plan;
 pub mod rng;
 pub mod sim;
@@ -284,6 +285,49 @@ fn prepare_out(o: &Options) -> Result<()> {
     fs::create_dir_all(out.join(write::LAYOUT).join("repositories"))
         .with_context(|| format!("creating {}", out.display()))?;
     Ok(())
+}
+
+/// What [`generate_inventory`] wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventorySummary {
+    /// Rows of the report (objects of the bucket).
+    pub objects: u64,
+    /// Bytes those objects hold.
+    pub bytes: u64,
+    /// Blobs among them.
+    pub blobs: u64,
+}
+
+/// Write the registry `o` describes as a provider inventory report plus the sparse tree a
+/// scan reads ([`inventory`]), not as a tree.
+pub fn generate_inventory(o: &Options) -> Result<InventorySummary> {
+    if o.blobs < 20 {
+        bail!("--blobs must be at least 20");
+    }
+    let run = || -> Result<InventorySummary> {
+        prepare_out(o)?;
+        let inv = o.out.join("inventory");
+        if o.force && inv.exists() {
+            fs::remove_dir_all(&inv).with_context(|| format!("removing {}", inv.display()))?;
+        }
+        let params = derived_params(o);
+        let (plan, fin) = calibrate(&params, o.blobs);
+        let mat = write::materialize(&plan, &fin)?;
+        let (objects, bytes) = inventory::write(&o.out, &plan, &fin, &mat, o.now)?;
+        Ok(InventorySummary {
+            objects,
+            bytes,
+            blobs: fin.blobs.iter().filter(|b| b.present).count() as u64,
+        })
+    };
+    match o.threads {
+        Some(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build()
+            .context("starting worker threads")?
+            .install(run),
+        None => run(),
+    }
 }
 
 /// Generate the tree described by `o`; returns what was written.

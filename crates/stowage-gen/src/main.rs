@@ -63,6 +63,11 @@ struct Cli {
     /// Write into a non-empty OUT (removes OUT/docker and OUT/gen-manifest.json first).
     #[arg(long)]
     force: bool,
+    /// Write the registry as its bucket's S3 Inventory report (OUT/inventory/manifest.json)
+    /// plus only the files a scan reads (manifests, tag links), not as a tree: scale runs
+    /// with `stowage --storage OUT --from-inventory OUT/inventory/manifest.json`.
+    #[arg(long)]
+    inventory: bool,
 }
 
 fn main() -> ExitCode {
@@ -86,6 +91,25 @@ fn main() -> ExitCode {
     o.threads = cli.threads;
     o.force = cli.force;
     let started = Instant::now();
+    if cli.inventory {
+        return match stowage_gen::generate_inventory(&o) {
+            Ok(s) => {
+                println!("{}", serde_json::to_string(&s).unwrap_or_default());
+                eprintln!(
+                    "stowage-gen: wrote an inventory of {} objects ({} blobs) into {} in {:.1}s",
+                    s.objects,
+                    s.blobs,
+                    o.out.join("inventory").display(),
+                    started.elapsed().as_secs_f64()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("stowage-gen: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match generate(&o) {
         Ok(s) => {
             match serde_json::to_string(&s) {

@@ -43,6 +43,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod config;
+mod range;
 
 pub use config::{ObjectUrl, Options, Scheme, is_object_url};
 
@@ -144,6 +145,7 @@ fn to_meta(m: &ObjectMeta) -> Meta {
         size: m.size,
         modified: Timestamp::from_system_time(m.last_modified.into()),
         created: None,
+        etag: m.e_tag.clone(),
     }
 }
 
@@ -223,6 +225,29 @@ impl ObjectStorage {
             counters: OpCounters::default(),
             page_size: None,
         })
+    }
+
+    /// The bucket (or container) and the key prefix of the layout root, without slashes
+    /// around: which keys of a provider's inventory report are this storage's.
+    pub fn bucket_and_prefix(&self) -> (&str, &str) {
+        (&self.container, &self.root)
+    }
+
+    /// Read one whole object named by its URL (`s3://bucket/key`) with the same client
+    /// options as a storage (a provider inventory report in its destination bucket).
+    /// `Ok(None)` when there is no such object.
+    pub fn read_url(url: &str, opts: &Options, limit: u64) -> Result<Option<Vec<u8>>, OpenError> {
+        let parsed = ObjectUrl::parse(url)?;
+        let (store, lister) = config::build(&parsed, opts)?;
+        let s = ObjectStorage::with_store(store, lister, parsed.scheme, &parsed.container, "")?;
+        match s.get(parsed.prefix.trim_matches('/'), limit) {
+            Ok((bytes, _)) => Ok(Some(bytes)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(OpenError::Storage {
+                url: url.to_owned(),
+                source: e,
+            }),
+        }
     }
 
     /// List at most `n` keys per request (tests use small pages to exercise pagination).
@@ -573,6 +598,27 @@ impl Storage for ObjectStorage {
         if !any {
             return Err(StorageError::new(ErrorKind::NotFound, path));
         }
+        Ok(())
+    }
+
+    fn list_tree_range(
+        &self,
+        path: &str,
+        after: Option<&str>,
+        before: Option<&str>,
+        visit: &mut dyn FnMut(TreeEntry<'_>),
+    ) -> Result<(), StorageError> {
+        let Some(lister) = self.lister.clone() else {
+            // No paginated listing (the in-memory store): the whole subtree, filtered.
+            return self.list_tree(path, &mut |e| {
+                if after.is_none_or(|a| e.path > a) && before.is_none_or(|b| e.path < b) {
+                    visit(e)
+                }
+            });
+        };
+        self.range_pages(&lister, path, after, before, visit)?;
+        // An empty range is not an error: whether anything at all lies below `path` was
+        // known from the listing that named the range.
         Ok(())
     }
 }

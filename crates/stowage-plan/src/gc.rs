@@ -162,6 +162,7 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
         blocked,
         tags: Vec::new(),
         retention: None,
+        listing: None,
         would_break: crate::replay::WouldBreak::not_checked(),
     }
 }

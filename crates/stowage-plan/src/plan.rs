@@ -139,6 +139,17 @@ impl std::fmt::Display for PlanKind {
     }
 }
 
+/// Where a plan's listing came from when it was not a live listing: a provider's
+/// inventory report, as of its date (the plan's `created_at` is that date too).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListingSource {
+    /// The report (`S3 Inventory s3://.../manifest.json`).
+    pub report: String,
+    /// When the provider began listing.
+    pub date: Timestamp,
+}
+
 /// A reviewable deletion plan.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -179,6 +190,10 @@ pub struct Plan {
     /// says so here.
     #[serde(default)]
     pub would_break: crate::replay::WouldBreak,
+    /// Made from a provider inventory report rather than a live listing (apply refuses it
+    /// once the report is older than the plan's grace window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing: Option<ListingSource>,
 }
 
 impl Plan {
@@ -322,6 +337,7 @@ mod tests {
             tags: vec![],
             retention: None,
             would_break: Default::default(),
+            listing: None,
         }
     }
 

@@ -23,7 +23,7 @@ use stowage_model::digest::Sha256;
 use stowage_model::finding::FindingKind;
 use stowage_model::inventory::BlobFile;
 use stowage_model::time::Timestamp;
-use stowage_storage::EntryKind;
+use stowage_storage::{EntryKind, StorageError};
 
 use crate::{Ctx, lock};
 
@@ -67,6 +67,11 @@ impl Ctx<'_> {
                     continue;
                 }
             };
+            // On an object store the fan-outs are listed flat in sixteen ranges (by their
+            // first hex digit), each answering its sixteen shards: a fixed 256 requests
+            // become one per thousand keys, at least sixteen, still in parallel.
+            let mut groups: Vec<Vec<(String, String)>> = vec![Vec::new(); 16];
+            let grouped = self.storage.prefers_tree_listing();
             for shard in shards {
                 let p = format!("{path}/{}", shard.name);
                 if shard.kind != EntryKind::Dir {
@@ -86,15 +91,74 @@ impl Ctx<'_> {
                     );
                     continue;
                 }
-                s.spawn(move |_| self.scan_shard(p, shard.name));
+                match shard.name.as_bytes()[0] {
+                    c @ b'0'..=b'9' if grouped => groups[(c - b'0') as usize].push((p, shard.name)),
+                    c @ b'a'..=b'f' if grouped => {
+                        groups[(c - b'a' + 10) as usize].push((p, shard.name))
+                    }
+                    _ => s.spawn(move |_| self.scan_shard(p, shard.name, None)),
+                }
+            }
+            for (i, group) in groups.into_iter().enumerate() {
+                if group.is_empty() {
+                    continue;
+                }
+                let path = path.clone();
+                s.spawn(move |s| self.scan_shard_group(s, path, i, group));
             }
         }
     }
 
-    fn scan_shard(&self, path: String, shard: String) {
+    /// List the shards whose names start with hex digit `digit` in one flat range, then scan
+    /// each over that listing.
+    fn scan_shard_group<'s>(
+        &'s self,
+        s: &rayon::Scope<'s>,
+        path: String,
+        digit: usize,
+        shards: Vec<(String, String)>,
+    ) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let after = (HEX[digit] as char).to_string();
+        let before = HEX.get(digit + 1).map(|&c| (c as char).to_string());
+        match crate::Snapshot::take_range(self.storage, &path, Some(&after), before.as_deref()) {
+            Ok(snap) => {
+                let snap = std::sync::Arc::new(snap);
+                for (p, name) in shards {
+                    let snap = snap.clone();
+                    s.spawn(move |_| self.scan_shard(p, name, Some(snap)));
+                }
+            }
+            Err(e) => {
+                for (p, _) in shards {
+                    self.unseen(&p);
+                    let here = StorageError {
+                        kind: e.kind,
+                        path: p,
+                        source: e
+                            .source
+                            .as_ref()
+                            .map(|s| std::io::Error::new(s.kind(), s.to_string())),
+                    };
+                    self.storage_finding(&here, "cannot list blob shard");
+                }
+            }
+        }
+    }
+
+    fn scan_shard(
+        &self,
+        path: String,
+        shard: String,
+        listed: Option<std::sync::Arc<crate::Snapshot>>,
+    ) {
         // Symbolic links kept: a blob directory that is one is reported, and its digest kept
         // as present but unknown (see the module's doc).
-        let entries = match self.take_snapshot(&path).and_then(|snap| {
+        let snap = match listed {
+            Some(l) => Ok(Some(l)),
+            None => self.take_snapshot(&path),
+        };
+        let entries = match snap.and_then(|snap| {
             let ents = match &snap {
                 Some(sn) => self.list_in(Some(sn), &path)?,
                 None => self.list_keeping(&path, true)?,

@@ -40,6 +40,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod blobs;
+pub mod cache;
 mod failsafe;
 mod manifests;
 mod repositories;
@@ -49,6 +50,7 @@ mod verify;
 use snapshot::Snapshot;
 use std::sync::Arc;
 
+pub use cache::{CacheError, CacheStats, ScanCache};
 pub use verify::{VerifyOptions, verify_blobs};
 
 use std::hash::BuildHasher;
@@ -144,6 +146,17 @@ pub fn scan(
     opts: &ScanOptions,
     progress: &Progress,
 ) -> Result<Inventory, ScanError> {
+    scan_cached(storage, opts, None, progress)
+}
+
+/// [`scan`], reading manifests and unchanged tag links from `cache` where it can (see
+/// [`cache`]); what it reads from the storage is added to the cache.
+pub fn scan_cached(
+    storage: &dyn Storage,
+    opts: &ScanOptions,
+    cache: Option<&ScanCache>,
+    progress: &Progress,
+) -> Result<Inventory, ScanError> {
     // The root must be listable; everything below it only produces findings.
     let mut top: Vec<(String, EntryKind)> = Vec::new();
     storage
@@ -152,6 +165,7 @@ pub fn scan(
         })
         .map_err(ScanError::Root)?;
     let mut ctx = Ctx::new(storage, opts, progress);
+    ctx.cache = cache;
     ctx.check_top(&top);
 
     // Phase 1: blobs.
@@ -284,6 +298,9 @@ pub fn scan(
         },
     };
     drop(ctx);
+    if let Some(c) = cache {
+        c.finish();
+    }
     opts.release();
     progress.phase.store(4, Ordering::Relaxed);
     Ok(inv)
@@ -425,6 +442,7 @@ struct Ctx<'a> {
     storage: &'a dyn Storage,
     opts: &'a ScanOptions,
     progress: &'a Progress,
+    cache: Option<&'a ScanCache>,
     findings: Mutex<Vec<Finding>>,
     heads: Mutex<Vec<RepoHead>>,
     fragments: Mutex<Vec<Fragment>>,
@@ -462,6 +480,7 @@ impl<'a> Ctx<'a> {
             storage,
             opts,
             progress,
+            cache: None,
             findings: Mutex::new(Vec::new()),
             heads: Mutex::new(Vec::new()),
             fragments: Mutex::new(Vec::new()),

@@ -1,5 +1,5 @@
 //! Phase 3: manifests. Each manifest a revision or a tag names is read once (at most
-//! [`MANIFEST_LIMIT`] bytes, the registry's own limit) and parsed into compact references.
+//! [`MANIFEST_LIMIT`](crate::MANIFEST_LIMIT) bytes, the registry's own limit) and parsed into compact references.
 //!
 //! Every descriptor's size is compared here with the size of the blob it names, known since
 //! phase 1: a referenced blob truncated, emptied or replaced is a `blob_size_mismatch`
@@ -17,7 +17,7 @@ use stowage_model::inventory::{
 use stowage_model::manifest::{self, Descriptor, ManifestKind, Platform};
 use stowage_storage::ErrorKind;
 
-use crate::{Ctx, IoPool, MANIFEST_LIMIT, ManifestChunk, ScanError, lock};
+use crate::{Ctx, IoPool, ManifestChunk, ScanError, lock};
 
 /// Phase 3's result: records, references and details.
 pub(crate) type ReadManifests = (Vec<ManifestRecord>, Vec<Ref>, Vec<ManifestExtra>);
@@ -61,7 +61,7 @@ impl Ctx<'_> {
             out.records.push(rec);
             return;
         }
-        let bytes = match self.storage.read(&path, MANIFEST_LIMIT) {
+        let bytes = match self.manifest_bytes(id, &path) {
             Ok(b) => b,
             Err(e) => {
                 rec.status = ManifestStatus::Unreadable;

@@ -504,8 +504,7 @@ impl<'a> Ctx<'a> {
         let read = match snap {
             // Its date from the listing, like every other date on this backend.
             Some(sn) if sn.covers(&cpath) => sn.stat(&cpath).and_then(|m| {
-                self.storage
-                    .read(&cpath, MAX_LINK_LEN)
+                self.tag_link_bytes(&cpath, m.etag.as_deref())
                     .map(|bytes| (bytes, m))
             }),
             _ => self.storage.read_with_meta(&cpath, MAX_LINK_LEN),

@@ -21,8 +21,19 @@ pub(crate) struct Snapshot {
 impl Snapshot {
     /// List everything below `root` (`NotFound` when nothing is there).
     pub(crate) fn take(storage: &dyn Storage, root: &str) -> Result<Snapshot, StorageError> {
+        Self::take_range(storage, root, None, None)
+    }
+
+    /// List what lies below `root` between `after` and `before` (relative paths, see
+    /// [`Storage::list_tree_range`]): the answers cover only that range.
+    pub(crate) fn take_range(
+        storage: &dyn Storage,
+        root: &str,
+        after: Option<&str>,
+        before: Option<&str>,
+    ) -> Result<Snapshot, StorageError> {
         let mut dirs: HashMap<String, BTreeMap<String, (EntryKind, Option<Meta>)>> = HashMap::new();
-        storage.list_tree(root, &mut |e| {
+        storage.list_tree_range(root, after, before, &mut |e| {
             let mut dir = root.to_owned();
             let mut parts = e.path.split('/').peekable();
             while let Some(name) = parts.next() {

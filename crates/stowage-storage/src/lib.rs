@@ -22,7 +22,10 @@ mod beneath;
 mod error;
 pub mod faults;
 mod fs;
+pub mod listing;
+pub mod provider;
 pub mod registry_config;
+pub mod spill;
 mod write;
 
 pub use write::StorageWrite;
@@ -51,6 +54,11 @@ pub struct Meta {
     pub modified: Timestamp,
     /// Birth time, where the backend records it.
     pub created: Option<Timestamp>,
+    /// The object store's entity tag, where the backend has one (`None` on a filesystem).
+    /// A single-part upload's ETag is the MD5 of its content, so an unchanged ETag says the
+    /// object was not rewritten even when its size and (second-resolution) date are the
+    /// same: the scan cache trusts a cached tag link only on an equal ETag.
+    pub etag: Option<String>,
 }
 
 /// One entry of a directory listing. `name` is the raw name (may be non-UTF-8 on a filesystem).
@@ -245,6 +253,27 @@ pub trait Storage: Send + Sync {
         }
         Ok(())
     }
+
+    /// [`Storage::list_tree`] limited to the relative paths `p` with `after < p < before`
+    /// (byte order; either bound open), so that a big subtree can be listed as several
+    /// ranges at once. Object stores start the listing at `after` (S3's `StartAfter`) and
+    /// stop at `before`: a range costs its own pages, not the whole subtree's. `NotFound`
+    /// when nothing lies below `path` at all; an empty range is not an error.
+    ///
+    /// The default lists the whole subtree and filters.
+    fn list_tree_range(
+        &self,
+        path: &str,
+        after: Option<&str>,
+        before: Option<&str>,
+        visit: &mut dyn FnMut(TreeEntry<'_>),
+    ) -> Result<(), StorageError> {
+        self.list_tree(path, &mut |e| {
+            if after.is_none_or(|a| e.path > a) && before.is_none_or(|b| e.path < b) {
+                visit(e)
+            }
+        })
+    }
 }
 
 /// `a/b` from `a` and `b`, where either may be empty.
@@ -292,5 +321,14 @@ impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
         visit: &mut dyn FnMut(TreeEntry<'_>),
     ) -> Result<(), StorageError> {
         (**self).list_tree(path, visit)
+    }
+    fn list_tree_range(
+        &self,
+        path: &str,
+        after: Option<&str>,
+        before: Option<&str>,
+        visit: &mut dyn FnMut(TreeEntry<'_>),
+    ) -> Result<(), StorageError> {
+        (**self).list_tree_range(path, after, before, visit)
     }
 }

@@ -33,7 +33,14 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
     let loaded = load(s, false, GraphFindings::Count)?;
     super::refuse_deleting(&loaded, s)?;
     let g = loaded.graph();
-    let plan = stowage_plan::gc::build(&g, &opts, s.now);
+    let mut plan = stowage_plan::gc::build(&g, &opts, s.now);
+    plan.listing = s
+        .listing
+        .as_ref()
+        .map(|(report, date)| stowage_plan::plan::ListingSource {
+            report: report.clone(),
+            date: *date,
+        });
     if let Some(path) = &a.out {
         crate::output::write_file(path, |w| plan.write_json(w))?;
         eprintln!(

@@ -7,6 +7,7 @@ mod explain;
 mod gc;
 pub mod history;
 mod inventory;
+mod inventory_parquet;
 pub mod metrics;
 pub mod report;
 mod retention;
@@ -60,6 +61,14 @@ pub fn run(cli: Cli) -> Result<i32> {
     }) = &cli.command
     {
         return usage::ingest(&cli.global, a);
+    }
+    // Apply and restore re-check against the live storage only, never a report's listing.
+    if cli.global.from_inventory.is_some()
+        && matches!(&cli.command, Command::Apply(_) | Command::Restore(_))
+    {
+        anyhow::bail!(
+            "--from-inventory is for reading and planning; apply and restore re-check the live storage (drop the flag)"
+        );
     }
     let settings = Settings::resolve(&cli.global)?;
     match cli.command {

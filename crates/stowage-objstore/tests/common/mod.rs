@@ -67,6 +67,45 @@ impl Bucket {
             .unwrap();
     }
 
+    /// Upload every file below `dir` to `prefix/<path below dir>` (32 PUTs in flight).
+    /// Returns the number of objects.
+    pub fn upload_tree(&self, dir: &std::path::Path, prefix: &str) -> usize {
+        use futures_util::StreamExt;
+        let mut files = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                } else if e.file_type().unwrap().is_file() {
+                    files.push(e.path());
+                }
+            }
+        }
+        let n = files.len();
+        let client = self.client.clone();
+        let jobs = files.into_iter().map(|f| {
+            let rel = f.strip_prefix(dir).unwrap().to_str().unwrap().to_owned();
+            let key = object_store::path::Path::parse(format!("{prefix}/{rel}")).unwrap();
+            let payload = PutPayload::from(std::fs::read(&f).unwrap());
+            let client = client.clone();
+            async move { client.put(&key, payload).await.unwrap() }
+        });
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                futures_util::stream::iter(jobs)
+                    .buffer_unordered(32)
+                    .for_each(|_| async {})
+                    .await
+            });
+        n
+    }
+
     pub fn exists(&self, key: &str) -> bool {
         let client = self.client.clone();
         let key = object_store::path::Path::parse(key).unwrap();

@@ -340,6 +340,20 @@ fn check_plan<S: StorageWrite>(storage: &S, plan: &Plan, now: Timestamp) -> Resu
             "a retention plan without its retention section".into(),
         ));
     }
+    // A plan made from a provider inventory saw the storage as of the report's date. Once
+    // that is further back than the plan's grace window, pushes the grace period was meant
+    // to cover happened after the listing, unseen by the plan: refused, however live the
+    // re-check below is. Make the plan again from a newer report or a live listing.
+    if let Some(l) = &plan.listing
+        && l.date.seconds_until(now) > plan.options.grace_seconds
+    {
+        return Err(ApplyError::Blocked(format!(
+            "the plan was made from {} of {}, older than its grace window ({} s): make it again from a newer inventory or a live listing (without --from-inventory)",
+            l.report,
+            l.date.rfc3339(),
+            plan.options.grace_seconds
+        )));
+    }
     Ok(())
 }
 

@@ -479,6 +479,7 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
         blocked: b.blocked,
         tags: a.tags,
         retention: Some(Box::new(retention)),
+        listing: None,
         would_break: crate::replay::WouldBreak::not_checked(),
     }
 }

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# inventory-scale.sh OBJECTS... - scale runs from a provider inventory report (issue 22).
+#
+# For each OBJECTS (e.g. 1000000 10000000 100000000): stowage-gen --inventory writes a
+# CI-shaped registry as its bucket's S3 Inventory (about 2.75 objects per blob: links,
+# tags, uploads) plus the manifests and tag links a scan reads; then inventory, du, gc and
+# gc -m run from the report (no listing at all) under /usr/bin/time: wall time and peak RSS,
+# and peak RSS per blob. Nothing is asserted; the numbers go to bench/README.md.
+#
+# Needs a release build: cargo build --release -p stowage-cli -p stowage-gen
+# Disk: about 110 bytes of gzip'd report and 1.5 KB of manifests per blob, under $OUT
+# (default /tmp/stowage-scale), removed at the end unless KEEP=1.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+bin="$here/target/release"
+out="${OUT:-/tmp/stowage-scale}"
+now=2026-11-01T00:00:00Z
+printf '| objects | blobs | report rows | command | wall (s) | peak RSS (MiB) | bytes/blob |\n|---:|---:|---:|---|---:|---:|---:|\n'
+for objects in "$@"; do
+  blobs=$((objects * 100 / 275))
+  dir="$out/gen-$objects"
+  if [ ! -f "$dir/inventory/manifest.json" ]; then
+    rm -rf "$dir"; mkdir -p "$out"
+    /usr/bin/time -f "gen: %e s, %M KB" "$bin/stowage-gen" --inventory --out "$dir" --blobs "$blobs" \
+      >"$dir.summary.json" 2>"$dir.gen.txt" || { cat "$dir.gen.txt" >&2; exit 1; }
+    tail -1 "$dir.gen.txt" >&2
+  fi
+  rows=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['objects'])" "$dir.summary.json")
+  nblobs=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['blobs'])" "$dir.summary.json")
+  run() {
+    local name="$1"; shift
+    /usr/bin/time -f "%e %M" -o "$out/time.txt" "$bin/stowage" --storage "$dir" \
+      --from-inventory "$dir/inventory/manifest.json" --no-cache --no-progress --now "$now" "$@" \
+      >/dev/null 2>"$out/err.txt" || { [ $? -le 1 ] || { cat "$out/err.txt" >&2; exit 1; }; }
+    read -r wall kb <"$out/time.txt"
+    printf '| %s | %s | %s | %s | %s | %d | %d |\n' "$objects" "$nblobs" "$rows" "$name" "$wall" \
+      $((kb / 1024)) $((kb * 1024 / nblobs))
+  }
+  run "inventory --format ndjson" inventory --format ndjson
+  run "du" du
+  run "gc" gc --format json
+  run "gc -m" gc -m --format json
+done
+[ "${KEEP:-0}" = 1 ] || rm -rf "$out"

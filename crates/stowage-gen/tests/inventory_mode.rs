@@ -1,0 +1,70 @@
+//! `--inventory` writes the same registry as the tree, as its bucket's S3 Inventory report
+//! plus the files a scan reads: a scan listed from that report equals a scan of the tree,
+//! blob by blob, link by link (birth times aside: a report has none).
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use stowage_gen::{Options, generate, generate_inventory};
+use stowage_scan::{Progress, ScanOptions};
+use stowage_storage::listing::ListedStorage;
+use stowage_storage::provider::{self, Scope};
+use stowage_storage::{FsStorage, Storage};
+
+#[test]
+fn a_scan_listed_from_the_generated_report_equals_a_scan_of_the_tree() {
+    let tree = tempfile::tempdir().unwrap();
+    let inv = tempfile::tempdir().unwrap();
+    let mut o = Options::new(tree.path(), 3000);
+    o.threads = Some(2);
+    generate(&o).unwrap();
+    o.out = inv.path().to_path_buf();
+    let s = generate_inventory(&o).unwrap();
+    assert!(s.objects > s.blobs && s.blobs > 2900, "{s:?}");
+
+    let scan = |st: &dyn Storage| {
+        let mut i = stowage_scan::scan(st, &ScanOptions::default(), &Progress::default()).unwrap();
+        i.stats = Default::default();
+        i.root = String::new();
+        // A report has no birth times; the tree's are the time of writing.
+        i.blobs.iter_mut().for_each(|b| b.clear_created());
+        // Empty directories exist on a filesystem only (an object store has none).
+        i.findings
+            .retain(|f| f.kind != stowage_model::finding::FindingKind::EmptyDirectory);
+        // Nor an `_uploads/` left empty (a prefix exists only while a key is below it).
+        for r in &mut i.repositories {
+            r.has_uploads = !r.uploads.is_empty();
+        }
+        i
+    };
+    let from_tree = scan(&FsStorage::open(&tree.path().join("docker/registry/v2")).unwrap());
+    let live: Arc<dyn Storage> =
+        Arc::new(FsStorage::open(&inv.path().join("docker/registry/v2")).unwrap());
+    let manifest = inv.path().join("inventory/manifest.json");
+    let scope = Scope {
+        bucket: String::new(),
+        prefix: "docker/registry/v2".into(),
+    };
+    let fetch = |p: &str| {
+        Ok(std::fs::File::open(p)
+            .ok()
+            .map(|f| Box::new(f) as Box<dyn std::io::Read + Send>))
+    };
+    let listing = provider::load(manifest.to_str().unwrap(), &scope, &fetch).unwrap();
+    assert_eq!(listing.len() as u64, s.objects);
+    let listed = ListedStorage::new(listing, live.clone());
+    let from_report = scan(&listed);
+    // Part by part, so that a difference is shown small.
+    assert_eq!(from_report.blobs, from_tree.blobs);
+    assert_eq!(from_report.manifests, from_tree.manifests);
+    assert_eq!(from_report.refs, from_tree.refs);
+    assert_eq!(from_report.repositories, from_tree.repositories);
+    assert_eq!(from_report.findings, from_tree.findings);
+    assert_eq!(from_report, from_tree);
+    assert_eq!(
+        live.counters().snapshot().lists,
+        0,
+        "listed from the report only"
+    );
+}

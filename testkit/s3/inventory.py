@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""inventory.py BUCKET OUT [DEST_BUCKET] - write the bucket's inventory report in the three
+providers' documented shapes, from a listing made with boto3 (a client that shares no code
+with stowage), as the providers' daily jobs would:
+
+  OUT/s3/inv/BUCKET/cfg/2030-01-01T00-00Z/manifest.json   S3 Inventory: headerless CSV, gzip,
+  OUT/s3/inv/BUCKET/cfg/data/<uuid>.csv.gz                 keys URL-encoded, columns in
+                                                           fileSchema, creationTimestamp (ms)
+  OUT/gcs/cfg_<date>.manifest, OUT/gcs/cfg_<date>_0.csv    GCS Storage Insights: snapshot_time,
+                                                           report_shards_file_names, CSV header
+  OUT/azure/<y>/<m>/<d>/<t>/rule/rule-manifest.json        Azure Blob Inventory: files[].blob
+  OUT/azure/<y>/<m>/<d>/<t>/rule/rule.csv                  (container paths), Name prefixed
+                                                           by the container, CSV header
+
+With DEST_BUCKET, the S3 report is also uploaded there under inv/ (its keys as named by the
+manifest), as S3 delivers it to the destination bucket. The report's date is the time the
+listing began. The endpoint and keys come from AWS_ENDPOINT_URL etc. (boto3's chain)."""
+import csv
+import datetime
+import gzip
+import io
+import json
+import os
+import sys
+import urllib.parse
+
+import boto3
+
+bucket, out = sys.argv[1], sys.argv[2]
+dest = sys.argv[3] if len(sys.argv) > 3 else None
+s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))
+began = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+rows = []
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+    for o in page.get("Contents", []):
+        rows.append((o["Key"], o["Size"], o["LastModified"], o["ETag"].strip('"')))
+
+
+def iso(t):
+    return t.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def write(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+# S3 Inventory.
+stamp = began.strftime("%Y-%m-%dT%H-%MZ")
+data_key = f"inv/{bucket}/cfg/data/6f1d1f3c-0000-4000-8000-000000000001.csv.gz"
+buf = io.StringIO()
+w = csv.writer(buf, quoting=csv.QUOTE_ALL, lineterminator="\n")
+for k, size, lm, etag in rows:
+    w.writerow([bucket, urllib.parse.quote_plus(k, safe="/"), size, iso(lm), etag, "true", "false"])
+gz = gzip.compress(buf.getvalue().encode())
+manifest_key = f"inv/{bucket}/cfg/{stamp}/manifest.json"
+manifest = {
+    "sourceBucket": bucket,
+    "destinationBucket": f"arn:aws:s3:::{dest or 'inventory'}",
+    "version": "2016-11-30",
+    "creationTimestamp": str(int(began.timestamp() * 1000)),
+    "fileFormat": "CSV",
+    "fileSchema": "Bucket, Key, Size, LastModifiedDate, ETag, IsLatest, IsDeleteMarker",
+    "files": [{"key": data_key, "size": len(gz), "MD5checksum": "0"}],
+}
+mbytes = json.dumps(manifest, indent=2).encode()
+write(os.path.join(out, "s3", data_key), gz)
+write(os.path.join(out, "s3", manifest_key), mbytes)
+if dest:
+    s3.put_object(Bucket=dest, Key=data_key, Body=gz)
+    s3.put_object(Bucket=dest, Key=manifest_key, Body=mbytes)
+
+# GCS Storage Insights inventory report.
+day = began.strftime("%Y-%m-%dT%H:%M:%S")
+shard = f"cfg_{day}_0.csv"
+buf = io.StringIO()
+w = csv.writer(buf, lineterminator="\n")
+w.writerow(["project", "bucket", "name", "size", "updated", "etag", "storageClass"])
+for k, size, lm, etag in rows:
+    w.writerow(["1234", bucket, k, size, iso(lm), etag, "STANDARD"])
+write(os.path.join(out, "gcs", shard), buf.getvalue().encode())
+write(
+    os.path.join(out, "gcs", f"cfg_{day}.manifest"),
+    json.dumps(
+        {
+            "report_config": {"source_bucket": f"projects/_/buckets/{bucket}"},
+            "records_processed": len(rows),
+            "snapshot_time": began.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "shard_count": 1,
+            "report_shards_file_names": [shard],
+        }
+    ).encode(),
+)
+
+# Azure Blob Inventory.
+folder = began.strftime("%Y/%m/%d/%H-%M-%S") + "/rule"
+buf = io.StringIO()
+w = csv.writer(buf, lineterminator="\n")
+w.writerow(["Name", "Creation-Time", "Last-Modified", "Etag", "Content-Length", "BlobType"])
+for k, size, lm, etag in rows:
+    t = lm.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{lm.microsecond:06d}0Z"
+    w.writerow([f"{bucket}/{k}", t, t, "0x" + etag[:16].upper(), size, "BlockBlob"])
+write(os.path.join(out, "azure", folder, "rule.csv"), buf.getvalue().encode())
+write(
+    os.path.join(out, "azure", folder, "rule-manifest.json"),
+    json.dumps(
+        {
+            "destinationContainer": "inventory",
+            "endpoint": "https://account.blob.core.windows.net",
+            "files": [{"blob": f"{folder}/rule.csv", "size": 1, "chunkCount": 1}],
+            "inventoryStartTime": began.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "inventoryCompletionTime": began.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "ruleDefinition": {"format": "Csv", "objectType": "Blob"},
+            "ruleName": "rule",
+            "status": "Succeeded",
+        }
+    ).encode(),
+)
+print(os.path.join(out, "s3", manifest_key))
+print(f"listed {len(rows)} objects", file=sys.stderr)
