@@ -165,6 +165,58 @@ fn apply_refuses_without_confirmation_and_for_another_storage() {
     assert_eq!(tree(&root), before, "nothing changed");
 }
 
+/// Review of issue 23: apply accepted a plan dated in the future (`--now` later than the
+/// apply's clock), whose ages and grace period were measured from a time that has not come.
+#[test]
+fn a_plan_dated_after_now_is_refused() {
+    let s = stowage_testkit::sample();
+    let root = s.rootdirectory();
+    let plan = s.dir.path().join("plan.json");
+    let o = stowage(
+        &root,
+        &[
+            "--now",
+            "2099-01-01T00:00:00Z",
+            "gc",
+            "-m",
+            "--out",
+            plan.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let before = tree(&root);
+    let args = [
+        "apply",
+        plan.to_str().unwrap(),
+        "--yes",
+        "--registry-cache",
+        "none",
+        "--settle",
+        "0s",
+    ];
+    let o = stowage(&root, &args, &[]);
+    assert_ne!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("after now"), "{err}");
+    assert_eq!(tree(&root), before, "nothing changed");
+    // Applied with the same --now, the plan is the plan it was made as.
+    let mut same = vec!["--now", "2099-01-01T00:00:00Z"];
+    same.extend_from_slice(&args);
+    let o = stowage(&root, &same, &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 #[test]
 fn grace_period_holds_back_recent_writes() {
     let s = stowage_testkit::sample();

@@ -307,6 +307,34 @@ fn calendar_buckets() {
     );
 }
 
+/// Review finding 8 (issue 23): calendar periods counted tags, not images, so the other
+/// tags of a kept image were removed (and an image tagged twice could hold two periods).
+#[test]
+fn calendar_counts_images_and_keeps_every_tag_of_a_kept_image() {
+    let mut r = Reg::new();
+    for day in 0..5 {
+        let w = r.push("c", Some(&format!("v{day}")), day);
+        r.tag("c", &format!("sha-{day}"), &w, day);
+    }
+    let inv = r.scan();
+    let policy = header("")
+        + r#"policies:
+  - id: c
+    scope: {repositories: ["glob:c"]}
+    keep:
+      - id: buckets
+        calendar: {daily: 2}
+    otherwise: delete
+"#;
+    let o = eval(&inv, &policy, at(10));
+    let kept: Vec<String> = decisions(&inv, &o)
+        .into_iter()
+        .filter(|(k, v)| k.starts_with("c:") && v == "keep")
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(kept, vec!["c:sha-3", "c:sha-4", "c:v3", "c:v4"], "{kept:?}");
+}
+
 #[test]
 fn relative_to_group_latest_keeps_idle_history() {
     let (r, _) = ci_registry();

@@ -321,6 +321,9 @@ pub fn apply<S: StorageWrite>(
 }
 
 /// Refuse plans that cannot be applied at all: another storage, blocked or expired.
+/// Clock skew allowed between the machine that planned and the one that applies.
+const FUTURE_SKEW_SECS: i64 = 15 * 60;
+
 fn check_plan<S: StorageWrite>(storage: &S, plan: &Plan, now: Timestamp) -> Result<(), ApplyError> {
     if plan.storage != storage.describe() {
         return Err(ApplyError::WrongStorage {
@@ -339,6 +342,16 @@ fn check_plan<S: StorageWrite>(storage: &S, plan: &Plan, now: Timestamp) -> Resu
         return Err(ApplyError::Blocked(
             "a retention plan without its retention section".into(),
         ));
+    }
+    // A plan dated after now (made with a later `--now`) decided ages and grace periods
+    // for a time that has not come: every "older than" was measured from the future.
+    // Fifteen minutes of clock skew between the planning and applying machines are allowed.
+    if plan.created_at > now.saturating_sub_secs(-FUTURE_SKEW_SECS) {
+        return Err(ApplyError::Blocked(format!(
+            "the plan was made for {}, after now ({}): its ages and grace period were measured from a time that has not come; make it again without --now, or apply with the same --now",
+            plan.created_at.rfc3339(),
+            now.rfc3339()
+        )));
     }
     // A plan made from a provider inventory saw the storage as of the report's date. Once
     // that is further back than the plan's grace window, pushes the grace period was meant

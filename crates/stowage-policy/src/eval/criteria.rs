@@ -257,11 +257,20 @@ impl<'g> Ctx<'_, 'g> {
                     .cmp(&self.tag_name(&items[members[a]]))
             })
         });
+        // An image counts once, as `last:` counts it: the first of its tags in time order
+        // stands for it in each pass, and when it is kept every tag of it (in every
+        // repository of the group) is kept, not only the one that won the period.
+        let digest = |k: usize| self.unit(&items[members[k]]).digest;
+        let mut kept: std::collections::BTreeSet<BlobId> = std::collections::BTreeSet::new();
         for &(b, n) in buckets {
             let mut last: Option<(i64, i64)> = None;
             let mut count = 0i64;
+            let mut seen: std::collections::BTreeSet<BlobId> = std::collections::BTreeSet::new();
             for &k in &order {
                 let Some(t) = times[k] else { continue };
+                if !seen.insert(digest(k)) {
+                    continue;
+                }
                 let key = bucket_key(b, t, &self.p.tz);
                 if last != Some(key) {
                     let take = match within {
@@ -269,11 +278,16 @@ impl<'g> Ctx<'_, 'g> {
                         None => n == -1 || count < n,
                     };
                     if take {
-                        res[k] = T3::True;
+                        kept.insert(digest(k));
                         count += 1;
                     }
                     last = Some(key);
                 }
+            }
+        }
+        for (k, r) in res.iter_mut().enumerate() {
+            if kept.contains(&digest(k)) {
+                *r = T3::True;
             }
         }
         res
