@@ -31,6 +31,7 @@
 //! is resumed by running it again. With a quarantine directory, targets are moved (renamed,
 //! keeping the layout) instead of deleted, and `quarantine::restore` puts them back.
 
+mod checks;
 mod online;
 mod recheck;
 mod redis;
@@ -51,6 +52,7 @@ use stowage_model::time::Timestamp;
 use stowage_scan::{Progress, ScanOptions};
 use stowage_storage::StorageWrite;
 
+use checks::check_plan;
 pub use online::{CacheStep, Mode, cache_step, mode_hint};
 use runner::{Kind, Runner};
 
@@ -318,56 +320,6 @@ pub fn apply<S: StorageWrite>(
     progress: &dyn Fn(&str),
 ) -> Result<ApplyReport, ApplyError> {
     apply_checked(storage, plan, opts, None, progress)
-}
-
-/// Refuse plans that cannot be applied at all: another storage, blocked or expired.
-/// Clock skew allowed between the machine that planned and the one that applies.
-const FUTURE_SKEW_SECS: i64 = 15 * 60;
-
-fn check_plan<S: StorageWrite>(storage: &S, plan: &Plan, now: Timestamp) -> Result<(), ApplyError> {
-    if plan.storage != storage.describe() {
-        return Err(ApplyError::WrongStorage {
-            plan: plan.storage.clone(),
-            storage: storage.describe(),
-        });
-    }
-    if let Some(ret) = &plan.retention {
-        if !ret.rails_blocked.is_empty() {
-            return Err(ApplyError::Blocked(ret.rails_blocked.join("; ")));
-        }
-        if now > ret.expires_at {
-            return Err(ApplyError::Expired(ret.expires_at.rfc3339()));
-        }
-    } else if plan.kind == crate::PlanKind::Retention {
-        return Err(ApplyError::Blocked(
-            "a retention plan without its retention section".into(),
-        ));
-    }
-    // A plan dated after now (made with a later `--now`) decided ages and grace periods
-    // for a time that has not come: every "older than" was measured from the future.
-    // Fifteen minutes of clock skew between the planning and applying machines are allowed.
-    if plan.created_at > now.saturating_sub_secs(-FUTURE_SKEW_SECS) {
-        return Err(ApplyError::Blocked(format!(
-            "the plan was made for {}, after now ({}): its ages and grace period were measured from a time that has not come; make it again without --now, or apply with the same --now",
-            plan.created_at.rfc3339(),
-            now.rfc3339()
-        )));
-    }
-    // A plan made from a provider inventory saw the storage as of the report's date. Once
-    // that is further back than the plan's grace window, pushes the grace period was meant
-    // to cover happened after the listing, unseen by the plan: refused, however live the
-    // re-check below is. Make the plan again from a newer report or a live listing.
-    if let Some(l) = &plan.listing
-        && l.date.seconds_until(now) > plan.options.grace_seconds
-    {
-        return Err(ApplyError::Blocked(format!(
-            "the plan was made from {} of {}, older than its grace window ({} s): make it again from a newer inventory or a live listing (without --from-inventory)",
-            l.report,
-            l.date.rfc3339(),
-            plan.options.grace_seconds
-        )));
-    }
-    Ok(())
 }
 
 /// The batch directory (`<quarantine>/batch-<plan id>/`) with its record, if targets are
