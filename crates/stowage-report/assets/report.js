@@ -67,14 +67,15 @@
       el("div", { class: "cmd" }, el("code", {}, r.apply), copyButton(r.apply)))));
 
   // ---- generic sortable, searchable table -----------------------------------------------
-  // cols: {key, label, num, fmt(row) -> node|string, value(row) -> sortable, search}
+  // cols: {key, label, num, fmt(row) -> node|string, value(row) -> sortable, search, nosort}
   function table(host, cols, rows, opts) {
     opts = opts || {};
     const pageSize = opts.pageSize || 0;
     let sortKey = opts.sort || null, desc = opts.desc !== false, query = "", page = 0, view = rows;
     const tbody = el("tbody");
-    const ths = cols.map((c) => el("th", { class: c.num ? "num" : "", "data-key": c.key, scope: "col",
-      onclick: () => { if (sortKey === c.key) desc = !desc; else { sortKey = c.key; desc = !!c.num; } page = 0; update(); } }, c.label));
+    // A column the data source cannot sort by has no click (it used to sort by size silently).
+    const ths = cols.map((c) => el("th", { class: (c.num ? "num" : "") + (c.nosort ? " nosort" : ""), "data-key": c.key, scope: "col",
+      onclick: c.nosort ? null : () => { if (sortKey === c.key) desc = !desc; else { sortKey = c.key; desc = !!c.num; } page = 0; update(); } }, c.label));
     const t = el("table", { id: opts.id }, el("thead", {}, el("tr", {}, ths)), tbody);
     const count = el("span", { class: "count" });
     const prev = el("button", { type: "button", onclick: () => { page--; update(); } }, "\u2190 prev");
@@ -386,11 +387,13 @@
   const blobNote = $("#blob-note");
   if (D.live) {
     blobNote.textContent = "All " + num(D.blobs.total) + " blobs, paged by the dashboard. Search matches digests, kinds and repositories.";
-    table($("#blobs"), blobCols, [], { search: "search digest, kind, repository\u2026", pageSize: 50, sort: "size", id: "blob-table",
+    // The API sorts by every column but the owner lists (a sort by owners would compute every
+    // blob's owners per page).
+    const liveCols = blobCols.map((c) => (c.key === "repositories" || c.key === "tags" ? Object.assign({}, c, { nosort: true }) : c));
+    table($("#blobs"), liveCols, [], { search: "search digest, kind, repository\u2026", pageSize: 50, sort: "size", id: "blob-table",
       extra: el("a", { class: "btn", href: "api/v1/blobs.csv", download: "blobs.csv" }, "CSV"),
       remote: (st, draw) => {
-        // The API sorts by size, date or digest; other columns sort by size there.
-        const sort = ["size", "date", "digest"].includes(st.sortKey) ? st.sortKey : "size";
+        const sort = ["size", "date", "digest", "kind", "referenced"].includes(st.sortKey) ? st.sortKey : "size";
         const q = new URLSearchParams({ offset: st.page * st.pageSize, limit: st.pageSize, sort, order: st.desc ? "desc" : "asc" });
         if (st.query) q.set("q", st.query);
         fetch("api/v1/blobs?" + q, { credentials: "same-origin" }).then((r) => r.json()).then((j) => draw(j.rows || [], j.total || 0));

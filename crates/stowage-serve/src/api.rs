@@ -456,7 +456,8 @@ pub struct BlobsQuery {
     /// Matches digests (substring), kinds (`layer`), `referenced`/`unreferenced`, and
     /// repository names (substring: every blob such a repository needs).
     pub q: Option<String>,
-    /// `size` (default), `date` (creation, else modification) or `digest`.
+    /// `size` (default), `date` (creation, else modification), `digest`, `kind` or
+    /// `referenced` (each then by size).
     pub sort: Option<String>,
     /// `desc` (default) or `asc`.
     pub order: Option<String>,
@@ -512,6 +513,8 @@ fn blob_page(s: &Snapshot, q: &BlobsQuery, limit: usize) -> BlobPage {
     let natural: Vec<BlobId>;
     let order: &[BlobId] = match q.sort.as_deref() {
         Some("date") => &s.by_date,
+        Some("kind") => &s.by_kind,
+        Some("referenced") => &s.by_referenced,
         Some("digest") => {
             natural = (0..s.inv().blobs.len() as BlobId).collect();
             &natural
@@ -557,11 +560,11 @@ async fn blobs(State(st): St, q: Result<Query<BlobsQuery>, QueryRejection>) -> R
         return error(StatusCode::BAD_REQUEST, "limit must be between 1 and 1000");
     }
     if let Some(o) = &q.sort
-        && !["size", "date", "digest"].contains(&o.as_str())
+        && !["size", "date", "digest", "kind", "referenced"].contains(&o.as_str())
     {
         return error(
             StatusCode::BAD_REQUEST,
-            format!("sort must be size, date or digest, not {o:?}"),
+            format!("sort must be size, date, digest, kind or referenced, not {o:?}"),
         );
     }
     if let Some(o) = &q.order

@@ -24,6 +24,10 @@ pub struct Snapshot {
     pub(crate) by_size: Vec<BlobId>,
     /// Blob ids by creation (birth, else modification) time, ascending.
     pub(crate) by_date: Vec<BlobId>,
+    /// Blob ids by kind name, then size, ascending.
+    pub(crate) by_kind: Vec<BlobId>,
+    /// Blob ids unreferenced first, then by size, ascending.
+    pub(crate) by_referenced: Vec<BlobId>,
 }
 
 impl Snapshot {
@@ -45,6 +49,12 @@ impl Snapshot {
             let b = &inv.blobs[i as usize];
             (b.created().unwrap_or(b.modified()), i)
         });
+        let g = analysis.graph();
+        let mut by_kind = by_size.clone();
+        by_kind.sort_by_key(|&i| g.blob_kind(i).as_str());
+        let referenced = analysis.referenced();
+        let mut by_referenced = by_size.clone();
+        by_referenced.sort_by_key(|&i| referenced[i as usize]);
         let finished_at = analysis.now();
         Snapshot {
             analysis,
@@ -54,6 +64,8 @@ impl Snapshot {
             finished_at,
             by_size,
             by_date,
+            by_kind,
+            by_referenced,
         }
     }
 

@@ -170,6 +170,53 @@ async fn blobs_are_paged_sorted_and_searched() {
     assert_eq!(one["rows"][0]["kind"], "layer");
 }
 
+/// Issue 19 item 4: the dashboard sorted by size whatever column header was clicked; the
+/// API now sorts by kind and by referenced too (each then by size), both ways.
+#[tokio::test]
+async fn blobs_sort_by_kind_and_by_referenced() {
+    let (st, _s) = state(None);
+    let col = |v: &Value, k: &str| -> Vec<Value> {
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[k].clone())
+            .collect()
+    };
+    for order in ["asc", "desc"] {
+        let (s, v) = get(
+            &st,
+            &format!("/api/v1/blobs?limit=42&sort=kind&order={order}"),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let kinds: Vec<String> = col(&v, "kind")
+            .iter()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect();
+        let mut sorted = kinds.clone();
+        sorted.sort();
+        if order == "desc" {
+            sorted.reverse();
+        }
+        assert_eq!(kinds, sorted, "{order}");
+        assert!(
+            kinds.first() != kinds.last(),
+            "more than one kind: {kinds:?}"
+        );
+    }
+    let (_, v) = get(&st, "/api/v1/blobs?limit=42&sort=referenced&order=asc").await;
+    let refd: Vec<bool> = col(&v, "referenced")
+        .iter()
+        .map(|r| r.as_bool().unwrap())
+        .collect();
+    assert_eq!(refd.iter().filter(|r| !**r).count(), 6);
+    assert!(
+        refd[..6].iter().all(|r| !r) && refd[6..].iter().all(|r| *r),
+        "{refd:?}"
+    );
+}
+
 #[tokio::test]
 async fn bad_requests_get_json_4xx() {
     let (st, _s) = state(None);
