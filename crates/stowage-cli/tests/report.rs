@@ -542,3 +542,34 @@ fn serve_refuses_a_non_loopback_address_without_a_token() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("is empty"));
 }
+
+/// Issue 19 item 2: a blob's owner lists were cut at 10 and one "+N" added hidden
+/// repositories to hidden tags; each list now carries its own count of what was left out.
+#[test]
+fn blob_owner_lists_count_what_each_leaves_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = stowage_testkit::TreeBuilder::new(dir.path());
+    let base = t.layer("shared-base", 4000);
+    for i in 0..12 {
+        let config = t.blob(format!("{{\"n\":{i}}}").as_bytes());
+        let w = t.image(&format!("team/app{i:02}"), Some("1.0"), &config, &[&base]);
+        t.tag(&format!("team/app{i:02}"), "stable", &w.digest());
+    }
+    let html = dir.path().join("r.html");
+    ok(&stowage(
+        dir.path(),
+        &["report", "--html", html.to_str().unwrap()],
+    ));
+    let v = embedded(&std::fs::read_to_string(&html).unwrap());
+    let row = v["blobs"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["digest"] == base.digest().to_string())
+        .unwrap()
+        .clone();
+    assert_eq!(row["repositories"].as_array().unwrap().len(), 10, "{row}");
+    assert_eq!(row["repositories_omitted"], 2, "{row}");
+    assert_eq!(row["tags"].as_array().unwrap().len(), 10, "{row}");
+    assert_eq!(row["tags_omitted"], 14, "24 tags, 10 shown: {row}");
+}

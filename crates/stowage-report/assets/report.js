@@ -381,8 +381,8 @@
     { key: "kind", label: "kind" },
     { key: "referenced", label: "referenced", value: (r) => (r.referenced ? 1 : 0), searchText: (r) => (r.referenced ? "referenced" : "unreferenced"),
       fmt: (r) => (r.referenced ? "yes" : el("span", { class: "ref-no" }, "no")) },
-    { key: "repositories", label: "repositories", value: (r) => r.repositories.join(" "), fmt: (r) => owners(r.repositories, 0) },
-    { key: "tags", label: "tags", value: (r) => r.tags.join(" "), fmt: (r) => owners(r.tags, r.owners_omitted) },
+    { key: "repositories", label: "repositories", value: (r) => r.repositories.join(" "), fmt: (r) => owners(r.repositories, r.repositories_omitted) },
+    { key: "tags", label: "tags", value: (r) => r.tags.join(" "), fmt: (r) => owners(r.tags, r.tags_omitted) },
   ];
   const blobNote = $("#blob-note");
   if (D.live) {

@@ -254,8 +254,11 @@ pub struct BlobRow {
     pub referenced: bool,
     pub repositories: Vec<String>,
     pub tags: Vec<String>,
-    /// Repositories plus tags beyond the per-blob limit.
-    pub owners_omitted: u64,
+    /// Repositories beyond the per-blob limit (issue 19: shown as "+N" on the repository
+    /// list itself; one count for both lists added hidden repositories to hidden tags).
+    pub repositories_omitted: u64,
+    /// Tags beyond the per-blob limit.
+    pub tags_omitted: u64,
 }
 
 /// Quote a path for a POSIX shell when it needs it.
@@ -317,7 +320,8 @@ pub fn blob_row(
 ) -> BlobRow {
     let b = &g.inv.blobs[id as usize];
     let (mut repositories, mut tags) = owners(g, scratch, id);
-    let n = (repositories.len() + tags.len()) as u64;
+    let repositories_omitted = repositories.len().saturating_sub(owners_limit) as u64;
+    let tags_omitted = tags.len().saturating_sub(owners_limit) as u64;
     repositories.truncate(owners_limit);
     tags.truncate(owners_limit);
     BlobRow {
@@ -327,7 +331,8 @@ pub fn blob_row(
         created: b.created(),
         kind: g.blob_kind(id).as_str().into(),
         referenced,
-        owners_omitted: n - (repositories.len() + tags.len()) as u64,
+        repositories_omitted,
+        tags_omitted,
         repositories,
         tags,
     }
