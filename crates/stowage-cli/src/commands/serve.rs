@@ -10,7 +10,7 @@ use stowage_report::overview::Limits;
 use stowage_serve::{AppState, Snapshot, check_bind};
 
 use super::{GraphFindings, load};
-use crate::pipeline::{CHART_REPOSITORIES, METRICS_TOP_REPOSITORIES};
+use crate::pipeline::METRICS_TOP_REPOSITORIES;
 use crate::settings::{Settings, parse_age};
 
 #[derive(Args, Debug)]
@@ -160,15 +160,15 @@ fn scan(
     };
     let mut snap = Snapshot::build(loaded, &limits, METRICS_TOP_REPOSITORIES, 0.0);
     if let Some(db) = history {
-        let a = &snap.analysis;
-        let g = a.graph();
-        let data =
-            stowage_history::snapshot_data(&g, a.usage(), &snap.overview.summary.summary, now);
-        let mut h = stowage_history::Db::open(db)?;
-        h.record(&data)?;
-        snap.overview.history = Some(h.series(CHART_REPOSITORIES)?);
-        drop(h);
-        snap.overview.pulls = crate::pipeline::report_section(db, &g, now)?;
+        // The same two calls as `report --history`.
+        let series = crate::pipeline::record_and_chart(
+            db,
+            &snap.analysis,
+            &snap.overview.summary.summary,
+            now,
+        )?;
+        snap.overview.history = Some(series);
+        snap.overview.pulls = crate::pipeline::report_section(db, &snap.analysis.graph(), now)?;
     }
     snap.seconds = started.elapsed().as_secs_f64();
     Ok(snap)
