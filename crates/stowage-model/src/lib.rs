@@ -8,6 +8,7 @@
 //!   lists, OCI manifests, indexes and artifacts).
 //! - [`inventory`]: the raw facts a scan produces, with interned `BlobId`s.
 //! - [`finding`]: integrity findings with stable kinds and severities.
+//! - [`key`]: `StorageKey`, a path below the layout root, validated once for every backend.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -15,6 +16,7 @@ pub mod digest;
 pub mod escape;
 pub mod finding;
 pub mod inventory;
+pub mod key;
 pub mod manifest;
 pub mod name;
 pub mod pattern;
@@ -25,5 +27,6 @@ pub mod units;
 pub use digest::{Digest, Sha256};
 pub use finding::{Finding, FindingKind, Severity};
 pub use inventory::{BlobId, Inventory};
+pub use key::{KeyError, StorageKey};
 pub use name::RepositoryName;
 pub use time::Timestamp;

@@ -166,26 +166,10 @@ fn err(path: &str, e: object_store::Error) -> StorageError {
     }
 }
 
-/// Refuse keys that could leave the layout root or that no listing produces (the same rule
-/// as the filesystem backend: keys come from listings and from plan files a person can edit).
+/// Refuse keys that could leave the layout root or that no listing produces: the one rule of
+/// every backend ([`StorageError::key`]).
 fn check_rel(rel: &str) -> Result<(), StorageError> {
-    if rel.is_empty() {
-        return Ok(());
-    }
-    if rel.starts_with('/')
-        || rel
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == "..")
-    {
-        return Err(StorageError {
-            kind: ErrorKind::Other,
-            path: rel.to_owned(),
-            source: Some(std::io::Error::other(
-                "not a path inside the storage (absolute, empty, . or .. component)",
-            )),
-        });
-    }
-    Ok(())
+    StorageError::key(rel).map(|_| ())
 }
 
 impl ObjectStorage {

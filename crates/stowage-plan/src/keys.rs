@@ -9,9 +9,10 @@
 //!
 //! The check is the path grammar itself: the key built from an entry must classify
 //! ([`layout::classify`]) as the kind of thing the entry says it is, with the same
-//! repository, tag and digest, and contain no empty, `.` or `..` component.
+//! repository, tag and digest, and parse as a [`StorageKey`] (no empty, `.` or `..` component).
 
 use stowage_layout::{self as layout, Part, PathInfo};
+use stowage_model::StorageKey;
 
 use crate::plan::{Plan, PlanError};
 
@@ -24,21 +25,14 @@ fn bad(entry: String, key: &str, expected: &'static str, why: impl Into<String>)
     }
 }
 
-/// Components that could leave the directory they are joined to.
-fn traversal(key: &str) -> Option<&'static str> {
-    if key.starts_with('/') {
-        return Some("an absolute path");
+/// Why `key` could leave the directory it is joined to ([`StorageKey::parse`], the rule every
+/// backend applies), or is the layout root itself, which no entry names.
+fn traversal(key: &str) -> Option<String> {
+    match StorageKey::parse(key) {
+        Ok(k) if k.is_root() => Some("an empty path".to_owned()),
+        Ok(_) => None,
+        Err(why) => Some(why.to_string()),
     }
-    if key.split('/').any(|c| c.is_empty()) {
-        return Some("an empty path component");
-    }
-    if key.split('/').any(|c| c == "." || c == "..") {
-        return Some("a . or .. component");
-    }
-    // Control characters are not refused: a repository created by hand with one is still the
-    // registry's storage, and its garbage must stay collectable. They are escaped wherever a
-    // key is shown to a person.
-    None
 }
 
 fn check(

@@ -27,26 +27,14 @@ const DIR_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC);
 
-/// Split a relative key into its components, refusing anything that could leave the base:
-/// absolute paths, empty, `.` and `..` components.
+/// Split a relative key into its components, refusing anything that could leave the base
+/// ([`StorageError::key`]: absolute paths, empty, `.` and `..` components).
 pub(crate) fn components(rel: &str) -> Result<Vec<&str>, StorageError> {
-    if rel.is_empty() {
+    let key = StorageError::key(rel)?;
+    if key.is_root() {
         return Ok(Vec::new());
     }
-    let parts: Vec<&str> = rel.split('/').collect();
-    if parts
-        .iter()
-        .any(|c| c.is_empty() || *c == "." || *c == "..")
-    {
-        return Err(StorageError {
-            kind: ErrorKind::Other,
-            path: rel.to_string(),
-            source: Some(io::Error::other(
-                "not a path inside the storage (absolute, empty, . or .. component)",
-            )),
-        });
-    }
-    Ok(parts)
+    Ok(key.as_str().split('/').collect())
 }
 
 fn err(path: &str, e: Errno) -> StorageError {

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::io;
 
+use stowage_model::StorageKey;
+
 /// What went wrong, independent of the backend.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -142,6 +144,16 @@ impl StorageError {
             path: path.into(),
             source: Some(e),
         }
+    }
+
+    /// Parse `path` as a key below the layout root ([`StorageKey::parse`]: the one rule for
+    /// every backend), naming the path when it is refused.
+    pub fn key(path: &str) -> Result<StorageKey<'_>, StorageError> {
+        StorageKey::parse(path).map_err(|why| StorageError {
+            kind: ErrorKind::Other,
+            path: path.to_owned(),
+            source: Some(io::Error::other(why)),
+        })
     }
 
     pub fn is_not_found(&self) -> bool {

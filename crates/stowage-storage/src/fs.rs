@@ -113,27 +113,14 @@ impl FsStorage {
         &self.root
     }
 
-    /// The absolute path of a key, refusing anything that could leave the layout root: an
-    /// absolute key, empty components, `.` or `..`. Keys come from listings and from plan
-    /// files, which a person can edit.
+    /// The absolute path of a key, refusing anything that could leave the layout root
+    /// ([`StorageError::key`]).
     pub(crate) fn full(&self, rel: &str) -> Result<PathBuf, StorageError> {
-        if rel.is_empty() {
+        let key = StorageError::key(rel)?;
+        if key.is_root() {
             return Ok(self.root.clone());
         }
-        if rel.starts_with('/')
-            || rel
-                .split('/')
-                .any(|c| c.is_empty() || c == "." || c == "..")
-        {
-            return Err(StorageError {
-                kind: ErrorKind::Other,
-                path: rel.to_string(),
-                source: Some(std::io::Error::other(
-                    "not a path inside the storage (absolute, empty, . or .. component)",
-                )),
-            });
-        }
-        Ok(self.root.join(rel))
+        Ok(self.root.join(key.as_str()))
     }
 
     fn read_inner(
