@@ -218,3 +218,40 @@ pub fn report_section(db: &Path, g: &Graph<'_>, now: Timestamp) -> Result<Option
     let v = stowage_usage::view::build(g, &h.pull_summary()?, now);
     Ok(Some(stowage_usage::view::report_section(&v)))
 }
+
+/// The pull data in a history database, for the policy and the would-break check:
+/// coverage, last pull per image, and pulls by reference over the data's window.
+pub fn load_pulls(path: &Path) -> Result<stowage_policy::PullData> {
+    let db = stowage_history::Db::open_existing(path)
+        .with_context(|| format!("pull data: {}", path.display()))?;
+    let s = db
+        .pull_summary()
+        .with_context(|| format!("reading pull data from {}", path.display()))?;
+    let recent = db
+        .pulls_by_reference(s.data_begins.unwrap_or(Timestamp(i64::MIN)))
+        .with_context(|| format!("reading pulls from {}", path.display()))?;
+    // Absolute: the plan records it (`would_break.source`) and apply's re-check reads the
+    // same database again, from whatever directory it runs in.
+    let source = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    Ok(stowage_policy::PullData {
+        source: source.display().to_string(),
+        begins: s.data_begins,
+        ends: s.data_ends,
+        last: s
+            .pulls
+            .into_iter()
+            .map(|p| ((p.repository, p.digest), p.last_pulled))
+            .collect(),
+        recent: recent
+            .into_iter()
+            .map(|p| stowage_policy::RecentPull {
+                repository: p.repository,
+                reference: p.reference,
+                digest: p.digest,
+                last_pulled: p.last_pulled,
+                pulls: p.pulls,
+                client: p.client,
+            })
+            .collect(),
+    })
+}

@@ -13,6 +13,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -62,22 +63,10 @@ fn plan_blobs(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-#[test]
-fn inventory_and_gc_from_provider_reports_equal_a_live_listing() {
-    let work = tempfile::tempdir().unwrap();
-    let Some(server) = S3Server::start(work.path(), "from_inventory") else {
-        return;
-    };
-    server.bucket("registry");
-    server.bucket("inventory");
-    let section = work.path().join("storage.yml");
-    std::fs::write(&section, server.registry_storage_yaml("registry", "/reg")).unwrap();
-    let fx = real::build_on(&section);
-    let config = fx.config();
-    let cfg = config.to_str().unwrap();
-    let cache = work.path().join("cache");
-
-    let reports = work.path().join("reports");
+/// The three providers' inventory reports of the `registry` bucket (testkit/s3/inventory.py):
+/// the S3 manifest's local path and its key in the `inventory` bucket, the GCS and Azure
+/// manifests' paths.
+fn provider_reports(server: &S3Server, reports: &Path) -> [String; 4] {
     let o = Command::new("python3")
         .arg(stowage_testkit::workspace_root().join("testkit/s3/inventory.py"))
         .args(["registry", reports.to_str().unwrap(), "inventory"])
@@ -107,6 +96,26 @@ fn inventory_and_gc_from_provider_reports_equal_a_live_listing() {
     };
     let gcs_manifest = find("gcs", ".manifest");
     let azure_manifest = find("azure", "-manifest.json");
+    [s3_manifest, s3_key, gcs_manifest, azure_manifest]
+}
+
+#[test]
+fn inventory_and_gc_from_provider_reports_equal_a_live_listing() {
+    let work = tempfile::tempdir().unwrap();
+    let Some(server) = S3Server::start(work.path(), "from_inventory") else {
+        return;
+    };
+    server.bucket("registry");
+    server.bucket("inventory");
+    let section = work.path().join("storage.yml");
+    std::fs::write(&section, server.registry_storage_yaml("registry", "/reg")).unwrap();
+    let fx = real::build_on(&section);
+    let config = fx.config();
+    let cfg = config.to_str().unwrap();
+    let cache = work.path().join("cache");
+
+    let [s3_manifest, s3_key, gcs_manifest, azure_manifest] =
+        provider_reports(&server, &work.path().join("reports"));
     let s3_url = format!("s3://inventory/{s3_key}");
 
     let base = ["--registry-config", cfg, "--now", NOW];

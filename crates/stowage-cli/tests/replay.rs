@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -73,42 +73,7 @@ fn plans_list_the_recent_pulls_they_would_break() {
     let sample = stowage_testkit::sample();
     let storage = sample.rootdirectory();
     let work = tempfile::tempdir().unwrap();
-    let serve_dir = work.path().join("registry");
-    let reg = Server::start_env(&storage, &[("SERVE_DIR", serve_dir.to_str().unwrap())]);
-    let web = digest("team/app/web", "1.0");
-    let child = "sha256:4d8882cd9c84c67e0d68108b8b362e3073315d4b10305783cb84b642f414f7e0";
-    let failures = reg.pull_all(&[
-        "library/base:1.0".to_string(),
-        format!("team/app/web@{web}"),
-        format!("multiarch/tool@{child}"),
-    ]);
-    assert!(failures.is_empty(), "{failures:?}");
-    // A scanner pulls team/app/worker:stable: not use.
-    let st = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-A", "Trivy/0.50.1", "-H"])
-        .arg("Accept: application/vnd.docker.distribution.manifest.v2+json")
-        .arg(format!(
-            "http://{}/v2/team/app/worker/manifests/stable",
-            reg.host()
-        ))
-        .status()
-        .unwrap();
-    assert!(st.success());
-    drop(reg);
-    let db = work.path().join("history.db");
-    let log = serve_dir.join("registry.log");
-    let o = stowage(
-        &storage,
-        &[
-            "usage",
-            "ingest",
-            "--db",
-            db.to_str().unwrap(),
-            log.to_str().unwrap(),
-        ],
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-
+    let (db, web, child) = pull_and_ingest(&storage, work.path());
     // Deleting the pulled images, with would_break: block.
     let p = policy(
         work.path(),
@@ -209,13 +174,61 @@ fn plans_list_the_recent_pulls_they_would_break() {
         "{table}"
     );
 
-    // What-if over time: the policy at each of the last three days (pull data as of then);
-    // the earlier days' plans delete what was pulled since, so those pulls would have broken.
+    simulated_days_end_with_the_plan_made_now(&storage, &p, &plan);
+    plans_that_break_nothing_say_so(&storage, work.path(), &db);
+}
+
+/// skopeo pulls library/base by tag, team/app/web by digest and a multiarch/tool child by
+/// digest, a scanner pulls team/app/worker; the registry's log is ingested into `history.db`.
+/// Returns the database, web's digest and the child's.
+fn pull_and_ingest(storage: &Path, work: &Path) -> (PathBuf, String, &'static str) {
+    let serve_dir = work.join("registry");
+    let reg = Server::start_env(storage, &[("SERVE_DIR", serve_dir.to_str().unwrap())]);
+    let web = digest("team/app/web", "1.0");
+    let child = "sha256:4d8882cd9c84c67e0d68108b8b362e3073315d4b10305783cb84b642f414f7e0";
+    let failures = reg.pull_all(&[
+        "library/base:1.0".to_string(),
+        format!("team/app/web@{web}"),
+        format!("multiarch/tool@{child}"),
+    ]);
+    assert!(failures.is_empty(), "{failures:?}");
+    // A scanner pulls team/app/worker:stable: not use.
+    let st = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-A", "Trivy/0.50.1", "-H"])
+        .arg("Accept: application/vnd.docker.distribution.manifest.v2+json")
+        .arg(format!(
+            "http://{}/v2/team/app/worker/manifests/stable",
+            reg.host()
+        ))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    drop(reg);
+    let db = work.join("history.db");
+    let log = serve_dir.join("registry.log");
+    let o = stowage(
+        storage,
+        &[
+            "usage",
+            "ingest",
+            "--db",
+            db.to_str().unwrap(),
+            log.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    (db, web, child)
+}
+
+/// What-if over time: the policy at each of the last three days (pull data as of then);
+/// the earlier days' plans delete what was pulled since, so those pulls would have broken.
+fn simulated_days_end_with_the_plan_made_now(storage: &Path, p: &str, plan: &Value) {
     let now = plan["created_at"].as_str().unwrap().to_string();
     let o = stowage(
-        &storage,
+        storage,
         &[
-            "--now", &now, "plan", "simulate", "--policy", &p, "--from", "2d", "--every", "1d",
+            "--now", &now, "plan", "simulate", "--policy", p, "--from", "2d", "--every", "1d",
             "--format", "json",
         ],
     );
@@ -234,16 +247,14 @@ fn plans_list_the_recent_pulls_they_would_break() {
         days[2]["images_deleted"],
         plan["retention"]["bytes"]["images_deleted"]
     );
+}
 
+/// A plan deleting only what the scanner pulled, a gc -m plan, and a plan without pull data.
+fn plans_that_break_nothing_say_so(storage: &Path, work: &Path, db: &Path) {
     // Deleting only what the scanner pulled: clean, and not blocked.
-    let p = policy(
-        work.path(),
-        "scanned.yaml",
-        "'glob:team/app/worker'",
-        "block",
-    );
+    let p = policy(work, "scanned.yaml", "'glob:team/app/worker'", "block");
     let o = stowage(
-        &storage,
+        storage,
         &[
             "plan",
             "--policy",
@@ -266,11 +277,11 @@ fn plans_list_the_recent_pulls_they_would_break() {
     );
 
     // A gc -m plan (untagged manifests; nothing pulled): replay finds nothing to break.
-    let gc = work.path().join("gc.json");
-    let o = stowage(&storage, &["gc", "-m", "--out", gc.to_str().unwrap()]);
+    let gc = work.join("gc.json");
+    let o = stowage(storage, &["gc", "-m", "--out", gc.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = stowage(
-        &storage,
+        storage,
         &[
             "plan",
             "replay",
@@ -282,13 +293,13 @@ fn plans_list_the_recent_pulls_they_would_break() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
 
     // Without pull data the plan says so plainly.
-    let p = work.path().join("nopulls.yaml");
+    let p = work.join("nopulls.yaml");
     std::fs::write(
         &p,
         "apiVersion: retention.v1\nkind: RetentionPolicy\npolicies:\n  - id: p\n    scope: {repositories: ['glob:team/app/worker']}\n    delete: [{id: old, older_than: 0s}]\n    otherwise: keep\n",
     )
     .unwrap();
-    let o = stowage(&storage, &["plan", "--policy", p.to_str().unwrap()]);
+    let o = stowage(storage, &["plan", "--policy", p.to_str().unwrap()]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("recent pulls: no pull data"), "{out}");
 }

@@ -124,8 +124,23 @@ fn plan_apply_gc_quarantine_restore_against_the_real_registry() {
     let later = "2099-01-01T00:00:00Z";
     date_web_links(&root);
 
+    let planned = plan_and_review(&root, &policy, &plan_file, later);
+    refused_while_in_use_names_a_planned_image(&root, &deployed, &plan_file, later);
+    apply_gc_serve_and_restore(&fx, &plan_file, later, &planned);
+}
+
+/// What the plan deletes, as the test checks it after apply.
+struct Planned {
+    tags: Vec<String>,
+    manifests: Vec<(String, String)>,
+    preview: u64,
+}
+
+/// Plan twice (the same bytes), then check what it deletes and keeps, and how `explain` and
+/// `plan show` present it.
+fn plan_and_review(root: &Path, policy: &Path, plan_file: &Path, later: &str) -> Planned {
     let out = ok(&stowage(
-        &root,
+        root,
         &[
             "plan",
             "--policy",
@@ -145,7 +160,7 @@ fn plan_apply_gc_quarantine_restore_against_the_real_registry() {
     assert_eq!(plan["kind"], "retention");
     // Deterministic: the same inputs and --now give the same bytes.
     let again = ok(&stowage(
-        &root,
+        root,
         &[
             "plan",
             "--policy",
@@ -213,7 +228,7 @@ fn plan_apply_gc_quarantine_restore_against_the_real_registry() {
         "{deleted_manifests:?}"
     );
     let explain = ok(&stowage(
-        &root,
+        root,
         &["explain", plan_file.to_str().unwrap(), "multiarch/tool:1.0"],
     ));
     assert!(
@@ -222,7 +237,7 @@ fn plan_apply_gc_quarantine_restore_against_the_real_registry() {
     );
     assert!(explain.contains("child sha256:"), "{explain}");
     let explain = ok(&stowage(
-        &root,
+        root,
         &[
             "explain",
             plan_file.to_str().unwrap(),
@@ -231,7 +246,7 @@ fn plan_apply_gc_quarantine_restore_against_the_real_registry() {
     ));
     assert!(explain.contains("protection/in_use(deployed)"), "{explain}");
     let show = ok(&stowage(
-        &root,
+        root,
         &["plan", "show", plan_file.to_str().unwrap()],
     ));
     assert!(
@@ -239,14 +254,27 @@ fn plan_apply_gc_quarantine_restore_against_the_real_registry() {
         "{show}"
     );
 
-    // An in-use source that now names a planned image: the apply is refused, nothing moves.
+    Planned {
+        tags,
+        manifests: deleted_manifests,
+        preview,
+    }
+}
+
+/// An in-use source that now names a planned image: the apply is refused, nothing moves.
+fn refused_while_in_use_names_a_planned_image(
+    root: &Path,
+    deployed: &Path,
+    plan_file: &Path,
+    later: &str,
+) {
     std::fs::write(
-        &deployed,
+        deployed,
         "registry.example.com/team/app/api:latest\nteam/app/web:1.0\n",
     )
     .unwrap();
     let before = ok(&stowage(
-        &root,
+        root,
         &[
             "inventory",
             "--format",
@@ -257,7 +285,7 @@ fn plan_apply_gc_quarantine_restore_against_the_real_registry() {
         ],
     ));
     let refused = stowage(
-        &root,
+        root,
         &[
             "apply",
             plan_file.to_str().unwrap(),
@@ -280,7 +308,7 @@ fn plan_apply_gc_quarantine_restore_against_the_real_registry() {
     assert_eq!(
         before,
         ok(&stowage(
-            &root,
+            root,
             &[
                 "inventory",
                 "--format",
@@ -291,9 +319,26 @@ fn plan_apply_gc_quarantine_restore_against_the_real_registry() {
             ]
         ))
     );
-    std::fs::write(&deployed, "registry.example.com/team/app/api:latest\n").unwrap();
+    std::fs::write(deployed, "registry.example.com/team/app/api:latest\n").unwrap();
+}
 
-    // Apply with --gc into a quarantine.
+/// Apply with --gc into a quarantine: freed bytes equal the preview, the real registry serves
+/// every kept image and none of the deleted ones, `check` finds nothing new; restore brings
+/// the deleted ones back.
+fn apply_gc_serve_and_restore(
+    fx: &real::RealFixture,
+    plan_file: &Path,
+    later: &str,
+    planned: &Planned,
+) {
+    let root = fx.rootdirectory();
+    let dir = fx.dir.path();
+    let Planned {
+        tags,
+        manifests: deleted_manifests,
+        preview,
+    } = planned;
+    let preview = *preview;
     let problems_before = problems(&root, later);
     let q = dir.join("quarantine");
     let rep: Value = serde_json::from_str(&ok(&stowage(
@@ -336,11 +381,11 @@ fn plan_apply_gc_quarantine_restore_against_the_real_registry() {
         failed.is_empty(),
         "kept images broken after apply: {failed:?}"
     );
-    for t in &tags {
+    for t in tags {
         let (repo, tag) = t.rsplit_once(':').unwrap();
         assert_eq!(server.manifest_status(repo, tag), 404, "{t} still served");
     }
-    for (repo, d) in &deleted_manifests {
+    for (repo, d) in deleted_manifests {
         assert_eq!(
             server.manifest_status(repo, d),
             404,

@@ -16,7 +16,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -122,7 +122,15 @@ fn registry_on_s3_inventory_gc_apply_and_quarantine() {
     let cfg = ["--registry-config", config.to_str().unwrap()];
     let cfg = &cfg[..];
 
-    // 1. The inventory over S3 equals the inventory of a filesystem copy of the bucket.
+    inventory_over_s3_equals_a_disk_copy(cfg, &server, work.path());
+    let (plan_path, plan, registry) =
+        gc_plan_equals_the_registry_dry_run(cfg, &config, work.path());
+    apply_on_s3_keeps_every_kept_image(cfg, &section, &fx, &config, &plan_path, &plan, &registry);
+    quarantine_on_s3_then_restore(cfg, &section, &fx, work.path());
+}
+
+/// 1. The inventory over S3 equals the inventory of a filesystem copy of the bucket.
+fn inventory_over_s3_equals_a_disk_copy(cfg: &[&str], server: &S3Server, work: &Path) {
     let inv_args = [
         "--now",
         NOW,
@@ -134,7 +142,7 @@ fn registry_on_s3_inventory_gc_apply_and_quarantine() {
     ];
     let over_s3 = stowage(cfg, &inv_args, &[]);
     let over_s3 = ok(&over_s3);
-    let mirror = work.path().join("mirror");
+    let mirror = work.join("mirror");
     server.mirror("registry", "reg", &mirror);
     let mirror_s = mirror.to_str().unwrap();
     let on_disk = ok(&stowage(&["--storage", mirror_s], &inv_args, &[]));
@@ -164,9 +172,15 @@ fn registry_on_s3_inventory_gc_apply_and_quarantine() {
         "{err}"
     );
     assert!(err.contains("s3 requests:"), "{err}");
+}
 
-    // 2. The GC plan is exactly the registry's own dry run on the same bucket.
-    let plan_path = work.path().join("plan.json");
+/// 2. The GC plan is exactly the registry's own dry run on the same bucket.
+fn gc_plan_equals_the_registry_dry_run(
+    cfg: &[&str],
+    config: &Path,
+    work: &Path,
+) -> (PathBuf, Value, real::GcDryRun) {
+    let plan_path = work.join("plan.json");
     let o = stowage(
         cfg,
         &[
@@ -182,7 +196,7 @@ fn registry_on_s3_inventory_gc_apply_and_quarantine() {
     );
     ok(&o);
     let plan: Value = serde_json::from_str(&std::fs::read_to_string(&plan_path).unwrap()).unwrap();
-    let registry = real::registry_gc_dry_run(&config, false);
+    let registry = real::registry_gc_dry_run(config, false);
     assert!(registry.exit_ok, "{}", registry.stderr);
     assert!(
         !registry.blobs.is_empty(),
@@ -190,7 +204,19 @@ fn registry_on_s3_inventory_gc_apply_and_quarantine() {
     );
     assert_eq!(plan_blobs(&plan), registry.blobs);
 
-    // 3. Apply on S3; every kept image still pulls; the planned blobs are gone.
+    (plan_path, plan, registry)
+}
+
+/// 3. Apply on S3; every kept image still pulls; the planned blobs are gone.
+fn apply_on_s3_keeps_every_kept_image(
+    cfg: &[&str],
+    section: &Path,
+    fx: &real::RealFixture,
+    config: &Path,
+    plan_path: &Path,
+    plan: &Value,
+    registry: &real::GcDryRun,
+) {
     let o = stowage(
         cfg,
         &[
@@ -206,14 +232,14 @@ fn registry_on_s3_inventory_gc_apply_and_quarantine() {
     );
     let out = ok(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
-    let server_after = Server::start_on(&section);
-    let failed = server_after.pull_all(&kept_refs(&fx, &plan));
+    let server_after = Server::start_on(section);
+    let failed = server_after.pull_all(&kept_refs(fx, plan));
     assert!(
         failed.is_empty(),
         "kept images broke after apply on S3: {failed:?}"
     );
     drop(server_after);
-    let after = real::registry_gc_dry_run(&config, false);
+    let after = real::registry_gc_dry_run(config, false);
     assert!(after.blobs.is_empty(), "left: {:?}", after.blobs);
     let inv = ok(&stowage(
         cfg,
@@ -226,14 +252,21 @@ fn registry_on_s3_inventory_gc_apply_and_quarantine() {
             "{r}"
         );
     }
+}
 
-    // 4. Quarantine on S3 (copy to a prefix beside the layout, then delete), then restore.
+/// 4. Quarantine on S3 (copy to a prefix beside the layout, then delete), then restore.
+fn quarantine_on_s3_then_restore(
+    cfg: &[&str],
+    section: &Path,
+    fx: &real::RealFixture,
+    work: &Path,
+) {
     let before = records(&ok(&stowage(
         cfg,
         &["--now", NOW, "inventory", "--format", "ndjson"],
         &[],
     )));
-    let plan2 = work.path().join("plan2.json");
+    let plan2 = work.join("plan2.json");
     ok(&stowage(
         cfg,
         &[
@@ -248,7 +281,7 @@ fn registry_on_s3_inventory_gc_apply_and_quarantine() {
     ));
     let p2: Value = serde_json::from_str(&std::fs::read_to_string(&plan2).unwrap()).unwrap();
     assert!(!plan_blobs(&p2).is_empty(), "untagged manifests free blobs");
-    let q = work.path().join("quarantine");
+    let q = work.join("quarantine");
     let o = stowage(
         cfg,
         &[
@@ -286,7 +319,7 @@ fn registry_on_s3_inventory_gc_apply_and_quarantine() {
         &[],
     )));
     assert!(during.len() < before.len());
-    let server_q = Server::start_on(&section);
+    let server_q = Server::start_on(section);
     let failed = server_q.pull_all(&fx.tagged_refs());
     assert!(
         failed.is_empty(),

@@ -88,6 +88,48 @@ fn serve(storage: &Path, db: &Path, secret_file: &Path) -> (std::process::Child,
     (c, addr)
 }
 
+/// `tags --db` and `inventory --db` show the same last pulls as `usage`.
+fn tags_and_inventory_show_the_same_last_pulls(storage: &Path, logs_db: &Path, web: &str) {
+    let o = stowage(
+        storage,
+        &[
+            "tags",
+            "library/base",
+            "--db",
+            logs_db.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    for p in v["pulls"].as_array().unwrap() {
+        let pulled = p["last_pulled"].is_string();
+        assert_eq!(pulled, p["tag"] != "1.0-oci", "{p}");
+    }
+    let o = stowage(
+        storage,
+        &[
+            "inventory",
+            "--db",
+            logs_db.to_str().unwrap(),
+            "--format",
+            "ndjson",
+            "--kind",
+            "manifest,index",
+        ],
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    let pulled_manifests: BTreeSet<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["last_pulled"].is_string())
+        .map(|r| r["digest"].as_str().unwrap().to_string())
+        .collect();
+    // The three images and the two children of the multi-arch index.
+    assert_eq!(pulled_manifests.len(), 5, "{pulled_manifests:?}");
+    assert!(pulled_manifests.contains(web));
+}
+
 #[test]
 fn real_registry_logs_and_notifications_give_the_same_last_pulls() {
     let sample = stowage_testkit::sample();
@@ -185,45 +227,7 @@ fn real_registry_logs_and_notifications_give_the_same_last_pulls() {
             assert_eq!(i["bucket"], "never", "{i}");
         }
     }
-    // `tags --db` and `inventory --db` show the same last pulls.
-    let o = stowage(
-        &storage,
-        &[
-            "tags",
-            "library/base",
-            "--db",
-            logs_db.to_str().unwrap(),
-            "--format",
-            "json",
-        ],
-    );
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    for p in v["pulls"].as_array().unwrap() {
-        let pulled = p["last_pulled"].is_string();
-        assert_eq!(pulled, p["tag"] != "1.0-oci", "{p}");
-    }
-    let o = stowage(
-        &storage,
-        &[
-            "inventory",
-            "--db",
-            logs_db.to_str().unwrap(),
-            "--format",
-            "ndjson",
-            "--kind",
-            "manifest,index",
-        ],
-    );
-    let text = String::from_utf8_lossy(&o.stdout);
-    let pulled_manifests: BTreeSet<String> = text
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|r| r["last_pulled"].is_string())
-        .map(|r| r["digest"].as_str().unwrap().to_string())
-        .collect();
-    // The three images and the two children of the multi-arch index.
-    assert_eq!(pulled_manifests.len(), 5, "{pulled_manifests:?}");
-    assert!(pulled_manifests.contains(&web));
+    tags_and_inventory_show_the_same_last_pulls(&storage, &logs_db, &web);
     // Ingesting the same log again, gzipped, through stdin: nothing new.
     let gz = work.path().join("registry.log.gz");
     let st = Command::new("sh")

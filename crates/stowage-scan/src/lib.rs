@@ -221,52 +221,13 @@ pub fn scan_cached(
     if blobs.len() + digests.len() > MAX_IDS {
         return Err(ScanError::TooManyDigests { max: MAX_IDS });
     }
-    // Missing digests were numbered in order of discovery after the blob table; renumber
-    // them in digest order.
-    let mut order: Vec<u32> = (0..digests.len() as u32).collect();
-    order.sort_unstable_by(|&a, &b| digests[a as usize].cmp(&digests[b as usize]));
-    let mut remap = vec![0u32; digests.len()];
-    for (rank, &temp) in order.iter().enumerate() {
-        remap[temp as usize] = (present + rank) as u32;
-    }
-    let mut slots: Vec<Option<Digest>> = digests.into_iter().map(Some).collect();
-    let missing: Vec<Digest> = order
-        .iter()
-        .filter_map(|&i| slots[i as usize].take())
-        .collect();
-    drop((order, slots));
-    let fixed = |id: BlobId| -> BlobId {
-        match (id as usize).checked_sub(present) {
-            Some(k) => remap.get(k).copied().unwrap_or(id),
-            None => id,
-        }
-    };
-    let fix = |id: &mut BlobId| *id = fixed(*id);
-    for r in &mut repositories {
-        r.layers
-            .iter_mut()
-            .chain(r.revisions.iter_mut())
-            .for_each(|l| l.set_target(fixed(l.target())));
-        for t in &mut r.tags {
-            if let Some(CurrentLink {
-                target: Some(id), ..
-            }) = &mut t.current
-            {
-                fix(id);
-            }
-            if let Some(run) = r.tag_links.get_mut(t.index.range()) {
-                run.iter_mut().for_each(|l| l.set_target(fixed(l.target())));
-                run.sort_unstable_by_key(|l| l.target());
-            }
-        }
-        r.layers.sort_unstable_by_key(|l| l.target());
-        r.revisions.sort_unstable_by_key(|l| l.target());
-    }
-    read_refs.iter_mut().for_each(|r| r.set_id(fixed(r.id())));
-    for m in &mut read {
-        fix(&mut m.id);
-        m.set_subject(m.subject().map(fixed));
-    }
+    let missing = renumber_missing(
+        digests,
+        present,
+        &mut repositories,
+        &mut read,
+        &mut read_refs,
+    );
     let mut manifests = read;
     manifests.sort_unstable_by_key(|m| m.id);
     let (refs, mut extras) = (read_refs, read_extras);
@@ -304,6 +265,63 @@ pub fn scan_cached(
     opts.release();
     progress.phase.store(4, Ordering::Relaxed);
     Ok(inv)
+}
+
+/// Missing digests were numbered in order of discovery after the blob table (`present` ids);
+/// give them their final ids in digest order, rewriting every id that points at one, and
+/// return them sorted.
+fn renumber_missing(
+    digests: Vec<Digest>,
+    present: usize,
+    repositories: &mut [Repository],
+    read: &mut [ManifestRecord],
+    read_refs: &mut [Ref],
+) -> Vec<Digest> {
+    let mut order: Vec<u32> = (0..digests.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| digests[a as usize].cmp(&digests[b as usize]));
+    let mut remap = vec![0u32; digests.len()];
+    for (rank, &temp) in order.iter().enumerate() {
+        remap[temp as usize] = (present + rank) as u32;
+    }
+    let mut slots: Vec<Option<Digest>> = digests.into_iter().map(Some).collect();
+    let missing: Vec<Digest> = order
+        .iter()
+        .filter_map(|&i| slots[i as usize].take())
+        .collect();
+    drop((order, slots));
+    let fixed = |id: BlobId| -> BlobId {
+        match (id as usize).checked_sub(present) {
+            Some(k) => remap.get(k).copied().unwrap_or(id),
+            None => id,
+        }
+    };
+    let fix = |id: &mut BlobId| *id = fixed(*id);
+    for r in repositories.iter_mut() {
+        r.layers
+            .iter_mut()
+            .chain(r.revisions.iter_mut())
+            .for_each(|l| l.set_target(fixed(l.target())));
+        for t in &mut r.tags {
+            if let Some(CurrentLink {
+                target: Some(id), ..
+            }) = &mut t.current
+            {
+                fix(id);
+            }
+            if let Some(run) = r.tag_links.get_mut(t.index.range()) {
+                run.iter_mut().for_each(|l| l.set_target(fixed(l.target())));
+                run.sort_unstable_by_key(|l| l.target());
+            }
+        }
+        r.layers.sort_unstable_by_key(|l| l.target());
+        r.revisions.sort_unstable_by_key(|l| l.target());
+    }
+    read_refs.iter_mut().for_each(|r| r.set_id(fixed(r.id())));
+    for m in read.iter_mut() {
+        fix(&mut m.id);
+        m.set_subject(m.subject().map(fixed));
+    }
+    missing
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -12,6 +12,7 @@ use stowage_storage::registry_config::BlobCache;
 use crate::args::{ApplyArgs, Format, GlobalArgs, PurgeArgs, RegistryCacheArg, RestoreArgs};
 use crate::exit;
 use crate::output;
+use crate::pipeline;
 use crate::settings::{Settings, parse_age};
 
 pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
@@ -82,7 +83,13 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
     let progress = |m: &str| eprintln!("apply: {}", escape(m));
     let rep = match &plan.retention {
         Some(ret) => {
-            let protect = super::retention::protector(&plan, ret, s.now, s.storage.clone())?;
+            let protect = stowage_plan::retention::recheck(
+                &plan,
+                ret,
+                s.now,
+                s.storage.clone(),
+                |p: &std::path::Path| pipeline::load_pulls(p).map_err(|e| format!("{e:#}")),
+            )?;
             stowage_plan::apply::apply_checked(
                 &s.writable,
                 &plan,

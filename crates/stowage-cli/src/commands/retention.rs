@@ -5,12 +5,10 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use stowage_graph::Graph;
 use stowage_model::escape::escape;
 use stowage_model::time::{Timestamp, human_bytes};
 use stowage_plan::Plan;
-use stowage_plan::apply::LiveProtection;
-use stowage_plan::retention::{LoadedPolicy, Retention, RetentionRun};
+use stowage_plan::retention::{LoadedPolicy, RetentionRun};
 use stowage_report::table::{Align, Table};
 
 use super::{GraphFindings, load};
@@ -22,43 +20,6 @@ use crate::settings::{Settings, parse_age};
 /// Read, parse and compile a policy file; errors list every problem.
 pub fn read_policy(path: &Path) -> Result<LoadedPolicy> {
     Ok(LoadedPolicy::read(path)?)
-}
-
-/// The pull data in a history database, for the policy and the would-break check:
-/// coverage, last pull per image, and pulls by reference over the data's window.
-pub fn load_pulls(path: &Path) -> Result<stowage_policy::PullData> {
-    let db = stowage_history::Db::open_existing(path)
-        .with_context(|| format!("pull data: {}", path.display()))?;
-    let s = db
-        .pull_summary()
-        .with_context(|| format!("reading pull data from {}", path.display()))?;
-    let recent = db
-        .pulls_by_reference(s.data_begins.unwrap_or(Timestamp(i64::MIN)))
-        .with_context(|| format!("reading pulls from {}", path.display()))?;
-    // Absolute: the plan records it (`would_break.source`) and apply's re-check reads the
-    // same database again, from whatever directory it runs in.
-    let source = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    Ok(stowage_policy::PullData {
-        source: source.display().to_string(),
-        begins: s.data_begins,
-        ends: s.data_ends,
-        last: s
-            .pulls
-            .into_iter()
-            .map(|p| ((p.repository, p.digest), p.last_pulled))
-            .collect(),
-        recent: recent
-            .into_iter()
-            .map(|p| stowage_policy::RecentPull {
-                repository: p.repository,
-                reference: p.reference,
-                digest: p.digest,
-                last_pulled: p.last_pulled,
-                pulls: p.pulls,
-                client: p.client,
-            })
-            .collect(),
-    })
 }
 
 /// The pull data a plan uses: the policy's pull source, or `--pulls DB` when it has none.
@@ -76,7 +37,7 @@ fn plan_pulls(
         (None, Some(f)) => f.to_path_buf(),
         (None, None) => return Ok(None),
     };
-    load_pulls(&path).map(Some)
+    crate::pipeline::load_pulls(&path).map(Some)
 }
 
 pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
@@ -256,7 +217,7 @@ fn print_summary(o: &mut impl Write, plan: &Plan) -> Result<()> {
 /// `stowage plan replay PLAN --db DB [--from 90d]`: the recent pulls a plan would break.
 pub fn replay(format: Format, now: Timestamp, a: &PlanReplayArgs) -> Result<i32> {
     let plan = Plan::read(&a.plan)?;
-    let pulls = load_pulls(&a.db)?;
+    let pulls = crate::pipeline::load_pulls(&a.db)?;
     let since = match &a.from {
         Some(d) => Some(now.saturating_sub_secs(parse_age(d).context("--from")?)),
         None => pulls.begins,
@@ -540,40 +501,4 @@ pub fn policy_check(format: Format, a: &PolicyCheckArgs) -> Result<i32> {
 pub fn policy_schema() -> Result<i32> {
     print!("{}", stowage_policy::json_schema());
     Ok(exit::OK)
-}
-
-/// The protection re-check for applying a retention plan: the policy must be unchanged, and
-/// the same pipeline as the plan ([`stowage_plan::retention::protection`]) runs over the
-/// fresh scan, reading the in-use sources and the plan's pull data again now (pulls since
-/// the plan count under `settings.would_break`).
-pub fn protector(
-    plan: &Plan,
-    ret: &Retention,
-    now: Timestamp,
-    storage: std::sync::Arc<dyn stowage_storage::Storage>,
-) -> Result<impl Fn(&Graph<'_>) -> Result<LiveProtection, String> + Sync> {
-    let path = Path::new(&ret.policy);
-    let policy =
-        read_policy(path).with_context(|| format!("the plan's policy {}", path.display()))?;
-    if policy.sha256() != ret.policy_sha256 {
-        bail!(
-            "the policy {} changed since the plan was made; make a new plan",
-            path.display()
-        );
-    }
-    let pull_source = stowage_plan::retention::recheck_pull_source(&policy, plan);
-    let plan = plan.clone();
-    Ok(move |g: &Graph<'_>| {
-        let pulls = match &pull_source {
-            Some(p) => Some(load_pulls(p).map_err(|e| format!("{e:#}"))?),
-            None => None,
-        };
-        let run = RetentionRun {
-            policy: &policy,
-            now,
-            unsafe_allow_empty: true,
-            pulls: pulls.as_ref(),
-        };
-        stowage_plan::retention::protection(&run, g, &*storage, &plan).map_err(|e| e.to_string())
-    })
 }

@@ -23,7 +23,9 @@ pub mod pipeline;
 
 pub use build::build;
 pub use inputs::{LoadedPolicy, PolicyError, load_image_data, load_sources};
-pub use pipeline::{RetentionRun, evaluate, plan, protection, recheck_pull_source};
+pub use pipeline::{
+    RecheckError, RetentionRun, evaluate, plan, protection, recheck, recheck_pull_source,
+};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 

@@ -114,3 +114,49 @@ pub fn recheck_pull_source(policy: &LoadedPolicy, plan: &Plan) -> Option<std::pa
         .pull_source()
         .or_else(|| plan.would_break.source.as_ref().map(Into::into))
 }
+
+/// Why apply cannot re-check a retention plan's protections.
+#[derive(Debug, thiserror::Error)]
+pub enum RecheckError {
+    #[error("the plan's policy: {0}")]
+    Policy(#[from] super::PolicyError),
+    #[error("the policy {} changed since the plan was made; make a new plan", .0.display())]
+    Changed(std::path::PathBuf),
+}
+
+/// Apply's protection re-check for a retention plan, ready to run over each fresh scan: the
+/// plan's policy must be unchanged (same sha256), then [`protection`] runs with the plan's
+/// `now`-independent inputs and the pull data read again at each call (pulls since the plan
+/// count under `settings.would_break`). `load_pulls` reads a pull database (the history store:
+/// I/O the caller owns, so this crate links no SQLite).
+pub fn recheck<L>(
+    plan: &Plan,
+    ret: &super::Retention,
+    now: Timestamp,
+    storage: std::sync::Arc<dyn Storage>,
+    load_pulls: L,
+) -> Result<impl Fn(&Graph<'_>) -> Result<LiveProtection, String> + Sync, RecheckError>
+where
+    L: Fn(&std::path::Path) -> Result<PullData, String> + Sync,
+{
+    let path = std::path::Path::new(&ret.policy);
+    let policy = LoadedPolicy::read(path)?;
+    if policy.sha256() != ret.policy_sha256 {
+        return Err(RecheckError::Changed(path.to_path_buf()));
+    }
+    let pull_source = recheck_pull_source(&policy, plan);
+    let plan = plan.clone();
+    Ok(move |g: &Graph<'_>| {
+        let pulls = match &pull_source {
+            Some(p) => Some(load_pulls(p)?),
+            None => None,
+        };
+        let run = RetentionRun {
+            policy: &policy,
+            now,
+            unsafe_allow_empty: true,
+            pulls: pulls.as_ref(),
+        };
+        protection(&run, g, &*storage, &plan).map_err(|e| e.to_string())
+    })
+}
