@@ -242,16 +242,6 @@ pub fn load_pulls(path: &Path) -> Result<stowage_policy::PullData> {
             .into_iter()
             .map(|p| ((p.repository, p.digest), p.last_pulled))
             .collect(),
-        recent: recent
-            .into_iter()
-            .map(|p| stowage_policy::RecentPull {
-                repository: p.repository,
-                reference: p.reference,
-                digest: p.digest,
-                last_pulled: p.last_pulled,
-                pulls: p.pulls,
-                client: p.client,
-            })
-            .collect(),
+        recent,
     })
 }

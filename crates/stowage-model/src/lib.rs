@@ -8,6 +8,7 @@
 //!   lists, OCI manifests, indexes and artifacts).
 //! - [`inventory`]: the raw facts a scan produces, with interned `BlobId`s.
 //! - [`finding`]: integrity findings with stable kinds and severities.
+//! - [`pulls`]: `PullByReference`, pull counts as the usage store gives them to retention.
 //! - [`key`]: `StorageKey`, a path below the layout root, validated once for every backend.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -20,6 +21,7 @@ pub mod key;
 pub mod manifest;
 pub mod name;
 pub mod pattern;
+pub mod pulls;
 pub mod series;
 pub mod time;
 pub mod units;

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 use stowage_model::time::Timestamp;
 use stowage_policy::file::WouldBreakAction;
-use stowage_policy::{PullData, RecentPull};
+use stowage_policy::{PullByReference, PullData};
 
 use crate::plan::Plan;
 
@@ -130,7 +130,7 @@ fn removed(plan: &Plan) -> Removed {
 
 /// The pulls among `pulls` at or after `since` that `plan` would break, one per
 /// (repository, reference, digest) with the last pull and its client, sorted.
-pub fn replay(plan: &Plan, pulls: &[RecentPull], since: Option<Timestamp>) -> Vec<BrokenPull> {
+pub fn replay(plan: &Plan, pulls: &[PullByReference], since: Option<Timestamp>) -> Vec<BrokenPull> {
     let r = removed(plan);
     let mut out: BTreeMap<(String, String, String), BrokenPull> = BTreeMap::new();
     for p in pulls
@@ -307,7 +307,7 @@ fn block_unchecked(plan: &mut Plan, action: WouldBreakAction, why: &str) {
 /// pulled between plan and apply would otherwise be deleted even with `would_break: block`.
 pub fn since_plan(plan: &Plan, data: &PullData) -> Vec<BrokenPull> {
     let after = plan.would_break.to.unwrap_or(plan.created_at);
-    let fresh: Vec<RecentPull> = data
+    let fresh: Vec<PullByReference> = data
         .recent
         .iter()
         .filter(|p| p.last_pulled > after)

@@ -13,7 +13,7 @@ use stowage_model::time::Timestamp;
 use stowage_plan::retention::{
     LoadedPolicy, RetentionRun, live_protection, plan, protection, recheck_pull_source,
 };
-use stowage_policy::{PullData, RecentPull};
+use stowage_policy::{PullByReference, PullData};
 use stowage_scan::{Progress, ScanOptions, scan};
 use stowage_storage::FsStorage;
 use stowage_testkit::TreeBuilder;
@@ -218,7 +218,7 @@ fn apply_recheck_replays_fresh_pulls() {
             .unwrap()
             .digest
             .clone();
-        let pull = |at: Timestamp| RecentPull {
+        let pull = |at: Timestamp| PullByReference {
             repository: "apps/api".into(),
             reference: "b2".into(),
             digest: b2.to_string(),

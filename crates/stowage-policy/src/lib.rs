@@ -30,7 +30,7 @@ pub mod values;
 
 pub use compile::{Compiled, PolicyErrors, compile, parse};
 pub use eval::{
-    Decision, EvalError, Inputs, LoadedSource, ManifestFacts, Outcome, PullData, RecentPull,
-    evaluate,
+    Decision, EvalError, Inputs, LoadedSource, ManifestFacts, Outcome, PullData, evaluate,
 };
 pub use file::{PolicyFile, json_schema};
+pub use stowage_model::pulls::PullByReference;

@@ -178,19 +178,7 @@ pub struct PullRecord {
     pub pulls: u64,
 }
 
-/// Pulls of one reference (a tag or a digest, as requested) served as one manifest, on one
-/// UTC day.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct PullByReference {
-    pub repository: String,
-    pub reference: String,
-    /// Empty for a tag pull whose digest was not resolved.
-    pub digest: String,
-    pub last_pulled: Timestamp,
-    pub pulls: u64,
-    /// The last pull's user, user agent and address, as recorded.
-    pub client: String,
-}
+pub use stowage_model::pulls::PullByReference;
 
 /// [`PullRecord` with the split by method, for views.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -444,7 +444,7 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
                 .saturating_add(ri.expires_seconds.saturating_mul(1_000_000_000)),
         ),
         fingerprint: fingerprint(inv),
-        in_use_sources: outcome.sources.iter().map(SourceRecord::from).collect(),
+        in_use_sources: outcome.sources.clone(),
         bytes,
         repositories: acc.repositories,
         rules: acc.rules,

@@ -54,7 +54,7 @@ pub struct Retention {
     pub expires_at: Timestamp,
     /// Hash of every repository's tag -> digest bindings when planning.
     pub fingerprint: String,
-    pub in_use_sources: Vec<SourceRecord>,
+    pub in_use_sources: Vec<SourceStatus>,
     pub bytes: RetentionBytes,
     pub repositories: Vec<RepositoryBytes>,
     pub rules: Vec<RuleBytes>,
@@ -103,19 +103,6 @@ pub struct RuleBytes {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SourceRecord {
-    pub name: String,
-    pub path: String,
-    pub sha256: String,
-    pub modified: Option<Timestamp>,
-    pub refs: u64,
-    pub resolved: u64,
-    pub unresolved: Vec<String>,
-    pub problem: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TagRecord {
     pub tag: String,
     /// `keep` or `remove`.
@@ -152,21 +139,6 @@ pub struct ImageRecord {
     pub bytes: u64,
     /// Bytes freed after GC that only this deleted image referenced.
     pub bytes_freed: u64,
-}
-
-impl From<&SourceStatus> for SourceRecord {
-    fn from(s: &SourceStatus) -> SourceRecord {
-        SourceRecord {
-            name: s.name.clone(),
-            path: s.path.clone(),
-            sha256: s.sha256.clone(),
-            modified: s.modified,
-            refs: s.refs,
-            resolved: s.resolved,
-            unresolved: s.unresolved.clone(),
-            problem: s.problem.clone(),
-        }
-    }
 }
 
 /// Closure of `roots` (everything they reference, transitively) as a set.

@@ -21,6 +21,7 @@ use stowage_graph::Graph;
 use stowage_model::digest::Digest;
 use stowage_model::inventory::{BlobId, LinkState, RefRole};
 use stowage_model::manifest::ManifestKind;
+use stowage_model::pulls::PullByReference;
 use stowage_model::time::Timestamp;
 
 use crate::compile::{Bucket, Compiled, Crit, PolicyC, RuleC, WhenC};
@@ -97,14 +98,14 @@ pub struct PullData {
     pub last: HashMap<(String, String), Timestamp>,
     /// Pulls as requested, for the would-break check (`stowage-plan::replay`): one per
     /// (repository, reference, digest, day), scanners and ignored clients excluded.
-    pub recent: Vec<RecentPull>,
+    pub recent: Vec<PullByReference>,
 }
 
 impl PullData {
     /// The data as it stood at `t`: pulls after `t` removed, coverage ending at `t` (for a
     /// simulated day). Each image's last pull is taken from [`PullData::recent`].
     pub fn as_of(&self, t: Timestamp) -> PullData {
-        let recent: Vec<RecentPull> = self
+        let recent: Vec<PullByReference> = self
             .recent
             .iter()
             .filter(|p| p.last_pulled <= t)
@@ -126,22 +127,6 @@ impl PullData {
             recent,
         }
     }
-}
-
-/// Counted pulls of one reference (a tag or a digest) that resolved to one manifest (on one
-/// day, when read from the history database).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct RecentPull {
-    pub repository: String,
-    /// As requested: a tag, or a digest (`sha256:...`).
-    pub reference: String,
-    /// The manifest digest served.
-    pub digest: String,
-    /// The last of these pulls.
-    pub last_pulled: Timestamp,
-    pub pulls: u64,
-    /// Who pulled last (user agent, address, user, as the source recorded them).
-    pub client: String,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -199,7 +184,10 @@ pub struct ImageOutcome {
     pub cascade: Vec<CascadeOutcome>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An in-use source as evaluation read it; recorded as is in a retention plan
+/// (`retention.in_use_sources`), so apply and `explain` show what the plan saw.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SourceStatus {
     pub name: String,
     pub path: String,
