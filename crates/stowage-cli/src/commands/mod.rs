@@ -18,79 +18,69 @@ pub mod usage;
 
 use anyhow::Result;
 
-use crate::args::{Cli, Command};
+use crate::args::{
+    Cli, Command, ExplainArgs, PlanArgs, PlanCommand, PolicyCommand, QuarantineCommand,
+};
 pub use crate::pipeline::{GraphFindings, findings_exit, load, refuse_deleting};
 use crate::settings::Settings;
 
+/// One match over the commands: each arm resolves what it needs and no more. Commands that
+/// read a policy, a plan file, a history database or a quarantine directory get the global
+/// arguments; those that read the registry get [`Settings`] (storage opened, `--now`
+/// resolved), built in the arm; apply and restore get the live storage only.
 pub fn run(cli: Cli) -> Result<i32> {
-    // Purging a quarantine directory needs no storage.
-    if let Command::Quarantine(crate::args::QuarantineCommand::Purge(a)) = &cli.command {
-        return apply::purge(&cli.global, a);
-    }
-    // Policy and plan-file commands need no storage either.
-    match &cli.command {
-        Command::Policy(crate::args::PolicyCommand::Check(a)) => {
-            return retention::policy_check(cli.global.format, a);
-        }
-        Command::Policy(crate::args::PolicyCommand::Schema) => return retention::policy_schema(),
-        Command::Plan(crate::args::PlanArgs {
-            command: Some(crate::args::PlanCommand::Show { plan }),
+    let g = &cli.global;
+    let storage = || Settings::resolve(g);
+    match cli.command {
+        Command::Quarantine(QuarantineCommand::Purge(a)) => apply::purge(g, &a),
+        Command::Policy(PolicyCommand::Check(a)) => retention::policy_check(g.format, &a),
+        Command::Policy(PolicyCommand::Schema) => retention::policy_schema(),
+        Command::Plan(PlanArgs {
+            command: Some(PlanCommand::Show { plan }),
             ..
-        }) => return retention::show(cli.global.format, plan),
-        Command::Plan(crate::args::PlanArgs {
-            command: Some(crate::args::PlanCommand::Replay(a)),
+        }) => retention::show(g.format, &plan),
+        Command::Plan(PlanArgs {
+            command: Some(PlanCommand::Replay(a)),
             ..
-        }) => {
-            let now = crate::settings::resolve_now(&cli.global)?;
-            return retention::replay(cli.global.format, now, a);
-        }
-        Command::Explain(crate::args::ExplainArgs {
+        }) => retention::replay(g.format, crate::settings::resolve_now(g)?, &a),
+        Command::Plan(PlanArgs {
+            command: Some(PlanCommand::Simulate(a)),
+            ..
+        }) => retention::simulate(&storage()?, &a),
+        Command::Plan(a) => retention::plan(&storage()?, &a),
+        Command::Explain(ExplainArgs {
             target,
             reference: Some(r),
-        }) => return retention::explain_plan(cli.global.format, std::path::Path::new(target), r),
-        _ => {}
+        }) => retention::explain_plan(g.format, std::path::Path::new(&target), &r),
+        Command::Explain(a) => explain::run(&storage()?, &a),
+        Command::History(a) => history::run(g, &a),
+        // Ingesting logs needs the storage only to resolve tags (optional).
+        Command::Usage(usage::UsageArgs {
+            command: Some(usage::UsageCommand::Ingest(a)),
+            ..
+        }) => usage::ingest(g, &a),
+        Command::Usage(a) => usage::run(&storage()?, &a),
+        Command::Apply(a) => apply::run(&live(g)?, &a),
+        Command::Restore(a) => apply::restore(&live(g)?, &a),
+        Command::Gc(a) => gc::run(&storage()?, &a),
+        Command::Inventory(a) => inventory::run(&storage()?, &a),
+        Command::Du(a) => du::run(&storage()?, &a),
+        Command::Tags(a) => tags::run(&storage()?, &a),
+        Command::Check(a) => check::run(&storage()?, &a),
+        Command::Report(a) => report::run(&storage()?, &a),
+        Command::Metrics(a) => metrics::run(&storage()?, &a),
+        Command::Serve(a) => serve::run(storage()?, &a, g.now.is_some()),
+        Command::Snapshot(a) => snapshot::run(&storage()?, &a),
     }
-    // Reading a history database needs no storage either.
-    if let Command::History(a) = &cli.command {
-        return history::run(&cli.global, a);
-    }
-    // Ingesting logs needs the storage only to resolve tags (optional).
-    if let Command::Usage(usage::UsageArgs {
-        command: Some(usage::UsageCommand::Ingest(a)),
-        ..
-    }) = &cli.command
-    {
-        return usage::ingest(&cli.global, a);
-    }
-    // Apply and restore re-check against the live storage only, never a report's listing.
-    if cli.global.from_inventory.is_some()
-        && matches!(&cli.command, Command::Apply(_) | Command::Restore(_))
-    {
+}
+
+/// Settings for apply and restore: they re-check against the live storage only, never a
+/// provider report's listing.
+fn live(g: &crate::args::GlobalArgs) -> Result<Settings> {
+    if g.from_inventory.is_some() {
         anyhow::bail!(
             "--from-inventory is for reading and planning; apply and restore re-check the live storage (drop the flag)"
         );
     }
-    let settings = Settings::resolve(&cli.global)?;
-    match cli.command {
-        Command::Gc(a) => gc::run(&settings, &a),
-        Command::Apply(a) => apply::run(&settings, &a),
-        Command::Restore(a) => apply::restore(&settings, &a),
-        Command::Quarantine(_) | Command::Policy(_) => unreachable!("handled above"),
-        Command::Plan(crate::args::PlanArgs {
-            command: Some(crate::args::PlanCommand::Simulate(a)),
-            ..
-        }) => retention::simulate(&settings, &a),
-        Command::Plan(a) => retention::plan(&settings, &a),
-        Command::Inventory(a) => inventory::run(&settings, &a),
-        Command::Du(a) => du::run(&settings, &a),
-        Command::Tags(a) => tags::run(&settings, &a),
-        Command::Explain(a) => explain::run(&settings, &a),
-        Command::Check(a) => check::run(&settings, &a),
-        Command::Report(a) => report::run(&settings, &a),
-        Command::Metrics(a) => metrics::run(&settings, &a),
-        Command::Serve(a) => serve::run(settings, &a, cli.global.now.is_some()),
-        Command::Snapshot(a) => snapshot::run(&settings, &a),
-        Command::History(_) => unreachable!("handled above"),
-        Command::Usage(a) => usage::run(&settings, &a),
-    }
+    Settings::resolve(g)
 }
