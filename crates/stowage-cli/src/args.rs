@@ -169,6 +169,15 @@ pub struct GcArgs {
     /// Save the plan here (JSON) for `stowage apply`.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub out: Option<std::path::PathBuf>,
+    /// Check the plan against the pull data in this history database: the recent pulls it
+    /// would break (a digest pull of an untagged manifest, with -m), as retention plans are.
+    #[arg(long, value_name = "DB")]
+    pub pulls: Option<std::path::PathBuf>,
+    /// With --pulls: what a plan that would break recent pulls does. `block`: apply refuses
+    /// it (and a plan that could not be checked); `warn`: it says so; `accept`: nothing.
+    #[arg(long, value_name = "ACTION", default_value = "warn", requires = "pulls",
+          value_parser = ["warn", "block", "accept"])]
+    pub would_break: String,
 }
 
 #[derive(Args, Debug)]

@@ -190,6 +190,7 @@ fn pull_and_ingest(storage: &Path, work: &Path) -> (PathBuf, String, &'static st
         "library/base:1.0".to_string(),
         format!("team/app/web@{web}"),
         format!("multiarch/tool@{child}"),
+        format!("team/app/web@{UNTAGGED_WEB}"),
     ]);
     assert!(failures.is_empty(), "{failures:?}");
     // A scanner pulls team/app/worker:stable: not use.
@@ -276,7 +277,29 @@ fn plans_that_break_nothing_say_so(storage: &Path, work: &Path, db: &Path) {
             .any(|i| i["decision"] == "delete")
     );
 
-    // A gc -m plan (untagged manifests; nothing pulled): replay finds nothing to break.
+    gc_plans_are_checked_against_pulls(storage, work, db);
+
+    // Without pull data the plan says so plainly.
+    let p = work.join("nopulls.yaml");
+    std::fs::write(
+        &p,
+        "apiVersion: retention.v1\nkind: RetentionPolicy\npolicies:\n  - id: p\n    scope: {repositories: ['glob:team/app/worker']}\n    delete: [{id: old, older_than: 0s}]\n    otherwise: keep\n",
+    )
+    .unwrap();
+    let o = stowage(storage, &["plan", "--policy", p.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("recent pulls: no pull data"), "{out}");
+}
+
+/// An untagged manifest of the sample (`gc -m` deletes it), pulled by digest in the test.
+const UNTAGGED_WEB: &str =
+    "sha256:dde425df4914668dbf4b302be5156e7dde5ff4d9c15110341d34765ddc620b52";
+
+/// `gc -m` plans are checked like retention plans (issue 23): the untagged manifest pulled by
+/// digest is listed by `plan replay` and by `gc -m --pulls`; `--would-break block` makes a
+/// plan apply refuses (the manifest stays); a plain `gc` deletes no pulled image.
+fn gc_plans_are_checked_against_pulls(storage: &Path, work: &Path, db: &Path) {
+    let untagged = format!("team/app/web@{UNTAGGED_WEB}");
     let gc = work.join("gc.json");
     let o = stowage(storage, &["gc", "-m", "--out", gc.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -290,16 +313,85 @@ fn plans_that_break_nothing_say_so(storage: &Path, work: &Path, db: &Path) {
             db.to_str().unwrap(),
         ],
     );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&untagged));
 
-    // Without pull data the plan says so plainly.
-    let p = work.join("nopulls.yaml");
-    std::fs::write(
-        &p,
-        "apiVersion: retention.v1\nkind: RetentionPolicy\npolicies:\n  - id: p\n    scope: {repositories: ['glob:team/app/worker']}\n    delete: [{id: old, older_than: 0s}]\n    otherwise: keep\n",
-    )
-    .unwrap();
-    let o = stowage(storage, &["plan", "--policy", p.to_str().unwrap()]);
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("recent pulls: no pull data"), "{out}");
+    let o = stowage(
+        storage,
+        &[
+            "gc",
+            "-m",
+            "--pulls",
+            db.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let wb = &json(&o)["would_break"];
+    assert_eq!(
+        (&wb["checked"], &wb["action"]),
+        (&Value::Bool(true), &Value::from("warn"))
+    );
+    let got = broken(&wb["pulls"]);
+    assert_eq!(
+        got,
+        vec![(
+            untagged.clone(),
+            UNTAGGED_WEB.to_string(),
+            "deleted".to_string()
+        )],
+        "{wb}"
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("warning:") && err.contains(&untagged), "{err}");
+
+    let blocked = work.join("gc-block.json");
+    let o = stowage(
+        storage,
+        &[
+            "gc",
+            "-m",
+            "--pulls",
+            db.to_str().unwrap(),
+            "--would-break",
+            "block",
+            "--out",
+            blocked.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = stowage(
+        storage,
+        &["apply", blocked.to_str().unwrap(), "--yes", "--offline"],
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("would break recent pulls"), "{err}");
+    let rev = storage.join(format!(
+        "docker/registry/v2/repositories/team/app/web/_manifests/revisions/sha256/{}/link",
+        UNTAGGED_WEB.strip_prefix("sha256:").unwrap()
+    ));
+    assert!(rev.exists(), "the refused plan deleted nothing");
+
+    // Without -m the plan deletes only unreferenced blobs: no pulled image.
+    let o = stowage(
+        storage,
+        &[
+            "gc",
+            "--pulls",
+            db.to_str().unwrap(),
+            "--would-break",
+            "block",
+            "--format",
+            "json",
+        ],
+    );
+    let wb = &json(&o)["would_break"];
+    assert_eq!(wb["pulls"], Value::Array(vec![]), "{wb}");
 }

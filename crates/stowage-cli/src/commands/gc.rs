@@ -3,8 +3,10 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
+use stowage_model::escape::escape;
 use stowage_model::time::human_bytes;
 use stowage_plan::{GcOptions, Plan};
+use stowage_policy::file::WouldBreakAction;
 use stowage_report::table::{Align, Table};
 
 use super::{GraphFindings, load};
@@ -41,6 +43,38 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
             report: report.clone(),
             date: *date,
         });
+    if let Some(db) = &a.pulls {
+        let data = crate::pipeline::load_pulls(db)?;
+        let action = match a.would_break.as_str() {
+            "block" => WouldBreakAction::Block,
+            "accept" => WouldBreakAction::Accept,
+            _ => WouldBreakAction::Warn,
+        };
+        stowage_plan::replay::check(&mut plan, Some(&data), action, None, s.now);
+        let wb = &plan.would_break;
+        if !wb.pulls.is_empty() && action != WouldBreakAction::Accept {
+            eprintln!(
+                "{}: {} (--would-break {})",
+                if action == WouldBreakAction::Block {
+                    "blocked"
+                } else {
+                    "warning"
+                },
+                escape(&wb.note),
+                action.as_str()
+            );
+            for b in &wb.pulls {
+                eprintln!(
+                    "  {} ({} pulled as {}, last {} by {})",
+                    escape(&b.image),
+                    b.pulls,
+                    escape(&b.reference),
+                    b.last_pulled.rfc3339(),
+                    escape(&b.client)
+                );
+            }
+        }
+    }
     if let Some(path) = &a.out {
         crate::output::write_file(path, |w| plan.write_json(w))?;
         eprintln!(
@@ -172,6 +206,10 @@ pub fn print_plan(out: &mut impl Write, p: &Plan, s: &Settings) -> Result<()> {
             h.uploads.len(),
             human_bytes(h.upload_bytes)
         )?;
+    }
+    if !p.would_break.action.is_empty() {
+        // Checked with --pulls: say what was found (the pulls themselves are on stderr).
+        writeln!(out, "recent pulls: {}", escape(&p.would_break.note))?;
     }
     if p.is_empty() {
         writeln!(out, "nothing to do")?;

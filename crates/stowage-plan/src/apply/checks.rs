@@ -34,6 +34,15 @@ pub(super) fn check_plan<S: StorageWrite>(
             "a retention plan without its retention section".into(),
         ));
     }
+    // `would_break: block` (a policy setting, or `gc --would-break block`): a plan that
+    // breaks a recent pull, or that could not be checked, is not applied, whatever its kind.
+    let wb = &plan.would_break;
+    if wb.action == "block" && (!wb.checked || !wb.pulls.is_empty()) {
+        return Err(ApplyError::Blocked(format!(
+            "would break recent pulls and would_break is block: {}",
+            wb.note
+        )));
+    }
     // A plan dated after now (made with a later `--now`) decided ages and grace periods
     // for a time that has not come: every "older than" was measured from the future.
     // Fifteen minutes of clock skew between the planning and applying machines are allowed.
