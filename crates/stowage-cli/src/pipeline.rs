@@ -222,13 +222,26 @@ pub fn report_section(db: &Path, g: &Graph<'_>, now: Timestamp) -> Result<Option
 /// The pull data in a history database, for the policy and the would-break check:
 /// coverage, last pull per image, and pulls by reference over the data's window.
 pub fn load_pulls(path: &Path) -> Result<stowage_policy::PullData> {
+    load_pulls_cut(path, None)
+}
+
+/// [`load_pulls`] for `plan simulate`, which cuts the data at instants `cut - k days`: every
+/// pull by reference (not only the coverage window, so each simulated day's last pulls are
+/// those the plan that day had), in days that end at `cut`'s time of day.
+pub fn load_pulls_cut(path: &Path, cut: Option<Timestamp>) -> Result<stowage_policy::PullData> {
     let db = stowage_history::Db::open_existing(path)
         .with_context(|| format!("pull data: {}", path.display()))?;
     let s = db
         .pull_summary()
         .with_context(|| format!("reading pull data from {}", path.display()))?;
     let recent = db
-        .pulls_by_reference(s.data_begins.unwrap_or(Timestamp(i64::MIN)))
+        .pulls_by_reference(
+            match cut {
+                Some(_) => Timestamp(i64::MIN),
+                None => s.data_begins.unwrap_or(Timestamp(i64::MIN)),
+            },
+            cut,
+        )
         .with_context(|| format!("reading pulls from {}", path.display()))?;
     // Absolute: the plan records it (`would_break.source`) and apply's re-check reads the
     // same database again, from whatever directory it runs in.

@@ -231,9 +231,16 @@ impl Db {
     /// removes fails whatever it served) at or after `since`, one row per (repository, reference as requested, digest, UTC day), with
     /// the day's last pull time and client: what a plan's would-break check replays, and what
     /// `plan simulate` cuts at each simulated day.
+    ///
+    /// `cut` moves the day boundaries to `cut`'s time of day (a day is then the 24 hours
+    /// ending at that time, inclusive): `plan simulate` cuts the data at instants that far
+    /// apart, and a row that straddled one would be all before or all after it (its last
+    /// pull decides), so a simulated day would see more or fewer pulls than the plan made
+    /// that day. `None`: UTC days.
     pub fn pulls_by_reference(
         &self,
         since: Timestamp,
+        cut: Option<Timestamp>,
     ) -> Result<Vec<PullByReference>, HistoryError> {
         if self.version()? < 2 {
             return Ok(Vec::new());
@@ -248,12 +255,16 @@ impl Db {
                  WHERE action = 'pull' AND ignored IS NULL
                    AND (digest IS NOT NULL OR reference NOT LIKE 'sha256:%')
                    AND (status IS NULL OR (status >= 200 AND status < 300)) AND at_ns >= ?1
-                 GROUP BY repository, reference, digest, at_ns / 86400000000000
+                 GROUP BY repository, reference, digest, (at_ns - ?2) / 86400000000000
                  ORDER BY repository, reference, digest, 4",
             )
             .map_err(|e| self.err(e))?;
+        // (at - phase - 1) / day: days (phase + k day, phase + (k + 1) day], so an instant
+        // `cut + k day` closes a day; without a cut, phase 0 and no shift (UTC days).
+        const DAY_NS: i64 = 86_400_000_000_000;
+        let shift = cut.map_or(0, |c| c.0.rem_euclid(DAY_NS) + 1);
         let rows = st
-            .query_map([since.0], |r| {
+            .query_map([since.0, shift], |r| {
                 let client: Vec<String> = [r.get::<_, Option<String>>(7)?, r.get(5)?, r.get(6)?]
                     .into_iter()
                     .flatten()
@@ -440,6 +451,48 @@ mod tests {
         }
     }
 
+    /// Review of issue 23, finding 9: `plan simulate` cuts the data at `now - k days`; a row
+    /// must not straddle a cut, or the simulated day sees all or none of that day's pulls
+    /// (by its last one). Pulls at 08:00, 12:00 and 20:00 with a cut at 12:00: the 08:00 and
+    /// 12:00 pulls end one row (12:00 inclusive), 20:00 starts the next; UTC days: one row.
+    #[test]
+    fn rows_are_cut_at_the_simulated_time_of_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&dir.path().join("h.db")).unwrap();
+        let at = [
+            "2026-11-01T08:00:00Z",
+            "2026-11-01T12:00:00Z",
+            "2026-11-01T20:00:00Z",
+        ];
+        let evs: Vec<_> = (0..3)
+            .map(|i| pull(i + 1, at[i as usize], Some("sha256:aa"), "GET"))
+            .collect();
+        let mut cov = Coverage::default();
+        cov.saw(t("2026-10-31T00:00:00Z"));
+        cov.saw(t("2026-11-05T00:00:00Z"));
+        db.record_usage(
+            SourceKind::Logs,
+            &cov,
+            3,
+            &evs,
+            None,
+            t("2026-11-06T00:00:00Z"),
+        )
+        .unwrap();
+        let rows = |cut| {
+            db.pulls_by_reference(t("2026-10-01T00:00:00Z"), cut)
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.last_pulled, r.pulls))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(rows(None), [(t(at[2]), 3)]);
+        assert_eq!(
+            rows(Some(t("2026-11-04T12:00:00Z"))),
+            [(t(at[1]), 2), (t(at[2]), 1)]
+        );
+    }
+
     /// Review of issue 23, finding 4: a tag pull whose digest was not resolved still counts
     /// for the would-break check (it fails when the tag goes); a digest pull needs its digest.
     #[test]
@@ -461,7 +514,9 @@ mod tests {
             t("2026-11-06T00:00:00Z"),
         )
         .unwrap();
-        let rows = db.pulls_by_reference(t("2026-10-01T00:00:00Z")).unwrap();
+        let rows = db
+            .pulls_by_reference(t("2026-10-01T00:00:00Z"), None)
+            .unwrap();
         let refs: Vec<(&str, &str)> = rows
             .iter()
             .map(|r| (r.reference.as_str(), r.digest.as_str()))

@@ -4,7 +4,11 @@
 //!
 //! Each day is the plan [`crate::retention::plan`] makes with `now` set to that day and the
 //! pull data as it stood then ([`PullData::as_of`]); the pulls it would have broken are the
-//! pulls *after* that day of what it deletes ([`crate::replay::replay`]). The registry is
+//! pulls *after* that day of what it deletes ([`crate::replay::replay`]). The pull rows are
+//! read in days that end at the simulated instants (`now - k days`, see
+//! `stowage_history::Db::pulls_by_reference`), so with `--every` a whole number of days no
+//! row straddles a simulated instant and each day sees exactly the pulls made by then;
+//! with a shorter step a row counts at its last pull. The registry is
 //! today's scan: an image pushed after the day did not exist then and is kept
 //! (`protection/after_now`); what was deleted since, or a tag that has moved since, is not
 //! seen (the history database keeps figures per snapshot, not whole inventories).

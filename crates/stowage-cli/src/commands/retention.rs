@@ -23,9 +23,11 @@ pub fn read_policy(path: &Path) -> Result<LoadedPolicy> {
 }
 
 /// The pull data a plan uses: the policy's pull source, or `--pulls DB` when it has none.
+/// `cut`: for `plan simulate` ([`crate::pipeline::load_pulls_cut`]).
 fn plan_pulls(
     policy: &LoadedPolicy,
     flag: Option<&Path>,
+    cut: Option<Timestamp>,
 ) -> Result<Option<stowage_policy::PullData>> {
     let path = match (policy.pull_source(), flag) {
         (Some(p), Some(f)) if p != f => bail!(
@@ -37,7 +39,7 @@ fn plan_pulls(
         (None, Some(f)) => f.to_path_buf(),
         (None, None) => return Ok(None),
     };
-    crate::pipeline::load_pulls(&path).map(Some)
+    crate::pipeline::load_pulls_cut(&path, cut).map(Some)
 }
 
 pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
@@ -54,7 +56,7 @@ pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
         );
     }
     let expires = parse_age(&a.expires).context("--expires")?;
-    let pulls = plan_pulls(&policy, a.pulls.as_deref())?;
+    let pulls = plan_pulls(&policy, a.pulls.as_deref(), None)?;
     if let Some(p) = &pulls {
         eprintln!(
             "pull data: {} ({} images seen pulled, from {} to {})",
@@ -294,7 +296,7 @@ fn print_broken(o: &mut impl Write, broken: &[stowage_plan::replay::BrokenPull])
 /// `stowage plan simulate --policy P [--db DB] --from 90d --every 1d`.
 pub fn simulate(s: &Settings, a: &PlanSimulateArgs) -> Result<i32> {
     let policy = read_policy(&a.policy)?;
-    let pulls = plan_pulls(&policy, a.db.as_deref())?;
+    let pulls = plan_pulls(&policy, a.db.as_deref(), Some(s.now))?;
     let from = s
         .now
         .saturating_sub_secs(parse_age(&a.from).context("--from")?);
