@@ -252,10 +252,30 @@ def build(out):
     return refs
 
 
+def build_platforms(out):
+    """Two single-platform images that no index references (linux/arm64/v8 and
+    linux/amd64), for the retention platform selector: a child of the fixture's index is
+    kept wherever it is linked while the index survives, so it cannot show a deletion."""
+    lay = Layout(out)
+    refs = {"arm-only": image(lay, "arm-only", [layer(lay, {"etc/arch": b"arm64 only\n"})],
+                              "arm64", "v8"),
+            "amd-only": image(lay, "amd-only", [layer(lay, {"etc/arch": b"amd64 only\n"})])}
+    with open(os.path.join(out, "oci-layout"), "w") as f:
+        f.write('{"imageLayoutVersion":"1.0.0"}')
+    with open(os.path.join(out, "index.json"), "w") as f:
+        f.write(json.dumps({"schemaVersion": 2, "manifests": [
+            dict(d, annotations={REF_ANNOTATION: r}) for r, d in refs.items()]},
+            separators=(",", ":")))
+    return refs
+
+
 def main(argv):
-    if len(argv) != 2:
-        sys.exit("usage: oci_writer.py OUT_DIR")
-    refs = build(argv[1])
+    if len(argv) == 3 and argv[1] == "--platforms":
+        refs = build_platforms(argv[2])
+    elif len(argv) == 2:
+        refs = build(argv[1])
+    else:
+        sys.exit("usage: oci_writer.py [--platforms] OUT_DIR")
     for name, desc in refs.items():
         print("%s\t%s\t%s" % (name, desc["digest"], desc["mediaType"]))
 

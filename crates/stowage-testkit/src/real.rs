@@ -120,6 +120,22 @@ pub fn oci_layout(dir: &Path) {
     );
 }
 
+/// Write two single-platform images no index references (`arm-only`: linux/arm64/v8,
+/// `amd-only`: linux/amd64) as an OCI image layout into `dir`, for platform selectors.
+pub fn oci_platform_layout(dir: &Path) {
+    let o = Command::new("python3")
+        .arg(script("oci_writer.py"))
+        .arg("--platforms")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "oci_writer.py --platforms failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// Push `oci:<layout>:<name>` to `docker://<host>/<dest>` with skopeo, keeping digests.
 pub fn push(layout: &Path, name: &str, host: &str, dest: &str) {
     require("skopeo");

@@ -1,0 +1,279 @@
+//! The newer retention rules end to end on the real registry (issue 23): grouping across
+//! repositories, the platform selector, and cosign signatures stored in another repository
+//! (`COSIGN_REPOSITORY`), through plan -> apply --gc; then the real registry serves every kept
+//! image completely (skopeo copy --all) and none of the deleted ones.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+use stowage_testkit::real::{self, Server};
+
+const LATER: &str = "2099-01-01T00:00:00Z";
+
+fn stowage(storage: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .arg("--storage")
+        .arg(storage)
+        .args(args)
+        .env("TZ", "UTC")
+        .env_remove("STOWAGE_STORAGE")
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn v2(root: &Path) -> std::path::PathBuf {
+    root.join("docker/registry/v2")
+}
+
+/// The digest a tag points at, from its `current` link.
+fn tag_digest(root: &Path, repo: &str, tag: &str) -> String {
+    let p = v2(root).join(format!(
+        "repositories/{repo}/_manifests/tags/{tag}/current/link"
+    ));
+    std::fs::read_to_string(p).unwrap()
+}
+
+/// Date a tag (its current link, its index entry and the revision link of its target) `day`
+/// days after 2020-01-01: the policy's time source (`tag_updated`) and the keep-newest floor
+/// then do not depend on how fast the pushes ran.
+fn date_tag(root: &Path, repo: &str, tag: &str, day: u64) {
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_577_836_800 + day * 86_400);
+    let digest = tag_digest(root, repo, tag);
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    let m = v2(root).join(format!("repositories/{repo}/_manifests"));
+    for p in [
+        m.join(format!("tags/{tag}/current/link")),
+        m.join(format!("tags/{tag}/index/sha256/{hex}/link")),
+        m.join(format!("revisions/sha256/{hex}/link")),
+    ] {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+}
+
+/// Warning- and error-level findings of `stowage check`, as `kind path`.
+fn problems(root: &Path) -> Vec<String> {
+    let v: Value = serde_json::from_str(&ok(&stowage(
+        root,
+        &["check", "--no-progress", "--format", "json", "--now", LATER],
+    )))
+    .unwrap();
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] != "info")
+        .map(|f| format!("{} {}", f["kind"], f["path"]))
+        .collect()
+}
+
+const POLICY: &str = r#"apiVersion: retention.v1
+kind: RetentionPolicy
+settings:
+  cosign_repositories: ["glob:signatures/**"]
+policies:
+  - id: ci
+    scope: {repositories: ["glob:apps/a", "glob:apps/b"]}
+    select: {tags: ["regex:(?P<branch>[a-z]+)-[0-9]{7}"]}
+    keep:
+      - {id: last-2-over-apps, group_by: [branch], across_repositories: true, last: 2}
+    otherwise: delete
+  - id: arm
+    scope: {repositories: ["glob:apps/c"]}
+    select: {platforms: ["linux/arm64/v8"]}
+    otherwise: delete
+  - id: sigs
+    scope: {repositories: ["glob:signatures/**"]}
+    select: {referrers: orphaned}
+    otherwise: delete
+"#;
+
+/// Pushes, with skopeo into the real registry: four CI builds of branch `main` over apps/a and
+/// apps/b (alternating, oldest first), an arm64 and an amd64 image in apps/c (the arm64 one
+/// older), and in signatures/app cosign signature tags for team/app/web:1.0 (live), for the
+/// oldest build (live now, deleted by this plan) and for a digest stored nowhere (an orphan,
+/// another manifest). Returns the orphan's tag and every reference pushed.
+fn push_images(root: &Path, dir: &Path) -> (String, Vec<String>) {
+    let layout = dir.join("oci");
+    real::oci_layout(&layout);
+    let server = Server::start(root);
+    let h = server.host();
+    let builds = [
+        ("api-build1", "apps/a:main-1111111"),
+        ("api-build2", "apps/b:main-2222222"),
+        ("worker-1", "apps/a:main-3333333"),
+        ("worker-2", "apps/b:main-4444444"),
+    ];
+    for (name, dest) in builds {
+        real::push(&layout, name, &h, dest);
+    }
+    // Single-platform images that no index references: a child of the fixture's index is
+    // kept in every repository while the index survives (the closure is global by digest).
+    let platforms = dir.join("oci-platforms");
+    real::oci_platform_layout(&platforms);
+    real::push(&platforms, "arm-only", &h, "apps/c:arm-1");
+    real::push(&platforms, "amd-only", &h, "apps/c:amd-1");
+    let web = tag_digest(root, "team/app/web", "1.0");
+    let oldest = tag_digest(root, "apps/a", "main-1111111");
+    let orphan = format!("sha256-{}.sig", "e".repeat(64));
+    let mut pushed: Vec<String> = builds.iter().map(|(_, d)| d.to_string()).collect();
+    pushed.extend(["apps/c:arm-1".into(), "apps/c:amd-1".into()]);
+    for subject in [&web, &oldest] {
+        let tag = format!("{}.sig", subject.replace(':', "-"));
+        real::push(&layout, "web-sig", &h, &format!("signatures/app:{tag}"));
+        pushed.push(format!("signatures/app:{tag}"));
+    }
+    real::push(
+        &layout,
+        "digestonly",
+        &h,
+        &format!("signatures/app:{orphan}"),
+    );
+    pushed.push(format!("signatures/app:{orphan}"));
+    drop(server);
+    for (day, (_, dest)) in builds.iter().enumerate() {
+        let (repo, tag) = dest.split_once(':').unwrap();
+        date_tag(root, repo, tag, day as u64);
+    }
+    date_tag(root, "apps/c", "arm-1", 4);
+    date_tag(root, "apps/c", "amd-1", 5);
+    date_tag(root, "signatures/app", &orphan, 1);
+    for subject in [&web, &oldest] {
+        let tag = format!("{}.sig", subject.replace(':', "-"));
+        date_tag(root, "signatures/app", &tag, 10);
+    }
+    (orphan, pushed)
+}
+
+#[test]
+fn grouping_across_repositories_platforms_and_signatures_elsewhere_on_the_real_registry() {
+    let fx = real::build(false);
+    let root = fx.rootdirectory();
+    let dir = fx.dir.path();
+    let (orphan, pushed) = push_images(&root, dir);
+    let policy = dir.join("policy.yaml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let plan_file = dir.join("plan.json");
+    let plan: Value = serde_json::from_str(&ok(&stowage(
+        &root,
+        &[
+            "plan",
+            "--policy",
+            policy.to_str().unwrap(),
+            "-o",
+            plan_file.to_str().unwrap(),
+            "--format",
+            "json",
+            "--no-progress",
+            "--now",
+            LATER,
+            "--expires",
+            "1h",
+        ],
+    )))
+    .unwrap();
+    let mut removed: Vec<String> = plan["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            format!(
+                "{}:{}",
+                t["repository"].as_str().unwrap(),
+                t["tag"].as_str().unwrap()
+            )
+        })
+        .collect();
+    removed.sort();
+    // Across repositories the last 2 builds of `main` are main-3333333 (apps/a) and
+    // main-4444444 (apps/b); counted per repository, every build would be kept. The arm64
+    // image goes, the amd64 one stays. Only the signature whose subject is stored nowhere is
+    // an orphan; the one of the build this plan deletes is orphaned only after it.
+    assert_eq!(
+        removed,
+        [
+            "apps/a:main-1111111".to_string(),
+            "apps/b:main-2222222".to_string(),
+            "apps/c:arm-1".to_string(),
+            format!("signatures/app:{orphan}"),
+        ],
+        "{:#}",
+        plan["retention"]["images"]
+    );
+    let reasons = plan["retention"]["images"].to_string();
+    assert!(reasons.contains("last-2-over-apps"), "{reasons}");
+    assert!(reasons.contains("protection/subject"), "{reasons}");
+
+    let before = problems(&root);
+    let rep: Value = serde_json::from_str(&ok(&stowage(
+        &root,
+        &[
+            "apply",
+            plan_file.to_str().unwrap(),
+            "--yes",
+            "--registry-cache",
+            "none",
+            "--settle",
+            "0s",
+            "--gc",
+            "--format",
+            "json",
+            "--now",
+            LATER,
+        ],
+    )))
+    .unwrap();
+    assert_eq!(rep["skipped"], Value::Array(vec![]), "{rep:#}");
+    assert_eq!(
+        rep["bytes_freed"], plan["retention"]["bytes"]["reclaimable_after_gc"],
+        "freed bytes equal the preview"
+    );
+
+    let server = Server::start(&root);
+    let kept: Vec<String> = fx
+        .tagged_refs()
+        .into_iter()
+        .chain(pushed)
+        .filter(|r| !removed.contains(r))
+        .collect();
+    for want in ["apps/a:main-3333333", "apps/b:main-4444444", "apps/c:amd-1"] {
+        assert!(
+            kept.iter().any(|k| k == want),
+            "{want} missing from {kept:?}"
+        );
+    }
+    let failed = server.pull_all(&kept);
+    assert!(
+        failed.is_empty(),
+        "kept images broken after apply: {failed:?}"
+    );
+    for r in &removed {
+        let (repo, tag) = r.rsplit_once(':').unwrap();
+        assert_eq!(server.manifest_status(repo, tag), 404, "{r} still served");
+    }
+    drop(server);
+    let new: Vec<String> = problems(&root)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert!(new.is_empty(), "{new:#?}");
+}
