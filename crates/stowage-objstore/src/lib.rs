@@ -43,7 +43,10 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod config;
+mod put;
 mod range;
+
+pub use put::PART_SIZE;
 
 pub use config::{ObjectUrl, Options, Scheme, is_object_url};
 
@@ -130,6 +133,8 @@ pub struct ObjectStorage {
     counters: OpCounters,
     /// Keys per listing page (the service's maximum, 1,000 on S3, when `None`).
     page_size: Option<usize>,
+    /// Multipart part size of writes (`put.rs`).
+    part_size: usize,
 }
 
 impl std::fmt::Debug for ObjectStorage {
@@ -224,6 +229,7 @@ impl ObjectStorage {
             rt: runtime()?.handle().clone(),
             counters: OpCounters::default(),
             page_size: None,
+            part_size: PART_SIZE,
         })
     }
 
