@@ -8,6 +8,7 @@ mod gc;
 pub mod history;
 mod inventory;
 mod inventory_parquet;
+pub mod migrate;
 pub mod metrics;
 pub mod report;
 mod retention;
@@ -50,6 +51,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         }) => return retention::explain_plan(cli.global.format, std::path::Path::new(target), r),
         _ => {}
     }
+    // A migration opens its own two storages.
+    if let Command::Migrate(a) = &cli.command {
+        return migrate::run(&cli.global, a);
+    }
     // Reading a history database needs no storage either.
     if let Command::History(a) = &cli.command {
         return history::run(&cli.global, a);
@@ -90,7 +95,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Metrics(a) => metrics::run(&settings, &a),
         Command::Serve(a) => serve::run(settings, &a, cli.global.now.is_some()),
         Command::Snapshot(a) => snapshot::run(&settings, &a),
-        Command::History(_) => unreachable!("handled above"),
+        Command::History(_) | Command::Migrate(_) => unreachable!("handled above"),
         Command::Usage(a) => usage::run(&settings, &a),
     }
 }
