@@ -47,7 +47,9 @@ fn ok(o: Output) -> String {
 
 /// `stowage migrate ... --yes --format json`, its report.
 fn migrate(from: &str, to: &str, extra: &[&str], env: &[(&'static str, String)]) -> Value {
-    let mut args = vec!["--format", "json", "migrate", "--from", from, "--to", to, "--yes"];
+    let mut args = vec![
+        "--format", "json", "migrate", "--from", from, "--to", to, "--yes",
+    ];
     args.extend_from_slice(extra);
     serde_json::from_str(&ok(stowage(&args, env).output().unwrap())).unwrap()
 }
@@ -55,7 +57,11 @@ fn migrate(from: &str, to: &str, extra: &[&str], env: &[(&'static str, String)])
 /// Every blob record of `stowage inventory` (digest, size, kind, the repositories, tags and
 /// manifests that need it), without the dates (an object store dates every object by its
 /// write).
-fn content(storage: &str, extra: &[&str], env: &[(&'static str, String)]) -> BTreeMap<String, String> {
+fn content(
+    storage: &str,
+    extra: &[&str],
+    env: &[(&'static str, String)],
+) -> BTreeMap<String, String> {
     let mut args = vec!["--storage", storage];
     args.extend_from_slice(extra);
     args.extend_from_slice(&["inventory", "--format", "ndjson"]);
@@ -64,9 +70,15 @@ fn content(storage: &str, extra: &[&str], env: &[(&'static str, String)]) -> BTr
     for l in text.lines() {
         let mut v: Value = serde_json::from_str(l).unwrap();
         if let Some(o) = v.as_object_mut() {
-            o.retain(|k, _| !["modified", "created", "last_modified", "age_days", "date"].contains(&k.as_str()));
+            o.retain(|k, _| {
+                !["modified", "created", "last_modified", "age_days", "date"].contains(&k.as_str())
+            });
         }
-        let key = v.get("digest").or(v.get("path")).map(|d| d.to_string()).unwrap_or_else(|| l.to_owned());
+        let key = v
+            .get("digest")
+            .or(v.get("path"))
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| l.to_owned());
         out.insert(key, v.to_string());
     }
     assert!(!out.is_empty());
@@ -82,7 +94,10 @@ fn served_digests(server: &Server, refs: &[String]) -> BTreeMap<String, String> 
             let o = Command::new("curl")
                 .args(["-fsSI", "-H"])
                 .arg(format!("Accept: {accept}"))
-                .arg(format!("http://{}/v2/{repo}/manifests/{tag}", server.host()))
+                .arg(format!(
+                    "http://{}/v2/{repo}/manifests/{tag}",
+                    server.host()
+                ))
                 .output()
                 .unwrap();
             let head = String::from_utf8_lossy(&o.stdout).to_ascii_lowercase();
@@ -111,10 +126,18 @@ fn filesystem_to_s3_and_back_the_real_registry_serves_every_image() {
         let server = Server::start(&src);
         served_digests(&server, &refs)
     };
-    assert!(before.values().all(|d| d.starts_with("sha256:")), "{before:?}");
+    assert!(
+        before.values().all(|d| d.starts_with("sha256:")),
+        "{before:?}"
+    );
     let env = s3.env();
     let ep = s3.endpoint();
-    let r = migrate(src.to_str().unwrap(), "s3://registry/reg", &["--to-endpoint", &ep, "--verify"], &env);
+    let r = migrate(
+        src.to_str().unwrap(),
+        "s3://registry/reg",
+        &["--to-endpoint", &ep, "--verify"],
+        &env,
+    );
     assert_eq!(r["failed"], serde_json::json!([]), "{r:#}");
     assert!(r["blobs_copied"]["objects"].as_u64().unwrap() > 0);
     assert_eq!(r["verified"]["bad"], serde_json::json!([]));
@@ -165,7 +188,11 @@ fn to_emulator(test: &str, url: &str, extra: &[&str], env: &[(&'static str, Stri
         .flatten()
         .chain(extra.iter().copied().filter(|a| *a == "--allow-http"))
         .collect();
-    assert_eq!(content(url, &read, env), content(src.to_str().unwrap(), &[], &[]), "{test}");
+    assert_eq!(
+        content(url, &read, env),
+        content(src.to_str().unwrap(), &[], &[]),
+        "{test}"
+    );
 }
 
 #[test]
@@ -175,7 +202,13 @@ fn filesystem_to_gcs_inventory_matches() {
         return;
     };
     gcs.bucket("registry");
-    to_emulator("gcs", "gs://registry/reg", &["--allow-http"], &gcs.env(), work.path());
+    to_emulator(
+        "gcs",
+        "gs://registry/reg",
+        &["--allow-http"],
+        &gcs.env(),
+        work.path(),
+    );
 }
 
 #[test]
@@ -186,7 +219,13 @@ fn filesystem_to_azure_inventory_matches() {
     };
     az.container("registry");
     let ep = az.endpoint();
-    to_emulator("azure", "az://registry/reg", &["--to-endpoint", &ep], &az.env(), work.path());
+    to_emulator(
+        "azure",
+        "az://registry/reg",
+        &["--to-endpoint", &ep],
+        &az.env(),
+        work.path(),
+    );
 }
 
 #[test]
@@ -202,18 +241,41 @@ fn a_migration_killed_half_way_resumes_and_ends_identical() {
     let ep = s3.endpoint();
     let journal = work.path().join("kill.journal");
     let args = [
-        "--format", "json", "--concurrency", "4", "migrate", "--from", src.to_str().unwrap(),
-        "--to", "s3://registry/reg", "--to-endpoint", &ep, "--journal", journal.to_str().unwrap(), "--yes",
+        "--format",
+        "json",
+        "--concurrency",
+        "4",
+        "migrate",
+        "--from",
+        src.to_str().unwrap(),
+        "--to",
+        "s3://registry/reg",
+        "--to-endpoint",
+        &ep,
+        "--journal",
+        journal.to_str().unwrap(),
+        "--yes",
     ];
-    let mut child = stowage(&args, &env).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = stowage(&args, &env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     // SIGKILL once a few hundred copies are journaled.
-    let lines = || std::fs::read_to_string(&journal).map(|t| t.lines().count()).unwrap_or(0);
+    let lines = || {
+        std::fs::read_to_string(&journal)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
     let mut waited = 0;
     while lines() < 300 && waited < 1200 && child.try_wait().unwrap().is_none() {
         std::thread::sleep(std::time::Duration::from_millis(50));
         waited += 1;
     }
-    assert!(child.try_wait().unwrap().is_none(), "the migration ended before it could be killed");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the migration ended before it could be killed"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     let journaled = lines();
@@ -222,7 +284,10 @@ fn a_migration_killed_half_way_resumes_and_ends_identical() {
     let r: Value = serde_json::from_str(&ok(stowage(&args, &env).output().unwrap())).unwrap();
     assert_eq!(r["resumed"], true, "{r:#}");
     assert_eq!(r["failed"], serde_json::json!([]), "{r:#}");
-    assert!(r["blobs_present"]["objects"].as_u64().unwrap() >= 290, "{r:#}");
+    assert!(
+        r["blobs_present"]["objects"].as_u64().unwrap() >= 290,
+        "{r:#}"
+    );
     // Identical to a migration that was never interrupted (the generated source has
     // dangling links by design, which neither copies).
     let j2 = work.path().join("fresh.journal");

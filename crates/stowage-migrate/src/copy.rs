@@ -84,11 +84,21 @@ pub(crate) fn blob(
 /// Copy a file that is not a blob (a link, or anything else below `repositories/`), whose
 /// bytes have been read already.
 pub(crate) fn bytes(to: &dyn StoragePut, f: &File, bytes: &[u8]) -> Result<(), StorageError> {
-    to.put(&f.key, &mut &bytes[..], bytes.len() as u64, Some(f.modified))
+    to.put(
+        &f.key,
+        &mut &bytes[..],
+        bytes.len() as u64,
+        Some(f.modified),
+    )
 }
 
 /// Hash a blob as the target holds it. `Ok(None)` when it matches, `Ok(Some(why))` when not.
-pub(crate) fn verify(to: &dyn Storage, key: &str, want: Sha256, size: u64) -> Result<Option<String>, StorageError> {
+pub(crate) fn verify(
+    to: &dyn Storage,
+    key: &str,
+    want: Sha256,
+    size: u64,
+) -> Result<Option<String>, StorageError> {
     let r = to.open(key)?;
     let mut c = Checked::new(r, want, size);
     match std::io::copy(&mut c, &mut std::io::sink()) {
@@ -111,7 +121,10 @@ mod tests {
         assert!(e.to_string().contains("not to the digest"), "{e}");
         let mut short = Checked::new(&b"hell"[..], d, 5);
         let e = std::io::read_to_string(&mut short).unwrap_err();
-        assert!(e.to_string().contains("4 bytes where its listing said 5"), "{e}");
+        assert!(
+            e.to_string().contains("4 bytes where its listing said 5"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -119,9 +132,18 @@ mod tests {
         let d = Sha256::of(b"x");
         let hex = d.hex();
         let shard = &hex[..2];
-        assert_eq!(blob_digest(&format!("blobs/sha256/{shard}/{hex}/data")), Some(d));
+        assert_eq!(
+            blob_digest(&format!("blobs/sha256/{shard}/{hex}/data")),
+            Some(d)
+        );
         assert_eq!(blob_digest(&format!("blobs/sha256/zz/{hex}/data")), None);
-        assert_eq!(blob_digest(&format!("blobs/sha256/{shard}/{hex}/other")), None);
-        assert_eq!(blob_digest(&format!("blobs/sha256/{shard}/{}/data", &hex[1..])), None);
+        assert_eq!(
+            blob_digest(&format!("blobs/sha256/{shard}/{hex}/other")),
+            None
+        );
+        assert_eq!(
+            blob_digest(&format!("blobs/sha256/{shard}/{}/data", &hex[1..])),
+            None
+        );
     }
 }

@@ -187,9 +187,7 @@ impl Writer {
     }
 
     pub fn done(&self, at: Timestamp) -> Result<(), Error> {
-        self.line(&Done {
-            done: at.rfc3339(),
-        })?;
+        self.line(&Done { done: at.rfc3339() })?;
         self.sync()
     }
 }

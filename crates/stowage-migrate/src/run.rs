@@ -153,7 +153,8 @@ pub fn migrate(
         }
         return Ok(finish(report, started, progress));
     }
-    let journal = journal::Writer::open(&opts.journal, &report.source, &report.target, !prev.existed)?;
+    let journal =
+        journal::Writer::open(&opts.journal, &report.source, &report.target, !prev.existed)?;
     let failed = Mutex::new(Vec::new());
     let fail = |f: &File, why: String| {
         lock(&failed).push(Skip {
@@ -161,51 +162,19 @@ pub fn migrate(
             why,
         })
     };
-    let copied = Mutex::new(Counts::default());
-    let total = sel.blobs.iter().map(|(f, _)| f.size).sum::<u64>() + sel.odd.iter().map(|f| f.size).sum::<u64>();
-    progress.start(2, (sel.blobs.len() + sel.odd.len()) as u64, total);
-    pool.install(|| {
-        sel.blobs.par_iter().for_each(|(f, d)| {
-            match copy::blob(source, target, f, *d).map_err(|e| format!("{e:#}")) {
-                Ok(()) => match journal.copied(&Record::of(f)) {
-                    Ok(()) => {
-                        lock(&available).insert(*d);
-                        lock(&copied).add(f.size);
-                    }
-                    Err(e) => fail(f, e.to_string()),
-                },
-                Err(why) => fail(f, why),
-            }
-            progress.tick(f.size);
-        });
-        sel.odd.par_iter().for_each(|f| {
-            copy_file(source, target, f, None, &journal, &fail, progress);
-        });
-    });
-    journal.sync()?;
-    report.blobs_copied = *lock(&copied);
+    let ctx = Copying {
+        source,
+        target,
+        journal: &journal,
+        fail: &fail,
+        progress,
+        pool: &pool,
+    };
+    report.blobs_copied = ctx.blobs(&sel, &available)?;
     let available = available.into_inner().unwrap_or_else(|p| p.into_inner());
-    let links = Mutex::new(Counts::default());
-    let dangling = Mutex::new(Vec::new());
-    let n: usize = sel.links.iter().map(Vec::len).sum();
-    progress.start(3, n as u64, sel.links.iter().flatten().map(|f| f.size).sum());
-    for wave in &sel.links {
-        pool.install(|| {
-            wave.par_iter().for_each(|f| {
-                let ctx = LinkCtx {
-                    available: &available,
-                    dangling: &dangling,
-                };
-                if copy_file(source, target, f, Some(&ctx), &journal, &fail, progress) {
-                    lock(&links).add(f.size);
-                }
-            })
-        });
-        journal.sync()?;
-    }
-    report.links_copied = *lock(&links);
-    report.dangling_links = dangling.into_inner().unwrap_or_else(|p| p.into_inner());
-    report.dangling_links.sort();
+    let (links, dangling) = ctx.links(&sel, &available)?;
+    report.links_copied = links;
+    report.dangling_links = dangling;
     report.failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());
     report.failed.sort();
     if let Err(e) = target.put_finished() {
@@ -264,6 +233,103 @@ fn select<'a>(
         }
     }
     sel
+}
+
+/// What every copy needs.
+struct Copying<'a> {
+    source: &'a dyn Storage,
+    target: &'a dyn StoragePut,
+    journal: &'a journal::Writer,
+    fail: &'a (dyn Fn(&File, String) + Sync),
+    progress: &'a Progress,
+    pool: &'a rayon::ThreadPool,
+}
+
+impl Copying<'_> {
+    /// Copy the blobs (checked) and the odd files below `blobs/`; each blob copied joins
+    /// `available`.
+    fn blobs(
+        &self,
+        sel: &Selection<'_>,
+        available: &Mutex<HashSet<Sha256>>,
+    ) -> Result<Counts, Error> {
+        let copied = Mutex::new(Counts::default());
+        let total = sel.blobs.iter().map(|(f, _)| f.size).sum::<u64>()
+            + sel.odd.iter().map(|f| f.size).sum::<u64>();
+        self.progress
+            .start(2, (sel.blobs.len() + sel.odd.len()) as u64, total);
+        self.pool.install(|| {
+            sel.blobs.par_iter().for_each(|(f, d)| {
+                match copy::blob(self.source, self.target, f, *d).map_err(|e| format!("{e:#}")) {
+                    Ok(()) => match self.journal.copied(&Record::of(f)) {
+                        Ok(()) => {
+                            lock(available).insert(*d);
+                            lock(&copied).add(f.size);
+                        }
+                        Err(e) => (self.fail)(f, e.to_string()),
+                    },
+                    Err(why) => (self.fail)(f, why),
+                }
+                self.progress.tick(f.size);
+            });
+            sel.odd.par_iter().for_each(|f| {
+                copy_file(
+                    self.source,
+                    self.target,
+                    f,
+                    None,
+                    self.journal,
+                    self.fail,
+                    self.progress,
+                );
+            });
+        });
+        self.journal.sync()?;
+        Ok(copied.into_inner().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Copy the links, wave after wave; those naming a blob the target lacks are returned.
+    fn links(
+        &self,
+        sel: &Selection<'_>,
+        available: &HashSet<Sha256>,
+    ) -> Result<(Counts, Vec<Skip>), Error> {
+        let links = Mutex::new(Counts::default());
+        let dangling = Mutex::new(Vec::new());
+        let n: usize = sel.links.iter().map(Vec::len).sum();
+        let bytes = sel.links.iter().flatten().map(|f| f.size).sum();
+        self.progress.start(3, n as u64, bytes);
+        let ctx = LinkCtx {
+            available,
+            dangling: &dangling,
+        };
+        for wave in &sel.links {
+            self.pool.install(|| {
+                wave.par_iter().for_each(|f| {
+                    let ok = copy_file(
+                        self.source,
+                        self.target,
+                        f,
+                        Some(&ctx),
+                        self.journal,
+                        self.fail,
+                        self.progress,
+                    );
+                    if ok {
+                        lock(&links).add(f.size);
+                    }
+                })
+            });
+            // A wave is durable before the next one names what it wrote.
+            self.journal.sync()?;
+        }
+        let mut dangling = dangling.into_inner().unwrap_or_else(|p| p.into_inner());
+        dangling.sort();
+        Ok((
+            links.into_inner().unwrap_or_else(|p| p.into_inner()),
+            dangling,
+        ))
+    }
 }
 
 struct LinkCtx<'a> {
@@ -350,7 +416,11 @@ fn verify(
         .filter_map(|f| copy::blob_digest(&f.key).map(|d| (f, d)))
         .filter(|(_, d)| keep.is_none_or(|k| k.contains(d)))
         .collect();
-    progress.start(4, blobs.len() as u64, blobs.iter().map(|(f, _)| f.size).sum());
+    progress.start(
+        4,
+        blobs.len() as u64,
+        blobs.iter().map(|(f, _)| f.size).sum(),
+    );
     let bad = Mutex::new(Vec::new());
     pool.install(|| {
         blobs.par_iter().for_each(|(f, d)| {
@@ -398,9 +468,18 @@ mod tests {
     #[test]
     fn tags_come_last_and_uploads_never() {
         assert_eq!(wave("repositories/a/_layers/sha256/x/link"), Some(0));
-        assert_eq!(wave("repositories/a/_manifests/revisions/sha256/x/link"), Some(0));
-        assert_eq!(wave("repositories/a/_manifests/tags/v1/index/sha256/x/link"), Some(1));
-        assert_eq!(wave("repositories/a/_manifests/tags/v1/current/link"), Some(2));
+        assert_eq!(
+            wave("repositories/a/_manifests/revisions/sha256/x/link"),
+            Some(0)
+        );
+        assert_eq!(
+            wave("repositories/a/_manifests/tags/v1/index/sha256/x/link"),
+            Some(1)
+        );
+        assert_eq!(
+            wave("repositories/a/_manifests/tags/v1/current/link"),
+            Some(2)
+        );
         assert_eq!(wave("repositories/a/_uploads/u/data"), None);
     }
 }

@@ -29,7 +29,10 @@ pub(crate) struct Listing {
 }
 
 /// List `storage`. A missing `blobs/` or `repositories/` is empty (an empty target).
-pub(crate) fn list(storage: &dyn Storage, pool: &rayon::ThreadPool) -> Result<Listing, StorageError> {
+pub(crate) fn list(
+    storage: &dyn Storage,
+    pool: &rayon::ThreadPool,
+) -> Result<Listing, StorageError> {
     let files = Mutex::new(Vec::new());
     let skipped = Mutex::new(Vec::new());
     let errors = Mutex::new(Vec::new());
@@ -56,7 +59,12 @@ pub(crate) fn list(storage: &dyn Storage, pool: &rayon::ThreadPool) -> Result<Li
             pool.scope(|s| walk(s, storage, top.to_owned(), &files, &skipped, &errors));
         }
     }
-    if let Some(e) = errors.into_inner().unwrap_or_else(|p| p.into_inner()).into_iter().next() {
+    if let Some(e) = errors
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .next()
+    {
         return Err(e);
     }
     let mut files = files.into_inner().unwrap_or_else(|p| p.into_inner());

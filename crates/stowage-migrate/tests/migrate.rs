@@ -36,7 +36,13 @@ fn files(root: &Path) -> BTreeMap<String, (Vec<u8>, std::time::SystemTime)> {
             if t.is_dir() {
                 stack.push(e.path());
             } else {
-                let rel = e.path().strip_prefix(&base).unwrap().to_str().unwrap().to_owned();
+                let rel = e
+                    .path()
+                    .strip_prefix(&base)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
                 if !rel.contains("/_uploads/") {
                     let m = e.metadata().unwrap().modified().unwrap();
                     out.insert(rel, (std::fs::read(e.path()).unwrap(), m));
@@ -73,10 +79,19 @@ fn a_dry_run_writes_nothing_then_the_copy_is_identical() {
     assert!(!dst.exists(), "a dry run creates nothing");
     assert!(!d.path().join("migrate.journal").exists());
     let want = files(&src);
-    let blobs = want.keys().filter(|k| k.ends_with("/data") && k.starts_with("blobs/")).count();
+    let blobs = want
+        .keys()
+        .filter(|k| k.ends_with("/data") && k.starts_with("blobs/"))
+        .count();
     assert_eq!(dry.blobs_copied.objects as usize, blobs);
-    assert_eq!((dry.blobs_copied.objects + dry.links_copied.objects) as usize, want.len());
-    assert!(dry.uploads_left_out.objects > 0, "the generator leaves uploads");
+    assert_eq!(
+        (dry.blobs_copied.objects + dry.links_copied.objects) as usize,
+        want.len()
+    );
+    assert!(
+        dry.uploads_left_out.objects > 0,
+        "the generator leaves uploads"
+    );
 
     let r = run(&src, &dst, &opts(d.path(), true)).unwrap();
     assert!(r.ok(), "{:?}", r.failed);
@@ -132,7 +147,10 @@ fn a_rerun_needs_incremental_and_copies_only_what_changed() {
     let r = run(&src, &dst, &o).unwrap();
     assert!(r.ok() && r.incremental && !r.resumed, "{r:?}");
     assert_eq!(r.blobs_copied.objects, 1);
-    assert_eq!(r.links_copied.objects, 2, "the layer link and the moved tag");
+    assert_eq!(
+        r.links_copied.objects, 2,
+        "the layer link and the moved tag"
+    );
     assert_eq!(
         r.links_unchanged.objects,
         first.links_copied.objects - 1,
@@ -168,9 +186,17 @@ fn a_corrupt_blob_is_not_copied_nor_the_links_to_it() {
     let bad = format!("blobs/sha256/{}/{hex}/data", &hex[..2]);
     assert_eq!(r.failed.len(), 1, "{:?}", r.failed);
     assert_eq!(r.failed[0].path, bad);
-    assert!(r.failed[0].why.contains("not to the digest of their path"), "{}", r.failed[0].why);
+    assert!(
+        r.failed[0].why.contains("not to the digest of their path"),
+        "{}",
+        r.failed[0].why
+    );
     assert!(!dst.join("docker/registry/v2").join(&bad).exists());
-    assert!(r.dangling_links.iter().any(|s| s.path == link.0), "{:?}", r.dangling_links);
+    assert!(
+        r.dangling_links.iter().any(|s| s.path == link.0),
+        "{:?}",
+        r.dangling_links
+    );
     assert!(!dst.join("docker/registry/v2").join(&link.0).exists());
     // Not journaled as finished: a run after fixing the source goes on.
     let e = run(&src, &dst, &opts(d.path(), true));
@@ -186,20 +212,38 @@ fn reachable_only_leaves_out_what_no_manifest_reaches() {
     o.reachable_only = true;
     let r = run(&src, &dst, &o).unwrap();
     assert!(r.ok(), "{:?}", r.failed);
-    assert!(r.unreferenced_left_out.objects > 0, "the generator leaves orphans");
+    assert!(
+        r.unreferenced_left_out.objects > 0,
+        "the generator leaves orphans"
+    );
     let s = stowage_storage::FsStorage::open(&src.join("docker/registry/v2")).unwrap();
     let t = stowage_storage::FsStorage::open(&dst.join("docker/registry/v2")).unwrap();
-    let scan = |st: &dyn Storage| stowage_scan::scan(st, &Default::default(), &Default::default()).unwrap();
+    let scan = |st: &dyn Storage| {
+        stowage_scan::scan(st, &Default::default(), &Default::default()).unwrap()
+    };
     let (a, b) = (scan(&s), scan(&t));
     // Every blob some manifest reaches is there; nothing else is.
     let g = stowage_graph::Graph::new(&a);
     let marked = g.mark(g.all_revision_roots(), false);
-    let reached: Vec<_> = a.blobs.iter().zip(&marked).filter(|(_, m)| **m).map(|(b, _)| b.digest).collect();
+    let reached: Vec<_> = a
+        .blobs
+        .iter()
+        .zip(&marked)
+        .filter(|(_, m)| **m)
+        .map(|(b, _)| b.digest)
+        .collect();
     let copied: Vec<_> = b.blobs.iter().map(|b| b.digest).collect();
     assert_eq!(copied, reached);
-    assert_eq!(r.unreferenced_left_out.objects as usize, a.blobs.len() - reached.len());
+    assert_eq!(
+        r.unreferenced_left_out.objects as usize,
+        a.blobs.len() - reached.len()
+    );
     // The copy has no link to a blob it lacks that the source had.
-    assert!(b.missing.iter().all(|m| a.missing.contains(m)), "{:?}", b.missing);
+    assert!(
+        b.missing.iter().all(|m| a.missing.contains(m)),
+        "{:?}",
+        b.missing
+    );
 }
 
 /// A target that fails every write after the first `n`: an interrupted run.
@@ -251,7 +295,10 @@ impl<T: StoragePut> StoragePut for Interrupted<T> {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_err()
         {
-            return Err(StorageError::io(path, std::io::Error::other("connection reset")));
+            return Err(StorageError::io(
+                path,
+                std::io::Error::other("connection reset"),
+            ));
         }
         self.inner.put(path, body, size, m)
     }
@@ -277,8 +324,16 @@ fn an_interrupted_run_resumes_from_its_journal() {
 
     let r = run(&src, &dst, &o).unwrap();
     assert!(r.ok() && r.resumed, "{r:?}");
-    assert_eq!(r.blobs_present.objects, 60, "what the first run wrote is not written again");
-    let full = run(&src, &d.path().join("fresh"), &opts(&d.path().join("j2"), true)).unwrap();
+    assert_eq!(
+        r.blobs_present.objects, 60,
+        "what the first run wrote is not written again"
+    );
+    let full = run(
+        &src,
+        &d.path().join("fresh"),
+        &opts(&d.path().join("j2"), true),
+    )
+    .unwrap();
     assert_eq!(files(&dst), files(&d.path().join("fresh")));
     assert_eq!(r.blobs_copied.objects + 60, full.blobs_copied.objects);
 }

@@ -14,7 +14,7 @@ use std::io::Read;
 use object_store::{ObjectStoreExt, PutPayload};
 use stowage_layout::LAYOUT_ROOT;
 use stowage_model::Timestamp;
-use stowage_storage::{ErrorKind, StoragePut, StorageError};
+use stowage_storage::{ErrorKind, StorageError, StoragePut};
 
 use crate::{ObjectStorage, ObjectUrl, OpenError, Options, err};
 

@@ -9,8 +9,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use object_store::memory::InMemory;
 use object_store::list::PaginatedListStore;
+use object_store::memory::InMemory;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload};
 use stowage_objstore::{ObjectStorage, Scheme};
 use stowage_storage::{FsStorage, StoragePut, StorageWrite};
@@ -153,7 +153,13 @@ impl Emulated {
             .build()
             .unwrap();
         let a = Arc::new(gcs);
-        Some(Emulated::new(dir, Box::new(server), a.clone(), Some(a), Scheme::Gcs))
+        Some(Emulated::new(
+            dir,
+            Box::new(server),
+            a.clone(),
+            Some(a),
+            Scheme::Gcs,
+        ))
     }
 
     fn azure(test: &str) -> Option<Emulated> {
@@ -170,7 +176,13 @@ impl Emulated {
             .build()
             .unwrap();
         let a = Arc::new(az);
-        Some(Emulated::new(dir, Box::new(server), a.clone(), Some(a), Scheme::Azure))
+        Some(Emulated::new(
+            dir,
+            Box::new(server),
+            a.clone(),
+            Some(a),
+            Scheme::Azure,
+        ))
     }
 
     fn new(

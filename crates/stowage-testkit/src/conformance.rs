@@ -244,7 +244,9 @@ pub fn put_is_all_or_nothing(h: &dyn Harness) {
     let e = t.put(&link(), &mut Failing, 71, None).unwrap_err();
     assert!(e.to_string().contains("sha256 mismatch"), "{e}");
     assert_eq!(e.path, link());
-    let e = t.put(&link(), &mut &b"sha256:ab"[..], 71, None).unwrap_err();
+    let e = t
+        .put(&link(), &mut &b"sha256:ab"[..], 71, None)
+        .unwrap_err();
     assert!(e.to_string().contains("9 bytes where 71"), "{e}");
     assert!(t.stat(&link()).unwrap_err().is_not_found());
     // 11 MiB: three parts of 5 MiB where the backend uploads in parts.

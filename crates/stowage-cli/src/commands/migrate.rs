@@ -76,14 +76,20 @@ pub fn run(g: &GlobalArgs, a: &MigrateArgs) -> Result<i32> {
     let now = crate::settings::resolve_now(g)?;
     let url = |s: &str| s.contains("://");
     // Object stores want many requests in flight; two local disks about two per core.
-    let concurrency = g.concurrency.unwrap_or(if url(&a.from) || url(&a.to) { 64 } else { 8 });
+    let concurrency = g
+        .concurrency
+        .unwrap_or(if url(&a.from) || url(&a.to) { 64 } else { 8 });
     let from = open::source(
         &a.from,
         &endpoint(g, &a.from_endpoint, &a.from_region, concurrency),
     )
     .with_context(|| format!("the source {}", a.from))?;
-    let to = open::target(&a.to, &endpoint(g, &a.to_endpoint, &a.to_region, concurrency), a.yes)
-        .with_context(|| format!("the target {}", a.to))?;
+    let to = open::target(
+        &a.to,
+        &endpoint(g, &a.to_endpoint, &a.to_region, concurrency),
+        a.yes,
+    )
+    .with_context(|| format!("the target {}", a.to))?;
     let opts = Options {
         concurrency,
         execute: a.yes,
@@ -113,7 +119,10 @@ pub fn run(g: &GlobalArgs, a: &MigrateArgs) -> Result<i32> {
     })
 }
 
-type DisplayHandle = (Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<()>);
+type DisplayHandle = (
+    Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<()>,
+);
 
 fn start_display(p: Arc<Progress>) -> DisplayHandle {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -160,15 +169,27 @@ fn render(r: &Report) -> String {
     out += &format!("blobs {verb}: {}\n", counts(r.blobs_copied));
     out += &format!("links {verb}: {}\n", counts(r.links_copied));
     out += &format!("blobs already in the target: {}\n", counts(r.blobs_present));
-    out += &format!("links unchanged since the journal: {}\n", counts(r.links_unchanged));
+    out += &format!(
+        "links unchanged since the journal: {}\n",
+        counts(r.links_unchanged)
+    );
     if r.unreferenced_left_out.objects > 0 {
-        out += &format!("unreferenced blobs left out: {}\n", counts(r.unreferenced_left_out));
+        out += &format!(
+            "unreferenced blobs left out: {}\n",
+            counts(r.unreferenced_left_out)
+        );
     }
     if r.uploads_left_out.objects > 0 {
-        out += &format!("uploads in progress left out: {}\n", counts(r.uploads_left_out));
+        out += &format!(
+            "uploads in progress left out: {}\n",
+            counts(r.uploads_left_out)
+        );
     }
     let lists: [(&str, &[stowage_migrate::Skip]); 3] = [
-        ("links not copied (their blob is not in the target)", &r.dangling_links),
+        (
+            "links not copied (their blob is not in the target)",
+            &r.dangling_links,
+        ),
         ("not copied", &r.skipped),
         ("FAILED", &r.failed),
     ];
@@ -190,7 +211,11 @@ fn render(r: &Report) -> String {
         }
     }
     if let Some(v) = &r.verified {
-        out += &format!("verified in the target: {}, {} bad\n", counts(v.blobs), v.bad.len());
+        out += &format!(
+            "verified in the target: {}, {} bad\n",
+            counts(v.blobs),
+            v.bad.len()
+        );
         for s in v.bad.iter().take(20) {
             out += &format!("  {}: {}\n", escape(&s.path), escape(&s.why));
         }
