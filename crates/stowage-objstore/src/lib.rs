@@ -405,9 +405,10 @@ impl ObjectStorage {
             )
         })
         .map_err(|e| err(rel_for_errors, e))?;
-        if keys.is_empty() && self.lister.is_none() {
-            // Stores without a paginated listing list whole path segments only: look for
-            // the key itself.
+        // Stores without a paginated listing list whole path segments only, and object_store's
+        // Azure listing drops the object named exactly by the prefix (found by the conformance
+        // suite on Azurite): look for the key itself.
+        if keys.is_empty() && (self.lister.is_none() || self.scheme == Scheme::Azure) {
             let key = Key::parse(full).map_err(|e| err(rel_for_errors, e.into()))?;
             match self.run(&self.counters.stats, self.store.head(&key)) {
                 Ok(_) => keys.push(key),

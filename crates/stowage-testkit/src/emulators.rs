@@ -142,6 +142,74 @@ impl Gcs {
         );
     }
 
+    /// Put one object through the JSON API's media upload. fake-gcs-server (1.54, and its
+    /// source as of this writing) answers the XML API's plain object PUT, which the
+    /// `object_store` crate's GCS client uses for every write and copy, with "400 invalid
+    /// uploadType": so objects are put this way, and stowage's GCS writes cannot be tested
+    /// on this emulator (reads, listings and deletes can).
+    pub fn upload(&self, bucket: &str, key: &str, bytes: &[u8]) {
+        use std::io::Write;
+        let mut c = Command::new("curl")
+            .args([
+                "-fsS",
+                "-o",
+                "/dev/null",
+                "-X",
+                "POST",
+                "--data-binary",
+                "@-",
+            ])
+            .args(["-H", "Content-Type: application/octet-stream"])
+            .arg(format!(
+                "{}/upload/storage/v1/b/{bucket}/o?uploadType=media&name={}",
+                self.base_url(),
+                key.replace('%', "%25")
+                    .replace('/', "%2F")
+                    .replace('+', "%2B")
+            ))
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(bytes).unwrap();
+        let o = c.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "uploading {key}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    /// Upload every file below `dir` to `prefix/<path below dir>`. Returns how many.
+    pub fn upload_tree(&self, bucket: &str, dir: &Path, prefix: &str) -> usize {
+        let mut n = 0;
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let e = e.unwrap();
+                let t = e.file_type().unwrap();
+                if t.is_dir() {
+                    stack.push(e.path());
+                } else if t.is_file() {
+                    let rel = e
+                        .path()
+                        .strip_prefix(dir)
+                        .unwrap()
+                        .to_str()
+                        .unwrap()
+                        .to_owned();
+                    self.upload(
+                        bucket,
+                        &format!("{prefix}/{rel}"),
+                        &std::fs::read(e.path()).unwrap(),
+                    );
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
     /// Environment for a client (stowage, `object_store`) to reach this server.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![(

@@ -64,10 +64,11 @@ fn endpoint(g: &GlobalArgs, e: &Option<String>, r: &Option<String>, conc: usize)
     }
 }
 
-/// The default journal: one per pair of locations, in the working directory.
-fn default_journal(a: &MigrateArgs) -> PathBuf {
+/// The default journal: one per pair of storages (as opened: `/srv/reg` and `/srv/reg/`
+/// are the same), in the working directory.
+fn default_journal(from: &str, to: &str) -> PathBuf {
     use sha2::Digest;
-    let h = sha2::Sha256::digest(format!("{}\n{}", a.from, a.to).as_bytes());
+    let h = sha2::Sha256::digest(format!("{from}\n{to}").as_bytes());
     let hex: String = h[..8].iter().map(|b| format!("{b:02x}")).collect();
     PathBuf::from(format!("stowage-migrate-{hex}.journal"))
 }
@@ -96,7 +97,10 @@ pub fn run(g: &GlobalArgs, a: &MigrateArgs) -> Result<i32> {
         incremental: a.incremental,
         reachable_only: a.reachable_only,
         verify: a.verify,
-        journal: a.journal.clone().unwrap_or_else(|| default_journal(a)),
+        journal: a
+            .journal
+            .clone()
+            .unwrap_or_else(|| default_journal(&from.describe(), &to.describe())),
         now,
     };
     let progress = Arc::new(Progress::default());
@@ -153,7 +157,7 @@ fn counts(c: Counts) -> String {
 /// The human report (names escaped: they come from the storage).
 fn render(r: &Report) -> String {
     let mut out = String::new();
-    let verb = if r.dry_run { "would copy" } else { "copied" };
+    let verb = if r.dry_run { "to copy" } else { "copied" };
     out += &format!(
         "{} {} -> {}\n",
         if r.dry_run { "dry run:" } else { "migrated" },
