@@ -10,6 +10,8 @@
 #   bench/migrate.sh [BLOBS] [DELAY_MS]        default: 10000 blobs, 20 ms per request
 #   S3LITE=/path/to/s3lite.py bench/migrate.sh default: ../shared/tools/s3lite.py
 #
+#   PROFILE=debug bench/migrate.sh            use target/debug (built here) instead of release
+#
 # Needs: python3, awscli (`pip install awscli`), a release build (made here).
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
@@ -22,9 +24,14 @@ OUT=${BENCH_DIR:-bench/out}
 SRC="$OUT/migrate-src-$BLOBS"
 ROOT="$OUT/migrate-s3"               # s3lite root: ROOT/<bucket>/<key>, emptied per run
 mkdir -p "$OUT"
-cargo build --release --quiet -p stowage-cli -p stowage-gen
-S=$PWD/target/release/stowage
-G=$PWD/target/release/stowage-gen
+PROFILE=${PROFILE:-release}
+if [ "$PROFILE" = release ]; then
+  cargo build --release --quiet -p stowage-cli -p stowage-gen
+else
+  cargo build --quiet -p stowage-cli -p stowage-gen
+fi
+S=$PWD/target/$PROFILE/stowage
+G=$PWD/target/$PROFILE/stowage-gen
 [ -d "$SRC/docker" ] || "$G" --out "$SRC" --blobs "$BLOBS" --seed 7 --no-digest-only-repos >/dev/null
 rm -rf "$ROOT"; mkdir -p "$ROOT/stowage" "$ROOT/sync10" "$ROOT/sync64"
 # What both copy: everything below docker/ but uploads in progress (stowage leaves them out).

@@ -155,13 +155,9 @@ impl Emulated {
             .build()
             .unwrap();
         let a = Arc::new(gcs);
-        Some(Emulated::new(
-            dir,
-            Box::new(server),
-            a.clone(),
-            Some(a),
-            Scheme::Gcs,
-        ))
+        let mut e = Emulated::new(dir, Box::new(()), a.clone(), Some(a), Scheme::Gcs);
+        e.gcs = Some(server);
+        Some(e)
     }
 
     fn azure(test: &str) -> Option<Emulated> {
