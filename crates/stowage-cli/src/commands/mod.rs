@@ -8,6 +8,7 @@ mod gc;
 pub mod history;
 mod inventory;
 mod inventory_parquet;
+pub mod migrate;
 pub mod metrics;
 pub mod report;
 mod retention;
@@ -53,6 +54,8 @@ pub fn run(cli: Cli) -> Result<i32> {
             reference: Some(r),
         }) => retention::explain_plan(g.format, std::path::Path::new(&target), &r),
         Command::Explain(a) => explain::run(&storage()?, &a),
+        // A migration opens its own two storages.
+        Command::Migrate(a) => migrate::run(g, &a),
         Command::History(a) => history::run(g, &a),
         // Ingesting logs needs the storage only to resolve tags (optional).
         Command::Usage(usage::UsageArgs {
