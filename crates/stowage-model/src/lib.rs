@@ -18,6 +18,7 @@ pub mod inventory;
 pub mod manifest;
 pub mod name;
 pub mod pattern;
+pub mod scheduler;
 pub mod series;
 pub mod time;
 pub mod units;
