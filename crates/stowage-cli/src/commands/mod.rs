@@ -1,6 +1,7 @@
 //! Command glue: resolve settings, scan, analyse, print.
 
 mod apply;
+pub mod cache;
 mod check;
 mod du;
 mod explain;
@@ -83,6 +84,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Plan(a) => retention::plan(&settings, &a),
         Command::Inventory(a) => inventory::run(&settings, &a),
         Command::Du(a) => du::run(&settings, &a),
+        Command::Cache(a) => cache::run(&settings, &a),
         Command::Tags(a) => tags::run(&settings, &a),
         Command::Explain(a) => explain::run(&settings, &a),
         Command::Check(a) => check::run(&settings, &a),
