@@ -147,7 +147,32 @@ fn pull_through_cache_end_to_end() {
         &[("SERVE_DIR", up_dir.to_str().unwrap())],
     );
     let up_port = upstream.port;
+    let cache = fill(w, up_port);
+    let state = read_state(&cache);
+    assert!(state.contains_key(&format!("library/base@{SHARED_LAYER}")));
+    assert!(state.contains_key(&format!("multiarch/tool@{SHARED_LAYER}")));
 
+    // Why apply refuses a running cache: deleting under a running proxy with the inmemory
+    // blob descriptor cache (Debian's default) gives the empty-200 symptom.
+    empty_200_under_a_running_proxy(&cache, up_port, w);
+    fresh_figures(&cache, &state);
+    let (aged, expired_bytes) = aged_copy(&cache, &state, w);
+    registry_expiry_deletes_the_shared_layer(&aged, up_port, w);
+    plan_and_apply(&aged, w, expired_bytes);
+    serve_after_gc(&aged, &up.rootdirectory(), &up_dir, upstream, w);
+    fail_safe(&cache, w);
+}
+
+fn shared_data(root: &Path) -> PathBuf {
+    let hex = SHARED_LAYER.trim_start_matches("sha256:");
+    root.join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    ))
+}
+
+/// Fill a cache through a proxy; returns its rootdirectory once its state is saved.
+fn fill(w: &Path, up_port: u16) -> PathBuf {
     // 1. Fill the cache through the proxy.
     let cache = w.join("cache");
     std::fs::create_dir_all(cache.join("docker/registry/v2")).unwrap();
@@ -157,23 +182,20 @@ fn pull_through_cache_end_to_end() {
         assert_eq!(px.pull_all(&all), Vec::<String>::new());
         await_state(&cache);
     }
+    // The proxy stops without saving again; let it exit before the storage is copied.
     std::thread::sleep(Duration::from_millis(300));
-    let state = read_state(&cache);
-    assert!(state.contains_key(&format!("library/base@{SHARED_LAYER}")));
-    assert!(state.contains_key(&format!("multiarch/tool@{SHARED_LAYER}")));
+    cache
+}
 
-    // 1b. Why apply refuses a running cache: deleting under a running proxy with the
-    // inmemory blob descriptor cache (Debian's default) gives the empty-200 symptom.
-    empty_200_under_a_running_proxy(&cache, up_port, w);
-
+fn fresh_figures(cache: &Path, state: &serde_json::Map<String, Value>) {
     // 2. Figures and findings as the registry wrote them: nothing expired yet.
-    let f = json(&stowage(&cache, &["--format", "json", "cache"]));
+    let f = json(&stowage(cache, &["--format", "json", "cache"]));
     assert_eq!(f["schema"], "stowage.cache/v1");
     assert_eq!(f["state"], "read");
     assert_eq!(f["entries"].as_u64().unwrap() as usize, state.len());
     assert_eq!(f["expired_entries"], 0);
     assert_eq!(f["expired_stored_bytes"], 0);
-    let check = json(&stowage(&cache, &["--format", "json", "check"]));
+    let check = json(&stowage(cache, &["--format", "json", "check"]));
     let kinds: Vec<&str> = check["findings"]
         .as_array()
         .unwrap()
@@ -182,10 +204,12 @@ fn pull_through_cache_end_to_end() {
         .filter(|k| k.starts_with("cache_"))
         .collect();
     assert_eq!(kinds, Vec::<&str>::new(), "a fresh cache is consistent");
+}
 
+fn aged_copy(cache: &Path, state: &serde_json::Map<String, Value>, w: &Path) -> (PathBuf, u64) {
     // 3. A week later for library/base only: its entries expired.
     let aged = w.join("aged");
-    copy(&cache, &aged);
+    copy(cache, &aged);
     expire(&aged, "library/base", "2000-01-01T00:00:00Z");
     let f = json(&stowage(&aged, &["--format", "json", "cache"]));
     let base_entries = state
@@ -199,18 +223,16 @@ fn pull_through_cache_end_to_end() {
     let expired_bytes = f["expired_stored_bytes"].as_u64().unwrap();
     assert!(expired_bytes > 0);
 
+    (aged, expired_bytes)
+}
+
+fn registry_expiry_deletes_the_shared_layer(aged: &Path, up_port: u16, w: &Path) {
     // 3a. What the registry itself does with that state (#4191): started on a copy, it fires
     // the expired entries at once, and library/base's blob entry for the shared layer
     // deletes the layer's data for every repository, though multiarch/tool still needs it.
     let by_registry = w.join("by-registry");
-    copy(&aged, &by_registry);
+    copy(aged, &by_registry);
     let hex = SHARED_LAYER.trim_start_matches("sha256:");
-    let shared_data = |root: &Path| {
-        root.join(format!(
-            "docker/registry/v2/blobs/sha256/{}/{hex}/data",
-            &hex[..2]
-        ))
-    };
     {
         let _px = proxy(&by_registry, up_port, &w.join("px-registry"));
         // The expired entries fire in the background as the scheduler starts.
@@ -233,12 +255,14 @@ fn pull_through_cache_end_to_end() {
                 &hex[..2]
             ))
     );
+}
 
+fn plan_and_apply(aged: &Path, w: &Path, expired_bytes: u64) {
     // 4. The cache GC plan: library/base evicted; the shared layer and the image pulled by
     // digest kept; the state edit extends nothing kept below its need.
     let plan_path = w.join("plan.json");
     let plan = json(&stowage(
-        &aged,
+        aged,
         &[
             "--format",
             "json",
@@ -310,7 +334,7 @@ fn pull_through_cache_end_to_end() {
 
     // 5. Apply: refused online (the running registry would undo it), done offline.
     let o = stowage(
-        &aged,
+        aged,
         &[
             "apply",
             "--yes",
@@ -326,27 +350,30 @@ fn pull_through_cache_end_to_end() {
         "{err}"
     );
     let o = stowage(
-        &aged,
+        aged,
         &["apply", "--yes", "--offline", plan_path.to_str().unwrap()],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let after = read_state(&aged);
+    let after = read_state(aged);
     assert!(
         after
             .keys()
-            .all(|k| !k.starts_with("library/base@") || k.ends_with(hex))
+            .all(|k| !k.starts_with("library/base@") || k.ends_with(SHARED_LAYER))
     );
     assert!(after[&format!("library/base@{SHARED_LAYER}")]["ExpiryData"] != "2000-01-01T00:00:00Z");
-    let f = json(&stowage(&aged, &["--format", "json", "cache"]));
+    let f = json(&stowage(aged, &["--format", "json", "cache"]));
     assert_eq!(f["expired_entries"], 0);
     assert_eq!(f["expired_stored_bytes"], 0);
+}
 
+fn serve_after_gc(aged: &Path, up_root: &Path, up_dir: &Path, upstream: Server, w: &Path) {
+    let up_port = upstream.port;
     // 6. The proxy on the collected copy (registry 2.8 in proxy mode does not start while
     // its upstream is unreachable: it pings it at start). Then the upstream stops: every kept
     // image is served locally, the evicted one is gone.
-    assert!(shared_data(&aged).exists(), "stowage kept the shared layer");
+    assert!(shared_data(aged).exists(), "stowage kept the shared layer");
     {
-        let px = proxy(&aged, up_port, &w.join("px-after"));
+        let px = proxy(aged, up_port, &w.join("px-after"));
         drop(upstream);
         std::thread::sleep(Duration::from_millis(500));
         let kept: Vec<String> = KEPT.iter().map(|s| s.to_string()).collect();
@@ -360,13 +387,13 @@ fn pull_through_cache_end_to_end() {
 
         // Upstream back on its port: everything pulls, the evicted image from the upstream.
         let _upstream = Server::start_env(
-            &up.rootdirectory(),
+            up_root,
             &[
                 ("SERVE_DIR", up_dir.to_str().unwrap()),
                 ("PORT", &up_port.to_string()),
             ],
         );
-        let before = upstream_log(&up_dir).len();
+        let before = upstream_log(up_dir).len();
         let all: Vec<String> = KEPT.iter().chain(EVICTED).map(|s| s.to_string()).collect();
         assert_eq!(
             px.pull_all(&all),
@@ -376,7 +403,7 @@ fn pull_through_cache_end_to_end() {
         // The access log: the evicted image's manifest and blobs came from the upstream;
         // for the kept ones the proxy only asked where their tags point (its tag service
         // always does) and fetched no manifest or blob.
-        let fetched = upstream_log(&up_dir)[before..].to_string();
+        let fetched = upstream_log(up_dir)[before..].to_string();
         let gets = |prefix: &str| fetched.matches(&format!("\"GET /v2/{prefix}")).count();
         assert!(gets("library/base/manifests/") > 0, "{fetched}");
         assert!(gets("library/base/blobs/") > 0, "{fetched}");
@@ -387,10 +414,12 @@ fn pull_through_cache_end_to_end() {
             );
         }
     }
+}
 
+fn fail_safe(cache: &Path, w: &Path) {
     // 7. Fail-safe: a truncated state file is a finding, and nothing is evicted on it.
     let bad = w.join("bad");
-    copy(&cache, &bad);
+    copy(cache, &bad);
     expire(&bad, "library/base", "2000-01-01T00:00:00Z");
     let text = std::fs::read(state_path(&bad)).unwrap();
     std::fs::write(state_path(&bad), &text[..text.len() / 2]).unwrap();
