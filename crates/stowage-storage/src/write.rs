@@ -330,6 +330,39 @@ impl StorageWrite for FsStorage {
     }
 }
 
+/// Write `dir/name` atomically: a temporary file beside it (`.<name>.stowage-tmp`, outside
+/// the layout, so no scan counts it), flushed, renamed over the old one, and the directory
+/// flushed. The registry itself writes the scheduler state with a truncate-and-write
+/// `PutContent`; a crash in the middle of that leaves a truncated file on which registry 2.8
+/// refuses to start, so ours must never leave one.
+fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
+    use std::io::Write;
+    let target = dir.join(name);
+    let tmp = dir.join(format!(".{name}.stowage-tmp"));
+    let shown = |p: &Path| p.display().to_string();
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    };
+    write().map_err(|e| StorageError::io(shown(&tmp), e))?;
+    // Keep the registry's owner and mode: it runs as its own user and must be able to
+    // rewrite the file after us.
+    if let Ok(m) = std::fs::symlink_metadata(&target) {
+        use std::os::unix::fs::MetadataExt;
+        let _ = std::fs::set_permissions(&tmp, m.permissions());
+        let _ = std::os::unix::fs::chown(&tmp, Some(m.uid()), Some(m.gid()));
+    }
+    std::fs::rename(&tmp, &target).map_err(|e| StorageError::io(shown(&target), e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StorageError::io(shown(dir), e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,37 +464,4 @@ mod tests {
             Some(d.path().canonicalize().unwrap().join("stowage-quarantine"))
         );
     }
-}
-
-/// Write `dir/name` atomically: a temporary file beside it (`.<name>.stowage-tmp`, outside
-/// the layout, so no scan counts it), flushed, renamed over the old one, and the directory
-/// flushed. The registry itself writes the scheduler state with a truncate-and-write
-/// `PutContent`; a crash in the middle of that leaves a truncated file on which registry 2.8
-/// refuses to start, so ours must never leave one.
-fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
-    use std::io::Write;
-    let target = dir.join(name);
-    let tmp = dir.join(format!(".{name}.stowage-tmp"));
-    let shown = |p: &Path| p.display().to_string();
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    };
-    write().map_err(|e| StorageError::io(shown(&tmp), e))?;
-    // Keep the registry's owner and mode: it runs as its own user and must be able to
-    // rewrite the file after us.
-    if let Ok(m) = std::fs::symlink_metadata(&target) {
-        use std::os::unix::fs::MetadataExt;
-        let _ = std::fs::set_permissions(&tmp, m.permissions());
-        let _ = std::os::unix::fs::chown(&tmp, Some(m.uid()), Some(m.gid()));
-    }
-    std::fs::rename(&tmp, &target).map_err(|e| StorageError::io(shown(&target), e))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StorageError::io(shown(dir), e))
 }
