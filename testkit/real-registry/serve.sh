@@ -20,6 +20,8 @@
 #                 both its logrus lines (stderr) and its combined access log (stdout)
 #   NOTIFY_URL=URL  add a `notifications` endpoint posting events to URL (stowage serve's
 #                 /api/v1/notifications); NOTIFY_SECRET=S sends it as `X-Stowage-Secret: S`
+#   PROXY_REMOTEURL=URL  run as a pull-through cache of URL (the `proxy.remoteurl` section):
+#                 the scheduler keeps its TTL state in STORAGE_ROOTDIR/scheduler-state.json
 #   BLOB_CACHE=none|inmemory|redis  the registry's `storage.cache.blobdescriptor` (default none:
 #                 no cache section, as before). inmemory is Debian's default config; redis needs
 #                 REDIS_ADDR=HOST:PORT (written as the `redis:` section)
@@ -83,6 +85,10 @@ redis_section() {
   [ "${BLOB_CACHE:-none}" = redis ] || return 0
   printf 'redis:\n  addr: %s\n  db: 0\n' "$REDIS_ADDR"
 }
+proxy_section() {
+  [ -n "${PROXY_REMOTEURL:-}" ] || return 0
+  printf 'proxy:\n  remoteurl: %s\n' "$PROXY_REMOTEURL"
+}
 notifications_section() {
   [ -n "${NOTIFY_URL:-}" ] || return 0
   cat <<EOF
@@ -132,6 +138,7 @@ log:
   level: info
   formatter: ${LOG_FORMATTER:-text}
 $(storage_section)
+$(proxy_section)
 $(notifications_section)
 $(redis_section)
 http:
@@ -171,7 +178,7 @@ printf '%s\n' "$port" >"$DIR/port"
 # restart.sh re-runs this script with exactly these settings (values are %q-quoted).
 {
   printf 'SERVE_ROOT_ARG=%q\n' "$1"
-  for v in STORAGE_SECTION_FILE LOG_FORMATTER NOTIFY_URL NOTIFY_SECRET BLOB_CACHE REDIS_ADDR; do
+  for v in STORAGE_SECTION_FILE LOG_FORMATTER NOTIFY_URL NOTIFY_SECRET BLOB_CACHE REDIS_ADDR PROXY_REMOTEURL; do
     [ -z "${!v:-}" ] || printf '%s=%q\n' "$v" "${!v}"
   done
 } >"$DIR/serve.env"

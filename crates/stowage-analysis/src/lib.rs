@@ -19,6 +19,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cache;
+
 use std::sync::OnceLock;
 
 use stowage_graph::{Graph, GraphIndex, Summary, Usage};
@@ -51,6 +53,8 @@ pub struct Options {
     pub metadata_config: Option<Evidence>,
     /// The present moment of the analysis (`--now`): ages, grace periods, plans.
     pub now: Timestamp,
+    /// `proxy.remoteurl` from the registry's config: the storage is a pull-through cache.
+    pub proxy_remote_url: Option<String>,
 }
 
 /// One scanned and analysed registry.
@@ -60,6 +64,7 @@ pub struct Analysis {
     unlisted: FindingCounts,
     metadata_database: Option<Evidence>,
     now: Timestamp,
+    proxy_remote_url: Option<String>,
     referenced: OnceLock<Vec<bool>>,
     usage: OnceLock<Usage>,
 }
@@ -83,9 +88,11 @@ impl Analysis {
     pub fn new(mut inv: Inventory, opts: &Options) -> Analysis {
         let index = GraphIndex::build(&inv);
         let mut unlisted = FindingCounts::default();
+        let cache_findings = cache::findings(&inv);
         match opts.graph_findings {
             GraphFindings::List => {
-                let derived = stowage_graph::analyze_findings(&Graph::view(&inv, &index));
+                let mut derived = stowage_graph::analyze_findings(&Graph::view(&inv, &index));
+                derived.extend(cache_findings);
                 // One list, not the scan's plus a copy: a collected registry yields a
                 // dangling-link finding per deleted image.
                 inv.findings.reserve_exact(derived.len());
@@ -95,6 +102,7 @@ impl Analysis {
             }
             GraphFindings::Count => {
                 unlisted = stowage_graph::count_findings(&Graph::view(&inv, &index));
+                unlisted += FindingCounts::of(&cache_findings);
             }
         }
         let metadata_database = opts
@@ -107,6 +115,7 @@ impl Analysis {
             unlisted,
             metadata_database,
             now: opts.now,
+            proxy_remote_url: opts.proxy_remote_url.clone(),
             referenced: OnceLock::new(),
             usage: OnceLock::new(),
         }
@@ -204,6 +213,24 @@ impl Analysis {
         );
         ov.metadata_database = self.metadata_database.as_ref().map(Evidence::label);
         ov
+    }
+
+    /// What says the storage belongs to a pull-through cache (empty when nothing does).
+    pub fn proxy_cache(&self) -> Vec<String> {
+        cache::detected_by(&self.inv, self.proxy_remote_url.as_deref())
+    }
+
+    /// The pull-through cache's figures at the analysis's `now`; `None` for a registry that
+    /// is not a cache.
+    pub fn cache_figures(&self) -> Option<cache::CacheFigures> {
+        if self.proxy_cache().is_empty() {
+            return None;
+        }
+        Some(cache::figures(
+            &self.graph(),
+            self.now,
+            self.proxy_remote_url.as_deref(),
+        ))
     }
 
     /// Per-repository figures for the metrics: the `top` largest by name, the rest as one.

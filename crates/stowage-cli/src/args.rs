@@ -146,6 +146,9 @@ pub enum Command {
     /// Copy the registry to another backend (filesystem, S3, GCS, Azure): blobs first and
     /// links last, every blob's sha256 checked, resumable, --incremental. A dry run unless --yes.
     Migrate(crate::commands::migrate::MigrateArgs),
+    /// A pull-through cache: each cached repository, manifest and blob with when it was
+    /// cached and when it expires, and the expired bytes still stored.
+    Cache(crate::commands::cache::CacheArgs),
 }
 
 #[derive(Args, Debug)]
@@ -169,6 +172,10 @@ pub struct GcArgs {
     /// All of the extra cleanups: --dangling-links --empty-dirs --uploads-older-than 7d.
     #[arg(long)]
     pub tidy: bool,
+    /// Pull-through caches: also evict the least recently cached images until the cache's
+    /// stored bytes fit in this size (e.g. 200GiB); see docs/cache.md.
+    #[arg(long, value_name = "SIZE")]
+    pub cache_max_bytes: Option<String>,
     /// Save the plan here (JSON) for `stowage apply`.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub out: Option<std::path::PathBuf>,

@@ -96,6 +96,10 @@ pub fn load(s: &Settings, verify_links: bool, graph_findings: GraphFindings) -> 
             graph_findings,
             metadata_config: s.metadata_database.clone(),
             now: s.now,
+            proxy_remote_url: s
+                .registry_config
+                .as_ref()
+                .and_then(|c| c.proxy_remoteurl.clone()),
         },
     );
     if s.verbose {
@@ -103,6 +107,13 @@ pub fn load(s: &Settings, verify_links: bool, graph_findings: GraphFindings) -> 
     }
     if let Some(e) = analysis.metadata_database() {
         eprintln!("note: {}", e.label());
+    }
+    let cache = analysis.proxy_cache();
+    if !cache.is_empty() {
+        eprintln!(
+            "note: a pull-through cache (by {}); cached objects expire by its scheduler state, and `stowage gc` evicts expired images, never untagged ones",
+            cache.join(", ")
+        );
     }
     Ok(analysis)
 }

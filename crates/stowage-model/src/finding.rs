@@ -85,6 +85,9 @@ finding_kinds! {
     UploadBadStartedAt => "upload_bad_startedat", Warning, "An upload whose startedat is not an RFC 3339 time.";
     LegacySignatures => "legacy_signatures", Info, "Schema 1 signature links from registries up to 2.3.";
     ForeignMetadata => "foreign_metadata", Info, "A '_'-prefixed directory the registry does not use (another tool's metadata); skipped.";
+    CacheStateUnusable => "cache_state_unusable", Error, "The pull-through cache's scheduler-state.json is truncated, not JSON or not the registry's format: registry 2.8 in proxy mode does not start on it, and stowage evicts nothing on its strength.";
+    CacheEntryWithoutObject => "cache_entry_without_object", Info, "A pull-through cache scheduler entry whose link (a _layers link for a blob, a revision link for a manifest) is not in its repository: the registry's expiry of it will fail harmlessly.";
+    CacheObjectWithoutEntry => "cache_object_without_entry", Info, "A link of a pull-through cache that no scheduler entry expires (the state was lost or edited, or the object was not fetched through the proxy): it stays until a cache GC removes it.";
     MissingTagsDirectory => "missing_tags_directory", Info, "A repository with manifests but no _manifests/tags (pushed by digest only); the registry's GC --delete-untagged aborts on it.";
 }
 

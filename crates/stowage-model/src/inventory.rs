@@ -502,6 +502,9 @@ pub struct Inventory {
     /// live below them are unknown, so no blob may be deleted on the strength of this scan.
     pub unlisted: Vec<String>,
     pub stats: ScanStats,
+    /// The pull-through cache's TTL state (`scheduler-state.json` at the driver root), as
+    /// far as the backend could read beside the layout.
+    pub scheduler: crate::scheduler::SchedulerFile,
 }
 
 impl Inventory {

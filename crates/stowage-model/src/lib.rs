@@ -22,6 +22,7 @@ pub mod manifest;
 pub mod name;
 pub mod pattern;
 pub mod pulls;
+pub mod scheduler;
 pub mod series;
 pub mod time;
 pub mod units;

@@ -46,6 +46,15 @@ pub struct GcOptions {
     pub dangling_links: bool,
     /// Remove directories left empty (by earlier deletes or by this plan).
     pub empty_dirs: bool,
+    /// The storage is a pull-through cache: evict expired cached images by its
+    /// `scheduler-state.json` instead of by tags (`crate::cache`). Written only when set, so
+    /// plans of ordinary registries are unchanged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cache: bool,
+    /// With `cache`: also evict the least recently cached images until the cache's stored
+    /// bytes fit in this many (`crate::cache`, size cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_max_bytes: Option<u64>,
 }
 
 impl Default for GcOptions {
@@ -56,6 +65,8 @@ impl Default for GcOptions {
             uploads_older_than_seconds: None,
             dangling_links: false,
             empty_dirs: false,
+            cache: false,
+            cache_max_bytes: None,
         }
     }
 }
@@ -89,15 +100,26 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
         now,
         seconds: opts.grace_seconds,
     };
-    let blocked = blocked_reasons(g);
+    let mut blocked = blocked_reasons(g);
     let blobs_blocked = !blocked.is_empty();
     // A blob is known to be missing only when the scan saw every blob: one behind a symbolic
     // link, moved out of its place or unreadable looks missing, and links to it are not
-    // dangling (issue 25: a referrer moved out of place had its revision planned).
-    let dangling_links = opts.dangling_links && !blobs_blocked;
+    // dangling (issue 25: a referrer moved out of place had its revision planned). A cache
+    // GC removes the `_layers` links of the blobs it deletes, as the registry's expiry does.
+    let dangling_links = (opts.dangling_links || opts.cache) && !blobs_blocked;
 
-    let mut roots = keep_roots(g, opts.delete_untagged);
-    let (mut manifests, held_manifests) = if opts.delete_untagged {
+    // A cache is collected by expiry, never by tags (images pulled by digest are untagged).
+    let eviction = opts
+        .cache
+        .then(|| crate::cache::eviction(g, now, opts.grace_seconds, opts.cache_max_bytes));
+    let mut roots = match &eviction {
+        Some(ev) => ev.roots.clone(),
+        None => keep_roots(g, opts.delete_untagged),
+    };
+    let (mut manifests, held_manifests) = if let Some(ev) = &eviction {
+        blocked.extend(ev.blocked.clone());
+        (ev.manifests.clone(), ev.held.clone())
+    } else if opts.delete_untagged {
         untagged_manifests(g, grace, dangling_links, &mut roots)
     } else {
         (Vec::new(), Vec::new())
@@ -141,6 +163,22 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
     held.uploads.sort();
     let blob_bytes: u64 = blobs.iter().map(|b| b.size).sum();
     let upload_bytes: u64 = uploads.iter().map(|u| u.size).sum();
+    let cache = eviction
+        .as_ref()
+        .map(|ev| Box::new(crate::cache::edit(g, ev, &planned_blob)));
+    let blobs = match &eviction {
+        // Blobs only expired manifests reached: evicted with them.
+        Some(_) => blobs
+            .into_iter()
+            .map(|mut b| {
+                if b.reason == "untagged" {
+                    b.reason = crate::cache::EXPIRED.into();
+                }
+                b
+            })
+            .collect(),
+        None => blobs,
+    };
     Plan {
         schema: PLAN_SCHEMA.into(),
         kind: crate::PlanKind::Gc,
@@ -160,10 +198,11 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
         kept_unlike_registry,
         manifests_kept_unlike_registry,
         blocked,
-        tags: Vec::new(),
+        tags: eviction.map(|ev| ev.tags).unwrap_or_default(),
         retention: None,
         listing: None,
         would_break: crate::replay::WouldBreak::not_checked(),
+        cache,
     }
 }
 

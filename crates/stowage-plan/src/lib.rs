@@ -23,6 +23,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod apply;
+pub mod cache;
 pub mod gc;
 pub mod journal;
 pub mod keys;

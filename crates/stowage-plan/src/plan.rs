@@ -194,6 +194,10 @@ pub struct Plan {
     /// once the report is older than the plan's grace window).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listing: Option<ListingSource>,
+    /// Cache GC plans (`GcOptions::cache`): how `scheduler-state.json` changes with the
+    /// plan, and what applying it requires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<Box<crate::cache::CacheEdit>>,
 }
 
 impl Plan {
@@ -338,6 +342,7 @@ mod tests {
             retention: None,
             would_break: Default::default(),
             listing: None,
+            cache: None,
         }
     }
 

@@ -36,6 +36,8 @@ fn plan(inv: &Inventory) -> Plan {
         dangling_links: true,
         empty_dirs: true,
         uploads_older_than_seconds: Some(0),
+        cache: false,
+        cache_max_bytes: None,
     };
     let mut p = gc::build(&Graph::new(inv), &opts, Timestamp::from_secs(2_000_000_000));
     p.storage = String::new();

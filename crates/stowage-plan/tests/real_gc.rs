@@ -125,6 +125,8 @@ fn delete_untagged_plan_is_the_registry_set_minus_listed_protections_and_keeps_m
         dangling_links: true,
         empty_dirs: true,
         uploads_older_than_seconds: Some(0),
+        cache: false,
+        cache_max_bytes: None,
     };
     let p = plan(&fx, &opts);
     let theirs = real::registry_gc_dry_run(&fx.config(), true);

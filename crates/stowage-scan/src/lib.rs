@@ -44,6 +44,7 @@ pub mod cache;
 mod failsafe;
 mod manifests;
 mod repositories;
+pub mod scheduler;
 mod snapshot;
 mod verify;
 
@@ -233,6 +234,8 @@ pub fn scan_cached(
     let (refs, mut extras) = (read_refs, read_extras);
     extras.shrink_to_fit();
     let mut findings = std::mem::take(&mut *lock(&ctx.findings));
+    let (scheduler, bad_state) = scheduler::read_state(storage);
+    findings.extend(bad_state);
     findings.sort_unstable();
     findings.dedup();
     compact_findings(&mut findings);
@@ -257,6 +260,7 @@ pub fn scan_cached(
             reads: c.reads,
             bytes_read: c.bytes_read,
         },
+        scheduler,
     };
     drop(ctx);
     if let Some(c) = cache {

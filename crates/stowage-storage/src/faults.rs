@@ -80,6 +80,13 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     fn counters(&self) -> &OpCounters {
         self.inner.counters()
     }
+    fn read_at_driver_root(
+        &self,
+        name: &str,
+        limit: u64,
+    ) -> Option<Result<Option<Vec<u8>>, crate::StorageError>> {
+        self.inner.read_at_driver_root(name, limit)
+    }
     // `list_tree` is left to the default walk, so every listed directory and stat-ed file
     // passes through the faults above; only the strategy is the inner storage's.
     fn prefers_tree_listing(&self) -> bool {

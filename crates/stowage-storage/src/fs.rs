@@ -368,6 +368,67 @@ impl Storage for FsStorage {
     fn counters(&self) -> &OpCounters {
         &self.counters
     }
+
+    fn read_at_driver_root(
+        &self,
+        name: &str,
+        limit: u64,
+    ) -> Option<Result<Option<Vec<u8>>, StorageError>> {
+        let path = self.driver_root()?.join(name);
+        Some(read_regular_nofollow(&path, limit))
+    }
+}
+
+impl FsStorage {
+    /// The `rootdirectory` holding the layout, when the storage was opened through it (the
+    /// layout root is `<rootdirectory>/docker/registry/v2`).
+    pub fn driver_root(&self) -> Option<&Path> {
+        if !self.root().ends_with(LAYOUT_ROOT) {
+            return None;
+        }
+        self.root().parent()?.parent()?.parent()
+    }
+}
+
+/// A whole regular file of at most `limit` bytes, never through a symbolic link or from a
+/// FIFO; `Ok(None)` when it does not exist. Errors name the path.
+fn read_regular_nofollow(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, StorageError> {
+    use rustix::fs::OFlags;
+    let shown = path.display().to_string();
+    let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let mut f = match OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Err(StorageError::new(ErrorKind::Symlink, shown));
+        }
+        Err(e) => return Err(StorageError::io(shown, e)),
+    };
+    let m = f
+        .metadata()
+        .map_err(|e| StorageError::io(shown.clone(), e))?;
+    if !m.file_type().is_file() {
+        return Err(StorageError::new(
+            ErrorKind::NotAFile(FileType::of(m.file_type())),
+            shown,
+        ));
+    }
+    if m.len() > limit {
+        return Err(StorageError::new(ErrorKind::TooLarge { limit }, shown));
+    }
+    let mut buf = Vec::with_capacity(m.len() as usize);
+    (&mut f)
+        .take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| StorageError::io(shown.clone(), e))?;
+    if buf.len() as u64 > limit {
+        return Err(StorageError::new(ErrorKind::TooLarge { limit }, shown));
+    }
+    Ok(Some(buf))
 }
 
 #[cfg(test)]

@@ -189,6 +189,19 @@ pub trait Storage: Send + Sync {
     /// Operation counters.
     fn counters(&self) -> &OpCounters;
 
+    /// Read the file `name` at the storage driver's root (the `rootdirectory` that holds
+    /// `docker/registry/v2`: where a pull-through cache keeps `scheduler-state.json`), of at
+    /// most `limit` bytes. `None` when the backend cannot address it (an object store, or a
+    /// filesystem opened at the layout root itself); `Ok(None)` when there is no such file.
+    fn read_at_driver_root(
+        &self,
+        name: &str,
+        limit: u64,
+    ) -> Option<Result<Option<Vec<u8>>, StorageError>> {
+        let _ = (name, limit);
+        None
+    }
+
     /// Whether [`Storage::list_tree`] is cheaper than walking with [`Storage::list_dir`] and
     /// [`Storage::stat`]. Object stores say yes: one paginated listing returns 1,000 keys with
     /// their size and date per request, where a walk costs a request per directory and per
@@ -313,6 +326,13 @@ impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
     }
     fn counters(&self) -> &OpCounters {
         (**self).counters()
+    }
+    fn read_at_driver_root(
+        &self,
+        name: &str,
+        limit: u64,
+    ) -> Option<Result<Option<Vec<u8>>, StorageError>> {
+        (**self).read_at_driver_root(name, limit)
     }
     fn prefers_tree_listing(&self) -> bool {
         (**self).prefers_tree_listing()

@@ -226,6 +226,13 @@ impl Storage for ListedStorage {
     fn counters(&self) -> &OpCounters {
         self.live.counters()
     }
+    fn read_at_driver_root(
+        &self,
+        name: &str,
+        limit: u64,
+    ) -> Option<Result<Option<Vec<u8>>, crate::StorageError>> {
+        self.live.read_at_driver_root(name, limit)
+    }
 
     fn prefers_tree_listing(&self) -> bool {
         true

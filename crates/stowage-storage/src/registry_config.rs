@@ -48,6 +48,9 @@ pub struct RegistryConfig {
     /// `database.enabled` (GitLab's registry metadata database): the filesystem's links are
     /// not the truth, so nothing may be deleted on their strength.
     pub metadata_database: bool,
+    /// `proxy.remoteurl`: the registry is a pull-through cache of that upstream (its TTL
+    /// state is `<rootdirectory>/scheduler-state.json`).
+    pub proxy_remoteurl: Option<String>,
 }
 
 /// The registry's blob descriptor cache (`storage.cache.blobdescriptor`). It answers "does
@@ -195,12 +198,15 @@ impl RegistryConfig {
         let metadata_database = get(&doc, "database")
             .and_then(|d| as_bool(get(d, "enabled")))
             .unwrap_or(false);
+        let proxy_remoteurl = as_string(get(&doc, "proxy").and_then(|p| get(p, "remoteurl")))
+            .filter(|u| !u.is_empty());
         Ok(RegistryConfig {
             driver,
             readonly,
             delete_enabled,
             blob_cache,
             metadata_database,
+            proxy_remoteurl,
         })
     }
 }

@@ -68,6 +68,14 @@ pub trait StorageWrite: Storage {
         let _ = batch;
         Ok(())
     }
+
+    /// Replace the file `name` at the storage driver's root (a pull-through cache's
+    /// `scheduler-state.json`) with `bytes`, atomically: a reader sees the old file or the new
+    /// one, never a part. `None` when the backend cannot address the driver's root.
+    fn replace_at_driver_root(&self, name: &str, bytes: &[u8]) -> Option<Result<(), StorageError>> {
+        let _ = (name, bytes);
+        None
+    }
 }
 
 impl<T: StorageWrite + ?Sized> StorageWrite for std::sync::Arc<T> {
@@ -107,6 +115,9 @@ impl<T: StorageWrite + ?Sized> StorageWrite for std::sync::Arc<T> {
     }
     fn purge_quarantine(&self, batch: &Path) -> Result<(), StorageError> {
         (**self).purge_quarantine(batch)
+    }
+    fn replace_at_driver_root(&self, name: &str, bytes: &[u8]) -> Option<Result<(), StorageError>> {
+        (**self).replace_at_driver_root(name, bytes)
     }
 }
 
@@ -151,6 +162,11 @@ fn refuse_symlink(path: &str) -> StorageError {
 /// (`beneath`): a plan or journal entry can never make apply act outside the storage, even
 /// if a directory of the tree was swapped for a link after the plan was made.
 impl StorageWrite for FsStorage {
+    fn replace_at_driver_root(&self, name: &str, bytes: &[u8]) -> Option<Result<(), StorageError>> {
+        let dir = self.driver_root()?.to_path_buf();
+        Some(replace_file(&dir, name, bytes))
+    }
+
     fn delete(&self, path: &str) -> Result<bool, StorageError> {
         let root = self.root_fd()?;
         let Some((dir, name)) = parent_of(root.as_fd(), path)? else {
@@ -312,6 +328,39 @@ impl StorageWrite for FsStorage {
         }
         Ok(())
     }
+}
+
+/// Write `dir/name` atomically: a temporary file beside it (`.<name>.stowage-tmp`, outside
+/// the layout, so no scan counts it), flushed, renamed over the old one, and the directory
+/// flushed. The registry itself writes the scheduler state with a truncate-and-write
+/// `PutContent`; a crash in the middle of that leaves a truncated file on which registry 2.8
+/// refuses to start, so ours must never leave one.
+fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
+    use std::io::Write;
+    let target = dir.join(name);
+    let tmp = dir.join(format!(".{name}.stowage-tmp"));
+    let shown = |p: &Path| p.display().to_string();
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    };
+    write().map_err(|e| StorageError::io(shown(&tmp), e))?;
+    // Keep the registry's owner and mode: it runs as its own user and must be able to
+    // rewrite the file after us.
+    if let Ok(m) = std::fs::symlink_metadata(&target) {
+        use std::os::unix::fs::MetadataExt;
+        let _ = std::fs::set_permissions(&tmp, m.permissions());
+        let _ = std::os::unix::fs::chown(&tmp, Some(m.uid()), Some(m.gid()));
+    }
+    std::fs::rename(&tmp, &target).map_err(|e| StorageError::io(shown(&target), e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StorageError::io(shown(dir), e))
 }
 
 #[cfg(test)]

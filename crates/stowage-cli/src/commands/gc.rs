@@ -27,13 +27,32 @@ pub fn options(a: &GcArgs) -> Result<GcOptions> {
         uploads_older_than_seconds: uploads,
         dangling_links: a.dangling_links || a.tidy,
         empty_dirs: a.empty_dirs || a.tidy,
+        cache: false,
+        cache_max_bytes: a
+            .cache_max_bytes
+            .as_deref()
+            .map(crate::settings::parse_size)
+            .transpose()
+            .context("--cache-max-bytes")?,
     })
 }
 
 pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
-    let opts = options(a)?;
+    let mut opts = options(a)?;
     let loaded = load(s, false, GraphFindings::Count)?;
     super::refuse_deleting(&loaded, s)?;
+    if !loaded.proxy_cache().is_empty() {
+        anyhow::ensure!(
+            !opts.delete_untagged,
+            "this storage is a pull-through cache: its untagged manifests are images pulled by digest, not garbage (goharbor/harbor#23570); `stowage gc` without --delete-untagged evicts the expired ones"
+        );
+        opts.cache = true;
+    } else {
+        anyhow::ensure!(
+            opts.cache_max_bytes.is_none(),
+            "--cache-max-bytes is for pull-through caches, and this storage is not one (no scheduler-state.json, no proxy.remoteurl)"
+        );
+    }
     let g = loaded.graph();
     let mut plan = stowage_plan::gc::build(&g, &opts, s.now);
     plan.listing = s
@@ -100,7 +119,14 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
 pub fn print_plan(out: &mut impl Write, p: &Plan, s: &Settings) -> Result<()> {
     if !p.manifests.is_empty() {
         let mut t = Table::new(&[
-            ("UNTAGGED MANIFEST", Align::Left),
+            (
+                if p.cache.is_some() {
+                    "EXPIRED MANIFEST"
+                } else {
+                    "UNTAGGED MANIFEST"
+                },
+                Align::Left,
+            ),
             ("REPOSITORY", Align::Left),
             ("PUSHED", Align::Left),
         ]);
@@ -180,6 +206,18 @@ pub fn print_plan(out: &mut impl Write, p: &Plan, s: &Settings) -> Result<()> {
     }
     for b in &p.blocked {
         writeln!(out, "BLOCKED: {b}")?;
+    }
+    if let Some(c) = &p.cache {
+        writeln!(
+            out,
+            "cache: {} expired images evicted, {} tags; {}: {} entries removed, {} extended (still needed by a live image)",
+            c.evicted_manifests,
+            p.tags.len(),
+            c.file,
+            c.remove.len(),
+            c.extend.len()
+        )?;
+        writeln!(out, "apply: {}", c.note)?;
     }
     writeln!(
         out,

@@ -1,6 +1,7 @@
 //! Command glue: resolve settings, scan, analyse, print.
 
 mod apply;
+pub mod cache;
 mod check;
 mod du;
 mod explain;
@@ -8,8 +9,8 @@ mod gc;
 pub mod history;
 mod inventory;
 mod inventory_parquet;
-pub mod migrate;
 pub mod metrics;
+pub mod migrate;
 pub mod report;
 mod retention;
 pub mod serve;
@@ -68,6 +69,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Gc(a) => gc::run(&storage()?, &a),
         Command::Inventory(a) => inventory::run(&storage()?, &a),
         Command::Du(a) => du::run(&storage()?, &a),
+        Command::Cache(a) => cache::run(&storage()?, &a),
         Command::Tags(a) => tags::run(&storage()?, &a),
         Command::Check(a) => check::run(&storage()?, &a),
         Command::Report(a) => report::run(&storage()?, &a),

@@ -31,6 +31,7 @@
 //! is resumed by running it again. With a quarantine directory, targets are moved (renamed,
 //! keeping the layout) instead of deleted, and `quarantine::restore` puts them back.
 
+mod cache_state;
 mod checks;
 mod online;
 mod recheck;
@@ -184,6 +185,9 @@ pub struct ApplyReport {
     pub seconds: f64,
     pub quarantine: Option<PathBuf>,
     pub journal: PathBuf,
+    /// Cache GC plans: what was done to `scheduler-state.json`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduler_state: Option<String>,
 }
 
 /// Why an apply did not run.
@@ -457,6 +461,9 @@ pub fn apply_checked<S: StorageWrite>(
 ) -> Result<ApplyReport, ApplyError> {
     let started = std::time::Instant::now();
     check_plan(storage, plan, opts.now)?;
+    if plan.cache.is_some() && opts.mode == Mode::Online {
+        return Err(ApplyError::Blocked(crate::cache::OFFLINE_NOTE.into()));
+    }
     let retention = plan.kind == crate::PlanKind::Retention;
     let id = plan.id();
     let batch = open_batch(storage, plan, opts, &id)?;
@@ -548,6 +555,13 @@ pub fn apply_checked<S: StorageWrite>(
     // Directories that are empty now (after the fenced targets went for good).
     for dir in &plan.empty_dirs {
         r.remove(Kind::EmptyDir, dir, 0)?;
+    }
+    if let Some(edit) = &plan.cache {
+        let done = cache_state::update(storage, edit)?;
+        r.report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .scheduler_state = Some(done);
     }
     finish(r, &journal_path, started)
 }

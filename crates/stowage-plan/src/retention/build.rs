@@ -463,6 +463,8 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
             uploads_older_than_seconds: None,
             dangling_links: true,
             empty_dirs: false,
+            cache: false,
+            cache_max_bytes: None,
         },
         bytes: blob_bytes,
         blob_bytes,
@@ -480,6 +482,7 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
         tags: a.tags,
         retention: Some(Box::new(retention)),
         listing: None,
+        cache: None,
         would_break: crate::replay::WouldBreak::not_checked(),
     }
 }

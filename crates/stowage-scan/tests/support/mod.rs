@@ -90,6 +90,8 @@ pub fn gc_m(inv: &Inventory) -> Plan {
         uploads_older_than_seconds: None,
         dangling_links: true,
         empty_dirs: true,
+        cache: false,
+        cache_max_bytes: None,
     };
     stowage_plan::gc::build(&Graph::new(inv), &opts, now())
 }
