@@ -47,6 +47,12 @@
   if (D.metadata_database) $("#headline").before(el("div", { class: "banner", id: "metadata-database" },
     el("b", {}, "Filesystem metadata only. "), D.metadata_database.replace(/^figures are from filesystem metadata only: /, ""),
     ". stowage plans no deletion on this registry."));
+  // The answer first: one sentence and the commands that act on it (issue 19).
+  const Hd = D.headline;
+  if (Hd && Hd.sentence) $("#headline").before(el("div", { class: "answer", id: "answer" },
+    el("p", { class: "sentence" }, Hd.sentence),
+    Hd.steps.length ? el("ol", {}, Hd.steps.map((st) => el("li", {}, st.what + ": ",
+      el("div", { class: "cmd" }, el("code", {}, st.command), copyButton(st.command))))) : null));
   $("#headline").append(...cards.map(([l, v, s, id]) =>
     el("div", { class: "card", "data-figure": id }, el("div", { class: "label" }, l),
       el("div", { class: "value" }, v), el("div", { class: "sub" }, s))));
@@ -355,11 +361,17 @@
     const P = D.plan;
     $("#plan-title").append(el("small", {}, `${P.kind} plan of ${date(P.created_at)} UTC frees ${bytes(P.bytes)}`));
     if (P.other_storage) $("#plan").append(el("div", { class: "banner" }, "This plan was made for " + P.storage + ", not for the storage of this report."));
-    const cols = [{ key: "repository", label: "repository" }, { key: "reason", label: "reason" },
+    if (P.written_since_plan) $("#plan").append(el("div", { class: "banner", id: "plan-stale" },
+      num(P.written_since_plan) + " blobs, manifests or tags were written after this plan was made (" + date(P.created_at) +
+      " UTC): its figures may be out of date. Apply re-checks every target and keeps what is needed now; make the plan again to see what it would do today."));
+    const cols = [{ key: "repository", label: "repository" }, { key: "reason", label: "reason", value: (r) => r.label || r.reason },
       { key: "manifests", label: "manifests", num: true }, { key: "blobs", label: "blobs", num: true },
       { key: "uploads", label: "uploads", num: true }, { key: "links", label: "links", num: true }, B("bytes")];
-    table($("#plan"), cols, P.rows, { sort: "bytes", id: "plan-table" });
-    $("#plan").append(el("p", { class: "muted" }, "By reason: " + P.by_reason.map((r) => r.reason + " " + bytes(r.bytes)).join(", ")));
+    // Paged, and without the 0-byte link rows (counted below): the table shows what frees space.
+    table($("#plan"), cols, P.rows, { sort: "bytes", id: "plan-table", pageSize: 20, search: "search repository, reason\u2026" });
+    if (P.link_rows) $("#plan").append(el("p", { class: "muted", id: "plan-links" }, num(P.link_only_links) +
+      " links that free no bytes (tag-history entries and _layers links, in " + num(P.link_rows) + " repository and reason rows) are not listed; the plan file has them."));
+    $("#plan").append(el("p", { class: "muted" }, "By reason: " + P.by_reason.map((r) => (r.label || r.reason) + " " + bytes(r.bytes)).join(", ")));
   } else $("#plan-section").hidden = true;
 
   // ---- findings --------------------------------------------------------------------------

@@ -16,6 +16,7 @@ pub mod html;
 pub mod metrics;
 pub mod overview;
 pub mod plan_view;
+pub mod reclaim;
 pub mod table;
 pub mod views;
 
