@@ -668,3 +668,68 @@ fn reclaimable_cards_equal_what_their_commands_plan() {
             .contains("0 B (0%) can be freed safely now")
     );
 }
+
+/// Issue 19 item 1: dates survive a copy. A registry whose blobs were written over 30
+/// months, copied with `cp -a` (birth times are the copy day, modification times kept),
+/// charts the same months as the original, not one bar for everything; no blob is
+/// "created" after it was modified.
+#[test]
+fn dates_survive_a_copy() {
+    use std::time::{Duration, SystemTime};
+    let dir = tempfile::tempdir().unwrap();
+    let orig = dir.path().join("orig");
+    let t = stowage_testkit::TreeBuilder::new(&orig);
+    let config = t.blob(b"{\"created\":\"2024-06-01T00:00:00Z\"}");
+    let mut layers = Vec::new();
+    for m in 0..30u64 {
+        let l = t.layer(&format!("l{m}"), 1000 + m as usize);
+        let secs = 1_717_200_000 + m * 30 * 86_400; // 2024-06-01 plus m months
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(t.path(&stowage_layout::blob_data(&l.digest)))
+            .unwrap();
+        f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+            .unwrap();
+        layers.push(l);
+    }
+    let refs: Vec<_> = layers.iter().collect();
+    t.image("team/app", Some("v1"), &config, &refs);
+    let copy = dir.path().join("copy");
+    let cp = Command::new("cp").arg("-a").arg(&orig).arg(&copy).status();
+    assert!(cp.unwrap().success());
+    let now = "2026-12-01T00:00:00Z";
+    let months = |root: &Path| -> Vec<(String, u64)> {
+        let d = report_data(root, now, &[]);
+        for b in d["blobs"]["rows"].as_array().unwrap() {
+            if let Some(c) = b["created"].as_str() {
+                assert!(c <= b["modified"].as_str().unwrap(), "{b}");
+            }
+        }
+        d["months"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["month"].as_str().unwrap().to_string(),
+                    m["referenced_bytes"].as_u64().unwrap()
+                        + m["unreferenced_bytes"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (a, b) = (months(&orig), months(&copy));
+    let layer_months: Vec<&(String, u64)> = b.iter().filter(|m| m.0.as_str() < "2026-12").collect();
+    assert!(
+        layer_months.len() >= 29,
+        "one bar per month of writing: {b:?}"
+    );
+    // The copy charts what the original charts, month for month, for the dated layers.
+    let old = |v: &[(String, u64)]| -> Vec<(String, u64)> {
+        v.iter()
+            .filter(|m| m.0.as_str() < "2026-11")
+            .cloned()
+            .collect()
+    };
+    assert_eq!(old(&a), old(&b));
+}

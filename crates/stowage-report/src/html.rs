@@ -84,7 +84,7 @@ pub fn render(o: &Overview) -> Result<String, serde_json::Error> {
 <div><h2>Top repositories <small>by exclusive bytes</small></h2><div id="top-repos"></div></div>
 <div><h2>Top tags <small>by exclusive bytes</small></h2><div id="top-tags"></div></div>
 </section>
-<section><h2>Bytes by month of creation <small>birth time where the filesystem records it, else modification time; UTC</small></h2><div class="chart" id="months"></div></section>
+<section><h2>Bytes by month of creation <small>date used: the file's birth time where the filesystem records one not after its modification time (a later birth is the day of a copy), else its modification time; UTC</small></h2><div class="chart" id="months"></div></section>
 <section id="pulls-section" hidden><h2>Last pulled <small id="pulls-note"></small></h2><div id="pulls"></div></section>
 <section id="history-section"><h2>Growth <small>from the history database</small></h2><div class="chart" id="history"></div></section>
 <section><h2>Integrity findings</h2><div id="findings"></div></section>

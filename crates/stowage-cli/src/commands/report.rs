@@ -52,10 +52,11 @@ pub fn run(s: &Settings, a: &ReportArgs) -> Result<i32> {
     let (loaded, mut an) = analyse(s, &limits)?;
     let g = loaded.graph();
     if let Some(p) = &plan {
-        an.overview
-            .set_plan(stowage_report::plan_view::plan_impact(p, &g).with_context(|| {
+        an.overview.set_plan(
+            stowage_report::plan_view::plan_impact(p, &g).with_context(|| {
                 format!("{}", a.plan.as_deref().unwrap_or(Path::new("")).display())
-            })?);
+            })?,
+        );
     }
     if let Some(db) = &a.history {
         an.overview.history = Some(crate::pipeline::record_and_chart(
