@@ -99,8 +99,12 @@
     const val = (c, r) => (c.value ? c.value(r) : r[c.key]);
     function update() {
       if (opts.remote) return opts.remote({ query, sortKey, desc, page, pageSize }, draw);
-      view = query ? rows.filter((r) => cols.some((c) => c.search !== false &&
-        String(c.searchText ? c.searchText(r) : val(c, r) ?? "").toLowerCase().includes(query))) : rows.slice();
+      // A column with `exact` matches whole words only ("referenced" is not "unreferenced").
+      view = query ? rows.filter((r) => cols.some((c) => {
+        if (c.search === false) return false;
+        const text = String(c.searchText ? c.searchText(r) : val(c, r) ?? "").toLowerCase();
+        return c.exact ? text === query : text.includes(query);
+      })) : rows.slice();
       if (sortKey) {
         const c = cols.find((x) => x.key === sortKey);
         view.sort((a, b) => {
@@ -321,8 +325,10 @@
     }
     [0, times.length - 1].forEach((i) => { const t = mk("text", { x: X(times[i]), y: H - 10, "text-anchor": i ? "end" : "start" }); t.textContent = date(h.times[i]); svg.append(t); });
     const legend = el("div", { class: "legend" });
+    // One colour per line, spread around the wheel by the golden angle (by namespace, the
+    // four repositories of one namespace were four lines of the same blue).
     series.forEach((s, k) => {
-      const color = k === 0 ? "var(--fg)" : `hsl(${hue(s.name)},55%,50%)`;
+      const color = k === 0 ? "var(--fg)" : `hsl(${Math.round(((k - 1) * 137.508) % 360)},60%,${k % 2 ? 45 : 58}%)`;
       const p = mk("polyline", { fill: "none", stroke: color, "stroke-width": k === 0 ? 2.5 : 1.5, "data-name": s.name,
         points: s.total.map((v, i) => X(times[i]) + "," + Y(v)).join(" ") });
       const tt = mk("title", {}); tt.textContent = s.name + ": " + bytes(s.total[s.total.length - 1]); p.append(tt);
@@ -391,7 +397,7 @@
     B("size"),
     { key: "date", label: "created", cls: "date", value: (r) => r.created || r.modified, fmt: (r) => date(r.created || r.modified), search: false },
     { key: "kind", label: "kind" },
-    { key: "referenced", label: "referenced", value: (r) => (r.referenced ? 1 : 0), searchText: (r) => (r.referenced ? "referenced" : "unreferenced"),
+    { key: "referenced", label: "referenced", value: (r) => (r.referenced ? 1 : 0), searchText: (r) => (r.referenced ? "referenced" : "unreferenced"), exact: true,
       fmt: (r) => (r.referenced ? "yes" : el("span", { class: "ref-no" }, "no")) },
     { key: "repositories", label: "repositories", value: (r) => r.repositories.join(" "), fmt: (r) => owners(r.repositories, r.repositories_omitted) },
     { key: "tags", label: "tags", value: (r) => r.tags.join(" "), fmt: (r) => owners(r.tags, r.tags_omitted) },
@@ -427,8 +433,14 @@
     const poll = () => fetch("api/v1/status", { credentials: "same-origin" }).then((r) => r.json()).then((s) => {
       text.textContent = (s.scanning ? "scanning\u2026 " : "") + (s.last_success ? "last scan " + date(s.last_success) + " UTC (" + s.scan_duration_seconds.toFixed(1) + " s)" : "") + (s.last_error ? " \u2014 last attempt failed: " + s.last_error : "");
       btn.disabled = s.scanning;
-      if (generation !== null && s.generation !== generation) location.reload();
-      generation = s.generation;
+      // A newer scan: say so and let the reader choose when to load it (reloading by itself
+      // lost the zoom, the search and the page at every scan).
+      if (generation !== null && s.generation !== generation && !$("#new-data")) {
+        status.append(" ", el("span", { class: "banner", id: "new-data" }, "New data: a scan finished " + date(s.last_success) + " UTC. ",
+          el("button", { type: "button", onclick: () => location.reload() }, "show it")));
+      }
+      if (generation === null) generation = s.generation;
+      // The blob table pages through the API: it shows the new scan's blobs on its next draw.
     }).catch(() => {});
     btn.addEventListener("click", () => fetch("api/v1/scan", { method: "POST", credentials: "same-origin" }).then(poll));
     poll();
