@@ -399,11 +399,19 @@ fn inventory_csv_keeps_uploads_and_links() {
     let now = ["--now", "2026-12-01T00:00:00Z"];
     let j = json(&stowage(
         &s.rootdirectory(),
-        &[&now[..], &["inventory", "--uploads", "--links", "--format", "json"]].concat(),
+        &[
+            &now[..],
+            &["inventory", "--uploads", "--links", "--format", "json"],
+        ]
+        .concat(),
     ));
     let o = stowage(
         &s.rootdirectory(),
-        &[&now[..], &["inventory", "--uploads", "--links", "--format", "csv"]].concat(),
+        &[
+            &now[..],
+            &["inventory", "--uploads", "--links", "--format", "csv"],
+        ]
+        .concat(),
     );
     assert_eq!(o.status.code(), Some(0));
     let text = String::from_utf8(o.stdout).unwrap();

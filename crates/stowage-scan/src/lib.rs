@@ -45,6 +45,7 @@ mod failsafe;
 mod manifests;
 mod repositories;
 mod snapshot;
+mod tag_dir;
 mod verify;
 
 use snapshot::Snapshot;
