@@ -116,3 +116,72 @@ fn prune_keeps_a_window_thinned_daily_then_weekly() {
     assert!(db.growth(a, b).unwrap().blob_bytes_change > 0);
     assert_eq!(db.prune(90 * 86_400, now).unwrap().removed, 0);
 }
+
+/// Issue 19 item 8: an access log ingested over a period the notifications already cover
+/// counted every pull twice (one pull showed PULLS 2), with no warning. The same request
+/// from the other kind of source is a duplicate now, counted as overlapping.
+#[test]
+fn overlapping_pull_sources_count_a_pull_once() {
+    use stowage_history::SourceKind;
+    use stowage_usage::events::{Coverage, UsageAction, UsageEvent};
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Db::open(&dir.path().join("h.db")).unwrap();
+    let t = Timestamp::from_secs(T0);
+    let ev = |key: u8, at: Timestamp, source: &str, addr: &str| UsageEvent {
+        key: [key; 16],
+        at,
+        action: UsageAction::Pull,
+        method: Some("GET".into()),
+        repository: "team/app".into(),
+        reference: "v1".into(),
+        digest: Some(format!("sha256:{:064}", 7)),
+        unresolved: None,
+        status: Some(200),
+        user_agent: Some("docker/27".into()),
+        remote_addr: Some(addr.into()),
+        user: None,
+        ignored: None,
+        source: source.into(),
+    };
+    let note = db
+        .record_usage(
+            SourceKind::Notifications,
+            &Coverage::default(),
+            1,
+            &[ev(1, t, "notification", "10.0.0.9:51234")],
+            None,
+            t,
+        )
+        .unwrap();
+    assert_eq!(note.recorded, 1);
+    // The access log's line of the same request (dated 400 ms later, no port), and a
+    // second pull ten seconds later that only the log saw.
+    let later = Timestamp(t.0 + 400_000_000);
+    let log = db
+        .record_usage(
+            SourceKind::Logs,
+            &Coverage::default(),
+            0,
+            &[
+                ev(2, later, "log:combined", "10.0.0.9"),
+                ev(
+                    3,
+                    Timestamp(t.0 + 10_000_000_000),
+                    "log:combined",
+                    "10.0.0.9",
+                ),
+            ],
+            None,
+            t,
+        )
+        .unwrap();
+    assert_eq!((log.recorded, log.duplicates, log.overlapping), (1, 1, 1));
+    let pulls: u64 = db
+        .pull_summary()
+        .unwrap()
+        .pulls
+        .iter()
+        .map(|p| p.pulls)
+        .sum();
+    assert_eq!(pulls, 2);
+}
