@@ -232,3 +232,12 @@ pub fn report_section(db: &Path, g: &Graph<'_>, now: Timestamp) -> Result<Option
     let v = stowage_usage::view::build(g, &h.pull_summary()?, now);
     Ok(Some(stowage_usage::view::report_section(&v)))
 }
+
+/// The storage's filesystem and "days until full" from `history`'s growth.
+pub fn capacity(
+    s: &Settings,
+    history: Option<&HistorySeries>,
+) -> Option<stowage_report::capacity::Capacity> {
+    let (size, free) = s.storage.capacity()?;
+    Some(stowage_report::capacity::Capacity::new(size, free, history))
+}

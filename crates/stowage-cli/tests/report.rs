@@ -733,3 +733,96 @@ fn dates_survive_a_copy() {
     };
     assert_eq!(old(&a), old(&b));
 }
+
+/// Issue 19, monitoring: `contrib/prometheus/alerts.yml` passes `promtool check rules`, the
+/// Grafana dashboard (`contrib/grafana/`) is well-formed JSON with a query per panel, and every
+/// `stowage_*` metric either queries is one `stowage metrics` prints (with pull data, on the
+/// filesystem: never-pulled bytes and the filesystem's size and free bytes included).
+#[test]
+fn contrib_monitoring_is_valid_and_names_real_metrics() {
+    let ws = stowage_testkit::workspace_root();
+    let alerts = ws.join("contrib/prometheus/alerts.yml");
+    let check = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&alerts)
+        .output()
+        .expect("promtool missing: run scripts/install-test-deps.sh");
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(ws.join("contrib/grafana/stowage-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let panels = dash["panels"].as_array().unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    let mut exprs: Vec<String> = Vec::new();
+    for p in panels {
+        assert!(ids.insert(p["id"].as_u64().unwrap()), "duplicate panel id");
+        assert!(p["title"].is_string() && p["gridPos"]["w"].is_u64(), "{p}");
+        let targets = p["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "panel without a query: {}", p["title"]);
+        exprs.extend(
+            targets
+                .iter()
+                .map(|t| t["expr"].as_str().unwrap().to_string()),
+        );
+    }
+    exprs.push(std::fs::read_to_string(&alerts).unwrap());
+    let mut used = std::collections::BTreeSet::new();
+    for e in &exprs {
+        for (i, _) in e.match_indices("stowage_") {
+            let name: String = e[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            used.insert(name);
+        }
+    }
+    // The sample with one pull recorded, so never-pulled bytes are known.
+    let s = sample();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    std::fs::write(
+        &log,
+        "10.0.0.1 - - [30/Nov/2026:10:00:00 +0000] \"GET /v2/team/app/api/manifests/latest HTTP/1.1\" 200 1234 \"-\" \"docker/27.0\"\n",
+    )
+    .unwrap();
+    let db = dir.path().join("h.db");
+    let now = ["--now", "2026-12-01T00:00:00Z"];
+    let (dbs, logs) = (db.to_str().unwrap(), log.to_str().unwrap());
+    ok(&stowage(
+        &s.rootdirectory(),
+        &[&now[..], &["usage", "ingest", "--db", dbs, logs]].concat(),
+    ));
+    let text = String::from_utf8(
+        ok(&stowage(
+            &s.rootdirectory(),
+            &[&now[..], &["metrics", "--history", dbs]].concat(),
+        ))
+        .stdout
+        .clone(),
+    )
+    .unwrap();
+    let printed: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("# TYPE "))
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    for name in &used {
+        assert!(
+            printed.contains(name.as_str()),
+            "{name} is queried but `stowage metrics` does not print it: {printed:?}"
+        );
+    }
+    for name in [
+        "stowage_never_pulled_bytes",
+        "stowage_filesystem_free_bytes",
+        "stowage_filesystem_size_bytes",
+    ] {
+        assert!(used.contains(name) && printed.contains(name), "{name}");
+    }
+}

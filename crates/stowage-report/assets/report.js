@@ -42,6 +42,13 @@
     ["Findings", num(S.findings_error + S.findings_warning + S.findings_info),
       S.findings_error + " errors, " + S.findings_warning + " warnings, " + S.findings_info + " info", "findings"],
   ];
+  // The filesystem, and "days until full" from the history's growth (last 30 days).
+  if (D.capacity) {
+    const C = D.capacity;
+    cards.push(["Filesystem free", bytes(C.free_bytes), "of " + bytes(C.size_bytes) + "; " +
+      (C.days_until_full !== null && C.days_until_full !== undefined ? "full in " + num(Math.round(C.days_until_full)) + " days at the growth of the last 30 days"
+        : C.growth_bytes_per_day !== null && C.growth_bytes_per_day !== undefined ? "the blob store is not growing" : "days until full: needs history (--history)"), "capacity"]);
+  }
   // GitLab's metadata database: every figure is from the filesystem's links, which that
   // registry no longer writes; say so above the figures, not in a footnote.
   if (D.metadata_database) $("#headline").before(el("div", { class: "banner", id: "metadata-database" },

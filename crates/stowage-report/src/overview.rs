@@ -128,6 +128,10 @@ pub struct Overview {
     /// Last pulls, when the history database has pull data (docs/usage.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pulls: Option<PullsView>,
+    /// The storage's filesystem and "days until full" (filled by the caller, which can
+    /// stat it; with the history's growth when there is one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<crate::capacity::Capacity>,
     /// Set by the dashboard: it pages blobs through its API.
     pub live: bool,
     /// Set when the storage's links are not the registry's metadata (GitLab's metadata
@@ -400,8 +404,7 @@ pub fn build_with(
     let findings = finding_groups(findings, limits);
     let rows = largest_blobs(g, referenced, limits);
     let storage_bytes = summary.blob_bytes + summary.upload_bytes + inv.other_bytes;
-    let headline =
-        crate::reclaim::headline(storage_bytes, summary.blobs, &reclaim, false);
+    let headline = crate::reclaim::headline(storage_bytes, summary.blobs, &reclaim, false);
     Overview {
         schema: schema("report"),
         generated_at: now,
@@ -428,6 +431,7 @@ pub fn build_with(
         plan: None,
         history: None,
         pulls: None,
+        capacity: None,
         live: false,
         metadata_database: None,
     }

@@ -320,9 +320,9 @@ pub fn plan_impact(plan: &Plan, g: &Graph<'_>) -> Result<PlanImpact, PlanViewErr
         stowage_plan::PlanKind::Retention => retention_deletions(plan, g),
     };
     let (all_rows, by_reason) = summarize(deletions);
-    let (rows, links): (Vec<PlanRow>, Vec<PlanRow>) = all_rows.into_iter().partition(|r| {
-        r.bytes > 0 || r.blobs + r.manifests + r.tags + r.uploads > 0
-    });
+    let (rows, links): (Vec<PlanRow>, Vec<PlanRow>) = all_rows
+        .into_iter()
+        .partition(|r| r.bytes > 0 || r.blobs + r.manifests + r.tags + r.uploads > 0);
     let after = |t: stowage_model::time::Timestamp| t > plan.created_at;
     let inv = g.inv;
     let written_since_plan = inv.blobs.iter().filter(|b| after(b.modified())).count()

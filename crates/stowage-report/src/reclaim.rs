@@ -243,7 +243,8 @@ pub fn headline(storage_bytes: u64, blobs: u64, r: &Reclaim, metadata_database: 
         metadata_database,
         ..Headline::default()
     };
-    if !metadata_database && r.safe_bytes > 0
+    if !metadata_database
+        && r.safe_bytes > 0
         && let Some(card) = r.cards.first()
     {
         h.steps = vec![
@@ -315,7 +316,10 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(share(96, 412), "23%");
         assert_eq!(share(1, 1000), "<1%");
-        assert_eq!(rootdirectory("/var/lib/registry/docker/registry/v2"), "/var/lib/registry");
+        assert_eq!(
+            rootdirectory("/var/lib/registry/docker/registry/v2"),
+            "/var/lib/registry"
+        );
         assert_eq!(rootdirectory("s3://b/root"), "s3://b/root");
     }
 }

@@ -198,6 +198,7 @@ fn scan(
         snap.overview.history = Some(series);
         snap.overview.pulls = crate::pipeline::report_section(db, &snap.analysis.graph(), now)?;
     }
+    snap.overview.capacity = crate::pipeline::capacity(s, snap.overview.history.as_ref());
     snap.seconds = started.elapsed().as_secs_f64();
     Ok(snap)
 }
