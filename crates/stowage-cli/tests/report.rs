@@ -826,3 +826,48 @@ fn contrib_monitoring_is_valid_and_names_real_metrics() {
         assert!(used.contains(name) && printed.contains(name), "{name}");
     }
 }
+
+/// Issue 19, "Smaller": a plan older than the storage it is shown against says so; issue 19
+/// item 7: its table leaves out 0-byte link rows (counted apart) and names reasons in words.
+#[test]
+fn a_plan_shown_against_newer_storage_carries_a_warning() {
+    let s = sample();
+    let root = s.rootdirectory();
+    let dir = tempfile::tempdir().unwrap();
+    let plan_at = |now: &str| {
+        let p = dir.path().join(format!("plan-{}.json", &now[..10]));
+        let mut c = Command::new(env!("CARGO_BIN_EXE_stowage"));
+        c.arg("--storage")
+            .arg(&root)
+            .args(["--now", now, "gc", "-m", "--tidy", "--grace", "0s", "--out"])
+            .arg(&p);
+        ok(&c.output().unwrap());
+        p
+    };
+    // Made before the sample's pushes (2026-11-23): everything was written since.
+    let old = plan_at("2026-11-20T00:00:00Z");
+    let fresh = plan_at("2026-12-01T00:00:00Z");
+    let now = "2026-12-01T00:00:00Z";
+    let d = report_data(&root, now, &["--plan", old.to_str().unwrap()]);
+    assert!(
+        d["plan"]["written_since_plan"].as_u64().unwrap() > 0,
+        "{}",
+        d["plan"]
+    );
+    let d = report_data(&root, now, &["--plan", fresh.to_str().unwrap()]);
+    let p = &d["plan"];
+    assert_eq!(p["written_since_plan"], 0);
+    assert!(p["link_rows"].as_u64().unwrap() > 0, "{p}");
+    for r in p["rows"].as_array().unwrap() {
+        let moves = ["blobs", "manifests", "tags", "uploads"]
+            .iter()
+            .map(|k| r[k].as_u64().unwrap())
+            .sum::<u64>();
+        assert!(r["bytes"].as_u64().unwrap() > 0 || moves > 0, "{r}");
+        let label = r["label"].as_str().unwrap();
+        assert!(
+            !["blob-deleted", "dangling", "untagged-manifest"].contains(&label),
+            "{r}"
+        );
+    }
+}

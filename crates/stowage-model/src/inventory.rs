@@ -54,6 +54,13 @@ impl BlobFile {
         self.created.get_opt().filter(|&c| c <= self.modified.get())
     }
 
+    /// The storage recorded a birth time, later than the last write: the file is a copy.
+    pub fn birth_after_write(&self) -> bool {
+        self.created
+            .get_opt()
+            .is_some_and(|c| c > self.modified.get())
+    }
+
     /// Forget the birth time (storages that do not record one).
     pub fn clear_created(&mut self) {
         self.created = Secs::NONE;

@@ -67,7 +67,12 @@ pub fn run(s: &Settings, a: &ReportArgs) -> Result<i32> {
         )?);
         an.overview.pulls = crate::pipeline::report_section(db, &g, s.now)?;
     }
-    an.overview.capacity = crate::pipeline::capacity(s, an.overview.history.as_ref());
+    // Days until full needs the history's growth; the filesystem's free bytes are a
+    // measurement of this moment, so a report without --history stays byte-identical for
+    // the same storage and --now.
+    if a.history.is_some() {
+        an.overview.capacity = crate::pipeline::capacity(s, an.overview.history.as_ref());
+    }
     let csv = a.csv.clone().unwrap_or_else(|| default_csv(&a.html));
     // Link the CSV by its name when it sits beside the report, else by its path.
     let same_dir = csv.parent().map(Path::to_path_buf).unwrap_or_default()
