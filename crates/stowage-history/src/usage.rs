@@ -547,7 +547,8 @@ mod tests {
             r,
             Recorded {
                 recorded: 6,
-                duplicates: 0
+                duplicates: 0,
+                overlapping: 0,
             }
         );
         // Again: nothing new.
