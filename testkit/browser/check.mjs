@@ -53,7 +53,17 @@ try {
   const unref = await page.getAttribute('[data-reason="unreferenced"]', "data-bytes");
   check(Number(unref) === E.unreferenced, "reclaimable unreferenced bytes", unref);
   const cmd = await page.textContent('[data-reason="unreferenced"] code');
-  check(/^stowage --storage \S+ gc --out plan\.json$/.test(cmd), "reclaim command", cmd);
+  check(/^stowage --storage \S+ gc --grace 1h --out plan\.json$/.test(cmd), "reclaim command", cmd);
+  // Issue 19: the answer first, one sentence and the commands that act on it.
+  const sentence = await page.textContent("#answer .sentence");
+  check(sentence.includes(" can be freed safely now") && sentence.includes(Number(E.blobs).toLocaleString("en-US") + " blobs"), "manager sentence", sentence);
+  const answerBox = await page.$eval("#answer", (a) => a.getBoundingClientRect().top);
+  const cardsBox = await page.$eval("#headline", (a) => a.getBoundingClientRect().top);
+  check(answerBox < cardsBox, "the sentence is above the figures", [answerBox, cardsBox]);
+  if (E.unreferenced > 0) {
+    const steps = await page.$$eval("#answer li code", (cs) => cs.map((c) => c.textContent));
+    check(steps[0] === cmd && / apply --quarantine \S+ --registry-restart /.test(steps[1]), "next commands: gc with the card's grace, apply with --quarantine and the restart", steps);
+  }
 
   // Treemap, root level: one tile per top-level name with its exclusive bytes.
   const tiles = async () => page.$$eval("#treemap .tile", (ts) => ts.map((t) => ({
@@ -123,6 +133,10 @@ try {
   rows = await rowsOf();
   check(rows.length === E.unreferenced_blobs, "search unreferenced", { rows: rows.length, want: E.unreferenced_blobs });
   await page.screenshot({ path: path.join(shots, `${mode}-blob-search.png`) });
+  // "referenced" is not a substring match of "unreferenced" (issue 19, "Smaller").
+  await redraw(() => page.fill("#blobs input[type=search]", "referenced"));
+  rows = await rowsOf();
+  check(rows.length === Math.min(50, E.blobs - E.unreferenced_blobs), "search referenced", { rows: rows.length, want: E.blobs - E.unreferenced_blobs });
   await redraw(() => page.fill("#blobs input[type=search]", ""));
   await redraw(() => page.click('#blob-table th[data-key="size"]'));
   rows = await rowsOf();
@@ -154,6 +168,37 @@ try {
   // Month histogram: referenced + unreferenced bytes add up to the blob store.
   const months = await page.$$eval("#months g[data-month]", (gs) => gs.map((g) => Number(g.dataset.referenced) + Number(g.dataset.unreferenced)));
   check(months.reduce((a, b) => a + b, 0) === E.blob_bytes, "months add up to the blob bytes", months);
+
+  // Growth chart (issue 19 item 6): one colour per line, whatever their namespace.
+  const strokes = await page.$$eval("#history polyline", (ps) => ps.map((p) => p.getAttribute("stroke")));
+  if (E.history) {
+    check(strokes.length >= 3, "growth lines drawn", strokes);
+    check(new Set(strokes).size === strokes.length, "every growth line has its own colour", strokes);
+  }
+  // The plan (issue 19 item 7): below the treemap, paged, reasons in words, no 0-byte link rows.
+  if (E.plan) {
+    const after = await page.evaluate(() => !!(document.querySelector("#treemap").compareDocumentPosition(document.querySelector("#plan-section")) & Node.DOCUMENT_POSITION_FOLLOWING));
+    check(after, "the plan comes after the treemap");
+    const planRows = await page.$$eval("#plan-table tbody tr", (rs) => rs.map((r) => r.textContent));
+    check(planRows.length > 0 && planRows.length <= 20, "plan table paged", planRows.length);
+    check(planRows.every((t) => !/blob-deleted|dangling|untagged-manifest/.test(t)), "plan reasons in words", planRows);
+    const zero = await page.$$eval('#plan-table tbody td[data-key="bytes"]', (ts) => ts.filter((t) => Number(t.dataset.value) === 0 && !t.parentElement.querySelector('td[data-key="manifests"]').dataset.value.match(/[1-9]/)).length);
+    check(zero === 0, "no 0-byte link-only rows", zero);
+    if (E.plan.link_rows) check(await page.$("#plan-links") !== null, "link-only rows counted in one line");
+    await page.screenshot({ path: path.join(shots, `${mode}-plan.png`), fullPage: true });
+  }
+  // The dashboard does not reload itself after a scan (issue 19 item 5): a banner instead.
+  if (mode !== "report") {
+    await page.click('#treemap .tile[data-name="team"]');
+    await page.evaluate(() => { window.__stillHere = true; });
+    await page.click("#rescan");
+    await page.waitForSelector("#new-data", { timeout: 30000 });
+    const kept = await page.evaluate(() => window.__stillHere === true);
+    check(kept, "the page was not reloaded by the scan");
+    const crumbs2 = await page.textContent("#crumbs");
+    check(crumbs2.includes("team"), "the zoom survives a scan", crumbs2);
+    await page.screenshot({ path: path.join(shots, `${mode}-new-data.png`) });
+  }
 
   await page.screenshot({ path: path.join(shots, `${mode}-final.png`), fullPage: true });
   check(errors.length === 0, "no console errors", errors);

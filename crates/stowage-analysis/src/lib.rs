@@ -212,6 +212,9 @@ impl Analysis {
             limits,
         );
         ov.metadata_database = self.metadata_database.as_ref().map(Evidence::label);
+        if ov.metadata_database.is_some() {
+            ov.headline.filesystem_metadata_only();
+        }
         ov
     }
 

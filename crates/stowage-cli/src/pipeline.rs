@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use stowage_analysis::Analysis;
 pub use stowage_analysis::GraphFindings;
 use stowage_graph::Graph;
-use stowage_history::{Db, UsageStatus, snapshot_data};
+use stowage_history::{Db, SnapshotPolicy, UsageStatus, snapshot_data};
 use stowage_model::finding::FindingCounts;
 use stowage_model::inventory::Inventory;
 use stowage_model::time::Timestamp;
@@ -203,10 +203,24 @@ pub fn record_and_chart(
     summary: &stowage_graph::Summary,
     now: Timestamp,
 ) -> Result<HistorySeries> {
+    record_and_chart_with(db, loaded, summary, now, SnapshotPolicy::Every)
+}
+
+/// [`record_and_chart`], storing a snapshot only when `policy` says so (the dashboard:
+/// only when something changed, by default).
+pub fn record_and_chart_with(
+    db: &Path,
+    loaded: &Loaded,
+    summary: &stowage_graph::Summary,
+    now: Timestamp,
+    policy: SnapshotPolicy,
+) -> Result<HistorySeries> {
     let mut h = Db::open(db)?;
-    let data = snapshot_data(&loaded.graph(), loaded.usage(), summary, now);
-    h.record(&data)
-        .with_context(|| format!("recording the scan in {}", db.display()))?;
+    if policy != SnapshotPolicy::Never {
+        let data = snapshot_data(&loaded.graph(), loaded.usage(), summary, now);
+        h.record_with(&data, policy)
+            .with_context(|| format!("recording the scan in {}", db.display()))?;
+    }
     Ok(h.series(CHART_REPOSITORIES)?)
 }
 
@@ -268,4 +282,13 @@ pub fn load_pulls_cut(path: &Path, cut: Option<Timestamp>) -> Result<stowage_pol
             .collect(),
         recent,
     })
+}
+
+/// The storage's filesystem and "days until full" from `history`'s growth.
+pub fn capacity(
+    s: &Settings,
+    history: Option<&HistorySeries>,
+) -> Option<stowage_report::capacity::Capacity> {
+    let (size, free) = s.storage.capacity()?;
+    Some(stowage_report::capacity::Capacity::new(size, free, history))
 }

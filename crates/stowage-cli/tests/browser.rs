@@ -30,12 +30,17 @@ fn stowage_json(storage: &Path, args: &[&str]) -> Value {
 }
 
 fn expected(storage: &Path, dir: &Path) -> PathBuf {
+    expected_with(storage, dir, json!({}))
+}
+
+/// The expected figures, with `extra` (e.g. the plan shown) merged in.
+fn expected_with(storage: &Path, dir: &Path, extra: Value) -> PathBuf {
     let du = stowage_json(storage, &["du"]);
     let tags = stowage_json(storage, &["tags", "team/app/web"]);
     let inv = stowage_json(storage, &["inventory"]);
     let check = stowage_json(storage, &["check"]);
     let s = &inv["summary"];
-    let v = json!({
+    let mut v = json!({
         "du": du,
         "tags": {"team/app/web": tags},
         "blobs": s["blobs"],
@@ -44,6 +49,9 @@ fn expected(storage: &Path, dir: &Path) -> PathBuf {
         "unreferenced_blobs": s["unreferenced_blobs"],
         "finding_kinds": check["counts"].as_object().unwrap().keys().collect::<Vec<_>>(),
     });
+    if let (Some(v), Some(x)) = (v.as_object_mut(), extra.as_object()) {
+        v.extend(x.clone());
+    }
     let p = dir.join("expected.json");
     std::fs::write(&p, v.to_string()).unwrap();
     p
@@ -88,20 +96,57 @@ fn report_in_a_real_browser() {
     let s = sample();
     let dir = tempfile::tempdir().unwrap();
     let html = dir.path().join("report.html");
-    let o = Command::new(env!("CARGO_BIN_EXE_stowage"))
-        .arg("--storage")
-        .arg(s.rootdirectory())
-        .args(["--now", NOW, "report", "--html"])
-        .arg(&html)
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    let plan = dir.path().join("plan.json");
+    let db = dir.path().join("h.db");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_stowage"))
+            .arg("--storage")
+            .arg(s.rootdirectory())
+            .args(["--now", NOW])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    // A plan with link-only rows, and two snapshots for the growth chart.
+    run(&[
+        "gc".as_ref(),
+        "-m".as_ref(),
+        "--tidy".as_ref(),
+        "--out".as_ref(),
+        plan.as_os_str(),
+    ]);
+    let first = dir.path().join("first.html");
+    run(&[
+        "report".as_ref(),
+        "--history".as_ref(),
+        db.as_os_str(),
+        "--html".as_ref(),
+        first.as_os_str(),
+    ]);
+    run(&[
+        "report".as_ref(),
+        "--history".as_ref(),
+        db.as_os_str(),
+        "--plan".as_ref(),
+        plan.as_os_str(),
+        "--html".as_ref(),
+        html.as_os_str(),
+    ]);
+    let page = std::fs::read_to_string(&html).unwrap();
+    let start = page.find("id=\"stowage-data\">").unwrap() + "id=\"stowage-data\">".len();
+    let end = start + page[start..].find("</script>").unwrap();
+    let data: Value = serde_json::from_str(&page[start..end]).unwrap();
+    let exp = expected_with(
+        &s.rootdirectory(),
+        dir.path(),
+        json!({"plan": {"link_rows": data["plan"]["link_rows"]}, "history": true}),
     );
-    let exp = expected(&s.rootdirectory(), dir.path());
     node_check("report", html.to_str().unwrap(), &exp);
 }
 

@@ -390,3 +390,40 @@ fn closed_stdout_is_not_an_error() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// Issue 19, "Smaller": `inventory --uploads --format csv` dropped the uploads silently (and
+/// `--links` the links); they are rows of the one table now, marked in a `record` column.
+#[test]
+fn inventory_csv_keeps_uploads_and_links() {
+    let s = sample();
+    let now = ["--now", "2026-12-01T00:00:00Z"];
+    let j = json(&stowage(
+        &s.rootdirectory(),
+        &[
+            &now[..],
+            &["inventory", "--uploads", "--links", "--format", "json"],
+        ]
+        .concat(),
+    ));
+    let o = stowage(
+        &s.rootdirectory(),
+        &[
+            &now[..],
+            &["inventory", "--uploads", "--links", "--format", "csv"],
+        ]
+        .concat(),
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let mut r = csv::Reader::from_reader(text.as_bytes());
+    assert_eq!(&r.headers().unwrap()[0], "record");
+    let mut counts = std::collections::BTreeMap::new();
+    for row in r.records() {
+        *counts.entry(row.unwrap()[0].to_string()).or_insert(0usize) += 1;
+    }
+    let n = |k: &str| j[k].as_array().map_or(0, Vec::len);
+    assert!(n("uploads") > 0 && n("links") > 0);
+    assert_eq!(counts["upload"], n("uploads"));
+    assert_eq!(counts["link"], n("links"));
+    assert_eq!(counts["blob"], n("blobs"));
+}

@@ -22,12 +22,14 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod coverage;
+pub mod keep;
 pub mod usage;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use coverage::Coverage;
+pub use keep::{Pruned, SnapshotPolicy, SnapshotRecorded};
 use rusqlite::{Connection, OpenFlags, params};
 use serde::Serialize;
 use stowage_graph::{Graph, Summary, Usage};

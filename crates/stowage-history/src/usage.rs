@@ -96,7 +96,38 @@ impl Db {
                      ON CONFLICT (key) DO NOTHING",
                 )
                 .map_err(e)?;
+            // The same request seen by the other kind of source (an access log ingested over
+            // a period the notifications cover, or the reverse) is not a second pull.
+            let mut other = tx
+                .prepare(
+                    "SELECT EXISTS (SELECT 1 FROM usage_event WHERE repository = ?1
+                       AND (reference = ?2 OR (digest IS NOT NULL AND digest = ?3))
+                       AND action = ?4 AND at_ns BETWEEN ?5 - ?6 AND ?5 + ?6
+                       AND (source = 'notification') != (?7 = 'notification')
+                       AND (method IS NULL OR ?8 IS NULL OR method = ?8))",
+                )
+                .map_err(e)?;
             for ev in events {
+                let seen: bool = other
+                    .query_row(
+                        params![
+                            ev.repository,
+                            ev.reference,
+                            ev.digest,
+                            ev.action.as_str(),
+                            ev.at.0,
+                            stowage_usage::events::OVERLAP_NS,
+                            ev.source,
+                            ev.method,
+                        ],
+                        |r| r.get(0),
+                    )
+                    .map_err(e)?;
+                if seen {
+                    out.duplicates += 1;
+                    out.overlapping += 1;
+                    continue;
+                }
                 let n = st
                     .execute(params![
                         &ev.key[..],
@@ -167,6 +198,7 @@ impl Db {
             // Added to what earlier batches of the same ingest recorded (see `record_usage`).
             st.recorded += out.recorded;
             st.duplicates += out.duplicates;
+            st.overlapping += out.overlapping;
             tx.execute(
                 "UPDATE usage_ingest SET recorded = ?2, duplicates = ?3 WHERE id = ?1",
                 params![id, out.recorded as i64, out.duplicates as i64],
@@ -359,6 +391,7 @@ impl Db {
                     manifest_events: g(3)?,
                     recorded: g(4)?,
                     duplicates: g(5)?,
+                    overlapping: 0,
                     ignored: g(6)?,
                     unresolved: g(7)?,
                     unparseable: g(8)?,
@@ -569,7 +602,8 @@ mod tests {
             r,
             Recorded {
                 recorded: 6,
-                duplicates: 0
+                duplicates: 0,
+                overlapping: 0,
             }
         );
         // Again: nothing new.

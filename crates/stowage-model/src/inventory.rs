@@ -46,9 +46,19 @@ impl BlobFile {
         self.modified.get()
     }
 
-    /// Birth time, to the second, where the storage records one.
+    /// Birth time, to the second, where the storage records one and it is not after the
+    /// modification time: a birth after the last write is the day the file was copied
+    /// (`cp -a`, rsync, a restore keep the modification time), not when it was made, so it
+    /// is unknown then (issue 19 item 1: a copied registry was "created" today).
     pub fn created(&self) -> Option<Timestamp> {
-        self.created.get_opt()
+        self.created.get_opt().filter(|&c| c <= self.modified.get())
+    }
+
+    /// The storage recorded a birth time, later than the last write: the file is a copy.
+    pub fn birth_after_write(&self) -> bool {
+        self.created
+            .get_opt()
+            .is_some_and(|c| c > self.modified.get())
     }
 
     /// Forget the birth time (storages that do not record one).
@@ -642,5 +652,13 @@ mod size_tests {
         let b = BlobFile::new(Sha256([1; 32]), 5, Timestamp(-3), Some(Timestamp::EPOCH));
         assert_eq!(b.modified(), Timestamp::EPOCH, "before 1970: clamped");
         assert_eq!(b.created(), Some(Timestamp::EPOCH));
+        // Born after its last write: a copy (cp -a, rsync, restore); the birth is unknown.
+        let b = BlobFile::new(
+            Sha256([1; 32]),
+            5,
+            Timestamp::from_secs(1_600_000_000),
+            Some(Timestamp::from_secs(1_700_000_000)),
+        );
+        assert_eq!(b.created(), None);
     }
 }

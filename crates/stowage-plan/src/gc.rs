@@ -145,10 +145,20 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
         Vec::new()
     };
 
+    // Manifests the grace period keeps are roots of the mark: what they reach is kept for
+    // that reason, not for an unparsed manifest (issue 19 item 11).
+    let held_ids: HashSet<BlobId> = held_manifests
+        .iter()
+        .filter_map(|m| inv.id_of(&m.digest))
+        .collect();
+    let why = Why {
+        marked: &marked,
+        held: &held_ids,
+    };
     let kept_unlike_registry =
-        registry_differences(g, opts, &planned_blob, &held, blobs_blocked, &marked);
+        registry_differences(g, opts, &planned_blob, &held, blobs_blocked, why);
     let manifests_kept_unlike_registry = if opts.delete_untagged {
-        manifest_differences(g, &manifests, &held_manifests, &marked)
+        manifest_differences(g, &manifests, &held_manifests, why)
     } else {
         Vec::new()
     };
@@ -483,7 +493,7 @@ fn manifest_differences(
     g: &Graph<'_>,
     manifests: &[ManifestAction],
     held_manifests: &[ManifestAction],
-    marked: &[bool],
+    why: Why<'_>,
 ) -> Vec<KeptManifest> {
     let inv = g.inv;
     let planned: BTreeSet<(&str, &Digest)> = manifests
@@ -511,7 +521,7 @@ fn manifest_differences(
             } else if !r.complete {
                 "its repository could not be read completely".into()
             } else {
-                why_kept(g, l.target(), marked).into()
+                why_kept(g, l.target(), why).into()
             };
             out.push(KeptManifest {
                 repository: r.name.to_string(),
@@ -531,7 +541,7 @@ fn registry_differences(
     planned: &[bool],
     held: &HeldBack,
     blocked: bool,
-    marked: &[bool],
+    why: Why<'_>,
 ) -> Vec<Kept> {
     let inv = g.inv;
     // The registry 2.8 marks each enumerated manifest and its direct references only; with
@@ -563,7 +573,7 @@ fn registry_differences(
         } else if blocked {
             "deletion blocked: the scan was incomplete".into()
         } else {
-            why_kept(g, i as BlobId, marked).into()
+            why_kept(g, i as BlobId, why).into()
         };
         out.push(Kept {
             digest: d,
@@ -574,13 +584,28 @@ fn registry_differences(
     out
 }
 
+/// What [`why_kept`] looks at: the final mark, and the untagged manifests the grace period
+/// held back (roots of that mark).
+#[derive(Clone, Copy)]
+struct Why<'a> {
+    marked: &'a [bool],
+    held: &'a HashSet<BlobId>,
+}
+
 /// Explain why a marked blob is kept, naming the kept manifest that needs it.
-fn why_kept(g: &Graph<'_>, id: BlobId, marked: &[bool]) -> String {
+fn why_kept(g: &Graph<'_>, id: BlobId, why: Why<'_>) -> String {
     let inv = g.inv;
+    let marked = why.marked;
     if g.is_opaque(id) {
         return "a manifest that could not be read or parsed: kept, with everything its repository links".into();
     }
     let describe = |m: BlobId| -> Option<String> {
+        if why.held.contains(&m) {
+            return Some(format!(
+                "untagged manifest {} pushed within the grace period",
+                inv.digest(m)
+            ));
+        }
         for &p in g.parents(m) {
             if marked[p as usize] && g.manifest_kind(p).is_some_and(|k| k.is_index()) {
                 return Some(format!(
@@ -618,10 +643,14 @@ fn why_kept(g: &Graph<'_>, id: BlobId, marked: &[bool]) -> String {
             }
         }
     }
+    // Only a repository that does hold an opaque manifest keeps what it links for that
+    // reason (the message named one where none existed).
     let owners: BTreeMap<&str, ()> = g
         .layer_repos(id)
         .iter()
-        .map(|&r| (inv.repositories[r as usize].name.as_str(), ()))
+        .map(|&r| &inv.repositories[r as usize])
+        .filter(|r| r.revisions.iter().any(|l| g.is_opaque(l.target())))
+        .map(|r| (r.name.as_str(), ()))
         .collect();
     if !owners.is_empty() {
         return format!(

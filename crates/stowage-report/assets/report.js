@@ -42,11 +42,24 @@
     ["Findings", num(S.findings_error + S.findings_warning + S.findings_info),
       S.findings_error + " errors, " + S.findings_warning + " warnings, " + S.findings_info + " info", "findings"],
   ];
+  // The filesystem, and "days until full" from the history's growth (last 30 days).
+  if (D.capacity) {
+    const C = D.capacity;
+    cards.push(["Filesystem free", bytes(C.free_bytes), "of " + bytes(C.size_bytes) + "; " +
+      (C.days_until_full !== null && C.days_until_full !== undefined ? "full in " + num(Math.round(C.days_until_full)) + " days at the growth of the last 30 days"
+        : C.growth_bytes_per_day !== null && C.growth_bytes_per_day !== undefined ? "the blob store is not growing" : "days until full: needs history (--history)"), "capacity"]);
+  }
   // GitLab's metadata database: every figure is from the filesystem's links, which that
   // registry no longer writes; say so above the figures, not in a footnote.
   if (D.metadata_database) $("#headline").before(el("div", { class: "banner", id: "metadata-database" },
     el("b", {}, "Filesystem metadata only. "), D.metadata_database.replace(/^figures are from filesystem metadata only: /, ""),
     ". stowage plans no deletion on this registry."));
+  // The answer first: one sentence and the commands that act on it (issue 19).
+  const Hd = D.headline;
+  if (Hd && Hd.sentence) $("#headline").before(el("div", { class: "answer", id: "answer" },
+    el("p", { class: "sentence" }, Hd.sentence),
+    Hd.steps.length ? el("ol", {}, Hd.steps.map((st) => el("li", {}, st.what + ": ",
+      el("div", { class: "cmd" }, el("code", {}, st.command), copyButton(st.command))))) : null));
   $("#headline").append(...cards.map(([l, v, s, id]) =>
     el("div", { class: "card", "data-figure": id }, el("div", { class: "label" }, l),
       el("div", { class: "value" }, v), el("div", { class: "sub" }, s))));
@@ -93,8 +106,12 @@
     const val = (c, r) => (c.value ? c.value(r) : r[c.key]);
     function update() {
       if (opts.remote) return opts.remote({ query, sortKey, desc, page, pageSize }, draw);
-      view = query ? rows.filter((r) => cols.some((c) => c.search !== false &&
-        String(c.searchText ? c.searchText(r) : val(c, r) ?? "").toLowerCase().includes(query))) : rows.slice();
+      // A column with `exact` matches whole words only ("referenced" is not "unreferenced").
+      view = query ? rows.filter((r) => cols.some((c) => {
+        if (c.search === false) return false;
+        const text = String(c.searchText ? c.searchText(r) : val(c, r) ?? "").toLowerCase();
+        return c.exact ? text === query : text.includes(query);
+      })) : rows.slice();
       if (sortKey) {
         const c = cols.find((x) => x.key === sortKey);
         view.sort((a, b) => {
@@ -315,8 +332,10 @@
     }
     [0, times.length - 1].forEach((i) => { const t = mk("text", { x: X(times[i]), y: H - 10, "text-anchor": i ? "end" : "start" }); t.textContent = date(h.times[i]); svg.append(t); });
     const legend = el("div", { class: "legend" });
+    // One colour per line, spread around the wheel by the golden angle (by namespace, the
+    // four repositories of one namespace were four lines of the same blue).
     series.forEach((s, k) => {
-      const color = k === 0 ? "var(--fg)" : `hsl(${hue(s.name)},55%,50%)`;
+      const color = k === 0 ? "var(--fg)" : `hsl(${Math.round(((k - 1) * 137.508) % 360)},60%,${k % 2 ? 45 : 58}%)`;
       const p = mk("polyline", { fill: "none", stroke: color, "stroke-width": k === 0 ? 2.5 : 1.5, "data-name": s.name,
         points: s.total.map((v, i) => X(times[i]) + "," + Y(v)).join(" ") });
       const tt = mk("title", {}); tt.textContent = s.name + ": " + bytes(s.total[s.total.length - 1]); p.append(tt);
@@ -355,11 +374,17 @@
     const P = D.plan;
     $("#plan-title").append(el("small", {}, `${P.kind} plan of ${date(P.created_at)} UTC frees ${bytes(P.bytes)}`));
     if (P.other_storage) $("#plan").append(el("div", { class: "banner" }, "This plan was made for " + P.storage + ", not for the storage of this report."));
-    const cols = [{ key: "repository", label: "repository" }, { key: "reason", label: "reason" },
+    if (P.written_since_plan) $("#plan").append(el("div", { class: "banner", id: "plan-stale" },
+      num(P.written_since_plan) + " blobs, manifests or tags were written after this plan was made (" + date(P.created_at) +
+      " UTC): its figures may be out of date. Apply re-checks every target and keeps what is needed now; make the plan again to see what it would do today."));
+    const cols = [{ key: "repository", label: "repository" }, { key: "reason", label: "reason", value: (r) => r.label || r.reason },
       { key: "manifests", label: "manifests", num: true }, { key: "blobs", label: "blobs", num: true },
       { key: "uploads", label: "uploads", num: true }, { key: "links", label: "links", num: true }, B("bytes")];
-    table($("#plan"), cols, P.rows, { sort: "bytes", id: "plan-table" });
-    $("#plan").append(el("p", { class: "muted" }, "By reason: " + P.by_reason.map((r) => r.reason + " " + bytes(r.bytes)).join(", ")));
+    // Paged, and without the 0-byte link rows (counted below): the table shows what frees space.
+    table($("#plan"), cols, P.rows, { sort: "bytes", id: "plan-table", pageSize: 20, search: "search repository, reason\u2026" });
+    if (P.link_rows) $("#plan").append(el("p", { class: "muted", id: "plan-links" }, num(P.link_only_links) +
+      " links that free no bytes (tag-history entries and _layers links, in " + num(P.link_rows) + " repository and reason rows) are not listed; the plan file has them."));
+    $("#plan").append(el("p", { class: "muted" }, "By reason: " + P.by_reason.map((r) => (r.label || r.reason) + " " + bytes(r.bytes)).join(", ")));
   } else $("#plan-section").hidden = true;
 
   // ---- findings --------------------------------------------------------------------------
@@ -379,7 +404,7 @@
     B("size"),
     { key: "date", label: "created", cls: "date", value: (r) => r.created || r.modified, fmt: (r) => date(r.created || r.modified), search: false },
     { key: "kind", label: "kind" },
-    { key: "referenced", label: "referenced", value: (r) => (r.referenced ? 1 : 0), searchText: (r) => (r.referenced ? "referenced" : "unreferenced"),
+    { key: "referenced", label: "referenced", value: (r) => (r.referenced ? 1 : 0), searchText: (r) => (r.referenced ? "referenced" : "unreferenced"), exact: true,
       fmt: (r) => (r.referenced ? "yes" : el("span", { class: "ref-no" }, "no")) },
     { key: "repositories", label: "repositories", value: (r) => r.repositories.join(" "), fmt: (r) => owners(r.repositories, r.repositories_omitted) },
     { key: "tags", label: "tags", value: (r) => r.tags.join(" "), fmt: (r) => owners(r.tags, r.tags_omitted) },
@@ -415,8 +440,14 @@
     const poll = () => fetch("api/v1/status", { credentials: "same-origin" }).then((r) => r.json()).then((s) => {
       text.textContent = (s.scanning ? "scanning\u2026 " : "") + (s.last_success ? "last scan " + date(s.last_success) + " UTC (" + s.scan_duration_seconds.toFixed(1) + " s)" : "") + (s.last_error ? " \u2014 last attempt failed: " + s.last_error : "");
       btn.disabled = s.scanning;
-      if (generation !== null && s.generation !== generation) location.reload();
-      generation = s.generation;
+      // A newer scan: say so and let the reader choose when to load it (reloading by itself
+      // lost the zoom, the search and the page at every scan).
+      if (generation !== null && s.generation !== generation && !$("#new-data")) {
+        status.append(" ", el("span", { class: "banner", id: "new-data" }, "New data: a scan finished " + date(s.last_success) + " UTC. ",
+          el("button", { type: "button", onclick: () => location.reload() }, "show it")));
+      }
+      if (generation === null) generation = s.generation;
+      // The blob table pages through the API: it shows the new scan's blobs on its next draw.
     }).catch(() => {});
     btn.addEventListener("click", () => fetch("api/v1/scan", { method: "POST", credentials: "same-origin" }).then(poll));
     poll();

@@ -12,10 +12,12 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod capacity;
 pub mod html;
 pub mod metrics;
 pub mod overview;
 pub mod plan_view;
+pub mod reclaim;
 pub mod table;
 pub mod views;
 

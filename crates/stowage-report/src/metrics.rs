@@ -139,7 +139,41 @@ pub fn render(o: &Overview, repos: &RepoFigures, scan: &ScanInfo) -> String {
     repositories(&mut m, repos);
     findings(&mut m, o);
     scan_health(&mut m, scan);
+    capacity(&mut m, o);
     m.0
+}
+
+/// The filesystem's size and free bytes, and the bytes of images never pulled since the
+/// pull data began (only with pull data: without it nothing is known to be unpulled).
+fn capacity(m: &mut Out, o: &Overview) {
+    if let Some(c) = &o.capacity {
+        let (size, free) = (c.size_bytes, c.free_bytes);
+        m.gauge(
+            "stowage_filesystem_size_bytes",
+            "Size of the filesystem holding the storage.",
+            size,
+        );
+        m.gauge(
+            "stowage_filesystem_free_bytes",
+            "Bytes available on the filesystem holding the storage.",
+            free,
+        );
+    }
+    if let Some(p) = &o.pulls
+        && p.data_begins.is_some()
+    {
+        let never: u64 = p
+            .buckets
+            .iter()
+            .filter(|b| b.label == "never pulled")
+            .map(|b| b.bytes)
+            .sum();
+        m.gauge(
+            "stowage_never_pulled_bytes",
+            "Bytes of images never pulled since the pull data began (a shared blob counts with its freshest image).",
+            never,
+        );
+    }
 }
 
 /// Storage and blob-store bytes and counts.

@@ -46,6 +46,8 @@ pub struct Limits {
     pub owners_per_blob: usize,
     /// Uploads older than this count as stale (the registry's purger default is 7 days).
     pub stale_upload_secs: i64,
+    /// The grace period of the "reclaimable now" plans (`gc --grace`, 1 hour by default).
+    pub grace_seconds: i64,
 }
 
 impl Default for Limits {
@@ -58,6 +60,7 @@ impl Default for Limits {
             findings_per_kind: 200,
             owners_per_blob: 10,
             stale_upload_secs: 7 * 86400,
+            grace_seconds: 3600,
         }
     }
 }
@@ -98,6 +101,8 @@ pub struct Overview {
     /// The layout root scanned.
     pub root: String,
     pub summary: SummaryView,
+    /// The one sentence a manager acts on, and the next commands.
+    pub headline: crate::reclaim::Headline,
     /// What can be freed now, and the command that does it.
     pub reclaimable: Vec<Reclaimable>,
     /// Namespace tree in pre-order; `parent` indexes this list (`null` for the root).
@@ -123,6 +128,10 @@ pub struct Overview {
     /// Last pulls, when the history database has pull data (docs/usage.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pulls: Option<PullsView>,
+    /// The storage's filesystem and "days until full" (filled by the caller, which can
+    /// stat it; with the history's growth when there is one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<crate::capacity::Capacity>,
     /// Set by the dashboard: it pages blobs through its API.
     pub live: bool,
     /// Set when the storage's links are not the registry's metadata (GitLab's metadata
@@ -155,6 +164,16 @@ pub struct Reclaimable {
     pub command: String,
     pub apply: String,
     pub note: String,
+    /// Everything the command's plan frees (the untagged and uploads plans include the
+    /// unreferenced blobs).
+    #[serde(default)]
+    pub plan_bytes: u64,
+    /// What the grace period holds back in that plan.
+    #[serde(default)]
+    pub held_back_bytes: u64,
+    /// The grace period the plan was made with (the command says it too).
+    #[serde(default)]
+    pub grace_seconds: i64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -261,6 +280,20 @@ pub struct BlobRow {
     pub tags_omitted: u64,
 }
 
+impl Overview {
+    /// Show what a plan deletes; a retention plan of this storage adds what it frees to the
+    /// headline ("; 140 GiB more under the retention policy X").
+    pub fn set_plan(&mut self, p: PlanImpact) {
+        if !p.other_storage
+            && let Some(name) = &p.policy_name
+        {
+            self.headline
+                .add_retention(&format!("the retention policy {name}"), p.bytes);
+        }
+        self.plan = Some(p);
+    }
+}
+
 /// Quote a path for a POSIX shell when it needs it.
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
@@ -363,7 +396,7 @@ pub fn build_with(
     limits: &Limits,
 ) -> Overview {
     let inv = g.inv;
-    let reclaimable = reclaimable(&inv.root, &summary, limits);
+    let reclaim = crate::reclaim::reclaimable(g, limits, now);
     let (tags, top_tags, omitted) = tag_rows(inv, u, limits);
     let tree = namespace_tree(u, &omitted);
     let top_repositories = top_repositories(inv, u, limits);
@@ -371,6 +404,7 @@ pub fn build_with(
     let findings = finding_groups(findings, limits);
     let rows = largest_blobs(g, referenced, limits);
     let storage_bytes = summary.blob_bytes + summary.upload_bytes + inv.other_bytes;
+    let headline = crate::reclaim::headline(storage_bytes, summary.blobs, &reclaim, false);
     Overview {
         schema: schema("report"),
         generated_at: now,
@@ -381,7 +415,8 @@ pub fn build_with(
             other_bytes: inv.other_bytes,
             incomplete_repositories: inv.repositories.iter().filter(|r| !r.complete).count() as u64,
         },
-        reclaimable,
+        headline,
+        reclaimable: reclaim.cards,
         tree,
         tags,
         top_repositories,
@@ -396,47 +431,10 @@ pub fn build_with(
         plan: None,
         history: None,
         pulls: None,
+        capacity: None,
         live: false,
         metadata_database: None,
     }
-}
-
-/// The "reclaimable now" cards, each with the command that plans it.
-fn reclaimable(root: &str, summary: &Summary, limits: &Limits) -> Vec<Reclaimable> {
-    let root_q = shell_quote(root);
-    let apply = format!("stowage --storage {root_q} apply plan.json");
-    let stale_days = limits.stale_upload_secs / 86400;
-    vec![
-        Reclaimable {
-            reason: "unreferenced".into(),
-            title: "Unreferenced blobs".into(),
-            bytes: summary.unreferenced_bytes,
-            count: summary.unreferenced_blobs,
-            command: format!("stowage --storage {root_q} gc --out plan.json"),
-            apply: apply.clone(),
-            note: "No manifest in any repository needs them: exactly what the registry's own garbage-collect deletes. Blobs written in the last hour are held back (--grace).".into(),
-        },
-        Reclaimable {
-            reason: "untagged".into(),
-            title: "Untagged manifests' exclusive bytes".into(),
-            bytes: summary.untagged_exclusive_bytes,
-            count: summary.untagged_manifests,
-            command: format!("stowage --storage {root_q} gc --delete-untagged --out plan.json"),
-            apply: apply.clone(),
-            note: "Needed only by manifests no tag points at (platform children and signatures of tagged images are kept). The plan also includes the unreferenced blobs.".into(),
-        },
-        Reclaimable {
-            reason: "stale_uploads".into(),
-            title: format!("Uploads older than {stale_days} days"),
-            bytes: summary.stale_upload_bytes,
-            count: summary.stale_uploads,
-            command: format!(
-                "stowage --storage {root_q} gc --uploads-older-than {stale_days}d --out plan.json"
-            ),
-            apply,
-            note: "Abandoned pushes under _uploads. The plan also includes the unreferenced blobs.".into(),
-        },
-    ]
 }
 
 /// Per-tag rows: the treemap's (at most `per_repository` per repository, no digest), the top

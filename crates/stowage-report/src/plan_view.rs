@@ -47,6 +47,9 @@ pub struct Deletion {
 pub struct PlanRow {
     pub repository: String,
     pub reason: String,
+    /// The reason in words ([`reason_label`]).
+    #[serde(default)]
+    pub label: String,
     pub blobs: u64,
     pub manifests: u64,
     pub tags: u64,
@@ -70,6 +73,33 @@ pub struct PlanImpact {
     pub by_reason: Vec<PlanRow>,
     /// Whether the plan was made for another storage than the one scanned.
     pub other_storage: bool,
+    /// Rows that only remove links (0 bytes: tag-history entries and `_layers` links),
+    /// folded out of `rows` so the table shows what frees space (issue 19 item 7: half of a
+    /// 272-row table were such rows).
+    #[serde(default)]
+    pub link_rows: u64,
+    #[serde(default)]
+    pub link_only_links: u64,
+    /// Blobs, manifests and tags written after the plan was made: the plan is older than the
+    /// storage it is shown against, and apply will re-check (and keep) them.
+    #[serde(default)]
+    pub written_since_plan: u64,
+    /// A retention plan's policy name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_name: Option<String>,
+}
+
+/// A plan's reason in words (the plan files keep their stable names).
+pub fn reason_label(reason: &str) -> String {
+    match reason {
+        "unreferenced" => "unreferenced blob (no manifest needs it)".into(),
+        "untagged" => "only needed by untagged manifests".into(),
+        "untagged-manifest" => "tag history of a removed manifest".into(),
+        "blob-deleted" => "link to a blob this plan deletes".into(),
+        "dangling" => "link to a blob that is already gone".into(),
+        "stale-upload" => "abandoned upload".into(),
+        other => other.to_string(),
+    }
 }
 
 /// Group deletions by (repository, reason).
@@ -79,6 +109,7 @@ pub fn summarize(deletions: impl IntoIterator<Item = Deletion>) -> (Vec<PlanRow>
     let empty = |repository: &str, reason: &str| PlanRow {
         repository: repository.into(),
         reason: reason.into(),
+        label: reason_label(reason),
         blobs: 0,
         manifests: 0,
         tags: 0,
@@ -288,8 +319,29 @@ pub fn plan_impact(plan: &Plan, g: &Graph<'_>) -> Result<PlanImpact, PlanViewErr
         stowage_plan::PlanKind::Gc => gc_deletions(plan, g),
         stowage_plan::PlanKind::Retention => retention_deletions(plan, g),
     };
-    let (rows, by_reason) = summarize(deletions);
+    let (all_rows, by_reason) = summarize(deletions);
+    let (rows, links): (Vec<PlanRow>, Vec<PlanRow>) = all_rows
+        .into_iter()
+        .partition(|r| r.bytes > 0 || r.blobs + r.manifests + r.tags + r.uploads > 0);
+    let after = |t: stowage_model::time::Timestamp| t > plan.created_at;
+    let inv = g.inv;
+    let written_since_plan = inv.blobs.iter().filter(|b| after(b.modified())).count()
+        + inv
+            .repositories
+            .iter()
+            .map(|r| {
+                r.revisions.iter().filter(|l| after(l.modified())).count()
+                    + r.tags
+                        .iter()
+                        .filter(|t| t.current.is_some_and(|c| after(c.modified)))
+                        .count()
+            })
+            .sum::<usize>();
     Ok(PlanImpact {
+        link_rows: links.len() as u64,
+        link_only_links: links.iter().map(|r| r.links).sum(),
+        written_since_plan: written_since_plan as u64,
+        policy_name: plan.retention.as_ref().map(|r| r.policy_name.clone()),
         kind: plan.kind.to_string(),
         created_at: plan.created_at,
         storage: plan.storage.clone(),

@@ -46,6 +46,7 @@ mod manifests;
 mod repositories;
 pub mod scheduler;
 mod snapshot;
+mod tag_dir;
 mod verify;
 
 use snapshot::Snapshot;

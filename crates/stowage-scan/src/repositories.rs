@@ -496,8 +496,10 @@ impl<'a> Ctx<'a> {
     ) {
         let snap = snap.as_deref();
         if self.opts.verify_links {
-            // Interrupted rewrites of `current/link` (3.1+) and whatever else is beside it.
+            // Interrupted rewrites of `current/link` (3.1+), whatever else is beside it or
+            // beside `current/` itself.
             self.inspect_link_dir(&format!("{dir}/current"), LinkKind::TagCurrent, snap);
+            self.inspect_tag_dir(&dir, snap);
         }
         let cpath = format!("{dir}/current/link");
         // A snapshot already says whether the link exists: no GET for a missing one.

@@ -461,3 +461,53 @@ fn a_directory_vanishing_mid_scan_is_a_finding_not_a_failure() {
     assert!(!inv.repository("lib/base").unwrap().complete);
     assert!(inv.repository("app").unwrap().complete);
 }
+
+/// Issue 19, "Smaller": a stray `link.<uuid>.tmp` beside a tag's `current/` (and anything
+/// else outside the grammar there) is a finding when links are verified, like one inside
+/// `current/`; it was reported at no level.
+#[test]
+fn a_stray_file_in_a_tag_directory_is_a_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = TreeBuilder::new(dir.path());
+    broken::healthy(&t);
+    let tags = t.path("repositories");
+    // Every tag directory of every repository gets a stray temp file and a stray directory.
+    let mut tag_dirs = Vec::new();
+    for e in walkdir(&tags) {
+        if e.ends_with("current") && e.is_dir() {
+            tag_dirs.push(e.parent().unwrap().to_path_buf());
+        }
+    }
+    assert!(!tag_dirs.is_empty());
+    for d in &tag_dirs {
+        std::fs::write(d.join("link.6f1c2e4b.tmp"), "sha256:00").unwrap();
+        std::fs::create_dir(d.join("stray")).unwrap();
+    }
+    let inv = scan_with(&t.root, 4, true);
+    let of = |k: FindingKind, suffix: &str| {
+        inv.findings
+            .iter()
+            .filter(|f| f.kind == k && f.path.ends_with(suffix))
+            .count()
+    };
+    assert_eq!(
+        of(FindingKind::StaleTempFile, "/link.6f1c2e4b.tmp"),
+        tag_dirs.len()
+    );
+    assert_eq!(
+        of(FindingKind::UnexpectedDirectory, "/stray"),
+        tag_dirs.len()
+    );
+}
+
+fn walkdir(p: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(p).unwrap() {
+        let e = e.unwrap().path();
+        if e.is_dir() {
+            out.push(e.clone());
+            out.extend(walkdir(&e));
+        }
+    }
+    out
+}

@@ -105,6 +105,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             )
         })
         .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .layer(middleware::from_fn(json_errors))
         // No other route reads a body; should one ever extract it, this is its limit (the
         // notification route's own, above, is the inner layer and wins there).
         .layer(axum::extract::DefaultBodyLimit::max(OTHER_BODY_LIMIT))
@@ -118,6 +119,45 @@ pub const OTHER_BODY_LIMIT: usize = 4 << 10;
 /// Equal in time independent of where the strings differ.
 pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header; the scheme is case-insensitive
+/// (RFC 9110 section 11.1: `bearer` was refused).
+fn bearer_token(v: &str) -> Option<&str> {
+    let (scheme, rest) = v.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+}
+
+/// Every error answer is JSON, also those made below the handlers (axum's 413 for a body
+/// over the limit was plain text).
+async fn json_errors(req: Request, next: Next) -> Response {
+    let r = next.run(req).await;
+    let status = r.status();
+    let is_json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    if status.as_u16() < 400 || is_json {
+        return r;
+    }
+    let (parts, body) = r.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let msg = String::from_utf8_lossy(&text).trim().to_string();
+    let mut out = error(
+        status,
+        if msg.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_string()
+        } else {
+            msg
+        },
+    );
+    for (k, v) in parts.headers.iter() {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
 }
 
 fn cookie_token(h: &HeaderMap) -> Option<String> {
@@ -147,7 +187,7 @@ async fn auth(State(st): St, req: Request, next: Next) -> Response {
     let bearer = h
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .is_some_and(|t| same(t.trim().as_bytes(), token.as_bytes()));
     let cookie = cookie_token(h).is_some_and(|t| same(t.as_bytes(), token.as_bytes()));
     if bearer || cookie {
@@ -182,10 +222,25 @@ async fn auth(State(st): St, req: Request, next: Next) -> Response {
             return r;
         }
     }
-    let mut r = error(
-        StatusCode::UNAUTHORIZED,
-        "a bearer token is required (Authorization: Bearer TOKEN)",
-    );
+    let browser = h
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    let mut r = if browser {
+        // A person with a browser: say how to get in, not raw JSON.
+        let body = "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>stowage dashboard: token required</title></head><body style=\"font-family:sans-serif;padding:2em\"><h1>A token is required</h1><p>This dashboard is protected by a token (the file given to <code>stowage serve --token-file</code>). Open this address once with <code>?token=TOKEN</code> added, e.g. <code>/?token=TOKEN</code>: the browser then keeps it in a cookie. Programs send <code>Authorization: Bearer TOKEN</code>.</p></body></html>";
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            body,
+        )
+            .into_response()
+    } else {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "a bearer token is required (Authorization: Bearer TOKEN; in a browser, open the page once with ?token=TOKEN)",
+        )
+    };
     r.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"stowage\""),

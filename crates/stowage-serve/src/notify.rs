@@ -199,6 +199,15 @@ pub(crate) async fn notifications(
     let total = rec.total;
     let skipped = rec.skipped;
     let rejected = rec.coverage.rejected;
+    // A push or a delete changes what the dashboard shows: scan again now rather than at
+    // the next interval (a scan already running may have listed before the push; the next
+    // interval's scan sees it then).
+    let changed = rec.events.iter().any(|e| {
+        matches!(
+            e.action,
+            stowage_usage::events::UsageAction::Push | stowage_usage::events::UsageAction::Delete
+        )
+    });
     let n2 = n.clone();
     let done = tokio::task::spawn_blocking(move || {
         let mut db = n2
@@ -217,6 +226,9 @@ pub(crate) async fn notifications(
         .map_err(|e| e.to_string())
     })
     .await;
+    if changed && matches!(done, Ok(Ok(_))) {
+        st.trigger();
+    }
     match done {
         Ok(Ok(r)) => axum::Json(NotifyAnswer {
             events: total,

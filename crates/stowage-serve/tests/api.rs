@@ -751,3 +751,50 @@ async fn forged_pull_data_is_refused_and_cannot_widen_coverage() {
     let (s, _, _) = call(&st, post(&big, Some("s3cret"))).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+/// Issue 19, "Smaller": `Authorization: bearer` (lowercase scheme) is a bearer token; a
+/// browser's 401 says how to use `?token=`; a 413 is JSON like every other error.
+#[tokio::test]
+async fn lowercase_bearer_browser_401_and_json_413() {
+    let (st, _s) = state(Some("s3cret-token"));
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let (s, _, _) = call(
+            &st,
+            Request::get("/api/v1/status")
+                .header(header::AUTHORIZATION, format!("{scheme} s3cret-token"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{scheme}");
+    }
+    let (s, h, b) = call(
+        &st,
+        Request::get("/")
+            .header(header::ACCEPT, "text/html,application/xhtml+xml,*/*;q=0.8")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let html = h[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html");
+    let page = String::from_utf8(b).unwrap();
+    assert!(s == StatusCode::UNAUTHORIZED && html && page.contains("?token=TOKEN"));
+    let (s, v) = get(&st, "/api/v1/report").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(v["error"].as_str().unwrap().contains("?token="), "{v}");
+
+    let started = Timestamp::parse_rfc3339("2026-12-01T00:00:00Z").unwrap();
+    let (st, _s, _d) = notify_state_with(Some("s3cret"), false, Some(started));
+    let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(stowage_serve::BODY_LIMIT));
+    let (s, h, b) = call(&st, post(&big, Some("s3cret"))).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let ct = h[header::CONTENT_TYPE].to_str().unwrap();
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert!(
+        ct.starts_with("application/json") && v["status"] == 413,
+        "{ct} {v}"
+    );
+}

@@ -270,6 +270,14 @@ impl Storage for FsStorage {
         self.backend.clone()
     }
 
+    fn capacity(&self) -> Option<(u64, u64)> {
+        let s = rustix::fs::statvfs(&self.root).ok()?;
+        Some((
+            s.f_blocks.saturating_mul(s.f_frsize),
+            s.f_bavail.saturating_mul(s.f_frsize),
+        ))
+    }
+
     fn list_dir(&self, path: &str, visit: &mut dyn FnMut(Entry<'_>)) -> Result<(), StorageError> {
         use rustix::fs::{AtFlags, FileType as Ft, Mode, OFlags};
         self.counters.track(&self.counters.lists, || {

@@ -165,6 +165,12 @@ pub trait Storage: Send + Sync {
 
     fn backend(&self) -> BackendKind;
 
+    /// Size and free bytes (available to unprivileged writers) of the filesystem holding
+    /// the storage, where it has one (for the metrics and "days until full").
+    fn capacity(&self) -> Option<(u64, u64)> {
+        None
+    }
+
     /// Call `visit` for each entry of the directory at `path` ("" is the root), in no
     /// particular order.
     fn list_dir(&self, path: &str, visit: &mut dyn FnMut(Entry<'_>)) -> Result<(), StorageError>;
@@ -308,6 +314,9 @@ impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
     }
     fn backend(&self) -> BackendKind {
         (**self).backend()
+    }
+    fn capacity(&self) -> Option<(u64, u64)> {
+        (**self).capacity()
     }
     fn list_dir(&self, path: &str, visit: &mut dyn FnMut(Entry<'_>)) -> Result<(), StorageError> {
         (**self).list_dir(path, visit)

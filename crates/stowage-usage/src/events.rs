@@ -127,6 +127,10 @@ pub struct IngestStats {
     pub recorded: u64,
     /// Filled by the store's `record_usage`.
     pub duplicates: u64,
+    /// Of the duplicates: requests the registry's notifications already recorded (or, for
+    /// notifications, the logs): overlapping sources, not counted twice.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub overlapping: u64,
     /// Events excluded from pull counts by a filter.
     pub ignored: u64,
     /// Tag pulls whose digest is unknown.
@@ -239,5 +243,16 @@ pub type TagPush = (String, String, Timestamp, String);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Recorded {
     pub recorded: u64,
+    /// Already recorded: the same key, or (counted in `overlapping` too) the same request
+    /// from the other kind of source.
     pub duplicates: u64,
+    /// Events another kind of source (logs against notifications) already recorded: same
+    /// repository, manifest (tag or digest), action and method, within [`OVERLAP_NS`]
+    /// (addresses are not compared: a notification's carries the port, a log's may not). Not counted again (issue 19 item 8: one pull was 2).
+    pub overlapping: u64,
 }
+
+/// How far apart in time the registry's notification and its access-log line of one request
+/// may be (the notification is dated when the response is written, the log line when the
+/// request completes): 2 seconds.
+pub const OVERLAP_NS: i64 = 2_000_000_000;

@@ -224,7 +224,14 @@ fn describe_blob(c: &Ctx<'_>, id: BlobId, b: &BlobFile, e: &mut Explanation) {
         "created".into(),
         b.created()
             .map(|t| format!("{} (birth time)", t.human(c.tz)))
-            .unwrap_or_else(|| "not recorded by this filesystem".into()),
+            .unwrap_or_else(|| {
+                if b.birth_after_write() {
+                    "unknown: the file's birth time is after its last write (a copy or restore)"
+                        .into()
+                } else {
+                    "not recorded by this filesystem".into()
+                }
+            }),
     ));
     e.facts
         .push(("kind".into(), c.g.blob_kind(id).as_str().into()));

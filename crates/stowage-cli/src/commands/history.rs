@@ -31,6 +31,19 @@ pub struct HistoryArgs {
     /// List the snapshots instead.
     #[arg(long)]
     pub list: bool,
+    #[command(subcommand)]
+    pub command: Option<HistoryCommand>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum HistoryCommand {
+    /// Remove snapshots older than --keep and thin the rest: all of the last two days, the
+    /// last of each day for 30 days, the last of each week beyond (the newest is kept).
+    Prune {
+        /// Keep snapshots this recent (e.g. 90d).
+        #[arg(long, value_name = "AGE")]
+        keep: String,
+    },
 }
 
 #[derive(Serialize)]
@@ -77,6 +90,27 @@ fn signed(n: i64) -> String {
 
 pub fn run(g: &GlobalArgs, a: &HistoryArgs) -> Result<i32> {
     let now = crate::settings::resolve_now(g)?;
+    if let Some(HistoryCommand::Prune { keep }) = &a.command {
+        let keep = parse_age(keep).context("--keep")?;
+        // Read-write, but never created here: check it is one first.
+        drop(Db::open_existing(&a.db)?);
+        let mut db = Db::open(&a.db)?;
+        let p = db.prune(keep, now)?;
+        let mut out = output::stdout();
+        match g.format {
+            Format::Table => writeln!(
+                out,
+                "{}: {} snapshots removed, {} kept; {} blob rows no kept snapshot saw removed",
+                a.db.display(),
+                p.removed,
+                p.kept,
+                p.blobs_removed
+            )?,
+            _ => output::json(&mut out, &p)?,
+        }
+        out.flush()?;
+        return Ok(crate::exit::OK);
+    }
     let db = Db::open_existing(&a.db)?;
     let snaps = db.snapshots()?;
     let mut out = output::stdout();

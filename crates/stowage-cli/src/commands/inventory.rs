@@ -313,6 +313,13 @@ impl View<'_, '_> {
         if self.last_pulled.is_some() {
             head.push("last_pulled");
         }
+        // With --links or --uploads, one table of every record: a `record` column says which
+        // (blob, link, upload), as in the JSON (the CSV dropped them silently, issue 19).
+        let extras = self.links.is_some() || self.uploads.is_some();
+        if extras {
+            head.insert(0, "record");
+        }
+        let width = head.len();
         w.write_record(&head)?;
         let mut b = BlobRecordBuilder::new(self.g);
         for id in self.ids.iter() {
@@ -331,7 +338,44 @@ impl View<'_, '_> {
             if self.last_pulled.is_some() {
                 row.push(self.lp(id).map(|t| t.rfc3339()).unwrap_or_default());
             }
+            if extras {
+                row.insert(0, "blob".into());
+            }
             w.write_record(&row)?;
+        }
+        // digest, size, modified, created, kind, referenced, repositories, tags, path.
+        let mut other = |cells: [String; 10]| {
+            let mut row: Vec<String> = cells.into();
+            row.resize(width, String::new());
+            w.write_record(&row)
+        };
+        for l in self.links.iter().flatten() {
+            other([
+                "link".into(),
+                l.digest.clone(),
+                String::new(),
+                l.modified.rfc3339(),
+                String::new(),
+                l.kind.into(),
+                l.target_exists.to_string(),
+                l.repository.clone(),
+                l.tag.clone().unwrap_or_default(),
+                l.path.clone(),
+            ])?;
+        }
+        for u in self.uploads.iter().flatten() {
+            other([
+                "upload".into(),
+                String::new(),
+                u.total_size.to_string(),
+                u.modified.rfc3339(),
+                u.started_at.map(|t| t.rfc3339()).unwrap_or_default(),
+                "upload".into(),
+                String::new(),
+                u.repository.clone(),
+                String::new(),
+                u.path.clone(),
+            ])?;
         }
         w.flush()?;
         Ok(())

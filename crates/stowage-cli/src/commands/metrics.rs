@@ -31,10 +31,12 @@ pub fn run(s: &Settings, a: &MetricsArgs) -> Result<i32> {
         top_blobs: 0,
         ..Limits::default()
     };
-    let (loaded, an) = analyse(s, &limits)?;
+    let (loaded, mut an) = analyse(s, &limits)?;
     if let Some(db) = &a.history {
         crate::pipeline::record_and_chart(db, &loaded, &an.overview.summary.summary, s.now)?;
+        an.overview.pulls = crate::pipeline::report_section(db, &loaded.graph(), s.now)?;
     }
+    an.overview.capacity = crate::pipeline::capacity(s, an.overview.history.as_ref());
     let text = render(
         &an.overview,
         &an.repos,

@@ -52,9 +52,11 @@ pub fn run(s: &Settings, a: &ReportArgs) -> Result<i32> {
     let (loaded, mut an) = analyse(s, &limits)?;
     let g = loaded.graph();
     if let Some(p) = &plan {
-        an.overview.plan = Some(stowage_report::plan_view::plan_impact(p, &g).with_context(
-            || format!("{}", a.plan.as_deref().unwrap_or(Path::new("")).display()),
-        )?);
+        an.overview.set_plan(
+            stowage_report::plan_view::plan_impact(p, &g).with_context(|| {
+                format!("{}", a.plan.as_deref().unwrap_or(Path::new("")).display())
+            })?,
+        );
     }
     if let Some(db) = &a.history {
         an.overview.history = Some(crate::pipeline::record_and_chart(
@@ -64,6 +66,12 @@ pub fn run(s: &Settings, a: &ReportArgs) -> Result<i32> {
             s.now,
         )?);
         an.overview.pulls = crate::pipeline::report_section(db, &g, s.now)?;
+    }
+    // Days until full needs the history's growth; the filesystem's free bytes are a
+    // measurement of this moment, so a report without --history stays byte-identical for
+    // the same storage and --now.
+    if a.history.is_some() {
+        an.overview.capacity = crate::pipeline::capacity(s, an.overview.history.as_ref());
     }
     let csv = a.csv.clone().unwrap_or_else(|| default_csv(&a.html));
     // Link the CSV by its name when it sits beside the report, else by its path.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use stowage_history::SnapshotPolicy;
 use stowage_model::time::Timestamp;
 use stowage_report::overview::Limits;
 use stowage_serve::{AppState, Snapshot, check_bind};
@@ -39,11 +40,35 @@ pub struct ServeArgs {
     /// loopback address only (Host checked). Anyone who can reach it can forge pull data.
     #[arg(long, requires = "history", conflicts_with = "notify_secret_file")]
     pub insecure_loopback_webhook: bool,
+    /// With --history: which scans become snapshots: `changed` (only when a figure, a
+    /// repository or a tag changed), `daily` (at most one per UTC day), `every`, or `never`
+    /// (the database only receives notifications).
+    #[arg(long, value_enum, default_value = "changed", requires = "history")]
+    pub snapshots: SnapshotsArg,
     #[command(flatten)]
     pub filter: crate::args::FilterArgs,
     /// Largest blobs embedded in the page (the table pages through all of them).
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub top: usize,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotsArg {
+    Changed,
+    Daily,
+    Every,
+    Never,
+}
+
+impl From<SnapshotsArg> for SnapshotPolicy {
+    fn from(a: SnapshotsArg) -> SnapshotPolicy {
+        match a {
+            SnapshotsArg::Changed => SnapshotPolicy::Changed,
+            SnapshotsArg::Daily => SnapshotPolicy::Daily,
+            SnapshotsArg::Every => SnapshotPolicy::Every,
+            SnapshotsArg::Never => SnapshotPolicy::Never,
+        }
+    }
 }
 
 /// `now_pinned`: `--now` was given, so every scan uses it (reproducible tests).
@@ -87,6 +112,7 @@ pub fn run(mut s: Settings, a: &ServeArgs, now_pinned: bool) -> Result<i32> {
     let pinned = now_pinned;
     let history = a.history.clone();
     let top = a.top;
+    let policy = SnapshotPolicy::from(a.snapshots);
     let settings = Arc::new(s);
     let loader: stowage_serve::Loader = Arc::new(move || {
         // Each scan runs at its own time, unless --now pins it (tests).
@@ -95,7 +121,7 @@ pub fn run(mut s: Settings, a: &ServeArgs, now_pinned: bool) -> Result<i32> {
         } else {
             Timestamp::from_system_time(std::time::SystemTime::now())
         };
-        scan(&settings, now, top, history.as_deref()).map_err(|e| format!("{e:#}"))
+        scan(&settings, now, top, history.as_deref(), policy).map_err(|e| format!("{e:#}"))
     });
     let state = AppState::with_notifications(loader, token, notifications);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -150,6 +176,7 @@ fn scan(
     now: Timestamp,
     top: usize,
     history: Option<&std::path::Path>,
+    policy: SnapshotPolicy,
 ) -> Result<Snapshot> {
     // The duration is a measurement shown as such (a metric), never part of a decision.
     let started = std::time::Instant::now();
@@ -161,15 +188,17 @@ fn scan(
     let mut snap = Snapshot::build(loaded, &limits, METRICS_TOP_REPOSITORIES, 0.0);
     if let Some(db) = history {
         // The same two calls as `report --history`.
-        let series = crate::pipeline::record_and_chart(
+        let series = crate::pipeline::record_and_chart_with(
             db,
             &snap.analysis,
             &snap.overview.summary.summary,
             now,
+            policy,
         )?;
         snap.overview.history = Some(series);
         snap.overview.pulls = crate::pipeline::report_section(db, &snap.analysis.graph(), now)?;
     }
+    snap.overview.capacity = crate::pipeline::capacity(s, snap.overview.history.as_ref());
     snap.seconds = started.elapsed().as_secs_f64();
     Ok(snap)
 }

@@ -109,6 +109,7 @@ pub fn ingest(g: &GlobalArgs, a: &IngestArgs) -> Result<i32> {
     let mut done = ing.finish();
     done.stats.recorded = batched.recorded;
     done.stats.duplicates = batched.duplicates;
+    done.stats.overlapping = batched.overlapping;
     done.stats.inputs = files
         .iter()
         .map(|f| f.display().to_string())
@@ -217,6 +218,7 @@ fn read_logs(
                     .with_context(|| format!("recording in {}", db_path.display()))?;
                 batched.recorded += r.recorded;
                 batched.duplicates += r.duplicates;
+                batched.overlapping += r.overlapping;
             }
         }
     }
@@ -226,6 +228,12 @@ fn read_logs(
 /// The ingest's counts on stderr, and the unparseable examples.
 fn report_ingest(done: &stowage_usage::Ingested) {
     let st = &done.stats;
+    if st.overlapping > 0 {
+        eprintln!(
+            "warning: {} requests were already recorded by the registry's notifications (the logs and the notifications overlap); they are not counted twice",
+            st.overlapping
+        );
+    }
     eprintln!(
         "{} lines: {} requests, {} manifest requests; recorded {} new events ({} duplicates of earlier ingests), {} pulls ignored by filters, {} tag pulls unresolved, {} other lines, {} unparseable{}{}",
         st.lines_read,

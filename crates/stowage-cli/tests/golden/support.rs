@@ -146,6 +146,21 @@ fn mask(text: &str, tree: &Tree, out: &Path) -> String {
         t = mask_values(&t, key);
     }
     t = mask_number_after(&t, "stowage_scan_duration_seconds ");
+    // The filesystem's size and free bytes are the test machine's, at that moment.
+    for name in [
+        "stowage_filesystem_size_bytes ",
+        "stowage_filesystem_free_bytes ",
+        "\"size_bytes\":",
+        "\"free_bytes\":",
+        "\"days_until_full\":",
+        "\"growth_bytes_per_day\":",
+        "\"size_bytes\": ",
+        "\"free_bytes\": ",
+        "\"days_until_full\": ",
+        "\"growth_bytes_per_day\": ",
+    ] {
+        t = mask_number_after(&t, name);
+    }
     // Birth times are the time the test wrote the tree: today (or yesterday, past midnight).
     let day = 86_400_000_000_000i64;
     let today = stowage_model::time::Timestamp::from_system_time(std::time::SystemTime::now());
