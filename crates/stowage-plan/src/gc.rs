@@ -163,6 +163,7 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
         tags: Vec::new(),
         retention: None,
         listing: None,
+        surgery: None,
         would_break: crate::replay::WouldBreak::not_checked(),
     }
 }

@@ -37,6 +37,7 @@ mod recheck;
 mod redis;
 mod registry_http;
 mod runner;
+mod surgery;
 mod tidy;
 
 use std::collections::{BTreeSet, HashSet};
@@ -166,6 +167,12 @@ pub struct ApplyReport {
     pub blobs: u64,
     pub uploads: u64,
     pub empty_dirs: u64,
+    /// Surgery: repository sections (`_manifests`, `_layers`, `_uploads`) removed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub repository_sections: u64,
+    /// Surgery (repo-move, repo-copy): links created under the destination and read back.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub links_created: u64,
     /// Actions that found their target already gone (done by an interrupted earlier run).
     pub already_done: u64,
     pub bytes_freed: u64,
@@ -184,6 +191,10 @@ pub struct ApplyReport {
     pub seconds: f64,
     pub quarantine: Option<PathBuf>,
     pub journal: PathBuf,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Why an apply did not run.
@@ -213,6 +224,10 @@ pub enum ApplyError {
     InUse(String),
     #[error("an online apply cannot be made safe: {0}")]
     UnsafeOnline(String),
+    /// A surgery's link could not be created or read back as planned: the apply stopped
+    /// before removing anything.
+    #[error("surgery: {0}")]
+    Surgery(String),
     #[error(
         "the registry's cache could not be emptied ({0}); every fenced target was put back, nothing was deleted"
     )]
@@ -458,6 +473,7 @@ pub fn apply_checked<S: StorageWrite>(
     let started = std::time::Instant::now();
     check_plan(storage, plan, opts.now)?;
     let retention = plan.kind == crate::PlanKind::Retention;
+    let surgery = plan.kind == crate::PlanKind::Surgery;
     let id = plan.id();
     let batch = open_batch(storage, plan, opts, &id)?;
     let journal_path = match (&opts.journal, &batch) {
@@ -516,20 +532,26 @@ pub fn apply_checked<S: StorageWrite>(
             "online: every target is fenced (moved out of the registry's view) first, deleted only after the settle wait and a verify scan",
         );
     }
+    // Surgery: the destination's links first (verified), then repository sections.
+    surgery::run(&r, plan, &inv1, progress)?;
     let removed_tags = recheck::tags(&r, plan, &inv1, &live, progress)?;
-    recheck::manifests(
-        &r,
-        plan,
-        &inv1,
-        &g1,
-        &live,
-        &removed_tags,
-        retention,
-        progress,
-    )?;
+    // Surgery plans list what GC frees after them; it is collected only with `--gc`.
+    let collect = !(retention || surgery) || opts.gc;
+    if !surgery || opts.gc {
+        recheck::manifests(
+            &r,
+            plan,
+            &inv1,
+            &g1,
+            &live,
+            &removed_tags,
+            retention,
+            progress,
+        )?;
+    }
     drop(g1);
     drop(inv1);
-    if !retention || opts.gc {
+    if collect {
         progress("re-scanning before removing blobs");
         let inv2 = rescan(storage, opts.concurrency)?;
         let g2 = Graph::new(&inv2);

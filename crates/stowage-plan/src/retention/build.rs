@@ -480,6 +480,7 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
         tags: a.tags,
         retention: Some(Box::new(retention)),
         listing: None,
+        surgery: None,
         would_break: crate::replay::WouldBreak::not_checked(),
     }
 }
