@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod report;
 mod retention;
 pub mod serve;
+pub mod surgery;
 pub mod snapshot;
 mod tags;
 pub mod usage;
@@ -80,6 +81,18 @@ pub fn run(cli: Cli) -> Result<i32> {
             command: Some(crate::args::PlanCommand::Simulate(a)),
             ..
         }) => retention::simulate(&settings, &a),
+        Command::Plan(crate::args::PlanArgs {
+            command: Some(crate::args::PlanCommand::RepoDelete(a)),
+            ..
+        }) => surgery::repo_delete(&settings, &a),
+        Command::Plan(crate::args::PlanArgs {
+            command: Some(crate::args::PlanCommand::RepoMove(a)),
+            ..
+        }) => surgery::repo_move(&settings, &a),
+        Command::Plan(crate::args::PlanArgs {
+            command: Some(crate::args::PlanCommand::TagDelete(a)),
+            ..
+        }) => surgery::tag_delete(&settings, &a),
         Command::Plan(a) => retention::plan(&settings, &a),
         Command::Inventory(a) => inventory::run(&settings, &a),
         Command::Du(a) => du::run(&settings, &a),

@@ -88,7 +88,7 @@ pub fn repo_delete(
         shared_bytes,
     };
     let mut plan = plan_with(inv, surgery, acc, &gc_opts, now);
-    plan.empty_dirs = emptied_dirs(inv, &selected);
+    plan.empty_dirs = with_shards(emptied_dirs(inv, &selected), &plan.blobs);
     Ok(plan)
 }
 
@@ -263,6 +263,7 @@ pub fn tag_delete(
     };
     let mut plan = plan_with(inv, surgery, acc, &gc_opts, now);
     plan.tags = tags;
+    plan.empty_dirs = with_shards(Vec::new(), &plan.blobs);
     Ok(plan)
 }
 
@@ -352,6 +353,26 @@ fn emptied_dirs(inv: &Inventory, selected: &BTreeSet<String>) -> Vec<String> {
     dirs.into_iter()
         .map(|(_, n)| stowage_layout::repository_dir(&n))
         .collect()
+}
+
+/// `dirs` and the blob fan-out directories the freed blobs leave empty (`rmdir` at the end
+/// of apply removes only those that are), deepest first as gc orders them: what the
+/// registry's GC leaves behind and `check` reports, not left by a surgery with `--gc`.
+fn with_shards(dirs: Vec<String>, blobs: &[BlobAction]) -> Vec<String> {
+    let mut all: BTreeSet<String> = dirs.into_iter().collect();
+    for h in blobs.iter().filter_map(|b| b.digest.sha256()) {
+        if let Some((shard, _)) = stowage_layout::blob_dir(&h).rsplit_once('/') {
+            all.insert(shard.to_string());
+        }
+    }
+    let mut out: Vec<String> = all.into_iter().collect();
+    out.sort_by(|a, b| {
+        b.matches('/')
+            .count()
+            .cmp(&a.matches('/').count())
+            .then_with(|| a.cmp(b))
+    });
+    out
 }
 
 /// A source whose links are not all plain (alias or odd links, a tag without a readable
