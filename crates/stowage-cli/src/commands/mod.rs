@@ -12,8 +12,8 @@ pub mod metrics;
 pub mod report;
 mod retention;
 pub mod serve;
-pub mod surgery;
 pub mod snapshot;
+pub mod surgery;
 mod tags;
 pub mod usage;
 

@@ -129,7 +129,12 @@ fn print(out: &mut dyn Write, p: &Plan) -> Result<()> {
     };
     let mut text = String::new();
     use std::fmt::Write as _;
-    writeln!(text, "{}: {}", sg.operation.as_str(), sg.requested.join(" "))?;
+    writeln!(
+        text,
+        "{}: {}",
+        sg.operation.as_str(),
+        sg.requested.join(" ")
+    )?;
     for r in &sg.repositories {
         writeln!(
             text,
@@ -153,7 +158,11 @@ fn print(out: &mut dyn Write, p: &Plan) -> Result<()> {
         writeln!(text, "  already in the destination, same digest: {t}")?;
     }
     for t in &p.tags {
-        writeln!(text, "  remove tag {}:{} ({})", t.repository, t.tag, t.digest)?;
+        writeln!(
+            text,
+            "  remove tag {}:{} ({})",
+            t.repository, t.tag, t.digest
+        )?;
     }
     for n in &sg.nested_kept {
         writeln!(text, "  kept, nested below but not selected: {n}")?;
