@@ -36,6 +36,10 @@ fn ok(o: &Output) -> String {
 /// Plan with `args`, then apply online (the registry keeps serving; it has no blob cache),
 /// collecting what the surgery frees. Returns the plan.
 fn plan_and_apply(root: &Path, dir: &Path, args: &[&str]) -> Value {
+    plan_and_apply_with(root, dir, args, &["--gc", "--registry-cache", "none"])
+}
+
+fn plan_and_apply_with(root: &Path, dir: &Path, args: &[&str], apply: &[&str]) -> Value {
     let plan = dir.join(format!("plan-{}.json", args.join("-").replace('/', "_")));
     let mut a = vec!["plan"];
     a.extend_from_slice(args);
@@ -48,19 +52,9 @@ fn plan_and_apply(root: &Path, dir: &Path, args: &[&str]) -> Value {
         "json",
     ]);
     let v: Value = serde_json::from_str(&ok(&stowage(root, &a))).unwrap();
-    let out = ok(&stowage(
-        root,
-        &[
-            "apply",
-            plan.to_str().unwrap(),
-            "--yes",
-            "--gc",
-            "--registry-cache",
-            "none",
-            "--settle",
-            "0s",
-        ],
-    ));
+    let mut a = vec!["apply", plan.to_str().unwrap(), "--yes", "--settle", "0s"];
+    a.extend_from_slice(apply);
+    let out = ok(&stowage(root, &a));
     assert!(out.contains("surgery:") || out.contains("tags"), "{out}");
     v
 }
@@ -289,4 +283,132 @@ fn tag_delete_leaves_the_other_tags_of_the_same_manifest_pulling() {
         .collect();
     assert_eq!(server.pull_all(&kept), Vec::<String>::new());
     assert_nothing_new(&checked, &root);
+}
+
+/// A real `redis-server` on a free loopback port, stopped on drop.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server: run scripts/install-test-deps.sh");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Redis {
+                    child,
+                    port,
+                    _dir: dir,
+                };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        panic!("redis-server did not listen on {port}");
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_deleted_repository_is_not_served_from_the_registry_redis_cache() {
+    // The registry's redis cache keeps which blobs each repository holds
+    // (`repository::<name>::blobs`): a manifest of a deleted repository whose blob stays
+    // (no --gc here) would still be served by digest were that set left.
+    let redis = Redis::start();
+    let addr = format!("127.0.0.1:{}", redis.port);
+    let s = stowage_testkit::sample();
+    let root = s.rootdirectory();
+    let server = Server::start_env(&root, &[("BLOB_CACHE", "redis"), ("REDIS_ADDR", &addr)]);
+    let api = stowage_testkit::sample_api_state();
+    let digest = api["manifests"]["team/app/api:latest"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let refs = ["team/app/api:latest".to_string()];
+    assert_eq!(
+        server.pull_all(&refs),
+        Vec::<String>::new(),
+        "fills the cache"
+    );
+    assert_eq!(server.manifest_status("team/app/api", &digest), 200);
+    // Every blob of the image, by digest, in the repository (the registry's repository-scoped
+    // blob cache answers these).
+    let accept = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json";
+    let m = Command::new("curl")
+        .args(["-s", "-H"])
+        .arg(format!("Accept: {accept}"))
+        .arg(format!(
+            "http://{}/v2/team/app/api/manifests/{digest}",
+            server.host()
+        ))
+        .output()
+        .unwrap();
+    let m: Value = serde_json::from_slice(&m.stdout).unwrap();
+    let mut blobs = vec![m["config"]["digest"].as_str().unwrap().to_string()];
+    for l in m["layers"].as_array().unwrap() {
+        blobs.push(l["digest"].as_str().unwrap().to_string());
+    }
+    let blob_status = |d: &str| -> u16 {
+        let o = Command::new("curl")
+            .args(["-s", "-I", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!(
+                "http://{}/v2/team/app/api/blobs/{d}",
+                server.host()
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    for b in &blobs {
+        assert_eq!(blob_status(b), 200, "{b}");
+    }
+    plan_and_apply_with(
+        &root,
+        s.dir.path(),
+        &["repo-delete", "team/app/api"],
+        &["--registry-cache", "redis", "--redis-addr", &addr],
+    );
+    assert_eq!(server.manifest_status("team/app/api", "latest"), 404);
+    assert_eq!(server.manifest_status("team/app/api", &digest), 404);
+    for b in &blobs {
+        assert_eq!(
+            blob_status(b),
+            404,
+            "{b} is still served in the deleted repository"
+        );
+    }
+    assert_eq!(
+        server.pull_all(&refs_except(&["team/app/api"])),
+        Vec::<String>::new()
+    );
 }

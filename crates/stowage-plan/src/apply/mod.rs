@@ -603,17 +603,18 @@ fn settle_and_verify<S: StorageWrite>(
     ));
     hook(Step::Fenced);
     let digests = online::fenced_digests(&fenced);
+    let repositories = online::fenced_repositories(&fenced);
     // redis: the keys go right after the fence too, so the window in which the cache can
     // vouch for a fenced blob is as short as it can be; again after the settle below.
     if let CacheStep::Redis { .. } = &opts.cache
-        && let Err(e) = online::run_cache_step(&opts.cache, &digests, progress)
+        && let Err(e) = online::run_cache_step(&opts.cache, &digests, &repositories, progress)
     {
         return roll_back(r, plan, &fenced, e);
     }
     online::settle(opts.settle, progress);
     r.step("settled", format!("{}s", opts.settle.as_secs()))?;
     hook(Step::Settled);
-    match online::run_cache_step(&opts.cache, &digests, progress) {
+    match online::run_cache_step(&opts.cache, &digests, &repositories, progress) {
         Ok(what) => {
             r.step("cache", what.clone())?;
             r.report().cache = what;
