@@ -325,6 +325,7 @@ impl Redis {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         let _ = child.kill();
+        let _ = child.wait();
         panic!("redis-server did not listen on {port}");
     }
 }

@@ -45,7 +45,7 @@ pub(crate) fn invalidate(
         .collect();
     for keys in keys.chunks(500) {
         let removed: u64 = redis::cmd("DEL")
-            .arg(&keys)
+            .arg(keys)
             .query(&mut con)
             .map_err(|e| format!("redis at {addr}: DEL: {e}"))?;
         n += removed;
