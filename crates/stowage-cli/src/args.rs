@@ -406,6 +406,14 @@ pub enum PlanCommand {
     /// Evaluate a policy at each day of the pull history: bytes it would have freed and pulls
     /// it would have broken per day.
     Simulate(PlanSimulateArgs),
+    /// Delete whole repositories (names or globs): links, tag history, uploads, with the
+    /// exact bytes GC frees after it and the blobs that stay shared.
+    RepoDelete(crate::commands::surgery::RepoDeleteArgs),
+    /// Move (or --copy) a repository to a new name: links are created and read back under
+    /// the destination, then the source is removed.
+    RepoMove(crate::commands::surgery::RepoMoveArgs),
+    /// Delete tags alone (REPO:TAG): the manifest stays while anything references it.
+    TagDelete(crate::commands::surgery::TagDeleteArgs),
 }
 
 #[derive(Args, Debug)]

@@ -211,6 +211,7 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
         tags: eviction.map(|ev| ev.tags).unwrap_or_default(),
         retention: None,
         listing: None,
+        surgery: None,
         would_break: crate::replay::WouldBreak::not_checked(),
         cache,
     }

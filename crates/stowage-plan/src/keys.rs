@@ -104,6 +104,9 @@ pub fn validate(plan: &Plan) -> Result<(), PlanError> {
                 if *repo == u.repository && *id == u.id)
         })?;
     }
+    if let Some(s) = &plan.surgery {
+        surgery(s)?;
+    }
     for (i, d) in plan.empty_dirs.iter().enumerate() {
         check(
             format!("empty_dirs[{i}]"),
@@ -111,6 +114,80 @@ pub fn validate(plan: &Plan) -> Result<(), PlanError> {
             "a directory of the layout",
             is_layout_dir,
         )?;
+    }
+    Ok(())
+}
+
+/// A surgery's repository sections and the links it creates.
+fn surgery(s: &crate::surgery::Surgery) -> Result<(), PlanError> {
+    use crate::surgery::LinkKind;
+    for (i, r) in s.repositories.iter().enumerate() {
+        let entry = || format!("surgery.repositories[{i}]");
+        if r.sections.is_empty() {
+            return Err(bad(
+                entry(),
+                &r.repository,
+                "a repository",
+                "no section listed",
+            ));
+        }
+        for key in r.section_keys() {
+            check(entry(), &key, "a repository section", |p| match p {
+                PathInfo::ManifestsDir { repo }
+                | PathInfo::LayersDir { repo }
+                | PathInfo::UploadsDir { repo } => *repo == r.repository,
+                _ => false,
+            })?;
+        }
+    }
+    for (i, l) in s.links.iter().enumerate() {
+        let key = l.path();
+        let tag_ok = |repo: &str, tag: &str| repo == l.repository && l.tag.as_deref() == Some(tag);
+        check(
+            format!("surgery.links[{i}]"),
+            &key,
+            "a link file",
+            |p| match (l.kind, p) {
+                (
+                    LinkKind::Layer,
+                    PathInfo::LayerLink {
+                        repo,
+                        digest,
+                        part: Part::File,
+                    },
+                )
+                | (
+                    LinkKind::Revision,
+                    PathInfo::RevisionLink {
+                        repo,
+                        digest,
+                        part: Part::File,
+                    },
+                ) => *repo == l.repository && *digest == l.digest && l.tag.is_none(),
+                (
+                    LinkKind::TagIndex,
+                    PathInfo::TagIndexEntry {
+                        repo,
+                        tag,
+                        digest,
+                        part: Part::File,
+                    },
+                ) => tag_ok(repo, tag) && *digest == l.digest,
+                (LinkKind::TagCurrent, PathInfo::TagCurrent { repo, tag }) => {
+                    key.ends_with("/current/link") && tag_ok(repo, tag)
+                }
+                _ => false,
+            },
+        )?;
+        // Only sha256 links: the registry's manifests and canonical blobs are sha256.
+        if l.digest.sha256().is_none() {
+            return Err(bad(
+                format!("surgery.links[{i}]"),
+                &key,
+                "a link file",
+                "not a sha256 digest",
+            ));
+        }
     }
     Ok(())
 }

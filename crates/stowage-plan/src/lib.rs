@@ -17,6 +17,8 @@
 //! - [`replay`]: the recent pulls a plan would break; [`simulate`]: a policy evaluated at
 //!   each day of a history, with the bytes it would have freed and the pulls it would have
 //!   broken.
+//! - [`surgery`]: repositories deleted, moved or copied, tags deleted alone (plans of kind
+//!   `surgery`; apply creates links only for these, and reads each one back).
 //! - [`metadata_db`]: registries whose link files are not their metadata (GitLab's metadata
 //!   database): every deleting plan, and apply, is refused there.
 
@@ -33,6 +35,7 @@ pub mod quarantine;
 pub mod replay;
 pub mod retention;
 pub mod simulate;
+pub mod surgery;
 
 pub use gc::GcOptions;
 pub use plan::{Plan, PlanKind};

@@ -122,6 +122,8 @@ pub enum PlanKind {
     Gc,
     /// `stowage plan --policy`.
     Retention,
+    /// `stowage plan repo-delete | repo-move | tag-delete` (the `surgery` section says which).
+    Surgery,
 }
 
 impl PlanKind {
@@ -129,6 +131,7 @@ impl PlanKind {
         match self {
             PlanKind::Gc => "gc",
             PlanKind::Retention => "retention",
+            PlanKind::Surgery => "surgery",
         }
     }
 }
@@ -198,6 +201,9 @@ pub struct Plan {
     /// plan, and what applying it requires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<Box<crate::cache::CacheEdit>>,
+    /// Surgery plans: what is removed, moved or copied (`crate::surgery`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub surgery: Option<Box<crate::surgery::Surgery>>,
 }
 
 impl Plan {
@@ -271,6 +277,10 @@ impl Plan {
             && self.blobs.is_empty()
             && self.uploads.is_empty()
             && self.empty_dirs.is_empty()
+            && self
+                .surgery
+                .as_ref()
+                .is_none_or(|s| s.links.is_empty() && s.repositories.is_empty())
     }
 }
 
@@ -343,6 +353,7 @@ mod tests {
             would_break: Default::default(),
             listing: None,
             cache: None,
+            surgery: None,
         }
     }
 

@@ -318,6 +318,8 @@ pub fn plan_impact(plan: &Plan, g: &Graph<'_>) -> Result<PlanImpact, PlanViewErr
     let deletions = match plan.kind {
         stowage_plan::PlanKind::Gc => gc_deletions(plan, g),
         stowage_plan::PlanKind::Retention => retention_deletions(plan, g),
+        // Surgery: what GC frees after it (blobs, manifests, history) reads as a gc plan.
+        stowage_plan::PlanKind::Surgery => gc_deletions(plan, g),
     };
     let (all_rows, by_reason) = summarize(deletions);
     let (rows, links): (Vec<PlanRow>, Vec<PlanRow>) = all_rows

@@ -245,3 +245,58 @@ pub(crate) fn rename_noreplace(
         Err(e) => Err(err(shown, e)),
     }
 }
+
+/// Write `content` to the new file `dir/name`: into `name.stowage.tmp` first (truncated if
+/// an interrupted earlier write left it), synced, then renamed into place without replacing
+/// anything, and the directory synced. `Ok(false)` (and the temporary file removed) when
+/// `name` exists already. The temporary name is fixed so a resumed apply reuses it rather
+/// than leaving one per attempt.
+pub(crate) fn write_new(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    content: &[u8],
+    shown: &str,
+) -> Result<bool, StorageError> {
+    if kind_at(dir, name, shown)?.is_some() {
+        return Ok(false);
+    }
+    let tmp = format!("{name}.stowage.tmp");
+    let flags = OFlags::WRONLY
+        .union(OFlags::CREATE)
+        .union(OFlags::TRUNC)
+        .union(OFlags::NOFOLLOW)
+        .union(OFlags::CLOEXEC);
+    let fd = rustix::fs::openat(dir, tmp.as_str(), flags, Mode::from_raw_mode(0o644))
+        .map_err(|e| err(shown, e))?;
+    let mut written = 0;
+    while written < content.len() {
+        match rustix::io::write(&fd, &content[written..]) {
+            Ok(0) => return Err(err(shown, Errno::IO)),
+            Ok(n) => written += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(err(shown, e)),
+        }
+    }
+    rustix::fs::fsync(&fd).map_err(|e| err(shown, e))?;
+    drop(fd);
+    let placed =
+        match rustix::fs::renameat_with(dir, tmp.as_str(), dir, name, RenameFlags::NOREPLACE) {
+            Ok(()) => true,
+            Err(Errno::EXIST) => false,
+            // Without RENAME_NOREPLACE: a hard link never replaces either.
+            Err(Errno::INVAL) | Err(Errno::NOSYS) => {
+                match rustix::fs::linkat(dir, tmp.as_str(), dir, name, AtFlags::empty()) {
+                    Ok(()) => true,
+                    Err(Errno::EXIST) => false,
+                    Err(e) => return Err(err(shown, e)),
+                }
+            }
+            Err(e) => return Err(err(shown, e)),
+        };
+    match rustix::fs::unlinkat(dir, tmp.as_str(), AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => {}
+        Err(e) => return Err(err(shown, e)),
+    }
+    rustix::fs::fsync(dir).map_err(|e| err(shown, e))?;
+    Ok(placed)
+}

@@ -1,4 +1,4 @@
-//! Deletion and moves: the only mutating operations stowage has.
+//! Deletion, moves and link creation: the only mutating operations stowage has.
 //!
 //! Implemented by backends, called **only** by the apply engine (`stowage-plan::apply`), and
 //! only for targets a plan lists after they have been re-checked (ARCHITECTURE.md invariant 1).
@@ -76,6 +76,22 @@ pub trait StorageWrite: Storage {
         let _ = (name, bytes);
         None
     }
+
+    /// Create the small file `path` (a link `repo-move` writes) with `content`, creating its
+    /// parent directories, never replacing anything: `Ok(false)` when `path` exists already
+    /// (a resumed apply, or the registry wrote it; the caller reads it back and compares).
+    /// The file appears whole or not at all, so the registry never reads a partial link.
+    /// Backends that cannot do that refuse (the default).
+    fn create_file(&self, path: &str, content: &[u8]) -> Result<bool, StorageError> {
+        let _ = content;
+        Err(StorageError {
+            kind: ErrorKind::Other,
+            path: path.to_string(),
+            source: Some(std::io::Error::other(
+                "this storage backend cannot create links (repo-move is filesystem-only for now)",
+            )),
+        })
+    }
 }
 
 impl<T: StorageWrite + ?Sized> StorageWrite for std::sync::Arc<T> {
@@ -118,6 +134,10 @@ impl<T: StorageWrite + ?Sized> StorageWrite for std::sync::Arc<T> {
     }
     fn replace_at_driver_root(&self, name: &str, bytes: &[u8]) -> Option<Result<(), StorageError>> {
         (**self).replace_at_driver_root(name, bytes)
+    }
+
+    fn create_file(&self, path: &str, content: &[u8]) -> Result<bool, StorageError> {
+        (**self).create_file(path, content)
     }
 }
 
@@ -286,6 +306,13 @@ impl StorageWrite for FsStorage {
     fn create_dir_all(&self, path: &str) -> Result<(), StorageError> {
         let root = self.root_fd()?;
         beneath::create_dir(root.as_fd(), path).map(|_| ())
+    }
+
+    fn create_file(&self, path: &str, content: &[u8]) -> Result<bool, StorageError> {
+        let root = self.root_fd()?;
+        let (parent, name) = beneath::split(path)?;
+        let dir = beneath::create_dir(root.as_fd(), parent)?;
+        beneath::write_new(dir.as_fd(), name, content, path)
     }
 
     fn default_quarantine(&self) -> Option<std::path::PathBuf> {
@@ -463,5 +490,32 @@ mod tests {
             s.default_quarantine(),
             Some(d.path().canonicalize().unwrap().join("stowage-quarantine"))
         );
+    }
+
+    #[test]
+    fn created_files_appear_whole_never_replace_and_never_follow_a_link() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("docker/registry/v2");
+        fs::create_dir_all(root.join("repositories")).unwrap();
+        let s = FsStorage::open(&root).unwrap();
+        let p = "repositories/new/app/_layers/sha256/ab/link";
+        // A leftover temporary file of an interrupted write is overwritten, then removed.
+        fs::create_dir_all(root.join("repositories/new/app/_layers/sha256/ab")).unwrap();
+        fs::write(root.join(format!("{p}.stowage.tmp")), b"partial").unwrap();
+        assert!(s.create_file(p, b"sha256:ab").unwrap());
+        assert_eq!(fs::read(root.join(p)).unwrap(), b"sha256:ab");
+        assert!(!root.join(format!("{p}.stowage.tmp")).exists());
+        assert!(
+            !s.create_file(p, b"sha256:cd").unwrap(),
+            "exists: not replaced"
+        );
+        assert_eq!(fs::read(root.join(p)).unwrap(), b"sha256:ab");
+        let (_d, s, outside) = swapped();
+        let e = s
+            .create_file("repositories/team/app/_layers/x/link", b"x")
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Symlink, "{e}");
+        assert!(!outside.join("app/_layers/x").exists());
+        assert!(s.create_file("../escape", b"x").is_err());
     }
 }

@@ -21,15 +21,17 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
         println!("the plan is empty: nothing to do");
         return Ok(exit::OK);
     }
-    let what = format!(
+    // Retention and surgery plans collect what they free only with --gc.
+    let gc_gated = plan.retention.is_some() || plan.surgery.is_some();
+    let mut what = format!(
         "{} tags, {} blobs ({}), {} manifests, {} history entries, {} layer links, {} uploads, {} empty directories from {}",
         plan.tags.len(),
-        if plan.retention.is_some() && !a.gc {
+        if gc_gated && !a.gc {
             0
         } else {
             plan.blobs.len()
         },
-        human_bytes(if plan.retention.is_some() && !a.gc {
+        human_bytes(if gc_gated && !a.gc {
             0
         } else {
             plan.blob_bytes
@@ -41,6 +43,14 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
         plan.empty_dirs.len(),
         plan.storage
     );
+    if let Some(sg) = &plan.surgery {
+        what = format!(
+            "{}: {} repositories, {} links to create; {what}",
+            sg.operation.as_str(),
+            sg.repositories.len(),
+            sg.links.len()
+        );
+    }
     let verb = if a.quarantine.is_some() {
         "move to quarantine"
     } else {
@@ -142,6 +152,13 @@ fn print_table(
         human_bytes(rep.bytes_freed),
         rep.seconds
     )?;
+    if rep.repository_sections > 0 || rep.links_created > 0 {
+        writeln!(
+            out,
+            "surgery: {} repository sections removed, {} links created and read back",
+            rep.repository_sections, rep.links_created
+        )?;
+    }
     if rep.already_done > 0 {
         writeln!(
             out,

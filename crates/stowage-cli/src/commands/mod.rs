@@ -15,6 +15,7 @@ pub mod report;
 mod retention;
 pub mod serve;
 pub mod snapshot;
+pub mod surgery;
 mod tags;
 pub mod usage;
 
@@ -49,6 +50,18 @@ pub fn run(cli: Cli) -> Result<i32> {
             command: Some(PlanCommand::Simulate(a)),
             ..
         }) => retention::simulate(&storage()?, &a),
+        Command::Plan(PlanArgs {
+            command: Some(PlanCommand::RepoDelete(a)),
+            ..
+        }) => surgery::repo_delete(&storage()?, &a),
+        Command::Plan(PlanArgs {
+            command: Some(PlanCommand::RepoMove(a)),
+            ..
+        }) => surgery::repo_move(&storage()?, &a),
+        Command::Plan(PlanArgs {
+            command: Some(PlanCommand::TagDelete(a)),
+            ..
+        }) => surgery::tag_delete(&storage()?, &a),
         Command::Plan(a) => retention::plan(&storage()?, &a),
         Command::Explain(ExplainArgs {
             target,

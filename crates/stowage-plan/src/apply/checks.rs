@@ -43,6 +43,11 @@ pub(super) fn check_plan<S: StorageWrite>(
             wb.note
         )));
     }
+    if (plan.kind == crate::PlanKind::Surgery) != plan.surgery.is_some() {
+        return Err(ApplyError::Blocked(
+            "a surgery section belongs to a surgery plan, and a surgery plan needs one".into(),
+        ));
+    }
     // A plan dated after now (made with a later `--now`) decided ages and grace periods
     // for a time that has not come: every "older than" was measured from the future.
     // Fifteen minutes of clock skew between the planning and applying machines are allowed.

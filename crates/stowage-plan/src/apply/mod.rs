@@ -37,7 +37,9 @@ mod online;
 mod recheck;
 mod redis;
 mod registry_http;
+mod report;
 mod runner;
+mod surgery;
 mod tidy;
 
 use std::collections::{BTreeSet, HashSet};
@@ -45,7 +47,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde::Serialize;
 use stowage_graph::Graph;
 use stowage_model::digest::Digest;
 use stowage_model::inventory::{BlobId, Inventory};
@@ -55,6 +56,7 @@ use stowage_storage::StorageWrite;
 
 use checks::check_plan;
 pub use online::{CacheStep, Mode, cache_step, mode_hint};
+pub use report::{ApplyError, ApplyReport, Restored, Skip};
 use runner::{Kind, Runner};
 
 use crate::journal::{self, Journal, entry};
@@ -140,88 +142,6 @@ pub struct LiveProtection {
 
 /// Recomputes protections over a fresh scan; `Err` when an in-use source is unusable.
 pub type ProtectFn<'a> = &'a (dyn Fn(&Graph<'_>) -> Result<LiveProtection, String> + Sync);
-
-/// One skipped target.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct Skip {
-    pub path: String,
-    pub reason: String,
-}
-
-/// A fenced target put back by an online apply, and why.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct Restored {
-    pub path: String,
-    pub reason: String,
-}
-
-/// What an apply did.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct ApplyReport {
-    pub plan: String,
-    pub manifests: u64,
-    /// Tags removed (retention).
-    pub tags: u64,
-    pub tag_index_entries: u64,
-    pub layer_links: u64,
-    pub blobs: u64,
-    pub uploads: u64,
-    pub empty_dirs: u64,
-    /// Actions that found their target already gone (done by an interrupted earlier run).
-    pub already_done: u64,
-    pub bytes_freed: u64,
-    pub skipped: Vec<Skip>,
-    /// Online: `online` or `offline`.
-    pub mode: String,
-    /// Online: targets fenced (moved out of the layout) by this run.
-    pub fenced: u64,
-    /// Online: the settle wait, in seconds.
-    pub settle_seconds: u64,
-    /// Online: what was done about the registry's blob descriptor cache.
-    pub cache: String,
-    /// Online: fenced targets put back because something written since the plan needs them.
-    pub restored: Vec<Restored>,
-    pub warnings: Vec<String>,
-    pub seconds: f64,
-    pub quarantine: Option<PathBuf>,
-    pub journal: PathBuf,
-    /// Cache GC plans: what was done to `scheduler-state.json`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scheduler_state: Option<String>,
-}
-
-/// Why an apply did not run.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ApplyError {
-    #[error("the plan was made for {plan}, not for {storage}")]
-    WrongStorage { plan: String, storage: String },
-    #[error("the registry looks live and --require-quiet was given: {0}")]
-    Live(String),
-    #[error("journal {path}: {source}")]
-    Journal {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("journal {0} belongs to another plan; use another journal or finish that apply first")]
-    ForeignJournal(PathBuf),
-    #[error("quarantine: {0}")]
-    Quarantine(String),
-    #[error("re-scan failed: {0}")]
-    Scan(String),
-    #[error("the plan is blocked and cannot be applied: {0}")]
-    Blocked(String),
-    #[error("the plan expired at {0}; make a new plan (`stowage plan`)")]
-    Expired(String),
-    #[error("in-use protection changed since the plan, nothing was removed: {0}")]
-    InUse(String),
-    #[error("an online apply cannot be made safe: {0}")]
-    UnsafeOnline(String),
-    #[error(
-        "the registry's cache could not be emptied ({0}); every fenced target was put back, nothing was deleted"
-    )]
-    CacheStep(String),
-}
 
 impl std::fmt::Debug for ApplyOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -465,6 +385,7 @@ pub fn apply_checked<S: StorageWrite>(
         return Err(ApplyError::Blocked(crate::cache::OFFLINE_NOTE.into()));
     }
     let retention = plan.kind == crate::PlanKind::Retention;
+    let surgery = plan.kind == crate::PlanKind::Surgery;
     let id = plan.id();
     let batch = open_batch(storage, plan, opts, &id)?;
     let journal_path = match (&opts.journal, &batch) {
@@ -523,20 +444,26 @@ pub fn apply_checked<S: StorageWrite>(
             "online: every target is fenced (moved out of the registry's view) first, deleted only after the settle wait and a verify scan",
         );
     }
+    // Surgery: the destination's links first (verified), then repository sections.
+    surgery::run(&r, plan, &inv1, progress)?;
     let removed_tags = recheck::tags(&r, plan, &inv1, &live, progress)?;
-    recheck::manifests(
-        &r,
-        plan,
-        &inv1,
-        &g1,
-        &live,
-        &removed_tags,
-        retention,
-        progress,
-    )?;
+    // Surgery plans list what GC frees after them; it is collected only with `--gc`.
+    let collect = !(retention || surgery) || opts.gc;
+    if !surgery || opts.gc {
+        recheck::manifests(
+            &r,
+            plan,
+            &inv1,
+            &g1,
+            &live,
+            &removed_tags,
+            retention,
+            progress,
+        )?;
+    }
     drop(g1);
     drop(inv1);
-    if !retention || opts.gc {
+    if collect {
         progress("re-scanning before removing blobs");
         let inv2 = rescan(storage, opts.concurrency)?;
         let g2 = Graph::new(&inv2);
@@ -595,17 +522,18 @@ fn settle_and_verify<S: StorageWrite>(
     ));
     hook(Step::Fenced);
     let digests = online::fenced_digests(&fenced);
+    let repositories = online::fenced_repositories(&fenced);
     // redis: the keys go right after the fence too, so the window in which the cache can
     // vouch for a fenced blob is as short as it can be; again after the settle below.
     if let CacheStep::Redis { .. } = &opts.cache
-        && let Err(e) = online::run_cache_step(&opts.cache, &digests, progress)
+        && let Err(e) = online::run_cache_step(&opts.cache, &digests, &repositories, progress)
     {
         return roll_back(r, plan, &fenced, e);
     }
     online::settle(opts.settle, progress);
     r.step("settled", format!("{}s", opts.settle.as_secs()))?;
     hook(Step::Settled);
-    match online::run_cache_step(&opts.cache, &digests, progress) {
+    match online::run_cache_step(&opts.cache, &digests, &repositories, progress) {
         Ok(what) => {
             r.step("cache", what.clone())?;
             r.report().cache = what;

@@ -155,6 +155,7 @@ pub(crate) fn settle(settle: Duration, progress: &dyn Fn(&str)) {
 pub(crate) fn run_cache_step(
     step: &CacheStep,
     digests: &[Digest],
+    repositories: &[String],
     progress: &dyn Fn(&str),
 ) -> Result<String, String> {
     match step {
@@ -179,7 +180,8 @@ pub(crate) fn run_cache_step(
             Ok(format!("restarted the registry ({command})"))
         }
         CacheStep::Redis { addr, password, db } => {
-            let n = super::redis::invalidate(addr, password.as_deref(), *db, digests)?;
+            let n =
+                super::redis::invalidate(addr, password.as_deref(), *db, digests, repositories)?;
             Ok(format!(
                 "deleted {n} blob descriptor key(s) of {} fenced digest(s) from redis at {addr}",
                 digests.len()
@@ -467,6 +469,21 @@ fn kind_of(path: &str) -> Option<Kind> {
         PathInfo::Upload { .. } => Kind::Upload,
         _ => return None,
     })
+}
+
+/// Repositories whose `_manifests` or `_layers` are fenced (surgery): their repository-scoped
+/// cache entries must go.
+pub(crate) fn fenced_repositories(fenced: &BTreeSet<String>) -> Vec<String> {
+    let mut v: Vec<String> = fenced
+        .iter()
+        .filter_map(|p| match layout::classify(p) {
+            PathInfo::ManifestsDir { repo } | PathInfo::LayersDir { repo } => Some(repo),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// The digests whose cache entries must go: fenced blobs and fenced manifests.

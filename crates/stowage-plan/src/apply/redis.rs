@@ -10,12 +10,16 @@
 
 use stowage_model::digest::Digest;
 
-/// Delete `blobs::<digest>` for every digest; returns how many keys existed.
+/// Delete `blobs::<digest>` for every digest, and the membership set
+/// `repository::<name>::blobs` of every repository whose sections a surgery removed (its
+/// blobs may stay, shared, so `blobs::<digest>` alone would still vouch for them in the
+/// removed repository); returns how many keys existed.
 pub(crate) fn invalidate(
     addr: &str,
     password: Option<&str>,
     db: i64,
     digests: &[Digest],
+    repositories: &[String],
 ) -> Result<u64, String> {
     let mut info: redis::ConnectionInfo = format!("redis://{addr}/")
         .parse()
@@ -30,10 +34,18 @@ pub(crate) fn invalidate(
         .get_connection_with_timeout(std::time::Duration::from_secs(10))
         .map_err(|e| format!("redis at {addr}: {e}"))?;
     let mut n = 0u64;
-    for chunk in digests.chunks(500) {
-        let keys: Vec<String> = chunk.iter().map(|d| format!("blobs::{d}")).collect();
+    let keys: Vec<String> = digests
+        .iter()
+        .map(|d| format!("blobs::{d}"))
+        .chain(
+            repositories
+                .iter()
+                .map(|r| format!("repository::{r}::blobs")),
+        )
+        .collect();
+    for keys in keys.chunks(500) {
         let removed: u64 = redis::cmd("DEL")
-            .arg(&keys)
+            .arg(keys)
             .query(&mut con)
             .map_err(|e| format!("redis at {addr}: DEL: {e}"))?;
         n += removed;

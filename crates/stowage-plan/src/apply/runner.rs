@@ -19,6 +19,8 @@ pub(crate) enum Kind {
     Blob,
     Upload,
     EmptyDir,
+    /// A repository's `_manifests`, `_layers` or `_uploads` (surgery).
+    Section,
 }
 
 pub(crate) struct Runner<'a, S: StorageWrite> {
@@ -140,6 +142,7 @@ pub(crate) fn count(rep: &mut ApplyReport, kind: Kind) -> &mut u64 {
         Kind::Blob => &mut rep.blobs,
         Kind::Upload => &mut rep.uploads,
         Kind::EmptyDir => &mut rep.empty_dirs,
+        Kind::Section => &mut rep.repository_sections,
     }
 }
 

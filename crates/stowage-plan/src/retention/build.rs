@@ -483,6 +483,7 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
         retention: Some(Box::new(retention)),
         listing: None,
         cache: None,
+        surgery: None,
         would_break: crate::replay::WouldBreak::not_checked(),
     }
 }
