@@ -67,22 +67,7 @@ impl Db {
                 |r| (0..14).map(|i| r.get::<_, i64>(i)).collect(),
             )
             .map_err(e)?;
-        let now = [
-            1,
-            s.blobs as i64,
-            s.blob_bytes as i64,
-            s.referenced_bytes as i64,
-            s.unreferenced_bytes as i64,
-            s.untagged_exclusive_bytes as i64,
-            s.upload_bytes as i64,
-            s.repositories as i64,
-            s.tags as i64,
-            s.manifests as i64,
-            s.untagged_manifests as i64,
-            s.findings_error as i64,
-            s.findings_warning as i64,
-            s.findings_info as i64,
-        ];
+        let now: Vec<i64> = std::iter::once(1).chain(crate::summary_row(s)).collect();
         if head != now {
             return Ok(false);
         }

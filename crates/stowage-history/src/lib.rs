@@ -297,7 +297,7 @@ impl Db {
         let path = self.path.clone();
         let e = |x| sql(&path, x);
         let tx = self.conn.transaction().map_err(e)?;
-        let s = &d.summary;
+        let f = summary_row(&d.summary);
         tx.execute(
             "INSERT INTO snapshot (taken_at, taken_at_unix, storage, blobs, blob_bytes, referenced_bytes,
                unreferenced_bytes, untagged_exclusive_bytes, upload_bytes, repositories, tags, manifests,
@@ -307,19 +307,19 @@ impl Db {
                 d.taken_at.rfc3339(),
                 d.taken_at.secs(),
                 d.storage,
-                s.blobs as i64,
-                s.blob_bytes as i64,
-                s.referenced_bytes as i64,
-                s.unreferenced_bytes as i64,
-                s.untagged_exclusive_bytes as i64,
-                s.upload_bytes as i64,
-                s.repositories as i64,
-                s.tags as i64,
-                s.manifests as i64,
-                s.untagged_manifests as i64,
-                s.findings_error as i64,
-                s.findings_warning as i64,
-                s.findings_info as i64,
+                f[0],
+                f[1],
+                f[2],
+                f[3],
+                f[4],
+                f[5],
+                f[6],
+                f[7],
+                f[8],
+                f[9],
+                f[10],
+                f[11],
+                f[12],
             ],
         )
         .map_err(e)?;
@@ -564,4 +564,24 @@ fn sql(path: &Path, source: rusqlite::Error) -> HistoryError {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// A snapshot's figures in the `snapshot` table's column order (`blobs` .. `findings_info`):
+/// what `record` writes and `same_as` compares, listed once.
+pub(crate) fn summary_row(s: &Summary) -> [i64; 13] {
+    [
+        s.blobs as i64,
+        s.blob_bytes as i64,
+        s.referenced_bytes as i64,
+        s.unreferenced_bytes as i64,
+        s.untagged_exclusive_bytes as i64,
+        s.upload_bytes as i64,
+        s.repositories as i64,
+        s.tags as i64,
+        s.manifests as i64,
+        s.untagged_manifests as i64,
+        s.findings_error as i64,
+        s.findings_warning as i64,
+        s.findings_info as i64,
+    ]
 }

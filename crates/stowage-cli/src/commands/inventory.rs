@@ -299,17 +299,8 @@ impl View<'_, '_> {
 
     fn write_csv(&self, out: &mut dyn Write) -> Result<()> {
         let mut w = csv::Writer::from_writer(out);
-        let mut head = vec![
-            "digest",
-            "size",
-            "modified",
-            "created",
-            "kind",
-            "referenced",
-            "repositories",
-            "tags",
-            "path",
-        ];
+        // The report's per-blob CSV has the same columns (one list).
+        let mut head = stowage_report::overview::BLOB_CSV_HEADER.to_vec();
         if self.last_pulled.is_some() {
             head.push("last_pulled");
         }
