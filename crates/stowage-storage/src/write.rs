@@ -357,32 +357,44 @@ impl StorageWrite for FsStorage {
     }
 }
 
-/// Write `dir/name` atomically: a temporary file beside it (`.<name>.stowage-tmp`, outside
+/// Write `dir/name` atomically: a temporary file beside it (`.<name>.stowage-tmp-<pid>-<ns>`, outside
 /// the layout, so no scan counts it), flushed, renamed over the old one, and the directory
 /// flushed. The registry itself writes the scheduler state with a truncate-and-write
 /// `PutContent`; a crash in the middle of that leaves a truncated file on which registry 2.8
 /// refuses to start, so ours must never leave one.
 fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
     use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
     let target = dir.join(name);
-    let tmp = dir.join(format!(".{name}.stowage-tmp"));
+    // A fresh name, created exclusively: `create_new` (O_CREAT | O_EXCL) never opens an
+    // existing file and never follows a symbolic link planted under the name by whoever can
+    // write the directory (the registry's user), where a root apply would otherwise write
+    // through it and hand its target to that user.
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let tmp = dir.join(format!(
+        ".{name}.stowage-tmp-{}-{nonce}",
+        std::process::id()
+    ));
     let shown = |p: &Path| p.display().to_string();
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .open(&tmp)?;
+        // Keep the registry's owner and mode (it runs as its own user and must be able to
+        // rewrite the file after us), set on the open file, never through a path.
+        if let Ok(m) = std::fs::symlink_metadata(&target) {
+            f.set_permissions(m.permissions())?;
+            let _ = std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()));
+        }
         f.write_all(bytes)?;
         f.sync_all()
     };
-    write().map_err(|e| StorageError::io(shown(&tmp), e))?;
-    // Keep the registry's owner and mode: it runs as its own user and must be able to
-    // rewrite the file after us.
-    if let Ok(m) = std::fs::symlink_metadata(&target) {
-        use std::os::unix::fs::MetadataExt;
-        let _ = std::fs::set_permissions(&tmp, m.permissions());
-        let _ = std::os::unix::fs::chown(&tmp, Some(m.uid()), Some(m.gid()));
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(StorageError::io(shown(&tmp), e));
     }
     std::fs::rename(&tmp, &target).map_err(|e| StorageError::io(shown(&target), e))?;
     std::fs::File::open(dir)
@@ -394,6 +406,37 @@ fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StorageError
 mod tests {
     use super::*;
     use std::fs;
+
+    /// Review finding: the state file's temporary name was fixed and opened following
+    /// symbolic links, so a link planted there by the registry's user made a root apply
+    /// write through it. Now the name is fresh and created exclusively: a planted link (at
+    /// the old name) and its target stay untouched, and no temporary file is left.
+    #[test]
+    fn replacing_the_state_file_never_writes_through_a_planted_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::write(&outside, b"precious").unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir(&root).unwrap();
+        fs::write(root.join("scheduler-state.json"), b"{}").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join(".scheduler-state.json.stowage-tmp"))
+            .unwrap();
+        replace_file(&root, "scheduler-state.json", b"{\"new\":1}").unwrap();
+        assert_eq!(
+            fs::read(root.join("scheduler-state.json")).unwrap(),
+            b"{\"new\":1}"
+        );
+        assert_eq!(fs::read(&outside).unwrap(), b"precious");
+        let mut names: Vec<String> = fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [".scheduler-state.json.stowage-tmp", "scheduler-state.json"]
+        );
+    }
 
     /// A storage whose `repositories/team` was swapped for a symbolic link to a directory
     /// outside it after the plan was made (issue: escape from the root in apply).

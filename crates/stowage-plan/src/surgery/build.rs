@@ -151,7 +151,7 @@ pub fn repo_move(
             return Err(SurgeryError::Incomplete(dst.into()));
         }
     }
-    let links = links_to_create(g, s, d, dst, &merged);
+    let links = links_to_create(g, s, dst, &merged);
     let selected: BTreeSet<String> = [src.to_string()].into();
     let surgery = Surgery {
         operation: if copy {
@@ -403,13 +403,13 @@ fn faithful(inv: &Inventory, s: &Repository) -> Result<(), SurgeryError> {
     Ok(())
 }
 
-/// Every link of `s` that `dst` lacks, in the order apply writes them: layers, then single
+/// The links `dst` needs for `s` (all its layer and revision links; the tag links it lacks),
+/// in the order apply writes them: layers, then single
 /// manifests, then indexes (their children are linked by then), then tag history, then
 /// each tag's current link.
 fn links_to_create(
     g: &Graph<'_>,
     s: &Repository,
-    d: Option<&Repository>,
     dst: &str,
     merged: &[String],
 ) -> Vec<LinkCreation> {
@@ -421,16 +421,15 @@ fn links_to_create(
         digest: inv.digest(id),
     };
     let mut out = Vec::new();
+    // Every layer and revision link of the source, even those the destination has now
+    // (a merge): apply counts an identical existing link as done and writes it again if it
+    // was removed since the plan, so a tag is never written over a manifest the destination
+    // lost in between (review finding 1).
     for l in &s.layers {
-        if d.is_none_or(|d| d.layer(l.target()).is_none()) {
-            out.push(link(LinkKind::Layer, None, l.target()));
-        }
+        out.push(link(LinkKind::Layer, None, l.target()));
     }
     let (mut singles, mut indexes) = (Vec::new(), Vec::new());
     for l in &s.revisions {
-        if d.is_some_and(|d| d.revision(l.target()).is_some()) {
-            continue;
-        }
         let has_children = g.children(l.target()).next().is_some();
         let v = if has_children {
             &mut indexes
