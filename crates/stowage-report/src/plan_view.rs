@@ -141,6 +141,26 @@ pub fn summarize(deletions: impl IntoIterator<Item = Deletion>) -> (Vec<PlanRow>
     )
 }
 
+/// The link rows every plan kind shows (history entries and layer links, 0 bytes each).
+fn link_rows(plan: &Plan, out: &mut Vec<Deletion>) {
+    for t in &plan.tag_index_entries {
+        out.push(Deletion {
+            repository: t.repository.clone(),
+            reason: t.reason.to_string(),
+            target: Target::Link,
+            bytes: 0,
+        });
+    }
+    for l in &plan.layer_links {
+        out.push(Deletion {
+            repository: l.repository.clone(),
+            reason: l.reason.to_string(),
+            target: Target::Link,
+            bytes: 0,
+        });
+    }
+}
+
 /// The deletions of a GC plan, blobs attributed through the graph of the current scan.
 pub fn gc_deletions(plan: &Plan, g: &Graph<'_>) -> Vec<Deletion> {
     let inv = g.inv;
@@ -178,22 +198,7 @@ pub fn gc_deletions(plan: &Plan, g: &Graph<'_>) -> Vec<Deletion> {
             bytes: 0,
         });
     }
-    for t in &plan.tag_index_entries {
-        out.push(Deletion {
-            repository: t.repository.clone(),
-            reason: t.reason.to_string(),
-            target: Target::Link,
-            bytes: 0,
-        });
-    }
-    for l in &plan.layer_links {
-        out.push(Deletion {
-            repository: l.repository.clone(),
-            reason: l.reason.to_string(),
-            target: Target::Link,
-            bytes: 0,
-        });
-    }
+    link_rows(plan, &mut out);
     for u in &plan.uploads {
         out.push(Deletion {
             repository: u.repository.clone(),
@@ -294,22 +299,7 @@ pub fn retention_deletions(plan: &Plan, g: &Graph<'_>) -> Vec<Deletion> {
             bytes: b.size,
         });
     }
-    for l in &plan.layer_links {
-        out.push(Deletion {
-            repository: l.repository.clone(),
-            reason: l.reason.to_string(),
-            target: Target::Link,
-            bytes: 0,
-        });
-    }
-    for t in &plan.tag_index_entries {
-        out.push(Deletion {
-            repository: t.repository.clone(),
-            reason: t.reason.to_string(),
-            target: Target::Link,
-            bytes: 0,
-        });
-    }
+    link_rows(plan, &mut out);
     out
 }
 

@@ -8,7 +8,6 @@ mod explain;
 mod gc;
 pub mod history;
 mod inventory;
-mod inventory_parquet;
 pub mod metrics;
 pub mod migrate;
 pub mod report;

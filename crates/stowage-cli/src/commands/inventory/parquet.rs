@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::inventory::View;
+use super::View;
 
 #[cfg(feature = "parquet")]
 pub fn write(v: &View<'_, '_>, path: &Path) -> Result<()> {

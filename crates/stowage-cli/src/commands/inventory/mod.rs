@@ -1,5 +1,7 @@
 //! `stowage inventory`: one record per blob (and optionally per link and upload file).
 
+mod parquet;
+
 use std::io::Write;
 
 use anyhow::Result;
@@ -109,9 +111,7 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
         last_pulled,
     };
     match &a.output {
-        Some(path) if path.extension().is_some_and(|e| e == "parquet") => {
-            super::inventory_parquet::write(&v, path)?
-        }
+        Some(path) if path.extension().is_some_and(|e| e == "parquet") => parquet::write(&v, path)?,
         Some(path) => crate::output::write_file(path, |w| {
             v.write(w)
                 .map_err(|e| std::io::Error::other(format!("{e:#}")))
