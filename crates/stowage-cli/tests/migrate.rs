@@ -133,10 +133,19 @@ fn filesystem_to_s3_and_back_the_real_registry_serves_every_image() {
     );
     let env = s3.env();
     let ep = s3.endpoint();
+    // A journal in the test's directory: the default is the current directory (the source
+    // tree, when tests run).
+    let j = work.path().join("to-s3.journal");
     let r = migrate(
         src.to_str().unwrap(),
         "s3://registry/reg",
-        &["--to-endpoint", &ep, "--verify"],
+        &[
+            "--to-endpoint",
+            &ep,
+            "--verify",
+            "--journal",
+            j.to_str().unwrap(),
+        ],
         &env,
     );
     assert_eq!(r["failed"], serde_json::json!([]), "{r:#}");
