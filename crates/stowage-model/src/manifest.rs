@@ -265,20 +265,27 @@ fn is_external_media_type(mt: &str) -> bool {
     mt.contains(".foreign.") || mt.contains(".nondistributable.")
 }
 
+/// A digest field every reference must have: missing and malformed are
+/// both errors that name the field (`field` is built only on error).
+fn required_digest(
+    value: Option<&str>,
+    field: impl Fn() -> String,
+) -> Result<Digest, ManifestError> {
+    let value = value.ok_or_else(|| ManifestError::MissingField(field()))?;
+    value
+        .parse::<Digest>()
+        .map_err(|error| ManifestError::BadDigest {
+            field: field(),
+            value: value.to_owned(),
+            error,
+        })
+}
+
 fn descriptor(
     raw: RawDescriptor<'_>,
     field: &str,
 ) -> Result<(Descriptor, Option<Platform>), ManifestError> {
-    let value = raw
-        .digest
-        .ok_or_else(|| ManifestError::MissingField(format!("{field}.digest")))?;
-    let digest = value
-        .parse::<Digest>()
-        .map_err(|error| ManifestError::BadDigest {
-            field: format!("{field}.digest"),
-            value: value.clone().into_owned(),
-            error,
-        })?;
+    let digest = required_digest(raw.digest.as_deref(), || format!("{field}.digest"))?;
     let external = raw.urls.as_ref().is_some_and(|u| !u.is_empty())
         || raw
             .media_type
@@ -435,16 +442,8 @@ pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
                 .fs_layers
                 .ok_or_else(|| ManifestError::MissingField("fsLayers".into()))?;
             for (i, l) in fs.into_iter().enumerate() {
-                let value = l
-                    .blob_sum
-                    .ok_or_else(|| ManifestError::MissingField(format!("fsLayers[{i}].blobSum")))?;
-                let digest = value
-                    .parse::<Digest>()
-                    .map_err(|error| ManifestError::BadDigest {
-                        field: format!("fsLayers[{i}].blobSum"),
-                        value: value.clone().into_owned(),
-                        error,
-                    })?;
+                let digest =
+                    required_digest(l.blob_sum.as_deref(), || format!("fsLayers[{i}].blobSum"))?;
                 if !layers.iter().any(|d| d.digest == digest) {
                     layers.push(Descriptor {
                         digest,
