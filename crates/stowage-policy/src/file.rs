@@ -481,101 +481,91 @@ pub struct When {
     pub tag: Option<String>,
 }
 
-/// A criterion: exactly one of these fields (`all`/`any`/`not` compose).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Criterion {
-    #[serde(default)]
-    pub last: Option<u64>,
-    #[serde(default)]
-    pub within: Option<String>,
-    #[serde(default)]
-    pub older_than: Option<String>,
-    #[serde(default)]
-    pub newer_than: Option<String>,
-    #[serde(default)]
-    pub pulled_within: Option<String>,
-    #[serde(default)]
-    pub not_pulled_within: Option<String>,
-    #[serde(default)]
-    pub calendar: Option<Calendar>,
-    #[serde(default)]
-    pub calendar_within: Option<CalendarWithin>,
-    #[serde(default)]
-    pub when: Option<When>,
-    #[serde(default)]
-    pub all: Option<Vec<Criterion>>,
-    #[serde(default)]
-    pub any: Option<Vec<Criterion>>,
-    #[serde(default)]
-    pub not: Option<Box<Criterion>>,
+/// Declares a struct whose own fields are followed by the criterion fields, listed here once.
+/// `Criterion` and `Rule` both carry them (a rule is a criterion plus how to group and order);
+/// serde cannot `#[serde(flatten)]` a struct under `deny_unknown_fields`, and a typo in a
+/// policy must stay an error, so the fields are spelled into both structs by this macro.
+/// It also writes `criterion_fields`, the struct's criterion fields as a `Criterion`.
+macro_rules! with_criterion_fields {
+    (
+        $(#[$attr:meta])*
+        pub struct $name:ident { $($own:tt)* }
+    ) => {
+        with_criterion_fields! {
+            @emit [$(#[$attr])*] $name [$($own)*]
+            last: Option<u64>,
+            within: Option<String>,
+            older_than: Option<String>,
+            newer_than: Option<String>,
+            pulled_within: Option<String>,
+            not_pulled_within: Option<String>,
+            calendar: Option<Calendar>,
+            calendar_within: Option<CalendarWithin>,
+            when: Option<When>,
+            all: Option<Vec<Criterion>>,
+            any: Option<Vec<Criterion>>,
+            not: Option<Box<Criterion>>,
+        }
+    };
+    (@emit [$($attr:tt)*] $name:ident [$($own:tt)*] $($field:ident: $ty:ty,)*) => {
+        $($attr)*
+        pub struct $name {
+            $($own)*
+            $(
+                #[serde(default)]
+                pub $field: $ty,
+            )*
+        }
+
+        impl $name {
+            /// The criterion fields alone, as a `Criterion`.
+            #[allow(clippy::clone_on_copy)]
+            pub fn criterion_fields(&self) -> Criterion {
+                Criterion { $($field: self.$field.clone(),)* }
+            }
+        }
+    };
 }
 
-// The criterion fields repeat `Criterion`'s rather than `#[serde(flatten)]` it: serde cannot
-// combine `flatten` with `deny_unknown_fields`, and a typo must stay an error.
-/// A keep or delete rule: an id, how to group and order, and one criterion (compose several
-/// with `all:` / `any:`). `when:` beside the criterion narrows the images the rule looks at
-/// before counting.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Rule {
-    pub id: String,
-    /// Capture names (and `repository`, always implied): counting happens per group.
-    #[serde(default)]
-    pub group_by: Vec<String>,
-    #[serde(default)]
-    pub order_by: Option<OrderBy>,
-    #[serde(default)]
-    pub time_source: Option<TimeSource>,
-    #[serde(default)]
-    pub prerelease: Prerelease,
-    /// Count across every repository of the policy's scope (`group_by` captures then group
-    /// images of different repositories together: "the last 3 per branch over apps/**").
-    /// Default: counting is per repository.
-    #[serde(default)]
-    pub across_repositories: bool,
-    #[serde(default)]
-    pub last: Option<u64>,
-    #[serde(default)]
-    pub within: Option<String>,
-    #[serde(default)]
-    pub older_than: Option<String>,
-    #[serde(default)]
-    pub newer_than: Option<String>,
-    #[serde(default)]
-    pub pulled_within: Option<String>,
-    #[serde(default)]
-    pub not_pulled_within: Option<String>,
-    #[serde(default)]
-    pub calendar: Option<Calendar>,
-    #[serde(default)]
-    pub calendar_within: Option<CalendarWithin>,
-    #[serde(default)]
-    pub when: Option<When>,
-    #[serde(default)]
-    pub all: Option<Vec<Criterion>>,
-    #[serde(default)]
-    pub any: Option<Vec<Criterion>>,
-    #[serde(default)]
-    pub not: Option<Box<Criterion>>,
+with_criterion_fields! {
+    /// A criterion: exactly one of these fields (`all`/`any`/`not` compose).
+    #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct Criterion {}
+}
+
+with_criterion_fields! {
+    /// A keep or delete rule: an id, how to group and order, and one criterion (compose several
+    /// with `all:` / `any:`). `when:` beside the criterion narrows the images the rule looks at
+    /// before counting.
+    #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct Rule {
+        pub id: String,
+        /// Capture names (and `repository`, always implied): counting happens per group.
+        #[serde(default)]
+        pub group_by: Vec<String>,
+        #[serde(default)]
+        pub order_by: Option<OrderBy>,
+        #[serde(default)]
+        pub time_source: Option<TimeSource>,
+        #[serde(default)]
+        pub prerelease: Prerelease,
+        /// Count across every repository of the policy's scope (`group_by` captures then group
+        /// images of different repositories together: "the last 3 per branch over apps/**").
+        /// Default: counting is per repository.
+        #[serde(default)]
+        pub across_repositories: bool,
+    }
 }
 
 impl Rule {
-    /// The rule's criterion fields, as a criterion (`when` stays with the rule).
+    /// The rule's criterion fields, as a criterion (`when` stays with the rule: it narrows
+    /// the images before counting).
     pub fn criterion(&self) -> Criterion {
         Criterion {
-            last: self.last,
-            within: self.within.clone(),
-            older_than: self.older_than.clone(),
-            newer_than: self.newer_than.clone(),
-            pulled_within: self.pulled_within.clone(),
-            not_pulled_within: self.not_pulled_within.clone(),
-            calendar: self.calendar.clone(),
-            calendar_within: self.calendar_within.clone(),
             when: None,
-            all: self.all.clone(),
-            any: self.any.clone(),
-            not: self.not.clone(),
+            ..self.criterion_fields()
         }
     }
 }
