@@ -323,16 +323,16 @@ fn descriptors(
 /// not. A key that folds to one of these without being it would be read by Go and ignored
 /// by us, so such a manifest is refused (and kept, as opaque) rather than half-read.
 const FIELDS: &[&str] = &[
-    "schemaversion",
-    "mediatype",
-    "artifacttype",
+    "schemaVersion",
+    "mediaType",
+    "artifactType",
     "config",
     "layers",
     "manifests",
     "subject",
     "blobs",
-    "fslayers",
-    "blobsum",
+    "fsLayers",
+    "blobSum",
     "digest",
     "size",
     "urls",
@@ -343,13 +343,17 @@ const FIELDS: &[&str] = &[
     "tag",
     "architecture",
     "history",
-    "v1compatibility",
+    "v1Compatibility",
     "os",
     "os.version",
     "os.features",
     "variant",
     "features",
 ];
+
+/// `FIELDS` folded, once.
+static FIELDS_FOLDED: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| FIELDS.iter().map(|f| fold(f)).collect());
 
 fn fold(s: &str) -> String {
     s.chars()
@@ -387,7 +391,7 @@ fn case_folded_key(bytes: &[u8]) -> Option<String> {
             && let Ok(key) = std::str::from_utf8(&bytes[start..end])
         {
             let folded = fold(key);
-            if FIELDS.contains(&folded.as_str()) && !FIELDS_EXACT.contains(&key) {
+            if FIELDS_FOLDED.contains(&folded) && !FIELDS.contains(&key) {
                 return Some(key.to_owned());
             }
         }
@@ -395,35 +399,6 @@ fn case_folded_key(bytes: &[u8]) -> Option<String> {
     }
     None
 }
-
-const FIELDS_EXACT: &[&str] = &[
-    "schemaVersion",
-    "mediaType",
-    "artifactType",
-    "config",
-    "layers",
-    "manifests",
-    "subject",
-    "blobs",
-    "fsLayers",
-    "blobSum",
-    "digest",
-    "size",
-    "urls",
-    "platform",
-    "signatures",
-    "annotations",
-    "name",
-    "tag",
-    "architecture",
-    "history",
-    "v1Compatibility",
-    "os",
-    "os.version",
-    "os.features",
-    "variant",
-    "features",
-];
 
 /// Parse stored manifest bytes.
 pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
