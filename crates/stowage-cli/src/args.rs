@@ -172,6 +172,11 @@ pub struct GcArgs {
     /// All of the extra cleanups: --dangling-links --empty-dirs --uploads-older-than 7d.
     #[arg(long)]
     pub tidy: bool,
+    /// Also remove signature tags whose subject no repository holds any more (cosign's
+    /// sha256-<hex>.sig/.att/.sbom, referrers-tag-schema indexes), in any repository; with
+    /// -m their manifests and blobs go too. Apply re-checks that each subject is still gone.
+    #[arg(long)]
+    pub orphan_signatures: bool,
     /// Pull-through caches: also evict the least recently cached images until the cache's
     /// stored bytes fit in this size (e.g. 200GiB); see docs/cache.md.
     #[arg(long, value_name = "SIZE")]

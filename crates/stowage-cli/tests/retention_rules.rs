@@ -1,7 +1,8 @@
 //! The newer retention rules end to end on the real registry (issue 23): grouping across
 //! repositories, the platform selector, and cosign signatures stored in another repository
 //! (`COSIGN_REPOSITORY`), through plan -> apply --gc; then the real registry serves every kept
-//! image completely (skopeo copy --all) and none of the deleted ones.
+//! image completely (skopeo copy --all) and none of the deleted ones. `gc --orphan-signatures`
+//! on the same images removes only the signature whose subject is stored nowhere.
 
 #![allow(clippy::unwrap_used)]
 
@@ -270,6 +271,119 @@ fn grouping_across_repositories_platforms_and_signatures_elsewhere_on_the_real_r
         let (repo, tag) = r.rsplit_once(':').unwrap();
         assert_eq!(server.manifest_status(repo, tag), 404, "{r} still served");
     }
+    drop(server);
+    let new: Vec<String> = problems(&root)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert!(new.is_empty(), "{new:#?}");
+}
+
+/// `gc -m --tidy --orphan-signatures` (issue 23): of the three signatures in `signatures/app` only
+/// the one whose subject is stored nowhere goes, with its manifest; the two whose subjects
+/// live in other repositories stay, and the real registry serves every kept image after.
+#[test]
+fn gc_removes_orphaned_signatures_only_on_the_real_registry() {
+    let fx = real::build(false);
+    let root = fx.rootdirectory();
+    let dir = fx.dir.path();
+    let (orphan, pushed) = push_images(&root, dir);
+    let plan_file = dir.join("gc.json");
+    let plan: Value = serde_json::from_str(&ok(&stowage(
+        &root,
+        &[
+            "gc",
+            "-m",
+            "--tidy",
+            "--orphan-signatures",
+            "-o",
+            plan_file.to_str().unwrap(),
+            "--format",
+            "json",
+            "--no-progress",
+            "--now",
+            LATER,
+        ],
+    )))
+    .unwrap();
+    let removed: Vec<String> = plan["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            format!(
+                "{}:{}",
+                t["repository"].as_str().unwrap(),
+                t["tag"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(removed, [format!("signatures/app:{orphan}")], "{plan:#}");
+    let orphan_manifest = tag_digest(&root, "signatures/app", &orphan);
+    assert!(
+        plan["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["repository"] == "signatures/app" && m["digest"] == orphan_manifest),
+        "the orphan's manifest goes with -m: {plan:#}"
+    );
+    // The table says which subject is gone.
+    let table = ok(&stowage(
+        &root,
+        &[
+            "gc",
+            "-m",
+            "--orphan-signatures",
+            "--no-progress",
+            "--now",
+            LATER,
+        ],
+    ));
+    assert!(table.contains("ORPHANED SIGNATURE TAG"), "{table}");
+    assert!(
+        table.contains(&format!("sha256:{}", "e".repeat(64))),
+        "{table}"
+    );
+
+    let before = problems(&root);
+    let rep: Value = serde_json::from_str(&ok(&stowage(
+        &root,
+        &[
+            "apply",
+            plan_file.to_str().unwrap(),
+            "--yes",
+            "--registry-cache",
+            "none",
+            "--settle",
+            "0s",
+            "--format",
+            "json",
+            "--now",
+            LATER,
+        ],
+    )))
+    .unwrap();
+    assert_eq!(rep["skipped"], Value::Array(vec![]), "{rep:#}");
+    assert_eq!(rep["tags"], 1, "{rep:#}");
+    assert_eq!(
+        rep["bytes_freed"], plan["bytes"],
+        "freed bytes equal the preview"
+    );
+
+    let server = Server::start(&root);
+    let kept: Vec<String> = fx
+        .tagged_refs()
+        .into_iter()
+        .chain(pushed)
+        .filter(|r| !removed.contains(r))
+        .collect();
+    let failed = server.pull_all(&kept);
+    assert!(
+        failed.is_empty(),
+        "kept images broken after apply: {failed:?}"
+    );
+    assert_eq!(server.manifest_status("signatures/app", &orphan), 404);
     drop(server);
     let new: Vec<String> = problems(&root)
         .into_iter()

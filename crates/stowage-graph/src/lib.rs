@@ -23,12 +23,16 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod index;
+mod signatures;
 mod sizes;
 mod verdicts;
 
 pub use index::{Graph, GraphIndex, Scratch};
+pub use signatures::{OrphanSignature, orphan_signatures};
 pub use sizes::{NodeUsage, TagUsage, Usage, usage};
-pub use verdicts::{BlobKind, Summary, analyze_findings, count_findings, summary, tagged_roots};
+pub use verdicts::{
+    BlobKind, Summary, analyze_findings, count_findings, summary, tagged_roots, tagged_roots_except,
+};
 
 /// Sentinel for "no value" in `u32` tables.
 pub const NONE: u32 = u32::MAX;

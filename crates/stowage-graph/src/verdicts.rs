@@ -88,8 +88,15 @@ pub struct Summary {
 /// which is safe because the tag's manifest still has its revision link, and any
 /// repository with an unreadable or dangling tag keeps all its revisions).
 pub fn tagged_roots(g: &Graph<'_>) -> Vec<BlobId> {
+    tagged_roots_except(g, |_, _| false)
+}
+
+/// [`tagged_roots`] as if the tags `removed(repository, tag)` (indices) were gone: what a
+/// plan that removes those tags keeps. A repository whose tags are not all sure keeps
+/// every revision whatever is removed.
+pub fn tagged_roots_except(g: &Graph<'_>, removed: impl Fn(usize, usize) -> bool) -> Vec<BlobId> {
     let mut roots = Vec::new();
-    for r in &g.inv.repositories {
+    for (ri, r) in g.inv.repositories.iter().enumerate() {
         // A tag whose current manifest does not exist is corruption (the registry removes
         // a manifest's tags when it deletes it): what the tag should name is unknown, so its
         // history is not taken for untagged (issue 25: a current link rewritten to another
@@ -107,7 +114,9 @@ pub fn tagged_roots(g: &Graph<'_>) -> Vec<BlobId> {
         roots.extend(
             r.tags
                 .iter()
-                .filter_map(|t| t.current.and_then(|c| c.target)),
+                .enumerate()
+                .filter(|&(ti, _)| !removed(ri, ti))
+                .filter_map(|(_, t)| t.current.and_then(|c| c.target)),
         );
     }
     roots

@@ -9,6 +9,7 @@
 //! - [`inventory`]: the raw facts a scan produces, with interned `BlobId`s.
 //! - [`finding`]: integrity findings with stable kinds and severities.
 //! - [`pulls`]: `PullByReference`, pull counts as the usage store gives them to retention.
+//! - [`signature`]: tags that name a subject manifest (cosign, the referrers tag schema).
 //! - [`key`]: `StorageKey`, a path below the layout root, validated once for every backend.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -24,6 +25,7 @@ pub mod pattern;
 pub mod pulls;
 pub mod scheduler;
 pub mod series;
+pub mod signature;
 pub mod time;
 pub mod units;
 

@@ -218,6 +218,7 @@ pub fn eviction(
                         }
                         .into(),
                     ],
+                    orphan_of: None,
                 });
             }
         }

@@ -28,7 +28,7 @@ use stowage_model::time::Timestamp;
 
 use crate::plan::{
     BlobAction, HeldBack, Kept, KeptManifest, LinkAction, ManifestAction, PLAN_SCHEMA, Plan,
-    Reason, TagIndexAction, UploadAction,
+    Reason, TagAction, TagIndexAction, UploadAction,
 };
 
 /// What a GC plan may remove. The default is the registry's plain GC with a one-hour grace.
@@ -55,6 +55,12 @@ pub struct GcOptions {
     /// bytes fit in this many (`crate::cache`, size cap).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_max_bytes: Option<u64>,
+    /// Also remove signature tags whose subject no repository links (cosign's
+    /// `sha256-<hex>.sig|.att|.sbom`, referrers-tag-schema indexes): garbage the registry's
+    /// GC keeps because they are tags. With `delete_untagged` their manifests go too.
+    /// Written only when set, so other plans are unchanged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub orphan_signatures: bool,
 }
 
 impl Default for GcOptions {
@@ -67,14 +73,20 @@ impl Default for GcOptions {
             empty_dirs: false,
             cache: false,
             cache_max_bytes: None,
+            orphan_signatures: false,
         }
     }
 }
 
 /// Which manifests of which repositories stay: the roots of the mark.
-pub(crate) fn keep_roots(g: &Graph<'_>, delete_untagged: bool) -> Vec<BlobId> {
+/// Tags `removed` (repository and tag indices) are planned to go and keep nothing.
+pub(crate) fn keep_roots(
+    g: &Graph<'_>,
+    delete_untagged: bool,
+    removed: &HashSet<(u32, u32)>,
+) -> Vec<BlobId> {
     if delete_untagged {
-        stowage_graph::tagged_roots(g)
+        stowage_graph::tagged_roots_except(g, |ri, ti| removed.contains(&(ri as u32, ti as u32)))
     } else {
         g.all_revision_roots()
     }
@@ -112,9 +124,15 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
     let eviction = opts
         .cache
         .then(|| crate::cache::eviction(g, now, opts.grace_seconds, opts.cache_max_bytes));
+    // Signature tags whose subject is gone (not in a cache, which has its own tags).
+    let orphans = if opts.orphan_signatures && eviction.is_none() {
+        orphan_tags(g, grace, &mut blocked)
+    } else {
+        OrphanTags::default()
+    };
     let mut roots = match &eviction {
         Some(ev) => ev.roots.clone(),
-        None => keep_roots(g, opts.delete_untagged),
+        None => keep_roots(g, opts.delete_untagged, &orphans.removed),
     };
     let (mut manifests, held_manifests) = if let Some(ev) = &eviction {
         blocked.extend(ev.blocked.clone());
@@ -135,6 +153,13 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
     };
     let (mut tag_index_entries, mut layer_links) =
         stale_links(g, &manifests, &planned_blob, dangling_links);
+    // A removed tag's history goes with its directory.
+    let removed_tags: BTreeSet<(&str, &str)> = orphans
+        .planned
+        .iter()
+        .map(|t| (t.repository.as_str(), t.tag.as_str()))
+        .collect();
+    tag_index_entries.retain(|e| !removed_tags.contains(&(e.repository.as_str(), e.tag.as_str())));
     let mut uploads = match opts.uploads_older_than_seconds {
         Some(age) => old_uploads(g, grace, age, &mut held),
         None => Vec::new(),
@@ -171,6 +196,7 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
     held.manifests = held_manifests;
     held.manifests.sort();
     held.uploads.sort();
+    held.tags = orphans.held;
     let blob_bytes: u64 = blobs.iter().map(|b| b.size).sum();
     let upload_bytes: u64 = uploads.iter().map(|u| u.size).sum();
     let cache = eviction
@@ -208,13 +234,56 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
         kept_unlike_registry,
         manifests_kept_unlike_registry,
         blocked,
-        tags: eviction.map(|ev| ev.tags).unwrap_or_default(),
+        tags: eviction.map_or(orphans.planned, |ev| ev.tags),
         retention: None,
         listing: None,
         surgery: None,
         would_break: crate::replay::WouldBreak::not_checked(),
         cache,
     }
+}
+
+/// The reason of a signature tag removed because its subject is gone.
+pub const ORPHANED_SIGNATURE: &str = "orphaned-signature";
+
+/// Orphaned signature tags: those planned, those the grace period holds back, and the
+/// planned ones as (repository, tag) indices.
+#[derive(Default)]
+struct OrphanTags {
+    planned: Vec<TagAction>,
+    held: Vec<TagAction>,
+    removed: HashSet<(u32, u32)>,
+}
+
+/// Signature tags whose subject no repository links (`stowage_graph::orphan_signatures`);
+/// none when the scan was incomplete (the subject may be in what it missed).
+fn orphan_tags(g: &Graph<'_>, grace: Grace, blocked: &mut Vec<String>) -> OrphanTags {
+    let inv = g.inv;
+    let mut out = OrphanTags::default();
+    let Some(orphans) = stowage_graph::orphan_signatures(g) else {
+        blocked.push(
+            "no signature tag is planned for removal: the scan did not read every repository, so a subject may be in one it missed".into(),
+        );
+        return out;
+    };
+    for o in orphans {
+        let r = &inv.repositories[o.repository as usize];
+        let action = TagAction {
+            repository: r.name.to_string(),
+            tag: r.tags[o.tag as usize].name.to_string(),
+            digest: inv.digest(o.manifest),
+            current_modified: o.modified,
+            reasons: vec![ORPHANED_SIGNATURE.into()],
+            orphan_of: Some(o.subject),
+        };
+        if grace.recent(o.modified) {
+            out.held.push(action);
+        } else {
+            out.removed.insert((o.repository, o.tag));
+            out.planned.push(action);
+        }
+    }
+    out
 }
 
 /// Why no blob may be planned: the scan missed namespaces or read repositories only in

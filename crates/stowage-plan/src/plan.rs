@@ -51,6 +51,10 @@ pub struct TagAction {
     /// Modification time of its `current/link` when planning.
     pub current_modified: Timestamp,
     pub reasons: Vec<String>,
+    /// A signature tag removed because its subject is gone (`GcOptions::orphan_signatures`):
+    /// the subject, which apply checks is still linked by no repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orphan_of: Option<Digest>,
 }
 
 /// A tag-history entry (`tags/<tag>/index/<alg>/<hex>/`) to remove.
@@ -111,6 +115,9 @@ pub struct HeldBack {
     pub manifests: Vec<ManifestAction>,
     pub uploads: Vec<UploadAction>,
     pub upload_bytes: u64,
+    /// Orphaned signature tags modified within the grace period (`orphan_signatures`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<TagAction>,
 }
 
 /// What made a plan; apply's re-check differs by kind (a retention plan re-evaluates its

@@ -114,6 +114,7 @@ fn plan_capped(inv: &Inventory, now: Timestamp, cap: Option<u64>) -> Plan {
         grace_seconds: 0,
         cache: true,
         cache_max_bytes: cap,
+        orphan_signatures: false,
         ..Default::default()
     };
     gc::build(&Graph::new(inv), &opts, now)

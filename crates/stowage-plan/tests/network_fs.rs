@@ -38,6 +38,7 @@ fn plan(inv: &Inventory) -> Plan {
         uploads_older_than_seconds: Some(0),
         cache: false,
         cache_max_bytes: None,
+        orphan_signatures: false,
     };
     let mut p = gc::build(&Graph::new(inv), &opts, Timestamp::from_secs(2_000_000_000));
     p.storage = String::new();

@@ -86,7 +86,7 @@ proptest! {
         let (dir, root) = build(&pushes, &sizes);
         let inv = scan_dir(&root);
         let g = Graph::new(&inv);
-        let opts = GcOptions { delete_untagged: untagged, grace_seconds: 0, dangling_links: tidy, empty_dirs: tidy, uploads_older_than_seconds: None, cache: false, cache_max_bytes: None };
+        let opts = GcOptions { delete_untagged: untagged, grace_seconds: 0, dangling_links: tidy, empty_dirs: tidy, uploads_older_than_seconds: None, cache: false, cache_max_bytes: None, orphan_signatures: false };
         let t = now();
         let plan = gc::build(&g, &opts, t);
         let need = needed(&inv, untagged);

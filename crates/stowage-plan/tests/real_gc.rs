@@ -127,6 +127,7 @@ fn delete_untagged_plan_is_the_registry_set_minus_listed_protections_and_keeps_m
         uploads_older_than_seconds: Some(0),
         cache: false,
         cache_max_bytes: None,
+        orphan_signatures: false,
     };
     let p = plan(&fx, &opts);
     let theirs = real::registry_gc_dry_run(&fx.config(), true);

@@ -34,6 +34,7 @@ pub fn options(a: &GcArgs) -> Result<GcOptions> {
             .map(crate::settings::parse_size)
             .transpose()
             .context("--cache-max-bytes")?,
+        orphan_signatures: a.orphan_signatures,
     })
 }
 
@@ -117,6 +118,7 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
 }
 
 pub fn print_plan(out: &mut impl Write, p: &Plan, s: &Settings) -> Result<()> {
+    print_orphan_signatures(out, p)?;
     if !p.manifests.is_empty() {
         let mut t = Table::new(&[
             (
@@ -251,6 +253,39 @@ pub fn print_plan(out: &mut impl Write, p: &Plan, s: &Settings) -> Result<()> {
     }
     if p.is_empty() {
         writeln!(out, "nothing to do")?;
+    }
+    Ok(())
+}
+
+/// `--orphan-signatures`: the signature tags removed because their subject is gone.
+fn print_orphan_signatures(out: &mut impl Write, p: &Plan) -> Result<()> {
+    let orphans: Vec<_> = p.tags.iter().filter(|t| t.orphan_of.is_some()).collect();
+    if !orphans.is_empty() {
+        let mut t = Table::new(&[
+            ("ORPHANED SIGNATURE TAG", Align::Left),
+            ("REPOSITORY", Align::Left),
+            ("SUBJECT (IN NO REPOSITORY)", Align::Left),
+        ]);
+        for o in orphans {
+            t.row(vec![
+                escape(&o.tag).into_owned(),
+                escape(&o.repository).into_owned(),
+                o.orphan_of
+                    .as_ref()
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
+            ]);
+        }
+        out.write_all(t.render().as_bytes())?;
+        writeln!(out)?;
+    }
+    if !p.held_back.tags.is_empty() {
+        writeln!(
+            out,
+            "{} orphaned signature tags are newer than the grace period and kept for now",
+            p.held_back.tags.len()
+        )?;
+        writeln!(out)?;
     }
     Ok(())
 }

@@ -446,7 +446,7 @@ pub fn apply_checked<S: StorageWrite>(
     }
     // Surgery: the destination's links first (verified), then repository sections.
     surgery::run(&r, plan, &inv1, progress)?;
-    let removed_tags = recheck::tags(&r, plan, &inv1, &live, progress)?;
+    let removed_tags = recheck::tags(&r, plan, &g1, &live, progress)?;
     // Surgery plans list what GC frees after them; it is collected only with `--gc`.
     let collect = !(retention || surgery) || opts.gc;
     if !surgery || opts.gc {

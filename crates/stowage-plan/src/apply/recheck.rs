@@ -21,14 +21,27 @@ use crate::plan::Plan;
 pub(crate) fn tags<S: StorageWrite>(
     r: &Runner<'_, S>,
     plan: &Plan,
-    inv1: &Inventory,
+    g1: &Graph<'_>,
     live: &LiveProtection,
     progress: &dyn Fn(&str),
 ) -> Result<HashSet<(String, String)>, ApplyError> {
+    let inv1 = g1.inv;
     let mut removed_tags: HashSet<(String, String)> = HashSet::new();
     if !plan.tags.is_empty() {
         progress(&format!("removing {} tags", plan.tags.len()));
     }
+    // Signature tags planned because their subject was gone go only if it is still gone
+    // (`None`: the fresh scan missed a repository, where the subject could be).
+    let orphans_now: Option<HashSet<(usize, usize)>> =
+        if plan.tags.iter().any(|t| t.orphan_of.is_some()) {
+            stowage_graph::orphan_signatures(g1).map(|os| {
+                os.iter()
+                    .map(|o| (o.repository as usize, o.tag as usize))
+                    .collect()
+            })
+        } else {
+            Some(HashSet::new())
+        };
     for t in &plan.tags {
         let path = layout::tag_dir(&t.repository, &t.tag);
         let d = &t.digest;
@@ -44,6 +57,24 @@ pub(crate) fn tags<S: StorageWrite>(
             }
             if cur.modified != t.current_modified {
                 return Err("the tag was pushed again since the plan");
+            }
+            if t.orphan_of.is_some() {
+                let orphans = orphans_now
+                    .as_ref()
+                    .ok_or("the scan did not read every repository: the signature's subject may be in one it missed")?;
+                let ri = inv1
+                    .repositories
+                    .iter()
+                    .position(|x| x.name.as_str() == t.repository)
+                    .ok_or("gone")?;
+                let ti = repo
+                    .tags
+                    .iter()
+                    .position(|x| x.name == t.tag)
+                    .ok_or("gone")?;
+                if !orphans.contains(&(ri, ti)) {
+                    return Err("the signature's subject is linked again (no longer orphaned)");
+                }
             }
             if live
                 .tags

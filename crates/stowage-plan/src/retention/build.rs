@@ -27,6 +27,7 @@ fn actions(g: &Graph<'_>, outcome: &Outcome) -> Actions {
                 digest: inv.digest(d),
                 current_modified: t.current_modified,
                 reasons: t.reasons.clone(),
+                orphan_of: None,
             });
         };
     let manifest = |repo: u32, d: BlobId, reason: String| ManifestAction {
@@ -465,6 +466,7 @@ pub fn build(g: &Graph<'_>, outcome: &Outcome, ri: &RetentionInputs<'_>) -> Plan
             empty_dirs: false,
             cache: false,
             cache_max_bytes: None,
+            orphan_signatures: false,
         },
         bytes: blob_bytes,
         blob_bytes,

@@ -232,6 +232,7 @@ pub fn tag_delete(
                 digest: inv.digest(id),
                 current_modified: cur.modified,
                 reasons: vec!["tag-delete".into()],
+                orphan_of: None,
             });
         }
     }

@@ -38,8 +38,7 @@ mod protect;
 mod units;
 use criteria::{Ctx, T3};
 use units::{
-    COSIGN_SUFFIXES, Item, Repo, build_units, closure_repair, dedup, select_items,
-    signature_elsewhere_possible,
+    Item, Repo, build_units, closure_repair, dedup, select_items, signature_elsewhere_possible,
 };
 
 /// An in-use source as read by the caller (file I/O stays outside this crate).
@@ -221,17 +220,8 @@ pub struct Outcome {
 #[error("{}", .0.join("\n"))]
 pub struct EvalError(pub Vec<String>);
 
-/// The subject of a cosign-style tag `sha256-<hex>.sig|.att|.sbom`, or of an OCI 1.1
-/// referrers tag schema tag `sha256-<hex>` (the fallback index listing a subject's referrers
-/// on registries without the referrers API, such as 2.8).
-pub fn cosign_subject(tag: &str) -> Option<Digest> {
-    let rest = tag.strip_prefix("sha256-")?;
-    let hex = COSIGN_SUFFIXES
-        .iter()
-        .find_map(|s| rest.strip_suffix(s))
-        .or((rest.len() == 64).then_some(rest))?;
-    format!("sha256:{hex}").parse().ok()
-}
+/// The subject of a cosign-style tag or a referrers-tag-schema tag (`stowage_model::signature`).
+pub use stowage_model::signature::subject as cosign_subject;
 
 /// Evaluate `policy` over the graph: protections, every policy's votes, a decision per
 /// image (keep wins), closure repair, then the rails.

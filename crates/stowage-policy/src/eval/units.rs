@@ -27,8 +27,6 @@ pub(super) struct Item {
     pub(super) captures: Vec<(String, String)>,
 }
 
-pub(super) const COSIGN_SUFFIXES: [&str; 3] = [".sig", ".att", ".sbom"];
-
 pub(super) struct Repo<'a> {
     pub(super) units: Vec<Unit>,
     /// Signatures here name subjects in any repository (`settings.cosign_repositories`):

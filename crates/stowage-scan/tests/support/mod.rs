@@ -92,6 +92,7 @@ pub fn gc_m(inv: &Inventory) -> Plan {
         empty_dirs: true,
         cache: false,
         cache_max_bytes: None,
+        orphan_signatures: false,
     };
     stowage_plan::gc::build(&Graph::new(inv), &opts, now())
 }
