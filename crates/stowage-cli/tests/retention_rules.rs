@@ -2,7 +2,7 @@
 //! repositories, the platform selector, and cosign signatures stored in another repository
 //! (`COSIGN_REPOSITORY`), through plan -> apply --gc; then the real registry serves every kept
 //! image completely (skopeo copy --all) and none of the deleted ones. `gc --orphan-signatures`
-//! on the same images removes only the signature whose subject is stored nowhere.
+//! on the same images removes only the signature whose subject was deleted.
 
 #![allow(clippy::unwrap_used)]
 
@@ -279,33 +279,37 @@ fn grouping_across_repositories_platforms_and_signatures_elsewhere_on_the_real_r
     assert!(new.is_empty(), "{new:#?}");
 }
 
-/// `gc -m --tidy --orphan-signatures` (issue 23): of the three signatures in `signatures/app` only
-/// the one whose subject is stored nowhere goes, with its manifest; the two whose subjects
-/// live in other repositories stay, and the real registry serves every kept image after.
+/// `gc -m --tidy --orphan-signatures` (issue 23). The oldest build is deleted through the
+/// registry's API (skopeo delete): its signature in `signatures/app` is then orphaned and
+/// goes; the signature of the live web image stays (it is the same manifest: only the tag
+/// goes), and so does the signature of a digest this storage never held (an image of
+/// another registry, for all stowage knows). The real registry serves every kept image.
 #[test]
 fn gc_removes_orphaned_signatures_only_on_the_real_registry() {
     let fx = real::build(false);
     let root = fx.rootdirectory();
     let dir = fx.dir.path();
-    let (orphan, pushed) = push_images(&root, dir);
+    let (unknown, pushed) = push_images(&root, dir);
+    let oldest = tag_digest(&root, "apps/a", "main-1111111");
+    let orphan = format!("{}.sig", oldest.replace(':', "-"));
+    let server = Server::start(&root);
+    let o = Command::new("skopeo")
+        .args(["delete", "--tls-verify=false"])
+        .arg(format!("docker://{}/apps/a@{oldest}", server.host()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    drop(server);
     let plan_file = dir.join("gc.json");
-    let plan: Value = serde_json::from_str(&ok(&stowage(
-        &root,
-        &[
-            "gc",
-            "-m",
-            "--tidy",
-            "--orphan-signatures",
-            "-o",
-            plan_file.to_str().unwrap(),
-            "--format",
-            "json",
-            "--no-progress",
-            "--now",
-            LATER,
-        ],
-    )))
-    .unwrap();
+    let gc = |out: Option<&Path>, format: &str| {
+        let mut args = vec!["gc", "-m", "--tidy", "--orphan-signatures", "--no-progress"];
+        args.extend(["--now", LATER, "--format", format]);
+        if let Some(p) = out {
+            args.extend(["-o", p.to_str().unwrap()]);
+        }
+        ok(&stowage(&root, &args))
+    };
+    let plan: Value = serde_json::from_str(&gc(Some(&plan_file), "json")).unwrap();
     let removed: Vec<String> = plan["tags"]
         .as_array()
         .unwrap()
@@ -319,32 +323,21 @@ fn gc_removes_orphaned_signatures_only_on_the_real_registry() {
         })
         .collect();
     assert_eq!(removed, [format!("signatures/app:{orphan}")], "{plan:#}");
-    let orphan_manifest = tag_digest(&root, "signatures/app", &orphan);
+    assert_eq!(plan["tags"][0]["orphan_of"], oldest.as_str());
     assert!(
-        plan["manifests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|m| m["repository"] == "signatures/app" && m["digest"] == orphan_manifest),
-        "the orphan's manifest goes with -m: {plan:#}"
+        plan["blocked"].to_string().contains(&unknown),
+        "the unknown subject's signature is named as kept: {plan:#}"
+    );
+    // Its manifest is the web signature's too: it stays.
+    let sig_manifest = tag_digest(&root, "signatures/app", &orphan);
+    assert!(
+        !plan["manifests"].to_string().contains(&sig_manifest),
+        "{plan:#}"
     );
     // The table says which subject is gone.
-    let table = ok(&stowage(
-        &root,
-        &[
-            "gc",
-            "-m",
-            "--orphan-signatures",
-            "--no-progress",
-            "--now",
-            LATER,
-        ],
-    ));
+    let table = gc(None, "table");
     assert!(table.contains("ORPHANED SIGNATURE TAG"), "{table}");
-    assert!(
-        table.contains(&format!("sha256:{}", "e".repeat(64))),
-        "{table}"
-    );
+    assert!(table.contains(&oldest), "{table}");
 
     let before = problems(&root);
     let rep: Value = serde_json::from_str(&ok(&stowage(
@@ -372,12 +365,14 @@ fn gc_removes_orphaned_signatures_only_on_the_real_registry() {
     );
 
     let server = Server::start(&root);
+    let gone = "apps/a:main-1111111".to_string();
     let kept: Vec<String> = fx
         .tagged_refs()
         .into_iter()
         .chain(pushed)
-        .filter(|r| !removed.contains(r))
+        .filter(|r| !removed.contains(r) && *r != gone)
         .collect();
+    assert!(kept.contains(&format!("signatures/app:{unknown}")));
     let failed = server.pull_all(&kept);
     assert!(
         failed.is_empty(),

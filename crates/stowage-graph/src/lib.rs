@@ -28,7 +28,7 @@ mod sizes;
 mod verdicts;
 
 pub use index::{Graph, GraphIndex, Scratch};
-pub use signatures::{OrphanSignature, orphan_signatures};
+pub use signatures::{OrphanSignature, SubjectStatus, Subjects, orphan_signatures};
 pub use sizes::{NodeUsage, TagUsage, Usage, usage};
 pub use verdicts::{
     BlobKind, Summary, analyze_findings, count_findings, summary, tagged_roots, tagged_roots_except,

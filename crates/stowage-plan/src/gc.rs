@@ -128,6 +128,9 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
     let orphans = if opts.orphan_signatures && eviction.is_none() {
         orphan_tags(g, grace, &mut blocked)
     } else {
+        if opts.orphan_signatures {
+            blocked.push("no signature tag is planned for removal: a pull-through cache's tags are evicted by expiry only".into());
+        }
         OrphanTags::default()
     };
     let mut roots = match &eviction {
@@ -255,7 +258,8 @@ struct OrphanTags {
     removed: HashSet<(u32, u32)>,
 }
 
-/// Signature tags whose subject no repository links (`stowage_graph::orphan_signatures`);
+/// Signature tags whose subject is gone (`stowage_graph::orphan_signatures`; those whose
+/// subject this storage never held are kept and named in `blocked`);
 /// none when the scan was incomplete (the subject may be in what it missed).
 fn orphan_tags(g: &Graph<'_>, grace: Grace, blocked: &mut Vec<String>) -> OrphanTags {
     let inv = g.inv;
@@ -266,8 +270,13 @@ fn orphan_tags(g: &Graph<'_>, grace: Grace, blocked: &mut Vec<String>) -> Orphan
         );
         return out;
     };
+    let mut unknown = Vec::new();
     for o in orphans {
         let r = &inv.repositories[o.repository as usize];
+        if !o.gone {
+            unknown.push(format!("{}:{}", r.name, r.tags[o.tag as usize].name));
+            continue;
+        }
         let action = TagAction {
             repository: r.name.to_string(),
             tag: r.tags[o.tag as usize].name.to_string(),
@@ -282,6 +291,15 @@ fn orphan_tags(g: &Graph<'_>, grace: Grace, blocked: &mut Vec<String>) -> Orphan
             out.removed.insert((o.repository, o.tag));
             out.planned.push(action);
         }
+    }
+    if !unknown.is_empty() {
+        let n = unknown.len();
+        unknown.truncate(5);
+        blocked.push(format!(
+            "{n} signature tag(s) name a subject this storage never held (signatures of images in another registry, or tags that only look like signatures), kept: {}{}",
+            unknown.join(", "),
+            if n > 5 { ", ..." } else { "" }
+        ));
     }
     out
 }

@@ -48,6 +48,7 @@ struct Fixture {
     gone_att: String,
     gone_index: String,
     elsewhere_sig: String,
+    unknown_sig: String,
     gone_sig_manifest: Written,
 }
 
@@ -70,6 +71,10 @@ fn fixture() -> Fixture {
     let child = signature(&t, "apps/web", "scratch", "index-child");
     t.index("apps/web", Some(&gone_index), &[(&child, "unknown")]);
     t.remove(&layout::tag_dir("apps/web", "scratch"));
+    // A signature of a digest this storage never held (an image in another registry, whose
+    // `COSIGN_REPOSITORY` is here): kept.
+    let unknown_sig = format!("sha256-{}.sig", "e".repeat(64));
+    signature(&t, "sigs", &unknown_sig, "sig-unknown");
     // A signature stored apart from its subject (`COSIGN_REPOSITORY=sigs`).
     let c3 = t.blob(b"{\"created\":\"2026-03-01T00:00:00Z\"}");
     let api = t.image("apps/api", Some("v1"), &c3, &[&t.layer("api-v1", 1000)]);
@@ -88,6 +93,7 @@ fn fixture() -> Fixture {
         gone_att,
         gone_index,
         elsewhere_sig,
+        unknown_sig,
         gone_sig_manifest,
     }
 }
@@ -142,8 +148,36 @@ fn orphaned_signatures_are_planned_and_signatures_of_live_subjects_kept() {
             assert!(untagged.is_empty());
         }
     }
-    assert!(!tags(&plan(&f, true)).contains(&("apps/web".into(), f.live_sig.clone())));
-    assert!(!tags(&plan(&f, true)).contains(&("sigs".into(), f.elsewhere_sig.clone())));
+    // The signature of a subject this storage never held is kept and named.
+    let p = plan(&f, true);
+    assert!(
+        p.blocked
+            .iter()
+            .any(|b| b.contains("never held") && b.contains(&f.unknown_sig)),
+        "{:?}",
+        p.blocked
+    );
+}
+
+#[test]
+fn a_manifest_another_tag_points_at_stays_when_its_orphan_tag_goes() {
+    let f = fixture();
+    let t = TreeBuilder::new(f.dir.path());
+    t.tag("apps/web", "keep-me", &f.gone_sig_manifest.digest());
+    let p = plan(&f, true);
+    assert!(tags(&p).contains(&("apps/web".to_string(), f.gone_sig.clone())));
+    assert!(
+        p.manifests
+            .iter()
+            .all(|m| m.digest != f.gone_sig_manifest.digest()),
+        "{:?}",
+        p.manifests
+    );
+    assert!(
+        p.blobs
+            .iter()
+            .all(|b| b.digest != f.gone_sig_manifest.digest())
+    );
 }
 
 #[test]
@@ -164,6 +198,24 @@ fn a_signature_tag_within_the_grace_period_is_held_back() {
     );
     assert!(p.tags.is_empty());
     assert_eq!(p.held_back.tags.len(), 3);
+    // With -m too: a held-back tag keeps its manifest a root.
+    let p_held = gc::build(
+        &g,
+        &GcOptions {
+            orphan_signatures: true,
+            delete_untagged: true,
+            grace_seconds: 7 * 86400,
+            ..GcOptions::default()
+        },
+        Timestamp::from_system_time(std::time::SystemTime::now()),
+    );
+    assert_eq!(p_held.held_back.tags.len(), 3);
+    assert!(
+        p_held
+            .manifests
+            .iter()
+            .all(|m| m.digest != f.gone_sig_manifest.digest())
+    );
 }
 
 #[test]
@@ -268,4 +320,49 @@ fn apply_removes_orphans_and_keeps_one_whose_subject_came_back() {
         !t.path(&layout::blob_data(&f.gone_sig_manifest.digest))
             .exists()
     );
+}
+
+/// Online apply: the subject is pushed again while the fenced tags settle; verify puts the
+/// signature tags back (and, through the fixpoint, their manifests).
+#[test]
+fn online_apply_restores_orphan_tags_whose_subject_returns_during_the_settle() {
+    let f = fixture();
+    let p = plan(&f, true);
+    assert_eq!(p.tags.len(), 3);
+    let storage = FsStorage::open(&f.dir.path().join(layout::LAYOUT_ROOT)).unwrap();
+    let revision =
+        TreeBuilder::new(f.dir.path()).path(&layout::revision_link("apps/web", &f.gone.digest()));
+    let subject = f.gone.digest().to_string();
+    let mut o = ApplyOptions::new(now(), CacheStep::Nothing);
+    o.quarantine = Some(f.dir.path().join("fence"));
+    o.journal = Some(f.dir.path().join("journal"));
+    o.quiet_window_seconds = 0;
+    o.settle = Duration::ZERO;
+    o.on_step = Some(std::sync::Arc::new(move |s| {
+        if s == stowage_plan::apply::Step::Settled {
+            std::fs::create_dir_all(revision.parent().unwrap()).unwrap();
+            std::fs::write(&revision, &subject).unwrap();
+        }
+    }));
+    let report = apply(&storage, &p, &o, &|_| {}).unwrap();
+    let t = TreeBuilder::new(f.dir.path());
+    for tag in [&f.gone_sig, &f.gone_att, &f.gone_index] {
+        assert!(
+            t.path(&layout::tag_current_link("apps/web", tag)).exists(),
+            "{tag} not restored: {report:?}"
+        );
+    }
+    assert!(
+        report
+            .restored
+            .iter()
+            .any(|r| format!("{r:?}").contains("subject is linked again")),
+        "{:?}",
+        report.restored
+    );
+    // The signatures are whole again: their manifests' revision links are back.
+    let inv = scan(&storage, &ScanOptions::default(), &Progress::default()).unwrap();
+    let web = inv.repository("apps/web").unwrap();
+    let id = inv.id_of(&f.gone_sig_manifest.digest()).unwrap();
+    assert!(web.revision(id).is_some() && inv.is_present(id));
 }

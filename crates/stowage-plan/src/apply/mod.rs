@@ -42,7 +42,7 @@ mod runner;
 mod surgery;
 mod tidy;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -584,6 +584,14 @@ fn verify_to_fixpoint<S: StorageWrite>(
     progress: &dyn Fn(&str),
 ) -> Result<Vec<(String, online::Decision)>, ApplyError> {
     let mut left = fenced;
+    let orphans: BTreeMap<String, Digest> = plan
+        .tags
+        .iter()
+        .filter_map(|t| {
+            let s = t.orphan_of.clone()?;
+            Some((stowage_layout::tag_dir(&t.repository, &t.tag), s))
+        })
+        .collect();
     loop {
         let decisions = match rescan(r.storage, opts.concurrency) {
             Ok(inv) => {
@@ -593,6 +601,7 @@ fn verify_to_fixpoint<S: StorageWrite>(
                     plan_created: plan.created_at,
                     planned_size: sizes,
                     fresh: &fresh,
+                    orphans: &orphans,
                 };
                 online::decide(&inv, &g, &left, &cx)
             }

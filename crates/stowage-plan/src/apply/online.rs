@@ -28,7 +28,7 @@
 //! retry), and a pull of an image that a push re-used during the window may fail until the
 //! verify step restores it (at most the settle period plus the restart).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use stowage_graph::Graph;
@@ -211,6 +211,9 @@ pub(crate) struct Context<'a> {
     pub plan_created: Timestamp,
     pub planned_size: &'a dyn Fn(&str) -> u64,
     pub fresh: &'a dyn Fn(&str) -> bool,
+    /// Tag directories planned because their signature's subject was gone, with the subject:
+    /// such a tag goes back if its subject is there again (or the scan is incomplete).
+    pub orphans: &'a BTreeMap<String, Digest>,
 }
 
 pub(crate) fn decide(
@@ -229,6 +232,11 @@ pub(crate) fn decide(
         .collect();
     let incomplete = !inv.unlisted.is_empty() || inv.repositories.iter().any(|r| !r.complete);
     let marks = needed_marks(g);
+    let subjects = if cx.orphans.is_empty() {
+        None
+    } else {
+        stowage_graph::Subjects::new(g)
+    };
     let mut out = Vec::with_capacity(fenced.len());
     let mut restored_blobs: BTreeSet<Digest> = BTreeSet::new();
     let mut restored_revisions: BTreeSet<(String, Digest)> = BTreeSet::new();
@@ -342,10 +350,21 @@ pub(crate) fn decide(
                     _ => false,
                 };
                 let is_tag = matches!(layout::classify(path), PathInfo::Tag { .. });
+                let subject = cx.orphans.get(path.trim_end_matches('/'));
                 if exists_again {
                     Decision::PresentAgain
                 } else if is_tag && (cx.fresh)(path) {
                     Decision::Restore("pushed again since the plan, before its fence".into())
+                } else if let Some(subject) = subject {
+                    match subjects.as_ref().map(|s| s.status(subject)) {
+                        None => Decision::Restore(
+                            "the verify scan could not read every repository (the signature's subject may be there)".into(),
+                        ),
+                        Some(stowage_graph::SubjectStatus::Gone) => Decision::Delete,
+                        Some(_) => Decision::Restore(
+                            "the signature's subject is linked again since the plan".into(),
+                        ),
+                    }
                 } else {
                     Decision::Delete
                 }

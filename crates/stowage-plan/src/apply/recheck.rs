@@ -36,6 +36,7 @@ pub(crate) fn tags<S: StorageWrite>(
         if plan.tags.iter().any(|t| t.orphan_of.is_some()) {
             stowage_graph::orphan_signatures(g1).map(|os| {
                 os.iter()
+                    .filter(|o| o.gone)
                     .map(|o| (o.repository as usize, o.tag as usize))
                     .collect()
             })
