@@ -9,10 +9,12 @@
 //! - [`inventory`]: the raw facts a scan produces, with interned `BlobId`s.
 //! - [`finding`]: integrity findings with stable kinds and severities.
 //! - [`pulls`]: `PullByReference`, pull counts as the usage store gives them to retention.
+//! - [`build`]: image build dates from config blobs (`created`, build steps), judged.
 //! - [`key`]: `StorageKey`, a path below the layout root, validated once for every backend.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod build;
 pub mod digest;
 pub mod escape;
 pub mod finding;
