@@ -259,6 +259,25 @@ impl Analysis {
         ))
     }
 
+    /// The tags of repository `ri` with sizes and history, and their build dates when
+    /// [`Analysis::read_build_dates`] ran.
+    pub fn tag_records(&self, ri: usize) -> Vec<stowage_report::TagRecord> {
+        let g = self.graph();
+        let mut rows = stowage_report::tag_records(&g, self.usage(), ri);
+        if let Some(b) = &self.builds {
+            stowage_report::ages::fill_tag_records(&mut rows, &g, ri, b);
+        }
+        rows
+    }
+
+    /// Every tag as a table row (digest, sizes, moved, pushed, built), by exclusive bytes.
+    pub fn all_tag_rows(&self) -> Vec<stowage_report::overview::TagRow> {
+        let g = self.graph();
+        let mut rows = overview::all_tag_rows(&self.inv, self.usage());
+        stowage_report::ages::fill_tag_rows(&mut rows, &g, self.builds.as_ref());
+        rows
+    }
+
     /// Per-repository figures for the metrics: the `top` largest by name, the rest as one.
     pub fn repository_figures(&self, top: usize) -> RepoFigures {
         stowage_report::metrics::repository_figures(&self.graph(), self.usage(), top)

@@ -16,7 +16,7 @@ use stowage_model::build::{BuildDate, BuildDates};
 use stowage_model::inventory::BlobId;
 use stowage_model::time::Timestamp;
 
-use crate::overview::Overview;
+use crate::overview::{Overview, TagRow};
 
 /// Bytes by image age (the report's and dashboard's chart).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -148,26 +148,10 @@ pub fn enrich(
     builds: Option<&BuildDates>,
 ) {
     let inv = g.inv;
+    fill_tag_rows(&mut ov.tags, g, builds);
+    fill_tag_rows(&mut ov.top_tags, g, builds);
     let repo_ix = repo_index(g);
-    let pushed = |ri: usize, id: BlobId| {
-        let r = &inv.repositories[ri];
-        r.revisions
-            .binary_search_by_key(&id, |l| l.target())
-            .ok()
-            .map(|i| r.revisions[i].modified())
-    };
     let build = |id: BlobId| builds.map(|b| b.date(id));
-    for row in ov.tags.iter_mut().chain(ov.top_tags.iter_mut()) {
-        let Some((ri, target)) = tag_target(g, &repo_ix, &row.repository, &row.tag) else {
-            continue;
-        };
-        row.pushed = pushed(ri, target);
-        match build(target) {
-            Some(BuildDate::Known { at, .. }) => row.built = Some(at),
-            Some(BuildDate::Unknown(u)) => row.build_unknown = Some(u.as_str().into()),
-            None => {}
-        }
-    }
     for row in &mut ov.top_repositories {
         let Some(&ri) = repo_ix.get(row.repository.as_str()) else {
             continue;
@@ -182,6 +166,31 @@ pub fn enrich(
     }
     if let Some(b) = builds {
         ov.image_ages = Some(image_ages(g, b, referenced, ov.generated_at));
+    }
+}
+
+/// Set tag rows' push and build dates (`builds`: `None` when they were not read).
+pub fn fill_tag_rows(rows: &mut [TagRow], g: &Graph<'_>, builds: Option<&BuildDates>) {
+    let inv = g.inv;
+    let repo_ix = repo_index(g);
+    let pushed = |ri: usize, id: BlobId| {
+        let r = &inv.repositories[ri];
+        r.revisions
+            .binary_search_by_key(&id, |l| l.target())
+            .ok()
+            .map(|i| r.revisions[i].modified())
+    };
+    let build = |id: BlobId| builds.map(|b| b.date(id));
+    for row in rows.iter_mut() {
+        let Some((ri, target)) = tag_target(g, &repo_ix, &row.repository, &row.tag) else {
+            continue;
+        };
+        row.pushed = pushed(ri, target);
+        match build(target) {
+            Some(BuildDate::Known { at, .. }) => row.built = Some(at),
+            Some(BuildDate::Unknown(u)) => row.build_unknown = Some(u.as_str().into()),
+            None => {}
+        }
     }
 }
 
@@ -213,13 +222,8 @@ pub fn set_last_pulled(
     g: &Graph<'_>,
     last: &HashMap<(String, String), Timestamp>,
 ) {
-    let repo_ix = repo_index(g);
-    for row in ov.tags.iter_mut().chain(ov.top_tags.iter_mut()) {
-        if let Some((_, target)) = tag_target(g, &repo_ix, &row.repository, &row.tag) {
-            let key = (row.repository.clone(), g.inv.digest(target).to_string());
-            row.last_pulled = last.get(&key).copied();
-        }
-    }
+    set_tag_rows_last_pulled(&mut ov.tags, g, last);
+    set_tag_rows_last_pulled(&mut ov.top_tags, g, last);
     let mut by_repo: HashMap<&str, Timestamp> = HashMap::new();
     for ((r, _), &t) in last {
         let e = by_repo.entry(r.as_str()).or_insert(t);
@@ -227,5 +231,42 @@ pub fn set_last_pulled(
     }
     for row in &mut ov.top_repositories {
         row.last_pulled = by_repo.get(row.repository.as_str()).copied();
+    }
+}
+
+/// [`set_last_pulled`] for a list of tag rows.
+pub fn set_tag_rows_last_pulled(
+    rows: &mut [TagRow],
+    g: &Graph<'_>,
+    last: &HashMap<(String, String), Timestamp>,
+) {
+    let repo_ix = repo_index(g);
+    for row in rows.iter_mut() {
+        if let Some((_, target)) = tag_target(g, &repo_ix, &row.repository, &row.tag) {
+            let key = (row.repository.clone(), g.inv.digest(target).to_string());
+            row.last_pulled = last.get(&key).copied();
+        }
+    }
+}
+
+/// Set each tag record's build date (`rows` are [`crate::tag_records`] of repository `ri`).
+pub fn fill_tag_records(
+    rows: &mut [crate::TagRecord],
+    g: &Graph<'_>,
+    ri: usize,
+    builds: &BuildDates,
+) {
+    let r = &g.inv.repositories[ri];
+    for row in rows {
+        let Ok(ti) = r.tags.binary_search_by(|t| t.name.as_str().cmp(&row.tag)) else {
+            continue;
+        };
+        let Some(target) = r.tags[ti].current.and_then(|c| c.target) else {
+            continue;
+        };
+        match builds.date(target) {
+            BuildDate::Known { at, .. } => row.built = Some(at),
+            BuildDate::Unknown(u) => row.build_unknown = Some(u.as_str()),
+        }
     }
 }

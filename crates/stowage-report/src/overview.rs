@@ -223,6 +223,7 @@ pub struct RepoRow {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TagRow {
     pub repository: String,
     pub tag: String,
@@ -232,16 +233,20 @@ pub struct TagRow {
     pub total: u64,
     pub exclusive: u64,
     pub shared: u64,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub moved: Option<Timestamp>,
     /// When the tagged manifest was pushed to this repository (its revision link).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub pushed: Option<Timestamp>,
     /// Its build date (config `created`; `crate::ages`), or why it is unknown.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub built: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_unknown: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub last_pulled: Option<Timestamp>,
 }
 
@@ -469,6 +474,18 @@ pub fn build_with(
         live: false,
         metadata_database: None,
     }
+}
+
+/// Every tag's row with its digest, by exclusive bytes (the dashboard's tag table, which the
+/// server sorts and searches).
+pub fn all_tag_rows(inv: &Inventory, u: &Usage) -> Vec<TagRow> {
+    let limits = Limits {
+        tags_total: usize::MAX,
+        tags_per_repository: usize::MAX,
+        top_rows: usize::MAX,
+        ..Limits::default()
+    };
+    tag_rows(inv, u, &limits).1
 }
 
 /// Per-tag rows: the treemap's (at most `per_repository` per repository, no digest), the top
