@@ -173,7 +173,7 @@ async fn tag_rows_are_searched_sorted_by_every_column_and_paged() {
             assert_eq!(rows.len() as u64, total, "{sort}");
             let key = |r: &Value| -> Value {
                 match sort {
-                    "name" => Value::String(format!("{}:{}", r["repository"], r["tag"])),
+                    "name" => Value::Array(vec![r["repository"].clone(), r["tag"].clone()]),
                     "age" => r["built"].clone(),
                     k => r[k].clone(),
                 }
@@ -185,12 +185,21 @@ async fn tag_rows_are_searched_sorted_by_every_column_and_paged() {
             if let Some(i) = first_null {
                 assert!(rows[i..].iter().all(|r| key(r).is_null()), "{sort} {order}");
             }
-            let cmp = |a: &Value, b: &Value| match (a, b) {
-                (Value::Number(x), Value::Number(y)) => {
-                    x.as_u64().unwrap().cmp(&y.as_u64().unwrap())
+            fn cmp(a: &Value, b: &Value) -> std::cmp::Ordering {
+                match (a, b) {
+                    (Value::Number(x), Value::Number(y)) => {
+                        x.as_u64().unwrap().cmp(&y.as_u64().unwrap())
+                    }
+                    (Value::String(x), Value::String(y)) => x.cmp(y),
+                    (Value::Array(x), Value::Array(y)) => x
+                        .iter()
+                        .zip(y)
+                        .map(|(x, y)| cmp(x, y))
+                        .find(|o| o.is_ne())
+                        .unwrap_or(x.len().cmp(&y.len())),
+                    _ => panic!("{a} vs {b}"),
                 }
-                _ => a.to_string().cmp(&b.to_string()),
-            };
+            }
             let asc = (order == "asc") != (sort == "age");
             for w in present.windows(2) {
                 let o = cmp(&w[0], &w[1]);
