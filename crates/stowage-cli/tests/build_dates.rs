@@ -13,6 +13,8 @@ use serde_json::Value;
 use stowage_testkit::real::{self, Server};
 
 const NOW: &str = "2026-12-01T00:00:00Z";
+/// 2026-11-30T00:00:00Z: the day of the copy.
+const COPY_DAY: u64 = 1_795_996_800;
 const DATES: [&str; 3] = [
     "2021-03-01T00:00:00Z",
     "2024-09-15T08:30:00Z",
@@ -44,7 +46,7 @@ fn ok(o: Output) -> String {
 fn build_dates_survive_a_copy_that_loses_every_file_date() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("registry");
-    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(root.join("docker/registry/v2")).unwrap();
     let layout = dir.path().join("oci");
     real::oci_dated_layout(&layout, &DATES);
     {
@@ -67,6 +69,23 @@ fn build_dates_survive_a_copy_that_loses_every_file_date() {
         .status()
         .unwrap();
     assert!(st.success());
+    // Every file dated the copy day (what cp -r, rsync without -t or an object-store sync
+    // leave), fixed so the test does not depend on the clock.
+    fn redate(dir: &Path, t: std::time::SystemTime) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                redate(&p, t);
+            } else {
+                let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+                f.set_modified(t).unwrap();
+            }
+        }
+    }
+    redate(
+        &copy,
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(COPY_DAY),
+    );
 
     let tags: Value =
         serde_json::from_str(&ok(stowage(&copy, &["--format", "json", "tags", "dated/app"])))
@@ -75,8 +94,8 @@ fn build_dates_survive_a_copy_that_loses_every_file_date() {
     assert_eq!(rows.len(), 3, "{tags}");
     let moved: Vec<&str> = rows.iter().map(|r| r["moved"].as_str().unwrap()).collect();
     assert!(
-        moved.iter().all(|m| m > &"2026-12-01"),
-        "the copy's file dates are all after the images were built: {moved:?}"
+        moved.iter().all(|m| *m == "2026-11-30T00:00:00Z"),
+        "every file date is the copy day: {moved:?}"
     );
     for r in rows {
         let i: usize = r["tag"].as_str().unwrap()[1..].parse().unwrap();
