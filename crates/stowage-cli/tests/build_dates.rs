@@ -87,9 +87,11 @@ fn build_dates_survive_a_copy_that_loses_every_file_date() {
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(COPY_DAY),
     );
 
-    let tags: Value =
-        serde_json::from_str(&ok(stowage(&copy, &["--format", "json", "tags", "dated/app"])))
-            .unwrap();
+    let tags: Value = serde_json::from_str(&ok(stowage(
+        &copy,
+        &["--format", "json", "tags", "dated/app"],
+    )))
+    .unwrap();
     let rows = tags["tags"].as_array().unwrap();
     assert_eq!(rows.len(), 3, "{tags}");
     let moved: Vec<&str> = rows.iter().map(|r| r["moved"].as_str().unwrap()).collect();
@@ -102,12 +104,18 @@ fn build_dates_survive_a_copy_that_loses_every_file_date() {
         if i < 2 {
             assert_eq!(r["built"], DATES[i], "{r}");
         } else {
-            assert!(r["built"].is_null(), "a 1970 placeholder is not a date: {r}");
+            assert!(
+                r["built"].is_null(),
+                "a 1970 placeholder is not a date: {r}"
+            );
             assert_eq!(r["build_unknown"], "placeholder_date", "{r}");
         }
     }
     let table = ok(stowage(&copy, &["tags", "dated/app"]));
-    assert!(table.contains("BUILT") && table.contains("2021-03-01"), "{table}");
+    assert!(
+        table.contains("BUILT") && table.contains("2021-03-01"),
+        "{table}"
+    );
     assert!(table.contains("? placeholder_date"), "{table}");
 
     let e = ok(stowage(&copy, &["explain", "dated/app:v1"]));
@@ -184,6 +192,11 @@ fn build_dates_survive_a_copy_that_loses_every_file_date() {
             .map(|t| t["tag"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(tags_of(&by_built), vec!["v0".to_string()], "{}", by_built["tags"]);
+    assert_eq!(
+        tags_of(&by_built),
+        vec!["v0".to_string()],
+        "{}",
+        by_built["tags"]
+    );
     assert!(tags_of(&plan("pushed")).is_empty());
 }

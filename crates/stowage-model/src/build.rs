@@ -235,8 +235,14 @@ mod tests {
             u(br#"{"created":"2027-01-01T00:00:00Z"}"#),
             Ok(BuildDate::Unknown(Unknown::Future))
         );
-        assert_eq!(u(br#"{"architecture":"amd64"}"#), Ok(BuildDate::Unknown(Unknown::NoCreated)));
-        assert_eq!(u(br#"{"created":"yesterday"}"#), Ok(BuildDate::Unknown(Unknown::NoCreated)));
+        assert_eq!(
+            u(br#"{"architecture":"amd64"}"#),
+            Ok(BuildDate::Unknown(Unknown::NoCreated))
+        );
+        assert_eq!(
+            u(br#"{"created":"yesterday"}"#),
+            Ok(BuildDate::Unknown(Unknown::NoCreated))
+        );
         assert_eq!(u(b"not json"), Err(Unknown::NotJson));
         assert_eq!(u(b"[1]"), Err(Unknown::NotJson));
     }

@@ -47,9 +47,7 @@ fn built_ages_images_by_their_config_dates_at_two_nows() {
         let config = r.t.blob(cfg.as_bytes());
         let layer = r.t.layer(&format!("l{i}"), 100 + i);
         let w = r.t.image("app", None, &config, &[&base, &layer]);
-        let link = r
-            .t
-            .path(&stowage_layout::revision_link("app", &w.digest()));
+        let link = r.t.path(&stowage_layout::revision_link("app", &w.digest()));
         let f = std::fs::OpenOptions::new().write(true).open(link).unwrap();
         f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(at(0).secs() as u64))
             .unwrap();

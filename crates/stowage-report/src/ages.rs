@@ -120,7 +120,10 @@ pub fn image_ages(
         if g.revision_repos(m.id).is_empty() {
             continue;
         }
-        let k = builds.date(m.id).at().map_or(unknown_ix, |t| bucket_of(now, t));
+        let k = builds
+            .date(m.id)
+            .at()
+            .map_or(unknown_ix, |t| bucket_of(now, t));
         buckets[k].images += 1;
     }
     let unknown = builds
@@ -141,12 +144,7 @@ pub fn image_ages(
 
 /// Fill the tables' dates (pushed, built) and the image-age chart. `builds` is `None` when
 /// the build dates were not read: the rows then carry no build date and there is no chart.
-pub fn enrich(
-    ov: &mut Overview,
-    g: &Graph<'_>,
-    referenced: &[bool],
-    builds: Option<&BuildDates>,
-) {
+pub fn enrich(ov: &mut Overview, g: &Graph<'_>, referenced: &[bool], builds: Option<&BuildDates>) {
     let inv = g.inv;
     fill_tag_rows(&mut ov.tags, g, builds);
     fill_tag_rows(&mut ov.top_tags, g, builds);

@@ -43,8 +43,13 @@ pub fn read_build_dates(
         // A blob the scan could not see (a symbolic-link directory, a data that is not a
         // regular file) is not read through: unknown, like a missing one.
         let seen = |b: &stowage_model::inventory::BlobFile| {
-            inv.unlisted.binary_search(&layout::blob_dir(&b.digest)).is_err()
-                && inv.unlisted.binary_search(&layout::blob_data(&b.digest)).is_err()
+            inv.unlisted
+                .binary_search(&layout::blob_dir(&b.digest))
+                .is_err()
+                && inv
+                    .unlisted
+                    .binary_search(&layout::blob_data(&b.digest))
+                    .is_err()
         };
         let dates = match inv.blob(*id) {
             Some(b) if seen(b) => storage

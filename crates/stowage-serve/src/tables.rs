@@ -58,13 +58,13 @@ pub struct TagPage {
 /// (the caller reverses only the present values for `desc`).
 fn by_key(key: &str, a: &TagRow, b: &TagRow, desc: bool) -> Ordering {
     let dir = |o: Ordering| if desc { o.reverse() } else { o };
-    let opt = |x: Option<stowage_model::Timestamp>, y: Option<stowage_model::Timestamp>, rev| {
-        match (x, y) {
-            (Some(x), Some(y)) => dir(if rev { y.cmp(&x) } else { x.cmp(&y) }),
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (None, None) => Ordering::Equal,
-        }
+    let opt = |x: Option<stowage_model::Timestamp>, y: Option<stowage_model::Timestamp>, rev| match (
+        x, y,
+    ) {
+        (Some(x), Some(y)) => dir(if rev { y.cmp(&x) } else { x.cmp(&y) }),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
     };
     let o = match key {
         "name" => dir((&a.repository, &a.tag).cmp(&(&b.repository, &b.tag))),

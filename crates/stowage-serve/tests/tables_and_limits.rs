@@ -75,7 +75,11 @@ async fn curl(args: Vec<String>) -> (u16, String, String) {
             .args(&args)
             .output()
             .expect("curl (a test dependency: apt-get install curl)");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8(out.stdout).unwrap();
         let (body, tail) = text.rsplit_once('\n').unwrap();
         let (code, ct) = tail.split_once(' ').unwrap_or((tail, ""));
@@ -214,11 +218,19 @@ async fn tag_rows_are_searched_sorted_by_every_column_and_paged() {
     }
     // Search: a tag name finds its rows and nothing else; the count is the match count.
     let first = &all["rows"][0];
-    let needle = format!("{}:{}", first["repository"].as_str().unwrap(), first["tag"].as_str().unwrap());
+    let needle = format!(
+        "{}:{}",
+        first["repository"].as_str().unwrap(),
+        first["tag"].as_str().unwrap()
+    );
     let p = page(format!("q={}", needle.replace(':', "%3A"))).await;
     assert!(p["total"].as_u64().unwrap() >= 1);
     for r in p["rows"].as_array().unwrap() {
-        let name = format!("{}:{}", r["repository"].as_str().unwrap(), r["tag"].as_str().unwrap());
+        let name = format!(
+            "{}:{}",
+            r["repository"].as_str().unwrap(),
+            r["tag"].as_str().unwrap()
+        );
         assert!(name.contains(&needle), "{name}");
     }
     // Paging: offset and limit slice the same order.
