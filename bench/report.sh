@@ -37,6 +37,8 @@ print(f"|---:|---:|---:|---:|---:|---:|---:|---:|")
 print(f"| {s['blobs']} | {s['repositories']} | {s['tags']} | {float(t1)-float(t0):.1f} s | {int(rss)/1024:.0f} MiB "
       f"| {os.path.getsize(html)/1e6:.2f} MB | {len(json.dumps(data))/1e6:.2f} MB | {os.path.getsize(csv)/1e6:.1f} MB |")
 print(f"data parts (MB): " + ", ".join(f"{k} {len(json.dumps(v))/1e6:.2f}" for k, v in data.items() if len(json.dumps(v)) > 10000))
+ages = data.get("image_ages") or {}
+print("bytes by image age: " + ", ".join(f"{b['label']} {b['images']} images {int(b['bytes'])/2**20:.0f} MiB" for b in ages.get("buckets", [])))
 PY
 echo "== headless chromium, time until the treemap and the blob table are drawn" >&2
 node testkit/browser/open-time.mjs "$HTML" 5

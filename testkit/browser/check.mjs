@@ -94,6 +94,22 @@ try {
     check(tile && tile.kind === "tag" && tile.bytes === t.total, `tag tile ${repo}:${t.tag} total ${t.total}`, ts);
   }
   await page.screenshot({ path: path.join(shots, `${mode}-treemap-tags.png`) });
+  // Issue 19: tag tiles coloured by image age (the build date `stowage tags` reports) or by
+  // last pull; unknown is grey, and the legend says what the colours mean.
+  const tagColours = () => page.$$eval("#treemap .tile[data-kind=tag]", (ts) => ts.map((t) => ({ name: t.dataset.name, colour: t.dataset.colour })));
+  await page.click('#colour button[data-colour="age"]');
+  const grey = "hsl(0,0%,55%)";
+  for (const t of await tagColours()) {
+    const rec = E.tags[repo].tags.find((x) => `${repo}:${x.tag}` === t.name);
+    check(rec && (rec.built ? t.colour !== grey && t.colour.startsWith("hsl(") : t.colour === grey), `tag tile ${t.name} coloured by its build date`, { t, built: rec && rec.built });
+  }
+  const legend = await page.textContent("#tm-legend");
+  check(legend.includes("image age") && legend.includes("over 2 years"), "age legend", legend);
+  await page.screenshot({ path: path.join(shots, `${mode}-treemap-tags-by-age.png`) });
+  await page.click('#colour button[data-colour="pulled"]');
+  for (const t of await tagColours()) check(t.colour === grey, `tag tile ${t.name}: no pull data is grey`, t);
+  await page.click('#colour button[data-colour="repository"]');
+  check((await page.textContent("#tm-legend")) === "", "no legend when coloured by repository");
   await page.click('#crumbs a[data-node=""]');
   await page.click('#metric button[data-metric="exclusive"]');
 
@@ -160,6 +176,34 @@ try {
   if (mode !== "report") {
     const cls = await page.getAttribute('#blob-table th[data-key="tags"]', "class");
     check((cls || "").includes("nosort"), "owner columns not sortable on the dashboard", cls);
+  }
+
+  // Issue 19: the tag table shows push date, image age and last pull, and sorts by each; on
+  // the dashboard the server sorts and searches every tag.
+  const tagRows = () => page.$$eval("#top-tags-table tbody tr", (rows) => rows.map((r) => {
+    const c = (k) => r.querySelector(`td[data-key="${k}"]`);
+    return c("name") ? { name: c("name").dataset.value, pushed: c("pushed").dataset.value, age: c("age").dataset.value, ageText: c("age").textContent } : null;
+  }).filter(Boolean));
+  const tagRedraw = async (action) => {
+    const before = Number(await page.getAttribute("#top-tags-table", "data-draws"));
+    await action();
+    await page.waitForFunction((n) => Number(document.querySelector("#top-tags-table").dataset.draws) > n, before);
+  };
+  await page.waitForFunction(() => document.querySelectorAll("#top-tags-table tbody td[data-key=name]").length > 0);
+  let tr = await tagRows();
+  check(tr.length > 0 && tr.some((r) => /\d+ (d|mo|y)$/.test(r.ageText)), "tag ages shown", tr);
+  await tagRedraw(() => page.click('#top-tags-table th[data-key="pushed"]'));
+  await tagRedraw(() => page.click('#top-tags-table th[data-key="pushed"]'));
+  tr = await tagRows();
+  const pushedShown = tr.map((r) => r.pushed).filter((p) => p);
+  const pAsc = pushedShown.slice().sort();
+  check(JSON.stringify(pushedShown) === JSON.stringify(pAsc) || JSON.stringify(pushedShown) === JSON.stringify(pAsc.slice().reverse()), "tags sorted by push date", pushedShown);
+  if (mode !== "report") {
+    await tagRedraw(() => page.fill("#top-tags input[type=search]", repo + ":"));
+    tr = await tagRows();
+    check(tr.length === E.tags[repo].tags.length && tr.every((r) => r.name.startsWith(repo + ":")), "tag search on the server", tr);
+    check(requests.some((u) => u.includes("/api/v1/tag-rows?") && u.includes("sort=pushed")), "the tag sort is asked of the server", requests.filter((u) => u.includes("tag-rows")));
+    await tagRedraw(() => page.fill("#top-tags input[type=search]", ""));
   }
 
   // Findings grouped by kind, each with its paths.

@@ -138,15 +138,15 @@ def layer(lay, files):
             "sha256:" + hashlib.sha256(raw).hexdigest())
 
 
-def image(lay, name, layers, arch="amd64", variant=None):
+def image(lay, name, layers, arch="amd64", variant=None, created=CREATED):
     """Ordinary OCI image: config + gzip layers. -> manifest descriptor"""
-    cfg = {"created": CREATED, "architecture": arch, "os": "linux"}
+    cfg = {"created": created, "architecture": arch, "os": "linux"}
     if variant:
         cfg["variant"] = variant
     cfg["config"] = {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
                      "Cmd": ["/bin/sh"], "Labels": {"org.regfix.image": name}}
     cfg["rootfs"] = {"type": "layers", "diff_ids": [d for _, d in layers]}
-    cfg["history"] = [{"created": CREATED, "created_by": "regfix layer %d of %s" % (i, name)}
+    cfg["history"] = [{"created": created, "created_by": "regfix layer %d of %s" % (i, name)}
                       for i in range(len(layers))]
     cdg, csize = lay.put_blob(jbytes(cfg))
     man = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
@@ -269,13 +269,33 @@ def build_platforms(out):
     return refs
 
 
+def build_dated(out, dates):
+    """One single-layer image per date, named built-0, built-1, ..., whose config says it was
+    built then (`created` and its build step), for the build-date tests: a copy of the storage
+    changes every file date but not these."""
+    lay = Layout(out)
+    refs = {}
+    for i, d in enumerate(dates):
+        refs["built-%d" % i] = image(lay, "built-%d" % i,
+                                     [layer(lay, {"etc/built": ("%s\n" % d).encode()})], created=d)
+    with open(os.path.join(out, "oci-layout"), "w") as f:
+        f.write('{"imageLayoutVersion":"1.0.0"}')
+    with open(os.path.join(out, "index.json"), "w") as f:
+        f.write(json.dumps({"schemaVersion": 2, "manifests": [
+            dict(d, annotations={REF_ANNOTATION: r}) for r, d in refs.items()]},
+            separators=(",", ":")))
+    return refs
+
+
 def main(argv):
     if len(argv) == 3 and argv[1] == "--platforms":
         refs = build_platforms(argv[2])
+    elif len(argv) == 4 and argv[1] == "--built":
+        refs = build_dated(argv[3], argv[2].split(","))
     elif len(argv) == 2:
         refs = build(argv[1])
     else:
-        sys.exit("usage: oci_writer.py [--platforms] OUT_DIR")
+        sys.exit("usage: oci_writer.py [--platforms | --built DATE,DATE...] OUT_DIR")
     for name, desc in refs.items():
         print("%s\t%s\t%s" % (name, desc["digest"], desc["mediaType"]))
 

@@ -24,6 +24,7 @@ pub mod cache;
 use std::sync::OnceLock;
 
 use stowage_graph::{Graph, GraphIndex, Summary, Usage};
+use stowage_model::build::BuildDates;
 use stowage_model::finding::{Finding, FindingCounts};
 use stowage_model::inventory::Inventory;
 use stowage_model::time::Timestamp;
@@ -67,6 +68,8 @@ pub struct Analysis {
     proxy_remote_url: Option<String>,
     referenced: OnceLock<Vec<bool>>,
     usage: OnceLock<Usage>,
+    /// Image build dates, when read ([`Analysis::read_build_dates`]).
+    builds: Option<BuildDates>,
 }
 
 impl Analysis {
@@ -118,7 +121,26 @@ impl Analysis {
             proxy_remote_url: opts.proxy_remote_url.clone(),
             referenced: OnceLock::new(),
             usage: OnceLock::new(),
+            builds: None,
         }
+    }
+
+    /// Read every image config's build date (`created`, build steps) from `storage`, one
+    /// read per config on `concurrency` threads; kept for [`Analysis::build_dates`] and the
+    /// overview's image ages. A separate step because it reads the storage: the commands
+    /// that show build dates call it, `gc` and the plans do not pay for it.
+    pub fn read_build_dates(&mut self, storage: &dyn Storage, concurrency: usize) {
+        self.builds = Some(stowage_scan::read_build_dates(
+            storage,
+            &self.inv,
+            self.now,
+            concurrency,
+        ));
+    }
+
+    /// The build dates, if [`Analysis::read_build_dates`] ran.
+    pub fn build_dates(&self) -> Option<&BuildDates> {
+        self.builds.as_ref()
     }
 
     /// The scan, with the graph's findings added when [`GraphFindings::List`].
@@ -211,6 +233,7 @@ impl Analysis {
             self.now,
             limits,
         );
+        stowage_report::ages::enrich(&mut ov, &g, self.referenced(), self.builds.as_ref());
         ov.metadata_database = self.metadata_database.as_ref().map(Evidence::label);
         if ov.metadata_database.is_some() {
             ov.headline.filesystem_metadata_only();
@@ -234,6 +257,25 @@ impl Analysis {
             self.now,
             self.proxy_remote_url.as_deref(),
         ))
+    }
+
+    /// The tags of repository `ri` with sizes and history, and their build dates when
+    /// [`Analysis::read_build_dates`] ran.
+    pub fn tag_records(&self, ri: usize) -> Vec<stowage_report::TagRecord> {
+        let g = self.graph();
+        let mut rows = stowage_report::tag_records(&g, self.usage(), ri);
+        if let Some(b) = &self.builds {
+            stowage_report::ages::fill_tag_records(&mut rows, &g, ri, b);
+        }
+        rows
+    }
+
+    /// Every tag as a table row (digest, sizes, moved, pushed, built), by exclusive bytes.
+    pub fn all_tag_rows(&self) -> Vec<stowage_report::overview::TagRow> {
+        let g = self.graph();
+        let mut rows = overview::all_tag_rows(&self.inv, self.usage());
+        stowage_report::ages::fill_tag_rows(&mut rows, &g, self.builds.as_ref());
+        rows
     }
 
     /// Per-repository figures for the metrics: the `top` largest by name, the rest as one.

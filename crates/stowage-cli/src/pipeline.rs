@@ -183,7 +183,9 @@ pub const METRICS_TOP_REPOSITORIES: usize = 50;
 pub fn analyse(s: &Settings, limits: &Limits) -> Result<(Loaded, Figures)> {
     // The duration is a measurement reported as such (a metric), never part of a decision.
     let started = std::time::Instant::now();
-    let loaded = load(s, false, GraphFindings::List)?;
+    let mut loaded = load(s, false, GraphFindings::List)?;
+    // The tables' build dates and "bytes by image age": one read per image config.
+    loaded.read_build_dates(&*s.storage, s.concurrency);
     let figures = Figures {
         overview: loaded.overview(limits),
         repos: loaded.repository_figures(METRICS_TOP_REPOSITORIES),
@@ -242,6 +244,30 @@ pub fn report_section(db: &Path, g: &Graph<'_>, now: Timestamp) -> Result<Option
     }
     let v = stowage_usage::view::build(g, &h.pull_summary()?, now);
     Ok(Some(stowage_usage::view::report_section(&v)))
+}
+
+/// Set the tables' last pulls (repository and tag rows) from `db`'s pull data, if it has any.
+pub fn set_last_pulled(
+    db: &Path,
+    ov: &mut Overview,
+    tags: Option<&mut [stowage_report::overview::TagRow]>,
+    g: &Graph<'_>,
+) -> Result<()> {
+    let h = Db::open_existing(db)?;
+    if !h.has_usage()? {
+        return Ok(());
+    }
+    let last: std::collections::HashMap<(String, String), Timestamp> = h
+        .pull_summary()?
+        .pulls
+        .into_iter()
+        .map(|p| ((p.repository, p.digest), p.last_pulled))
+        .collect();
+    stowage_report::ages::set_last_pulled(ov, g, &last);
+    if let Some(rows) = tags {
+        stowage_report::ages::set_tag_rows_last_pulled(rows, g, &last);
+    }
+    Ok(())
 }
 
 /// The pull data in a history database, for the policy and the would-break check:

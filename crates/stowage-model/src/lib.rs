@@ -10,10 +10,12 @@
 //! - [`finding`]: integrity findings with stable kinds and severities.
 //! - [`pulls`]: `PullByReference`, pull counts as the usage store gives them to retention.
 //! - [`signature`]: tags that name a subject manifest (cosign, the referrers tag schema).
+//! - [`build`]: image build dates from config blobs (`created`, build steps), judged.
 //! - [`key`]: `StorageKey`, a path below the layout root, validated once for every backend.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod build;
 pub mod digest;
 pub mod escape;
 pub mod finding;

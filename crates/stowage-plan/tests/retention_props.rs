@@ -88,6 +88,7 @@ fn plan_for(
             graph: &g,
             now: t,
             created: &HashMap::new(),
+            built: &HashMap::new(),
             facts: &HashMap::new(),
             in_use: &sources,
             unsafe_allow_empty: true,

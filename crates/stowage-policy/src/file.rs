@@ -53,6 +53,12 @@ pub enum TimeSource {
     Created,
     /// Last pull, from `settings.pull_sources` (an image never seen pulled has no time: kept).
     Pulled,
+    /// The build date read from the image (`stowage_model::build`): the config's `created`,
+    /// else its newest dated build step; a placeholder (before 2013: reproducible builds'
+    /// 1970 or 1980), a date in the future, or an unreadable config has no time
+    /// (`missing_time` decides). Unlike `pushed` and `tag_updated` it survives a copy of the
+    /// storage (`cp -a`, rsync, a migration), where every file date is the copy day.
+    Built,
 }
 
 impl TimeSource {
@@ -62,6 +68,7 @@ impl TimeSource {
             TimeSource::Pushed => "pushed",
             TimeSource::Created => "created",
             TimeSource::Pulled => "pulled",
+            TimeSource::Built => "built",
         }
     }
 }

@@ -33,6 +33,7 @@ fn eval_facts(
             graph: &g,
             now,
             created: &HashMap::new(),
+            built: &HashMap::new(),
             facts: &facts,
             in_use: &[],
             unsafe_allow_empty: true,

@@ -28,6 +28,13 @@
   const num = (n) => Number(n).toLocaleString("en-US");
   const date = (t) => (t ? t.slice(0, 10) + " " + t.slice(11, 16) : "");
   const short = (d) => (d && d.length > 19 ? d.slice(0, 19) + "\u2026" : d || "");
+  // Days from `t` to the report's moment; an age in words ("12 d", "5 mo", "2.3 y").
+  const daysSince = (t) => (t ? (Date.parse(D.generated_at) - Date.parse(t)) / 86400000 : null);
+  const ageText = (t) => {
+    const d = daysSince(t);
+    if (d === null) return "";
+    return d < 60 ? Math.max(0, Math.floor(d)) + " d" : d < 730 ? Math.floor(d / 30.44) + " mo" : (d / 365.25).toFixed(1) + " y";
+  };
 
   // ---- header, headline -------------------------------------------------------------
   const S = D.summary;
@@ -145,7 +152,24 @@
   T.forEach((n, i) => { if (n.parent !== null) kids[n.parent].push(i); });
   const tagsOf = {};
   for (const t of D.tags) (tagsOf[t.repository] = tagsOf[t.repository] || []).push(t);
-  let metric = "exclusive", zoom = 0, zoomTags = false;
+  let metric = "exclusive", zoom = 0, zoomTags = false, colour = "repository";
+  // Tag tiles by image age (build date) or by last pull: green recent, red old; grey unknown.
+  const AGE_STOPS = [[30, "under 1 month"], [182, "1-6 months"], [365, "6-12 months"], [730, "1-2 years"], [Infinity, "over 2 years"]];
+  const stopColour = (k) => `hsl(${Math.round(120 - (120 * k) / (AGE_STOPS.length - 1))},55%,42%)`;
+  function tagColour(t) {
+    const when = colour === "age" ? t.built : t.last_pulled;
+    const d = daysSince(when);
+    if (d === null) return "hsl(0,0%,55%)";
+    return stopColour(AGE_STOPS.findIndex(([max]) => d < max));
+  }
+  function drawLegend() {
+    const host = $("#tm-legend");
+    host.replaceChildren();
+    if (colour === "repository") return;
+    host.append(el("span", {}, colour === "age" ? "Tag tiles by image age (config created):" : "Tag tiles by last pull:"),
+      ...AGE_STOPS.map(([, l], k) => el("span", {}, el("i", { style: "background:" + stopColour(k) }), l)),
+      el("span", {}, el("i", { style: "background:hsl(0,0%,55%)" }), colour === "age" ? "build date unknown" : (D.pulls ? "not pulled since the data began" : "no pull data")));
+  }
 
   function squarify(items, x, y, w, h) {
     const out = [];
@@ -176,8 +200,10 @@
   function tilesFor() {
     const n = T[zoom];
     if (zoomTags) {
-      return (tagsOf[n.name] || []).map((t) => ({ v: t[metric], label: t.tag, name: n.name + ":" + t.tag, kind: "tag",
-        title: n.name + ":" + t.tag + "\ntotal " + bytes(t.total) + ", exclusive " + bytes(t.exclusive) + "\n" + (t.digest || "") }));
+      return (tagsOf[n.name] || []).map((t) => ({ v: t[metric], label: t.tag, name: n.name + ":" + t.tag, kind: "tag", tag: t,
+        title: n.name + ":" + t.tag + "\ntotal " + bytes(t.total) + ", exclusive " + bytes(t.exclusive) + "\n" + (t.digest || "") +
+          "\nbuilt " + (t.built ? date(t.built) + " (" + ageText(t.built) + ")" : "unknown" + (t.build_unknown ? ": " + t.build_unknown : "")) +
+          "\nlast pulled " + (t.last_pulled ? date(t.last_pulled) : D.pulls ? "never since the data began" : "(no pull data)") }));
     }
     const items = kids[zoom].map((i) => ({ v: T[i][metric], label: T[i].name.split("/").pop() + (kids[i].length ? "/" : ""),
       name: T[i].name, node: i, kind: kids[i].length ? "namespace" : "repository",
@@ -200,10 +226,11 @@
   const fetchedTags = {};
   function fetchTags(name) {
     fetchedTags[name] = true;
-    fetch("api/v1/tags?" + new URLSearchParams({ repository: name }), { credentials: "same-origin" })
+    // The tag table's rows carry the build dates and last pulls the tiles are coloured by.
+    fetch("api/v1/tag-rows?" + new URLSearchParams({ q: name + ":", limit: 1000, sort: "total" }), { credentials: "same-origin" })
       .then((r) => (r.ok ? r.json() : Promise.reject(r.status)))
-      .then((rows) => {
-        tagsOf[name] = rows.map((t) => ({ repository: name, tag: t.tag, digest: t.digest, total: t.total, exclusive: t.exclusive }));
+      .then((page) => {
+        tagsOf[name] = page.rows.filter((t) => t.repository === name);
         const i = T.findIndex((n) => n.name === name);
         if (i >= 0) T[i].tags_omitted = 0;
         if (zoomTags && T[zoom].name === name) drawTreemap();
@@ -236,9 +263,11 @@
       const h = r.kind === "tag" ? hue(T[zoom].name) : hue(r.name || "shared");
       const light = r.kind === "shared" ? "55%" : r.kind === "self" ? "38%" : "44%";
       const sat = r.kind === "shared" ? "0%" : "45%";
+      const bg = r.kind === "tag" && colour !== "repository" ? tagColour(r.tag) : `hsl(${h},${sat},${light})`;
       const t = el("div", { class: "tile" + (r.kind === "tag" || r.kind === "shared" ? " leaf" : ""), title: r.title,
         "data-name": r.name, "data-kind": r.kind, "data-bytes": r.v,
-        style: `left:${(r.x / W) * 100}%;top:${(r.y / H) * 100}%;width:${(r.w / W) * 100}%;height:${(r.h / H) * 100}%;background:hsl(${h},${sat},${light})` },
+        "data-colour": r.kind === "tag" ? bg : null,
+        style: `left:${(r.x / W) * 100}%;top:${(r.y / H) * 100}%;width:${(r.w / W) * 100}%;height:${(r.h / H) * 100}%;background:${bg}` },
         r.w > 46 && r.h > 18 ? el("div", { class: "n" }, r.label) : null,
         r.w > 46 && r.h > 34 ? el("div", { class: "b" }, bytes(r.v)) : null);
       if (r.kind === "namespace" || r.kind === "repository" || r.kind === "self") {
@@ -265,20 +294,64 @@
       drawTreemap();
     });
   }
+  for (const b of document.querySelectorAll("#colour button")) {
+    b.addEventListener("click", () => {
+      colour = b.dataset.colour;
+      for (const o of document.querySelectorAll("#colour button")) o.setAttribute("aria-pressed", o === b ? "true" : "false");
+      drawLegend();
+      drawTreemap();
+    });
+  }
   drawTreemap();
   let resizeTimer = null;
   window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(drawTreemap, 100); });
 
   // ---- top tables ----------------------------------------------------------------------
   const B = (k) => ({ key: k, label: k, num: true, fmt: (r) => bytes(r[k]) });
+  const Dt = (k, label) => ({ key: k, label, cls: "date", search: false, fmt: (r) => date(r[k]) });
+  const pulledCol = { key: "last_pulled", label: "last pulled", cls: "date", search: false,
+    fmt: (r) => (r.last_pulled ? date(r.last_pulled) : D.pulls ? "never" : "no data") };
   table($("#top-repos"), [
     { key: "repository", label: "repository" }, Object.assign(B("exclusive"), {}), B("shared"), B("total"),
     { key: "tags", label: "tags", num: true }, { key: "untagged_manifests", label: "untagged", num: true },
+    Object.assign(B("untagged_bytes"), { label: "untagged bytes" }), Dt("last_pushed", "pushed"),
+    { key: "newest_build", label: "built", cls: "date", search: false, fmt: (r) => (r.newest_build ? ageText(r.newest_build) : "?") },
+    pulledCol,
   ], D.top_repositories, { sort: "exclusive", id: "top-repos-table" });
-  table($("#top-tags"), [
+  const tagCols = [
     { key: "name", label: "tag", value: (r) => r.repository + ":" + r.tag }, B("exclusive"), B("shared"), B("total"),
-    { key: "moved", label: "moved", cls: "date", fmt: (r) => date(r.moved) },
-  ], D.top_tags, { sort: "exclusive", id: "top-tags-table" });
+    Dt("moved", "moved"), Dt("pushed", "pushed"),
+    { key: "age", label: "age", num: true, search: false, value: (r) => daysSince(r.built),
+      fmt: (r) => (r.built ? el("span", { title: "built " + date(r.built) }, ageText(r.built)) : el("span", { class: "muted", title: r.build_unknown || "" }, "?")) },
+    pulledCol,
+  ];
+  if (D.live) {
+    // Every tag, sorted and searched by the server (the page holds only the top ones).
+    $("#top-tags-title").firstChild.textContent = "Tags ";
+    table($("#top-tags"), tagCols, [], { sort: "exclusive", id: "top-tags-table", pageSize: 20, search: "search repository:tag, digest\u2026",
+      remote: (st, draw) => {
+        const q = new URLSearchParams({ offset: st.page * st.pageSize, limit: st.pageSize, sort: st.sortKey || "exclusive", order: st.desc ? "desc" : "asc" });
+        if (st.query) q.set("q", st.query);
+        fetch("api/v1/tag-rows?" + q, { credentials: "same-origin" }).then((r) => r.json()).then((j) => draw(j.rows || [], j.total || 0));
+      } });
+  } else table($("#top-tags"), tagCols, D.top_tags, { sort: "exclusive", id: "top-tags-table" });
+
+  // ---- image ages ------------------------------------------------------------------------
+  if (D.image_ages) {
+    const A = D.image_ages;
+    $("#ages-note").textContent = "date used: " + A.date_used + "; each referenced blob counted once, at the age of the youngest image that uses it";
+    const max = Math.max(1, ...A.buckets.map((b) => b.bytes));
+    const t = el("table", { id: "ages-table" }, el("thead", {}, el("tr", {}, el("th", {}, "built"), el("th", { class: "num" }, "images"),
+      el("th", { class: "num" }, "blobs"), el("th", { class: "num" }, "bytes"), el("th", {}, ""))));
+    const tb = el("tbody");
+    for (const b of A.buckets) tb.append(el("tr", { "data-bucket": b.label, "data-bytes": b.bytes }, el("td", {}, b.label), el("td", { class: "num" }, num(b.images)),
+      el("td", { class: "num" }, num(b.blobs)), el("td", { class: "num" }, bytes(b.bytes)),
+      el("td", { class: "bar" }, el("i", { style: `width:${(100 * b.bytes) / max}%` }))));
+    t.append(tb);
+    $("#ages").append(t);
+    if (A.unknown.length) $("#ages").append(el("p", { class: "muted", id: "ages-unknown" }, "Build date unknown (never guessed): " +
+      A.unknown.map((u) => num(u.images) + " " + u.description).join("; ") + "."));
+  } else $("#ages-section").hidden = true;
 
   // ---- months ----------------------------------------------------------------------------
   function barChart(host, months) {

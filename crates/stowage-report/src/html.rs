@@ -77,13 +77,17 @@ pub fn render(o: &Overview) -> Result<String, serde_json::Error> {
 <section><h2>Reclaimable now <small>each with the stowage command that plans it; review the plan, then apply it</small></h2><div class="reclaim" id="reclaim"></div></section>
 <section><h2>Storage by repository
 <span class="seg" id="metric"><button type="button" data-metric="exclusive" aria-pressed="true">exclusive</button><button type="button" data-metric="total" aria-pressed="false">total</button></span>
+<span class="seg" id="colour" title="colour of tag tiles"><button type="button" data-colour="repository" aria-pressed="true">by repository</button><button type="button" data-colour="age" aria-pressed="false">by image age</button><button type="button" data-colour="pulled" aria-pressed="false">by last pull</button></span>
 <small class="crumbs" id="crumbs"></small></h2>
-<div id="treemap"></div><div class="tm-note" id="tm-note"></div></section>
+<div id="treemap"></div><div class="tm-note" id="tm-note"></div><div class="legend" id="tm-legend"></div></section>
 <section id="plan-section"><h2 id="plan-title">What the plan deletes</h2><div id="plan"></div></section>
-<section class="two">
-<div><h2>Top repositories <small>by exclusive bytes</small></h2><div id="top-repos"></div></div>
-<div><h2>Top tags <small>by exclusive bytes</small></h2><div id="top-tags"></div></div>
+<section>
+<div><h2>Top repositories <small>by exclusive bytes; untagged = what gc --delete-untagged frees in it; pushed = newest revision link (file date); built = newest image build date (from its config)</small></h2><div id="top-repos"></div></div>
 </section>
+<section>
+<div><h2 id="top-tags-title">Top tags <small>by exclusive bytes; pushed = revision link (file date); age = since the image was built (config created)</small></h2><div id="top-tags"></div></div>
+</section>
+<section id="ages-section"><h2>Bytes by image age <small id="ages-note"></small></h2><div id="ages"></div></section>
 <section><h2>Bytes by month of creation <small>date used: the file's birth time where the filesystem records one not after its modification time (a later birth is the day of a copy), else its modification time; UTC</small></h2><div class="chart" id="months"></div></section>
 <section id="pulls-section" hidden><h2>Last pulled <small id="pulls-note"></small></h2><div id="pulls"></div></section>
 <section id="history-section"><h2>Growth <small>from the history database</small></h2><div class="chart" id="history"></div></section>

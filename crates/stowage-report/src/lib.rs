@@ -8,10 +8,12 @@
 //!
 //! The report's modules: [`overview`] (every figure the HTML report, the dashboard and the
 //! metrics show, `stowage.report/v1`), [`html`] (the self-contained page), [`metrics`]
-//! (Prometheus text), [`plan_view`] (what a plan deletes, per repository and reason).
+//! (Prometheus text), [`plan_view`] (what a plan deletes, per repository and reason), [`ages`]
+//! (image build dates in the tables, bytes by image age).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod ages;
 pub mod capacity;
 pub mod html;
 pub mod metrics;

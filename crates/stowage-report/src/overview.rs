@@ -132,6 +132,9 @@ pub struct Overview {
     /// stat it; with the history's growth when there is one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity: Option<crate::capacity::Capacity>,
+    /// Bytes by image age, when the build dates were read (`crate::ages`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_ages: Option<crate::ages::ImageAges>,
     /// Set by the dashboard: it pages blobs through its API.
     pub live: bool,
     /// Set when the storage's links are not the registry's metadata (GitLab's metadata
@@ -204,9 +207,23 @@ pub struct RepoRow {
     pub tags: u64,
     pub manifests: u64,
     pub untagged_manifests: u64,
+    /// What `gc --delete-untagged` frees by deleting this repository's untagged manifests
+    /// (the reclaim card's plan; a blob two repositories' untagged manifests share counts in
+    /// both).
+    #[serde(default)]
+    pub untagged_bytes: u64,
+    /// The newest revision link (the last push).
+    #[serde(default)]
+    pub last_pushed: Option<Timestamp>,
+    /// The newest build date of its images (`crate::ages`).
+    #[serde(default)]
+    pub newest_build: Option<Timestamp>,
+    #[serde(default)]
+    pub last_pulled: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TagRow {
     pub repository: String,
     pub tag: String,
@@ -216,7 +233,21 @@ pub struct TagRow {
     pub total: u64,
     pub exclusive: u64,
     pub shared: u64,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub moved: Option<Timestamp>,
+    /// When the tagged manifest was pushed to this repository (its revision link).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub pushed: Option<Timestamp>,
+    /// Its build date (config `created`; `crate::ages`), or why it is unknown.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub built: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_unknown: Option<String>,
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub last_pulled: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -399,7 +430,14 @@ pub fn build_with(
     let reclaim = crate::reclaim::reclaimable(g, limits, now);
     let (tags, top_tags, omitted) = tag_rows(inv, u, limits);
     let tree = namespace_tree(u, &omitted);
-    let top_repositories = top_repositories(inv, u, limits);
+    let mut top_repositories = top_repositories(inv, u, limits);
+    for r in &mut top_repositories {
+        r.untagged_bytes = reclaim
+            .untagged_by_repository
+            .get(&r.repository)
+            .copied()
+            .unwrap_or(0);
+    }
     let months = months(inv, referenced);
     let findings = finding_groups(findings, limits);
     let rows = largest_blobs(g, referenced, limits);
@@ -432,9 +470,22 @@ pub fn build_with(
         history: None,
         pulls: None,
         capacity: None,
+        image_ages: None,
         live: false,
         metadata_database: None,
     }
+}
+
+/// Every tag's row with its digest, by exclusive bytes (the dashboard's tag table, which the
+/// server sorts and searches).
+pub fn all_tag_rows(inv: &Inventory, u: &Usage) -> Vec<TagRow> {
+    let limits = Limits {
+        tags_total: usize::MAX,
+        tags_per_repository: usize::MAX,
+        top_rows: usize::MAX,
+        ..Limits::default()
+    };
+    tag_rows(inv, u, &limits).1
 }
 
 /// Per-tag rows: the treemap's (at most `per_repository` per repository, no digest), the top
@@ -463,6 +514,10 @@ fn tag_rows(inv: &Inventory, u: &Usage, limits: &Limits) -> (Vec<TagRow>, Vec<Ta
                     exclusive: tu.exclusive,
                     shared: tu.total - tu.exclusive.min(tu.total),
                     moved: t.current.map(|c| c.modified),
+                    pushed: None,
+                    built: None,
+                    build_unknown: None,
+                    last_pulled: None,
                 }
             })
             .collect();
@@ -535,6 +590,10 @@ fn top_repositories(inv: &Inventory, u: &Usage, limits: &Limits) -> Vec<RepoRow>
                 tags: r.tags.len() as u64,
                 manifests: r.revisions.len() as u64,
                 untagged_manifests: r.untagged_revisions().count() as u64,
+                untagged_bytes: 0,
+                last_pushed: None,
+                newest_build: None,
+                last_pulled: None,
             }
         })
         .collect();

@@ -29,6 +29,9 @@ pub struct Reclaim {
     pub safe_bytes: u64,
     /// Extra bytes `gc --delete-untagged` frees beyond `safe_bytes`.
     pub untagged_bytes: u64,
+    /// The same per repository: the `untagged` blobs of that plan reachable from the
+    /// manifests it deletes in the repository (the repository table's "untagged" bytes).
+    pub untagged_by_repository: std::collections::BTreeMap<String, u64>,
 }
 
 /// One sentence and the commands that act on it, at the top of the report and dashboard.
@@ -202,8 +205,40 @@ pub fn reclaimable(g: &Graph<'_>, limits: &Limits, now: Timestamp) -> Reclaim {
     Reclaim {
         safe_bytes: plain.bytes,
         untagged_bytes,
+        untagged_by_repository: untagged_by_repository(g, &untagged),
         cards,
     }
+}
+
+/// Bytes of `plan`'s untagged blobs reachable from the manifests it deletes, per repository.
+fn untagged_by_repository(
+    g: &Graph<'_>,
+    plan: &stowage_plan::Plan,
+) -> std::collections::BTreeMap<String, u64> {
+    let inv = g.inv;
+    let mut size: std::collections::HashMap<u32, u64> = Default::default();
+    for b in plan.blobs.iter().filter(|b| b.reason == "untagged") {
+        if let Some(id) = inv.id_of(&b.digest) {
+            size.insert(id, b.size);
+        }
+    }
+    let mut roots: std::collections::BTreeMap<&str, Vec<u32>> = Default::default();
+    for m in &plan.manifests {
+        if let Some(id) = inv.id_of(&m.digest) {
+            roots.entry(m.repository.as_str()).or_default().push(id);
+        }
+    }
+    let mut scratch = stowage_graph::Scratch::new(g.len());
+    roots
+        .into_iter()
+        .map(|(repo, ids)| {
+            let mut bytes = 0;
+            g.for_each_descendant_of_all(&ids, &mut scratch, |b| {
+                bytes += size.get(&b).copied().unwrap_or(0)
+            });
+            (repo.to_string(), bytes)
+        })
+        .collect()
 }
 
 /// `1,234,567`.

@@ -456,6 +456,13 @@ pub struct TagRecord {
     pub moved: Option<Timestamp>,
     /// Every digest the tag ever pointed to, newest first.
     pub history: Vec<HistoryEntry>,
+    /// When the image was built (config `created`), when the build dates were read
+    /// (`crate::ages::fill_tag_records`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub built: Option<Timestamp>,
+    /// Why the build date is unknown (`stowage_model::build::Unknown`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_unknown: Option<&'static str>,
 }
 
 pub fn tag_records(g: &Graph<'_>, u: &Usage, repo_index: usize) -> Vec<TagRecord> {
@@ -506,6 +513,8 @@ pub fn tag_records(g: &Graph<'_>, u: &Usage, repo_index: usize) -> Vec<TagRecord
                 exclusive: tu.exclusive,
                 moved: t.current.map(|c| c.modified),
                 history,
+                built: None,
+                build_unknown: None,
             }
         })
         .collect()

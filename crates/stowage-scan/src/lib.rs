@@ -40,6 +40,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod blobs;
+mod builds;
 pub mod cache;
 mod failsafe;
 mod manifests;
@@ -52,6 +53,7 @@ mod verify;
 use snapshot::Snapshot;
 use std::sync::Arc;
 
+pub use builds::read_build_dates;
 pub use cache::{CacheError, CacheStats, ScanCache};
 pub use verify::{VerifyOptions, verify_blobs};
 

@@ -26,8 +26,8 @@ use crate::{AppState, Snapshot};
         title = "stowage dashboard API",
         description = "Read-only views of a container registry's storage, from the last completed scan. Every error is JSON: {\"error\": message, \"status\": code}. With a token configured, send `Authorization: Bearer TOKEN`."
     ),
-    paths(status, scan, report, repositories, tags, findings, blobs, blobs_csv, metrics, openapi, crate::notify::notifications, crate::notify::usage),
-    components(schemas(Status, ScanStarted, ErrorBody, crate::notify::NotifyAnswer, BlobPage, BlobRow, FindingPage, ApiFinding, DuRecord, Tag)),
+    paths(status, scan, report, repositories, tags, crate::tables::tag_rows, findings, blobs, blobs_csv, metrics, openapi, crate::notify::notifications, crate::notify::usage),
+    components(schemas(Status, ScanStarted, ErrorBody, crate::notify::NotifyAnswer, BlobPage, BlobRow, FindingPage, ApiFinding, DuRecord, Tag, crate::tables::TagPage, stowage_report::overview::TagRow)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -74,7 +74,7 @@ pub(crate) fn no_scan_yet(state: &AppState) -> Response {
     r
 }
 
-type St = State<Arc<AppState>>;
+pub(crate) type St = State<Arc<AppState>>;
 
 /// The router: every route, the token check, JSON fallbacks.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -85,6 +85,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/report", get(report))
         .route("/api/v1/repositories", get(repositories))
         .route("/api/v1/tags", get(tags))
+        .route("/api/v1/tag-rows", get(crate::tables::tag_rows))
         .route("/api/v1/findings", get(findings))
         .route("/api/v1/blobs", get(blobs))
         .route("/api/v1/blobs.csv", get(blobs_csv))
@@ -105,6 +106,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             )
         })
         .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .layer(middleware::from_fn(request_limits))
         .layer(middleware::from_fn(json_errors))
         // No other route reads a body; should one ever extract it, this is its limit (the
         // notification route's own, above, is the inner layer and wins there).
@@ -115,6 +117,38 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// Body limit of every route but the webhook: they read none (`GET`, and `POST
 /// /api/v1/scan` without a body), so 4 KiB instead of axum's default 2 MB.
 pub const OTHER_BODY_LIMIT: usize = 4 << 10;
+
+/// The longest request target (path and query) answered; a longer one is 414, in JSON. Below
+/// hyper's own limit (64 KiB, answered by hyper itself with an empty body), so every request
+/// a client can send gets a JSON answer.
+pub const MAX_URI_BYTES: usize = 8 << 10;
+/// Request headers answered at most (names and values); more is 431, in JSON. Below hyper's
+/// own limits (100 headers, ~400 KiB), for the same reason.
+pub const MAX_HEADER_BYTES: usize = 16 << 10;
+pub const MAX_HEADERS: usize = 64;
+
+/// 414 and 431 as JSON errors (hyper answers its own, larger limits with an empty body).
+async fn request_limits(req: Request, next: Next) -> Response {
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > MAX_URI_BYTES {
+        return error(
+            StatusCode::URI_TOO_LONG,
+            format!("the request target is {target} bytes; at most {MAX_URI_BYTES} are accepted"),
+        );
+    }
+    let h = req.headers();
+    let bytes: usize = h.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+    if h.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "{} request headers of {bytes} bytes; at most {MAX_HEADERS} headers and {MAX_HEADER_BYTES} bytes are accepted",
+                h.len()
+            ),
+        );
+    }
+    next.run(req).await
+}
 
 /// Equal in time independent of where the strings differ.
 pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {

@@ -30,6 +30,7 @@
 mod api;
 mod notify;
 mod snapshot;
+mod tables;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -8,7 +8,7 @@ use stowage_model::finding::Finding;
 use stowage_model::inventory::{BlobId, Inventory};
 use stowage_model::time::Timestamp;
 use stowage_report::metrics::RepoFigures;
-use stowage_report::overview::{Limits, Overview};
+use stowage_report::overview::{Limits, Overview, TagRow};
 
 /// A completed scan.
 pub struct Snapshot {
@@ -28,6 +28,9 @@ pub struct Snapshot {
     pub(crate) by_kind: Vec<BlobId>,
     /// Blob ids unreferenced first, then by size, ascending.
     pub(crate) by_referenced: Vec<BlobId>,
+    /// Every tag's row (the tag table the API sorts and searches); the caller sets their
+    /// last pulls when it has pull data.
+    pub tags: Vec<TagRow>,
 }
 
 impl Snapshot {
@@ -56,7 +59,9 @@ impl Snapshot {
         let mut by_referenced = by_size.clone();
         by_referenced.sort_by_key(|&i| referenced[i as usize]);
         let finished_at = analysis.now();
+        let tags = analysis.all_tag_rows();
         Snapshot {
+            tags,
             analysis,
             overview,
             repos,

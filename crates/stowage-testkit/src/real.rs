@@ -136,6 +136,23 @@ pub fn oci_platform_layout(dir: &Path) {
     );
 }
 
+/// Write one image per date (`built-0`, `built-1`, ...) whose config `created` (and build
+/// step) is that date (RFC 3339) as an OCI image layout into `dir`, for build-date tests.
+pub fn oci_dated_layout(dir: &Path, dates: &[&str]) {
+    let o = Command::new("python3")
+        .arg(script("oci_writer.py"))
+        .arg("--built")
+        .arg(dates.join(","))
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "oci_writer.py --built failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// Push `oci:<layout>:<name>` to `docker://<host>/<dest>` with skopeo, keeping digests.
 pub fn push(layout: &Path, name: &str, host: &str, dest: &str) {
     require("skopeo");

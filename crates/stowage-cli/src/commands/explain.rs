@@ -44,10 +44,12 @@ struct Ctx<'a> {
     findings: &'a [Finding],
     tz: &'a jiff::tz::TimeZone,
     b: BlobRecordBuilder<'a, 'a>,
+    builds: Option<&'a stowage_model::build::BuildDates>,
 }
 
 pub fn run(s: &Settings, a: &ExplainArgs) -> Result<i32> {
-    let loaded = load(s, false, GraphFindings::List)?;
+    let mut loaded = load(s, false, GraphFindings::List)?;
+    loaded.read_build_dates(&*s.storage, s.concurrency);
     let g = loaded.graph();
     let referenced = loaded.referenced().to_vec();
     let mut c = Ctx {
@@ -56,6 +58,7 @@ pub fn run(s: &Settings, a: &ExplainArgs) -> Result<i32> {
         findings: &loaded.inv().findings,
         tz: &s.tz,
         b: BlobRecordBuilder::new(&g),
+        builds: loaded.build_dates(),
     };
     let root = s.storage.describe();
     let mut e = explain(&mut c, a.target.trim(), &root);
@@ -266,6 +269,9 @@ fn describe_manifest(c: &Ctx<'_>, m: &ManifestRecord, e: &mut Explanation) {
             .collect();
         e.facts.push(("platforms".into(), p.join(", ")));
     }
+    if let Some(b) = c.builds.and_then(|b| b.get(m.id)) {
+        e.facts.push(("built".into(), built_fact(c, b)));
+    }
     if let Some(s) = m.subject() {
         e.facts.push((
             "subject".into(),
@@ -299,6 +305,35 @@ fn describe_manifest(c: &Ctx<'_>, m: &ManifestRecord, e: &mut Explanation) {
             ),
         };
         e.points_to.push(format!("{role} {rd} ({size})"));
+    }
+}
+
+/// The build date and where it comes from, or why it is unknown (never guessed).
+fn built_fact(c: &Ctx<'_>, b: &stowage_model::build::Build) -> String {
+    use stowage_model::build::{BuildDate, Source};
+    let h = |t: stowage_model::Timestamp| t.human(c.tz);
+    let steps = match (b.config.steps, b.config.first_step, b.config.last_step) {
+        (0, _, _) => String::new(),
+        (n, Some(f), Some(l)) => format!("; {n} build steps, dated {} to {}", h(f), h(l)),
+        (n, _, _) => format!("; {n} build steps, undated"),
+    };
+    match b.date {
+        BuildDate::Known { at, source } => format!(
+            "{} (from the image config's {}{steps})",
+            h(at),
+            match source {
+                Source::Created => "created",
+                Source::History => "newest build step: it has no usable created",
+            }
+        ),
+        BuildDate::Unknown(u) => format!(
+            "unknown: {}{}{steps}",
+            u.describe(),
+            b.config
+                .created
+                .map(|t| format!(" (config created says {})", h(t)))
+                .unwrap_or_default()
+        ),
     }
 }
 

@@ -66,6 +66,7 @@ pub fn run(s: &Settings, a: &ReportArgs) -> Result<i32> {
             s.now,
         )?);
         an.overview.pulls = crate::pipeline::report_section(db, &g, s.now)?;
+        crate::pipeline::set_last_pulled(db, &mut an.overview, None, &g)?;
     }
     // Days until full needs the history's growth; the filesystem's free bytes are a
     // measurement of this moment, so a report without --history stays byte-identical for

@@ -180,7 +180,8 @@ fn scan(
 ) -> Result<Snapshot> {
     // The duration is a measurement shown as such (a metric), never part of a decision.
     let started = std::time::Instant::now();
-    let loaded = load(s, false, GraphFindings::List)?;
+    let mut loaded = load(s, false, GraphFindings::List)?;
+    loaded.read_build_dates(&*s.storage, s.concurrency);
     let limits = Limits {
         top_blobs: top,
         ..Limits::default()
@@ -197,6 +198,12 @@ fn scan(
         )?;
         snap.overview.history = Some(series);
         snap.overview.pulls = crate::pipeline::report_section(db, &snap.analysis.graph(), now)?;
+        crate::pipeline::set_last_pulled(
+            db,
+            &mut snap.overview,
+            Some(&mut snap.tags),
+            &snap.analysis.graph(),
+        )?;
     }
     snap.overview.capacity = crate::pipeline::capacity(s, snap.overview.history.as_ref());
     snap.seconds = started.elapsed().as_secs_f64();

@@ -8,7 +8,7 @@ use stowage_graph::Graph;
 use stowage_model::inventory::Inventory;
 use stowage_model::time::{Timestamp, human_bytes};
 use stowage_report::table::{Align, Table};
-use stowage_report::{TagRecord, schema, tag_records};
+use stowage_report::{TagRecord, schema};
 
 use super::{GraphFindings, findings_exit, load};
 use crate::args::{Format, TagsArgs};
@@ -71,6 +71,15 @@ fn tag_pulls(
         .collect())
 }
 
+/// The build date, or `? reason` when unknown (never a guess).
+fn built_cell(r: &TagRecord, fmt: impl Fn(Timestamp) -> String) -> String {
+    match (r.built, r.build_unknown) {
+        (Some(t), _) => fmt(t),
+        (None, Some(why)) => format!("? {why}"),
+        (None, None) => "-".into(),
+    }
+}
+
 fn kind_label(mt: Option<&str>) -> &'static str {
     match mt {
         Some(stowage_model::manifest::OCI_INDEX) => "oci-index",
@@ -85,11 +94,12 @@ fn kind_label(mt: Option<&str>) -> &'static str {
 }
 
 pub fn run(s: &Settings, a: &TagsArgs) -> Result<i32> {
-    let loaded = load(s, false, GraphFindings::Count)?;
+    let mut loaded = load(s, false, GraphFindings::Count)?;
     let name = a.repository.trim_matches('/');
     let ri = find_repository(loaded.inv(), name)?;
+    loaded.read_build_dates(&*s.storage, s.concurrency);
     let g = loaded.graph();
-    let rows = tag_records(&g, loaded.usage(), ri);
+    let rows = loaded.tag_records(ri);
     let pulls = match &a.db {
         Some(db) => Some(tag_pulls(db, &g, name, &rows, s.now)?),
         None => None,
@@ -159,6 +169,7 @@ fn write_csv(out: &mut impl Write, rows: &[TagRecord], pulls: Option<&[TagPull]>
         "moved",
         "history",
         "last_pulled",
+        "built",
     ])?;
     for (i, r) in rows.iter().enumerate() {
         w.write_record([
@@ -176,6 +187,7 @@ fn write_csv(out: &mut impl Write, rows: &[TagRecord], pulls: Option<&[TagPull]>
                 .and_then(|p| p.last_pulled)
                 .map(|t| t.rfc3339())
                 .unwrap_or_default(),
+            &built_cell(r, |t| t.rfc3339()),
         ])?;
     }
     w.flush()?;
@@ -209,6 +221,7 @@ fn write_table(
         ("SIZE", Align::Right),
         ("EXCLUSIVE", Align::Right),
         ("MOVED", Align::Left),
+        ("BUILT", Align::Left),
         ("HISTORY", Align::Right),
     ];
     if pulls.is_some() {
@@ -233,6 +246,7 @@ fn write_table(
             r.moved
                 .map(|m| m.human(&s.tz))
                 .unwrap_or_else(|| "-".into()),
+            built_cell(r, |t| t.human(&s.tz)),
             r.history.len().to_string(),
         ];
         if pulls.is_some() {
@@ -246,7 +260,7 @@ fn write_table(
     }
     writeln!(
         out,
-        "\nSIZE = distinct bytes of the image (all platforms); EXCLUSIVE = freed by deleting this tag and collecting untagged manifests."
+        "\nSIZE = distinct bytes of the image (all platforms); EXCLUSIVE = freed by deleting this tag and collecting untagged manifests.\nBUILT = the image config's created date (survives copies of the storage; MOVED does not); \"? reason\" when it is unknown."
     )?;
     Ok(())
 }

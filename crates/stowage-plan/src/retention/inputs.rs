@@ -104,13 +104,22 @@ impl LoadedPolicy {
 
     /// Whether any time source of the policy is the config's `created`.
     pub fn uses_created(&self) -> bool {
+        self.uses(TimeSource::Created)
+    }
+
+    /// Whether any time source of the policy is the judged build date (`built`).
+    pub fn uses_built(&self) -> bool {
+        self.uses(TimeSource::Built)
+    }
+
+    fn uses(&self, ts: TimeSource) -> bool {
         let f = &self.file;
-        f.settings.time_source == TimeSource::Created
+        f.settings.time_source == ts
             || f.policies.iter().any(|p| {
                 p.keep
                     .iter()
                     .chain(p.delete.iter())
-                    .any(|r| r.time_source == Some(TimeSource::Created))
+                    .any(|r| r.time_source == Some(ts))
             })
     }
 }
@@ -311,4 +320,25 @@ pub fn load_image_data(
         times.clear();
     }
     (times, all)
+}
+
+/// The judged build date of every manifest (`stowage_scan::read_build_dates`: each config
+/// read once, at the storage's default concurrency) when `built` is asked for; an unknown
+/// date (placeholder, future, unreadable config) is absent, never guessed.
+pub fn load_built(
+    storage: &dyn Storage,
+    g: &Graph<'_>,
+    built: bool,
+    now: Timestamp,
+) -> HashMap<BlobId, Timestamp> {
+    if !built {
+        return HashMap::new();
+    }
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let concurrency = storage.backend().default_concurrency(cores);
+    stowage_scan::read_build_dates(storage, g.inv, now, concurrency)
+        .by_manifest
+        .into_iter()
+        .filter_map(|(id, b)| Some((id, b.date.at()?)))
+        .collect()
 }

@@ -22,7 +22,7 @@ pub mod inputs;
 pub mod pipeline;
 
 pub use build::build;
-pub use inputs::{LoadedPolicy, PolicyError, load_image_data, load_sources};
+pub use inputs::{LoadedPolicy, PolicyError, load_built, load_image_data, load_sources};
 pub use pipeline::{
     RecheckError, RetentionRun, evaluate, plan, protection, recheck, recheck_pull_source,
 };

@@ -13,7 +13,7 @@ use stowage_policy::PullData;
 use stowage_policy::eval::{EvalError, Inputs, Outcome};
 use stowage_storage::Storage;
 
-use super::inputs::{LoadedPolicy, load_image_data, load_sources};
+use super::inputs::{LoadedPolicy, load_built, load_image_data, load_sources};
 use super::{RetentionInputs, build, live_protection};
 use crate::apply::LiveProtection;
 use crate::plan::Plan;
@@ -40,6 +40,7 @@ pub fn evaluate(
 ) -> Result<Outcome, EvalError> {
     let c = &run.policy.compiled;
     let (created, facts) = load_image_data(storage, g, run.policy.uses_created(), c.needs_facts());
+    let built = load_built(storage, g, run.policy.uses_built(), run.now);
     let sources = load_sources(c.in_use.as_ref(), run.policy.dir());
     stowage_policy::evaluate(
         c,
@@ -47,6 +48,7 @@ pub fn evaluate(
             graph: g,
             now: run.now,
             created: &created,
+            built: &built,
             facts: &facts,
             in_use: &sources,
             unsafe_allow_empty: run.unsafe_allow_empty,

@@ -13,6 +13,7 @@ pub(super) struct Ctx<'a, 'g> {
     pub(super) repos: &'a [Repo<'g>],
     pub(super) now: Timestamp,
     pub(super) created: &'a HashMap<BlobId, Timestamp>,
+    pub(super) built: &'a HashMap<BlobId, Timestamp>,
     pub(super) facts: &'a HashMap<BlobId, ManifestFacts>,
     /// Last pull per image, per repository.
     pub(super) pulled: &'a [HashMap<BlobId, Timestamp>],
@@ -44,6 +45,7 @@ impl<'g> Ctx<'_, 'g> {
                 .or(Some(u.pushed)),
             TimeSource::Created => self.created.get(&u.digest).copied(),
             TimeSource::Pulled => self.pulled[ri].get(&u.digest).copied(),
+            TimeSource::Built => self.built.get(&u.digest).copied(),
         }
     }
 
@@ -68,6 +70,7 @@ impl<'g> Ctx<'_, 'g> {
             (TimeSource::TagUpdated, None) | (TimeSource::Pushed, _) => Some(u.pushed),
             (TimeSource::Created, _) => self.created.get(&u.digest).copied(),
             (TimeSource::Pulled, _) => self.pulled[it.repo as usize].get(&u.digest).copied(),
+            (TimeSource::Built, _) => self.built.get(&u.digest).copied(),
         }
     }
 

@@ -58,6 +58,9 @@ pub struct Inputs<'a, 'g> {
     pub now: Timestamp,
     /// Image config `created` per manifest (only needed for `time_source: created`).
     pub created: &'a HashMap<BlobId, Timestamp>,
+    /// The judged build date per manifest (`stowage_model::build`; only needed for
+    /// `time_source: built`); an unknown one is absent.
+    pub built: &'a HashMap<BlobId, Timestamp>,
     /// What is inside manifests and configs (platform, labels, annotations), per top-level
     /// manifest; only needed by the selectors that use them ([`Compiled::needs_facts`]).
     pub facts: &'a HashMap<BlobId, ManifestFacts>,
@@ -258,6 +261,7 @@ pub fn evaluate(p: &Compiled, inp: &Inputs<'_, '_>) -> Result<Outcome, EvalError
         repos: &repos,
         now,
         created: inp.created,
+        built: inp.built,
         facts: inp.facts,
         pulled: &pulled,
         pulls_begin: pulls.begins,
