@@ -40,24 +40,26 @@ pub(crate) fn read(
     limit: u64,
 ) -> Option<Result<Option<Vec<u8>>, StorageError>> {
     let full = key_of(&s.root, name)?;
-    Some((|| {
-        let key = parse(&full)?;
-        s.run(&s.counters.reads, async {
-            let r = match s.store.get(&key).await {
-                Ok(r) => r,
-                Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(err(&full, e)),
-            };
-            if r.meta.size > limit {
-                return Err(StorageError::new(ErrorKind::TooLarge { limit }, &full));
-            }
-            let bytes = r.bytes().await.map_err(|e| err(&full, e))?;
-            if bytes.len() as u64 > limit {
-                return Err(StorageError::new(ErrorKind::TooLarge { limit }, &full));
-            }
-            Ok(Some(bytes.to_vec()))
-        })
-    })())
+    Some(get(s, &full, limit))
+}
+
+fn get(s: &ObjectStorage, full: &str, limit: u64) -> Result<Option<Vec<u8>>, StorageError> {
+    let key = parse(full)?;
+    s.run(&s.counters.reads, async {
+        let r = match s.store.get(&key).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(err(full, e)),
+        };
+        if r.meta.size > limit {
+            return Err(StorageError::new(ErrorKind::TooLarge { limit }, full));
+        }
+        let bytes = r.bytes().await.map_err(|e| err(full, e))?;
+        if bytes.len() as u64 > limit {
+            return Err(StorageError::new(ErrorKind::TooLarge { limit }, full));
+        }
+        Ok(Some(bytes.to_vec()))
+    })
 }
 
 pub(crate) fn replace(
@@ -66,15 +68,14 @@ pub(crate) fn replace(
     bytes: &[u8],
 ) -> Option<Result<(), StorageError>> {
     let full = key_of(&s.root, name)?;
-    Some((|| {
-        let key = parse(&full)?;
+    Some(parse(&full).and_then(|key| {
         s.run(
             &s.counters.writes,
             s.store.put(&key, PutPayload::from(bytes.to_vec())),
         )
         .map(|_| ())
         .map_err(|e| err(&full, e))
-    })())
+    }))
 }
 
 #[cfg(test)]

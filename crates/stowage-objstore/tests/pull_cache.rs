@@ -46,7 +46,7 @@ fn cache_gc_reads_and_rewrites_the_scheduler_state_on_s3() {
         t0.saturating_sub_secs(-14 * DAY),
     );
     let k = |r: &str, w: &stowage_testkit::Written| format!("{r}@{}", w.digest());
-    let mut entries = vec![
+    let mut entries = [
         entry(&k("a", &a), t1, 1),
         entry(&k("a", &ca), t1, 0),
         entry(&k("a", &shared), t1, 0),
