@@ -75,6 +75,35 @@ pub struct CacheFigures {
     pub objects: Vec<CachedObject>,
 }
 
+impl CacheFigures {
+    /// The one line every command's header says about a cache: how it was detected, and the
+    /// headline figures (expired but still stored, the next expiry).
+    pub fn headline(&self) -> String {
+        let mut s = format!(
+            "a pull-through cache{} (by {}); scheduler state {}",
+            self.remote_url
+                .as_deref()
+                .map(|u| format!(" of {u}"))
+                .unwrap_or_default(),
+            self.detected_by.join(", "),
+            self.state
+        );
+        if self.state == "read" {
+            s.push_str(&format!(
+                ": {} entries, {} expired; {} expired but still stored ({} blobs, reclaimed by `stowage gc`)",
+                self.entries,
+                self.expired_entries,
+                stowage_model::time::human_bytes(self.expired_stored_bytes),
+                self.expired_stored_blobs
+            ));
+            if let Some(t) = self.next_expiry {
+                s.push_str(&format!("; next expiry {}", t.rfc3339()));
+            }
+        }
+        s
+    }
+}
+
 /// Whether the storage belongs to a pull-through cache, and how that is known.
 pub fn detected_by(inv: &Inventory, remote_url: Option<&str>) -> Vec<String> {
     let mut by = Vec::new();
@@ -282,4 +311,130 @@ pub fn findings(inv: &Inventory) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// The headline figures and per-repository rows without per-object detail (`du`'s JSON).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CacheOverview<'a> {
+    pub detected_by: &'a [String],
+    pub state: &'a str,
+    pub entries: usize,
+    pub expired_entries: usize,
+    /// Stored bytes only expired cached objects reach (what `stowage gc` reclaims now).
+    pub expired_stored_bytes: u64,
+    pub expired_stored_blobs: usize,
+    pub next_expiry: Option<Timestamp>,
+    pub repositories: &'a [CachedRepository],
+}
+
+/// When a tag's manifest was cached and expires (`tags`' JSON and columns).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TagCache {
+    pub tag: String,
+    /// `None`: no manifest entry (never expires by the scheduler).
+    pub cached_at: Option<Timestamp>,
+    pub expires: Option<Timestamp>,
+    pub expired: bool,
+}
+
+impl CacheFigures {
+    pub fn overview(&self) -> CacheOverview<'_> {
+        CacheOverview {
+            detected_by: &self.detected_by,
+            state: &self.state,
+            entries: self.entries,
+            expired_entries: self.expired_entries,
+            expired_stored_bytes: self.expired_stored_bytes,
+            expired_stored_blobs: self.expired_stored_blobs,
+            next_expiry: self.next_expiry,
+            repositories: &self.repositories,
+        }
+    }
+
+    /// The entries naming `digest` (in `repository` when given).
+    pub fn objects_of<'a>(
+        &'a self,
+        repository: Option<&'a str>,
+        digest: &'a str,
+    ) -> impl Iterator<Item = &'a CachedObject> + 'a {
+        self.objects
+            .iter()
+            .filter(move |o| o.digest == digest && repository.is_none_or(|r| o.repository == r))
+    }
+
+    /// Per tag (`(tag, manifest digest)`), its manifest's entry in `repository`.
+    pub fn tags(&self, repository: &str, tags: &[(String, Option<String>)]) -> Vec<TagCache> {
+        tags.iter()
+            .map(|(tag, digest)| {
+                let o = digest.as_deref().and_then(|d| {
+                    self.objects_of(Some(repository), d)
+                        .find(|o| o.kind == EntryKind::Manifest)
+                });
+                TagCache {
+                    tag: tag.clone(),
+                    cached_at: o.map(|o| o.cached_at),
+                    expires: o.map(|o| o.expires),
+                    expired: o.is_some_and(|o| o.expired),
+                }
+            })
+            .collect()
+    }
+
+    /// `explain`'s facts about a target: a digest (`repository@digest` or bare) or a
+    /// repository, as (label, value) lines.
+    pub fn explain_facts(
+        &self,
+        repository: Option<&str>,
+        digest: Option<&str>,
+    ) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(d) = digest {
+            for o in self.objects_of(repository, d) {
+                out.push((
+                    format!(
+                        "cached {} in {}",
+                        match o.kind {
+                            EntryKind::Blob => "blob",
+                            EntryKind::Manifest => "manifest",
+                        },
+                        o.repository
+                    ),
+                    format!(
+                        "at {}, TTL {} {}{}",
+                        o.cached_at.rfc3339(),
+                        if o.expired { "expired" } else { "expires" },
+                        o.expires.rfc3339(),
+                        if o.expired && o.stored {
+                            " (expired but still stored)"
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
+            }
+            if out.is_empty() && self.state == "read" {
+                out.push((
+                    "cached".into(),
+                    "no scheduler entry: the registry never expires it".into(),
+                ));
+            }
+        } else if let Some(r) = repository
+            && let Some(c) = self.repositories.iter().find(|c| c.repository == r)
+        {
+            let t = |x: Option<Timestamp>| x.map_or_else(|| "-".into(), |t| t.rfc3339());
+            out.push((
+                "cached".into(),
+                format!(
+                    "{} manifests, {} blobs ({} expired); first {}, last {}; next expiry {}",
+                    c.manifests,
+                    c.blobs,
+                    c.expired,
+                    t(c.first_cached),
+                    t(c.last_cached),
+                    t(c.next_expiry)
+                ),
+            ));
+        }
+        out
+    }
 }

@@ -108,11 +108,10 @@ pub fn load(s: &Settings, verify_links: bool, graph_findings: GraphFindings) -> 
     if let Some(e) = analysis.metadata_database() {
         eprintln!("note: {}", e.label());
     }
-    let cache = analysis.proxy_cache();
-    if !cache.is_empty() {
+    if let Some(f) = analysis.cache_figures() {
         eprintln!(
-            "note: a pull-through cache (by {}); cached objects expire by its scheduler state, and `stowage gc` evicts expired images, never untagged ones",
-            cache.join(", ")
+            "note: {}; cached objects expire by its scheduler state, and `stowage gc` evicts expired images, never untagged ones",
+            stowage_model::escape::escape(&f.headline())
         );
     }
     Ok(analysis)

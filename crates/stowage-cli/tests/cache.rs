@@ -157,6 +157,7 @@ fn pull_through_cache_end_to_end() {
     empty_200_under_a_running_proxy(&cache, up_port, w);
     fresh_figures(&cache, &state);
     let (aged, expired_bytes) = aged_copy(&cache, &state, w);
+    figures_and_policy_cap(&aged, w, expired_bytes);
     registry_expiry_deletes_the_shared_layer(&aged, up_port, w);
     plan_and_apply(&aged, w, expired_bytes);
     serve_after_gc(&aged, &up.rootdirectory(), &up_dir, upstream, w);
@@ -224,6 +225,87 @@ fn aged_copy(cache: &Path, state: &serde_json::Map<String, Value>, w: &Path) -> 
     assert!(expired_bytes > 0);
 
     (aged, expired_bytes)
+}
+
+/// The cache figures in du, tags and explain, and the policy's cache rule being the same
+/// plan as `gc --cache-max-bytes` (read-only).
+fn figures_and_policy_cap(aged: &Path, w: &Path, expired_bytes: u64) {
+    let o = stowage(aged, &["--format", "json", "du"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("expired but still stored"),
+        "the header's headline"
+    );
+    let du = json(&o);
+    assert_eq!(du["cache"]["expired_stored_bytes"], expired_bytes);
+    let tags = json(&stowage(
+        aged,
+        &["--format", "json", "tags", "library/base"],
+    ));
+    let tc = tags["cache"].as_array().unwrap();
+    assert!(
+        !tc.is_empty() && tc.iter().all(|t| t["expired"] == true),
+        "{tc:?}"
+    );
+    let target = format!("library/base@{BASE_MANIFEST}");
+    let ex = json(&stowage(aged, &["--format", "json", "explain", &target]));
+    assert!(
+        ex["facts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f[0] == "cached manifest in library/base"
+                && f[1].as_str().unwrap().contains("expired but still stored")),
+        "{ex}"
+    );
+    let policy = w.join("cache-policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: retention.v1\nkind: RetentionPolicy\nprotections: {grace_period: 0s}\ncache: {max_bytes: \"1\", evict: least_recently_pulled}\npolicies: []\n",
+    )
+    .unwrap();
+    let from_policy = json(&stowage(
+        aged,
+        &[
+            "--format",
+            "json",
+            "plan",
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+    ));
+    let from_flag = json(&stowage(
+        aged,
+        &[
+            "--format",
+            "json",
+            "gc",
+            "--grace",
+            "0s",
+            "--cache-max-bytes",
+            "1",
+        ],
+    ));
+    for k in ["manifests", "blobs", "blob_bytes", "tags"] {
+        assert_eq!(from_policy[k], from_flag[k], "{k}");
+    }
+    let (a, b) = (
+        &from_policy["cache"]["size_cap"],
+        &from_flag["cache"]["size_cap"],
+    );
+    assert_eq!(a["images"], b["images"]);
+    assert!(!a["images"].as_array().unwrap().is_empty());
+    // Every cached image with an entry goes; the bytes are exact: what expired plus what
+    // each capped image frees.
+    let capped: u64 = a["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["bytes_freed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        from_policy["blob_bytes"].as_u64().unwrap(),
+        expired_bytes + capped
+    );
 }
 
 fn registry_expiry_deletes_the_shared_layer(aged: &Path, up_port: u16, w: &Path) {

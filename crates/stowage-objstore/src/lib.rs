@@ -43,6 +43,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod config;
+mod driver_root;
 mod put;
 mod range;
 
@@ -540,6 +541,14 @@ impl Storage for ObjectStorage {
         self.get(path, limit)
     }
 
+    fn read_at_driver_root(
+        &self,
+        name: &str,
+        limit: u64,
+    ) -> Option<Result<Option<Vec<u8>>, StorageError>> {
+        driver_root::read(self, name, limit)
+    }
+
     fn open(&self, path: &str) -> Result<Box<dyn Read + Send>, StorageError> {
         let key = self.key(path)?;
         let r = self
@@ -615,6 +624,10 @@ impl Storage for ObjectStorage {
 }
 
 impl StorageWrite for ObjectStorage {
+    fn replace_at_driver_root(&self, name: &str, bytes: &[u8]) -> Option<Result<(), StorageError>> {
+        driver_root::replace(self, name, bytes)
+    }
+
     fn delete(&self, path: &str) -> Result<bool, StorageError> {
         let full = self.full(path)?;
         let keys = self.keys_at(path, &full)?;

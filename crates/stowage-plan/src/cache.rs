@@ -31,7 +31,7 @@
 //! registry holds the entries in memory, fires its timers at the old expiries and rewrites
 //! the file from memory within 5 s.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use stowage_graph::{Graph, Scratch};
@@ -39,6 +39,9 @@ use stowage_model::digest::Digest;
 use stowage_model::inventory::{BlobId, LinkState};
 use stowage_model::scheduler::{EntryKind, STATE_FILE, SchedulerFile, SchedulerState};
 use stowage_model::time::Timestamp;
+
+use stowage_policy::PullData;
+use stowage_policy::cache::EvictOrder;
 
 use crate::plan::{ManifestAction, Reason, TagAction};
 
@@ -87,6 +90,76 @@ pub struct CacheEdit {
     pub evicted_manifests: usize,
     /// What apply requires ([`OFFLINE_NOTE`]).
     pub note: String,
+    /// With a size cap: which images it evicted, in order, and the bytes each freed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_cap: Option<SizeCapReport>,
+}
+
+/// A size cap (`stowage gc --cache-max-bytes`, or a policy's `cache:` rule; one code path:
+/// [`crate::gc::build_capped`]).
+#[derive(Clone, Copy, Debug)]
+pub struct SizeCap<'a> {
+    pub max_bytes: u64,
+    pub order: CapOrder<'a>,
+}
+
+/// How a size cap orders what it evicts, and where it comes from.
+#[derive(Clone, Copy, Debug)]
+pub struct CapOrder<'a> {
+    pub evict: EvictOrder,
+    /// Pull data (`settings.pull_sources`, `--pulls DB`): last pulls by repository and digest.
+    pub pulls: Option<&'a PullData>,
+    /// Where the cap comes from, for the plan (`--cache-max-bytes`, the policy's path).
+    pub source: &'a str,
+}
+
+impl Default for CapOrder<'_> {
+    fn default() -> Self {
+        CapOrder {
+            evict: EvictOrder::LeastRecentlyPulled,
+            pulls: None,
+            source: "--cache-max-bytes",
+        }
+    }
+}
+
+/// What a size cap did, in the plan.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SizeCapReport {
+    pub source: String,
+    pub max_bytes: u64,
+    /// `least_recently_pulled` or `least_recently_cached`.
+    pub evict: String,
+    /// The pull data the order used (`None`: none, so the proxy's fetches only).
+    pub pull_data: Option<String>,
+    /// Stored bytes the images kept after expiry reach, before and after the cap.
+    pub stored_before: u64,
+    pub stored_after: u64,
+    /// The cap could not be met: every image it may evict is gone (the rest have no entry,
+    /// or are index children and referrers of what stays).
+    pub unmet: bool,
+    /// In eviction order.
+    pub images: Vec<CappedImage>,
+}
+
+/// One cached image the size cap evicts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CappedImage {
+    pub repository: String,
+    pub digest: Digest,
+    /// The last pull the order used: the pull data's, or the fetch when it has none later.
+    pub last_pulled: Timestamp,
+    /// `pull data` or `fetch`.
+    pub last_pulled_from: String,
+    pub cached_at: Timestamp,
+    /// Blobs freed by this eviction (no kept image reaches them any more), and their bytes.
+    pub blobs_freed: u64,
+    pub bytes_freed: u64,
+    /// Index children linked in the repository that go with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<Digest>,
 }
 
 /// What expired and what stays, before blobs are chosen.
@@ -102,19 +175,21 @@ pub struct Eviction {
     pub tags: Vec<TagAction>,
     /// Why nothing was evicted, when so.
     pub blocked: Option<String>,
+    /// What the size cap did.
+    pub cap: Option<SizeCapReport>,
 }
 
 fn key(repo: &str, d: &Digest) -> String {
     format!("{repo}@{d}")
 }
 
-/// Which cached manifests expire at `now` (see the module documentation); with `max_bytes`,
-/// then the least recently cached live images until the cache fits ([`size_cap`]).
+/// Which cached manifests expire at `now` (see the module documentation); with a cap, then
+/// the least recently pulled (or cached) live images until the cache fits ([`size_cap`]).
 pub fn eviction(
     g: &Graph<'_>,
     now: Timestamp,
     grace_seconds: i64,
-    max_bytes: Option<u64>,
+    cap: Option<&SizeCap<'_>>,
 ) -> Eviction {
     let inv = g.inv;
     let mut out = Eviction {
@@ -124,6 +199,7 @@ pub fn eviction(
         held: Vec::new(),
         tags: Vec::new(),
         blocked: None,
+        cap: None,
     };
     let state = match &inv.scheduler {
         SchedulerFile::Read(s) => s,
@@ -174,11 +250,12 @@ pub fn eviction(
             out.manifests.push(action(g, ri, id, modified));
         }
     }
-    let mut capped = std::collections::HashSet::new();
-    if let Some(cap) = max_bytes {
-        let extra = size_cap(g, state, &roots, &out.evicted, cap);
+    let mut capped = HashSet::new();
+    if let Some(cap) = cap {
+        let (extra, report) = size_cap(g, state, &roots, &out.evicted, cap);
+        out.cap = Some(report);
         capped.extend(extra.iter().copied());
-        let gone: std::collections::HashSet<BlobId> = extra.iter().map(|&(_, id)| id).collect();
+        let gone: HashSet<BlobId> = extra.iter().map(|&(_, id)| id).collect();
         for &(ri, id) in &extra {
             let r = &inv.repositories[ri];
             let modified = r.revision(id).map_or(Timestamp::EPOCH, |l| l.modified());
@@ -188,7 +265,7 @@ pub fn eviction(
         }
         // A digest cached in two repositories stays a root while one of them keeps it.
         roots.retain(|id| !gone.contains(id));
-        let all_gone: std::collections::HashSet<(usize, BlobId)> =
+        let all_gone: HashSet<(usize, BlobId)> =
             out.evicted.iter().chain(&extra).copied().collect();
         for (ri, r) in inv.repositories.iter().enumerate() {
             for l in &r.revisions {
@@ -230,27 +307,29 @@ pub fn eviction(
     out
 }
 
-/// The live cached images to evict, least recently cached first, until the stored bytes the
-/// kept images reach fit in `cap`. Candidates are top-level images with a manifest entry (an
-/// index child goes only with its index; an image no entry expires is never evicted). Each
-/// eviction frees exactly the blobs no other kept image reaches (reference counts over the
-/// closures, so the plan's bytes are exact). Ordered by cache time (the fetch: expiry minus
-/// the TTL), then by key; last-pull order from access logs is not used yet.
+/// The live cached images to evict, least recently pulled (or cached) first, until the
+/// stored bytes the kept images reach fit in the cap. Candidates are top-level images with a
+/// manifest entry (an index child goes only with its index; an image no entry expires is
+/// never evicted). Each eviction frees exactly the blobs no other kept image reaches
+/// (reference counts over the closures), so the plan's bytes are exact and a blob another
+/// kept image needs is never freed. Order: the last pull ([`last_pull`]) with
+/// `least_recently_pulled`, then the cache time (the fetch: expiry minus the TTL), then
+/// `repository@digest`.
 fn size_cap(
     g: &Graph<'_>,
     state: &SchedulerState,
     roots: &[BlobId],
     evicted: &[(usize, BlobId)],
-    cap: u64,
-) -> Vec<(usize, BlobId)> {
+    cap: &SizeCap<'_>,
+) -> (Vec<(usize, BlobId)>, SizeCapReport) {
     let inv = g.inv;
-    let gone: std::collections::HashSet<(usize, BlobId)> = evicted.iter().copied().collect();
-    let root_set: std::collections::HashSet<BlobId> = roots.iter().copied().collect();
+    let gone: HashSet<(usize, BlobId)> = evicted.iter().copied().collect();
+    let root_set: HashSet<BlobId> = roots.iter().copied().collect();
     // Every kept top-level (repository, manifest) instance, and what each reaches; index
     // children are counted through their index and go with it.
     let mut count = vec![0u32; g.len()];
     let mut scratch = Scratch::new(g.len());
-    let mut candidates: Vec<(Timestamp, String, usize, BlobId)> = Vec::new();
+    let mut candidates: Vec<Candidate> = Vec::new();
     for (ri, r) in inv.repositories.iter().enumerate() {
         for l in &r.revisions {
             let id = l.target();
@@ -264,37 +343,119 @@ fn size_cap(
             let k = key(r.name.as_str(), &inv.digest(id));
             let entry = state.get(&k).filter(|e| e.kind == EntryKind::Manifest);
             if let (Some(e), true) = (entry, r.complete && !g.is_opaque(id)) {
-                candidates.push((e.cached_at(), k, ri, id));
+                let cached_at = e.cached_at();
+                let (pulled, from) = match cap.order.evict {
+                    EvictOrder::LeastRecentlyPulled => {
+                        last_pull(g, ri, id, cached_at, cap.order.pulls, &mut scratch)
+                    }
+                    EvictOrder::LeastRecentlyCached => (cached_at, "fetch"),
+                };
+                candidates.push(Candidate {
+                    order: (pulled, cached_at, k),
+                    from,
+                    ri,
+                    id,
+                });
             }
         }
     }
-    let mut stored: u64 = (0..inv.blobs.len())
+    let stored_before: u64 = (0..inv.blobs.len())
         .filter(|&i| count[i] > 0)
         .map(|i| inv.blobs[i].size)
         .sum();
-    candidates.sort();
+    let mut stored = stored_before;
+    candidates.sort_by(|a, b| a.order.cmp(&b.order));
     let mut out = Vec::new();
-    for (_, _, ri, id) in candidates {
-        if stored <= cap {
+    let mut images = Vec::new();
+    for c in candidates {
+        if stored <= cap.max_bytes {
             break;
         }
+        let (ri, id) = (c.ri, c.id);
         let r = &inv.repositories[ri];
+        let (mut blobs, mut bytes, mut children) = (0u64, 0u64, Vec::new());
         g.for_each_descendant(id, &mut scratch, |d| {
-            let c = &mut count[d as usize];
-            *c = c.saturating_sub(1);
-            if *c == 0 && inv.is_present(d) {
+            let n = &mut count[d as usize];
+            *n = n.saturating_sub(1);
+            if *n == 0 && inv.is_present(d) {
                 stored -= inv.blobs[d as usize].size;
+                blobs += 1;
+                bytes += inv.blobs[d as usize].size;
                 // A child manifest of the evicted index, linked here, goes with it.
                 if d != id && r.revision(d).is_some() && g.manifest(d).is_some() {
                     out.push((ri, d));
+                    children.push(inv.digest(d));
                 }
             }
         });
         out.push((ri, id));
+        children.sort();
+        images.push(CappedImage {
+            repository: r.name.to_string(),
+            digest: inv.digest(id),
+            last_pulled: c.order.0,
+            last_pulled_from: c.from.into(),
+            cached_at: c.order.1,
+            blobs_freed: blobs,
+            bytes_freed: bytes,
+            children,
+        });
     }
     out.sort_unstable();
     out.dedup();
-    out
+    let report = SizeCapReport {
+        source: cap.order.source.into(),
+        max_bytes: cap.max_bytes,
+        evict: cap.order.evict.as_str().into(),
+        pull_data: match cap.order.evict {
+            EvictOrder::LeastRecentlyPulled => cap.order.pulls.map(|p| p.source.clone()),
+            EvictOrder::LeastRecentlyCached => None,
+        },
+        stored_before,
+        stored_after: stored,
+        unmet: stored > cap.max_bytes,
+        images,
+    };
+    (out, report)
+}
+
+/// A size-cap candidate: (last pull, cache time, key) orders it.
+struct Candidate {
+    order: (Timestamp, Timestamp, String),
+    from: &'static str,
+    ri: usize,
+    id: BlobId,
+}
+
+/// When a cached image was last pulled: the latest pull in the pull data of the image or of
+/// a manifest it contains (a pull by tag records the index, a platform pull the child), or
+/// the proxy's fetch (`cached_at`: a fetch is a pull) when that is later or nothing is known.
+fn last_pull(
+    g: &Graph<'_>,
+    ri: usize,
+    id: BlobId,
+    cached_at: Timestamp,
+    pulls: Option<&PullData>,
+    scratch: &mut Scratch,
+) -> (Timestamp, &'static str) {
+    let Some(p) = pulls else {
+        return (cached_at, "fetch");
+    };
+    let repo = g.inv.repositories[ri].name.as_str();
+    let mut best: Option<Timestamp> = None;
+    let mut look = |d: BlobId| {
+        if g.manifest(d).is_some()
+            && let Some(&t) = p.last.get(&(repo.to_string(), g.inv.digest(d).to_string()))
+        {
+            best = Some(best.map_or(t, |b| b.max(t)));
+        }
+    };
+    // The walk includes the image itself.
+    g.for_each_descendant(id, scratch, &mut look);
+    match best {
+        Some(t) if t > cached_at => (t, "pull data"),
+        _ => (cached_at, "fetch"),
+    }
 }
 
 fn action(g: &Graph<'_>, ri: usize, id: BlobId, modified: Timestamp) -> ManifestAction {
@@ -314,7 +475,7 @@ fn needed_until(
     evicted: &[(usize, BlobId)],
 ) -> HashMap<BlobId, (Timestamp, String)> {
     let inv = g.inv;
-    let gone: std::collections::HashSet<(usize, BlobId)> = evicted.iter().copied().collect();
+    let gone: HashSet<(usize, BlobId)> = evicted.iter().copied().collect();
     let mut live: Vec<(Timestamp, String, BlobId)> = Vec::new();
     for (ri, r) in inv.repositories.iter().enumerate() {
         for l in &r.revisions {
@@ -353,6 +514,7 @@ pub fn edit(g: &Graph<'_>, ev: &Eviction, planned_blob: &[bool]) -> CacheEdit {
         state_usable: false,
         note: OFFLINE_NOTE.into(),
         evicted_manifests: ev.evicted.len(),
+        size_cap: ev.cap.clone(),
         ..Default::default()
     };
     let Some(state) = inv.scheduler.state() else {
@@ -399,4 +561,39 @@ pub fn edit(g: &Graph<'_>, ev: &Eviction, planned_blob: &[bool]) -> CacheEdit {
     edit.remove.sort();
     edit.extend.sort();
     edit
+}
+
+/// The plan of a policy's `cache:` rule on a pull-through cache: the cache GC with the rule's
+/// size cap and eviction order ([`crate::gc::build_capped`], as `stowage gc --cache-max-bytes`),
+/// the grace period of `protections.grace_period` (default one hour, as `stowage gc`), and
+/// the would-break check of `settings.would_break` against `pulls`. `None` when the policy
+/// has no cache rule.
+pub fn policy_plan(
+    policy: &crate::retention::LoadedPolicy,
+    g: &Graph<'_>,
+    now: Timestamp,
+    pulls: Option<&PullData>,
+) -> Option<crate::Plan> {
+    let cap = stowage_policy::cache::compile(&policy.file)
+        .ok()
+        .flatten()?;
+    let c = &policy.compiled;
+    let opts = crate::GcOptions {
+        grace_seconds: match policy.file.protections.grace_period {
+            Some(_) => c.grace,
+            None => crate::GcOptions::default().grace_seconds,
+        },
+        cache: true,
+        cache_max_bytes: Some(cap.max_bytes),
+        ..Default::default()
+    };
+    let source = policy.path.display().to_string();
+    let order = CapOrder {
+        evict: cap.evict,
+        pulls,
+        source: &source,
+    };
+    let mut plan = crate::gc::build_capped(g, &opts, now, order);
+    crate::replay::check(&mut plan, pulls, c.would_break, c.would_break_window, now);
+    Some(plan)
 }

@@ -107,6 +107,17 @@ impl Grace {
 
 /// Build a GC plan.
 pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
+    build_capped(g, opts, now, crate::cache::CapOrder::default())
+}
+
+/// Build a GC plan; a cache's size cap (`opts.cache_max_bytes`) evicts in `order`. The one
+/// code path of `stowage gc --cache-max-bytes` and a policy's `cache:` rule.
+pub fn build_capped(
+    g: &Graph<'_>,
+    opts: &GcOptions,
+    now: Timestamp,
+    order: crate::cache::CapOrder<'_>,
+) -> Plan {
     let inv = g.inv;
     let grace = Grace {
         now,
@@ -121,9 +132,12 @@ pub fn build(g: &Graph<'_>, opts: &GcOptions, now: Timestamp) -> Plan {
     let dangling_links = (opts.dangling_links || opts.cache) && !blobs_blocked;
 
     // A cache is collected by expiry, never by tags (images pulled by digest are untagged).
+    let cap = opts
+        .cache_max_bytes
+        .map(|max_bytes| crate::cache::SizeCap { max_bytes, order });
     let eviction = opts
         .cache
-        .then(|| crate::cache::eviction(g, now, opts.grace_seconds, opts.cache_max_bytes));
+        .then(|| crate::cache::eviction(g, now, opts.grace_seconds, cap.as_ref()));
     // Signature tags whose subject is gone (not in a cache, which has its own tags).
     let orphans = if opts.orphan_signatures && eviction.is_none() {
         orphan_tags(g, grace, &mut blocked)

@@ -29,6 +29,8 @@ struct Cache {
     index: Written,
     child1: Written,
     child1_layer: Written,
+    /// Every blob by name, for exact byte sums.
+    all: Vec<(&'static str, Written)>,
 }
 
 fn entry(key: &str, t: Timestamp, ty: u8) -> String {
@@ -86,6 +88,21 @@ fn build() -> Cache {
         format!("{{{}}}", entries.join(",")),
     )
     .unwrap();
+    let all = vec![
+        ("a", a.clone()),
+        ("ca", ca),
+        ("a_only", a_only.clone()),
+        ("shared", shared.clone()),
+        ("b", b.clone()),
+        ("cb", cb),
+        ("b_only", b_only),
+        ("idx", idx.clone()),
+        ("c1", c1.clone()),
+        ("c2", c2),
+        ("cc", cc),
+        ("l1", l1.clone()),
+        ("l2", l2),
+    ];
     Cache {
         _dir: dir,
         root,
@@ -97,6 +114,7 @@ fn build() -> Cache {
         index: idx,
         child1: c1,
         child1_layer: l1,
+        all,
     }
 }
 
@@ -249,4 +267,219 @@ fn a_size_cap_evicts_the_least_recently_cached_whole_images_until_the_cache_fits
         assert_eq!(p.blob_bytes, total);
         assert!(p.manifests.iter().any(|m| m.digest == c.child1.digest()));
     }
+}
+
+/// Pull data with one pull of `repo@digest` at `t`.
+fn pulled(repo: &str, w: &Written, t: Timestamp) -> stowage_policy::PullData {
+    let mut last = std::collections::HashMap::new();
+    last.insert((repo.to_string(), w.digest().to_string()), t);
+    stowage_policy::PullData {
+        source: "pulls.db".into(),
+        begins: Some(t),
+        ends: Some(t),
+        last,
+        recent: Vec::new(),
+    }
+}
+
+#[test]
+fn a_size_cap_evicts_by_last_pull_then_cache_time_at_two_nows() {
+    use stowage_plan::cache::CapOrder;
+    use stowage_policy::cache::EvictOrder::{LeastRecentlyCached, LeastRecentlyPulled};
+    let c = build();
+    let inv = inventory(&c.root);
+    let size = |names: &[&str]| -> u64 {
+        names
+            .iter()
+            .map(|n| {
+                let w = &c.all.iter().find(|(x, _)| x == n).unwrap().1;
+                inv.blobs[inv.id_of(&w.digest()).unwrap() as usize].size
+            })
+            .sum()
+    };
+    let total: u64 = inv.blobs.iter().map(|b| b.size).sum();
+    let a_own = size(&["a", "ca", "a_only"]);
+    let (b_own, c_all) = (
+        size(&["b", "cb", "b_only"]),
+        size(&["idx", "c1", "c2", "cc", "l1", "l2"]),
+    );
+    let day = |d: i64| c.t0.saturating_sub_secs(-d * DAY);
+    // B (cached at day 7, pulled by digest) was pulled again on day 8; the index in c
+    // (cached at day 7) never since its fetch; A was cached at day 0.
+    let pulls = pulled("b", &c.b, day(8));
+    let img = |r: &str, w: &Written| format!("{r}@{}", w.digest());
+    struct Row {
+        now: i64,
+        cap: u64,
+        order: stowage_policy::cache::EvictOrder,
+        with_pulls: bool,
+        evicted: Vec<(String, u64)>,
+        stored_after: u64,
+    }
+    let after_a = total - a_own;
+    let rows = [
+        // Day 1, nothing expired: A, the least recently pulled (its fetch), goes alone; the
+        // layer it shares with B stays (#4191), so it frees exactly its own blobs.
+        Row {
+            now: 1,
+            cap: total - 1,
+            order: LeastRecentlyPulled,
+            with_pulls: true,
+            evicted: vec![(img("a", &c.a), a_own)],
+            stored_after: after_a,
+        },
+        // Day 10, A expired (not the cap's): one byte more to free. By last pull, the index
+        // in c goes (B was pulled on day 8) with its children.
+        Row {
+            now: 10,
+            cap: after_a - 1,
+            order: LeastRecentlyPulled,
+            with_pulls: true,
+            evicted: vec![(img("c", &c.index), c_all)],
+            stored_after: after_a - c_all,
+        },
+        // The same without pull data: both were fetched on day 7; `b` sorts first, and with
+        // A gone the shared layer is B's alone and goes with it.
+        Row {
+            now: 10,
+            cap: after_a - 1,
+            order: LeastRecentlyPulled,
+            with_pulls: false,
+            evicted: vec![(img("b", &c.b), b_own + size(&["shared"]))],
+            stored_after: after_a - b_own - size(&["shared"]),
+        },
+        // By cache time, the pull of B does not count.
+        Row {
+            now: 10,
+            cap: after_a - 1,
+            order: LeastRecentlyCached,
+            with_pulls: true,
+            evicted: vec![(img("b", &c.b), b_own + size(&["shared"]))],
+            stored_after: after_a - b_own - size(&["shared"]),
+        },
+        // Cap 0 on day 10: both go, in order, and nothing stays stored.
+        Row {
+            now: 10,
+            cap: 0,
+            order: LeastRecentlyPulled,
+            with_pulls: true,
+            evicted: vec![
+                (img("c", &c.index), c_all),
+                (img("b", &c.b), b_own + size(&["shared"])),
+            ],
+            stored_after: 0,
+        },
+    ];
+    for (i, r) in rows.iter().enumerate() {
+        let opts = GcOptions {
+            grace_seconds: 0,
+            cache: true,
+            cache_max_bytes: Some(r.cap),
+            ..Default::default()
+        };
+        let order = CapOrder {
+            evict: r.order,
+            pulls: r.with_pulls.then_some(&pulls),
+            source: "test",
+        };
+        let p = gc::build_capped(&Graph::new(&inv), &opts, day(r.now), order);
+        let cap = p.cache.as_ref().unwrap().size_cap.clone().unwrap();
+        let got: Vec<(String, u64)> = cap
+            .images
+            .iter()
+            .map(|x| (format!("{}@{}", x.repository, x.digest), x.bytes_freed))
+            .collect();
+        assert_eq!(got, r.evicted, "row {i}");
+        assert_eq!(cap.stored_after, r.stored_after, "row {i}");
+        assert!(!cap.unmet, "row {i}");
+        // The plan frees exactly what expired plus what the cap says, nothing a kept image
+        // reaches.
+        let expired = if r.now >= 7 { a_own } else { 0 };
+        let capped: u64 = cap.images.iter().map(|x| x.bytes_freed).sum();
+        assert_eq!(p.blob_bytes, expired + capped, "row {i}");
+        if r.with_pulls && r.order == LeastRecentlyPulled && r.now == 10 && r.cap > 0 {
+            assert!(
+                !digests(&p).contains(&c.shared.digest()),
+                "B still needs it"
+            );
+            assert_eq!(cap.pull_data.as_deref(), Some("pulls.db"));
+        }
+    }
+}
+
+#[test]
+fn a_policy_cache_rule_is_the_gc_size_cap() {
+    let c = build();
+    let inv = inventory(&c.root);
+    let g = Graph::new(&inv);
+    let now = c.t0.saturating_sub_secs(-10 * DAY);
+    let pulls = pulled("b", &c.b, c.t0.saturating_sub_secs(-8 * DAY));
+    let text = "apiVersion: retention.v1\nkind: RetentionPolicy\nprotections: {grace_period: 0s}\ncache: {max_bytes: \"1000\", evict: least_recently_pulled}\npolicies: []\n";
+    let policy = stowage_plan::retention::LoadedPolicy::from_text(
+        Path::new("cache-policy.yaml"),
+        text.into(),
+    )
+    .unwrap();
+    let from_policy = stowage_plan::cache::policy_plan(&policy, &g, now, Some(&pulls)).unwrap();
+    let opts = GcOptions {
+        grace_seconds: 0,
+        cache: true,
+        cache_max_bytes: Some(1000),
+        ..Default::default()
+    };
+    let order = stowage_plan::cache::CapOrder {
+        pulls: Some(&pulls),
+        source: "cache-policy.yaml",
+        ..Default::default()
+    };
+    let mut from_flag = gc::build_capped(&g, &opts, now, order);
+    stowage_plan::replay::check(
+        &mut from_flag,
+        Some(&pulls),
+        stowage_policy::file::WouldBreakAction::Warn,
+        None,
+        now,
+    );
+    assert_eq!(from_policy, from_flag);
+    assert!(
+        !from_policy
+            .cache
+            .unwrap()
+            .size_cap
+            .unwrap()
+            .images
+            .is_empty()
+    );
+}
+
+#[test]
+fn the_state_edit_follows_what_apply_removed_not_the_plan() {
+    use stowage_plan::apply::{ApplyOptions, CacheStep, Mode, apply};
+    let c = build();
+    let now = c.t0.saturating_sub_secs(-10 * DAY);
+    let p = plan(&inventory(&c.root), now);
+    let a_only = format!("a@{}", c.a_only.digest());
+    let a = format!("a@{}", c.a.digest());
+    let removes = |k: &str| p.cache.as_ref().unwrap().remove.iter().any(|r| r.key == k);
+    assert!(removes(&a) && removes(&a_only));
+    // Since the plan, an image in `d` needs A's own layer: apply's re-check keeps it.
+    let t = TreeBuilder::new(&c.root);
+    let cd = t.blob(br#"{"config":"d"}"#);
+    t.image("d", Some("new"), &cd, &[&c.a_only]);
+    let mut o = ApplyOptions::new(now, CacheStep::Nothing);
+    o.mode = Mode::Offline;
+    o.journal = Some(c.root.join("journal"));
+    o.quiet_window_seconds = 0;
+    let s = FsStorage::open(&c.root.join("docker/registry/v2")).unwrap();
+    let rep = apply(&s, &p, &o, &|_| {}).unwrap();
+    let done = rep.scheduler_state.unwrap();
+    assert!(
+        done.contains("1 kept because apply kept their object"),
+        "{done}"
+    );
+    let state = std::fs::read_to_string(c.root.join("scheduler-state.json")).unwrap();
+    // The kept layer keeps its entry (the registry still expires it); A's manifest's goes.
+    assert!(state.contains(&a_only), "{state}");
+    assert!(!state.contains(&format!("\"{a}\"")), "{state}");
+    assert!(inventory(&c.root).id_of(&c.a_only.digest()).is_some());
 }

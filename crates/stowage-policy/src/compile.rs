@@ -186,9 +186,10 @@ pub fn compile(f: &PolicyFile) -> Result<Compiled, PolicyErrors> {
     if f.kind != "RetentionPolicy" {
         errs.push(format!("kind: {:?} is not \"RetentionPolicy\"", f.kind));
     }
-    if f.policies.is_empty() {
+    if f.policies.is_empty() && f.cache.is_none() {
         errs.push("policies: empty; a policy file must say what to keep or delete".into());
     }
+    errs.extend(crate::cache::check(f));
     let tz = jiff::tz::TimeZone::get(&f.settings.timezone).unwrap_or_else(|e| {
         errs.push(format!("settings.timezone: {:?}: {e}", f.settings.timezone));
         jiff::tz::TimeZone::UTC

@@ -25,7 +25,11 @@ pub struct PolicyFile {
     pub settings: Settings,
     #[serde(default)]
     pub protections: Protections,
-    /// At least one. Every policy whose scope matches a repository contributes; none is first.
+    /// A pull-through cache's size cap (`crate::cache`); the file's `policies` are then `[]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<crate::cache::CacheRule>,
+    /// At least one (none with a `cache` rule). Every policy whose scope matches a repository
+    /// contributes; none is first.
     pub policies: Vec<Policy>,
 }
 

@@ -2,6 +2,7 @@
 //!
 //! - [`file`]: the YAML grammar as typed data (`deny_unknown_fields` everywhere) and its JSON
 //!   Schema ([`file::json_schema`], published as `docs/policy.schema.json`).
+//! - [`cache`]: the cache rule, a pull-through cache's size cap (its own section).
 //! - [`compile`]: checks a policy file (every problem named by where it is) and compiles
 //!   patterns, durations and criteria.
 //! - [`facts`]: the selectors that look inside images (platform, size, annotations, labels).
@@ -17,6 +18,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod cache;
 pub mod compile;
 pub mod eval;
 pub mod facts;

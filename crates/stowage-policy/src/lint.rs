@@ -48,7 +48,7 @@ fn count_fields(c: &Criterion) -> Vec<&'static str> {
 
 /// Lint a policy file (it need not compile).
 pub fn lint(f: &PolicyFile) -> Vec<Lint> {
-    let mut out = Vec::new();
+    let mut out = crate::cache::lint(f);
     let mut push = |code, at: String, message: String| out.push(Lint { code, at, message });
     if f.settings.time_source == TimeSource::Created {
         push(

@@ -25,6 +25,9 @@ struct Document<'a> {
     /// "figures are from filesystem metadata only: <evidence>".
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata_database: Option<String>,
+    /// A pull-through cache: its headline figures and cached repositories.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache: Option<stowage_analysis::cache::CacheOverview<'a>>,
 }
 
 /// How siblings are ordered: a key per row, and whether descending.
@@ -41,6 +44,7 @@ pub fn run(s: &Settings, a: &DuArgs) -> Result<i32> {
         DuSort::Name => (|r| (0, r.name.clone()), false),
     };
     let rows = du_records(u, a.depth, key, desc);
+    let cache = loaded.cache_figures();
     let mut out = output::stdout();
     match s.format {
         Format::Json => output::json(
@@ -52,6 +56,7 @@ pub fn run(s: &Settings, a: &DuArgs) -> Result<i32> {
                 summary: &summary,
                 nodes: &rows,
                 metadata_database: loaded.metadata_database().map(|e| e.label()),
+                cache: cache.as_ref().map(|c| c.overview()),
             },
         )?,
         Format::Ndjson => {
@@ -109,8 +114,47 @@ pub fn run(s: &Settings, a: &DuArgs) -> Result<i32> {
                 human_bytes(summary.unreferenced_bytes),
                 summary.unreferenced_blobs
             )?;
+            if let Some(c) = &cache {
+                cache_table(&mut out, c, s)?;
+            }
         }
     }
     out.flush()?;
     Ok(findings_exit(loaded.finding_counts()))
+}
+
+/// A pull-through cache's repositories by cache time and expiry, after the headline.
+fn cache_table(
+    out: &mut impl Write,
+    c: &stowage_analysis::cache::CacheFigures,
+    s: &Settings,
+) -> Result<()> {
+    let when = |t: Option<Timestamp>| t.map_or_else(|| "-".into(), |t| t.human(&s.tz));
+    writeln!(out, "\n{}", stowage_model::escape::escape(&c.headline()))?;
+    if c.repositories.is_empty() {
+        return Ok(());
+    }
+    let mut t = Table::new(&[
+        ("CACHED REPOSITORY", Align::Left),
+        ("MANIFESTS", Align::Right),
+        ("BLOBS", Align::Right),
+        ("EXPIRED", Align::Right),
+        ("FIRST CACHED", Align::Left),
+        ("LAST CACHED", Align::Left),
+        ("NEXT EXPIRY", Align::Left),
+    ]);
+    for r in &c.repositories {
+        t.row(vec![
+            r.repository.clone(),
+            r.manifests.to_string(),
+            r.blobs.to_string(),
+            r.expired.to_string(),
+            when(r.first_cached),
+            when(r.last_cached),
+            when(r.next_expiry),
+        ]);
+    }
+    writeln!(out)?;
+    out.write_all(t.render().as_bytes())?;
+    Ok(())
 }

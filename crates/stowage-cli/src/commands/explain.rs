@@ -62,6 +62,9 @@ pub fn run(s: &Settings, a: &ExplainArgs) -> Result<i32> {
     };
     let root = s.storage.describe();
     let mut e = explain(&mut c, a.target.trim(), &root);
+    if let Some(f) = loaded.cache_figures() {
+        e.facts.extend(cache_facts(&f, &g, a.target.trim()));
+    }
     e.schema = schema("explain");
     e.target = a.target.clone();
     let mut out = output::stdout();
@@ -569,4 +572,36 @@ fn explain_path(c: &mut Ctx<'_>, rel: &str) -> Explanation {
     e.findings.sort();
     e.findings.dedup();
     e
+}
+
+/// A pull-through cache's scheduler entries for the target: a digest, `repo@digest`,
+/// `repo:tag` (its manifest) or a repository.
+fn cache_facts(
+    f: &stowage_analysis::cache::CacheFigures,
+    g: &Graph<'_>,
+    target: &str,
+) -> Vec<(String, String)> {
+    if target.parse::<Digest>().is_ok() {
+        return f.explain_facts(None, Some(target));
+    }
+    if let Some((repo, d)) = target.split_once('@') {
+        return f.explain_facts(Some(repo), Some(d));
+    }
+    if let Some((repo, tag)) = target.rsplit_once(':')
+        && !tag.contains('/')
+    {
+        let inv = g.inv;
+        let digest = inv
+            .repositories
+            .iter()
+            .find(|r| r.name.as_str() == repo)
+            .and_then(|r| r.tags.iter().find(|t| t.name.as_str() == tag))
+            .and_then(|t| t.current.and_then(|c| c.target))
+            .map(|id| inv.digest(id).to_string());
+        return match digest {
+            Some(d) => f.explain_facts(Some(repo), Some(&d)),
+            None => Vec::new(),
+        };
+    }
+    f.explain_facts(Some(target.trim_matches('/')), None)
 }

@@ -55,7 +55,17 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
         );
     }
     let g = loaded.graph();
-    let mut plan = stowage_plan::gc::build(&g, &opts, s.now);
+    // The pull data orders a size cap (least recently pulled first) and checks the plan.
+    let pulls = a
+        .pulls
+        .as_deref()
+        .map(crate::pipeline::load_pulls)
+        .transpose()?;
+    let order = stowage_plan::cache::CapOrder {
+        pulls: pulls.as_ref(),
+        ..Default::default()
+    };
+    let mut plan = stowage_plan::gc::build_capped(&g, &opts, s.now, order);
     plan.listing = s
         .listing
         .as_ref()
@@ -63,8 +73,7 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
             report: report.clone(),
             date: *date,
         });
-    if let Some(db) = &a.pulls {
-        let data = crate::pipeline::load_pulls(db)?;
+    if let Some(data) = pulls {
         let action = match a.would_break.as_str() {
             "block" => WouldBreakAction::Block,
             "accept" => WouldBreakAction::Accept,

@@ -69,6 +69,15 @@ pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
     let loaded = load(s, false, GraphFindings::Count)?;
     super::refuse_deleting(&loaded, s)?;
     let g = loaded.graph();
+    let is_cache = !loaded.proxy_cache().is_empty();
+    for l in stowage_policy::cache::storage_lint(&policy.file, is_cache) {
+        eprintln!("lint {} at {}: {}", l.code, l.at, escape(&l.message));
+    }
+    if is_cache
+        && let Some(plan) = stowage_plan::cache::policy_plan(&policy, &g, s.now, pulls.as_ref())
+    {
+        return cache_plan(s, a, &plan);
+    }
     let run = RetentionRun {
         policy: &policy,
         now: s.now,
@@ -95,6 +104,92 @@ pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
         .as_ref()
         .is_some_and(|r| !r.rails_blocked.is_empty());
     Ok(if blocked { exit::FINDINGS } else { exit::OK })
+}
+
+/// A policy's cache rule on a pull-through cache: a cache GC plan with its size cap.
+fn cache_plan(s: &Settings, a: &PlanArgs, plan: &Plan) -> Result<i32> {
+    if let Some(out) = &a.out {
+        crate::output::write_file(out, |w| plan.write_json(w))?;
+        eprintln!(
+            "plan written to {} ({} to free); review it, then stop the registry and: stowage apply --offline {0}",
+            out.display(),
+            human_bytes(plan.bytes)
+        );
+    }
+    let mut o = output::stdout();
+    match s.format {
+        Format::Table => print_cache_summary(&mut o, plan, s)?,
+        _ => plan.write_json(&mut o)?,
+    }
+    o.flush()?;
+    Ok(exit::OK)
+}
+
+fn print_cache_summary(o: &mut impl Write, plan: &Plan, s: &Settings) -> Result<()> {
+    let Some(c) = &plan.cache else {
+        return Ok(());
+    };
+    if let Some(cap) = &c.size_cap {
+        let mut t = Table::new(&[
+            ("EVICTED (SIZE CAP)", Align::Left),
+            ("LAST PULLED", Align::Left),
+            ("FROM", Align::Left),
+            ("CACHED", Align::Left),
+            ("FREES", Align::Right),
+        ]);
+        for i in &cap.images {
+            t.row(vec![
+                format!("{}@{}", i.repository, i.digest),
+                i.last_pulled.human(&s.tz),
+                i.last_pulled_from.clone(),
+                i.cached_at.human(&s.tz),
+                human_bytes(i.bytes_freed),
+            ]);
+        }
+        o.write_all(t.render().as_bytes())?;
+        writeln!(o)?;
+        writeln!(
+            o,
+            "size cap {} ({}, {}): cached images reach {} after expiry, {} after the cap{}",
+            human_bytes(cap.max_bytes),
+            escape(&cap.source),
+            cap.evict,
+            human_bytes(cap.stored_before),
+            human_bytes(cap.stored_after),
+            if cap.unmet {
+                "; NOT MET: nothing else may be evicted (no scheduler entry, or needed by a kept image)"
+            } else {
+                ""
+            }
+        )?;
+    }
+    for x in &plan.blocked {
+        writeln!(o, "note: {}", escape(x))?;
+    }
+    writeln!(
+        o,
+        "cache: {} images evicted ({} expired), {} tags; {}: {} entries removed, {} extended",
+        c.evicted_manifests,
+        plan.manifests
+            .iter()
+            .filter(|m| m.reason == stowage_plan::cache::EXPIRED)
+            .count(),
+        plan.tags.len(),
+        c.file,
+        c.remove.len(),
+        c.extend.len()
+    )?;
+    writeln!(
+        o,
+        "plan: {} blobs ({}), {} manifests; frees {} in all",
+        plan.blobs.len(),
+        human_bytes(plan.blob_bytes),
+        plan.manifests.len(),
+        human_bytes(plan.bytes)
+    )?;
+    print_broken(o, &plan.would_break.pulls)?;
+    writeln!(o, "apply: {}", c.note)?;
+    Ok(())
 }
 
 pub fn show(format: Format, path: &Path) -> Result<i32> {

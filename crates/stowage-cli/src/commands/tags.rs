@@ -29,6 +29,9 @@ struct Document<'a> {
     /// "figures are from filesystem metadata only: <evidence>".
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata_database: Option<String>,
+    /// A pull-through cache: per tag, when its manifest was cached and its TTL expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache: Option<&'a [stowage_analysis::cache::TagCache]>,
 }
 
 /// A tag's image's pulls (the image, and what it references, e.g. an index's children).
@@ -104,11 +107,19 @@ pub fn run(s: &Settings, a: &TagsArgs) -> Result<i32> {
         Some(db) => Some(tag_pulls(db, &g, name, &rows, s.now)?),
         None => None,
     };
+    let cache = loaded.cache_figures().map(|c| {
+        let tags: Vec<(String, Option<String>)> = rows
+            .iter()
+            .map(|r| (r.tag.clone(), r.digest.clone()))
+            .collect();
+        c.tags(name, &tags)
+    });
     let mut out = output::stdout();
     match s.format {
         Format::Json => output::json(
             &mut out,
             &Document {
+                cache: cache.as_deref(),
                 schema: schema("tags"),
                 repository: name,
                 generated_at: s.now,
@@ -123,7 +134,7 @@ pub fn run(s: &Settings, a: &TagsArgs) -> Result<i32> {
             }
         }
         Format::Csv => write_csv(&mut out, &rows, pulls.as_deref())?,
-        Format::Table => write_table(&mut out, s, a, &rows, pulls.as_deref())?,
+        Format::Table => write_table(&mut out, s, a, &rows, pulls.as_deref(), cache.as_deref())?,
     }
     out.flush()?;
     Ok(findings_exit(loaded.finding_counts()))
@@ -202,6 +213,7 @@ fn write_table(
     a: &TagsArgs,
     rows: &[TagRecord],
     pulls: Option<&[TagPull]>,
+    cache: Option<&[stowage_analysis::cache::TagCache]>,
 ) -> Result<()> {
     let pull_cell = |i: usize| -> String {
         let Some(p) = pulls.and_then(|p| p.get(i)) else {
@@ -227,6 +239,10 @@ fn write_table(
     if pulls.is_some() {
         cols.push(("LAST PULLED", Align::Left));
     }
+    if cache.is_some() {
+        cols.push(("CACHED", Align::Left));
+        cols.push(("TTL EXPIRES", Align::Left));
+    }
     let mut t = Table::new(&cols);
     for (i, r) in rows.iter().enumerate() {
         let mut row = vec![
@@ -251,6 +267,15 @@ fn write_table(
         ];
         if pulls.is_some() {
             row.push(pull_cell(i));
+        }
+        if let Some(c) = cache.and_then(|c| c.get(i)) {
+            let when = |t: Option<Timestamp>| t.map_or_else(|| "-".into(), |t| t.human(&s.tz));
+            row.push(when(c.cached_at));
+            row.push(format!(
+                "{}{}",
+                when(c.expires),
+                if c.expired { " (expired)" } else { "" }
+            ));
         }
         t.row(row);
     }

@@ -5,15 +5,45 @@
 //! left as it is), and replaced atomically beside the layout. Nothing is written when the
 //! file is no longer the registry's format: the plan's evictions are done, and the registry
 //! would refuse to start on that file anyway, which the finding `cache_state_unusable` says.
+//!
+//! Removals follow what apply actually removed, read from a scan after it: an entry of a
+//! manifest whose revision link is still there, or of a blob whose data is still stored (the
+//! re-check kept it: something written since the plan needs it), stays, so the registry
+//! still expires it; otherwise it would never expire.
 
+use stowage_model::inventory::Inventory;
 use stowage_model::scheduler::{self, MAX_STATE_BYTES, STATE_FILE};
 use stowage_storage::StorageWrite;
 
 use super::ApplyError;
-use crate::cache::CacheEdit;
+use crate::cache::{CacheEdit, EntryRemoval};
+
+/// Whether the object of a planned removal is still there after apply (`now`: a scan after
+/// it). Only removals for what the plan deletes are checked; an entry removed because a
+/// manifest that never expires needs it goes whatever apply did.
+pub(crate) fn kept_by_apply(now: &Inventory, r: &EntryRemoval) -> bool {
+    let Some((repo, digest)) = r.key.rsplit_once('@') else {
+        return false;
+    };
+    let Some(id) = digest.parse().ok().and_then(|d| now.id_of(&d)) else {
+        return false;
+    };
+    match &*r.reason {
+        crate::cache::EXPIRED | crate::cache::SIZE_CAP => now
+            .repositories
+            .iter()
+            .any(|x| x.name.as_str() == repo && x.revision(id).is_some()),
+        "blob-deleted" => now.is_present(id),
+        _ => false,
+    }
+}
 
 /// Apply `edit`; returns what was done, for the report.
-pub(super) fn update<S: StorageWrite>(storage: &S, edit: &CacheEdit) -> Result<String, ApplyError> {
+pub(super) fn update<S: StorageWrite>(
+    storage: &S,
+    edit: &CacheEdit,
+    now: &Inventory,
+) -> Result<String, ApplyError> {
     if !edit.state_usable {
         return Ok(format!(
             "{STATE_FILE} left as it was: the plan could not use it"
@@ -35,7 +65,12 @@ pub(super) fn update<S: StorageWrite>(storage: &S, edit: &CacheEdit) -> Result<S
         ))
     })?;
     let (mut removed, mut extended, mut changed_since) = (0usize, 0usize, 0usize);
+    let mut kept = 0usize;
     for r in &edit.remove {
+        if kept_by_apply(now, r) {
+            kept += 1;
+            continue;
+        }
         match state.entries.iter().position(|e| e.key == r.key) {
             Some(i) if state.entries[i].expiry == r.expiry => {
                 state.entries.remove(i);
@@ -66,7 +101,7 @@ pub(super) fn update<S: StorageWrite>(storage: &S, edit: &CacheEdit) -> Result<S
         Some(Ok(())) => {}
     }
     Ok(format!(
-        "{STATE_FILE}: {removed} entries removed, {extended} extended, {changed_since} changed since the plan and left alone; {} entries remain",
+        "{STATE_FILE}: {removed} entries removed, {extended} extended, {changed_since} changed since the plan and left alone, {kept} kept because apply kept their object; {} entries remain",
         state.entries.len()
     ))
 }

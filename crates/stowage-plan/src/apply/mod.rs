@@ -484,7 +484,10 @@ pub fn apply_checked<S: StorageWrite>(
         r.remove(Kind::EmptyDir, dir, 0)?;
     }
     if let Some(edit) = &plan.cache {
-        let done = cache_state::update(storage, edit)?;
+        // The edit follows what apply actually removed, not the plan (a target re-checked
+        // and kept keeps its entry, so the registry still expires it).
+        let now_stored = rescan(storage, opts.concurrency)?;
+        let done = cache_state::update(storage, edit, &now_stored)?;
         r.report
             .lock()
             .unwrap_or_else(|e| e.into_inner())
