@@ -96,14 +96,15 @@ fn walk(
         rustix::fs::openat(base, ".", DIR_FLAGS, Mode::empty()).map_err(|e| err(rel, e))?;
     for (i, c) in parts.iter().enumerate() {
         let shown = parts[..=i].join("/");
-        let made = create
-            && match rustix::fs::mkdirat(&cur, *c, Mode::from_raw_mode(0o700)) {
-                Ok(()) => true,
-                Err(Errno::EXIST) => false,
+        // A directory made here takes its parent's owner and mode: made with the mode (the
+        // umask may narrow it), then given both on its descriptor below.
+        let like = if create {
+            let like = Inherit::from_dir(cur.as_fd(), &shown)?;
+            match rustix::fs::mkdirat(&cur, *c, Mode::from_raw_mode(like.dir_mode & 0o777)) {
+                Ok(()) => Some(like),
+                Err(Errno::EXIST) => None,
                 Err(e) => return Err(err(&shown, e)),
-            };
-        let like = if made {
-            Some(Inherit::from_dir(cur.as_fd(), &shown)?)
+            }
         } else {
             None
         };
@@ -120,8 +121,6 @@ fn walk(
             }
             Err(e) => return Err(err(&shown, e)),
         };
-        // A directory made here takes its parent's owner and mode (created 0700 above, so
-        // nobody else can use it before it has them).
         if let Some(like) = like {
             like.give(cur.as_fd(), like.dir_mode, &shown)?;
         }
