@@ -12,9 +12,18 @@
 //! registry never serves a destination link to something the destination lacks.
 //!
 //! **Sections** (repo-delete, the source of a move): only after every link is verified.
-//! A repository whose fingerprint changed since the plan (pushed to, a tag moved, an upload
-//! began) is skipped whole; otherwise its `_manifests`, `_layers` and `_uploads` are removed
-//! like any target: fenced (online), quarantined or deleted, journalled, idempotent.
+//! After a link phase the storage is scanned again, so the source is compared with the plan
+//! as it is just before its fence, not as it was before the (possibly long) link phase: a
+//! move whose source changed meanwhile stops with nothing removed, and says which
+//! destination links it wrote. A repository whose fingerprint changed since the plan
+//! (pushed to, a tag moved, an upload began) is skipped whole; otherwise its `_manifests`,
+//! `_layers` and `_uploads` are removed like any target: fenced (online), quarantined or
+//! deleted, journalled, idempotent. An apply resumed after an interruption that removed
+//! some sections removes the rest only if each section still there is exactly as planned
+//! ([`crate::surgery::section_fingerprints`]).
+//!
+//! Every error that stops a move names the destination links written for the plan so far
+//! (also in the journal, op `create`); `quarantine::restore` lists them too.
 
 use std::collections::BTreeSet;
 
