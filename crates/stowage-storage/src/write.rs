@@ -77,6 +77,12 @@ pub trait StorageWrite: Storage {
         None
     }
 
+    /// Whether [`StorageWrite::create_file`] works here (a `repo-move` plan is refused up
+    /// front where it does not).
+    fn can_create_files(&self) -> bool {
+        false
+    }
+
     /// Create the small file `path` (a link `repo-move` writes) with `content`, creating its
     /// parent directories, never replacing anything: `Ok(false)` when `path` exists already
     /// (a resumed apply, or the registry wrote it; the caller reads it back and compares).
@@ -135,7 +141,9 @@ impl<T: StorageWrite + ?Sized> StorageWrite for std::sync::Arc<T> {
     fn replace_at_driver_root(&self, name: &str, bytes: &[u8]) -> Option<Result<(), StorageError>> {
         (**self).replace_at_driver_root(name, bytes)
     }
-
+    fn can_create_files(&self) -> bool {
+        (**self).can_create_files()
+    }
     fn create_file(&self, path: &str, content: &[u8]) -> Result<bool, StorageError> {
         (**self).create_file(path, content)
     }
@@ -306,6 +314,10 @@ impl StorageWrite for FsStorage {
     fn create_dir_all(&self, path: &str) -> Result<(), StorageError> {
         let root = self.root_fd()?;
         beneath::create_dir(root.as_fd(), path).map(|_| ())
+    }
+
+    fn can_create_files(&self) -> bool {
+        true
     }
 
     fn create_file(&self, path: &str, content: &[u8]) -> Result<bool, StorageError> {
