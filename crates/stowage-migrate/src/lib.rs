@@ -15,11 +15,15 @@
 //!    size streams from the source into the target while its SHA-256 is computed; the write
 //!    becomes visible only if the digest matches ([`stowage_storage::StoragePut`] is all or
 //!    nothing), so a corrupt source blob is reported and not copied;
-//! 3. **links**, in three waves: `_layers` and revision links (and any other file below
-//!    `repositories/`), then tag history (`tags/<t>/index`), then tag `current` links, so a
-//!    tag appears last, once everything it needs is there. A link naming a blob the target
+//!    A blob the target holds with the right size that no run of this journal wrote is
+//!    hashed there first and copied again unless it matches (`trust_size` skips that).
+//! 3. **links**, in four waves: `_layers` links (and any other file below `repositories/`),
+//!    revision links, tag history (`tags/<t>/index`), then tag `current` links, so a tag
+//!    appears last, once everything it needs is there. A link naming a blob the target
 //!    does not hold (dangling in the source, left out by `--reachable-only`, or whose copy
-//!    failed) is not copied, and is reported.
+//!    failed) is not copied, and is reported; a repository where a link or a blob it names
+//!    failed gets none of its later waves (held back and reported), so no manifest or tag
+//!    of it is served whose config, layers or children the target lacks.
 //!
 //! Each file written is journaled after its write completed ([`journal`]): a run killed at
 //! any point resumes where it stopped, and after a finished run `incremental` copies only
@@ -67,6 +71,12 @@ pub struct Options {
     pub reachable_only: bool,
     /// After copying, read every blob back from the target and check its digest.
     pub verify: bool,
+    /// Take a blob the target holds with the source's size as the same blob without
+    /// hashing it. Off by default: such a blob that no run of this journal wrote is read
+    /// back and hashed, and copied again if its bytes differ (a truncated or corrupt copy of
+    /// the right length would otherwise be served). Blobs this journal wrote were checked
+    /// on the way and are never hashed again.
+    pub trust_size: bool,
     /// The journal file.
     pub journal: PathBuf,
     /// The time a finished run is journaled with.
@@ -81,6 +91,7 @@ impl Default for Options {
             incremental: false,
             reachable_only: false,
             verify: false,
+            trust_size: false,
             journal: PathBuf::from("stowage-migrate.journal"),
             now: stowage_model::Timestamp::EPOCH,
         }
@@ -145,7 +156,8 @@ pub struct Report {
     /// Written to the target by this run (would be, in a dry run): blobs, then links.
     pub blobs_copied: Counts,
     pub links_copied: Counts,
-    /// Blobs the target already held with the same digest and size.
+    /// Blobs the target already held with the same digest and size (hashed in the target
+    /// unless this journal wrote them or `trust_size`).
     pub blobs_present: Counts,
     /// Links unchanged in the source since the journal recorded their copy.
     pub links_unchanged: Counts,
@@ -155,6 +167,10 @@ pub struct Report {
     pub uploads_left_out: Counts,
     /// Links not copied because they name a blob the target does not hold.
     pub dangling_links: Vec<Skip>,
+    /// Links not written (yet) because an earlier wave of their repository failed: a
+    /// revision whose layer link is missing, a tag whose revision is (a re-run writes them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held_back: Vec<Skip>,
     /// What the listing found and cannot copy (symbolic links, special files, non-UTF-8).
     pub skipped: Vec<Skip>,
     /// Copies that failed (the run is then not journaled as finished).
@@ -181,7 +197,9 @@ impl Report {
     /// The target is a faithful copy of what was selected: nothing failed, nothing checked
     /// bad.
     pub fn ok(&self) -> bool {
-        self.failed.is_empty() && self.verified.as_ref().is_none_or(|v| v.bad.is_empty())
+        self.failed.is_empty()
+            && self.held_back.is_empty()
+            && self.verified.as_ref().is_none_or(|v| v.bad.is_empty())
     }
 }
 

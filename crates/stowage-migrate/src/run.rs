@@ -22,17 +22,33 @@ const READ_WHOLE: u64 = 1 << 20;
 /// How many of the target-only files the report names.
 const SAMPLE: usize = 20;
 
-/// The wave of a file below `repositories/`: layer and revision links (0), tag history (1),
-/// tag `current` links (2); `None` for an upload in progress.
+/// The wave of a file below `repositories/`: layer links and anything else (0), revision
+/// links (1), tag history (2), tag `current` links (3); `None` for an upload in progress.
+/// A wave is written only for the repositories in which every earlier wave was (see
+/// [`Copying::links`]).
 fn wave(key: &str) -> Option<usize> {
     if key.contains("/_uploads/") {
         return None;
     }
+    if key.contains("/_manifests/revisions/") {
+        return Some(1);
+    }
     match key.find("/_manifests/tags/") {
-        Some(_) if key.ends_with("/current/link") => Some(2),
-        Some(_) => Some(1),
+        Some(_) if key.ends_with("/current/link") => Some(3),
+        Some(_) => Some(2),
         None => Some(0),
     }
+}
+
+/// The repository a key below `repositories/` belongs to (what precedes its `_layers`,
+/// `_manifests` or `_uploads`).
+fn repository_of(key: &str) -> &str {
+    let rest = key.strip_prefix("repositories/").unwrap_or(key);
+    ["/_layers/", "/_manifests/", "/_uploads/"]
+        .iter()
+        .filter_map(|m| rest.find(m))
+        .min()
+        .map_or(rest, |i| &rest[..i])
 }
 
 /// The sha256 blobs some manifest of the source reaches (the mark `gc` uses).
@@ -66,9 +82,12 @@ fn reachable(source: &dyn Storage, concurrency: usize) -> Result<HashSet<Sha256>
 #[derive(Default)]
 struct Selection<'a> {
     blobs: Vec<(&'a File, Sha256)>,
+    /// Blobs the target holds with the right size that no run of this journal wrote: their
+    /// bytes are hashed in the target, and copied again unless they match.
+    check: Vec<(&'a File, Sha256)>,
     /// Files below `blobs/` that are not blobs in the exact layout: copied as they are.
     odd: Vec<&'a File>,
-    links: [Vec<&'a File>; 3],
+    links: [Vec<&'a File>; 4],
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -132,10 +151,22 @@ pub fn migrate(
         ..Report::default()
     };
     let held: HashMap<&str, &File> = dst.files.iter().map(|f| (f.key.as_str(), f)).collect();
-    let sel = select(&src.files, &held, &prev, keep.as_ref(), &mut report);
+    let sel = select(
+        &src.files,
+        &held,
+        &prev,
+        keep.as_ref(),
+        opts.trust_size,
+        &mut report,
+    );
     // What the target holds once blobs are copied: what it held (unless about to be
-    // replaced), plus each blob copied.
-    let recopied: HashSet<Sha256> = sel.blobs.iter().map(|(_, d)| *d).collect();
+    // replaced or checked), plus each blob copied or checked.
+    let recopied: HashSet<Sha256> = sel
+        .blobs
+        .iter()
+        .chain(&sel.check)
+        .map(|(_, d)| *d)
+        .collect();
     let available: Mutex<HashSet<Sha256>> = Mutex::new(
         dst.files
             .iter()
@@ -147,6 +178,9 @@ pub fn migrate(
     if !opts.execute {
         for (f, _) in &sel.blobs {
             report.blobs_copied.add(f.size);
+        }
+        for (f, _) in &sel.check {
+            report.blobs_present.add(f.size);
         }
         for f in sel.odd.iter().chain(sel.links.iter().flatten()) {
             report.links_copied.add(f.size);
@@ -170,11 +204,20 @@ pub fn migrate(
         progress,
         pool: &pool,
     };
-    report.blobs_copied = ctx.blobs(&sel, &available)?;
+    let (copied, present) = ctx.blobs(&sel, &available)?;
+    report.blobs_copied = copied;
+    report.blobs_present.objects += present.objects;
+    report.blobs_present.bytes += present.bytes;
     let available = available.into_inner().unwrap_or_else(|p| p.into_inner());
-    let (links, dangling) = ctx.links(&sel, &available)?;
+    // Selected blobs the target still lacks: their copy failed.
+    let missing: HashSet<Sha256> = recopied
+        .into_iter()
+        .filter(|d| !available.contains(d))
+        .collect();
+    let (links, dangling, held) = ctx.links(&sel, &available, &missing)?;
     report.links_copied = links;
     report.dangling_links = dangling;
+    report.held_back = held;
     report.failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());
     report.failed.sort();
     if let Err(e) = target.put_finished() {
@@ -198,16 +241,21 @@ fn select<'a>(
     held: &HashMap<&str, &File>,
     prev: &journal::Previous,
     keep: Option<&HashSet<Sha256>>,
+    trust_size: bool,
     report: &mut Report,
 ) -> Selection<'a> {
     let mut sel = Selection::default();
     let same_in_target = |f: &File| held.get(f.key.as_str()).is_some_and(|t| t.size == f.size);
+    // Written by a run of this journal: checked against its digest on the way then.
+    let ours = |f: &File| prev.copied.get(&f.key).is_some_and(|r| *r == Record::of(f));
     for f in files {
         if let Some(d) = copy::blob_digest(&f.key) {
             if keep.is_some_and(|k| !k.contains(&d)) {
                 report.unreferenced_left_out.add(f.size);
-            } else if same_in_target(f) {
+            } else if same_in_target(f) && (trust_size || ours(f)) {
                 report.blobs_present.add(f.size);
+            } else if same_in_target(f) {
+                sel.check.push((f, d));
             } else {
                 sel.blobs.push((f, d));
             }
@@ -225,8 +273,7 @@ fn select<'a>(
             report.uploads_left_out.add(f.size);
             continue;
         };
-        let unchanged = prev.copied.get(&f.key).is_some_and(|r| *r == Record::of(f));
-        if unchanged && same_in_target(f) {
+        if ours(f) && same_in_target(f) {
             report.links_unchanged.add(f.size);
         } else {
             sel.links[w].push(f);
@@ -248,32 +295,63 @@ struct Copying<'a> {
 impl Copying<'_> {
     /// Copy the blobs (checked) and the odd files below `blobs/`; each blob copied joins
     /// `available`.
+    /// Returns what was copied, and what was found in the target with its digest.
     fn blobs(
         &self,
         sel: &Selection<'_>,
         available: &Mutex<HashSet<Sha256>>,
-    ) -> Result<Counts, Error> {
+    ) -> Result<(Counts, Counts), Error> {
         let copied = Mutex::new(Counts::default());
-        let total = sel.blobs.iter().map(|(f, _)| f.size).sum::<u64>()
+        let present = Mutex::new(Counts::default());
+        let total = sel
+            .blobs
+            .iter()
+            .chain(&sel.check)
+            .map(|(f, _)| f.size)
+            .sum::<u64>()
             + sel.odd.iter().map(|f| f.size).sum::<u64>();
-        self.progress
-            .start(2, (sel.blobs.len() + sel.odd.len()) as u64, total);
+        let n = sel.blobs.len() + sel.check.len() + sel.odd.len();
+        self.progress.start(2, n as u64, total);
         self.pool.install(|| {
-            sel.blobs.par_iter().for_each(|(f, d)| {
-                match copy::blob(self.source, self.target, f, *d).map_err(|e| format!("{e:#}")) {
-                    Ok(()) => match self.journal.copied(&Record::of(f)) {
-                        Ok(()) => {
+            // Same size in the target is not the same bytes (a truncated or corrupt earlier
+            // copy of the right length, another tool's): hashed there, copied unless equal.
+            let checked: Vec<(&File, Sha256)> = sel
+                .check
+                .par_iter()
+                .filter_map(
+                    |(f, d)| match copy::verify(self.target, &f.key, *d, f.size) {
+                        Ok(None) => {
+                            if let Err(e) = self.journal.copied(&Record::of(f)) {
+                                (self.fail)(f, e.to_string());
+                            }
                             lock(available).insert(*d);
-                            lock(&copied).add(f.size);
+                            lock(&present).add(f.size);
+                            self.progress.tick(f.size);
+                            None
                         }
-                        Err(e) => (self.fail)(f, e.to_string()),
+                        _ => Some((*f, *d)),
                     },
-                    Err(why) => (self.fail)(f, why),
-                }
-                self.progress.tick(f.size);
-            });
+                )
+                .collect();
+            sel.blobs
+                .par_iter()
+                .chain(checked.par_iter())
+                .for_each(|(f, d)| {
+                    match copy::blob(self.source, self.target, f, *d).map_err(|e| format!("{e:#}"))
+                    {
+                        Ok(()) => match self.journal.copied(&Record::of(f)) {
+                            Ok(()) => {
+                                lock(available).insert(*d);
+                                lock(&copied).add(f.size);
+                            }
+                            Err(e) => (self.fail)(f, e.to_string()),
+                        },
+                        Err(why) => (self.fail)(f, why),
+                    }
+                    self.progress.tick(f.size);
+                });
             sel.odd.par_iter().for_each(|f| {
-                copy_file(
+                let _ = copy_file(
                     self.source,
                     self.target,
                     f,
@@ -285,17 +363,29 @@ impl Copying<'_> {
             });
         });
         self.journal.sync()?;
-        Ok(copied.into_inner().unwrap_or_else(|p| p.into_inner()))
+        Ok((
+            copied.into_inner().unwrap_or_else(|p| p.into_inner()),
+            present.into_inner().unwrap_or_else(|p| p.into_inner()),
+        ))
     }
 
-    /// Copy the links, wave after wave; those naming a blob the target lacks are returned.
+    /// Copy the links, wave after wave; those naming a blob the target lacks are returned,
+    /// then those held back. A repository in which a link failed (its copy, or the copy of
+    /// the blob it names) gets none of its later waves: no revision link while one of its
+    /// layer links is missing, no tag while one of its revisions is, so the registry never
+    /// serves a manifest of it whose config, layer or child would answer 404 (review
+    /// finding: revisions went in the layers' wave and only checked their own blob). A
+    /// re-run writes the rest once the failures are copied.
     fn links(
         &self,
         sel: &Selection<'_>,
         available: &HashSet<Sha256>,
-    ) -> Result<(Counts, Vec<Skip>), Error> {
+        missing: &HashSet<Sha256>,
+    ) -> Result<(Counts, Vec<Skip>, Vec<Skip>), Error> {
         let links = Mutex::new(Counts::default());
         let dangling = Mutex::new(Vec::new());
+        let held = Mutex::new(Vec::new());
+        let broken: Mutex<HashMap<String, String>> = Mutex::new(HashMap::new());
         let n: usize = sel.links.iter().map(Vec::len).sum();
         let bytes = sel.links.iter().flatten().map(|f| f.size).sum();
         self.progress.start(3, n as u64, bytes);
@@ -304,9 +394,19 @@ impl Copying<'_> {
             dangling: &dangling,
         };
         for wave in &sel.links {
+            let before = lock(&broken).clone();
             self.pool.install(|| {
                 wave.par_iter().for_each(|f| {
-                    let ok = copy_file(
+                    let repo = repository_of(&f.key);
+                    if let Some(why) = before.get(repo) {
+                        self.progress.tick(f.size);
+                        lock(&held).push(Skip {
+                            path: f.key.clone(),
+                            why: format!("held back: {why}"),
+                        });
+                        return;
+                    }
+                    let out = copy_file(
                         self.source,
                         self.target,
                         f,
@@ -315,9 +415,17 @@ impl Copying<'_> {
                         self.fail,
                         self.progress,
                     );
-                    if ok {
-                        lock(&links).add(f.size);
-                    }
+                    let why = match out {
+                        Outcome::Written => {
+                            lock(&links).add(f.size);
+                            return;
+                        }
+                        Outcome::Gone => return,
+                        Outcome::Dangling(d) if !missing.contains(&d) => return,
+                        Outcome::Dangling(_) => format!("{} names a blob whose copy failed", f.key),
+                        Outcome::Failed => format!("{} could not be copied", f.key),
+                    };
+                    lock(&broken).entry(repo.to_string()).or_insert(why);
                 })
             });
             // A wave is durable before the next one names what it wrote.
@@ -325,11 +433,25 @@ impl Copying<'_> {
         }
         let mut dangling = dangling.into_inner().unwrap_or_else(|p| p.into_inner());
         dangling.sort();
+        let mut held = held.into_inner().unwrap_or_else(|p| p.into_inner());
+        held.sort();
         Ok((
             links.into_inner().unwrap_or_else(|p| p.into_inner()),
             dangling,
+            held,
         ))
     }
+}
+
+/// What became of one file copy.
+enum Outcome {
+    Written,
+    /// Gone from the source since the listing.
+    Gone,
+    /// A link naming a blob the target does not hold: not copied.
+    Dangling(Sha256),
+    /// Reported in `failed`.
+    Failed,
 }
 
 struct LinkCtx<'a> {
@@ -338,7 +460,7 @@ struct LinkCtx<'a> {
 }
 
 /// Copy one file that is not a checked blob; a link is copied only when the target holds
-/// the blob it names. `true` when written.
+/// the blob it names.
 fn copy_file(
     source: &dyn Storage,
     target: &dyn StoragePut,
@@ -347,7 +469,7 @@ fn copy_file(
     journal: &journal::Writer,
     fail: &(dyn Fn(&File, String) + Sync),
     progress: &Progress,
-) -> bool {
+) -> Outcome {
     progress.tick(f.size);
     let written = if f.size > READ_WHOLE {
         source
@@ -357,10 +479,10 @@ fn copy_file(
         let bytes = match source.read(&f.key, READ_WHOLE) {
             Ok(b) => b,
             // Gone since the listing (a tag moved, an upload finished): nothing to copy.
-            Err(e) if e.is_not_found() => return false,
+            Err(e) if e.is_not_found() => return Outcome::Gone,
             Err(e) => {
                 fail(f, format!("{e:#}"));
-                return false;
+                return Outcome::Failed;
             }
         };
         if let Some(ctx) = link.filter(|_| f.key.ends_with("/link"))
@@ -371,21 +493,21 @@ fn copy_file(
                 path: f.key.clone(),
                 why: format!("names sha256:{}, which the target does not hold", d.hex()),
             });
-            return false;
+            return Outcome::Dangling(d);
         }
         copy::bytes(target, f, &bytes)
     };
     match written {
         Ok(()) => match journal.copied(&Record::of(f)) {
-            Ok(()) => true,
+            Ok(()) => Outcome::Written,
             Err(e) => {
                 fail(f, e.to_string());
-                false
+                Outcome::Failed
             }
         },
         Err(e) => {
             fail(f, format!("{e:#}"));
-            false
+            Outcome::Failed
         }
     }
 }
@@ -470,16 +592,24 @@ mod tests {
         assert_eq!(wave("repositories/a/_layers/sha256/x/link"), Some(0));
         assert_eq!(
             wave("repositories/a/_manifests/revisions/sha256/x/link"),
-            Some(0)
-        );
-        assert_eq!(
-            wave("repositories/a/_manifests/tags/v1/index/sha256/x/link"),
             Some(1)
         );
         assert_eq!(
-            wave("repositories/a/_manifests/tags/v1/current/link"),
+            wave("repositories/a/_manifests/tags/v1/index/sha256/x/link"),
             Some(2)
         );
+        assert_eq!(
+            wave("repositories/a/_manifests/tags/v1/current/link"),
+            Some(3)
+        );
         assert_eq!(wave("repositories/a/_uploads/u/data"), None);
+        assert_eq!(
+            repository_of("repositories/a/b/_layers/sha256/x/link"),
+            "a/b"
+        );
+        assert_eq!(
+            repository_of("repositories/a/_manifests/tags/_layers/current/link"),
+            "a"
+        );
     }
 }

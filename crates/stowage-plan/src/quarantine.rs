@@ -19,6 +19,12 @@ pub struct RestoreReport {
     pub directories: u64,
     /// Paths that could not be put back, with the reason.
     pub failed: Vec<(String, String)>,
+    /// Links a surgery's apply created (a repo-move's destination) that restore leaves in
+    /// place: restore only puts back what was moved. After restoring a move, its source is
+    /// whole again and these are what to remove to undo the destination (all of them were
+    /// absent before the apply: links that were there already are not listed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub created_left: Vec<String>,
 }
 
 /// Batch directories under a quarantine directory (or the batch itself), sorted.
@@ -76,6 +82,7 @@ pub fn restore<S: StorageWrite>(storage: &S, dir: &Path) -> std::io::Result<Rest
                 }
             }
         }
+        rep.created_left.extend(created_by(&entries));
         rep.batches.push(batch.display().to_string());
         // Remove the batch only when nothing but directories and its own files is left in it:
         // never delete quarantined data restore did not put back.
@@ -84,6 +91,36 @@ pub fn restore<S: StorageWrite>(storage: &S, dir: &Path) -> std::io::Result<Rest
         }
     }
     Ok(rep)
+}
+
+/// The links an apply created, from its journal: `done` without a reason (created then),
+/// an `intent` with no outcome (the process died: it may have been created), and a link a
+/// resumed run found "already there" after an earlier run's unfinished `intent`.
+fn created_by(entries: &[journal::Entry]) -> Vec<String> {
+    use std::collections::BTreeSet;
+    let mut created = BTreeSet::new();
+    let mut pending = BTreeSet::new();
+    let mut unfinished = BTreeSet::new();
+    for e in entries {
+        match (e.status.as_str(), e.op.as_str()) {
+            ("begin", _) => unfinished.append(&mut pending),
+            ("intent", "create") => {
+                pending.insert(e.path.clone());
+            }
+            ("done", "create") => {
+                pending.remove(&e.path);
+                if e.reason.is_empty() || unfinished.contains(&e.path) {
+                    created.insert(e.path.clone());
+                }
+            }
+            ("skipped", "create") => {
+                pending.remove(&e.path);
+            }
+            _ => {}
+        }
+    }
+    created.append(&mut pending);
+    created.into_iter().collect()
 }
 
 /// Whether a batch still holds any file besides its journal and batch record.

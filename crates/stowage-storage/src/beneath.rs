@@ -96,12 +96,18 @@ fn walk(
         rustix::fs::openat(base, ".", DIR_FLAGS, Mode::empty()).map_err(|e| err(rel, e))?;
     for (i, c) in parts.iter().enumerate() {
         let shown = parts[..=i].join("/");
-        if create {
-            match rustix::fs::mkdirat(&cur, *c, Mode::from_raw_mode(0o755)) {
-                Ok(()) | Err(Errno::EXIST) => {}
+        // A directory made here takes its parent's owner and mode: made with the mode (the
+        // umask may narrow it), then given both on its descriptor below.
+        let like = if create {
+            let like = Inherit::from_dir(cur.as_fd(), &shown)?;
+            match rustix::fs::mkdirat(&cur, *c, Mode::from_raw_mode(like.dir_mode & 0o777)) {
+                Ok(()) => Some(like),
+                Err(Errno::EXIST) => None,
                 Err(e) => return Err(err(&shown, e)),
             }
-        }
+        } else {
+            None
+        };
         cur = match rustix::fs::openat(&cur, *c, DIR_FLAGS, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::NOTDIR) | Err(Errno::LOOP) => {
@@ -115,8 +121,141 @@ fn walk(
             }
             Err(e) => return Err(err(&shown, e)),
         };
+        if let Some(like) = like {
+            like.give(cur.as_fd(), like.dir_mode, &shown)?;
+        }
     }
     Ok(cur)
+}
+
+/// The owner and mode a new entry in a directory takes: the directory's owner, and its
+/// permission bits (a directory) or those without the execute bits (a file): what the
+/// registry's own user and umask gave the directory. Why: an apply run as root would
+/// otherwise leave root-owned, 755/644 directories and links in a tree the registry (its
+/// own user) must write into afterwards (review finding).
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct Inherit {
+    uid: u32,
+    gid: u32,
+    pub dir_mode: u32,
+    pub file_mode: u32,
+}
+
+impl Inherit {
+    pub(crate) fn from_dir(dir: BorrowedFd<'_>, shown: &str) -> Result<Inherit, StorageError> {
+        let st = rustix::fs::fstat(dir).map_err(|e| err(shown, e))?;
+        Ok(Inherit::from_stat(&st))
+    }
+
+    fn from_stat(st: &rustix::fs::Stat) -> Inherit {
+        let mode = st.st_mode & 0o7777;
+        Inherit {
+            uid: st.st_uid,
+            gid: st.st_gid,
+            dir_mode: mode,
+            file_mode: mode & 0o666,
+        }
+    }
+
+    /// Give the open `fd` this owner and `mode`, on the descriptor (never through a path).
+    /// Changing the owner needs privilege: an unprivileged apply's files stay its own, as
+    /// they always were (EPERM ignored); the mode is always set.
+    pub(crate) fn give(
+        &self,
+        fd: BorrowedFd<'_>,
+        mode: u32,
+        shown: &str,
+    ) -> Result<(), StorageError> {
+        let st = rustix::fs::fstat(fd).map_err(|e| err(shown, e))?;
+        if st.st_uid != self.uid || st.st_gid != self.gid {
+            let uid = rustix::fs::Uid::from_raw(self.uid);
+            let gid = rustix::fs::Gid::from_raw(self.gid);
+            match rustix::fs::fchown(fd, Some(uid), Some(gid)) {
+                Ok(()) | Err(Errno::PERM) => {}
+                Err(e) => return Err(err(shown, e)),
+            }
+        }
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(|e| err(shown, e))
+    }
+}
+
+/// Write `content` into a fresh temporary file beside `name` in `dir`
+/// (`.<name>.stowage-tmp-<pid>-<ns>`), created exclusively (`O_CREAT | O_EXCL |
+/// O_NOFOLLOW`: never an existing file, never through a symbolic link someone who can write
+/// the directory planted), given `owner`'s owner and `mode` on the open descriptor, and
+/// synced. Returns the temporary name; the caller renames it into place. The one way stowage
+/// writes a file, shared by link creation and the cache state's replacement.
+pub(crate) fn write_temp(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    content: &[u8],
+    owner: Option<&Inherit>,
+    mode: u32,
+    shown: &str,
+) -> Result<String, StorageError> {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let tmp = format!("{}{}-{nonce}", temp_prefix(name), std::process::id());
+    let flags = OFlags::WRONLY
+        .union(OFlags::CREATE)
+        .union(OFlags::EXCL)
+        .union(OFlags::NOFOLLOW)
+        .union(OFlags::CLOEXEC);
+    let fd = rustix::fs::openat(dir, tmp.as_str(), flags, Mode::from_raw_mode(0o600))
+        .map_err(|e| err(shown, e))?;
+    let fill = || -> Result<(), StorageError> {
+        match owner {
+            Some(o) => o.give(fd.as_fd(), mode, shown)?,
+            None => {
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| err(shown, e))?
+            }
+        }
+        let mut written = 0;
+        while written < content.len() {
+            match rustix::io::write(&fd, &content[written..]) {
+                Ok(0) => return Err(err(shown, Errno::IO)),
+                Ok(n) => written += n,
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(err(shown, e)),
+            }
+        }
+        rustix::fs::fsync(&fd).map_err(|e| err(shown, e))
+    };
+    if let Err(e) = fill() {
+        let _ = rustix::fs::unlinkat(dir, tmp.as_str(), AtFlags::empty());
+        return Err(e);
+    }
+    Ok(tmp)
+}
+
+fn temp_prefix(name: &str) -> String {
+    format!(".{name}.stowage-tmp-")
+}
+
+/// Remove what an interrupted [`write_temp`] for `name` left in `dir` (its own names only;
+/// `unlinkat` never follows a link).
+fn remove_stale_temps(dir: BorrowedFd<'_>, name: &str, shown: &str) -> Result<(), StorageError> {
+    let prefix = temp_prefix(name);
+    let mut stale = Vec::new();
+    let dup = rustix::io::dup(dir).map_err(|e| err(shown, e))?;
+    let mut d = rustix::fs::Dir::new(dup).map_err(|e| err(shown, e))?;
+    while let Some(ent) = d.read() {
+        let ent = ent.map_err(|e| err(shown, e))?;
+        let n = ent.file_name().to_bytes();
+        // The fixed name earlier versions used, too.
+        if n.starts_with(prefix.as_bytes()) || n == format!("{name}.stowage.tmp").as_bytes() {
+            stale.push(n.to_vec());
+        }
+    }
+    for n in stale {
+        let n = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&n);
+        match rustix::fs::unlinkat(dir, n, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(err(shown, e)),
+        }
+    }
+    Ok(())
 }
 
 /// `a/b/c` -> (`a/b`, `c`).
@@ -246,39 +385,23 @@ pub(crate) fn rename_noreplace(
     }
 }
 
-/// Write `content` to the new file `dir/name`: into `name.stowage.tmp` first (truncated if
-/// an interrupted earlier write left it), synced, then renamed into place without replacing
-/// anything, and the directory synced. `Ok(false)` (and the temporary file removed) when
-/// `name` exists already. The temporary name is fixed so a resumed apply reuses it rather
-/// than leaving one per attempt.
+/// Write `content` to the new file `dir/name`: into a fresh temporary file first
+/// ([`write_temp`]: exclusive, owner and mode those the directory gives its entries
+/// ([`Inherit`])), then renamed into place without replacing anything, and the directory
+/// synced. `Ok(false)` (and the temporary file removed) when `name` exists already.
+/// Temporary files an interrupted earlier write left for `name` are removed first.
 pub(crate) fn write_new(
     dir: BorrowedFd<'_>,
     name: &str,
     content: &[u8],
     shown: &str,
 ) -> Result<bool, StorageError> {
+    remove_stale_temps(dir, name, shown)?;
     if kind_at(dir, name, shown)?.is_some() {
         return Ok(false);
     }
-    let tmp = format!("{name}.stowage.tmp");
-    let flags = OFlags::WRONLY
-        .union(OFlags::CREATE)
-        .union(OFlags::TRUNC)
-        .union(OFlags::NOFOLLOW)
-        .union(OFlags::CLOEXEC);
-    let fd = rustix::fs::openat(dir, tmp.as_str(), flags, Mode::from_raw_mode(0o644))
-        .map_err(|e| err(shown, e))?;
-    let mut written = 0;
-    while written < content.len() {
-        match rustix::io::write(&fd, &content[written..]) {
-            Ok(0) => return Err(err(shown, Errno::IO)),
-            Ok(n) => written += n,
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(err(shown, e)),
-        }
-    }
-    rustix::fs::fsync(&fd).map_err(|e| err(shown, e))?;
-    drop(fd);
+    let like = Inherit::from_dir(dir, shown)?;
+    let tmp = write_temp(dir, name, content, Some(&like), like.file_mode, shown)?;
     let placed =
         match rustix::fs::renameat_with(dir, tmp.as_str(), dir, name, RenameFlags::NOREPLACE) {
             Ok(()) => true,
@@ -299,4 +422,26 @@ pub(crate) fn write_new(
     }
     rustix::fs::fsync(dir).map_err(|e| err(shown, e))?;
     Ok(placed)
+}
+
+/// Replace `dir/name` with `content` atomically: [`write_temp`] (keeping the old file's
+/// owner and mode, 0644 for a new one), renamed over it, the directory synced.
+pub(crate) fn replace(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    content: &[u8],
+    shown: &str,
+) -> Result<(), StorageError> {
+    let old = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Some(Inherit::from_stat(&st)),
+        Err(Errno::NOENT) => None,
+        Err(e) => return Err(err(shown, e)),
+    };
+    let mode = old.map_or(0o644, |o| o.dir_mode);
+    let tmp = write_temp(dir, name, content, old.as_ref(), mode, shown)?;
+    if let Err(e) = rustix::fs::renameat(dir, tmp.as_str(), dir, name) {
+        let _ = rustix::fs::unlinkat(dir, tmp.as_str(), AtFlags::empty());
+        return Err(err(shown, e));
+    }
+    rustix::fs::fsync(dir).map_err(|e| err(shown, e))
 }

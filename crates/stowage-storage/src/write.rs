@@ -77,6 +77,12 @@ pub trait StorageWrite: Storage {
         None
     }
 
+    /// Whether [`StorageWrite::create_file`] works here (a `repo-move` plan is refused up
+    /// front where it does not).
+    fn can_create_files(&self) -> bool {
+        false
+    }
+
     /// Create the small file `path` (a link `repo-move` writes) with `content`, creating its
     /// parent directories, never replacing anything: `Ok(false)` when `path` exists already
     /// (a resumed apply, or the registry wrote it; the caller reads it back and compares).
@@ -135,7 +141,9 @@ impl<T: StorageWrite + ?Sized> StorageWrite for std::sync::Arc<T> {
     fn replace_at_driver_root(&self, name: &str, bytes: &[u8]) -> Option<Result<(), StorageError>> {
         (**self).replace_at_driver_root(name, bytes)
     }
-
+    fn can_create_files(&self) -> bool {
+        (**self).can_create_files()
+    }
     fn create_file(&self, path: &str, content: &[u8]) -> Result<bool, StorageError> {
         (**self).create_file(path, content)
     }
@@ -308,6 +316,10 @@ impl StorageWrite for FsStorage {
         beneath::create_dir(root.as_fd(), path).map(|_| ())
     }
 
+    fn can_create_files(&self) -> bool {
+        true
+    }
+
     fn create_file(&self, path: &str, content: &[u8]) -> Result<bool, StorageError> {
         let root = self.root_fd()?;
         let (parent, name) = beneath::split(path)?;
@@ -357,49 +369,20 @@ impl StorageWrite for FsStorage {
     }
 }
 
-/// Write `dir/name` atomically: a temporary file beside it (`.<name>.stowage-tmp-<pid>-<ns>`, outside
-/// the layout, so no scan counts it), flushed, renamed over the old one, and the directory
-/// flushed. The registry itself writes the scheduler state with a truncate-and-write
-/// `PutContent`; a crash in the middle of that leaves a truncated file on which registry 2.8
-/// refuses to start, so ours must never leave one.
+/// Write `dir/name` atomically ([`beneath::replace`]: a fresh, exclusively created
+/// temporary file beside it (`.<name>.stowage-tmp-<pid>-<ns>`, outside the layout, so no
+/// scan counts it) with the old file's owner and mode, flushed, renamed over the old one,
+/// and the directory flushed). The registry itself writes the scheduler state with a
+/// truncate-and-write `PutContent`; a crash in the middle of that leaves a truncated file on
+/// which registry 2.8 refuses to start, so ours must never leave one.
 fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
-    use std::io::Write;
-    use std::os::unix::fs::MetadataExt;
-    let target = dir.join(name);
-    // A fresh name, created exclusively: `create_new` (O_CREAT | O_EXCL) never opens an
-    // existing file and never follows a symbolic link planted under the name by whoever can
-    // write the directory (the registry's user), where a root apply would otherwise write
-    // through it and hand its target to that user.
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let tmp = dir.join(format!(
-        ".{name}.stowage-tmp-{}-{nonce}",
-        std::process::id()
-    ));
-    let shown = |p: &Path| p.display().to_string();
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        // Keep the registry's owner and mode (it runs as its own user and must be able to
-        // rewrite the file after us), set on the open file, never through a path.
-        if let Ok(m) = std::fs::symlink_metadata(&target) {
-            f.set_permissions(m.permissions())?;
-            let _ = std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()));
-        }
-        f.write_all(bytes)?;
-        f.sync_all()
-    };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(StorageError::io(shown(&tmp), e));
-    }
-    std::fs::rename(&tmp, &target).map_err(|e| StorageError::io(shown(&target), e))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StorageError::io(shown(dir), e))
+    let fd = beneath::open_base(dir)?;
+    beneath::replace(
+        fd.as_fd(),
+        name,
+        bytes,
+        &dir.join(name).display().to_string(),
+    )
 }
 
 #[cfg(test)]
@@ -542,12 +525,19 @@ mod tests {
         fs::create_dir_all(root.join("repositories")).unwrap();
         let s = FsStorage::open(&root).unwrap();
         let p = "repositories/new/app/_layers/sha256/ab/link";
-        // A leftover temporary file of an interrupted write is overwritten, then removed.
-        fs::create_dir_all(root.join("repositories/new/app/_layers/sha256/ab")).unwrap();
-        fs::write(root.join(format!("{p}.stowage.tmp")), b"partial").unwrap();
+        // Leftover temporary files of an interrupted write (this version's and the fixed
+        // name of earlier ones) are removed.
+        let d_ab = root.join("repositories/new/app/_layers/sha256/ab");
+        fs::create_dir_all(&d_ab).unwrap();
+        fs::write(d_ab.join("link.stowage.tmp"), b"partial").unwrap();
+        fs::write(d_ab.join(".link.stowage-tmp-1-2"), b"partial").unwrap();
         assert!(s.create_file(p, b"sha256:ab").unwrap());
         assert_eq!(fs::read(root.join(p)).unwrap(), b"sha256:ab");
-        assert!(!root.join(format!("{p}.stowage.tmp")).exists());
+        assert_eq!(
+            fs::read_dir(&d_ab).unwrap().count(),
+            1,
+            "only the link is left"
+        );
         assert!(
             !s.create_file(p, b"sha256:cd").unwrap(),
             "exists: not replaced"
@@ -560,5 +550,50 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::Symlink, "{e}");
         assert!(!outside.join("app/_layers/x").exists());
         assert!(s.create_file("../escape", b"x").is_err());
+    }
+
+    /// Review finding: links and directories a root apply created were root's, 755/644, so
+    /// the registry (its own user) could not write below them afterwards. They now take the
+    /// owner of the directory they are made in and its mode (files without execute bits),
+    /// set on the open descriptor. Needs root to give files away (skipped otherwise).
+    #[test]
+    fn created_links_and_directories_take_the_owner_and_mode_of_their_parent() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let d = tempfile::tempdir().unwrap();
+        // Our own user is the one that owns what we just made.
+        if fs::metadata(d.path()).unwrap().uid() != 0 {
+            eprintln!("skipped: needs root to create files for another user");
+            return;
+        }
+        let root = d.path().join("docker/registry/v2");
+        fs::create_dir_all(root.join("repositories")).unwrap();
+        let repos = root.join("repositories");
+        std::os::unix::fs::chown(&repos, Some(4321), Some(4322)).unwrap();
+        fs::set_permissions(&repos, fs::Permissions::from_mode(0o2775)).unwrap();
+        let s = FsStorage::open(&root).unwrap();
+        let p = "repositories/new/app/_layers/sha256/ab/link";
+        assert!(s.create_file(p, b"sha256:ab").unwrap());
+        let mut dir = root.join("repositories/new");
+        for part in ["app", "_layers", "sha256", "ab", ""] {
+            let m = fs::symlink_metadata(&dir).unwrap();
+            assert_eq!((m.uid(), m.gid()), (4321, 4322), "{}", dir.display());
+            assert_eq!(m.mode() & 0o7777, 0o2775, "{}", dir.display());
+            if !part.is_empty() {
+                dir = dir.join(part);
+            }
+        }
+        let m = fs::symlink_metadata(root.join(p)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (4321, 4322));
+        assert_eq!(m.mode() & 0o7777, 0o664);
+        // A symbolic link planted at the fixed temporary name of earlier versions is
+        // neither followed nor an obstacle.
+        let outside = d.path().join("outside");
+        fs::write(&outside, b"precious").unwrap();
+        let q = "repositories/new/app/_layers/sha256/cd/link";
+        fs::create_dir_all(root.join("repositories/new/app/_layers/sha256/cd")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join(format!("{q}.stowage.tmp"))).unwrap();
+        assert!(s.create_file(q, b"sha256:cd").unwrap());
+        assert_eq!(fs::read(&outside).unwrap(), b"precious");
+        assert_eq!(fs::read(root.join(q)).unwrap(), b"sha256:cd");
     }
 }

@@ -314,6 +314,16 @@ pub fn restore(s: &Settings, a: &RestoreArgs) -> Result<i32> {
             for (p, why) in &rep.failed {
                 writeln!(out, "  NOT restored {}: {}", escape(p), escape(why))?;
             }
+            if !rep.created_left.is_empty() {
+                writeln!(
+                    out,
+                    "the apply also created {} link(s) (a repo-move's destination), left in place; to undo the destination too, remove exactly these:",
+                    rep.created_left.len()
+                )?;
+                for p in &rep.created_left {
+                    writeln!(out, "  {}", escape(p))?;
+                }
+            }
         }
         _ => output::json(&mut out, &rep)?,
     }

@@ -37,6 +37,10 @@ pub struct MigrateArgs {
     /// copied blob is already checked on the way).
     #[arg(long)]
     pub verify: bool,
+    /// Take a target blob of the source's size as the same blob without hashing it (faster
+    /// on a large target; by default a blob no run of this journal wrote is hashed there).
+    #[arg(long)]
+    pub trust_size: bool,
     /// The journal (default: stowage-migrate-<hash of --from and --to>.journal here).
     #[arg(long, value_name = "FILE")]
     pub journal: Option<PathBuf>,
@@ -97,6 +101,7 @@ pub fn run(g: &GlobalArgs, a: &MigrateArgs) -> Result<i32> {
         incremental: a.incremental,
         reachable_only: a.reachable_only,
         verify: a.verify,
+        trust_size: a.trust_size,
         journal: a
             .journal
             .clone()
@@ -189,10 +194,14 @@ fn render(r: &Report) -> String {
             counts(r.uploads_left_out)
         );
     }
-    let lists: [(&str, &[stowage_migrate::Skip]); 3] = [
+    let lists: [(&str, &[stowage_migrate::Skip]); 4] = [
         (
             "links not copied (their blob is not in the target)",
             &r.dangling_links,
+        ),
+        (
+            "links held back (an earlier link of their repository failed; re-run)",
+            &r.held_back,
         ),
         ("not copied", &r.skipped),
         ("FAILED", &r.failed),

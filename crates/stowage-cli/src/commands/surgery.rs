@@ -10,6 +10,7 @@ use stowage_model::escape::escape_lines;
 use stowage_model::time::human_bytes;
 use stowage_plan::Plan;
 use stowage_plan::surgery::{self, LinkKind, SurgeryOptions};
+use stowage_storage::{Storage as _, StorageWrite as _};
 
 use super::{GraphFindings, load};
 use crate::args::Format;
@@ -78,6 +79,12 @@ pub fn repo_delete(s: &Settings, a: &RepoDeleteArgs) -> Result<i32> {
 
 pub fn repo_move(s: &Settings, a: &RepoMoveArgs) -> Result<i32> {
     let opts = options(&a.common)?;
+    if !s.writable.can_create_files() {
+        anyhow::bail!(
+            "repo-move writes links, which stowage can do on a filesystem storage only for now ({} is not one); nothing was planned",
+            s.writable.describe()
+        );
+    }
     let loaded = load(s, false, GraphFindings::Count)?;
     super::refuse_deleting(&loaded, s)?;
     let plan = surgery::repo_move(

@@ -445,7 +445,7 @@ pub fn apply_checked<S: StorageWrite>(
         );
     }
     // Surgery: the destination's links first (verified), then repository sections.
-    surgery::run(&r, plan, &inv1, progress)?;
+    surgery::run(&r, plan, &inv1, opts.concurrency, progress)?;
     let removed_tags = recheck::tags(&r, plan, &g1, &live, progress)?;
     // Surgery plans list what GC frees after them; it is collected only with `--gc`.
     let collect = !(retention || surgery) || opts.gc;

@@ -26,6 +26,8 @@
 
 mod build;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use stowage_model::digest::Digest;
 use stowage_model::inventory::{Inventory, Repository};
@@ -98,6 +100,12 @@ pub struct RepositoryState {
     /// [`fingerprint`] when planned: apply skips (or, for a move's source, refuses) a
     /// repository whose fingerprint differs (pushed to since the plan).
     pub fingerprint: String,
+    /// [`section_fingerprints`] when planned: an apply resumed after an interruption that
+    /// removed some sections removes the others only if each is still exactly as planned
+    /// (the whole fingerprint cannot tell, part of the repository being gone). Empty in a
+    /// plan made before it existed: such a resume keeps what is left.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub section_fingerprints: BTreeMap<String, String>,
 }
 
 impl RepositoryState {
@@ -120,6 +128,7 @@ impl RepositoryState {
             layers: r.layers.len() as u64,
             uploads: r.uploads.len() as u64,
             fingerprint: fingerprint(inv, r),
+            section_fingerprints: section_fingerprints(inv, r),
         }
     }
 
@@ -203,6 +212,62 @@ pub fn fingerprint(inv: &Inventory, r: &Repository) -> String {
     }
     let h = sha2::Sha256::digest(text.as_bytes());
     h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A digest per section present (`_manifests`, `_layers`, `_uploads`) of the links it holds,
+/// the same lines as [`fingerprint`] split by where they live (odd links by their kind).
+pub fn section_fingerprints(inv: &Inventory, r: &Repository) -> BTreeMap<String, String> {
+    use std::fmt::Write as _;
+    use stowage_model::inventory::LinkKind as K;
+    let mut m = String::new();
+    let mut l = String::new();
+    let mut u = String::new();
+    for t in &r.tags {
+        let (target, modified) = t.current.map_or((String::new(), 0), |c| {
+            (
+                c.target
+                    .map(|id| inv.digest(id).to_string())
+                    .unwrap_or_default(),
+                c.modified.secs(),
+            )
+        });
+        let _ = writeln!(m, "t {} {target} {modified}", t.name);
+        for h in r.history(t) {
+            let _ = writeln!(m, "h {} {}", t.name, inv.digest(h.target()));
+        }
+    }
+    for x in &r.revisions {
+        let _ = writeln!(m, "r {} {}", inv.digest(x.target()), x.modified().secs());
+    }
+    for x in &r.layers {
+        let _ = writeln!(l, "l {}", inv.digest(x.target()));
+    }
+    for x in &r.uploads {
+        let _ = writeln!(u, "u {} {}", x.id, x.total_size);
+    }
+    for o in &r.odd_links {
+        let into = if o.kind == K::Layer { &mut l } else { &mut m };
+        let _ = writeln!(into, "o {:?} {}", o.kind, o.path_digest);
+    }
+    let mut out = BTreeMap::new();
+    for (name, present, text) in [
+        ("_manifests", r.has_manifests, m),
+        ("_layers", r.has_layers, l),
+        ("_uploads", r.has_uploads, u),
+    ] {
+        if present {
+            out.insert(name.to_string(), sha256_hex(text.as_bytes()));
+        }
+    }
+    out
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(b)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Why a surgery cannot be planned.

@@ -1,0 +1,404 @@
+//! Surgery apply against a registry written to while it runs (review findings of issue 21):
+//! a push into a move's source during the link phase, a push into a repository while a
+//! removal was interrupted, and what a stopped move says it left. The storage is wrapped so
+//! the "registry" acts at exact points of the apply (before a link is created, before a
+//! section is fenced), not after a sleep.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use stowage_graph::Graph;
+use stowage_layout as layout;
+use stowage_model::Inventory;
+use stowage_model::time::Timestamp;
+use stowage_plan::Plan;
+use stowage_plan::apply::{ApplyError, ApplyOptions, CacheStep, Mode, apply};
+use stowage_plan::surgery::{self, SurgeryOptions};
+use stowage_scan::{Progress, ScanOptions, scan};
+use stowage_storage::{
+    BackendKind, Entry, FsStorage, Meta, OpCounters, Storage, StorageError, StorageWrite, TreeEntry,
+};
+use stowage_testkit::{TreeBuilder, Written};
+
+type Hook = Box<dyn Fn(&str, &str) + Send + Sync>;
+
+/// A filesystem storage that calls `hook(op, path)` before each `create` and `move`.
+struct Hooked {
+    inner: FsStorage,
+    hook: Mutex<Option<Hook>>,
+}
+
+impl Hooked {
+    fn new(root: &Path, hook: Hook) -> Hooked {
+        Hooked {
+            inner: FsStorage::open(root).unwrap(),
+            hook: Mutex::new(Some(hook)),
+        }
+    }
+    fn call(&self, op: &str, path: &str) {
+        if let Some(h) = &*self.hook.lock().unwrap_or_else(|e| e.into_inner()) {
+            h(op, path);
+        }
+    }
+}
+
+impl Storage for Hooked {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn backend(&self) -> BackendKind {
+        self.inner.backend()
+    }
+    fn list_dir(&self, path: &str, visit: &mut dyn FnMut(Entry<'_>)) -> Result<(), StorageError> {
+        self.inner.list_dir(path, visit)
+    }
+    fn stat(&self, path: &str) -> Result<Meta, StorageError> {
+        self.inner.stat(path)
+    }
+    fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, StorageError> {
+        self.inner.read(path, limit)
+    }
+    fn read_with_meta(&self, path: &str, limit: u64) -> Result<(Vec<u8>, Meta), StorageError> {
+        self.inner.read_with_meta(path, limit)
+    }
+    fn open(&self, path: &str) -> Result<Box<dyn std::io::Read + Send>, StorageError> {
+        self.inner.open(path)
+    }
+    fn counters(&self) -> &OpCounters {
+        self.inner.counters()
+    }
+    fn list_tree(
+        &self,
+        path: &str,
+        visit: &mut dyn FnMut(TreeEntry<'_>),
+    ) -> Result<(), StorageError> {
+        self.inner.list_tree(path, visit)
+    }
+}
+
+impl StorageWrite for Hooked {
+    fn delete(&self, path: &str) -> Result<bool, StorageError> {
+        self.inner.delete(path)
+    }
+    fn remove_empty_dir(&self, path: &str) -> Result<bool, StorageError> {
+        self.inner.remove_empty_dir(path)
+    }
+    fn move_to(&self, path: &str, dest: &Path) -> Result<bool, StorageError> {
+        self.call("move", path);
+        self.inner.move_to(path, dest)
+    }
+    fn move_back(&self, src: &Path, path: &str) -> Result<bool, StorageError> {
+        self.inner.move_back(src, path)
+    }
+    fn create_dir_all(&self, path: &str) -> Result<(), StorageError> {
+        self.inner.create_dir_all(path)
+    }
+    fn delete_quarantined(&self, batch: &Path, path: &str) -> Result<bool, StorageError> {
+        self.inner.delete_quarantined(batch, path)
+    }
+    fn quarantined_modified(
+        &self,
+        batch: &Path,
+        path: &str,
+    ) -> Result<Option<Timestamp>, StorageError> {
+        self.inner.quarantined_modified(batch, path)
+    }
+    fn check_quarantine(&self, dest: &Path) -> Result<(), StorageError> {
+        self.inner.check_quarantine(dest)
+    }
+    fn create_file(&self, path: &str, content: &[u8]) -> Result<bool, StorageError> {
+        self.call("create", path);
+        self.inner.create_file(path, content)
+    }
+}
+
+/// `team/app` (tags 1 and 2) and `other/app`, sharing `base`; all written two hours ago.
+struct Fx {
+    dir: tempfile::TempDir,
+    base: Written,
+    cfg: Written,
+}
+
+fn fixture() -> Fx {
+    let dir = tempfile::tempdir().unwrap();
+    let tb = TreeBuilder::new(dir.path());
+    let base = tb.layer("base", 4000);
+    let own = tb.layer("own", 3000);
+    let cfg = tb.blob(br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers"}}"#);
+    let m1 = tb.image("team/app", Some("1"), &cfg, &[&base, &own]);
+    tb.tag("team/app", "2", &m1.digest());
+    let ocfg = tb.blob(br#"{"architecture":"amd64","os":"linux","o":1}"#);
+    tb.image("other/app", Some("1"), &ocfg, &[&base]);
+    age(&dir.path().join(layout::LAYOUT_ROOT), 7200);
+    Fx { dir, base, cfg }
+}
+
+fn age(dir: &Path, secs: u64) {
+    let t = std::time::SystemTime::now() - Duration::from_secs(secs);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                let f = std::fs::File::options().write(true).open(e.path()).unwrap();
+                f.set_modified(t).unwrap();
+            }
+        }
+    }
+}
+
+fn root(f: &Fx) -> PathBuf {
+    f.dir.path().join(layout::LAYOUT_ROOT)
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_system_time(std::time::SystemTime::now())
+}
+
+fn inv(f: &Fx) -> Inventory {
+    let s = FsStorage::open(&root(f)).unwrap();
+    scan(&s, &ScanOptions::default(), &Progress::default()).unwrap()
+}
+
+fn apply_opts(f: &Fx, p: &Plan, mode: Mode) -> ApplyOptions {
+    let mut o = ApplyOptions::new(now(), CacheStep::Nothing);
+    o.quarantine = (mode == Mode::Online).then(|| f.dir.path().join("fence"));
+    o.journal = Some(f.dir.path().join(format!("journal-{}", p.id())));
+    o.concurrency = 2;
+    o.quiet_window_seconds = 0;
+    o.settle = Duration::ZERO;
+    o.mode = mode;
+    o
+}
+
+fn tags(i: &Inventory, repo: &str) -> Vec<String> {
+    i.repository(repo)
+        .map(|r| r.tags.iter().map(|t| t.name.to_string()).collect())
+        .unwrap_or_default()
+}
+
+fn move_plan(f: &Fx) -> Plan {
+    let i = inv(f);
+    surgery::repo_move(
+        &Graph::new(&i),
+        "team/app",
+        "moved/app",
+        false,
+        false,
+        &SurgeryOptions { grace_seconds: 0 },
+        now(),
+    )
+    .unwrap()
+}
+
+/// Review finding 1: the second fingerprint check compared with apply's first scan, so a
+/// push into the source during the link phase was removed with it (and never carried to
+/// the destination). Now the source is listed again just before its fence: the push is
+/// kept, nothing is removed, and the error names what the destination holds.
+#[test]
+fn a_push_into_the_source_during_the_link_phase_keeps_the_source_whole() {
+    for mode in [Mode::Offline, Mode::Online] {
+        let f = fixture();
+        let p = move_plan(&f);
+        let top = f.dir.path().to_path_buf();
+        let (base, cfg) = (f.base.clone(), f.cfg.clone());
+        let pushed = std::sync::atomic::AtomicBool::new(false);
+        let s = Hooked::new(
+            &root(&f),
+            Box::new(move |op, _| {
+                // The registry takes a push into the source while the first link is written.
+                if op == "create" && !pushed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    let tb = TreeBuilder::new(&top);
+                    let own2 = tb.layer("pushed", 1000);
+                    tb.image("team/app", Some("pushed"), &cfg, &[&base, &own2]);
+                }
+            }),
+        );
+        let e = apply(&s, &p, &apply_opts(&f, &p, mode), &|_| {}).unwrap_err();
+        assert!(matches!(e, ApplyError::Blocked(_)), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("changed since the plan"), "{msg}");
+        assert!(msg.contains("nothing was removed"), "{msg}");
+        assert!(
+            msg.contains("the 8 destination link(s) written for this plan"),
+            "{msg}"
+        );
+        let after = inv(&f);
+        assert_eq!(tags(&after, "team/app"), ["1", "2", "pushed"], "{mode:?}");
+        assert_eq!(tags(&after, "moved/app"), ["1", "2"], "{mode:?}");
+        let r = after.repository("team/app").unwrap();
+        assert_eq!(r.layers.len(), 4, "{mode:?}");
+        assert_eq!(r.revisions.len(), 2, "{mode:?}");
+    }
+}
+
+/// Review finding 2: an apply interrupted after the `intent` of a section removal was
+/// resumed by removing the other sections unchecked, with whatever was pushed into the
+/// repository meanwhile. Now each section left must be exactly as planned.
+#[test]
+fn a_resumed_removal_keeps_a_repository_pushed_to_during_the_interruption() {
+    let f = fixture();
+    let i = inv(&f);
+    let p = surgery::repo_delete(
+        &Graph::new(&i),
+        &["team/app".into()],
+        &SurgeryOptions { grace_seconds: 0 },
+        now(),
+    )
+    .unwrap();
+    assert!(
+        !p.surgery.as_ref().unwrap().repositories[0]
+            .section_fingerprints
+            .is_empty()
+    );
+    // The apply dies right after journalling its intent to remove `_layers` (the second
+    // section), `_manifests` already gone.
+    let s = Hooked::new(
+        &root(&f),
+        Box::new(|op, path| {
+            if op == "move" && path.ends_with("/_layers") {
+                panic!("killed");
+            }
+        }),
+    );
+    let o = apply_opts(&f, &p, Mode::Online);
+    let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = apply(&s, &p, &o, &|_| {});
+    }));
+    assert!(died.is_err());
+    let journal = std::fs::read_to_string(o.journal.as_ref().unwrap()).unwrap();
+    assert!(
+        journal.lines().last().unwrap().contains("\"intent\"")
+            && journal.lines().last().unwrap().contains("_layers"),
+        "{journal}"
+    );
+    assert!(inv(&f).repository("team/app").unwrap().tags.is_empty());
+    // Meanwhile the repository is pushed to again.
+    let tb = TreeBuilder::new(f.dir.path());
+    let l = tb.layer("pushed", 1000);
+    tb.image("team/app", Some("pushed"), &f.cfg, &[&f.base, &l]);
+    let rep = apply(&FsStorage::open(&root(&f)).unwrap(), &p, &o, &|_| {}).unwrap();
+    assert_eq!(rep.skipped.len(), 1, "{:?}", rep.skipped);
+    assert!(
+        rep.skipped[0].reason.contains("changed since the plan"),
+        "{:?}",
+        rep.skipped
+    );
+    let after = inv(&f);
+    assert_eq!(tags(&after, "team/app"), ["pushed"]);
+    // base, own and the config as planned, and the pushed layer: nothing of it removed.
+    assert_eq!(after.repository("team/app").unwrap().layers.len(), 4);
+    // Nothing pushed meanwhile: the resume removes the rest.
+    let f = fixture();
+    let p = surgery::repo_delete(
+        &Graph::new(&inv(&f)),
+        &["team/app".into()],
+        &SurgeryOptions { grace_seconds: 0 },
+        now(),
+    )
+    .unwrap();
+    let s = Hooked::new(
+        &root(&f),
+        Box::new(|op, path| {
+            if op == "move" && path.ends_with("/_layers") {
+                panic!("killed");
+            }
+        }),
+    );
+    let o = apply_opts(&f, &p, Mode::Online);
+    let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = apply(&s, &p, &o, &|_| {});
+    }));
+    assert!(died.is_err());
+    let rep = apply(&FsStorage::open(&root(&f)).unwrap(), &p, &o, &|_| {}).unwrap();
+    assert!(rep.skipped.is_empty(), "{:?}", rep.skipped);
+    assert!(inv(&f).repository("team/app").is_none());
+}
+
+/// Review finding 4: a move stopped partway (here: the destination written meanwhile) named
+/// none of the links it had written; now its error lists them, and the journal has each.
+#[test]
+fn a_move_stopped_partway_names_the_destination_links_it_wrote() {
+    let f = fixture();
+    let p = move_plan(&f);
+    let links: Vec<String> = p
+        .surgery
+        .as_ref()
+        .unwrap()
+        .links
+        .iter()
+        .map(|l| l.path())
+        .collect();
+    // Someone writes the fourth link's path with another digest before apply gets there.
+    let fourth = links[3].clone();
+    let top = root(&f);
+    let s = Hooked::new(
+        &root(&f),
+        Box::new(move |op, path| {
+            if op == "create" && path == fourth {
+                let d = top.join(path);
+                std::fs::create_dir_all(d.parent().unwrap()).unwrap();
+                std::fs::write(&d, format!("sha256:{}", "0".repeat(64))).unwrap();
+            }
+        }),
+    );
+    let o = apply_opts(&f, &p, Mode::Offline);
+    let e = apply(&s, &p, &o, &|_| {}).unwrap_err().to_string();
+    assert!(e.contains("the source was not touched"), "{e}");
+    assert!(e.contains("the 3 destination link(s) written"), "{e}");
+    for l in &links[..3] {
+        assert!(e.contains(l.as_str()), "{l} not in {e}");
+    }
+    assert!(!e.contains(links[4].as_str()), "{e}");
+    let journal = std::fs::read_to_string(o.journal.as_ref().unwrap()).unwrap();
+    let done_create = journal
+        .lines()
+        .filter(|l| l.contains("\"done\"") && l.contains("\"create\""))
+        .count();
+    assert_eq!(done_create, 3, "{journal}");
+}
+
+/// Review finding 4: restoring a quarantined move put the source back and left the
+/// destination without a word. Now restore names exactly the links the move created (and
+/// none that were there before), which is what undoing the destination removes.
+#[test]
+fn restoring_a_quarantined_move_names_exactly_the_destination_links_to_remove() {
+    let f = fixture();
+    let p = move_plan(&f);
+    let mut links: Vec<String> = p
+        .surgery
+        .as_ref()
+        .unwrap()
+        .links
+        .iter()
+        .map(|l| l.path())
+        .collect();
+    // One link is there already (an interrupted earlier attempt outside this journal):
+    // not the move's to list.
+    let s = FsStorage::open(&root(&f)).unwrap();
+    let first = p.surgery.as_ref().unwrap().links[0].clone();
+    assert!(
+        s.create_file(&first.path(), first.digest.to_string().as_bytes())
+            .unwrap()
+    );
+    let mut o = apply_opts(&f, &p, Mode::Offline);
+    let q = f.dir.path().join("quarantine");
+    o.quarantine = Some(q.clone());
+    o.journal = None;
+    let rep = apply(&s, &p, &o, &|_| {}).unwrap();
+    assert_eq!(rep.links_created, 7);
+    assert!(inv(&f).repository("team/app").is_none());
+    let r = stowage_plan::quarantine::restore(&s, &q).unwrap();
+    assert!(r.failed.is_empty(), "{:?}", r.failed);
+    links.remove(0);
+    links.sort();
+    assert_eq!(r.created_left, links);
+    let after = inv(&f);
+    assert_eq!(tags(&after, "team/app"), ["1", "2"]);
+    assert_eq!(tags(&after, "moved/app"), ["1", "2"]);
+}
