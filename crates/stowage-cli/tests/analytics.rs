@@ -240,11 +240,16 @@ fn the_documented_duckdb_queries_run_on_stowage_parquet_and_agree_with_json() {
         assert!(r[4].parse::<i64>().unwrap() > 1, "{r:?}");
     }
 
+    check_du_tags_history(work.path(), &rows);
+}
+
+/// Queries 5 to 7 (du, tag history, growth) against stowage's JSON of the same registry.
+fn check_du_tags_history(work: &Path, rows: &dyn Fn(usize) -> Vec<Vec<String>>) {
     // 5. du: the repositories of each day, as `du --format json` lists them.
     let ci_now = "2030-04-01T00:00:00Z";
     let du: Value = serde_json::from_str(&stowage(&[
         "--storage",
-        work.path().join("ci-800").to_str().unwrap(),
+        work.join("ci-800").to_str().unwrap(),
         "--now",
         ci_now,
         "--format",
@@ -276,10 +281,10 @@ fn the_documented_duckdb_queries_run_on_stowage_parquet_and_agree_with_json() {
     assert_eq!(du_rows[0][4], top["exclusive"].to_string());
 
     // 6. Tag moves: per tag, the history entries `tags --format json` lists.
-    let busiest_repo = busiest(&work.path().join("ci-800"), ci_now);
+    let busiest_repo = busiest(&work.join("ci-800"), ci_now);
     let tags: Value = serde_json::from_str(&stowage(&[
         "--storage",
-        work.path().join("ci-800").to_str().unwrap(),
+        work.join("ci-800").to_str().unwrap(),
         "--now",
         ci_now,
         "--format",
