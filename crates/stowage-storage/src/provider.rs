@@ -480,7 +480,7 @@ fn url_decode(s: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn scope() -> Scope {
+    pub(super) fn scope() -> Scope {
         Scope {
             bucket: "reg".into(),
             prefix: "root/docker/registry/v2".into(),
@@ -572,8 +572,11 @@ mod tests {
         l.finish().unwrap();
         assert_eq!(l.len(), 2);
 
-        let e = parse_manifest("m.json", br#"{"fileSchema":"Key","sourceBucket":"b","creationTimestamp":"1","fileFormat":"Parquet","files":[{"key":"k"}]}"#).unwrap_err();
-        assert!(e.to_string().contains("only CSV"), "{e}");
+        let parquet = parse_manifest("m.json", br#"{"fileSchema":"Key","sourceBucket":"b","creationTimestamp":"1","fileFormat":"Parquet","files":[{"key":"k"}]}"#);
+        // Read with the `parquet` feature, refused by name without it; ORC never.
+        assert_eq!(parquet.is_ok(), cfg!(feature = "parquet"), "{parquet:?}");
+        let e = parse_manifest("m.json", br#"{"fileSchema":"Key","sourceBucket":"b","creationTimestamp":"1","fileFormat":"ORC","files":[{"key":"k"}]}"#).unwrap_err();
+        assert!(e.to_string().contains("data files in orc"), "{e}");
         assert!(parse_manifest("m.json", b"{}").is_err());
     }
 }

@@ -182,3 +182,117 @@ fn time(f: &Field) -> Option<Timestamp> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use parquet::data_type::{BoolType, ByteArray, ByteArrayType, Int64Type};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+
+    use super::super::{Provider, parse_manifest, read_data, tests::scope};
+    use crate::listing::Listing;
+
+    /// S3 Inventory's Parquet columns (a subset, as a real report orders them).
+    const S3: &str = "message s3.inventory { required binary bucket (STRING); required binary key (STRING);
+        optional boolean is_latest; optional boolean is_delete_marker; optional int64 size;
+        optional int64 last_modified_date (TIMESTAMP(MILLIS,true)); optional binary e_tag (STRING); }";
+
+    fn s3_file(rows: &[(&str, &str, bool, bool, i64)]) -> Vec<u8> {
+        let ty = Arc::new(parse_message_type(S3).unwrap());
+        let mut w =
+            SerializedFileWriter::new(Vec::new(), ty, Arc::new(WriterProperties::new())).unwrap();
+        let mut rg = w.next_row_group().unwrap();
+        let strs = |i: usize| -> Vec<ByteArray> {
+            rows.iter()
+                .map(|r| {
+                    ByteArray::from(match i {
+                        0 => r.0,
+                        1 => r.1,
+                        _ => "e",
+                    })
+                })
+                .collect()
+        };
+        let ones = vec![1i16; rows.len()];
+        let mut n = 0;
+        while let Some(mut c) = rg.next_column().unwrap() {
+            match n {
+                0 => c.typed::<ByteArrayType>().write_batch(&strs(0), None, None),
+                1 => c.typed::<ByteArrayType>().write_batch(&strs(1), None, None),
+                2 => c.typed::<BoolType>().write_batch(
+                    &rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+                    Some(&ones),
+                    None,
+                ),
+                3 => c.typed::<BoolType>().write_batch(
+                    &rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+                    Some(&ones),
+                    None,
+                ),
+                4 => c.typed::<Int64Type>().write_batch(
+                    &rows.iter().map(|r| r.4).collect::<Vec<_>>(),
+                    Some(&ones),
+                    None,
+                ),
+                5 => c.typed::<Int64Type>().write_batch(
+                    &vec![1_483_228_800_000i64; rows.len()],
+                    Some(&ones),
+                    None,
+                ),
+                _ => c
+                    .typed::<ByteArrayType>()
+                    .write_batch(&strs(2), Some(&ones), None),
+            }
+            .unwrap();
+            c.close().unwrap();
+            n += 1;
+        }
+        rg.close().unwrap();
+        w.into_inner().unwrap()
+    }
+
+    #[test]
+    fn s3_parquet_rows_raw_keys_current_versions_of_the_bucket_below_the_root() {
+        let m =
+            br#"{"sourceBucket":"reg","creationTimestamp":"1514944800000","fileFormat":"Parquet",
+            "fileSchema":"message s3.inventory { required binary bucket; }",
+            "files":[{"key":"inv/reg/cfg/data/a.parquet"}]}"#;
+        let r = parse_manifest("manifest.json", m).unwrap();
+        assert_eq!(r.provider, Provider::S3);
+        let bytes = s3_file(&[
+            // Parquet keys are raw: `%2B` is three characters of the key.
+            (
+                "reg",
+                "root/docker/registry/v2/blobs/sha256/ab/ab%2B+c/data",
+                true,
+                false,
+                12,
+            ),
+            ("reg", "root/docker/registry/v2/old", false, false, 1),
+            ("reg", "root/docker/registry/v2/deleted", true, true, 0),
+            ("other", "root/docker/registry/v2/x", true, false, 1),
+            ("reg", "elsewhere/x", true, false, 1),
+            ("reg", "root/docker/registry/v2/dir/", true, false, 0),
+        ]);
+        let mut l = Listing::new(r.date, "t").unwrap();
+        let kept = read_data(&r, "a.parquet", &mut &bytes[..], &scope(), &mut l).unwrap();
+        assert_eq!(kept, 1);
+        l.finish().unwrap();
+        assert_eq!(l.len(), 1);
+        let e = read_data(
+            &r,
+            "b.parquet",
+            &mut &b"PAR1 not really"[..],
+            &scope(),
+            &mut l,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("b.parquet: not a readable Parquet file"), "{e}");
+    }
+}
