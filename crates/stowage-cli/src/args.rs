@@ -49,8 +49,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "FILE")]
     pub registry_config: Option<PathBuf>,
 
-    /// Output format. Tables are for people; json, ndjson and csv have a versioned schema
-    /// (docs/json-schema.md).
+    /// Output format. Tables are for people; json, ndjson, csv and parquet have a versioned
+    /// schema (docs/json-schema.md, docs/analytics.md).
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 
@@ -101,6 +101,9 @@ pub enum Format {
     Json,
     Ndjson,
     Csv,
+    /// The JSON records as a Parquet table (inventory, du, tags, history; needs -o FILE;
+    /// docs/analytics.md).
+    Parquet,
 }
 
 #[derive(Subcommand, Debug)]
@@ -330,9 +333,9 @@ pub struct InventoryArgs {
     #[arg(long, value_name = "FILE")]
     pub db: Option<std::path::PathBuf>,
 
-    /// Write the output to FILE instead of standard output. A name ending in `.parquet`
-    /// writes Parquet (the JSON records' fields as columns, for DuckDB, Spark, Trino,
-    /// Athena; docs/analytics.md), whatever --format says.
+    /// Write the output to FILE instead of standard output. `--format parquet`, or a name
+    /// ending in `.parquet`, writes Parquet (the JSON records' fields as columns, for DuckDB,
+    /// Spark, Trino, Athena; docs/analytics.md).
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<std::path::PathBuf>,
 }
@@ -353,6 +356,9 @@ pub struct DuArgs {
     /// Order of siblings (largest first, except by name).
     #[arg(long, value_enum, default_value_t = DuSort::Total)]
     pub sort: DuSort,
+    /// Write the output to FILE (`--format parquet`, or a name ending in `.parquet`: Parquet).
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -366,6 +372,10 @@ pub struct TagsArgs {
     /// (`stowage usage ingest`, or notifications to `stowage serve --history`).
     #[arg(long, value_name = "FILE")]
     pub db: Option<std::path::PathBuf>,
+    /// Write the output to FILE (`--format parquet`, or a name ending in `.parquet`:
+    /// Parquet, the tags in FILE and their history beside it in `FILE.history.parquet`).
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

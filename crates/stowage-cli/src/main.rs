@@ -4,7 +4,6 @@
 mod args;
 mod commands;
 mod exit;
-mod from_inventory;
 mod memory;
 mod output;
 mod pipeline;

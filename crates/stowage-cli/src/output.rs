@@ -1,15 +1,70 @@
-//! Writing data to stdout: buffered, JSON documents and NDJSON lines.
+//! Writing data to stdout or `-o FILE`: buffered, JSON documents and NDJSON lines; whether
+//! a command's output is Parquet.
 
-use std::io::{BufWriter, Stdout, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-pub type Out = BufWriter<Stdout>;
+use crate::args::Format;
+
+pub type Out = BufWriter<Box<dyn Write + Send>>;
 
 pub fn stdout() -> Out {
-    BufWriter::with_capacity(1 << 16, std::io::stdout())
+    BufWriter::with_capacity(1 << 16, Box::new(std::io::stdout()))
+}
+
+/// Standard output, or the file `-o` names (created; errors name it).
+pub fn to(path: Option<&Path>) -> Result<Out> {
+    let Some(path) = path else {
+        return Ok(stdout());
+    };
+    let file =
+        std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(BufWriter::with_capacity(
+        1 << 16,
+        Box::new(Named {
+            file,
+            path: path.to_path_buf(),
+        }),
+    ))
+}
+
+/// A file whose write errors name it.
+struct Named {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Write for Named {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let p = &self.path;
+        self.file
+            .write(buf)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("writing {}: {e}", p.display())))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        let p = &self.path;
+        self.file
+            .flush()
+            .map_err(|e| std::io::Error::new(e.kind(), format!("writing {}: {e}", p.display())))
+    }
+}
+
+/// The Parquet file to write, if the output is Parquet: `--format parquet -o FILE`, or `-o`
+/// naming a `.parquet` file. `--format parquet` without `-o` is refused (a binary table is
+/// not for a terminal or a pipe).
+pub fn parquet_target(format: Format, output: Option<&Path>) -> Result<Option<&Path>> {
+    match output {
+        Some(p) if format == Format::Parquet || p.extension().is_some_and(|e| e == "parquet") => {
+            Ok(Some(p))
+        }
+        None if format == Format::Parquet => {
+            anyhow::bail!("--format parquet writes a file: add -o FILE")
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Pretty JSON document followed by a newline.
@@ -80,4 +135,30 @@ pub fn short(d: &str) -> String {
         Some((alg, hex)) if hex.len() > 12 => format!("{alg}:{}", &hex[..12]),
         _ => d.to_string(),
     }
+}
+
+/// Write `rows` (JSON records) as the Parquet table of schema `stowage.<kind>/v1`
+/// (`stowage_parquet::tables`) at `path`, creating its parent directories.
+#[cfg(feature = "parquet")]
+pub fn write_parquet<T: Serialize>(
+    path: &Path,
+    kind: &str,
+    rows: impl IntoIterator<Item = T>,
+) -> Result<()> {
+    let cols = stowage_parquet::tables::columns(kind)
+        .with_context(|| format!("no Parquet table for {kind}"))?;
+    stowage_parquet::tables::write(path, &stowage_report::schema(kind), &cols, rows)?;
+    Ok(())
+}
+
+#[cfg(not(feature = "parquet"))]
+pub fn write_parquet<T: Serialize>(
+    path: &Path,
+    _kind: &str,
+    _rows: impl IntoIterator<Item = T>,
+) -> Result<()> {
+    anyhow::bail!(
+        "{}: this build of stowage has no Parquet output; build it with the default features (or --features parquet)",
+        path.display()
+    )
 }

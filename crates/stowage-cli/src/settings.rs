@@ -221,7 +221,11 @@ impl Settings {
         let (storage, listing) = match &g.from_inventory {
             Some(report) => {
                 let fetch = report_fetch(object_location);
-                let (listed, source, date) = crate::from_inventory::wrap(storage, report, &*fetch)?;
+                let listed =
+                    stowage_storage::listing::ListedStorage::from_report(storage, report, &*fetch)
+                        .with_context(|| format!("reading the inventory report {report}"))?;
+                let (source, date) = (listed.listing().source.clone(), listed.listing().date);
+                let listed: Arc<dyn Storage> = Arc::new(listed);
                 (listed, Some((source, date)))
             }
             None => (storage, None),

@@ -38,6 +38,78 @@ fn table(storage: &Path, now: &str, out: &Path) {
     ]);
 }
 
+/// `du`, `tags` (of the repository with the most tags) and `history` as Parquet, with
+/// `--format parquet -o`, in the partition `dir`; `db` gets a snapshot of every day, and
+/// with `growth` the growth since the day before is written too.
+fn other_tables(tree: &Path, now: &str, dir: &Path, db: &Path, growth: bool) {
+    let t = tree.to_str().unwrap();
+    let common = ["--storage", t, "--now", now, "--format", "parquet"];
+    let du = dir.join("du.parquet");
+    stowage(&[&common[..], &["du", "-o", du.to_str().unwrap()]].concat());
+    let tags = dir.join("tags.parquet");
+    stowage(
+        &[
+            &common[..],
+            &["tags", &busiest(tree, now), "-o", tags.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert!(dir.join("tags.history.parquet").is_file());
+    stowage(&[
+        "--storage",
+        t,
+        "--now",
+        now,
+        "snapshot",
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    if !growth {
+        return; // growth needs two snapshots
+    }
+    let h = dir.join("history.parquet");
+    stowage(
+        &[
+            &common[4..],
+            &[
+                "history",
+                "--db",
+                db.to_str().unwrap(),
+                "-o",
+                h.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    );
+}
+
+/// The repository with the most tags (then the first by name).
+fn busiest(tree: &Path, now: &str) -> String {
+    let t = tree.to_str().unwrap();
+    let du: Value = serde_json::from_str(&stowage(&[
+        "--storage",
+        t,
+        "--now",
+        now,
+        "--format",
+        "json",
+        "du",
+    ]))
+    .unwrap();
+    let nodes = du["nodes"].as_array().unwrap();
+    let best = nodes
+        .iter()
+        .filter(|n| n["repository"].as_bool().unwrap() && n["tags"].as_u64().unwrap() > 0)
+        .max_by_key(|n| {
+            (
+                n["own_total"].as_u64(),
+                std::cmp::Reverse(n["name"].to_string()),
+            )
+        })
+        .unwrap();
+    best["name"].as_str().unwrap().to_owned()
+}
+
 fn duckdb_available() -> bool {
     let ok = Command::new("python3")
         .args(["-c", "import duckdb"])
@@ -62,6 +134,7 @@ fn the_documented_duckdb_queries_run_on_stowage_parquet_and_agree_with_json() {
     }
     let work = tempfile::tempdir().unwrap();
     let lake = work.path().join("lake");
+    let db = work.path().join("history.db");
     let sample = stowage_testkit::sample();
     let day1 = "2030-01-01T00:00:00Z";
     table(
@@ -83,6 +156,13 @@ fn the_documented_duckdb_queries_run_on_stowage_parquet_and_agree_with_json() {
             now,
             &lake.join(format!("registry=ci/date={day}/inventory.parquet")),
         );
+        other_tables(
+            &tree,
+            now,
+            &lake.join(format!("registry=ci/date={day}")),
+            &db,
+            blobs > 400,
+        );
     }
 
     let o = Command::new("python3")
@@ -97,7 +177,7 @@ fn the_documented_duckdb_queries_run_on_stowage_parquet_and_agree_with_json() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(answers.len(), 4, "{answers:#?}");
+    assert_eq!(answers.len(), 7, "{answers:#?}");
     // Every value as text (DuckDB's str()).
     let rows = |n: usize| -> Vec<Vec<String>> {
         answers[n]["rows"]
@@ -158,5 +238,102 @@ fn the_documented_duckdb_queries_run_on_stowage_parquet_and_agree_with_json() {
     );
     for r in &shared {
         assert!(r[4].parse::<i64>().unwrap() > 1, "{r:?}");
+    }
+
+    check_du_tags_history(work.path(), &rows);
+}
+
+/// Queries 5 to 7 (du, tag history, growth) against stowage's JSON of the same registry.
+fn check_du_tags_history(work: &Path, rows: &dyn Fn(usize) -> Vec<Vec<String>>) {
+    // 5. du: the repositories of each day, as `du --format json` lists them.
+    let ci_now = "2030-04-01T00:00:00Z";
+    let du: Value = serde_json::from_str(&stowage(&[
+        "--storage",
+        work.join("ci-800").to_str().unwrap(),
+        "--now",
+        ci_now,
+        "--format",
+        "json",
+        "du",
+    ]))
+    .unwrap();
+    let repos: Vec<&Value> = du["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["repository"].as_bool().unwrap())
+        .collect();
+    let du_rows: Vec<Vec<String>> = rows(4)
+        .into_iter()
+        .filter(|r| r[0] == "ci" && r[1] == "2030-04-01")
+        .collect();
+    assert_eq!(du_rows.len(), repos.len(), "{du_rows:?}");
+    let top = repos
+        .iter()
+        .max_by_key(|n| {
+            (
+                n["exclusive"].as_u64(),
+                std::cmp::Reverse(n["name"].to_string()),
+            )
+        })
+        .unwrap();
+    assert_eq!(du_rows[0][2], top["name"].as_str().unwrap());
+    assert_eq!(du_rows[0][4], top["exclusive"].to_string());
+
+    // 6. Tag moves: per tag, the history entries `tags --format json` lists.
+    let busiest_repo = busiest(&work.join("ci-800"), ci_now);
+    let tags: Value = serde_json::from_str(&stowage(&[
+        "--storage",
+        work.join("ci-800").to_str().unwrap(),
+        "--now",
+        ci_now,
+        "--format",
+        "json",
+        "tags",
+        &busiest_repo,
+    ]))
+    .unwrap();
+    let moves: Vec<Vec<String>> = rows(5)
+        .into_iter()
+        .filter(|r| r[0] == "ci" && r[1] == "2030-04-01")
+        .collect();
+    assert!(!moves.is_empty());
+    for r in &moves {
+        let t = tags["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["tag"] == r[3].as_str())
+            .unwrap();
+        assert_eq!(
+            r[4],
+            t["history"].as_array().unwrap().len().to_string(),
+            "{r:?}"
+        );
+    }
+
+    // 7. History: the second day's table compares the two ci snapshots and lists growth.
+    let growth = rows(6);
+    assert!(!growth.is_empty());
+    assert!(
+        growth.iter().all(|r| r[0] == "ci" && r[1] == "2030-04-01"),
+        "{growth:?}"
+    );
+}
+
+#[test]
+fn parquet_is_refused_where_it_has_no_table_and_without_a_file() {
+    let sample = stowage_testkit::sample();
+    let root = sample.rootdirectory();
+    for args in [&["gc"][..], &["du"][..], &["check", "--fast"][..]] {
+        let o = Command::new(env!("CARGO_BIN_EXE_stowage"))
+            .args(["--storage", root.to_str().unwrap(), "--format", "parquet"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("--format parquet"), "{args:?}: {err}");
+        assert!(o.stdout.is_empty());
     }
 }

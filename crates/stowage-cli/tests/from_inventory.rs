@@ -65,8 +65,9 @@ fn plan_blobs(text: &str) -> BTreeSet<String> {
 
 /// The three providers' inventory reports of the `registry` bucket (testkit/s3/inventory.py):
 /// the S3 manifest's local path and its key in the `inventory` bucket, the GCS and Azure
-/// manifests' paths.
-fn provider_reports(server: &S3Server, reports: &Path) -> [String; 4] {
+/// manifests' paths; then the same with Parquet data files (S3 as a bucket URL), when PyPI
+/// duckdb is there to write them.
+fn provider_reports(server: &S3Server, reports: &Path) -> ([String; 4], Vec<String>) {
     let o = Command::new("python3")
         .arg(stowage_testkit::workspace_root().join("testkit/s3/inventory.py"))
         .args(["registry", reports.to_str().unwrap(), "inventory"])
@@ -75,11 +76,14 @@ fn provider_reports(server: &S3Server, reports: &Path) -> [String; 4] {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let s3_manifest = String::from_utf8(o.stdout).unwrap().trim().to_owned();
-    let s3_key = s3_manifest
-        .strip_prefix(&format!("{}/s3/", reports.display()))
-        .unwrap()
-        .to_owned();
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    let mut lines = stdout.lines().map(str::to_owned);
+    let s3_manifest = lines.next().unwrap();
+    let s3_key = |m: &str| {
+        m.strip_prefix(&format!("{}/s3/", reports.display()))
+            .unwrap()
+            .to_owned()
+    };
     let find = |dir: &str, suffix: &str| -> String {
         let mut stack = vec![reports.join(dir)];
         while let Some(d) = stack.pop() {
@@ -96,7 +100,24 @@ fn provider_reports(server: &S3Server, reports: &Path) -> [String; 4] {
     };
     let gcs_manifest = find("gcs", ".manifest");
     let azure_manifest = find("azure", "-manifest.json");
-    [s3_manifest, s3_key, gcs_manifest, azure_manifest]
+    let parquet = match lines.next() {
+        Some(m) => vec![
+            m.clone(),
+            format!("s3://inventory/{}", s3_key(&m)),
+            find("gcs-parquet", ".manifest"),
+            find("azure-parquet", "-manifest.json"),
+        ],
+        None => {
+            assert!(
+                std::env::var_os("STOWAGE_REQUIRE_REAL").is_none(),
+                "no Parquet reports: PyPI duckdb is missing (scripts/install-test-deps.sh)"
+            );
+            eprintln!("\n*** Parquet reports SKIPPED: PyPI duckdb is not installed ***\n");
+            Vec::new()
+        }
+    };
+    let key = s3_key(&s3_manifest);
+    ([s3_manifest, key, gcs_manifest, azure_manifest], parquet)
 }
 
 #[test]
@@ -114,7 +135,7 @@ fn inventory_and_gc_from_provider_reports_equal_a_live_listing() {
     let cfg = config.to_str().unwrap();
     let cache = work.path().join("cache");
 
-    let [s3_manifest, s3_key, gcs_manifest, azure_manifest] =
+    let ([s3_manifest, s3_key, gcs_manifest, azure_manifest], parquet) =
         provider_reports(&server, &work.path().join("reports"));
     let s3_url = format!("s3://inventory/{s3_key}");
 
@@ -138,7 +159,10 @@ fn inventory_and_gc_from_provider_reports_equal_a_live_listing() {
     let live_gc = (gc(&["--no-cache"], false), gc(&["--no-cache"], true));
     assert!(!live_gc.0.is_empty(), "the fixture has unreferenced blobs");
 
-    for report in [&s3_manifest, &s3_url, &gcs_manifest, &azure_manifest] {
+    for report in [&s3_manifest, &s3_url, &gcs_manifest, &azure_manifest]
+        .into_iter()
+        .chain(&parquet)
+    {
         let from = ["--from-inventory", report.as_str()];
         let o = run(&[&from[..], &["--verbose"]].concat(), &inv);
         assert_eq!(sorted_lines(&ok(&o)), live, "inventory from {report}");

@@ -32,6 +32,8 @@ use parquet::schema::parser::parse_message_type;
 use serde_json::Value;
 use stowage_model::Timestamp;
 
+pub mod tables;
+
 /// Rows per row group: large enough for good compression and column statistics, small
 /// enough that a row group's buffers stay a few tens of megabytes.
 pub const ROW_GROUP_ROWS: usize = 65_536;
@@ -74,6 +76,29 @@ pub enum ParquetError {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("column {column}: {why}")]
     Value { column: String, why: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    At {
+        path: std::path::PathBuf,
+        source: Box<ParquetError>,
+    },
+}
+
+impl ParquetError {
+    /// This error, naming the file it happened in.
+    fn at(self, path: &std::path::Path) -> ParquetError {
+        match self {
+            e @ (ParquetError::Io { .. } | ParquetError::At { .. }) => e,
+            e => ParquetError::At {
+                path: path.to_path_buf(),
+                source: Box::new(e),
+            },
+        }
+    }
 }
 
 /// One column's buffered values and levels for the current row group.

@@ -138,6 +138,20 @@ impl ListedStorage {
     pub fn listing(&self) -> &Listing {
         &self.listing
     }
+
+    /// `--from-inventory`: `live`, listed from the provider's report whose manifest is at
+    /// `report` (a path or a URL `fetch` reads), keeping the rows of `live`'s own bucket and
+    /// prefix ([`crate::provider::Scope::of_storage`]). The report's description and date
+    /// are in [`Listing::source`] and [`Listing::date`].
+    pub fn from_report(
+        live: std::sync::Arc<dyn Storage>,
+        report: &str,
+        fetch: &crate::provider::Fetch<'_>,
+    ) -> Result<ListedStorage, crate::provider::ProviderError> {
+        let scope = crate::provider::Scope::of_storage(&live.describe());
+        let listing = crate::provider::load(report, &scope, fetch)?;
+        Ok(ListedStorage::new(listing, live))
+    }
 }
 
 impl Storage for ListedStorage {

@@ -2,8 +2,8 @@
 //! Blob Inventory, read into a [`Listing`].
 //!
 //! Each provider writes a manifest (JSON) naming its data files, and data files of one row
-//! per object (CSV, optionally gzip-compressed; Parquet is not read yet, and is refused by
-//! name). What is used of a row: the object's name, size, last-modified date and ETag (the
+//! per object: CSV, optionally gzip-compressed, or Parquet (with the `parquet` feature:
+//! `provider/parquet.rs`; refused by name without it). What is used of a row: the object's name, size, last-modified date and ETag (the
 //! scan cache reuses an unchanged tag link by it). Formats, as documented by each provider:
 //!
 //! - **S3** (`manifest.json`): `sourceBucket`, `creationTimestamp` (ms, when the listing
@@ -25,6 +25,9 @@ use std::io::Read;
 use stowage_model::Timestamp;
 
 use crate::listing::Listing;
+
+#[cfg(feature = "parquet")]
+mod parquet;
 
 /// Which provider wrote a report.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -76,19 +79,26 @@ fn manifest_err(file: &str, why: impl Into<String>) -> ProviderError {
     }
 }
 
+/// The data formats this build reads, for the refusals.
+const READABLE: &str = if cfg!(feature = "parquet") {
+    "CSV (optionally gzip) and Parquet are read; configure the report as one of them"
+} else {
+    "only CSV (optionally gzip) is read by this build (Parquet needs the `parquet` feature); configure the report as CSV"
+};
+
 /// Parse a manifest (`file` names it in errors).
 pub fn parse_manifest(file: &str, bytes: &[u8]) -> Result<Report, ProviderError> {
     let v: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| manifest_err(file, format!("not JSON: {e}")))?;
     let s = |k: &str| v.get(k).and_then(|x| x.as_str());
-    let format_ok = |f: Option<&str>| -> Result<(), ProviderError> {
+    // Returns whether the data files are Parquet (they name their own columns).
+    let format_ok = |f: Option<&str>| -> Result<bool, ProviderError> {
         match f.map(str::to_ascii_lowercase).as_deref() {
-            None | Some("csv") => Ok(()),
+            None | Some("csv") => Ok(false),
+            Some("parquet") if cfg!(feature = "parquet") => Ok(true),
             Some(other) => Err(manifest_err(
                 file,
-                format!(
-                    "data files in {other}: only CSV (optionally gzip) is read; configure the report as CSV"
-                ),
+                format!("data files in {other}: {READABLE}"),
             )),
         }
     };
@@ -107,7 +117,7 @@ pub fn parse_manifest(file: &str, bytes: &[u8]) -> Result<Report, ProviderError>
             .ok_or_else(|| manifest_err(file, format!("{k} is missing or not an RFC 3339 time")))
     };
     let report = if v.get("fileSchema").is_some() || v.get("sourceBucket").is_some() {
-        format_ok(s("fileFormat"))?;
+        let parquet = format_ok(s("fileFormat"))?;
         let ms: i64 = s("creationTimestamp")
             .and_then(|t| t.parse().ok())
             .or_else(|| v.get("creationTimestamp").and_then(|t| t.as_i64()))
@@ -122,7 +132,8 @@ pub fn parse_manifest(file: &str, bytes: &[u8]) -> Result<Report, ProviderError>
             date: Timestamp(ms.saturating_mul(1_000_000)),
             files: strings(v.get("files"), Some("key")),
             source: s("sourceBucket").map(str::to_owned),
-            columns: Some(columns),
+            // A Parquet report's fileSchema is a message type; its files name their columns.
+            columns: (!parquet).then_some(columns),
         }
     } else if v.get("report_shards_file_names").is_some() || v.get("snapshot_time").is_some() {
         let cfg = v.get("report_config");
@@ -170,6 +181,29 @@ pub struct Scope {
     pub prefix: String,
 }
 
+impl Scope {
+    /// The scope of a storage, from its description (`Storage::describe`): an object
+    /// store's URL (`s3://bucket/rootdirectory/docker/registry/v2`) says its bucket and
+    /// prefix; a filesystem (a bucket's copy, or a generated registry's sparse tree, see
+    /// `stowage-gen --inventory`) takes the keys below `docker/registry/v2/` of any bucket,
+    /// the rootdirectory being the bucket's root.
+    pub fn of_storage(described: &str) -> Scope {
+        match described.split_once("://") {
+            Some((_, rest)) => {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                Scope {
+                    bucket: bucket.to_owned(),
+                    prefix: prefix.trim_matches('/').to_owned(),
+                }
+            }
+            None => Scope {
+                bucket: String::new(),
+                prefix: stowage_layout::LAYOUT_ROOT.to_owned(),
+            },
+        }
+    }
+}
+
 /// Add the rows of one data file (`name` for errors; gzip is recognised by its magic
 /// bytes) that lie below `scope` to `out`, keys made relative to the layout root. Returns
 /// the number of rows kept.
@@ -189,10 +223,10 @@ pub fn read_data(
     let bytes =
         std::io::BufRead::fill_buf(&mut input).map_err(|e| data_err(format!("reading: {e}")))?;
     if bytes.starts_with(b"PAR1") {
-        return Err(data_err(
-            "a Parquet data file: only CSV (optionally gzip) is read; configure the report as CSV"
-                .into(),
-        ));
+        #[cfg(feature = "parquet")]
+        return parquet::read(report, name, &mut input, scope, out);
+        #[cfg(not(feature = "parquet"))]
+        return Err(data_err(format!("a Parquet data file: {READABLE}")));
     }
     let reader: Box<dyn Read + '_> = if bytes.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::bufread::MultiGzDecoder::new(input))
@@ -237,54 +271,36 @@ pub fn read_data(
     let etag_c = col(&["ETag", "Etag", "e_tag"]);
     let latest_c = col(&["IsLatest"]);
     let deleted_c = col(&["IsDeleteMarker"]);
-    let below = format!("{}/", scope.prefix);
-    let azure_container = format!("{}/", scope.bucket);
+    let filter = Filter::new(report.provider, scope);
     let mut kept = 0;
     for (n, row) in csv.records().enumerate() {
         let line = n + 1;
         let row = row.map_err(|e| data_err(format!("row {line}: {e}")))?;
         let field = |c: usize| row.get(c).unwrap_or("");
-        if let Some(b) = bucket_c
-            && !scope.bucket.is_empty()
-            && field(b) != scope.bucket
-        {
-            continue;
-        }
+        let row_err = |why: String| data_err(format!("row {line}: {why}"));
         if latest_c.is_some_and(|c| field(c).eq_ignore_ascii_case("false"))
             || deleted_c.is_some_and(|c| field(c).eq_ignore_ascii_case("true"))
         {
             continue;
         }
+        let decoded;
         let key = match report.provider {
-            Provider::S3 => url_decode(field(key_c))
-                .ok_or_else(|| data_err(format!("row {line}: key is not URL-encoded UTF-8")))?,
-            Provider::Azure => field(key_c)
-                .strip_prefix(&azure_container)
-                .unwrap_or(field(key_c))
-                .to_owned(),
-            Provider::Gcs => field(key_c).to_owned(),
-        };
-        let rel = if scope.prefix.is_empty() {
-            key.as_str()
-        } else {
-            match key.strip_prefix(&below) {
-                Some(r) => r,
-                None => continue,
+            Provider::S3 => {
+                decoded = url_decode(field(key_c))
+                    .ok_or_else(|| row_err("key is not URL-encoded UTF-8".into()))?;
+                decoded.as_str()
             }
+            Provider::Gcs | Provider::Azure => field(key_c),
         };
-        if rel.is_empty() || rel.ends_with('/') {
-            // A zero-byte "directory marker" names a directory, not an object in it.
+        let Some(rel) = filter.relative(bucket_c.map(field), key) else {
             continue;
-        }
-        let size: u64 = field(size_c).parse().map_err(|_| {
-            data_err(format!(
-                "row {line}: size {:?} is not a number",
-                field(size_c)
-            ))
-        })?;
+        };
+        let size: u64 = field(size_c)
+            .parse()
+            .map_err(|_| row_err(format!("size {:?} is not a number", field(size_c))))?;
         let date = Timestamp::parse_rfc3339(field(date_c)).ok_or_else(|| {
-            data_err(format!(
-                "row {line}: last-modified {:?} is not an RFC 3339 time",
+            row_err(format!(
+                "last-modified {:?} is not an RFC 3339 time",
                 field(date_c)
             ))
         })?;
@@ -294,6 +310,47 @@ pub fn read_data(
         kept += 1;
     }
     Ok(kept)
+}
+
+/// Which rows of a data file belong to the storage, and their keys below its layout root:
+/// the same for every provider and data format.
+struct Filter<'a> {
+    scope: &'a Scope,
+    below: String,
+    /// Azure names are prefixed by their container.
+    container: Option<String>,
+}
+
+impl<'a> Filter<'a> {
+    fn new(provider: Provider, scope: &'a Scope) -> Filter<'a> {
+        Filter {
+            scope,
+            below: format!("{}/", scope.prefix),
+            container: (provider == Provider::Azure).then(|| format!("{}/", scope.bucket)),
+        }
+    }
+
+    /// The key relative to the layout root, or `None` for a row of another bucket, outside
+    /// the layout root, or a directory marker.
+    fn relative<'k>(&self, bucket: Option<&str>, key: &'k str) -> Option<&'k str> {
+        if let Some(b) = bucket
+            && !self.scope.bucket.is_empty()
+            && b != self.scope.bucket
+        {
+            return None;
+        }
+        let key = match &self.container {
+            Some(c) => key.strip_prefix(c.as_str()).unwrap_or(key),
+            None => key,
+        };
+        let rel = if self.scope.prefix.is_empty() {
+            key
+        } else {
+            key.strip_prefix(&self.below)?
+        };
+        // A zero-byte "directory marker" names a directory, not an object in it.
+        (!rel.is_empty() && !rel.ends_with('/')).then_some(rel)
+    }
 }
 
 /// Reads one file of a report by location (a local path or an object URL): `Ok(None)` when
@@ -423,7 +480,7 @@ fn url_decode(s: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn scope() -> Scope {
+    pub(super) fn scope() -> Scope {
         Scope {
             bucket: "reg".into(),
             prefix: "root/docker/registry/v2".into(),
@@ -515,8 +572,11 @@ mod tests {
         l.finish().unwrap();
         assert_eq!(l.len(), 2);
 
-        let e = parse_manifest("m.json", br#"{"fileSchema":"Key","sourceBucket":"b","creationTimestamp":"1","fileFormat":"Parquet","files":[{"key":"k"}]}"#).unwrap_err();
-        assert!(e.to_string().contains("only CSV"), "{e}");
+        let parquet = parse_manifest("m.json", br#"{"fileSchema":"Key","sourceBucket":"b","creationTimestamp":"1","fileFormat":"Parquet","files":[{"key":"k"}]}"#);
+        // Read with the `parquet` feature, refused by name without it; ORC never.
+        assert_eq!(parquet.is_ok(), cfg!(feature = "parquet"), "{parquet:?}");
+        let e = parse_manifest("m.json", br#"{"fileSchema":"Key","sourceBucket":"b","creationTimestamp":"1","fileFormat":"ORC","files":[{"key":"k"}]}"#).unwrap_err();
+        assert!(e.to_string().contains("data files in orc"), "{e}");
         assert!(parse_manifest("m.json", b"{}").is_err());
     }
 }

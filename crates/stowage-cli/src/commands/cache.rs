@@ -42,7 +42,7 @@ pub fn run(s: &Settings, a: &CacheArgs) -> Result<i32> {
     };
     let mut out = output::stdout();
     match s.format {
-        Format::Json | Format::Ndjson | Format::Csv => output::json(
+        Format::Json | Format::Parquet | Format::Ndjson | Format::Csv => output::json(
             &mut out,
             &Document {
                 schema: schema("cache"),

@@ -75,7 +75,7 @@ pub fn run(s: &Settings, a: &CheckArgs) -> Result<i32> {
     }
     let mut out = output::stdout();
     match s.format {
-        Format::Json => output::json(
+        Format::Json | Format::Parquet => output::json(
             &mut out,
             &Document {
                 schema: schema("check"),

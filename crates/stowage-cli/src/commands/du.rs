@@ -45,9 +45,14 @@ pub fn run(s: &Settings, a: &DuArgs) -> Result<i32> {
     };
     let rows = du_records(u, a.depth, key, desc);
     let cache = loaded.cache_figures();
-    let mut out = output::stdout();
+    if let Some(path) = output::parquet_target(s.format, a.output.as_deref())? {
+        output::write_parquet(path, "du", &rows)?;
+        return Ok(findings_exit(loaded.finding_counts()));
+    }
+    let mut out = output::to(a.output.as_deref())?;
     match s.format {
-        Format::Json => output::json(
+        // Parquet went to its file above.
+        Format::Json | Format::Parquet => output::json(
             &mut out,
             &Document {
                 schema: schema("du"),

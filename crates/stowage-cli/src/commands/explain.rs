@@ -69,7 +69,9 @@ pub fn run(s: &Settings, a: &ExplainArgs) -> Result<i32> {
     e.target = a.target.clone();
     let mut out = output::stdout();
     match s.format {
-        Format::Json | Format::Ndjson | Format::Csv => output::json(&mut out, &e)?,
+        Format::Json | Format::Parquet | Format::Ndjson | Format::Csv => {
+            output::json(&mut out, &e)?
+        }
         Format::Table => {
             // Names come from the storage: the text is escaped as a whole (JSON stays exact).
             let mut buf: Vec<u8> = Vec::new();

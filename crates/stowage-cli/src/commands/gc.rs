@@ -119,7 +119,9 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
     }
     let mut out = output::stdout();
     match s.format {
-        Format::Json | Format::Ndjson | Format::Csv => plan.write_json(&mut out)?,
+        Format::Json | Format::Parquet | Format::Ndjson | Format::Csv => {
+            plan.write_json(&mut out)?
+        }
         Format::Table => print_plan(&mut out, &plan, s)?,
     }
     out.flush()?;

@@ -31,6 +31,9 @@ pub struct HistoryArgs {
     /// List the snapshots instead.
     #[arg(long)]
     pub list: bool,
+    /// Write the output to FILE (`--format parquet`, or a name ending in `.parquet`: Parquet).
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<HistoryCommand>,
 }
@@ -113,16 +116,40 @@ pub fn run(g: &GlobalArgs, a: &HistoryArgs) -> Result<i32> {
     }
     let db = Db::open_existing(&a.db)?;
     let snaps = db.snapshots()?;
-    let mut out = output::stdout();
+    let parquet = output::parquet_target(g.format, a.output.as_deref())?;
     if a.list {
+        if let Some(path) = parquet {
+            output::write_parquet(path, "history.snapshots", &snaps)?;
+            return Ok(crate::exit::OK);
+        }
+        let mut out = output::to(a.output.as_deref())?;
         write_snapshots(&mut out, g.format, &snaps)?;
         out.flush()?;
         return Ok(crate::exit::OK);
     }
     let (from, to) = range(a, &snaps, now)?;
     let growth = db.growth(from, to)?;
+    if let Some(path) = parquet {
+        // Each row says which two snapshots it compares, so tables of many runs concatenate.
+        let ends = serde_json::json!({
+            "from_id": growth.from.id, "from_taken_at": growth.from.taken_at,
+            "to_id": growth.to.id, "to_taken_at": growth.to.taken_at,
+        });
+        let mut rows = Vec::with_capacity(growth.repositories.len());
+        for r in &growth.repositories {
+            let mut v = serde_json::to_value(r)?;
+            if let (Some(o), Some(e)) = (v.as_object_mut(), ends.as_object()) {
+                o.extend(e.clone());
+            }
+            rows.push(v);
+        }
+        output::write_parquet(path, "history", rows)?;
+        return Ok(crate::exit::OK);
+    }
+    let mut out = output::to(a.output.as_deref())?;
     match g.format {
-        Format::Json => output::json(
+        // Parquet went to its file above.
+        Format::Json | Format::Parquet => output::json(
             &mut out,
             &Document {
                 schema: schema("history"),

@@ -33,6 +33,7 @@ use crate::settings::Settings;
 pub fn run(cli: Cli) -> Result<i32> {
     let g = &cli.global;
     let storage = || Settings::resolve(g);
+    refuse_parquet(g.format, &cli.command)?;
     match cli.command {
         Command::Quarantine(QuarantineCommand::Purge(a)) => apply::purge(g, &a),
         Command::Policy(PolicyCommand::Check(a)) => retention::policy_check(g.format, &a),
@@ -89,6 +90,19 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Serve(a) => serve::run(storage()?, &a, g.now.is_some()),
         Command::Snapshot(a) => snapshot::run(&storage()?, &a),
     }
+}
+
+/// `--format parquet` is for the record tables (docs/analytics.md); every other command
+/// refuses it here, once, so their own output code never sees it.
+fn refuse_parquet(format: crate::args::Format, c: &Command) -> Result<()> {
+    let tables = matches!(c, Command::Inventory(_) | Command::Du(_) | Command::Tags(_))
+        || matches!(c, Command::History(h) if h.command.is_none());
+    if format == crate::args::Format::Parquet && !tables {
+        anyhow::bail!(
+            "--format parquet is for inventory, du, tags and history (with -o FILE); use json, ndjson or csv here"
+        );
+    }
+    Ok(())
 }
 
 /// Settings for apply and restore: they re-check against the live storage only, never a

@@ -122,7 +122,9 @@ fn finish(s: &Settings, c: &SurgeryCommon, plan: &Plan) -> Result<i32> {
     }
     let mut out = output::stdout();
     match s.format {
-        Format::Json | Format::Ndjson | Format::Csv => plan.write_json(&mut out)?,
+        Format::Json | Format::Parquet | Format::Ndjson | Format::Csv => {
+            plan.write_json(&mut out)?
+        }
         Format::Table => print(&mut out, plan)?,
     }
     out.flush()?;

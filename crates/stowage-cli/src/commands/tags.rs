@@ -83,6 +83,38 @@ fn built_cell(r: &TagRecord, fmt: impl Fn(Timestamp) -> String) -> String {
     }
 }
 
+/// The tags table, each row with its pulls (with `--db`), and their history beside it
+/// (`FILE.history.parquet`, one row per entry, keyed by repository and tag).
+fn write_parquet(
+    path: &std::path::Path,
+    rows: &[TagRecord],
+    pulls: Option<&[TagPull]>,
+) -> Result<()> {
+    let mut tagged = Vec::with_capacity(rows.len());
+    for (i, r) in rows.iter().enumerate() {
+        let mut v = serde_json::to_value(r)?;
+        if let (Some(p), Some(o)) = (pulls.and_then(|p| p.get(i)), v.as_object_mut()) {
+            o.insert("last_pulled".into(), serde_json::to_value(p.last_pulled)?);
+            o.insert("pulls".into(), p.pulls.into());
+        }
+        tagged.push(v);
+    }
+    output::write_parquet(path, "tags", tagged)?;
+    let history = rows.iter().flat_map(|r| {
+        r.history.iter().map(move |h| {
+            serde_json::json!({
+                "repository": r.repository, "tag": r.tag,
+                "digest": h.digest, "date": h.date, "exists": h.exists,
+            })
+        })
+    });
+    output::write_parquet(
+        &path.with_extension("history.parquet"),
+        "tags.history",
+        history,
+    )
+}
+
 fn kind_label(mt: Option<&str>) -> &'static str {
     match mt {
         Some(stowage_model::manifest::OCI_INDEX) => "oci-index",
@@ -114,9 +146,14 @@ pub fn run(s: &Settings, a: &TagsArgs) -> Result<i32> {
             .collect();
         c.tags(name, &tags)
     });
-    let mut out = output::stdout();
+    if let Some(path) = output::parquet_target(s.format, a.output.as_deref())? {
+        write_parquet(path, &rows, pulls.as_deref())?;
+        return Ok(findings_exit(loaded.finding_counts()));
+    }
+    let mut out = output::to(a.output.as_deref())?;
     match s.format {
-        Format::Json => output::json(
+        // Parquet went to its files above.
+        Format::Json | Format::Parquet => output::json(
             &mut out,
             &Document {
                 cache: cache.as_deref(),

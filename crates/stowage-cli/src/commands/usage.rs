@@ -289,7 +289,7 @@ pub fn run(s: &Settings, a: &UsageArgs) -> Result<i32> {
     let (v, status) = crate::pipeline::pull_view(db, &g, s.now)?;
     let mut out = output::stdout();
     match s.format {
-        Format::Json => output::json(
+        Format::Json | Format::Parquet => output::json(
             &mut out,
             &ViewDocument {
                 schema: schema("usage"),

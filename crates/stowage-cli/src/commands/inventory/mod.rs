@@ -110,8 +110,9 @@ pub fn run(s: &Settings, a: &InventoryArgs) -> Result<i32> {
         uploads,
         last_pulled,
     };
+    let parquet_file = crate::output::parquet_target(s.format, a.output.as_deref())?;
     match &a.output {
-        Some(path) if path.extension().is_some_and(|e| e == "parquet") => parquet::write(&v, path)?,
+        Some(path) if parquet_file.is_some() => parquet::write(&v, path)?,
         Some(path) => crate::output::write_file(path, |w| {
             v.write(w)
                 .map_err(|e| std::io::Error::other(format!("{e:#}")))
@@ -222,7 +223,8 @@ impl View<'_, '_> {
 
     fn write(&self, out: &mut dyn Write) -> Result<()> {
         match self.s.format {
-            Format::Json => self.write_json(out),
+            // Parquet went to its file (parquet.rs).
+            Format::Json | Format::Parquet => self.write_json(out),
             Format::Ndjson => self.write_ndjson(out),
             Format::Csv => self.write_csv(out),
             Format::Table => self.write_table(out),
