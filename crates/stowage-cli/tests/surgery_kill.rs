@@ -95,7 +95,7 @@ fn a_move_killed_at_any_point_and_resumed_ends_exactly_as_planned() {
         assert_eq!(before, [200, 200]);
         let pf = s.dir.path().join("plan.json");
         let v = plan(&root, &pf);
-        let apply = ["apply", pf.to_str().unwrap(), "--yes", "--settle", "0s"];
+        let apply = ["apply", pf.to_str().unwrap(), "--yes", "--offline"];
         let apply: Vec<&str> = apply
             .iter()
             .copied()

@@ -252,7 +252,20 @@ pub fn eviction(
     }
     let mut capped = HashSet::new();
     if let Some(cap) = cap {
-        let (extra, report) = size_cap(g, state, &roots, &out.evicted, cap);
+        // The grace period holds back from the cap too: a revision linked within it is a
+        // pull in progress or just done, however old its entry says it was cached.
+        let recent: HashSet<(usize, BlobId)> = inv
+            .repositories
+            .iter()
+            .enumerate()
+            .flat_map(|(ri, r)| {
+                r.revisions
+                    .iter()
+                    .filter(|l| l.modified().seconds_until(now) < grace_seconds)
+                    .map(move |l| (ri, l.target()))
+            })
+            .collect();
+        let (extra, report) = size_cap(g, state, &roots, &out.evicted, &recent, cap);
         out.cap = Some(report);
         capped.extend(extra.iter().copied());
         let gone: HashSet<BlobId> = extra.iter().map(|&(_, id)| id).collect();
@@ -320,6 +333,7 @@ fn size_cap(
     state: &SchedulerState,
     roots: &[BlobId],
     evicted: &[(usize, BlobId)],
+    recent: &HashSet<(usize, BlobId)>,
     cap: &SizeCap<'_>,
 ) -> (Vec<(usize, BlobId)>, SizeCapReport) {
     let inv = g.inv;
@@ -342,7 +356,8 @@ fn size_cap(
             g.for_each_descendant(id, &mut scratch, |d| count[d as usize] += 1);
             let k = key(r.name.as_str(), &inv.digest(id));
             let entry = state.get(&k).filter(|e| e.kind == EntryKind::Manifest);
-            if let (Some(e), true) = (entry, r.complete && !g.is_opaque(id)) {
+            let evictable = r.complete && !g.is_opaque(id) && !recent.contains(&(ri, id));
+            if let (Some(e), true) = (entry, evictable) {
                 let cached_at = e.cached_at();
                 let (pulled, from) = match cap.order.evict {
                     EvictOrder::LeastRecentlyPulled => {

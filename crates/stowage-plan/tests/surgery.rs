@@ -393,7 +393,24 @@ fn applied_repo_delete_leaves_the_nested_repository_whole_and_check_clean() {
     let i = inv(&f);
     let p = surgery::repo_delete(&Graph::new(&i), &["team/app".into()], &opts(), now()).unwrap();
     let findings_before = i.findings.len();
-    let rep = apply_plan(&f, &p, Mode::Online, true);
+    // Online, a plan that removes repositories is refused: a push into one between its
+    // sections' fences would go with it (review of issue 21); offline it is applied.
+    let online = apply(
+        &FsStorage::open(&root(&f)).unwrap(),
+        &p,
+        &apply_opts(&f, &p, Mode::Online, true),
+        &|_| {},
+    );
+    assert!(
+        matches!(&online, Err(stowage_plan::apply::ApplyError::Blocked(m)) if m.contains("--offline")),
+        "{online:?}"
+    );
+    assert_eq!(
+        inv(&f).repositories.len(),
+        i.repositories.len(),
+        "nothing removed"
+    );
+    let rep = apply_plan(&f, &p, Mode::Offline, true);
     assert!(rep.skipped.is_empty(), "{:?}", rep.skipped);
     assert_eq!(rep.repository_sections, 2);
     assert_eq!(rep.bytes_freed, p.bytes);

@@ -7,9 +7,12 @@
 //! would refuse to start on that file anyway, which the finding `cache_state_unusable` says.
 //!
 //! Removals follow what apply actually removed, read from a scan after it: an entry of a
-//! manifest whose revision link is still there, or of a blob whose data is still stored (the
-//! re-check kept it: something written since the plan needs it), stays, so the registry
-//! still expires it; otherwise it would never expire.
+//! manifest whose revision link is still there (the re-check kept it) stays, so the registry
+//! still expires it; otherwise it would never expire. A blob is different: apply keeps one
+//! only because something written since the plan needs it, and its old, expired entry would
+//! make the registry delete the blob's data for every repository at its next start (the
+//! empty-200 pulls of distribution#4191), so that entry goes whatever apply did: the blob
+//! then never expires by itself (a leak the next cache GC sees), and no image breaks.
 
 use stowage_model::inventory::Inventory;
 use stowage_model::scheduler::{self, MAX_STATE_BYTES, STATE_FILE};
@@ -33,7 +36,7 @@ pub(crate) fn kept_by_apply(now: &Inventory, r: &EntryRemoval) -> bool {
             .repositories
             .iter()
             .any(|x| x.name.as_str() == repo && x.revision(id).is_some()),
-        "blob-deleted" => now.is_present(id),
+        // Never kept for a blob (module docs): its entry would delete what now needs it.
         _ => false,
     }
 }

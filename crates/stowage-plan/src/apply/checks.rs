@@ -15,6 +15,7 @@ pub(super) fn check_plan<S: StorageWrite>(
     storage: &S,
     plan: &Plan,
     now: Timestamp,
+    mode: super::Mode,
 ) -> Result<(), ApplyError> {
     if plan.storage != storage.describe() {
         return Err(ApplyError::WrongStorage {
@@ -47,6 +48,25 @@ pub(super) fn check_plan<S: StorageWrite>(
         return Err(ApplyError::Blocked(
             "a surgery section belongs to a surgery plan, and a surgery plan needs one".into(),
         ));
+    }
+    // Removing whole repository sections cannot be verified while pushes go on: a push
+    // into the repository between its sections' fences (or after its listing and before
+    // them) succeeds, and its links are then fenced and deleted with the rest (review of
+    // issue 21). Until the verify compares each fenced section with the plan, the registry
+    // must be stopped or read-only for these.
+    if let Some(s) = &plan.surgery
+        && mode == super::Mode::Online
+        && !s.repositories.is_empty()
+    {
+        return Err(ApplyError::Blocked(format!(
+            "{} removes whole repositories ({}); a push into one during an online apply could be removed with it: stop the registry or make it read-only (storage.maintenance.readonly), then apply with --offline",
+            s.operation.as_str(),
+            s.repositories
+                .iter()
+                .map(|r| r.repository.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
     }
     // A plan dated after now (made with a later `--now`) decided ages and grace periods
     // for a time that has not come: every "older than" was measured from the future.

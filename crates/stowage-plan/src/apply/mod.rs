@@ -380,7 +380,7 @@ pub fn apply_checked<S: StorageWrite>(
     progress: &dyn Fn(&str),
 ) -> Result<ApplyReport, ApplyError> {
     let started = std::time::Instant::now();
-    check_plan(storage, plan, opts.now)?;
+    check_plan(storage, plan, opts.now, opts.mode)?;
     if plan.cache.is_some() && opts.mode == Mode::Online {
         return Err(ApplyError::Blocked(crate::cache::OFFLINE_NOTE.into()));
     }

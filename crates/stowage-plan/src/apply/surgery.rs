@@ -240,7 +240,20 @@ fn remove_repository<S: StorageWrite>(
         // An interrupted earlier run removed some sections: the whole fingerprint cannot
         // tell whether the rest is as planned, each section's can (review finding: the rest
         // went unchecked, with whatever was pushed during the interruption).
-        Some(repo) if by_us => rest_unchanged(inv, repo, planned).err(),
+        Some(repo) if by_us => match rest_unchanged(inv, repo, planned) {
+            // A move that cannot finish says so (exit status too), as an uninterrupted one
+            // does below: both source and destination hold the image now.
+            Err(why) if s.operation == Operation::RepoMove => {
+                let why = format!(
+                    "the rest of the source {} changed since the plan: {why}; it is kept; {}",
+                    planned.repository,
+                    links_left(r, s, created)
+                );
+                r.skip(&layout::repository_dir(&planned.repository), why.clone())?;
+                return Err(ApplyError::Blocked(why));
+            }
+            other => other.err(),
+        },
         Some(repo) if fingerprint(inv, repo) != planned.fingerprint => {
             if s.operation == Operation::RepoMove {
                 let why = format!(
