@@ -103,6 +103,14 @@ fn reclaimable_cards_equal_what_their_commands_plan() {
                         len("manifests"),
                     )
                 }
+                "orphaned_signatures" => {
+                    let untagged = run_card(&root, now, &cmd.replace(" --orphan-signatures", ""));
+                    (
+                        p["blob_bytes"].as_u64().unwrap()
+                            - untagged["blob_bytes"].as_u64().unwrap(),
+                        len("tags"),
+                    )
+                }
                 _ => (p["upload_bytes"].as_u64().unwrap(), len("uploads")),
             };
             assert_eq!(card["bytes"].as_u64().unwrap(), bytes, "{now} {cmd}");

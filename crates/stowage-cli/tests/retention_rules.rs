@@ -334,6 +334,29 @@ fn gc_removes_orphaned_signatures_only_on_the_real_registry() {
         !plan["manifests"].to_string().contains(&sig_manifest),
         "{plan:#}"
     );
+    // The report's card says the same, with the command that plans it.
+    let html = dir.join("r.html");
+    ok(&stowage(
+        &root,
+        &["--now", LATER, "report", "--html", html.to_str().unwrap()],
+    ));
+    let page = std::fs::read_to_string(&html).unwrap();
+    let start = page.find("id=\"stowage-data\">").unwrap() + "id=\"stowage-data\">".len();
+    let end = start + page[start..].find("</script>").unwrap();
+    let data: Value = serde_json::from_str(&page[start..end]).unwrap();
+    let card = data["reclaimable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["reason"] == "orphaned_signatures")
+        .unwrap_or_else(|| panic!("no orphaned-signature card: {:#}", data["reclaimable"]));
+    assert_eq!(card["count"], 1);
+    assert!(
+        card["command"]
+            .as_str()
+            .unwrap()
+            .contains("--orphan-signatures")
+    );
     // The table says which subject is gone.
     let table = gc(None, "table");
     assert!(table.contains("ORPHANED SIGNATURE TAG"), "{table}");

@@ -203,7 +203,8 @@ fn move_plan(f: &Fx) -> Plan {
 #[test]
 fn a_push_into_the_source_during_the_link_phase_keeps_the_source_whole() {
     // Offline only: an online apply refuses plans that remove repositories (checks.rs).
-    for mode in [Mode::Offline] {
+    {
+        let mode = Mode::Offline;
         let f = fixture();
         let p = move_plan(&f);
         let top = f.dir.path().to_path_buf();

@@ -101,7 +101,8 @@ pub fn apply_command(root: &str) -> String {
     )
 }
 
-/// The three cards, each from the plan its command makes (same grace, same `-m` semantics).
+/// The cards, each from the plan its command makes (same grace, same `-m` semantics): three
+/// always, and the orphaned signatures' when there are some.
 pub fn reclaimable(g: &Graph<'_>, limits: &Limits, now: Timestamp) -> Reclaim {
     let root = &g.inv.root;
     let root_q = shell_quote(root);
@@ -147,7 +148,16 @@ pub fn reclaimable(g: &Graph<'_>, limits: &Limits, now: Timestamp) -> Reclaim {
         }
     };
     let untagged_bytes = untagged.blob_bytes.saturating_sub(plain.blob_bytes);
-    let cards = vec![
+    let signatures = gc::build(
+        g,
+        &GcOptions {
+            delete_untagged: true,
+            orphan_signatures: true,
+            ..opts.clone()
+        },
+        now,
+    );
+    let mut cards = vec![
         Reclaimable {
             reason: "unreferenced".into(),
             title: "Unreferenced blobs".into(),
@@ -202,6 +212,28 @@ pub fn reclaimable(g: &Graph<'_>, limits: &Limits, now: Timestamp) -> Reclaim {
             grace_seconds: limits.grace_seconds,
         },
     ];
+    // Signatures whose subject was deleted: shown only when there are some (issue 23), so
+    // a registry without any reads as before.
+    if !signatures.tags.is_empty() {
+        cards.push(Reclaimable {
+            reason: "orphaned_signatures".into(),
+            title: "Signatures of deleted images".into(),
+            bytes: signatures.blob_bytes.saturating_sub(untagged.blob_bytes),
+            count: signatures.tags.len() as u64,
+            command: format!(
+                "stowage --storage {root_q} gc --delete-untagged --orphan-signatures --grace {grace} --out plan.json"
+            ),
+            apply: apply_command(root),
+            note: format!(
+                "Signature, attestation and SBOM tags (cosign's sha256-<hex>.sig/.att/.sbom, referrers-tag-schema indexes) whose image was deleted here: the registry's GC keeps them forever because they are tags. Signatures of images this storage never held are kept. The plan also includes the untagged manifests and unreferenced blobs: {} in all.{}",
+                human_bytes(signatures.bytes),
+                held(signatures.held_back.blob_bytes)
+            ),
+            plan_bytes: signatures.bytes,
+            held_back_bytes: signatures.held_back.blob_bytes,
+            grace_seconds: limits.grace_seconds,
+        });
+    }
     Reclaim {
         safe_bytes: plain.bytes,
         untagged_bytes,

@@ -171,16 +171,31 @@ fn create_links<S: StorageWrite>(
     for l in &s.links {
         let path = l.path();
         let content = l.digest.to_string();
-        r.journal(entry("intent", "create", &path))?;
-        let was_created = r
-            .storage
-            .create_file(&path, content.as_bytes())
-            .map_err(|e| {
-                ApplyError::Surgery(format!(
-                    "creating {path}: {e}; the source was not touched (run apply again to resume); {}",
+        // A link already there is never journalled as an intent: an intent with no outcome
+        // then means the link was absent before (restore lists it as this move's; listing a
+        // destination's own link there would have the user break its image).
+        let exists = match r.storage.read(&path, layout::MAX_LINK_LEN) {
+            Ok(_) => true,
+            Err(e) if e.is_not_found() => false,
+            Err(e) => {
+                return Err(ApplyError::Surgery(format!(
+                    "reading {path}: {e}; the source was not touched; {}",
                     links_left(r, s, created)
-                ))
-            })?;
+                )));
+            }
+        };
+        let was_created = !exists
+            && {
+                r.journal(entry("intent", "create", &path))?;
+                r.storage
+                .create_file(&path, content.as_bytes())
+                .map_err(|e| {
+                    ApplyError::Surgery(format!(
+                        "creating {path}: {e}; the source was not touched (run apply again to resume); {}",
+                        links_left(r, s, created)
+                    ))
+                })?
+            };
         if was_created {
             created.insert(path.clone());
         }

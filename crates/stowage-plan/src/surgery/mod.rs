@@ -177,13 +177,20 @@ impl LinkCreation {
     }
 }
 
-/// A digest of every link of a repository as the scan saw it (tags with their current
-/// target and date and their history, revisions with their dates, layer links, uploads,
-/// odd links): any push, tag move or upload since the plan changes it.
-pub fn fingerprint(inv: &Inventory, r: &Repository) -> String {
-    use sha2::Digest as _;
-    use std::fmt::Write as _;
-    let mut text = String::new();
+/// Where a link lives in a repository (the sections apply fences one by one).
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Section {
+    Manifests,
+    Layers,
+    Uploads,
+}
+
+/// One line per link of a repository as the scan saw it, with its section, in a fixed
+/// order (tags with their current target and date and their history, revisions with their
+/// dates, layer links, uploads, odd links): what both fingerprints hash.
+fn link_lines(inv: &Inventory, r: &Repository) -> Vec<(Section, String)> {
+    use stowage_model::inventory::LinkKind as K;
+    let mut out = Vec::new();
     for t in &r.tags {
         let (target, modified) = t.current.map_or((String::new(), 0), |c| {
             (
@@ -193,70 +200,64 @@ pub fn fingerprint(inv: &Inventory, r: &Repository) -> String {
                 c.modified.secs(),
             )
         });
-        let _ = writeln!(text, "t {} {target} {modified}", t.name);
+        out.push((
+            Section::Manifests,
+            format!("t {} {target} {modified}\n", t.name),
+        ));
         for l in r.history(t) {
-            let _ = writeln!(text, "h {} {}", t.name, inv.digest(l.target()));
+            out.push((
+                Section::Manifests,
+                format!("h {} {}\n", t.name, inv.digest(l.target())),
+            ));
         }
     }
     for l in &r.revisions {
-        let _ = writeln!(text, "r {} {}", inv.digest(l.target()), l.modified().secs());
+        let line = format!("r {} {}\n", inv.digest(l.target()), l.modified().secs());
+        out.push((Section::Manifests, line));
     }
     for l in &r.layers {
-        let _ = writeln!(text, "l {}", inv.digest(l.target()));
+        out.push((Section::Layers, format!("l {}\n", inv.digest(l.target()))));
     }
     for u in &r.uploads {
-        let _ = writeln!(text, "u {} {}", u.id, u.total_size);
+        out.push((Section::Uploads, format!("u {} {}\n", u.id, u.total_size)));
     }
     for o in &r.odd_links {
-        let _ = writeln!(text, "o {:?} {}", o.kind, o.path_digest);
+        let section = if o.kind == K::Layer {
+            Section::Layers
+        } else {
+            Section::Manifests
+        };
+        out.push((section, format!("o {:?} {}\n", o.kind, o.path_digest)));
     }
-    let h = sha2::Sha256::digest(text.as_bytes());
-    h.iter().map(|b| format!("{b:02x}")).collect()
+    out
+}
+
+/// A digest of every link of a repository as the scan saw it: any push, tag move or upload
+/// since the plan changes it.
+pub fn fingerprint(inv: &Inventory, r: &Repository) -> String {
+    let text: String = link_lines(inv, r).into_iter().map(|(_, l)| l).collect();
+    sha256_hex(text.as_bytes())
 }
 
 /// A digest per section present (`_manifests`, `_layers`, `_uploads`) of the links it holds,
 /// the same lines as [`fingerprint`] split by where they live (odd links by their kind).
 pub fn section_fingerprints(inv: &Inventory, r: &Repository) -> BTreeMap<String, String> {
-    use std::fmt::Write as _;
-    use stowage_model::inventory::LinkKind as K;
-    let mut m = String::new();
-    let mut l = String::new();
-    let mut u = String::new();
-    for t in &r.tags {
-        let (target, modified) = t.current.map_or((String::new(), 0), |c| {
-            (
-                c.target
-                    .map(|id| inv.digest(id).to_string())
-                    .unwrap_or_default(),
-                c.modified.secs(),
-            )
-        });
-        let _ = writeln!(m, "t {} {target} {modified}", t.name);
-        for h in r.history(t) {
-            let _ = writeln!(m, "h {} {}", t.name, inv.digest(h.target()));
-        }
-    }
-    for x in &r.revisions {
-        let _ = writeln!(m, "r {} {}", inv.digest(x.target()), x.modified().secs());
-    }
-    for x in &r.layers {
-        let _ = writeln!(l, "l {}", inv.digest(x.target()));
-    }
-    for x in &r.uploads {
-        let _ = writeln!(u, "u {} {}", x.id, x.total_size);
-    }
-    for o in &r.odd_links {
-        let into = if o.kind == K::Layer { &mut l } else { &mut m };
-        let _ = writeln!(into, "o {:?} {}", o.kind, o.path_digest);
-    }
+    let lines = link_lines(inv, r);
+    let text = |want: Section| -> String {
+        lines
+            .iter()
+            .filter(|(s, _)| *s == want)
+            .map(|(_, l)| l.as_str())
+            .collect()
+    };
     let mut out = BTreeMap::new();
-    for (name, present, text) in [
-        ("_manifests", r.has_manifests, m),
-        ("_layers", r.has_layers, l),
-        ("_uploads", r.has_uploads, u),
+    for (name, present, section) in [
+        ("_manifests", r.has_manifests, Section::Manifests),
+        ("_layers", r.has_layers, Section::Layers),
+        ("_uploads", r.has_uploads, Section::Uploads),
     ] {
         if present {
-            out.insert(name.to_string(), sha256_hex(text.as_bytes()));
+            out.insert(name.to_string(), sha256_hex(text(section).as_bytes()));
         }
     }
     out
