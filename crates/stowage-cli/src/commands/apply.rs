@@ -254,9 +254,17 @@ fn options(s: &Settings, a: &ApplyArgs) -> Result<ApplyOptions> {
         (None, Some(c)) => Some(c.blob_cache.clone()),
         (None, None) => None,
     };
-    let cache = match mode {
-        Mode::Offline => CacheStep::Nothing,
-        Mode::Online => cache_step(
+    let cache = match (mode, &cache_setting) {
+        // A redis cache outlives the stopped registry: its keys are deleted offline too.
+        (Mode::Offline, Some(BlobCache::Redis { addr, password, db })) if !addr.is_empty() => {
+            CacheStep::Redis {
+                addr: addr.clone(),
+                password: password.clone(),
+                db: *db,
+            }
+        }
+        (Mode::Offline, _) => CacheStep::Nothing,
+        (Mode::Online, _) => cache_step(
             cache_setting.as_ref(),
             a.registry_restart.as_deref(),
             a.registry_url.as_deref(),

@@ -478,6 +478,25 @@ pub fn apply_checked<S: StorageWrite>(
     }
     if opts.mode == Mode::Online {
         settle_and_verify(&r, plan, opts, progress)?;
+    } else if matches!(opts.cache, CacheStep::Redis { .. }) {
+        // Offline the registry is stopped, but its redis cache outlives it: the keys of what
+        // the plan removes go too, as the registry's own deletes do (a deleted repository's
+        // blob set would otherwise still vouch for its blobs after the restart).
+        let digests: Vec<Digest> = plan
+            .blobs
+            .iter()
+            .map(|b| b.digest.clone())
+            .chain(plan.manifests.iter().map(|m| m.digest.clone()))
+            .collect();
+        let repositories: Vec<String> = plan
+            .surgery
+            .iter()
+            .flat_map(|s| s.repositories.iter().map(|x| x.repository.clone()))
+            .collect();
+        let what = online::run_cache_step(&opts.cache, &digests, &repositories, progress)
+            .map_err(ApplyError::Blocked)?;
+        r.step("cache", what.clone())?;
+        r.report().cache = what;
     }
     // Directories that are empty now (after the fenced targets went for good).
     for dir in &plan.empty_dirs {
