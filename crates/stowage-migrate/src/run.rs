@@ -394,6 +394,22 @@ impl Copying<'_> {
             dangling: &dangling,
         };
         for wave in &sel.links {
+            // An index and its children share the revisions' wave: a revision naming a blob
+            // whose copy failed (a child, say) holds back every revision of its repository
+            // from the start of the wave, the index included (review: the index went in the
+            // same wave and was served by digest with a child answering 404).
+            for f in wave {
+                if let stowage_layout::PathInfo::RevisionLink {
+                    digest: Digest::Sha256(d),
+                    ..
+                } = stowage_layout::classify(&f.key)
+                    && missing.contains(&d)
+                {
+                    lock(&broken)
+                        .entry(repository_of(&f.key).to_string())
+                        .or_insert(format!("{} names a blob whose copy failed", f.key));
+                }
+            }
             let before = lock(&broken).clone();
             self.pool.install(|| {
                 wave.par_iter().for_each(|f| {

@@ -407,6 +407,51 @@ fn a_failed_layer_holds_back_the_manifests_and_tags_of_its_repositories() {
     }
 }
 
+/// Review finding: an index and its children went in the same wave, so a child whose copy
+/// failed left the index served by digest with a child answering 404. Now a revision naming
+/// a blob whose copy failed holds back every revision of its repository (and so its tags).
+#[test]
+fn a_failed_manifest_holds_back_every_revision_of_its_repository() {
+    let d = tempfile::tempdir().unwrap();
+    let src = generate(d.path(), 100);
+    let dst = d.path().join("dst");
+    let v2 = src.join("docker/registry/v2");
+    let before = files(&src);
+    let link = before
+        .keys()
+        .find(|k| k.contains("/_manifests/revisions/sha256/"))
+        .unwrap()
+        .clone();
+    let hex = link.split('/').rev().nth(1).unwrap().to_owned();
+    let data = v2.join(format!("blobs/sha256/{}/{hex}/data", &hex[..2]));
+    let mut bytes = std::fs::read(&data).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&data, &bytes).unwrap();
+    let affected: std::collections::BTreeSet<&str> = before
+        .keys()
+        .filter(|k| k.contains("/_manifests/revisions/sha256/") && k.contains(&hex))
+        .filter_map(|k| split_repo(k).map(|(r, _)| r))
+        .collect();
+    let r = run(&src, &dst, &opts(d.path(), true)).unwrap();
+    assert!(!r.ok());
+    let after = files(&dst);
+    let mut held = 0;
+    for k in before.keys() {
+        let Some((repo, rest)) = split_repo(k) else {
+            continue;
+        };
+        if affected.contains(repo) && rest.starts_with("/_manifests/") {
+            assert!(
+                !after.contains_key(k),
+                "{k} written, a revision of its repository failed"
+            );
+            held += 1;
+        }
+    }
+    // More than the failed revision itself: its repository's other revisions wait too.
+    assert!(held > affected.len(), "{held}");
+}
+
 /// Review finding: a target blob of the source's size was taken as the same blob without
 /// its hash. Now one that no run of this journal wrote is hashed in the target and copied
 /// again when its bytes differ; `trust_size` keeps the old, faster behaviour.
