@@ -432,12 +432,19 @@ pub(crate) fn replace(
     content: &[u8],
     shown: &str,
 ) -> Result<(), StorageError> {
+    // Only a regular file is replaced, and only a file's permissions are inherited: a
+    // symbolic link planted in its place (by whoever can write the directory) would lend
+    // its 0777 and its owner to the new file (review of issue 20).
     let old = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) => Some(Inherit::from_stat(&st)),
+        Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => Some(Inherit::from_stat(&st)),
+            FileType::Symlink => return Err(err(shown, Errno::LOOP)),
+            _ => return Err(err(shown, Errno::INVAL)),
+        },
         Err(Errno::NOENT) => None,
         Err(e) => return Err(err(shown, e)),
     };
-    let mode = old.map_or(0o644, |o| o.dir_mode);
+    let mode = old.map_or(0o644, |o| o.file_mode);
     let tmp = write_temp(dir, name, content, old.as_ref(), mode, shown)?;
     if let Err(e) = rustix::fs::renameat(dir, tmp.as_str(), dir, name) {
         let _ = rustix::fs::unlinkat(dir, tmp.as_str(), AtFlags::empty());

@@ -421,6 +421,22 @@ mod tests {
         );
     }
 
+    /// The state file itself replaced by a symbolic link: refused, and neither the link nor
+    /// what it points at changes (its 0777 and owner are never lent to a new file).
+    #[test]
+    fn a_state_file_that_is_a_symbolic_link_is_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::write(&outside, b"precious").unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir(&root).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("scheduler-state.json")).unwrap();
+        assert!(replace_file(&root, "scheduler-state.json", b"{}").is_err());
+        assert_eq!(fs::read(&outside).unwrap(), b"precious");
+        let meta = fs::symlink_metadata(root.join("scheduler-state.json")).unwrap();
+        assert!(meta.file_type().is_symlink());
+    }
+
     /// A storage whose `repositories/team` was swapped for a symbolic link to a directory
     /// outside it after the plan was made (issue: escape from the root in apply).
     fn swapped() -> (tempfile::TempDir, FsStorage, std::path::PathBuf) {
