@@ -71,6 +71,32 @@ fn date_tag(root: &Path, repo: &str, tag: &str, day: u64) {
     }
 }
 
+/// The `repository:tag` of every tag a plan removes.
+fn removed_tags(plan: &Value) -> Vec<String> {
+    plan["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            format!(
+                "{}:{}",
+                t["repository"].as_str().unwrap(),
+                t["tag"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// `stowage apply PLAN --yes` online with no cache step and no settle wait, at `LATER`;
+/// its JSON report.
+fn apply_json(root: &Path, plan: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["apply", plan.to_str().unwrap(), "--yes"];
+    args.extend(["--registry-cache", "none", "--settle", "0s"]);
+    args.extend_from_slice(extra);
+    args.extend(["--format", "json", "--now", LATER]);
+    serde_json::from_str(&ok(&stowage(root, &args))).unwrap()
+}
+
 /// Warning- and error-level findings of `stowage check`, as `kind path`.
 fn problems(root: &Path) -> Vec<String> {
     let v: Value = serde_json::from_str(&ok(&stowage(
@@ -192,18 +218,7 @@ fn grouping_across_repositories_platforms_and_signatures_elsewhere_on_the_real_r
         ],
     )))
     .unwrap();
-    let mut removed: Vec<String> = plan["tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            format!(
-                "{}:{}",
-                t["repository"].as_str().unwrap(),
-                t["tag"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let mut removed = removed_tags(&plan);
     removed.sort();
     // Across repositories the last 2 builds of `main` are main-3333333 (apps/a) and
     // main-4444444 (apps/b); counted per repository, every build would be kept. The arm64
@@ -225,24 +240,7 @@ fn grouping_across_repositories_platforms_and_signatures_elsewhere_on_the_real_r
     assert!(reasons.contains("protection/subject"), "{reasons}");
 
     let before = problems(&root);
-    let rep: Value = serde_json::from_str(&ok(&stowage(
-        &root,
-        &[
-            "apply",
-            plan_file.to_str().unwrap(),
-            "--yes",
-            "--registry-cache",
-            "none",
-            "--settle",
-            "0s",
-            "--gc",
-            "--format",
-            "json",
-            "--now",
-            LATER,
-        ],
-    )))
-    .unwrap();
+    let rep = apply_json(&root, &plan_file, &["--gc"]);
     assert_eq!(rep["skipped"], Value::Array(vec![]), "{rep:#}");
     assert_eq!(
         rep["bytes_freed"], plan["retention"]["bytes"]["reclaimable_after_gc"],
@@ -310,18 +308,7 @@ fn gc_removes_orphaned_signatures_only_on_the_real_registry() {
         ok(&stowage(&root, &args))
     };
     let plan: Value = serde_json::from_str(&gc(Some(&plan_file), "json")).unwrap();
-    let removed: Vec<String> = plan["tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            format!(
-                "{}:{}",
-                t["repository"].as_str().unwrap(),
-                t["tag"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let removed = removed_tags(&plan);
     assert_eq!(removed, [format!("signatures/app:{orphan}")], "{plan:#}");
     assert_eq!(plan["tags"][0]["orphan_of"], oldest.as_str());
     assert!(
@@ -363,23 +350,7 @@ fn gc_removes_orphaned_signatures_only_on_the_real_registry() {
     assert!(table.contains(&oldest), "{table}");
 
     let before = problems(&root);
-    let rep: Value = serde_json::from_str(&ok(&stowage(
-        &root,
-        &[
-            "apply",
-            plan_file.to_str().unwrap(),
-            "--yes",
-            "--registry-cache",
-            "none",
-            "--settle",
-            "0s",
-            "--format",
-            "json",
-            "--now",
-            LATER,
-        ],
-    )))
-    .unwrap();
+    let rep = apply_json(&root, &plan_file, &[]);
     assert_eq!(rep["skipped"], Value::Array(vec![]), "{rep:#}");
     assert_eq!(rep["tags"], 1, "{rep:#}");
     assert_eq!(

@@ -348,6 +348,29 @@ fn split_repo(key: &str) -> Option<(&str, &str)> {
     Some((&rest[..i], &rest[i..]))
 }
 
+/// Corrupt the blob of the first link whose key contains `marker` (so its copy fails its
+/// sha256 check); the repositories with such a link to that blob.
+fn corrupt_first_linked(
+    src: &Path,
+    before: &BTreeMap<String, (Vec<u8>, std::time::SystemTime)>,
+    marker: &str,
+) -> std::collections::BTreeSet<String> {
+    let link = before.keys().find(|k| k.contains(marker)).unwrap();
+    let hex = link.split('/').rev().nth(1).unwrap().to_owned();
+    let data = src.join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    ));
+    let mut bytes = std::fs::read(&data).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&data, &bytes).unwrap();
+    before
+        .keys()
+        .filter(|k| k.contains(marker) && k.contains(&hex))
+        .filter_map(|k| split_repo(k).map(|(r, _)| r.to_string()))
+        .collect()
+}
+
 /// Review finding: revision links went in the same wave as layer links and checked only
 /// their own blob, so a failed layer copy left a tag whose layer answers 404 on a target
 /// already serving. Now a repository where a layer link's blob failed gets none of its
@@ -357,23 +380,8 @@ fn a_failed_layer_holds_back_the_manifests_and_tags_of_its_repositories() {
     let d = tempfile::tempdir().unwrap();
     let src = generate(d.path(), 100);
     let dst = d.path().join("dst");
-    let v2 = src.join("docker/registry/v2");
     let before = files(&src);
-    let link = before
-        .keys()
-        .find(|k| k.contains("/_layers/sha256/"))
-        .unwrap()
-        .clone();
-    let hex = link.split('/').rev().nth(1).unwrap().to_owned();
-    let data = v2.join(format!("blobs/sha256/{}/{hex}/data", &hex[..2]));
-    let mut bytes = std::fs::read(&data).unwrap();
-    bytes[0] ^= 0xff;
-    std::fs::write(&data, &bytes).unwrap();
-    let affected: std::collections::BTreeSet<&str> = before
-        .keys()
-        .filter(|k| k.contains("/_layers/sha256/") && k.contains(&hex))
-        .filter_map(|k| split_repo(k).map(|(r, _)| r))
-        .collect();
+    let affected = corrupt_first_linked(&src, &before, "/_layers/sha256/");
     let r = run(&src, &dst, &opts(d.path(), true)).unwrap();
     assert!(!r.ok());
     assert!(!r.held_back.is_empty());
@@ -415,23 +423,8 @@ fn a_failed_manifest_holds_back_every_revision_of_its_repository() {
     let d = tempfile::tempdir().unwrap();
     let src = generate(d.path(), 100);
     let dst = d.path().join("dst");
-    let v2 = src.join("docker/registry/v2");
     let before = files(&src);
-    let link = before
-        .keys()
-        .find(|k| k.contains("/_manifests/revisions/sha256/"))
-        .unwrap()
-        .clone();
-    let hex = link.split('/').rev().nth(1).unwrap().to_owned();
-    let data = v2.join(format!("blobs/sha256/{}/{hex}/data", &hex[..2]));
-    let mut bytes = std::fs::read(&data).unwrap();
-    bytes[0] ^= 0xff;
-    std::fs::write(&data, &bytes).unwrap();
-    let affected: std::collections::BTreeSet<&str> = before
-        .keys()
-        .filter(|k| k.contains("/_manifests/revisions/sha256/") && k.contains(&hex))
-        .filter_map(|k| split_repo(k).map(|(r, _)| r))
-        .collect();
+    let affected = corrupt_first_linked(&src, &before, "/_manifests/revisions/sha256/");
     let r = run(&src, &dst, &opts(d.path(), true)).unwrap();
     assert!(!r.ok());
     let after = files(&dst);
