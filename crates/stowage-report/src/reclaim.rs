@@ -148,15 +148,24 @@ pub fn reclaimable(g: &Graph<'_>, limits: &Limits, now: Timestamp) -> Reclaim {
         }
     };
     let untagged_bytes = untagged.blob_bytes.saturating_sub(plain.blob_bytes);
-    let signatures = gc::build(
-        g,
-        &GcOptions {
-            delete_untagged: true,
-            orphan_signatures: true,
-            ..opts.clone()
-        },
-        now,
-    );
+    // A fourth plan only where a tag looks like a signature's: most registries have none,
+    // and the report should not pay a whole GC plan for nothing.
+    let any_signature = g.inv.repositories.iter().any(|r| {
+        r.tags
+            .iter()
+            .any(|t| stowage_model::signature::subject(&t.name).is_some())
+    });
+    let signatures = any_signature.then(|| {
+        gc::build(
+            g,
+            &GcOptions {
+                delete_untagged: true,
+                orphan_signatures: true,
+                ..opts.clone()
+            },
+            now,
+        )
+    });
     let mut cards = vec![
         Reclaimable {
             reason: "unreferenced".into(),
@@ -214,7 +223,7 @@ pub fn reclaimable(g: &Graph<'_>, limits: &Limits, now: Timestamp) -> Reclaim {
     ];
     // Signatures whose subject was deleted: shown only when there are some (issue 23), so
     // a registry without any reads as before.
-    if !signatures.tags.is_empty() {
+    if let Some(signatures) = signatures.filter(|p| !p.tags.is_empty()) {
         cards.push(Reclaimable {
             reason: "orphaned_signatures".into(),
             title: "Signatures of deleted images".into(),
