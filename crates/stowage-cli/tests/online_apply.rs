@@ -11,8 +11,8 @@
 //! (18), `_SETTLE` (apply's `--settle`, 2s), `_DELAY_MS` (the slow-hook runs' delay, 300),
 //! `_BULK` (extra tagged repositories that make scans slower, 0), `_APPLY_ARGS` (more flags
 //! for the online apply),
-//! `_COLLECTORS` (`online,registry-gc`; also `offline`, and `today`: the apply command line of
-//! before the online apply, no new flags), `_REPORT` (a file the table is appended to).
+//! `_COLLECTORS` (`online,repo-delete,registry-gc`; also `offline`, and `today`: the apply
+//! command line of before the online apply, no new flags), `_REPORT` (a file the table is appended to).
 //! The tests need docker-registry and skopeo: missing, they say so and end early, unless
 //! `STOWAGE_REQUIRE_REAL` is set (scripts/test.sh), when they fail.
 
@@ -81,6 +81,9 @@ enum Collector {
     Offline,
     Today,
     RegistryGc,
+    /// `plan repo-delete 'stress/vic-*'` then an online `apply --gc`: the pushers push into
+    /// the very repositories being removed, and mount from them.
+    RepoDelete,
 }
 
 impl Collector {
@@ -90,6 +93,7 @@ impl Collector {
             "offline" => Collector::Offline,
             "today" => Collector::Today,
             "registry-gc" => Collector::RegistryGc,
+            "repo-delete" => Collector::RepoDelete,
             o => panic!("STOWAGE_STRESS_COLLECTORS: unknown collector {o:?}"),
         }
     }
@@ -100,6 +104,7 @@ impl Collector {
             Collector::Offline => "stowage apply --offline",
             Collector::Today => "stowage apply (before online)",
             Collector::RegistryGc => "docker-registry garbage-collect --delete-untagged",
+            Collector::RepoDelete => "stowage repo-delete, apply --gc (online)",
         }
     }
 
@@ -107,6 +112,7 @@ impl Collector {
         let l: &[&str] = match self {
             // The online apply's first line says that targets are "fenced": not a trigger.
             Collector::Online => &["re-scanning before removing blobs", "fencing "],
+            Collector::RepoDelete => &["removing ", "fencing "],
             Collector::Offline | Collector::Today => &["re-scanning before removing blobs"],
             Collector::RegistryGc => &["blobs marked"],
         };
@@ -116,7 +122,7 @@ impl Collector {
     /// Lines that come early in the collector's work, before its blob phase ("midway").
     fn midway_lines(self) -> Vec<String> {
         let l: &[&str] = match self {
-            Collector::Online => &["settling"],
+            Collector::Online | Collector::RepoDelete => &["settling"],
             Collector::Offline | Collector::Today => &["re-scanning the storage"],
             // It prints each repository as it marks it; keep/ sorts first.
             Collector::RegistryGc => &["keep/"],
@@ -127,6 +133,18 @@ impl Collector {
     fn prepare(self) -> Vec<Invocation> {
         match self {
             Collector::RegistryGc => Vec::new(),
+            Collector::RepoDelete => vec![Invocation::new(&[
+                STOWAGE,
+                "--storage",
+                "{storage}",
+                "plan",
+                "repo-delete",
+                "stress/vic-*",
+                "--grace",
+                "0s",
+                "--out",
+                "{plan}",
+            ])],
             _ => vec![gc_plan()],
         }
     }
@@ -140,6 +158,11 @@ impl Collector {
                 "{config}",
             ]),
             Collector::Online => online_apply(cache),
+            Collector::RepoDelete => {
+                let mut i = online_apply(cache);
+                i.args.push("--gc".into());
+                i
+            }
             Collector::Offline => Invocation::new(&[
                 STOWAGE,
                 "--storage",
@@ -256,13 +279,16 @@ fn no_successful_push_is_broken_by_an_online_apply() {
     if !real_tools("no_successful_push_is_broken_by_an_online_apply") {
         return;
     }
-    let collectors: Vec<Collector> = var("COLLECTORS", "online,registry-gc")
+    let collectors: Vec<Collector> = var("COLLECTORS", "online,repo-delete,registry-gc")
         .split(',')
         .map(Collector::parse)
         .collect();
-    let online_needed = collectors
-        .iter()
-        .any(|c| matches!(c, Collector::Online | Collector::Offline));
+    let online_needed = collectors.iter().any(|c| {
+        matches!(
+            c,
+            Collector::Online | Collector::Offline | Collector::RepoDelete
+        )
+    });
     assert!(
         !online_needed || has_online_apply(),
         "this build's `stowage apply` has no --settle: the online apply (issue 18) has not landed; \
@@ -280,8 +306,8 @@ fn no_successful_push_is_broken_by_an_online_apply() {
             let r = stress::run(&scenario(c, i));
             eprintln!("{}", one_line(&r));
             sum.add(&r);
-            if c == Collector::Online {
-                failures.extend(online_problems(&r));
+            if matches!(c, Collector::Online | Collector::RepoDelete) {
+                failures.extend(online_problems(&r, c));
             }
         }
         rows.push(sum);
@@ -319,7 +345,7 @@ fn one_line(r: &RunResult) -> String {
 }
 
 /// What is wrong with an online run (empty when it kept the guarantee and did its job).
-fn online_problems(r: &RunResult) -> Vec<String> {
+fn online_problems(r: &RunResult, c: Collector) -> Vec<String> {
     let mut p = Vec::new();
     if !r.broken.is_empty() || !r.kept_broken.is_empty() {
         p.push(r.explain());
@@ -334,7 +360,22 @@ fn online_problems(r: &RunResult) -> Vec<String> {
             r.explain()
         ));
     }
-    if r.garbage_removed != r.garbage_total {
+    if c == Collector::RepoDelete {
+        // Its job: the victims' repositories go, except those pushed to during the apply
+        // (kept whole, exit status 1). Its plan's blobs are what deleting them frees, not
+        // the victims' garbage of before (only `gc` collects that).
+        let removed = last
+            .output
+            .iter()
+            .any(|l| l.text.contains("surgery: ") && !l.text.contains("surgery: 0 repository"));
+        if !removed {
+            p.push(format!(
+                "{}: no repository section was removed\n{}",
+                r.label,
+                r.explain()
+            ));
+        }
+    } else if r.garbage_removed != r.garbage_total {
         p.push(format!(
             "{}: only {} of {} blobs nobody pushed again were collected",
             r.label, r.garbage_removed, r.garbage_total
@@ -421,7 +462,7 @@ fn kill_9_while_settling_and_after_then_resume_converges() {
             r.explain()
         );
     }
-    let problems = online_problems(&r);
+    let problems = online_problems(&r, Collector::Online);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 

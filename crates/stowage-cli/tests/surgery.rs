@@ -52,9 +52,8 @@ fn plan_and_apply_with(root: &Path, dir: &Path, args: &[&str], apply: &[&str]) -
         "json",
     ]);
     let v: Value = serde_json::from_str(&ok(&stowage(root, &a))).unwrap();
-    // The registry is not running while the plan is applied (an online apply refuses
-    // plans that remove repositories).
-    let mut a = vec!["apply", plan.to_str().unwrap(), "--yes", "--offline"];
+    // Online: the registry keeps serving; fenced sections are compared with the plan.
+    let mut a = vec!["apply", plan.to_str().unwrap(), "--yes", "--settle", "0s"];
     a.extend_from_slice(apply);
     let out = ok(&stowage(root, &a));
     assert!(out.contains("surgery:") || out.contains("tags"), "{out}");

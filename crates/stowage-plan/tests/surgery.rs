@@ -389,43 +389,34 @@ fn apply_plan(f: &Fx, p: &Plan, mode: Mode, gc: bool) -> stowage_plan::apply::Ap
 
 #[test]
 fn applied_repo_delete_leaves_the_nested_repository_whole_and_check_clean() {
-    let f = fixture();
-    let i = inv(&f);
-    let p = surgery::repo_delete(&Graph::new(&i), &["team/app".into()], &opts(), now()).unwrap();
-    let findings_before = i.findings.len();
-    // Online, a plan that removes repositories is refused: a push into one between its
-    // sections' fences would go with it (review of issue 21); offline it is applied.
-    let online = apply(
-        &FsStorage::open(&root(&f)).unwrap(),
-        &p,
-        &apply_opts(&f, &p, Mode::Online, true),
-        &|_| {},
-    );
-    assert!(
-        matches!(&online, Err(stowage_plan::apply::ApplyError::Blocked(m)) if m.contains("--offline")),
-        "{online:?}"
-    );
-    assert_eq!(
-        inv(&f).repositories.len(),
-        i.repositories.len(),
-        "nothing removed"
-    );
-    let rep = apply_plan(&f, &p, Mode::Offline, true);
-    assert!(rep.skipped.is_empty(), "{:?}", rep.skipped);
-    assert_eq!(rep.repository_sections, 2);
-    assert_eq!(rep.bytes_freed, p.bytes);
-    let after = inv(&f);
-    let names: Vec<&str> = after.repositories.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names, ["other/app", "team/app/nested"]);
-    assert!(root(&f).join(layout::blob_data(&f.base.digest)).is_file());
-    assert!(!root(&f).join(layout::blob_data(&f.own.digest)).exists());
-    assert_eq!(
-        after.findings.len(),
-        findings_before,
-        "{:?}",
-        after.findings
-    );
-    assert!(!f.dir.path().join("fence").exists(), "the fence is emptied");
+    // Online (fenced, each fenced section compared with the plan at verify) and offline.
+    for mode in [Mode::Online, Mode::Offline] {
+        let f = fixture();
+        let i = inv(&f);
+        let p =
+            surgery::repo_delete(&Graph::new(&i), &["team/app".into()], &opts(), now()).unwrap();
+        let findings_before = i.findings.len();
+        let rep = apply_plan(&f, &p, mode, true);
+        assert!(rep.skipped.is_empty(), "{mode:?} {:?}", rep.skipped);
+        assert!(rep.restored.is_empty(), "{mode:?} {:?}", rep.restored);
+        assert_eq!(rep.repository_sections, 2, "{mode:?}");
+        assert_eq!(rep.bytes_freed, p.bytes, "{mode:?}");
+        let after = inv(&f);
+        let names: Vec<&str> = after.repositories.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["other/app", "team/app/nested"], "{mode:?}");
+        assert!(root(&f).join(layout::blob_data(&f.base.digest)).is_file());
+        assert!(!root(&f).join(layout::blob_data(&f.own.digest)).exists());
+        assert_eq!(
+            after.findings.len(),
+            findings_before,
+            "{mode:?} {:?}",
+            after.findings
+        );
+        assert!(
+            !f.dir.path().join("fence").exists(),
+            "{mode:?}: the fence is emptied"
+        );
+    }
 }
 
 #[test]

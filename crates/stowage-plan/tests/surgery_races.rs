@@ -29,6 +29,8 @@ type Hook = Box<dyn Fn(&str, &str) + Send + Sync>;
 struct Hooked {
     inner: FsStorage,
     hook: Mutex<Option<Hook>>,
+    /// Behave like an object store: no view of a fence batch.
+    no_view: bool,
 }
 
 impl Hooked {
@@ -36,6 +38,7 @@ impl Hooked {
         Hooked {
             inner: FsStorage::open(root).unwrap(),
             hook: Mutex::new(Some(hook)),
+            no_view: false,
         }
     }
     fn call(&self, op: &str, path: &str) {
@@ -112,6 +115,12 @@ impl StorageWrite for Hooked {
     fn create_file(&self, path: &str, content: &[u8]) -> Result<bool, StorageError> {
         self.call("create", path);
         self.inner.create_file(path, content)
+    }
+    fn quarantine_view(&self, batch: &Path) -> Option<Result<Box<dyn Storage>, StorageError>> {
+        (!self.no_view).then(|| self.inner.quarantine_view(batch))?
+    }
+    fn can_view_quarantine(&self) -> bool {
+        !self.no_view && self.inner.can_view_quarantine()
     }
 }
 
@@ -196,15 +205,210 @@ fn move_plan(f: &Fx) -> Plan {
     .unwrap()
 }
 
+/// A push into the repository at `op` (before the fence of `_manifests` when `op` is
+/// "move"): a new tag `pushed` with a new layer, sharing `base`.
+fn push_before_fence(f: &Fx, repo: &'static str) -> Hooked {
+    let top = f.dir.path().to_path_buf();
+    let (base, cfg) = (f.base.clone(), f.cfg.clone());
+    let pushed = std::sync::atomic::AtomicBool::new(false);
+    Hooked::new(
+        &root(f),
+        Box::new(move |op, path| {
+            if op == "move"
+                && path == format!("repositories/{repo}/_manifests")
+                && !pushed.swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                let tb = TreeBuilder::new(&top);
+                let own2 = tb.layer("pushed", 1000);
+                tb.image(repo, Some("pushed"), &cfg, &[&base, &own2]);
+            }
+        }),
+    )
+}
+
+fn delete_plan(f: &Fx) -> Plan {
+    surgery::repo_delete(
+        &Graph::new(&inv(f)),
+        &["team/app".into()],
+        &SurgeryOptions { grace_seconds: 0 },
+        now(),
+    )
+    .unwrap()
+}
+
+/// Every finding of a scan and of its graph (what `check` shows): a broken image shows
+/// here as a link to a missing blob, a tag naming a missing revision, a missing manifest.
+fn broken(i: &Inventory) -> Vec<String> {
+    let g = Graph::new(i);
+    let mut out: Vec<String> = i
+        .findings
+        .iter()
+        .chain(stowage_graph::analyze_findings(&g).iter())
+        .map(|f| format!("{:?} {}", f.kind, f.path))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Online, with nobody writing, a repo-delete removes the repository whole: the fenced copy
+/// is exactly the plan's, and the registry wrote nothing into it again.
+#[test]
+fn an_online_repo_delete_removes_the_repository_when_nothing_is_written() {
+    let f = fixture();
+    let broken_before = broken(&inv(&f));
+    let p = delete_plan(&f);
+    let s = Hooked::new(&root(&f), Box::new(|_, _| {}));
+    let rep = apply(&s, &p, &apply_opts(&f, &p, Mode::Online), &|_| {}).unwrap();
+    assert!(rep.skipped.is_empty(), "{:?}", rep.skipped);
+    assert!(rep.restored.is_empty(), "{:?}", rep.restored);
+    assert_eq!(rep.repository_sections, 2);
+    let after = inv(&f);
+    assert!(after.repository("team/app").is_none());
+    assert_eq!(tags(&after, "other/app"), ["1"]);
+    assert_eq!(broken(&after), broken_before, "a finding the apply caused");
+}
+
+/// The review's HIGH finding, now verified rather than refused: a push into the repository
+/// between apply's re-check and the fence of its `_manifests` was fenced with the rest and
+/// deleted at verify. Now the fenced copy differs from the plan, so the repository goes
+/// back whole, with the push, and the apply says so (a skip: exit status 1).
+#[test]
+fn a_push_between_the_recheck_and_the_fence_keeps_the_repository_whole_online() {
+    let f = fixture();
+    let broken_before = broken(&inv(&f));
+    let p = delete_plan(&f);
+    let s = push_before_fence(&f, "team/app");
+    let rep = apply(&s, &p, &apply_opts(&f, &p, Mode::Online), &|_| {}).unwrap();
+    assert_eq!(rep.skipped.len(), 1, "{:?}", rep.skipped);
+    assert_eq!(rep.skipped[0].path, "repositories/team/app");
+    assert!(
+        rep.skipped[0]
+            .reason
+            .contains("between the re-check and the fence"),
+        "{:?}",
+        rep.skipped
+    );
+    assert_eq!(rep.repository_sections, 0, "every section went back");
+    let after = inv(&f);
+    assert_eq!(tags(&after, "team/app"), ["1", "2", "pushed"]);
+    let r = after.repository("team/app").unwrap();
+    assert_eq!((r.revisions.len(), r.layers.len()), (2, 4));
+    assert_eq!(broken(&after), broken_before, "a finding the apply caused");
+}
+
+/// A push after the fence (one that passed its checks before it): the registry made the
+/// sections again. They are merged with the fenced copies: the old tags come back beside
+/// the new one, a link both hold stays the registry's, ours stays in the batch, named.
+#[test]
+fn a_push_after_the_fence_is_merged_with_the_restored_repository() {
+    let f = fixture();
+    let broken_before = broken(&inv(&f));
+    let p = delete_plan(&f);
+    let mut o = apply_opts(&f, &p, Mode::Online);
+    let top = f.dir.path().to_path_buf();
+    let (base, cfg) = (f.base.clone(), f.cfg.clone());
+    o.on_step = Some(std::sync::Arc::new(move |step| {
+        if step == stowage_plan::apply::Step::Fenced {
+            let tb = TreeBuilder::new(&top);
+            let l = tb.layer("late", 1000);
+            tb.image("team/app", Some("late"), &cfg, &[&base, &l]);
+        }
+    }));
+    let s = Hooked::new(&root(&f), Box::new(|_, _| {}));
+    let rep = apply(&s, &p, &o, &|_| {}).unwrap();
+    let whole: Vec<_> = rep
+        .skipped
+        .iter()
+        .filter(|k| k.path == "repositories/team/app")
+        .collect();
+    assert_eq!(whole.len(), 1, "{:?}", rep.skipped);
+    assert!(
+        whole[0]
+            .reason
+            .contains("wrote into it again after its fence"),
+        "{whole:?}"
+    );
+    // base's and the config's `_layers` links were written again by the push: the
+    // registry's copies stay, the fenced ones are kept in the batch and named.
+    let in_batch: Vec<&str> = rep
+        .skipped
+        .iter()
+        .filter(|k| k.reason.contains("kept in the batch"))
+        .map(|k| k.path.as_str())
+        .collect();
+    assert_eq!(in_batch.len(), 2, "{:?}", rep.skipped);
+    assert!(
+        in_batch
+            .iter()
+            .all(|p| p.starts_with("repositories/team/app/_layers/")),
+        "{in_batch:?}"
+    );
+    let after = inv(&f);
+    assert_eq!(tags(&after, "team/app"), ["1", "2", "late"]);
+    let r = after.repository("team/app").unwrap();
+    assert_eq!((r.revisions.len(), r.layers.len()), (2, 4));
+    assert_eq!(broken(&after), broken_before, "a finding the apply caused");
+}
+
+/// Online repo-move: the destination gets every link, the source goes when nothing was
+/// written into it; a push into the source before its fence keeps it whole, and the apply
+/// says the destination holds the images too.
+#[test]
+fn an_online_repo_move_verifies_the_fenced_source() {
+    let f = fixture();
+    let broken_before = broken(&inv(&f));
+    let p = move_plan(&f);
+    let s = Hooked::new(&root(&f), Box::new(|_, _| {}));
+    let rep = apply(&s, &p, &apply_opts(&f, &p, Mode::Online), &|_| {}).unwrap();
+    assert!(rep.skipped.is_empty(), "{:?}", rep.skipped);
+    let after = inv(&f);
+    assert!(after.repository("team/app").is_none());
+    assert_eq!(tags(&after, "moved/app"), ["1", "2"]);
+    assert_eq!(broken(&after), broken_before, "a finding the apply caused");
+
+    let f = fixture();
+    let broken_before = broken(&inv(&f));
+    let p = move_plan(&f);
+    let s = push_before_fence(&f, "team/app");
+    let rep = apply(&s, &p, &apply_opts(&f, &p, Mode::Online), &|_| {}).unwrap();
+    assert_eq!(rep.skipped.len(), 1, "{:?}", rep.skipped);
+    assert!(
+        rep.skipped[0]
+            .reason
+            .contains("destination keeps the links"),
+        "{:?}",
+        rep.skipped
+    );
+    let after = inv(&f);
+    assert_eq!(tags(&after, "team/app"), ["1", "2", "pushed"]);
+    assert_eq!(tags(&after, "moved/app"), ["1", "2"]);
+    assert_eq!(broken(&after), broken_before, "a finding the apply caused");
+}
+
+/// Where a fenced copy cannot be compared with the plan (no view of the batch: an object
+/// store), an online apply that removes repositories is refused with what to do instead,
+/// and nothing is touched.
+#[test]
+fn online_removal_is_refused_where_the_fenced_copy_cannot_be_compared() {
+    let f = fixture();
+    let p = delete_plan(&f);
+    let mut s = Hooked::new(&root(&f), Box::new(|_, _| {}));
+    s.no_view = true;
+    let e = apply(&s, &p, &apply_opts(&f, &p, Mode::Online), &|_| {}).unwrap_err();
+    assert!(
+        matches!(&e, ApplyError::Blocked(m) if m.contains("--offline")),
+        "{e}"
+    );
+    assert_eq!(tags(&inv(&f), "team/app"), ["1", "2"]);
+}
+
 /// Review finding 1: the second fingerprint check compared with apply's first scan, so a
 /// push into the source during the link phase was removed with it (and never carried to
 /// the destination). Now the source is listed again just before its fence: the push is
 /// kept, nothing is removed, and the error names what the destination holds.
 #[test]
 fn a_push_into_the_source_during_the_link_phase_keeps_the_source_whole() {
-    // Offline only: an online apply refuses plans that remove repositories (checks.rs).
-    {
-        let mode = Mode::Offline;
+    for mode in [Mode::Online, Mode::Offline] {
         let f = fixture();
         let p = move_plan(&f);
         let top = f.dir.path().to_path_buf();

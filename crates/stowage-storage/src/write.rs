@@ -77,6 +77,23 @@ pub trait StorageWrite: Storage {
         None
     }
 
+    /// A read-only view of what quarantine batch `batch` holds, in the layout's own shape
+    /// (`repositories/<name>/_manifests/...`), so a scan of it shows exactly what was fenced.
+    /// An online apply compares a fenced repository section with the plan through it: a push
+    /// that landed between the re-check and the fence is in the fenced copy, nowhere else.
+    /// `None` where a fenced copy does not keep what that comparison needs (an object
+    /// store's copy takes the copy's date as its own): there, such plans apply offline.
+    fn quarantine_view(&self, batch: &Path) -> Option<Result<Box<dyn Storage>, StorageError>> {
+        let _ = batch;
+        None
+    }
+
+    /// Whether [`StorageWrite::quarantine_view`] is available (an online apply that removes
+    /// whole repositories needs it, and is refused up front where it is not).
+    fn can_view_quarantine(&self) -> bool {
+        false
+    }
+
     /// Whether [`StorageWrite::create_file`] works here (a `repo-move` plan is refused up
     /// front where it does not).
     fn can_create_files(&self) -> bool {
@@ -143,6 +160,12 @@ impl<T: StorageWrite + ?Sized> StorageWrite for std::sync::Arc<T> {
     }
     fn can_create_files(&self) -> bool {
         (**self).can_create_files()
+    }
+    fn quarantine_view(&self, batch: &Path) -> Option<Result<Box<dyn Storage>, StorageError>> {
+        (**self).quarantine_view(batch)
+    }
+    fn can_view_quarantine(&self) -> bool {
+        (**self).can_view_quarantine()
     }
     fn create_file(&self, path: &str, content: &[u8]) -> Result<bool, StorageError> {
         (**self).create_file(path, content)
@@ -325,6 +348,16 @@ impl StorageWrite for FsStorage {
         let (parent, name) = beneath::split(path)?;
         let dir = beneath::create_dir(root.as_fd(), parent)?;
         beneath::write_new(dir.as_fd(), name, content, path)
+    }
+
+    fn quarantine_view(&self, batch: &Path) -> Option<Result<Box<dyn Storage>, StorageError>> {
+        // A rename keeps every file's inode, so its modification time too: the fenced copy
+        // is the section as it was, dates included.
+        Some(FsStorage::open(batch).map(|s| Box::new(s) as Box<dyn Storage>))
+    }
+
+    fn can_view_quarantine(&self) -> bool {
+        true
     }
 
     fn default_quarantine(&self) -> Option<std::path::PathBuf> {

@@ -49,17 +49,17 @@ pub(super) fn check_plan<S: StorageWrite>(
             "a surgery section belongs to a surgery plan, and a surgery plan needs one".into(),
         ));
     }
-    // Removing whole repository sections cannot be verified while pushes go on: a push
-    // into the repository between its sections' fences (or after its listing and before
-    // them) succeeds, and its links are then fenced and deleted with the rest (review of
-    // issue 21). Until the verify compares each fenced section with the plan, the registry
-    // must be stopped or read-only for these.
+    // Removing whole repository sections online is verified by comparing each fenced
+    // section with the plan ([`super::sections`]): a push between the re-check and the
+    // fence is in the fenced copy. Where the fenced copy loses its dates (an object store's
+    // copy), that comparison cannot be made, and the registry must be stopped or read-only.
     if let Some(s) = &plan.surgery
         && mode == super::Mode::Online
         && !s.repositories.is_empty()
+        && !storage.can_view_quarantine()
     {
         return Err(ApplyError::Blocked(format!(
-            "{} removes whole repositories ({}); a push into one during an online apply could be removed with it: stop the registry or make it read-only (storage.maintenance.readonly), then apply with --offline",
+            "{} removes whole repositories ({}); on this storage a fenced copy cannot be compared with the plan (an object store's copy takes a new date), so a push into one during an online apply could be removed with it: stop the registry or make it read-only (storage.maintenance.readonly), then apply with --offline",
             s.operation.as_str(),
             s.repositories
                 .iter()

@@ -39,6 +39,7 @@ mod redis;
 mod registry_http;
 mod report;
 mod runner;
+mod sections;
 mod surgery;
 mod tidy;
 
@@ -606,6 +607,13 @@ fn verify_to_fixpoint<S: StorageWrite>(
     progress: &dyn Fn(&str),
 ) -> Result<Vec<(String, online::Decision)>, ApplyError> {
     let mut left = fenced;
+    // The fenced copies of repository sections do not change while they wait: scanned once.
+    let section_paths: BTreeSet<String> = left
+        .iter()
+        .filter(|p| sections::section_of(p).is_some())
+        .cloned()
+        .collect();
+    let fenced_sections = sections::fenced_fingerprints(r, &section_paths, opts.concurrency);
     let orphans: BTreeMap<String, Digest> = plan
         .tags
         .iter()
@@ -625,7 +633,17 @@ fn verify_to_fixpoint<S: StorageWrite>(
                     fresh: &fresh,
                     orphans: &orphans,
                 };
-                online::decide(&inv, &g, &left, &cx)
+                let incomplete =
+                    !inv.unlisted.is_empty() || inv.repositories.iter().any(|r| !r.complete);
+                let mut d = online::decide(&inv, &g, &left, &cx);
+                d.extend(sections::decide(
+                    &inv,
+                    incomplete,
+                    plan.surgery.as_deref(),
+                    &left,
+                    &fenced_sections,
+                ));
+                d
             }
             // Nothing can be shown unneeded without a scan: everything goes back.
             Err(e) => left
@@ -640,6 +658,7 @@ fn verify_to_fixpoint<S: StorageWrite>(
             .into_iter()
             .partition(|(_, d)| matches!(d, online::Decision::Restore(_)));
         r.step("verified", format!("{} to restore", restores.len()))?;
+        kept_whole(r, plan, &restores)?;
         if restores.is_empty() {
             return Ok(rest);
         }
@@ -653,6 +672,35 @@ fn verify_to_fixpoint<S: StorageWrite>(
         }
         progress("verifying again: what the restored manifests reference");
     }
+}
+
+/// A repository a surgery removes whose sections go back (written during the apply) is
+/// reported once, as a skip (exit status 1): the operation did not happen for it.
+fn kept_whole<S: StorageWrite>(
+    r: &Runner<'_, S>,
+    plan: &Plan,
+    restores: &[(String, online::Decision)],
+) -> Result<(), ApplyError> {
+    let mut seen = BTreeSet::new();
+    for (p, d) in restores {
+        let (Some((repo, _)), online::Decision::Restore(why)) = (sections::section_of(p), d) else {
+            continue;
+        };
+        if !seen.insert(repo.clone()) {
+            continue;
+        }
+        let then = match plan.surgery.as_ref().map(|s| s.operation) {
+            Some(crate::surgery::Operation::RepoMove) => {
+                "the move's destination keeps the links it was given, so both hold the images; make the plan again (repo-move --merge) for the rest"
+            }
+            _ => "nothing of it was removed; make the plan again to remove it",
+        };
+        r.skip(
+            &stowage_layout::repository_dir(&repo),
+            format!("{why}; {then}"),
+        )?;
+    }
+    Ok(())
 }
 
 /// Whether the link file of fenced path `p` (a tag's `current/link`, a revision's `link`, a

@@ -313,7 +313,13 @@ pub(crate) fn decide(
     }
     for path in fenced {
         let dec = match layout::classify(path) {
-            PathInfo::Blob { .. } | PathInfo::RevisionLink { .. } => continue,
+            // Whole repository sections (surgery): decided repository by repository in
+            // [`super::sections`].
+            PathInfo::Blob { .. }
+            | PathInfo::RevisionLink { .. }
+            | PathInfo::ManifestsDir { .. }
+            | PathInfo::LayersDir { .. }
+            | PathInfo::UploadsDir { .. } => continue,
             PathInfo::LayerLink { repo, digest, .. } => {
                 let again = inv
                     .repository(&repo)
@@ -435,7 +441,24 @@ pub(crate) fn carry_out<S: StorageWrite>(
             Decision::Restore(why) => {
                 super::runner::test_delay_hook();
                 r.journal(entry("intent", "restore", path))?;
-                match r.storage.move_back(&batch, path) {
+                let back = if super::sections::section_of(path).is_some() {
+                    // A section the registry may have made again: merged back.
+                    match super::sections::restore(r, &batch, path) {
+                        Ok(kept) => {
+                            for k in kept {
+                                r.skip(
+                                    &k,
+                                    "not restored, kept in the batch: the registry wrote it again",
+                                )?;
+                            }
+                            Ok(true)
+                        }
+                        Err(e) => Err(e.to_string()),
+                    }
+                } else {
+                    r.storage.move_back(&batch, path).map_err(|e| e.to_string())
+                };
+                match back {
                     Ok(_) => {
                         let mut e = entry("done", "restore", path);
                         e.reason = why.clone();
@@ -486,6 +509,9 @@ fn kind_of(path: &str) -> Option<Kind> {
         PathInfo::TagIndexEntry { .. } => Kind::TagIndex,
         PathInfo::Tag { .. } => Kind::Tag,
         PathInfo::Upload { .. } => Kind::Upload,
+        PathInfo::ManifestsDir { .. }
+        | PathInfo::LayersDir { .. }
+        | PathInfo::UploadsDir { .. } => Kind::Section,
         _ => return None,
     })
 }

@@ -188,10 +188,21 @@ enum Section {
 /// One line per link of a repository as the scan saw it, with its section, in a fixed
 /// order (tags with their current target and date and their history, revisions with their
 /// dates, layer links, uploads, odd links): what both fingerprints hash.
+///
+/// Each group is sorted by what it names, never by the scan's numbering of digests: that
+/// numbering follows the order blobs were met, which differs between two scans of the same
+/// links when the blobs differ (a fenced copy holds links, not the blobs they name), and the
+/// fingerprint must not.
 fn link_lines(inv: &Inventory, r: &Repository) -> Vec<(Section, String)> {
     use stowage_model::inventory::LinkKind as K;
     let mut out = Vec::new();
-    for t in &r.tags {
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let mut tags: Vec<_> = r.tags.iter().collect();
+    tags.sort_by(|a, b| a.name.cmp(&b.name));
+    for t in tags {
         let (target, modified) = t.current.map_or((String::new(), 0), |c| {
             (
                 c.target
@@ -204,31 +215,54 @@ fn link_lines(inv: &Inventory, r: &Repository) -> Vec<(Section, String)> {
             Section::Manifests,
             format!("t {} {target} {modified}\n", t.name),
         ));
-        for l in r.history(t) {
-            out.push((
-                Section::Manifests,
-                format!("h {} {}\n", t.name, inv.digest(l.target())),
-            ));
-        }
+        let history = r.history(t).iter();
+        let history = history.map(|l| format!("h {} {}\n", t.name, inv.digest(l.target())));
+        out.extend(
+            sorted(history.collect())
+                .into_iter()
+                .map(|l| (Section::Manifests, l)),
+        );
     }
-    for l in &r.revisions {
-        let line = format!("r {} {}\n", inv.digest(l.target()), l.modified().secs());
-        out.push((Section::Manifests, line));
-    }
-    for l in &r.layers {
-        out.push((Section::Layers, format!("l {}\n", inv.digest(l.target()))));
-    }
-    for u in &r.uploads {
-        out.push((Section::Uploads, format!("u {} {}\n", u.id, u.total_size)));
-    }
-    for o in &r.odd_links {
-        let section = if o.kind == K::Layer {
-            Section::Layers
-        } else {
-            Section::Manifests
-        };
-        out.push((section, format!("o {:?} {}\n", o.kind, o.path_digest)));
-    }
+    let revisions = r.revisions.iter();
+    let revisions =
+        revisions.map(|l| format!("r {} {}\n", inv.digest(l.target()), l.modified().secs()));
+    out.extend(
+        sorted(revisions.collect())
+            .into_iter()
+            .map(|l| (Section::Manifests, l)),
+    );
+    let layers = r
+        .layers
+        .iter()
+        .map(|l| format!("l {}\n", inv.digest(l.target())));
+    out.extend(
+        sorted(layers.collect())
+            .into_iter()
+            .map(|l| (Section::Layers, l)),
+    );
+    let uploads = r
+        .uploads
+        .iter()
+        .map(|u| format!("u {} {}\n", u.id, u.total_size));
+    out.extend(
+        sorted(uploads.collect())
+            .into_iter()
+            .map(|l| (Section::Uploads, l)),
+    );
+    let mut odd: Vec<(Section, String)> = r
+        .odd_links
+        .iter()
+        .map(|o| {
+            let section = if o.kind == K::Layer {
+                Section::Layers
+            } else {
+                Section::Manifests
+            };
+            (section, format!("o {:?} {}\n", o.kind, o.path_digest))
+        })
+        .collect();
+    odd.sort_by(|a, b| a.1.cmp(&b.1));
+    out.extend(odd);
     out
 }
 
