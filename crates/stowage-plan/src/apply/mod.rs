@@ -658,7 +658,7 @@ fn verify_to_fixpoint<S: StorageWrite>(
             .into_iter()
             .partition(|(_, d)| matches!(d, online::Decision::Restore(_)));
         r.step("verified", format!("{} to restore", restores.len()))?;
-        kept_whole(r, plan, &restores)?;
+        sections::kept_whole(r, plan, &restores)?;
         if restores.is_empty() {
             return Ok(rest);
         }
@@ -672,35 +672,6 @@ fn verify_to_fixpoint<S: StorageWrite>(
         }
         progress("verifying again: what the restored manifests reference");
     }
-}
-
-/// A repository a surgery removes whose sections go back (written during the apply) is
-/// reported once, as a skip (exit status 1): the operation did not happen for it.
-fn kept_whole<S: StorageWrite>(
-    r: &Runner<'_, S>,
-    plan: &Plan,
-    restores: &[(String, online::Decision)],
-) -> Result<(), ApplyError> {
-    let mut seen = BTreeSet::new();
-    for (p, d) in restores {
-        let (Some((repo, _)), online::Decision::Restore(why)) = (sections::section_of(p), d) else {
-            continue;
-        };
-        if !seen.insert(repo.clone()) {
-            continue;
-        }
-        let then = match plan.surgery.as_ref().map(|s| s.operation) {
-            Some(crate::surgery::Operation::RepoMove) => {
-                "the move's destination keeps the links it was given, so both hold the images; make the plan again (repo-move --merge) for the rest"
-            }
-            _ => "nothing of it was removed; make the plan again to remove it",
-        };
-        r.skip(
-            &stowage_layout::repository_dir(&repo),
-            format!("{why}; {then}"),
-        )?;
-    }
-    Ok(())
 }
 
 /// Whether the link file of fenced path `p` (a tag's `current/link`, a revision's `link`, a

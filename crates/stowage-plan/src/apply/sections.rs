@@ -29,6 +29,7 @@ use stowage_storage::{Storage, StorageWrite};
 use super::ApplyError;
 use super::online::Decision;
 use super::runner::Runner;
+use crate::plan::Plan;
 use crate::surgery::{Surgery, section_fingerprints};
 
 /// `(repository, section name)` of a fenced section path, or `None` for anything else.
@@ -199,4 +200,33 @@ fn merge_back<S: StorageWrite>(
             "restoring {path}: {failed}; listing the fenced copy: {e}"
         ))),
     }
+}
+
+/// A repository a surgery removes whose sections go back (written during the apply) is
+/// reported once, as a skip (exit status 1): the operation did not happen for it.
+pub(crate) fn kept_whole<S: StorageWrite>(
+    r: &Runner<'_, S>,
+    plan: &Plan,
+    restores: &[(String, Decision)],
+) -> Result<(), ApplyError> {
+    let mut seen = BTreeSet::new();
+    for (p, d) in restores {
+        let (Some((repo, _)), Decision::Restore(why)) = (section_of(p), d) else {
+            continue;
+        };
+        if !seen.insert(repo.clone()) {
+            continue;
+        }
+        let then = match plan.surgery.as_ref().map(|s| s.operation) {
+            Some(crate::surgery::Operation::RepoMove) => {
+                "the move's destination keeps the links it was given, so both hold the images; make the plan again (repo-move --merge) for the rest"
+            }
+            _ => "nothing of it was removed; make the plan again to remove it",
+        };
+        r.skip(
+            &stowage_layout::repository_dir(&repo),
+            format!("{why}; {then}"),
+        )?;
+    }
+    Ok(())
 }
