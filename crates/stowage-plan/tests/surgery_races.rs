@@ -25,7 +25,8 @@ use stowage_testkit::{TreeBuilder, Written};
 
 type Hook = Box<dyn Fn(&str, &str) + Send + Sync>;
 
-/// A filesystem storage that calls `hook(op, path)` before each `create` and `move`.
+/// A filesystem storage that calls `hook(op, path)` before each `create`, `move` and
+/// `purge` (a fenced copy deleted).
 struct Hooked {
     inner: FsStorage,
     hook: Mutex<Option<Hook>>,
@@ -100,6 +101,7 @@ impl StorageWrite for Hooked {
         self.inner.create_dir_all(path)
     }
     fn delete_quarantined(&self, batch: &Path, path: &str) -> Result<bool, StorageError> {
+        self.call("purge", path);
         self.inner.delete_quarantined(batch, path)
     }
     fn quarantined_modified(
@@ -383,6 +385,93 @@ fn an_online_repo_move_verifies_the_fenced_source() {
     assert_eq!(tags(&after, "team/app"), ["1", "2", "pushed"]);
     assert_eq!(tags(&after, "moved/app"), ["1", "2"]);
     assert_eq!(broken(&after), broken_before, "a finding the apply caused");
+}
+
+/// Run `apply` until `hook` panics (the process "dies" there); the journal stays.
+fn die_in(s: &Hooked, p: &Plan, o: &ApplyOptions) {
+    let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = apply(s, p, o, &|_| {});
+    }));
+    assert!(died.is_err(), "the apply did not reach the hook");
+}
+
+/// Review finding: an online apply that died while purging a verified repository (its
+/// `_layers` gone, its `_manifests` partly deleted) was resumed by putting the partial
+/// `_manifests` back (it no longer matched the plan), serving tags without their layer links.
+/// A repository whose purge began is now finished, whatever happened since: a push into it
+/// meanwhile lives in the live tree, and the old sections do not come back into it.
+#[test]
+fn a_resumed_apply_finishes_a_repository_whose_purge_began() {
+    for push_meanwhile in [false, true] {
+        let f = fixture();
+        let broken_before = broken(&inv(&f));
+        let p = delete_plan(&f);
+        let o = apply_opts(&f, &p, Mode::Online);
+        let s = Hooked::new(
+            &root(&f),
+            Box::new(|op, path| {
+                if op == "purge" && path.ends_with("/_manifests") {
+                    panic!("killed");
+                }
+            }),
+        );
+        die_in(&s, &p, &o);
+        // The recursive delete had got through part of the fenced `_manifests`.
+        let fenced_tags = f
+            .dir
+            .path()
+            .join(format!("fence/batch-{}", p.id()))
+            .join("repositories/team/app/_manifests/tags");
+        std::fs::remove_dir_all(fenced_tags.join("1")).unwrap();
+        if push_meanwhile {
+            let tb = TreeBuilder::new(f.dir.path());
+            let l = tb.layer("pushed", 1000);
+            tb.image("team/app", Some("pushed"), &f.cfg, &[&f.base, &l]);
+        }
+        let rep = apply(&FsStorage::open(&root(&f)).unwrap(), &p, &o, &|_| {}).unwrap();
+        assert!(
+            rep.restored.is_empty(),
+            "{push_meanwhile}: {:?}",
+            rep.restored
+        );
+        let after = inv(&f);
+        if push_meanwhile {
+            assert_eq!(tags(&after, "team/app"), ["pushed"]);
+            let r = after.repository("team/app").unwrap();
+            assert_eq!((r.revisions.len(), r.layers.len()), (1, 3));
+        } else {
+            assert!(after.repository("team/app").is_none());
+        }
+        assert_eq!(broken(&after), broken_before, "{push_meanwhile}");
+    }
+}
+
+/// Review finding: an online apply that died after fencing, resumed with `--offline`,
+/// never verified what it had fenced (a push caught by the fence stayed in the batch) and
+/// reported success. Now the offline run is refused; the online resume verifies.
+#[test]
+fn an_offline_resume_of_an_interrupted_online_apply_is_refused() {
+    let f = fixture();
+    let p = delete_plan(&f);
+    let mut o = apply_opts(&f, &p, Mode::Online);
+    o.on_step = Some(std::sync::Arc::new(|step| {
+        if step == stowage_plan::apply::Step::Fenced {
+            panic!("killed while settling");
+        }
+    }));
+    let s = Hooked::new(&root(&f), Box::new(|_, _| {}));
+    die_in(&s, &p, &o);
+    let mut off = apply_opts(&f, &p, Mode::Offline);
+    off.journal = o.journal.clone();
+    let e = apply(&s, &p, &off, &|_| {}).unwrap_err();
+    assert!(
+        matches!(&e, ApplyError::Blocked(m) if m.contains("resume it online")),
+        "{e}"
+    );
+    o.on_step = None;
+    let rep = apply(&s, &p, &o, &|_| {}).unwrap();
+    assert!(rep.skipped.is_empty(), "{:?}", rep.skipped);
+    assert!(inv(&f).repository("team/app").is_none());
 }
 
 /// Where a fenced copy cannot be compared with the plan (no view of the batch: an object

@@ -38,6 +38,7 @@ mod recheck;
 mod redis;
 mod registry_http;
 mod report;
+mod resume;
 mod runner;
 mod sections;
 mod surgery;
@@ -60,7 +61,7 @@ pub use online::{CacheStep, Mode, cache_step, mode_hint};
 pub use report::{ApplyError, ApplyReport, Restored, Skip};
 use runner::{Kind, Runner};
 
-use crate::journal::{self, Journal, entry};
+use crate::journal::entry;
 use crate::plan::Plan;
 
 /// How to apply.
@@ -277,55 +278,6 @@ fn open_batch<S: StorageWrite>(
     Ok(Some(batch))
 }
 
-/// Open the journal, reading what an interrupted earlier run of this plan did. Returns the
-/// journal, the paths acted on before, and the paths still fenced (moved into the batch and
-/// neither restored nor purged since).
-fn open_journal(
-    path: &Path,
-    id: &str,
-    batch: Option<&Path>,
-) -> Result<(Journal, HashSet<String>, BTreeSet<String>), ApplyError> {
-    let jerr = |source| ApplyError::Journal {
-        path: path.to_path_buf(),
-        source,
-    };
-    let previous = if path.exists() {
-        journal::read(path).map_err(jerr)?
-    } else {
-        Vec::new()
-    };
-    if let Some(b) = previous.iter().find(|e| e.status == "begin")
-        && b.plan != id
-    {
-        return Err(ApplyError::ForeignJournal(path.to_path_buf()));
-    }
-    // An `intent` without its `done` means the process died between the two: the action may
-    // have happened, so its target being gone now is this plan's doing too.
-    let done_before: HashSet<String> = previous
-        .iter()
-        .filter(|e| e.status == "done" || e.status == "intent")
-        .map(|e| e.path.clone())
-        .collect();
-    let mut fenced = BTreeSet::new();
-    for e in &previous {
-        match (e.status.as_str(), e.op.as_str()) {
-            ("done" | "intent", "move") => {
-                fenced.insert(e.path.clone());
-            }
-            ("done", "restore" | "purge") => {
-                fenced.remove(&e.path);
-            }
-            _ => {}
-        }
-    }
-    let mut journal = Journal::open(path).map_err(jerr)?;
-    let mut begin = entry("begin", "", "");
-    begin.plan = id.to_string();
-    begin.quarantine = batch.map(|q| q.display().to_string()).unwrap_or_default();
-    journal.write(begin).map_err(jerr)?;
-    Ok((journal, done_before, fenced))
-}
-
 /// Recompute in-use protection over `g1` and refuse a retention plan whose targets an
 /// in-use source now protects.
 fn live_protection(
@@ -399,7 +351,29 @@ pub fn apply_checked<S: StorageWrite>(
             });
         }
     };
-    let (journal, done_before, fenced) = open_journal(&journal_path, &id, batch.as_deref())?;
+    let before = resume::open_journal(&journal_path, &id, batch.as_deref(), opts.mode)?;
+    // Targets an interrupted online run fenced wait for its verify: an offline run would
+    // never verify them (a push caught by the fence would stay in the batch unseen).
+    if opts.mode == Mode::Offline && !before.fenced_online.is_empty() {
+        return Err(ApplyError::Blocked(format!(
+            "an interrupted online apply of this plan left {} target(s) fenced and not yet verified ({}): resume it online (the same command without --offline), or put them back with `stowage quarantine restore`",
+            before.fenced_online.len(),
+            before
+                .fenced_online
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let resume::Before {
+        journal,
+        done_before,
+        fenced,
+        purged,
+        ..
+    } = before;
 
     progress("re-scanning the storage to re-check every target");
     let inv1 = rescan(storage, opts.concurrency)?;
@@ -436,6 +410,7 @@ pub fn apply_checked<S: StorageWrite>(
             ..Default::default()
         }),
         done_before,
+        purged_before: purged,
         fenced: Mutex::new(fenced),
     };
     let g1 = Graph::new(&inv1);
@@ -642,6 +617,7 @@ fn verify_to_fixpoint<S: StorageWrite>(
                     plan.surgery.as_deref(),
                     &left,
                     &fenced_sections,
+                    &r.purged_before,
                 ));
                 d
             }
@@ -658,7 +634,6 @@ fn verify_to_fixpoint<S: StorageWrite>(
             .into_iter()
             .partition(|(_, d)| matches!(d, online::Decision::Restore(_)));
         r.step("verified", format!("{} to restore", restores.len()))?;
-        sections::kept_whole(r, plan, &restores)?;
         if restores.is_empty() {
             return Ok(rest);
         }
@@ -667,6 +642,7 @@ fn verify_to_fixpoint<S: StorageWrite>(
             restores.len()
         ));
         online::carry_out(r, &restores, true, sizes)?;
+        sections::kept_whole(r, plan, &restores)?;
         for (p, _) in &restores {
             left.remove(p);
         }

@@ -484,6 +484,11 @@ pub(crate) fn carry_out<S: StorageWrite>(
             }
             Decision::PresentAgain | Decision::Delete => {
                 if keep {
+                    // Verified and kept in the batch on purpose: no longer waiting for a
+                    // verify (a re-run of the plan must not put it back).
+                    let mut e = entry("done", "keep", path);
+                    e.reason = "verified; kept in the batch".into();
+                    r.journal(e)?;
                     continue;
                 }
                 super::runner::test_delay_hook();

@@ -32,6 +32,9 @@ pub(crate) struct Runner<'a, S: StorageWrite> {
     pub report: Mutex<ApplyReport>,
     /// Paths an earlier, interrupted run of this plan acted on (`intent` or `done`).
     pub done_before: HashSet<String>,
+    /// Fenced paths an earlier run began to purge (`intent` or `done`): a repository section
+    /// among them is partly gone, so the rest of that repository is never put back.
+    pub purged_before: HashSet<String>,
     /// Paths moved into the batch, by this run or an earlier one, and not yet restored or
     /// purged: what an online apply verifies after settling.
     pub fenced: Mutex<BTreeSet<String>>,

@@ -19,7 +19,7 @@
 //! Only a repository whose every fenced section is exactly as planned and which holds
 //! nothing again is deleted.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
 use stowage_layout::{self as layout, PathInfo};
@@ -93,12 +93,17 @@ fn view<S: StorageWrite>(r: &Runner<'_, S>) -> Result<Box<dyn Storage>, String> 
 /// Decide for the fenced sections still in `left`, repository by repository (a repository
 /// is deleted whole or kept whole). `inv` is the verify scan; `incomplete` whether it could
 /// not read everything.
+///
+/// A repository one of whose sections an earlier run began to purge (`purged`) is partly
+/// gone: putting the rest back would serve tags without their `_layers` links, so the rest
+/// goes too (review finding). What the registry wrote since lives in the live tree, untouched.
 pub(crate) fn decide(
     inv: &Inventory,
     incomplete: bool,
     surgery: Option<&Surgery>,
     left: &BTreeSet<String>,
     fenced: &Result<BTreeMap<String, String>, String>,
+    purged: &HashSet<String>,
 ) -> Vec<(String, Decision)> {
     let mut by_repo: BTreeMap<String, Vec<(&String, &'static str)>> = BTreeMap::new();
     for p in left {
@@ -112,7 +117,11 @@ pub(crate) fn decide(
         let live = inv
             .repository(&repo)
             .is_some_and(|r| r.has_manifests || r.has_layers || r.has_uploads);
-        let why = if incomplete {
+        let partly_purged =
+            planned.is_some_and(|p| p.section_keys().iter().any(|k| purged.contains(k)));
+        let why = if partly_purged {
+            None
+        } else if incomplete {
             Some("the verify scan could not read every repository".to_string())
         } else if live {
             Some("the registry wrote into it again after its fence (a push or an upload)".into())
@@ -176,22 +185,35 @@ fn merge_back<S: StorageWrite>(
         Ok(_) => return Ok(()),
         Err(e) => e,
     };
+    // Only "the registry has this path again" lets the registry's copy win; any other
+    // failure (permissions, space) stops the restore, named (review finding: every failure
+    // counted as the registry's copy, and the link stayed in the batch unreported).
+    match storage.stat(path) {
+        Err(e) if e.is_not_found() => {
+            return Err(ApplyError::Surgery(format!("restoring {path}: {failed}")));
+        }
+        _ => {}
+    }
     let mut children = Vec::new();
-    let listed = view.list_dir(path, &mut |e| {
-        children.push((
-            String::from_utf8_lossy(e.name).into_owned(),
-            e.kind == stowage_storage::EntryKind::Dir,
-        ))
+    let mut odd = None;
+    let listed = view.list_dir(path, &mut |e| match std::str::from_utf8(e.name) {
+        Ok(n) => children.push(n.to_string()),
+        Err(_) => odd = Some(String::from_utf8_lossy(e.name).into_owned()),
     });
+    if let Some(n) = odd {
+        return Err(ApplyError::Surgery(format!(
+            "restoring {path}: the fenced copy holds {n:?}, not a UTF-8 name: put it back by hand"
+        )));
+    }
     match listed {
         // A directory the registry made again: its entries one by one.
         Ok(()) => {
-            for (name, _) in children {
+            for name in children {
                 merge_back(storage, view, batch, &format!("{path}/{name}"), kept)?;
             }
             Ok(())
         }
-        // A file: the registry's copy (content-addressed, or a newer tag) wins.
+        // A file the registry wrote again: its copy (content-addressed, or a newer tag) wins.
         Err(e) if e.kind == stowage_storage::ErrorKind::NotADirectory => {
             kept.push(format!("{path}: {failed}"));
             Ok(())
