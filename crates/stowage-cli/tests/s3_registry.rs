@@ -352,3 +352,77 @@ fn quarantine_on_s3_then_restore(
         "restore removes a batch it emptied"
     );
 }
+
+/// Surgery on S3 (issue 21): `repo-move --copy` applied online writes the destination's
+/// links as conditional PUTs (never over an existing key) and the registry on its `s3`
+/// driver serves every copied tag; a `repo-move` that removes its source is refused online
+/// there (a fenced copy on S3 takes a new date, so it cannot be compared with the plan) and
+/// applied `--offline`, after which the destination serves every tag and the source is gone.
+#[test]
+fn surgery_on_s3_copy_online_and_move_offline_keep_every_image_pulling() {
+    let work = tempfile::tempdir().unwrap();
+    let Some(server) = S3Server::start(work.path(), "surgery_on_s3") else {
+        return;
+    };
+    server.bucket("registry");
+    let section = work.path().join("storage.yml");
+    std::fs::write(&section, server.registry_storage_yaml("registry", "/reg")).unwrap();
+    let fx = real::build_on(&section);
+    let config = fx.config();
+    let cfg = ["--registry-config", config.to_str().unwrap()];
+    let refs = fx.tagged_refs();
+    let src = refs[0].rsplit_once(':').unwrap().0.to_string();
+    let tags_of = |repo: &str, to: &str| -> Vec<String> {
+        refs.iter()
+            .filter(|r| r.rsplit_once(':').unwrap().0 == repo)
+            .map(|r| format!("{to}:{}", r.rsplit_once(':').unwrap().1))
+            .collect()
+    };
+    let plan_and_apply = |args: &[&str], name: &str, apply: &[&str]| -> Output {
+        let plan = work.path().join(name);
+        let mut a = vec!["plan"];
+        a.extend_from_slice(args);
+        a.extend(["--grace", "0s", "-o", plan.to_str().unwrap()]);
+        ok(&stowage(&cfg, &a, &[]));
+        let mut a = vec!["apply", plan.to_str().unwrap(), "--yes"];
+        a.extend_from_slice(apply);
+        stowage(&cfg, &a, &[])
+    };
+    let online = ["--registry-cache", "none", "--settle", "0s"];
+    let o = plan_and_apply(
+        &["repo-move", &src, "copied/app", "--copy"],
+        "copy.json",
+        &online,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", ok(&o));
+    let o = plan_and_apply(
+        &["repo-move", "copied/app", "moved/app"],
+        "move.json",
+        &online,
+    );
+    assert_eq!(o.status.code(), Some(2), "refused online: {}", ok(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--offline"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = stowage(
+        &cfg,
+        &[
+            "apply",
+            work.path().join("move.json").to_str().unwrap(),
+            "--yes",
+            "--offline",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", ok(&o));
+    let registry = Server::start_on(&section);
+    assert_eq!(registry.pull_all(&refs), Vec::<String>::new());
+    assert_eq!(
+        registry.pull_all(&tags_of(&src, "moved/app")),
+        Vec::<String>::new()
+    );
+    let first_tag = refs[0].rsplit_once(':').unwrap().1;
+    assert_eq!(registry.manifest_status("copied/app", first_tag), 404);
+}

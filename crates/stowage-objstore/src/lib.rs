@@ -643,6 +643,14 @@ impl StorageWrite for ObjectStorage {
         Ok(false)
     }
 
+    fn can_create_files(&self) -> bool {
+        true
+    }
+
+    fn create_file(&self, path: &str, content: &[u8]) -> Result<bool, StorageError> {
+        self.create_new(path, content)
+    }
+
     fn move_to(&self, path: &str, dest: &FsPath) -> Result<bool, StorageError> {
         let full = self.full(path)?;
         let qroot = self.quarantine_root(dest)?;

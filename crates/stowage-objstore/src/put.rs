@@ -153,3 +153,26 @@ impl StoragePut for ObjectStorage {
         Ok(())
     }
 }
+
+impl ObjectStorage {
+    /// [`stowage_storage::StorageWrite::create_file`] on an object store: one conditional
+    /// PUT (`If-None-Match: *` on S3 and Azure, `x-goog-if-generation-match: 0` on GCS), so
+    /// the object appears whole or not at all and never replaces one that is there (a link
+    /// the registry wrote meanwhile). `Ok(false)` when the key exists.
+    pub(crate) fn create_new(&self, path: &str, content: &[u8]) -> Result<bool, StorageError> {
+        let key = self.key(path)?;
+        let opts = object_store::PutOptions {
+            mode: object_store::PutMode::Create,
+            ..Default::default()
+        };
+        let payload = PutPayload::from(content.to_vec());
+        match self.run(
+            &self.counters.writes,
+            self.store.put_opts(&key, payload, opts),
+        ) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(err(path, e)),
+        }
+    }
+}

@@ -272,4 +272,5 @@ suite!(
     delete_is_idempotent,
     quarantine_round_trip,
     put_is_all_or_nothing,
+    create_file_never_replaces,
 );

@@ -111,7 +111,7 @@ pub trait StorageWrite: Storage {
             kind: ErrorKind::Other,
             path: path.to_string(),
             source: Some(std::io::Error::other(
-                "this storage backend cannot create links (repo-move is filesystem-only for now)",
+                "this storage backend cannot create links",
             )),
         })
     }

@@ -275,3 +275,24 @@ pub fn put_is_all_or_nothing(h: &dyn Harness) {
     }
     t.put_finished().unwrap();
 }
+
+/// `create_file` (the links `repo-move` writes): whole, with its parents, and never over
+/// something already there: a second create of the same key answers `false` and leaves the
+/// first content (a destination link the registry wrote meanwhile is never replaced).
+pub fn create_file_never_replaces(h: &dyn Harness) {
+    fill(h);
+    let s = h.storage();
+    assert!(s.can_create_files());
+    let path = "repositories/moved/app/_manifests/tags/latest/current/link";
+    let first = format!("sha256:{HEX}");
+    assert!(s.create_file(path, first.as_bytes()).unwrap());
+    assert_eq!(s.read(path, 1024).unwrap(), first.as_bytes());
+    let other = format!("sha256:{}", "0".repeat(64));
+    assert!(!s.create_file(path, other.as_bytes()).unwrap());
+    assert_eq!(s.read(path, 1024).unwrap(), first.as_bytes());
+    // Over a file the registry wrote (not through create_file) too.
+    assert!(!s.create_file(&link(), other.as_bytes()).unwrap());
+    assert_eq!(s.read(&link(), 1024).unwrap(), first.as_bytes());
+    // Keys that leave the root are refused before anything is written.
+    assert!(s.create_file("../outside/link", b"x").is_err());
+}

@@ -81,7 +81,7 @@ pub fn repo_move(s: &Settings, a: &RepoMoveArgs) -> Result<i32> {
     let opts = options(&a.common)?;
     if !s.writable.can_create_files() {
         anyhow::bail!(
-            "repo-move writes links, which stowage can do on a filesystem storage only for now ({} is not one); nothing was planned",
+            "repo-move writes links, which this storage ({}) cannot do; nothing was planned",
             s.writable.describe()
         );
     }
