@@ -481,8 +481,14 @@ pub fn apply_checked<S: StorageWrite>(
     if let Some(edit) = &plan.cache {
         // The edit follows what apply actually removed, not the plan (a target re-checked
         // and kept keeps its entry, so the registry still expires it).
-        let now_stored = rescan(storage, opts.concurrency)?;
-        let done = cache_state::update(storage, edit, &now_stored)?;
+        let now_stored = rescan(storage, opts.concurrency);
+        if let Err(e) = &now_stored {
+            r.report().warnings.push(format!(
+                "the scan after apply failed ({e}): every manifest entry of {} stays (the registry expires it)",
+                stowage_model::scheduler::STATE_FILE
+            ));
+        }
+        let done = cache_state::update(storage, edit, now_stored.as_ref().ok())?;
         r.report
             .lock()
             .unwrap_or_else(|e| e.into_inner())
