@@ -108,16 +108,23 @@ fn kept_refs(fx: &real::RealFixture, plan: &Value) -> Vec<String> {
         .collect()
 }
 
+/// moto on loopback with bucket `registry`, the registry's storage section for it (prefix
+/// `/reg`), and a real-registry fixture pushed through the registry on its `s3` driver.
+fn registry_on_s3(work: &Path, test: &str) -> Option<(S3Server, PathBuf, real::RealFixture)> {
+    let server = S3Server::start(work, test)?;
+    server.bucket("registry");
+    let section = work.join("storage.yml");
+    std::fs::write(&section, server.registry_storage_yaml("registry", "/reg")).unwrap();
+    let fx = real::build_on(&section);
+    Some((server, section, fx))
+}
+
 #[test]
 fn registry_on_s3_inventory_gc_apply_and_quarantine() {
     let work = tempfile::tempdir().unwrap();
-    let Some(server) = S3Server::start(work.path(), "registry_on_s3") else {
+    let Some((server, section, fx)) = registry_on_s3(work.path(), "registry_on_s3") else {
         return;
     };
-    server.bucket("registry");
-    let section = work.path().join("storage.yml");
-    std::fs::write(&section, server.registry_storage_yaml("registry", "/reg")).unwrap();
-    let fx = real::build_on(&section);
     let config = fx.config();
     let cfg = ["--registry-config", config.to_str().unwrap()];
     let cfg = &cfg[..];
@@ -361,13 +368,9 @@ fn quarantine_on_s3_then_restore(
 #[test]
 fn surgery_on_s3_copy_online_and_move_offline_keep_every_image_pulling() {
     let work = tempfile::tempdir().unwrap();
-    let Some(server) = S3Server::start(work.path(), "surgery_on_s3") else {
+    let Some((_server, section, fx)) = registry_on_s3(work.path(), "surgery_on_s3") else {
         return;
     };
-    server.bucket("registry");
-    let section = work.path().join("storage.yml");
-    std::fs::write(&section, server.registry_storage_yaml("registry", "/reg")).unwrap();
-    let fx = real::build_on(&section);
     let config = fx.config();
     let cfg = ["--registry-config", config.to_str().unwrap()];
     let refs = fx.tagged_refs();
