@@ -77,6 +77,8 @@ pub struct Options {
     pub force: bool,
     /// Worker threads (default: rayon's, one per core).
     pub threads: Option<usize>,
+    /// The data files' format in inventory mode ([`generate_inventory`]).
+    pub inventory_format: inventory::Format,
 }
 
 impl Options {
@@ -97,6 +99,7 @@ impl Options {
             digest_only_repos: true,
             force: false,
             threads: None,
+            inventory_format: inventory::Format::Csv,
         }
     }
 }
@@ -313,7 +316,8 @@ pub fn generate_inventory(o: &Options) -> Result<InventorySummary> {
         let params = derived_params(o);
         let (plan, fin) = calibrate(&params, o.blobs);
         let mat = write::materialize(&plan, &fin)?;
-        let (objects, bytes) = inventory::write(&o.out, &plan, &fin, &mat, o.now)?;
+        let (objects, bytes) =
+            inventory::write(&o.out, &plan, &fin, &mat, o.now, o.inventory_format)?;
         Ok(InventorySummary {
             objects,
             bytes,
