@@ -301,18 +301,22 @@ pub struct InventorySummary {
     pub blobs: u64,
 }
 
-/// Write the registry `o` describes as a provider inventory report plus the sparse tree a
-/// scan reads ([`inventory`]), not as a tree.
+/// Write the registry `o` describes as a provider inventory report plus the pack of the
+/// files a scan reads ([`inventory`]), not as a tree.
 pub fn generate_inventory(o: &Options) -> Result<InventorySummary> {
     if o.blobs < 20 {
         bail!("--blobs must be at least 20");
     }
     let run = || -> Result<InventorySummary> {
-        prepare_out(o)?;
         let inv = o.out.join("inventory");
-        if o.force && inv.exists() {
+        if inv.exists() {
+            if !o.force {
+                bail!("{} exists; pass --force to replace it", inv.display());
+            }
             fs::remove_dir_all(&inv).with_context(|| format!("removing {}", inv.display()))?;
         }
+        fs::create_dir_all(inv.join("data"))
+            .with_context(|| format!("creating {}", inv.display()))?;
         let params = derived_params(o);
         let (plan, fin) = calibrate(&params, o.blobs);
         let mat = write::materialize(&plan, &fin)?;

@@ -1,5 +1,5 @@
 //! `--inventory` writes the same registry as the tree, as its bucket's S3 Inventory report
-//! plus the files a scan reads: a scan listed from that report equals a scan of the tree,
+//! (CSV or Parquet) plus a pack of the files a scan reads (no tree): a scan listed from that report equals a scan of the tree,
 //! blob by blob, link by link (birth times aside: a report has none).
 
 #![allow(clippy::unwrap_used)]
@@ -10,6 +10,7 @@ use stowage_gen::inventory::Format;
 use stowage_gen::{Options, generate, generate_inventory};
 use stowage_scan::{Progress, ScanOptions};
 use stowage_storage::listing::ListedStorage;
+use stowage_storage::pack::PackStorage;
 use stowage_storage::provider::{self, Scope};
 use stowage_storage::{FsStorage, Storage};
 
@@ -52,8 +53,10 @@ fn listed_equals_tree(format: Format, ext: &str) {
         i
     };
     let from_tree = scan(&FsStorage::open(&tree.path().join("docker/registry/v2")).unwrap());
+    // No tree: what a scan reads is in one pack.
+    assert!(!inv.path().join("docker").exists());
     let live: Arc<dyn Storage> =
-        Arc::new(FsStorage::open(&inv.path().join("docker/registry/v2")).unwrap());
+        Arc::new(PackStorage::open(&inv.path().join(stowage_gen::inventory::PACK)).unwrap());
     let manifest = inv.path().join("inventory/manifest.json");
     let scope = Scope {
         bucket: String::new(),
@@ -82,6 +85,7 @@ fn listed_equals_tree(format: Format, ext: &str) {
     assert_eq!(from_report.refs, from_tree.refs);
     assert_eq!(from_report.repositories, from_tree.repositories);
     assert_eq!(from_report.findings, from_tree.findings);
+    assert_eq!(from_report.scheduler, from_tree.scheduler);
     assert_eq!(from_report, from_tree);
     assert_eq!(
         live.counters().snapshot().lists,
