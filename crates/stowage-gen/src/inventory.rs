@@ -200,6 +200,53 @@ fn pack_key(key: &str) -> &str {
         .map_or(key, |k| k.trim_start_matches('/'))
 }
 
+/// A report being written: its data files and the pack, shard after shard.
+pub struct Report<'a> {
+    rows: Rows<'a>,
+    pack: PackWriter,
+    pack_path: std::path::PathBuf,
+}
+
+impl<'a> Report<'a> {
+    pub fn create(out: &'a Path, format: Format) -> Result<Report<'a>> {
+        fs::create_dir_all(out.join("inventory/data"))
+            .with_context(|| format!("creating {}/inventory/data", out.display()))?;
+        let pack_path = out.join(PACK);
+        let pack = PackWriter::create(&pack_path)
+            .with_context(|| format!("creating {}", pack_path.display()))?;
+        Ok(Report {
+            rows: Rows::new(out, format),
+            pack,
+            pack_path,
+        })
+    }
+
+    /// Rows and bytes so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.rows.rows, self.rows.bytes)
+    }
+
+    /// Write the manifest and the pack's index: the report is complete.
+    pub fn finish(mut self, now: i64) -> Result<(u64, u64)> {
+        self.rows.finish(now)?;
+        let counts = self.counts();
+        self.pack
+            .finish()
+            .with_context(|| format!("writing {}", self.pack_path.display()))?;
+        Ok(counts)
+    }
+
+    /// Add the objects of one generated registry (or shard).
+    pub fn add(&mut self, plan: &Plan, fin: &Final, m: &Materialized) -> Result<()> {
+        let (rows, pack, pack_path) = (&mut self.rows, &mut self.pack, &self.pack_path);
+        let mut sparse = |key: &str, bytes: &[u8], t: i64| {
+            pack.add(pack_key(key), bytes, t)
+                .with_context(|| format!("writing {}", pack_path.display()))
+        };
+        add(rows, &mut sparse, plan, fin, m)
+    }
+}
+
 /// Write the report and the pack of what a scan reads; returns (objects, bytes) listed.
 pub fn write(
     out: &Path,
@@ -209,16 +256,18 @@ pub fn write(
     now: i64,
     format: Format,
 ) -> Result<(u64, u64)> {
-    fs::create_dir_all(out.join("inventory/data"))
-        .with_context(|| format!("creating {}/inventory/data", out.display()))?;
-    let mut rows = Rows::new(out, format);
-    let pack_path = out.join(PACK);
-    let mut pack = PackWriter::create(&pack_path)
-        .with_context(|| format!("creating {}", pack_path.display()))?;
-    let mut sparse = |key: &str, bytes: &[u8], t: i64| {
-        pack.add(pack_key(key), bytes, t)
-            .with_context(|| format!("writing {}", pack_path.display()))
-    };
+    let mut r = Report::create(out, format)?;
+    r.add(plan, fin, m)?;
+    r.finish(now)
+}
+
+fn add(
+    rows: &mut Rows<'_>,
+    sparse: &mut dyn FnMut(&str, &[u8], i64) -> Result<()>,
+    plan: &Plan,
+    fin: &Final,
+    m: &Materialized,
+) -> Result<()> {
     for (b, st) in fin.blobs.iter().enumerate() {
         if !st.present {
             continue;
@@ -300,8 +349,5 @@ pub fn write(
             }
         }
     }
-    rows.finish(now)?;
-    pack.finish()
-        .with_context(|| format!("writing {}", pack_path.display()))?;
-    Ok((rows.rows, rows.bytes))
+    Ok(())
 }

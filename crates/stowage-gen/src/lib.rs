@@ -79,6 +79,10 @@ pub struct Options {
     pub threads: Option<usize>,
     /// The data files' format in inventory mode ([`generate_inventory`]).
     pub inventory_format: inventory::Format,
+    /// Inventory mode: generate the registry as this many independent groups
+    /// (`group-NNNN/...`, each with its own base images), one at a time, so that the
+    /// generator's memory is one group's, whatever the total. 1: one registry, no prefix.
+    pub shards: u32,
 }
 
 impl Options {
@@ -100,6 +104,7 @@ impl Options {
             force: false,
             threads: None,
             inventory_format: inventory::Format::Csv,
+            shards: 1,
         }
     }
 }
@@ -317,15 +322,34 @@ pub fn generate_inventory(o: &Options) -> Result<InventorySummary> {
         }
         fs::create_dir_all(inv.join("data"))
             .with_context(|| format!("creating {}", inv.display()))?;
-        let params = derived_params(o);
-        let (plan, fin) = calibrate(&params, o.blobs);
-        let mat = write::materialize(&plan, &fin)?;
-        let (objects, bytes) =
-            inventory::write(&o.out, &plan, &fin, &mat, o.now, o.inventory_format)?;
+        // Shard by shard: one shard's plan is in memory at a time, its rows and pack
+        // entries streamed out, so memory is bounded by the shard's size, not the total's.
+        let shards = o.shards.max(1);
+        let mut report = inventory::Report::create(&o.out, o.inventory_format)?;
+        let mut blobs = 0u64;
+        for k in 0..shards {
+            let mut so = o.clone();
+            so.blobs = (o.blobs / u64::from(shards)).max(20);
+            so.seed = o
+                .seed
+                .wrapping_add(u64::from(k).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let params = derived_params(&so);
+            let (mut plan, fin) = calibrate(&params, so.blobs);
+            if shards > 1 {
+                // Each shard is a group of the registry (as GitLab's groups are).
+                for r in &mut plan.repos {
+                    r.name = format!("group-{k:04}/{}", r.name);
+                }
+            }
+            let mat = write::materialize(&plan, &fin)?;
+            report.add(&plan, &fin, &mat)?;
+            blobs += fin.blobs.iter().filter(|b| b.present).count() as u64;
+        }
+        let (objects, bytes) = report.finish(o.now)?;
         Ok(InventorySummary {
             objects,
             bytes,
-            blobs: fin.blobs.iter().filter(|b| b.present).count() as u64,
+            blobs,
         })
     };
     match o.threads {

@@ -93,3 +93,60 @@ fn listed_equals_tree(format: Format, ext: &str) {
         "listed from the report only"
     );
 }
+
+/// `--shards`: the registry as groups written one after the other (bounded memory); the
+/// report still scans whole: every shard's repositories under its group, every blob listed,
+/// every manifest read from the pack.
+#[test]
+fn a_sharded_report_scans_as_one_registry_of_groups() {
+    let inv = tempfile::tempdir().unwrap();
+    let mut o = Options::new(inv.path(), 1200);
+    o.threads = Some(2);
+    o.shards = 3;
+    let s = generate_inventory(&o).unwrap();
+    let scope = Scope {
+        bucket: String::new(),
+        prefix: "docker/registry/v2".into(),
+    };
+    let fetch = |p: &str| {
+        Ok(std::fs::File::open(p)
+            .ok()
+            .map(|f| Box::new(f) as Box<dyn std::io::Read + Send>))
+    };
+    let manifest = inv.path().join("inventory/manifest.json");
+    let listing = provider::load(manifest.to_str().unwrap(), &scope, &fetch).unwrap();
+    let live: Arc<dyn Storage> =
+        Arc::new(PackStorage::open(&inv.path().join(stowage_gen::inventory::PACK)).unwrap());
+    let i = stowage_scan::scan(
+        &ListedStorage::new(listing, live),
+        &ScanOptions::default(),
+        &Progress::default(),
+    )
+    .unwrap();
+    assert_eq!(i.blobs.len() as u64, s.blobs);
+    assert!(s.blobs > 1000, "{s:?}");
+    for k in 0..3 {
+        let group = format!("group-{k:04}/");
+        assert!(
+            i.repositories
+                .iter()
+                .filter(|r| r.name.as_str().starts_with(&group))
+                .count()
+                > 5,
+            "{group}"
+        );
+    }
+    assert!(
+        i.repositories
+            .iter()
+            .all(|r| r.name.as_str().starts_with("group-"))
+    );
+    // Every manifest was read from the pack: none unreadable.
+    assert!(
+        !i.findings
+            .iter()
+            .any(|f| f.kind == stowage_model::finding::FindingKind::ManifestUnreadable),
+        "{:?}",
+        i.findings.iter().map(|f| &f.kind).collect::<Vec<_>>()
+    );
+}
