@@ -4,7 +4,8 @@
 # For each OBJECTS (e.g. 1000000 10000000 100000000): stowage-gen --inventory writes a
 # CI-shaped registry as its bucket's S3 Inventory (about 2.75 objects per blob: links,
 # tags, uploads; FORMAT=parquet for Parquet data files) plus a pack of the manifests and tag
-# links a scan reads (no tree); then inventory, du, gc and
+# links a scan reads (no tree), in groups of a million objects (--shards: the generator's
+# memory is one group's); then inventory, du, gc and
 # gc -m run from the report (no listing at all) under /usr/bin/time: wall time and peak RSS,
 # and peak RSS per blob. Nothing is asserted; the numbers go to bench/README.md.
 #
@@ -23,7 +24,7 @@ for objects in "$@"; do
   if [ ! -f "$dir/inventory/manifest.json" ]; then
     rm -rf "$dir"; mkdir -p "$out"
     /usr/bin/time -f "gen: %e s, %M KB" "$bin/stowage-gen" --inventory --out "$dir" --blobs "$blobs" \
-      --inventory-format "${FORMAT:-csv}" \
+      --inventory-format "${FORMAT:-csv}" --shards $(( objects > 1000000 ? objects / 1000000 : 1 )) \
       >"$dir.summary.json" 2>"$dir.gen.txt" || { cat "$dir.gen.txt" >&2; exit 1; }
     tail -1 "$dir.gen.txt" >&2
   fi
