@@ -186,3 +186,56 @@ impl Snapshot {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+
+    use stowage_storage::listing::{ListedStorage, Listing};
+
+    use super::*;
+
+    fn listed(keys: &[&str]) -> ListedStorage {
+        let mut l = Listing::new(Timestamp(0), "test").unwrap();
+        for (i, k) in keys.iter().enumerate() {
+            l.push(k, i as u64, Timestamp(i as i64 * 1_000_000_000), None)
+                .unwrap();
+        }
+        l.finish().unwrap();
+        let live = stowage_storage::FsStorage::open(&std::env::temp_dir()).unwrap();
+        ListedStorage::new(l, Arc::new(live))
+    }
+
+    #[test]
+    fn rows_answer_listings_and_stats_as_the_directory_tree_did() {
+        // `a` is a key and a prefix (a directory, as to the registry's walk); `a-b` sorts
+        // between `a` and `a/x` by path, though not by name.
+        let st = listed(&["r/a", "r/a-b", "r/a/x", "r/d/e/f", "r/d/g", "other/z"]);
+        let snap = Snapshot::take(&st, "r").unwrap();
+        let mut top: Vec<_> = snap.list("r").unwrap().collect();
+        top.sort_by_key(|e| e.0);
+        assert_eq!(
+            top,
+            [
+                ("a", EntryKind::Dir),
+                ("a-b", EntryKind::File),
+                ("d", EntryKind::Dir)
+            ]
+        );
+        let mut d: Vec<_> = snap.list("r/d").unwrap().collect();
+        d.sort_by_key(|e| e.0);
+        assert_eq!(d, [("e", EntryKind::Dir), ("g", EntryKind::File)]);
+        assert!(snap.list("r/zz").is_err_and(|e| e.is_not_found()));
+        assert!(snap.list("r/a-b").is_err_and(|e| e.is_not_found()));
+        assert_eq!(snap.stat("r/d/e/f").unwrap().size, 3);
+        assert_eq!(
+            snap.stat("r/a-b").unwrap().modified,
+            Timestamp(1_000_000_000)
+        );
+        assert!(snap.stat("r/a").unwrap_err().is_not_found(), "a directory");
+        assert!(snap.stat("r/d").unwrap_err().is_not_found());
+        assert!(snap.stat("r").unwrap_err().is_not_found());
+        assert!(snap.covers("r/a/x") && !snap.covers("other/z") && !snap.covers("rx"));
+    }
+}
