@@ -238,12 +238,14 @@ impl<'a> Report<'a> {
 
     /// Add the objects of one generated registry (or shard).
     pub fn add(&mut self, plan: &Plan, fin: &Final, m: &Materialized) -> Result<()> {
-        let (rows, pack, pack_path) = (&mut self.rows, &mut self.pack, &self.pack_path);
-        let mut sparse = |key: &str, bytes: &[u8], t: i64| {
-            pack.add(pack_key(key), bytes, t)
-                .with_context(|| format!("writing {}", pack_path.display()))
-        };
-        add(rows, &mut sparse, plan, fin, m)
+        add(
+            &mut self.rows,
+            &mut self.pack,
+            &self.pack_path,
+            plan,
+            fin,
+            m,
+        )
     }
 }
 
@@ -263,11 +265,16 @@ pub fn write(
 
 fn add(
     rows: &mut Rows<'_>,
-    sparse: &mut dyn FnMut(&str, &[u8], i64) -> Result<()>,
+    pack: &mut PackWriter,
+    pack_path: &Path,
     plan: &Plan,
     fin: &Final,
     m: &Materialized,
 ) -> Result<()> {
+    let mut sparse = |key: &str, bytes: &[u8], t: i64| {
+        pack.add(pack_key(key), bytes, t)
+            .with_context(|| format!("writing {}", pack_path.display()))
+    };
     for (b, st) in fin.blobs.iter().enumerate() {
         if !st.present {
             continue;

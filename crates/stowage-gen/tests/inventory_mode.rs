@@ -75,7 +75,7 @@ fn listed_equals_tree(format: Format, ext: &str) {
     let digests = |i: &stowage_model::inventory::Inventory| {
         i.blobs
             .iter()
-            .map(|b| (b.digest.clone(), b.size))
+            .map(|b| (b.digest, b.size))
             .collect::<Vec<_>>()
     };
     assert_eq!(digests(&from_report), digests(&from_tree));
