@@ -3,12 +3,14 @@
 #
 # For each OBJECTS (e.g. 1000000 10000000 100000000): stowage-gen --inventory writes a
 # CI-shaped registry as its bucket's S3 Inventory (about 2.75 objects per blob: links,
-# tags, uploads) plus the manifests and tag links a scan reads; then inventory, du, gc and
+# tags, uploads; FORMAT=parquet for Parquet data files) plus a pack of the manifests and tag
+# links a scan reads (no tree), in groups of a million objects (--shards: the generator's
+# memory is one group's); then inventory, du, gc and
 # gc -m run from the report (no listing at all) under /usr/bin/time: wall time and peak RSS,
 # and peak RSS per blob. Nothing is asserted; the numbers go to bench/README.md.
 #
 # Needs a release build: cargo build --release -p stowage-cli -p stowage-gen
-# Disk: about 110 bytes of gzip'd report and 1.5 KB of manifests per blob, under $OUT
+# Disk: about 110 bytes of gzip'd report and the manifests' bytes per blob, under $OUT
 # (default /tmp/stowage-scale), removed at the end unless KEEP=1.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -22,6 +24,7 @@ for objects in "$@"; do
   if [ ! -f "$dir/inventory/manifest.json" ]; then
     rm -rf "$dir"; mkdir -p "$out"
     /usr/bin/time -f "gen: %e s, %M KB" "$bin/stowage-gen" --inventory --out "$dir" --blobs "$blobs" \
+      --inventory-format "${FORMAT:-csv}" --shards $(( objects > 1000000 ? objects / 1000000 : 1 )) \
       >"$dir.summary.json" 2>"$dir.gen.txt" || { cat "$dir.gen.txt" >&2; exit 1; }
     tail -1 "$dir.gen.txt" >&2
   fi
@@ -29,7 +32,7 @@ for objects in "$@"; do
   nblobs=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['blobs'])" "$dir.summary.json")
   run() {
     local name="$1"; shift
-    /usr/bin/time -f "%e %M" -o "$out/time.txt" "$bin/stowage" --storage "$dir" \
+    /usr/bin/time -f "%e %M" -o "$out/time.txt" "$bin/stowage" --storage "$dir/inventory/reads.pack" \
       --from-inventory "$dir/inventory/manifest.json" --no-cache --no-progress --now "$now" "$@" \
       >/dev/null 2>"$out/err.txt" || { [ $? -le 1 ] || { cat "$out/err.txt" >&2; exit 1; }; }
     read -r wall kb <"$out/time.txt"

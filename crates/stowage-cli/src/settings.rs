@@ -176,6 +176,16 @@ impl Settings {
             .unwrap_or(2);
         let (storage, writable, how, backend): (Arc<dyn Storage>, Arc<dyn StorageWrite>, _, _) =
             match location {
+                // A pack (`stowage-gen --inventory`'s reads.pack): a scale-run fixture that
+                // only answers reads, under --from-inventory.
+                Location::Path(path) if path.is_file() => {
+                    let pack = Arc::new(
+                        stowage_storage::pack::PackStorage::open(&path)
+                            .with_context(|| format!("opening storage {}", path.display()))?,
+                    );
+                    let backend = pack.backend();
+                    (pack.clone(), pack, RootLayout::LayoutRoot, backend)
+                }
                 Location::Path(path) => {
                     let resolved = resolve_root(&path)
                         .with_context(|| format!("opening storage {}", path.display()))?;

@@ -77,6 +77,12 @@ pub struct Options {
     pub force: bool,
     /// Worker threads (default: rayon's, one per core).
     pub threads: Option<usize>,
+    /// The data files' format in inventory mode ([`generate_inventory`]).
+    pub inventory_format: inventory::Format,
+    /// Inventory mode: generate the registry as this many independent groups
+    /// (`group-NNNN/...`, each with its own base images), one at a time, so that the
+    /// generator's memory is one group's, whatever the total. 1: one registry, no prefix.
+    pub shards: u32,
 }
 
 impl Options {
@@ -97,6 +103,8 @@ impl Options {
             digest_only_repos: true,
             force: false,
             threads: None,
+            inventory_format: inventory::Format::Csv,
+            shards: 1,
         }
     }
 }
@@ -298,26 +306,50 @@ pub struct InventorySummary {
     pub blobs: u64,
 }
 
-/// Write the registry `o` describes as a provider inventory report plus the sparse tree a
-/// scan reads ([`inventory`]), not as a tree.
+/// Write the registry `o` describes as a provider inventory report plus the pack of the
+/// files a scan reads ([`inventory`]), not as a tree.
 pub fn generate_inventory(o: &Options) -> Result<InventorySummary> {
     if o.blobs < 20 {
         bail!("--blobs must be at least 20");
     }
     let run = || -> Result<InventorySummary> {
-        prepare_out(o)?;
         let inv = o.out.join("inventory");
-        if o.force && inv.exists() {
+        if inv.exists() {
+            if !o.force {
+                bail!("{} exists; pass --force to replace it", inv.display());
+            }
             fs::remove_dir_all(&inv).with_context(|| format!("removing {}", inv.display()))?;
         }
-        let params = derived_params(o);
-        let (plan, fin) = calibrate(&params, o.blobs);
-        let mat = write::materialize(&plan, &fin)?;
-        let (objects, bytes) = inventory::write(&o.out, &plan, &fin, &mat, o.now)?;
+        fs::create_dir_all(inv.join("data"))
+            .with_context(|| format!("creating {}", inv.display()))?;
+        // Shard by shard: one shard's plan is in memory at a time, its rows and pack
+        // entries streamed out, so memory is bounded by the shard's size, not the total's.
+        let shards = o.shards.max(1);
+        let mut report = inventory::Report::create(&o.out, o.inventory_format)?;
+        let mut blobs = 0u64;
+        for k in 0..shards {
+            let mut so = o.clone();
+            so.blobs = (o.blobs / u64::from(shards)).max(20);
+            so.seed = o
+                .seed
+                .wrapping_add(u64::from(k).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let params = derived_params(&so);
+            let (mut plan, fin) = calibrate(&params, so.blobs);
+            if shards > 1 {
+                // Each shard is a group of the registry (as GitLab's groups are).
+                for r in &mut plan.repos {
+                    r.name = format!("group-{k:04}/{}", r.name);
+                }
+            }
+            let mat = write::materialize(&plan, &fin)?;
+            report.add(&plan, &fin, &mat)?;
+            blobs += fin.blobs.iter().filter(|b| b.present).count() as u64;
+        }
+        let (objects, bytes) = report.finish(o.now)?;
         Ok(InventorySummary {
             objects,
             bytes,
-            blobs: fin.blobs.iter().filter(|b| b.present).count() as u64,
+            blobs,
         })
     };
     match o.threads {

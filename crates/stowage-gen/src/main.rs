@@ -68,6 +68,20 @@ struct Cli {
     /// with `stowage --storage OUT --from-inventory OUT/inventory/manifest.json`.
     #[arg(long)]
     inventory: bool,
+    /// The inventory's data files: gzip'd CSV or Parquet (S3 Inventory's two common formats).
+    #[arg(long, value_enum, default_value_t = InventoryFormat::Csv)]
+    inventory_format: InventoryFormat,
+    /// Inventory mode: generate the registry as N groups (`group-NNNN/...`) one after the
+    /// other, so that memory is one group's: 100 million objects in 100 shards need the
+    /// memory of one million.
+    #[arg(long, default_value_t = 1)]
+    shards: u32,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum InventoryFormat {
+    Csv,
+    Parquet,
 }
 
 fn main() -> ExitCode {
@@ -90,6 +104,11 @@ fn main() -> ExitCode {
     o.digest_only_repos = !cli.no_digest_only_repos;
     o.threads = cli.threads;
     o.force = cli.force;
+    o.shards = cli.shards;
+    o.inventory_format = match cli.inventory_format {
+        InventoryFormat::Csv => stowage_gen::inventory::Format::Csv,
+        InventoryFormat::Parquet => stowage_gen::inventory::Format::Parquet,
+    };
     let started = Instant::now();
     if cli.inventory {
         return match stowage_gen::generate_inventory(&o) {

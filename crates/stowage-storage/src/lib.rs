@@ -23,6 +23,7 @@ mod error;
 pub mod faults;
 mod fs;
 pub mod listing;
+pub mod pack;
 pub mod provider;
 mod put;
 pub mod registry_config;
