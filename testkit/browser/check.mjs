@@ -110,7 +110,7 @@ try {
   for (const t of await tagColours()) check(t.colour === grey, `tag tile ${t.name}: no pull data is grey`, t);
   await page.click('#colour button[data-colour="repository"]');
   check((await page.textContent("#tm-legend")) === "", "no legend when coloured by repository");
-  await page.click('#crumbs a[data-node=""]');
+  await page.click('#crumbs a[data-node="/"]');
   await page.click('#metric button[data-metric="exclusive"]');
 
   // Top repositories table: exclusive and total per repository as `du` computes them.

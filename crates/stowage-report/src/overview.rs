@@ -179,21 +179,14 @@ pub struct Reclaimable {
     pub grace_seconds: i64,
 }
 
+/// A node of the report's namespace tree: the `du` record ([`crate::DuRecord`], the one node
+/// shape) with its place in the tree.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TreeNode {
-    pub name: String,
+    #[serde(flatten)]
+    pub node: crate::DuRecord,
+    /// Index of the parent in `Overview::tree` (`null` for the root).
     pub parent: Option<u32>,
-    pub depth: u32,
-    pub repository: bool,
-    pub total: u64,
-    pub exclusive: u64,
-    pub own_total: u64,
-    pub own_exclusive: u64,
-    pub repositories: u64,
-    pub tags: u64,
-    pub manifests: u64,
-    pub untagged_manifests: u64,
-    pub upload_bytes: u64,
     /// Tags of this repository left out of `tags` (beyond the per-repository limit).
     pub tags_omitted: u64,
 }
@@ -551,19 +544,8 @@ fn namespace_tree(u: &Usage, omitted: &[u64]) -> Vec<TreeNode> {
         let n = &u.nodes[i as usize];
         index_of[i as usize] = tree.len() as u32;
         tree.push(TreeNode {
-            name: n.name.clone(),
+            node: crate::DuRecord::of(n),
             parent: (n.parent != stowage_graph::NONE).then(|| index_of[n.parent as usize]),
-            depth: n.depth,
-            repository: n.repository.is_some(),
-            total: n.total,
-            exclusive: n.exclusive,
-            own_total: n.own_total,
-            own_exclusive: n.own_exclusive,
-            repositories: n.repositories,
-            tags: n.tags,
-            manifests: n.manifests,
-            untagged_manifests: n.untagged,
-            upload_bytes: n.upload_bytes,
             tags_omitted: n.repository.map_or(0, |ri| omitted[ri as usize]),
         });
         for &c in n.children.iter().rev() {
@@ -727,31 +709,6 @@ pub fn write_blob_csv(
     }
     w.flush()?;
     Ok(())
-}
-
-impl From<&TreeNode> for crate::DuRecord {
-    /// The overview's tree node as a `du` record (the root, named `""` in the tree, is `/`).
-    fn from(n: &TreeNode) -> crate::DuRecord {
-        crate::DuRecord {
-            name: if n.name.is_empty() {
-                "/".into()
-            } else {
-                n.name.clone()
-            },
-            depth: n.depth,
-            repository: n.repository,
-            total: n.total,
-            exclusive: n.exclusive,
-            shared: n.total - n.exclusive.min(n.total),
-            own_total: n.own_total,
-            own_exclusive: n.own_exclusive,
-            repositories: n.repositories,
-            tags: n.tags,
-            manifests: n.manifests,
-            untagged_manifests: n.untagged_manifests,
-            upload_bytes: n.upload_bytes,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -15,10 +15,10 @@ use utoipa::{IntoParams, ToSchema};
 use crate::Snapshot;
 use crate::api::{ErrorBody, St, error, no_scan_yet};
 
-/// Columns the tag table sorts by (each then by repository and tag).
+/// Columns the tag table sorts by (each then by repository and tag), the default first.
 pub const TAG_SORTS: [&str; 10] = [
-    "name",
     "exclusive",
+    "name",
     "shared",
     "total",
     "moved",
@@ -29,14 +29,19 @@ pub const TAG_SORTS: [&str; 10] = [
     "digest",
 ];
 
+/// Search, sort and paging of a table the server orders: the blob table (`/api/v1/blobs`),
+/// the tag table (`/api/v1/tag-rows`) and the repository table (`/api/v1/repository-rows`).
+/// One struct, so the three cannot drift in names, defaults or limits (issue 24: they were
+/// three copies); what `q` matches and which columns `sort` takes is each endpoint's, said
+/// in its description and checked by [`TableQuery::check`].
 #[derive(Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct TagRowsQuery {
-    /// Case-insensitive substring of `repository:tag` or of the digest.
+pub struct TableQuery {
+    /// Case-insensitive search (what it matches: the endpoint's description).
     pub q: Option<String>,
-    /// One of `name`, `exclusive` (default), `shared`, `total`, `moved`, `pushed`, `built`,
-    /// `age` (the reverse of `built`), `last_pulled`, `digest`. Rows without the date sort last.
+    /// The column to sort by, one of the endpoint's (its description lists them, the first
+    /// being the default).
     pub sort: Option<String>,
     /// `desc` (default) or `asc`.
     pub order: Option<String>,
@@ -44,6 +49,64 @@ pub struct TagRowsQuery {
     pub offset: usize,
     /// At most 1000 (default 50).
     pub limit: Option<usize>,
+}
+
+/// A [`TableQuery`] checked against a table's columns.
+pub struct Checked {
+    pub query: TableQuery,
+    /// The column (the table's first when none was asked).
+    pub sort: &'static str,
+    pub desc: bool,
+    /// Rows per page, 1 to 1000.
+    pub limit: usize,
+}
+
+impl TableQuery {
+    /// The query with its column and page size, or the JSON 400 that names what is wrong
+    /// (`sorts`: the table's columns, its default first).
+    pub fn check(
+        q: Result<Query<TableQuery>, QueryRejection>,
+        sorts: &[&'static str],
+    ) -> Result<Checked, Response> {
+        let Query(q) = q.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
+        let limit = q.limit.unwrap_or(50);
+        if limit == 0 || limit > 1000 {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "limit must be between 1 and 1000",
+            ));
+        }
+        let sort = match q.sort.as_deref() {
+            None => sorts[0],
+            Some(o) => *sorts.iter().find(|c| **c == o).ok_or_else(|| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("sort must be one of {}, not {o:?}", sorts.join(", ")),
+                )
+            })?,
+        };
+        let desc = match q.order.as_deref() {
+            None | Some("desc") => true,
+            Some("asc") => false,
+            Some(o) => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    format!("order must be asc or desc, not {o:?}"),
+                ));
+            }
+        };
+        Ok(Checked {
+            query: q,
+            sort,
+            desc,
+            limit,
+        })
+    }
+
+    /// The search, lower-cased and trimmed ("" when none).
+    pub fn needle(&self) -> String {
+        self.q.as_deref().unwrap_or("").trim().to_lowercase()
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -82,8 +145,8 @@ fn by_key(key: &str, a: &TagRow, b: &TagRow, desc: bool) -> Ordering {
 }
 
 /// One page of the tag table.
-pub fn tag_page(s: &Snapshot, q: &TagRowsQuery, limit: usize) -> TagPage {
-    let needle = q.q.as_deref().unwrap_or("").trim().to_lowercase();
+pub fn tag_page(s: &Snapshot, c: &Checked) -> TagPage {
+    let needle = c.query.needle();
     let mut rows: Vec<&TagRow> = s
         .tags
         .iter()
@@ -95,56 +158,39 @@ pub fn tag_page(s: &Snapshot, q: &TagRowsQuery, limit: usize) -> TagPage {
                 || r.digest.as_deref().is_some_and(|d| d.contains(&needle))
         })
         .collect();
-    let key = q.sort.as_deref().unwrap_or("exclusive");
-    let desc = q.order.as_deref() != Some("asc");
-    rows.sort_by(|a, b| by_key(key, a, b, desc));
+    rows.sort_by(|a, b| by_key(c.sort, a, b, c.desc));
     TagPage {
         total: rows.len(),
-        offset: q.offset,
+        offset: c.query.offset,
         rows: rows
             .into_iter()
-            .skip(q.offset)
-            .take(limit)
+            .skip(c.query.offset)
+            .take(c.limit)
             .cloned()
             .collect(),
     }
 }
 
 /// Every tag, searched, sorted by any column and paged (the dashboard's tag table).
-#[utoipa::path(get, path = "/api/v1/tag-rows", params(TagRowsQuery), responses(
+///
+/// `q` matches `repository:tag` and the digest (substring); `sort` is one of `exclusive`
+/// (default), `name`, `shared`, `total`, `moved`, `pushed`, `built`, `age` (the reverse of
+/// `built`), `last_pulled`, `digest`, each then by repository and tag; rows without the date
+/// sort last.
+#[utoipa::path(get, path = "/api/v1/tag-rows", params(TableQuery), responses(
     (status = 200, body = TagPage), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn tag_rows(
     State(st): St,
-    q: Result<Query<TagRowsQuery>, QueryRejection>,
+    q: Result<Query<TableQuery>, QueryRejection>,
 ) -> Response {
-    let Query(q) = match q {
-        Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    let c = match TableQuery::check(q, &TAG_SORTS) {
+        Ok(c) => c,
+        Err(r) => return r,
     };
-    let limit = q.limit.unwrap_or(50);
-    if limit == 0 || limit > 1000 {
-        return error(StatusCode::BAD_REQUEST, "limit must be between 1 and 1000");
-    }
-    if let Some(o) = &q.sort
-        && !TAG_SORTS.contains(&o.as_str())
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("sort must be one of {}, not {o:?}", TAG_SORTS.join(", ")),
-        );
-    }
-    if let Some(o) = &q.order
-        && !["asc", "desc"].contains(&o.as_str())
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("order must be asc or desc, not {o:?}"),
-        );
-    }
     let Some(s) = st.current() else {
         return no_scan_yet(&st);
     };
-    match tokio::task::spawn_blocking(move || tag_page(&s, &q, limit)).await {
+    match tokio::task::spawn_blocking(move || tag_page(&s, &c)).await {
         Ok(p) => axum::Json(p).into_response(),
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the request failed"),
     }
