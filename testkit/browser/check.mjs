@@ -244,6 +244,9 @@ try {
     await page.screenshot({ path: path.join(shots, `${mode}-new-data.png`) });
   }
 
+  // Issue 20: the cache section, card and blob columns are a pull-through cache's only.
+  check(!(await page.$("#cache-section")) && !(await page.$('[data-figure="cache-expired"]')) && !(await page.$('#blob-table th[data-key="expires"]')),
+    "no cache figures on a registry that is not a cache");
   await page.screenshot({ path: path.join(shots, `${mode}-final.png`), fullPage: true });
   check(errors.length === 0, "no console errors", errors);
   const foreign = requests.filter((u) => (origin ? !u.startsWith(origin + "/") : u !== url));

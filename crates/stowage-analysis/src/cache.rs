@@ -10,7 +10,7 @@
 //! the stored blobs only expired manifests or expired blob entries reach, which registry
 //! 2.8's own expiry never removes for manifests (distribution#4957).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 use stowage_graph::Graph;
@@ -40,18 +40,7 @@ pub struct CachedObject {
     pub tags: Vec<String>,
 }
 
-/// Per cached repository.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct CachedRepository {
-    pub repository: String,
-    pub manifests: usize,
-    pub blobs: usize,
-    pub expired: usize,
-    pub first_cached: Option<Timestamp>,
-    pub last_cached: Option<Timestamp>,
-    /// The next expiry still to come (none when every entry has expired).
-    pub next_expiry: Option<Timestamp>,
-}
+pub use stowage_model::cached::{BlobCache, CacheOverview, CachedRepository};
 
 /// The cache's figures (`stowage.cache/v1` in JSON output).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -313,18 +302,14 @@ pub fn findings(inv: &Inventory) -> Vec<Finding> {
     out
 }
 
-/// The headline figures and per-repository rows without per-object detail (`du`'s JSON).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct CacheOverview<'a> {
-    pub detected_by: &'a [String],
-    pub state: &'a str,
-    pub entries: usize,
-    pub expired_entries: usize,
-    /// Stored bytes only expired cached objects reach (what `stowage gc` reclaims now).
-    pub expired_stored_bytes: u64,
-    pub expired_stored_blobs: usize,
-    pub next_expiry: Option<Timestamp>,
-    pub repositories: &'a [CachedRepository],
+/// Per stored blob digest, its scheduler entries summed up ([`CacheFigures::by_blob`]).
+pub type BlobCaches = HashMap<String, BlobCache>;
+
+/// Set the cache columns of blob rows from [`CacheFigures::by_blob`].
+pub fn fill_blob_rows(by_blob: &BlobCaches, rows: &mut [stowage_report::overview::BlobRow]) {
+    for r in rows {
+        r.cache = by_blob.get(r.digest.as_str()).copied();
+    }
 }
 
 /// When a tag's manifest was cached and expires (`tags`' JSON and columns).
@@ -338,17 +323,41 @@ pub struct TagCache {
 }
 
 impl CacheFigures {
-    pub fn overview(&self) -> CacheOverview<'_> {
+    /// The headline figures and per-repository rows (no per-object detail).
+    pub fn overview(&self) -> CacheOverview {
         CacheOverview {
-            detected_by: &self.detected_by,
-            state: &self.state,
+            remote_url: self.remote_url.clone(),
+            detected_by: self.detected_by.clone(),
+            state: self.state.clone(),
             entries: self.entries,
             expired_entries: self.expired_entries,
             expired_stored_bytes: self.expired_stored_bytes,
             expired_stored_blobs: self.expired_stored_blobs,
             next_expiry: self.next_expiry,
-            repositories: &self.repositories,
+            repositories: self.repositories.clone(),
         }
+    }
+
+    /// Set the cache columns of blob rows (the report's largest blobs).
+    pub fn fill_blob_rows(&self, rows: &mut [stowage_report::overview::BlobRow]) {
+        fill_blob_rows(&self.by_blob(), rows);
+    }
+
+    /// Per stored blob digest, its entries summed up (the blob table's cache columns; the
+    /// dashboard keeps it per scan).
+    pub fn by_blob(&self) -> BlobCaches {
+        let mut out: HashMap<String, Option<BlobCache>> = HashMap::new();
+        for o in self.objects.iter().filter(|o| o.stored) {
+            BlobCache::add(
+                out.entry(o.digest.clone()).or_default(),
+                o.cached_at,
+                o.expires,
+                o.expired,
+            );
+        }
+        out.into_iter()
+            .filter_map(|(d, b)| b.map(|b| (d, b)))
+            .collect()
     }
 
     /// The entries naming `digest` (in `repository` when given).

@@ -56,6 +56,11 @@
       (C.days_until_full !== null && C.days_until_full !== undefined ? "full in " + num(Math.round(C.days_until_full)) + " days at the growth of the last 30 days"
         : C.growth_bytes_per_day !== null && C.growth_bytes_per_day !== undefined ? "the blob store is not growing" : "days until full: needs history (--history)"), "capacity"]);
   }
+  // A pull-through cache (issue 20): "expired but still stored" is a headline figure (the
+  // registry's expiry removes links, not data; `stowage gc` reclaims these bytes).
+  const CA = D.cache;
+  if (CA) cards.push(["Expired, still stored", bytes(CA.expired_stored_bytes),
+    num(CA.expired_stored_blobs) + " blobs of the pull-through cache; stowage gc reclaims them", "cache-expired"]);
   // GitLab's metadata database: every figure is from the filesystem's links, which that
   // registry no longer writes; say so above the figures, not in a footnote.
   if (D.metadata_database) $("#headline").before(el("div", { class: "banner", id: "metadata-database" },
@@ -144,6 +149,26 @@
     }
     update();
     return { update };
+  }
+
+  // ---- pull-through cache ----------------------------------------------------------------
+  if (CA) {
+    const when = (t) => (t ? date(t) : "\u2013");
+    const sec = el("section", { id: "cache-section" }, el("h2", {}, "Pull-through cache ",
+      el("small", {}, "from the registry's scheduler state: cache time = expiry minus the 168 h TTL; expiry removes links, not data")));
+    sec.append(el("p", { class: "sentence", id: "cache-headline" },
+      "A pull-through cache" + (CA.remote_url ? " of " + CA.remote_url : "") + " (detected by " + CA.detected_by.join(", ") + "); scheduler state " + CA.state +
+      (CA.state === "read" ? ": " + num(CA.entries) + " entries, " + num(CA.expired_entries) + " expired; " + bytes(CA.expired_stored_bytes) +
+        " expired but still stored (" + num(CA.expired_stored_blobs) + " blobs, reclaimed by stowage gc)" + (CA.next_expiry ? "; next expiry " + date(CA.next_expiry) + " UTC" : "") : "") + "."));
+    const host = el("div", { id: "cache" });
+    sec.append(host);
+    $("#reclaim").closest("section").after(sec);
+    table(host, [{ key: "repository", label: "cached repository" }, { key: "manifests", label: "manifests", num: true },
+      { key: "blobs", label: "blobs", num: true }, { key: "expired", label: "expired entries", num: true },
+      { key: "first_cached", label: "first cached", cls: "date", search: false, fmt: (r) => when(r.first_cached) },
+      { key: "last_cached", label: "last cached", cls: "date", search: false, fmt: (r) => when(r.last_cached) },
+      { key: "next_expiry", label: "next expiry", cls: "date", search: false, fmt: (r) => (r.next_expiry ? date(r.next_expiry) : "all expired") }],
+      CA.repositories, { sort: "expired", id: "cache-table", search: "search cached repository\u2026", pageSize: 50 });
   }
 
   // ---- treemap ----------------------------------------------------------------------
@@ -482,6 +507,11 @@
     { key: "repositories", label: "repositories", value: (r) => r.repositories.join(" "), fmt: (r) => owners(r.repositories, r.repositories_omitted) },
     { key: "tags", label: "tags", value: (r) => r.tags.join(" "), fmt: (r) => owners(r.tags, r.tags_omitted) },
   ];
+  // On a cache, when each blob was cached and when its last entry expires (none: no entry).
+  if (CA) blobCols.push(
+    { key: "cached", label: "cached", cls: "date", search: false, nosort: !!D.live, value: (r) => (r.cache ? r.cache.first_cached : null), fmt: (r) => (r.cache ? date(r.cache.first_cached) : "\u2013") },
+    { key: "expires", label: "TTL expires", cls: "date", search: false, nosort: !!D.live, value: (r) => (r.cache ? r.cache.expires : null),
+      fmt: (r) => (!r.cache ? "no entry" : r.cache.expired ? el("span", { class: "ref-no", title: "expired but still stored" }, "expired " + date(r.cache.expires)) : date(r.cache.expires)) });
   const blobNote = $("#blob-note");
   if (D.live) {
     blobNote.textContent = "All " + num(D.blobs.total) + " blobs, paged by the dashboard. Search matches digests, kinds and repositories.";

@@ -135,6 +135,10 @@ pub struct Overview {
     /// Bytes by image age, when the build dates were read (`crate::ages`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_ages: Option<crate::ages::ImageAges>,
+    /// A pull-through cache (issue 20): how it was detected, its headline figures ("expired
+    /// but still stored") and its cached repositories; absent for a registry that is not one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<stowage_model::cached::CacheOverview>,
     /// Set by the dashboard: it pages blobs through its API.
     pub live: bool,
     /// Set when the storage's links are not the registry's metadata (GitLab's metadata
@@ -302,6 +306,12 @@ pub struct BlobRow {
     pub repositories_omitted: u64,
     /// Tags beyond the per-blob limit.
     pub tags_omitted: u64,
+    /// On a pull-through cache: when it was first cached, when its last entry expires,
+    /// whether every entry has expired (`entries`, `first_cached`, `expires`, `expired`);
+    /// absent for a blob no entry names, and on a registry that is not a cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub cache: Option<stowage_model::cached::BlobCache>,
 }
 
 impl Overview {
@@ -392,6 +402,7 @@ pub fn blob_row(
         tags_omitted,
         repositories,
         tags,
+        cache: None,
     }
 }
 
@@ -464,6 +475,7 @@ pub fn build_with(
         pulls: None,
         capacity: None,
         image_ages: None,
+        cache: None,
         live: false,
         metadata_database: None,
     }

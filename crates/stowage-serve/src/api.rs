@@ -610,10 +610,13 @@ fn blob_page(s: &Snapshot, c: &Checked) -> BlobPage {
         order.iter().rev().copied().for_each(&mut visit);
     }
     let mut scratch = stowage_graph::Scratch::new(g.len());
-    let rows: Vec<BlobRow> = ids
+    let mut rows: Vec<BlobRow> = ids
         .into_iter()
         .map(|id| blob_row(&g, &mut scratch, id, s.referenced()[id as usize], 10))
         .collect();
+    if let Some(c) = &s.blob_cache {
+        stowage_analysis::cache::fill_blob_rows(c, &mut rows);
+    }
     BlobPage {
         total,
         offset: q.offset,
