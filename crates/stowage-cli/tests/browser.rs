@@ -130,6 +130,7 @@ fn dashboard_in_a_real_browser() {
         Path::new(env!("CARGO_BIN_EXE_stowage")),
         &s.rootdirectory(),
         &["--now", NOW],
+        &[],
     );
     let exp = expected(&s.rootdirectory(), dir.path());
     node_check("dashboard", &d.url(), &exp);

@@ -185,7 +185,7 @@ fn pages_show_the_cache(aged: &Path, w: &Path) {
         &expected,
         &shots,
     );
-    let d = browser::Dashboard::start(Path::new(env!("CARGO_BIN_EXE_stowage")), aged, &[]);
+    let d = browser::Dashboard::start(Path::new(env!("CARGO_BIN_EXE_stowage")), aged, &[], &[]);
     browser::run_check("cache.mjs", "dashboard", &d.url(), &expected, &shots);
 }
 

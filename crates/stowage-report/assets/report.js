@@ -333,16 +333,29 @@
 
   // ---- top tables ----------------------------------------------------------------------
   const B = (k) => ({ key: k, label: k, num: true, fmt: (r) => bytes(r[k]) });
+  // A table the server searches, sorts and pages (its TableQuery: q, sort, order, offset, limit).
+  const remoteRows = (url, dflt) => (st, draw) => {
+    const q = new URLSearchParams({ offset: st.page * st.pageSize, limit: st.pageSize, sort: st.sortKey || dflt, order: st.desc ? "desc" : "asc" });
+    if (st.query) q.set("q", st.query);
+    fetch(url + "?" + q, { credentials: "same-origin" }).then((r) => r.json()).then((j) => draw(j.rows || [], j.total || 0));
+  };
   const Dt = (k, label) => ({ key: k, label, cls: "date", search: false, fmt: (r) => date(r[k]) });
   const pulledCol = { key: "last_pulled", label: "last pulled", cls: "date", search: false,
     fmt: (r) => (r.last_pulled ? date(r.last_pulled) : D.pulls ? "never" : "no data") };
-  table($("#top-repos"), [
+  const repoCols = [
     { key: "repository", label: "repository" }, Object.assign(B("exclusive"), {}), B("shared"), B("total"),
     { key: "tags", label: "tags", num: true }, { key: "untagged_manifests", label: "untagged", num: true },
     Object.assign(B("untagged_bytes"), { label: "untagged bytes" }), Dt("last_pushed", "pushed"),
     { key: "newest_build", label: "built", cls: "date", search: false, fmt: (r) => (r.newest_build ? ageText(r.newest_build) : "?") },
     pulledCol,
-  ], D.top_repositories, { sort: "exclusive", id: "top-repos-table" });
+  ];
+  // The dashboard: every repository, searched, sorted by any column and paged by the server
+  // (issue 19; the page holds only the top ones).
+  if (D.live) {
+    $("#top-repos-title").firstChild.textContent = "Repositories ";
+    table($("#top-repos"), repoCols, [], { sort: "exclusive", id: "top-repos-table", pageSize: 20, search: "search repository\u2026",
+      remote: remoteRows("api/v1/repository-rows", "exclusive") });
+  } else table($("#top-repos"), repoCols, D.top_repositories, { sort: "exclusive", id: "top-repos-table" });
   const tagCols = [
     { key: "name", label: "tag", value: (r) => r.repository + ":" + r.tag }, B("exclusive"), B("shared"), B("total"),
     Dt("moved", "moved"), Dt("pushed", "pushed"),
@@ -354,11 +367,7 @@
     // Every tag, sorted and searched by the server (the page holds only the top ones).
     $("#top-tags-title").firstChild.textContent = "Tags ";
     table($("#top-tags"), tagCols, [], { sort: "exclusive", id: "top-tags-table", pageSize: 20, search: "search repository:tag, digest\u2026",
-      remote: (st, draw) => {
-        const q = new URLSearchParams({ offset: st.page * st.pageSize, limit: st.pageSize, sort: st.sortKey || "exclusive", order: st.desc ? "desc" : "asc" });
-        if (st.query) q.set("q", st.query);
-        fetch("api/v1/tag-rows?" + q, { credentials: "same-origin" }).then((r) => r.json()).then((j) => draw(j.rows || [], j.total || 0));
-      } });
+      remote: remoteRows("api/v1/tag-rows", "exclusive") });
   } else table($("#top-tags"), tagCols, D.top_tags, { sort: "exclusive", id: "top-tags-table" });
 
   // ---- image ages ------------------------------------------------------------------------

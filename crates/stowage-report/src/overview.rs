@@ -109,8 +109,14 @@ pub struct Overview {
     pub tree: Vec<TreeNode>,
     /// Per-tag figures (at most `tags_per_repository` per repository).
     pub tags: Vec<TagRow>,
-    /// Repositories by exclusive bytes, largest first.
+    /// Repositories by exclusive bytes, largest first (the first `top_rows` of
+    /// `repositories`).
     pub top_repositories: Vec<RepoRow>,
+    /// Every repository's row, in the same order: the dashboard's repository table, which
+    /// the server searches, sorts and pages (`/api/v1/repository-rows`). Not in the page's
+    /// data, which carries the top rows only.
+    #[serde(skip)]
+    pub repositories: Vec<RepoRow>,
     /// Tags by exclusive bytes, largest first.
     pub top_tags: Vec<TagRow>,
     /// Bytes by month of creation (birth time, else modification time), oldest first.
@@ -195,7 +201,10 @@ pub struct TreeNode {
     pub tags_omitted: u64,
 }
 
+/// A repository's row: the report's top repositories and the dashboard's
+/// `/api/v1/repository-rows` (OpenAPI schema derived with `openapi`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RepoRow {
     pub repository: String,
     pub total: u64,
@@ -211,11 +220,14 @@ pub struct RepoRow {
     pub untagged_bytes: u64,
     /// The newest revision link (the last push).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub last_pushed: Option<Timestamp>,
     /// The newest build date of its images (`crate::ages`).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub newest_build: Option<Timestamp>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub last_pulled: Option<Timestamp>,
 }
 
@@ -434,14 +446,15 @@ pub fn build_with(
     let reclaim = crate::reclaim::reclaimable(g, limits, now);
     let (tags, top_tags, omitted) = tag_rows(inv, u, limits);
     let tree = namespace_tree(u, &omitted);
-    let mut top_repositories = top_repositories(inv, u, limits);
-    for r in &mut top_repositories {
+    let mut repositories = repository_rows(inv, u);
+    for r in &mut repositories {
         r.untagged_bytes = reclaim
             .untagged_by_repository
             .get(&r.repository)
             .copied()
             .unwrap_or(0);
     }
+    let top_repositories = repositories[..repositories.len().min(limits.top_rows)].to_vec();
     let months = months(inv, referenced);
     let findings = finding_groups(findings, limits);
     let rows = largest_blobs(g, referenced, limits);
@@ -462,6 +475,7 @@ pub fn build_with(
         tree,
         tags,
         top_repositories,
+        repositories,
         top_tags,
         months,
         findings,
@@ -568,9 +582,9 @@ fn namespace_tree(u: &Usage, omitted: &[u64]) -> Vec<TreeNode> {
     tree
 }
 
-/// Repositories by exclusive bytes, largest first.
-fn top_repositories(inv: &Inventory, u: &Usage, limits: &Limits) -> Vec<RepoRow> {
-    let mut top_repositories: Vec<RepoRow> = inv
+/// Every repository's row by exclusive bytes, largest first.
+fn repository_rows(inv: &Inventory, u: &Usage) -> Vec<RepoRow> {
+    let mut rows: Vec<RepoRow> = inv
         .repositories
         .iter()
         .enumerate()
@@ -591,15 +605,14 @@ fn top_repositories(inv: &Inventory, u: &Usage, limits: &Limits) -> Vec<RepoRow>
             }
         })
         .collect();
-    top_repositories.sort_by(|a, b| {
+    rows.sort_by(|a, b| {
         b.exclusive
             .cmp(&a.exclusive)
             .then_with(|| b.total.cmp(&a.total))
             .then_with(|| a.repository.cmp(&b.repository))
     });
-    top_repositories.truncate(limits.top_rows);
 
-    top_repositories
+    rows
 }
 
 /// Bytes by month of creation (birth time, else modification time).

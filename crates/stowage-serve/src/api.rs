@@ -27,8 +27,8 @@ use crate::{AppState, Snapshot};
         title = "stowage dashboard API",
         description = "Read-only views of a container registry's storage, from the last completed scan. Every error is JSON: {\"error\": message, \"status\": code}. With a token configured, send `Authorization: Bearer TOKEN`."
     ),
-    paths(status, scan, report, repositories, tags, crate::tables::tag_rows, findings, blobs, blobs_csv, metrics, openapi, crate::notify::notifications, crate::notify::usage),
-    components(schemas(Status, ScanStarted, ErrorBody, crate::notify::NotifyAnswer, BlobPage, BlobRow, FindingPage, ApiFinding, DuRecord, Tag, crate::tables::TagPage, stowage_report::overview::TagRow)),
+    paths(status, scan, report, repositories, tags, crate::tables::tag_rows, crate::tables::repository_rows, findings, blobs, blobs_csv, metrics, openapi, crate::notify::notifications, crate::notify::usage),
+    components(schemas(Status, ScanStarted, ErrorBody, crate::notify::NotifyAnswer, BlobPage, BlobRow, FindingPage, ApiFinding, DuRecord, Tag, crate::tables::TagPage, stowage_report::overview::TagRow, crate::tables::RepositoryPage, stowage_report::overview::RepoRow)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -87,6 +87,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/repositories", get(repositories))
         .route("/api/v1/tags", get(tags))
         .route("/api/v1/tag-rows", get(crate::tables::tag_rows))
+        .route(
+            "/api/v1/repository-rows",
+            get(crate::tables::repository_rows),
+        )
         .route("/api/v1/findings", get(findings))
         .route("/api/v1/blobs", get(blobs))
         .route("/api/v1/blobs.csv", get(blobs_csv))
@@ -632,17 +636,7 @@ fn blob_page(s: &Snapshot, c: &Checked) -> BlobPage {
 #[utoipa::path(get, path = "/api/v1/blobs", params(TableQuery), responses(
     (status = 200, body = BlobPage), (status = 400, body = ErrorBody)))]
 async fn blobs(State(st): St, q: Result<Query<TableQuery>, QueryRejection>) -> Response {
-    let c = match TableQuery::check(q, &BLOB_SORTS) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let Some(s) = st.current() else {
-        return no_scan_yet(&st);
-    };
-    match blocking(move || blob_page(&s, &c)).await {
-        Ok(p) => axum::Json(p).into_response(),
-        Err(r) => r,
-    }
+    crate::tables::answer(&st, q, &BLOB_SORTS, blob_page).await
 }
 
 /// Every blob as CSV (the columns of `stowage inventory --format csv`).

@@ -1,6 +1,8 @@
-//! The dashboard's tag table: every tag of the last scan, searched, sorted by any column and
-//! paged on the server (issue 19: the page sent `sort=size` whatever header was clicked, and
-//! could not search tags at all). The rows are built once per scan (`Snapshot::tags`).
+//! The dashboard's tag and repository tables: every tag and every repository of the last
+//! scan, searched, sorted by any column and paged on the server (issue 19: the page sent
+//! `sort=size` whatever header was clicked, could not search tags at all, and sorted only the
+//! top repositories in the browser). The rows are built once per scan (`Snapshot::tags`,
+//! `Overview::repositories`).
 
 use std::cmp::Ordering;
 
@@ -9,7 +11,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use stowage_report::overview::TagRow;
+use stowage_report::overview::{RepoRow, TagRow};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::Snapshot;
@@ -62,38 +64,28 @@ pub struct Checked {
 }
 
 impl TableQuery {
-    /// The query with its column and page size, or the JSON 400 that names what is wrong
-    /// (`sorts`: the table's columns, its default first).
+    /// The query with its column and page size, or why it is a 400 (`sorts`: the table's
+    /// columns, its default first).
     pub fn check(
         q: Result<Query<TableQuery>, QueryRejection>,
         sorts: &[&'static str],
-    ) -> Result<Checked, Response> {
-        let Query(q) = q.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
+    ) -> Result<Checked, String> {
+        let Query(q) = q.map_err(|e| e.body_text())?;
         let limit = q.limit.unwrap_or(50);
         if limit == 0 || limit > 1000 {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "limit must be between 1 and 1000",
-            ));
+            return Err("limit must be between 1 and 1000".into());
         }
         let sort = match q.sort.as_deref() {
             None => sorts[0],
-            Some(o) => *sorts.iter().find(|c| **c == o).ok_or_else(|| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    format!("sort must be one of {}, not {o:?}", sorts.join(", ")),
-                )
-            })?,
+            Some(o) => *sorts
+                .iter()
+                .find(|c| **c == o)
+                .ok_or_else(|| format!("sort must be one of {}, not {o:?}", sorts.join(", ")))?,
         };
         let desc = match q.order.as_deref() {
             None | Some("desc") => true,
             Some("asc") => false,
-            Some(o) => {
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    format!("order must be asc or desc, not {o:?}"),
-                ));
-            }
+            Some(o) => return Err(format!("order must be asc or desc, not {o:?}")),
         };
         Ok(Checked {
             query: q,
@@ -117,27 +109,35 @@ pub struct TagPage {
     pub rows: Vec<TagRow>,
 }
 
-/// Order of two rows by `key`; a missing value is after every present one in both orders
-/// (the caller reverses only the present values for `desc`).
-fn by_key(key: &str, a: &TagRow, b: &TagRow, desc: bool) -> Ordering {
-    let dir = |o: Ordering| if desc { o.reverse() } else { o };
-    let opt = |x: Option<stowage_model::Timestamp>, y: Option<stowage_model::Timestamp>, rev| match (
-        x, y,
-    ) {
-        (Some(x), Some(y)) => dir(if rev { y.cmp(&x) } else { x.cmp(&y) }),
+/// Order of two optional dates: present ones as asked, a missing one after every present one
+/// in both orders.
+fn by_date(
+    x: Option<stowage_model::Timestamp>,
+    y: Option<stowage_model::Timestamp>,
+    desc: bool,
+) -> Ordering {
+    match (x, y) {
+        (Some(x), Some(y)) if desc => y.cmp(&x),
+        (Some(x), Some(y)) => x.cmp(&y),
         (Some(_), None) => Ordering::Less,
         (None, Some(_)) => Ordering::Greater,
         (None, None) => Ordering::Equal,
-    };
+    }
+}
+
+/// Order of two tag rows by `key` (each then by repository and tag).
+fn by_key(key: &str, a: &TagRow, b: &TagRow, desc: bool) -> Ordering {
+    let dir = |o: Ordering| if desc { o.reverse() } else { o };
     let o = match key {
         "name" => dir((&a.repository, &a.tag).cmp(&(&b.repository, &b.tag))),
         "shared" => dir(a.shared.cmp(&b.shared)),
         "total" => dir(a.total.cmp(&b.total)),
-        "moved" => opt(a.moved, b.moved, false),
-        "pushed" => opt(a.pushed, b.pushed, false),
-        "built" => opt(a.built, b.built, false),
-        "age" => opt(a.built, b.built, true),
-        "last_pulled" => opt(a.last_pulled, b.last_pulled, false),
+        "moved" => by_date(a.moved, b.moved, desc),
+        "pushed" => by_date(a.pushed, b.pushed, desc),
+        "built" => by_date(a.built, b.built, desc),
+        // Age is the reverse of the build date.
+        "age" => by_date(a.built, b.built, !desc),
+        "last_pulled" => by_date(a.last_pulled, b.last_pulled, desc),
         "digest" => dir(a.digest.cmp(&b.digest)),
         _ => dir(a.exclusive.cmp(&b.exclusive)),
     };
@@ -147,27 +147,62 @@ fn by_key(key: &str, a: &TagRow, b: &TagRow, desc: bool) -> Ordering {
 /// One page of the tag table.
 pub fn tag_page(s: &Snapshot, c: &Checked) -> TagPage {
     let needle = c.query.needle();
-    let mut rows: Vec<&TagRow> = s
-        .tags
-        .iter()
-        .filter(|r| {
+    let (total, rows) = paged(
+        &s.tags,
+        |r| {
             needle.is_empty()
                 || format!("{}:{}", r.repository, r.tag)
                     .to_lowercase()
                     .contains(&needle)
                 || r.digest.as_deref().is_some_and(|d| d.contains(&needle))
-        })
-        .collect();
-    rows.sort_by(|a, b| by_key(c.sort, a, b, c.desc));
+        },
+        |a, b| by_key(c.sort, a, b, c.desc),
+        c,
+    );
     TagPage {
-        total: rows.len(),
+        total,
         offset: c.query.offset,
-        rows: rows
-            .into_iter()
-            .skip(c.query.offset)
-            .take(c.limit)
-            .cloned()
-            .collect(),
+        rows,
+    }
+}
+
+/// The rows `keep` matches, sorted by `order`: how many, and the page `c` asks for.
+fn paged<R: Clone>(
+    rows: &[R],
+    keep: impl Fn(&R) -> bool,
+    order: impl Fn(&R, &R) -> Ordering,
+    c: &Checked,
+) -> (usize, Vec<R>) {
+    let mut matched: Vec<&R> = rows.iter().filter(|r| keep(r)).collect();
+    matched.sort_by(|a, b| order(a, b));
+    let total = matched.len();
+    let page = matched
+        .into_iter()
+        .skip(c.query.offset)
+        .take(c.limit)
+        .cloned()
+        .collect();
+    (total, page)
+}
+
+/// Answer a table's request: the query checked against the table's columns (`sorts`), then
+/// the page built by `page` on a blocking thread from the snapshot being served.
+pub(crate) async fn answer<P: Serialize + Send + 'static>(
+    st: &crate::AppState,
+    q: Result<Query<TableQuery>, QueryRejection>,
+    sorts: &[&'static str],
+    page: fn(&Snapshot, &Checked) -> P,
+) -> Response {
+    let c = match TableQuery::check(q, sorts) {
+        Ok(c) => c,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    let Some(s) = st.current() else {
+        return no_scan_yet(st);
+    };
+    match tokio::task::spawn_blocking(move || page(&s, &c)).await {
+        Ok(p) => axum::Json(p).into_response(),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the request failed"),
     }
 }
 
@@ -183,15 +218,79 @@ pub(crate) async fn tag_rows(
     State(st): St,
     q: Result<Query<TableQuery>, QueryRejection>,
 ) -> Response {
-    let c = match TableQuery::check(q, &TAG_SORTS) {
-        Ok(c) => c,
-        Err(r) => return r,
+    answer(&st, q, &TAG_SORTS, tag_page).await
+}
+
+/// Columns the repository table sorts by (each then by name), the default first.
+pub const REPOSITORY_SORTS: [&str; 11] = [
+    "exclusive",
+    "repository",
+    "shared",
+    "total",
+    "tags",
+    "untagged_manifests",
+    "untagged_bytes",
+    "last_pushed",
+    "newest_build",
+    "last_pulled",
+    "manifests",
+];
+
+#[derive(Serialize, ToSchema)]
+pub struct RepositoryPage {
+    /// Repositories matching the query.
+    pub total: usize,
+    pub offset: usize,
+    pub rows: Vec<RepoRow>,
+}
+
+/// Order of two repository rows by `key` (each then by name).
+fn repo_by_key(key: &str, a: &RepoRow, b: &RepoRow, desc: bool) -> Ordering {
+    let dir = |o: Ordering| if desc { o.reverse() } else { o };
+    let o = match key {
+        "repository" => dir(a.repository.cmp(&b.repository)),
+        "shared" => dir(a.shared.cmp(&b.shared)),
+        "total" => dir(a.total.cmp(&b.total)),
+        "tags" => dir(a.tags.cmp(&b.tags)),
+        "manifests" => dir(a.manifests.cmp(&b.manifests)),
+        "untagged_manifests" => dir(a.untagged_manifests.cmp(&b.untagged_manifests)),
+        "untagged_bytes" => dir(a.untagged_bytes.cmp(&b.untagged_bytes)),
+        "last_pushed" => by_date(a.last_pushed, b.last_pushed, desc),
+        "newest_build" => by_date(a.newest_build, b.newest_build, desc),
+        "last_pulled" => by_date(a.last_pulled, b.last_pulled, desc),
+        _ => dir(a.exclusive.cmp(&b.exclusive)),
     };
-    let Some(s) = st.current() else {
-        return no_scan_yet(&st);
-    };
-    match tokio::task::spawn_blocking(move || tag_page(&s, &c)).await {
-        Ok(p) => axum::Json(p).into_response(),
-        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the request failed"),
+    o.then_with(|| a.repository.cmp(&b.repository))
+}
+
+/// One page of the repository table.
+pub fn repository_page(s: &Snapshot, c: &Checked) -> RepositoryPage {
+    let needle = c.query.needle();
+    let (total, rows) = paged(
+        &s.overview.repositories,
+        |r| needle.is_empty() || r.repository.to_lowercase().contains(&needle),
+        |a, b| repo_by_key(c.sort, a, b, c.desc),
+        c,
+    );
+    RepositoryPage {
+        total,
+        offset: c.query.offset,
+        rows,
     }
+}
+
+/// Every repository, searched, sorted by any column and paged (the dashboard's repository
+/// table).
+///
+/// `q` matches the repository name (substring); `sort` is one of `exclusive` (default),
+/// `repository`, `shared`, `total`, `tags`, `untagged_manifests`, `untagged_bytes`,
+/// `last_pushed`, `newest_build`, `last_pulled`, `manifests`, each then by name; rows without
+/// the date sort last.
+#[utoipa::path(get, path = "/api/v1/repository-rows", params(TableQuery), responses(
+    (status = 200, body = RepositoryPage), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn repository_rows(
+    State(st): St,
+    q: Result<Query<TableQuery>, QueryRejection>,
+) -> Response {
+    answer(&st, q, &REPOSITORY_SORTS, repository_page).await
 }

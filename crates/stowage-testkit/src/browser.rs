@@ -54,14 +54,15 @@ impl Drop for Dashboard {
 }
 
 impl Dashboard {
-    /// `stowage --storage ROOT GLOBAL... serve --listen 127.0.0.1:0 --interval 1h`, once its
-    /// first scan is served (bounded wait: 600 x 50 ms).
-    pub fn start(stowage: &Path, root: &Path, global: &[&str]) -> Dashboard {
+    /// `stowage --storage ROOT GLOBAL... serve --listen 127.0.0.1:0 --interval 1h SERVE...`,
+    /// once its first scan is served (bounded wait: 600 x 50 ms).
+    pub fn start(stowage: &Path, root: &Path, global: &[&str], serve: &[&str]) -> Dashboard {
         let mut child = Command::new(stowage)
             .arg("--storage")
             .arg(root)
             .args(global)
             .args(["serve", "--listen", "127.0.0.1:0", "--interval", "1h"])
+            .args(serve)
             .env("TZ", "UTC")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
