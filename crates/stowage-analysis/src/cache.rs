@@ -16,8 +16,8 @@ use serde::Serialize;
 use stowage_graph::Graph;
 use stowage_layout as layout;
 use stowage_model::finding::{Finding, FindingKind};
-use stowage_model::inventory::Inventory;
-use stowage_model::scheduler::{EntryKind, SchedulerFile, SchedulerState};
+use stowage_model::inventory::{BlobId, Inventory, Repository};
+use stowage_model::scheduler::{Entry, EntryKind, SchedulerFile, SchedulerState};
 use stowage_model::time::Timestamp;
 
 /// One cached object (a scheduler entry), as the storage holds it.
@@ -126,25 +126,10 @@ pub fn figures(g: &Graph<'_>, now: Timestamp, remote_url: Option<&str>) -> Cache
     let Some(state) = inv.scheduler.state() else {
         return f;
     };
-    let repo_index: BTreeMap<&str, usize> = inv
-        .repositories
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.name.as_str(), i))
-        .collect();
+    let entries = Entries::new(inv);
     let mut repos: BTreeMap<&str, CachedRepository> = BTreeMap::new();
     for e in &state.entries {
-        let id = inv.id_of(&e.digest);
-        let repo = repo_index
-            .get(e.repository.as_str())
-            .map(|&i| &inv.repositories[i]);
-        let linked = match (repo, id) {
-            (Some(r), Some(id)) => match e.kind {
-                EntryKind::Blob => r.layer(id).is_some(),
-                EntryKind::Manifest => r.revision(id).is_some(),
-            },
-            _ => false,
-        };
+        let (repo, id, linked) = entries.of(e);
         let stored = id.is_some_and(|id| inv.is_present(id));
         let tags = match (repo, id, e.kind) {
             (Some(r), Some(id), EntryKind::Manifest) => r
@@ -227,23 +212,28 @@ fn expired_stored(g: &Graph<'_>, state: &SchedulerState, now: Timestamp) -> (usi
     (n, bytes)
 }
 
-/// Where the scheduler state and the storage disagree: entries whose link is not in their
-/// repository, and links of a cache that no entry expires (manifest data blobs are never
-/// scheduled by 2.8, so only links count).
-pub fn findings(inv: &Inventory) -> Vec<Finding> {
-    let Some(state) = inv.scheduler.state() else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let mut seen: HashSet<(&str, EntryKind, u32)> = HashSet::new();
-    let repo_index: BTreeMap<&str, usize> = inv
-        .repositories
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.name.as_str(), i))
-        .collect();
-    for e in &state.entries {
-        let repo = repo_index
+/// The storage side of scheduler entries: each entry's repository, blob and whether its link
+/// is there (`_layers` for a blob, a revision for a manifest).
+struct Entries<'a> {
+    inv: &'a Inventory,
+    repo_index: BTreeMap<&'a str, usize>,
+}
+
+impl<'a> Entries<'a> {
+    fn new(inv: &'a Inventory) -> Self {
+        let repo_index = inv
+            .repositories
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.as_str(), i))
+            .collect();
+        Entries { inv, repo_index }
+    }
+
+    fn of(&self, e: &Entry) -> (Option<&'a Repository>, Option<BlobId>, bool) {
+        let inv = self.inv;
+        let repo = self
+            .repo_index
             .get(e.repository.as_str())
             .map(|&i| &inv.repositories[i]);
         let id = inv.id_of(&e.digest);
@@ -254,6 +244,22 @@ pub fn findings(inv: &Inventory) -> Vec<Finding> {
             },
             _ => false,
         };
+        (repo, id, linked)
+    }
+}
+
+/// Where the scheduler state and the storage disagree: entries whose link is not in their
+/// repository, and links of a cache that no entry expires (manifest data blobs are never
+/// scheduled by 2.8, so only links count).
+pub fn findings(inv: &Inventory) -> Vec<Finding> {
+    let Some(state) = inv.scheduler.state() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut seen: HashSet<(&str, EntryKind, u32)> = HashSet::new();
+    let entries = Entries::new(inv);
+    for e in &state.entries {
+        let (repo, id, linked) = entries.of(e);
         if let (true, Some(id)) = (linked, id) {
             seen.insert((e.repository.as_str(), e.kind, id));
             continue;

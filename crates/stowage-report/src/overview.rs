@@ -359,16 +359,7 @@ pub fn owners(
     id: BlobId,
 ) -> (Vec<String>, Vec<String>) {
     let inv = g.inv;
-    let mut repos: Vec<u32> = Vec::new();
-    let mut tags: Vec<(u32, u32)> = Vec::new();
-    g.for_each_ancestor(id, scratch, |m| {
-        repos.extend_from_slice(g.revision_repos(m));
-        tags.extend(g.tags_of(m));
-    });
-    repos.sort_unstable();
-    repos.dedup();
-    tags.sort_unstable();
-    tags.dedup();
+    let (repos, tags) = crate::views::owner_ids(g, scratch, id);
     (
         repos
             .into_iter()

@@ -159,6 +159,26 @@ impl Serialize for BlobRecord<'_, '_> {
     }
 }
 
+/// Who needs blob `id`, as indices: repositories, and (repository, tag) pairs, through every
+/// manifest that reaches it; both sorted (so in name order).
+pub fn owner_ids(
+    g: &Graph<'_>,
+    scratch: &mut stowage_graph::Scratch,
+    id: BlobId,
+) -> (Vec<u32>, Vec<(u32, u32)>) {
+    let mut repos: Vec<u32> = Vec::new();
+    let mut tags: Vec<(u32, u32)> = Vec::new();
+    g.for_each_ancestor(id, scratch, |m| {
+        repos.extend_from_slice(g.revision_repos(m));
+        tags.extend(g.tags_of(m));
+    });
+    repos.sort_unstable();
+    repos.dedup();
+    tags.sort_unstable();
+    tags.dedup();
+    (repos, tags)
+}
+
 /// Reusable buffers for building blob records (one per thread).
 pub struct BlobRecordBuilder<'g, 'a> {
     g: &'g Graph<'a>,
@@ -173,21 +193,9 @@ impl<'g, 'a> BlobRecordBuilder<'g, 'a> {
         }
     }
 
-    /// Who needs blob `id`, as indices: repositories, and (repository, tag) pairs, through
-    /// every manifest that reaches it; both sorted (so in name order).
+    /// Who needs blob `id`, as indices ([`owner_ids`]).
     pub fn owner_ids(&mut self, id: BlobId) -> (Vec<u32>, Vec<(u32, u32)>) {
-        let g = self.g;
-        let mut repos: Vec<u32> = Vec::new();
-        let mut tags: Vec<(u32, u32)> = Vec::new();
-        g.for_each_ancestor(id, &mut self.scratch, |m| {
-            repos.extend_from_slice(g.revision_repos(m));
-            tags.extend(g.tags_of(m));
-        });
-        repos.sort_unstable();
-        repos.dedup();
-        tags.sort_unstable();
-        tags.dedup();
-        (repos, tags)
+        owner_ids(self.g, &mut self.scratch, id)
     }
 
     /// Who needs blob `id`: repository names and `repo:tag` names.
