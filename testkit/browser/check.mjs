@@ -110,10 +110,12 @@ try {
   for (const t of await tagColours()) check(t.colour === grey, `tag tile ${t.name}: no pull data is grey`, t);
   await page.click('#colour button[data-colour="repository"]');
   check((await page.textContent("#tm-legend")) === "", "no legend when coloured by repository");
-  await page.click('#crumbs a[data-node=""]');
+  await page.click('#crumbs a[data-node="/"]');
   await page.click('#metric button[data-metric="exclusive"]');
 
-  // Top repositories table: exclusive and total per repository as `du` computes them.
+  // Top repositories table: exclusive and total per repository as `du` computes them (on the
+  // dashboard the rows come from the server: wait for them).
+  await page.waitForFunction(() => document.querySelectorAll("#top-repos-table tbody td[data-key=repository]").length > 0);
   const top = await page.$$eval("#top-repos-table tbody tr", (rows) => rows.map((r) => {
     const v = (k) => r.querySelector(`td[data-key="${k}"]`).dataset.value;
     return { name: v("repository"), exclusive: Number(v("exclusive")), total: Number(v("total")), shared: Number(v("shared")) };
@@ -125,6 +127,26 @@ try {
   }
   const ex = top.map((r) => r.exclusive);
   check(ex.every((v, i) => i === 0 || ex[i - 1] >= v), "top repositories sorted by exclusive", ex);
+  if (mode !== "report") {
+    // Issue 19: the dashboard's repository table is sorted, searched and paged by the server.
+    const repoRedraw = async (action) => {
+      const before = Number(await page.getAttribute("#top-repos-table", "data-draws"));
+      await action();
+      await page.waitForFunction((n) => Number(document.querySelector("#top-repos-table").dataset.draws) > n, before);
+    };
+    const shown = () => page.$$eval('#top-repos-table tbody td[data-key="shared"]', (tds) => tds.map((t) => Number(t.dataset.value)));
+    await repoRedraw(() => page.click('#top-repos-table th[data-key="shared"]'));
+    let sh = await shown();
+    check(requests.some((u) => u.includes("/api/v1/repository-rows?") && u.includes("sort=shared") && u.includes("order=desc")), "the repository sort is asked of the server", requests.filter((u) => u.includes("repository-rows")));
+    check(sh.every((v, i) => i === 0 || sh[i - 1] >= v), "repositories sorted by shared, descending", sh);
+    await repoRedraw(() => page.click('#top-repos-table th[data-key="shared"]'));
+    sh = await shown();
+    check(sh.every((v, i) => i === 0 || sh[i - 1] <= v), "then ascending", sh);
+    await repoRedraw(() => page.fill("#top-repos input[type=search]", "team/"));
+    const names = await page.$$eval('#top-repos-table tbody td[data-key="repository"]', (tds) => tds.map((t) => t.dataset.value));
+    check(names.length === du.filter((n) => n.repository && n.name.startsWith("team/")).length && names.every((n) => n.startsWith("team/")), "repository search on the server", names);
+    await repoRedraw(() => page.fill("#top-repos input[type=search]", ""));
+  }
 
   // Blob table: search, then sort.
   const rowsOf = () => page.$$eval("#blob-table tbody tr", (rows) => rows.map((r) => {
@@ -244,6 +266,9 @@ try {
     await page.screenshot({ path: path.join(shots, `${mode}-new-data.png`) });
   }
 
+  // Issue 20: the cache section, card and blob columns are a pull-through cache's only.
+  check(!(await page.$("#cache-section")) && !(await page.$('[data-figure="cache-expired"]')) && !(await page.$('#blob-table th[data-key="expires"]')),
+    "no cache figures on a registry that is not a cache");
   await page.screenshot({ path: path.join(shots, `${mode}-final.png`), fullPage: true });
   check(errors.length === 0, "no console errors", errors);
   const foreign = requests.filter((u) => (origin ? !u.startsWith(origin + "/") : u !== url));

@@ -10,14 +10,14 @@
 //! the stored blobs only expired manifests or expired blob entries reach, which registry
 //! 2.8's own expiry never removes for manifests (distribution#4957).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 use stowage_graph::Graph;
 use stowage_layout as layout;
 use stowage_model::finding::{Finding, FindingKind};
-use stowage_model::inventory::Inventory;
-use stowage_model::scheduler::{EntryKind, SchedulerFile, SchedulerState};
+use stowage_model::inventory::{BlobId, Inventory, Repository};
+use stowage_model::scheduler::{Entry, EntryKind, SchedulerFile, SchedulerState};
 use stowage_model::time::Timestamp;
 
 /// One cached object (a scheduler entry), as the storage holds it.
@@ -40,18 +40,7 @@ pub struct CachedObject {
     pub tags: Vec<String>,
 }
 
-/// Per cached repository.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct CachedRepository {
-    pub repository: String,
-    pub manifests: usize,
-    pub blobs: usize,
-    pub expired: usize,
-    pub first_cached: Option<Timestamp>,
-    pub last_cached: Option<Timestamp>,
-    /// The next expiry still to come (none when every entry has expired).
-    pub next_expiry: Option<Timestamp>,
-}
+pub use stowage_model::cached::{BlobCache, CacheOverview, CachedRepository};
 
 /// The cache's figures (`stowage.cache/v1` in JSON output).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -137,25 +126,10 @@ pub fn figures(g: &Graph<'_>, now: Timestamp, remote_url: Option<&str>) -> Cache
     let Some(state) = inv.scheduler.state() else {
         return f;
     };
-    let repo_index: BTreeMap<&str, usize> = inv
-        .repositories
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.name.as_str(), i))
-        .collect();
+    let entries = Entries::new(inv);
     let mut repos: BTreeMap<&str, CachedRepository> = BTreeMap::new();
     for e in &state.entries {
-        let id = inv.id_of(&e.digest);
-        let repo = repo_index
-            .get(e.repository.as_str())
-            .map(|&i| &inv.repositories[i]);
-        let linked = match (repo, id) {
-            (Some(r), Some(id)) => match e.kind {
-                EntryKind::Blob => r.layer(id).is_some(),
-                EntryKind::Manifest => r.revision(id).is_some(),
-            },
-            _ => false,
-        };
+        let (repo, id, linked) = entries.of(e);
         let stored = id.is_some_and(|id| inv.is_present(id));
         let tags = match (repo, id, e.kind) {
             (Some(r), Some(id), EntryKind::Manifest) => r
@@ -238,23 +212,28 @@ fn expired_stored(g: &Graph<'_>, state: &SchedulerState, now: Timestamp) -> (usi
     (n, bytes)
 }
 
-/// Where the scheduler state and the storage disagree: entries whose link is not in their
-/// repository, and links of a cache that no entry expires (manifest data blobs are never
-/// scheduled by 2.8, so only links count).
-pub fn findings(inv: &Inventory) -> Vec<Finding> {
-    let Some(state) = inv.scheduler.state() else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let mut seen: HashSet<(&str, EntryKind, u32)> = HashSet::new();
-    let repo_index: BTreeMap<&str, usize> = inv
-        .repositories
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.name.as_str(), i))
-        .collect();
-    for e in &state.entries {
-        let repo = repo_index
+/// The storage side of scheduler entries: each entry's repository, blob and whether its link
+/// is there (`_layers` for a blob, a revision for a manifest).
+struct Entries<'a> {
+    inv: &'a Inventory,
+    repo_index: BTreeMap<&'a str, usize>,
+}
+
+impl<'a> Entries<'a> {
+    fn new(inv: &'a Inventory) -> Self {
+        let repo_index = inv
+            .repositories
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.as_str(), i))
+            .collect();
+        Entries { inv, repo_index }
+    }
+
+    fn of(&self, e: &Entry) -> (Option<&'a Repository>, Option<BlobId>, bool) {
+        let inv = self.inv;
+        let repo = self
+            .repo_index
             .get(e.repository.as_str())
             .map(|&i| &inv.repositories[i]);
         let id = inv.id_of(&e.digest);
@@ -265,6 +244,22 @@ pub fn findings(inv: &Inventory) -> Vec<Finding> {
             },
             _ => false,
         };
+        (repo, id, linked)
+    }
+}
+
+/// Where the scheduler state and the storage disagree: entries whose link is not in their
+/// repository, and links of a cache that no entry expires (manifest data blobs are never
+/// scheduled by 2.8, so only links count).
+pub fn findings(inv: &Inventory) -> Vec<Finding> {
+    let Some(state) = inv.scheduler.state() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut seen: HashSet<(&str, EntryKind, u32)> = HashSet::new();
+    let entries = Entries::new(inv);
+    for e in &state.entries {
+        let (repo, id, linked) = entries.of(e);
         if let (true, Some(id)) = (linked, id) {
             seen.insert((e.repository.as_str(), e.kind, id));
             continue;
@@ -313,18 +308,14 @@ pub fn findings(inv: &Inventory) -> Vec<Finding> {
     out
 }
 
-/// The headline figures and per-repository rows without per-object detail (`du`'s JSON).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct CacheOverview<'a> {
-    pub detected_by: &'a [String],
-    pub state: &'a str,
-    pub entries: usize,
-    pub expired_entries: usize,
-    /// Stored bytes only expired cached objects reach (what `stowage gc` reclaims now).
-    pub expired_stored_bytes: u64,
-    pub expired_stored_blobs: usize,
-    pub next_expiry: Option<Timestamp>,
-    pub repositories: &'a [CachedRepository],
+/// Per stored blob digest, its scheduler entries summed up ([`CacheFigures::by_blob`]).
+pub type BlobCaches = HashMap<String, BlobCache>;
+
+/// Set the cache columns of blob rows from [`CacheFigures::by_blob`].
+pub fn fill_blob_rows(by_blob: &BlobCaches, rows: &mut [stowage_report::overview::BlobRow]) {
+    for r in rows {
+        r.cache = by_blob.get(r.digest.as_str()).copied();
+    }
 }
 
 /// When a tag's manifest was cached and expires (`tags`' JSON and columns).
@@ -338,17 +329,41 @@ pub struct TagCache {
 }
 
 impl CacheFigures {
-    pub fn overview(&self) -> CacheOverview<'_> {
+    /// The headline figures and per-repository rows (no per-object detail).
+    pub fn overview(&self) -> CacheOverview {
         CacheOverview {
-            detected_by: &self.detected_by,
-            state: &self.state,
+            remote_url: self.remote_url.clone(),
+            detected_by: self.detected_by.clone(),
+            state: self.state.clone(),
             entries: self.entries,
             expired_entries: self.expired_entries,
             expired_stored_bytes: self.expired_stored_bytes,
             expired_stored_blobs: self.expired_stored_blobs,
             next_expiry: self.next_expiry,
-            repositories: &self.repositories,
+            repositories: self.repositories.clone(),
         }
+    }
+
+    /// Set the cache columns of blob rows (the report's largest blobs).
+    pub fn fill_blob_rows(&self, rows: &mut [stowage_report::overview::BlobRow]) {
+        fill_blob_rows(&self.by_blob(), rows);
+    }
+
+    /// Per stored blob digest, its entries summed up (the blob table's cache columns; the
+    /// dashboard keeps it per scan).
+    pub fn by_blob(&self) -> BlobCaches {
+        let mut out: HashMap<String, Option<BlobCache>> = HashMap::new();
+        for o in self.objects.iter().filter(|o| o.stored) {
+            BlobCache::add(
+                out.entry(o.digest.clone()).or_default(),
+                o.cached_at,
+                o.expires,
+                o.expired,
+            );
+        }
+        out.into_iter()
+            .filter_map(|(d, b)| b.map(|b| (d, b)))
+            .collect()
     }
 
     /// The entries naming `digest` (in `repository` when given).

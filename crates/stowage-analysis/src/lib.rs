@@ -238,6 +238,10 @@ impl Analysis {
         if ov.metadata_database.is_some() {
             ov.headline.filesystem_metadata_only();
         }
+        if let Some(c) = self.cache_figures() {
+            c.fill_blob_rows(&mut ov.blobs.rows);
+            ov.cache = Some(c.overview());
+        }
         ov
     }
 

@@ -7,12 +7,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::{Value, json};
-use stowage_testkit::{sample, workspace_root};
+use stowage_testkit::{browser, sample};
 
 const NOW: &str = "2026-12-01T00:00:00Z";
 
@@ -57,42 +56,14 @@ fn expected_with(storage: &Path, dir: &Path, extra: Value) -> PathBuf {
     p
 }
 
-fn shots() -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn require_browser() {
-    let browser = workspace_root().join("testkit/browser");
-    assert!(
-        Path::new("/usr/bin/chromium").exists()
-            && browser.join("node_modules/playwright-core").exists(),
-        "chromium or playwright-core missing: run scripts/install-test-deps.sh (scripts/test.sh does)"
-    );
-}
-
 fn node_check(mode: &str, target: &str, expected: &Path) {
-    let o = Command::new("node")
-        .arg(workspace_root().join("testkit/browser/check.mjs"))
-        .args([mode, target])
-        .arg(expected)
-        .arg(shots())
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    let err = String::from_utf8_lossy(&o.stderr);
-    eprintln!("{out}{err}");
-    assert!(
-        o.status.success(),
-        "browser check of the {mode} failed:\n{out}\n{err}"
-    );
-    assert!(out.contains(" passed, 0 failed"), "{out}");
+    let shots = browser::shots(Path::new(env!("CARGO_TARGET_TMPDIR")));
+    browser::run_check("check.mjs", mode, target, expected, &shots);
 }
 
 #[test]
 fn report_in_a_real_browser() {
-    require_browser();
+    browser::require();
     let s = sample();
     let dir = tempfile::tempdir().unwrap();
     let html = dir.path().join("report.html");
@@ -150,70 +121,17 @@ fn report_in_a_real_browser() {
     node_check("report", html.to_str().unwrap(), &exp);
 }
 
-/// Kills the dashboard this test started (by its pid) when the test ends.
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn http_get(addr: &str, path: &str) -> Option<String> {
-    let mut c = std::net::TcpStream::connect(addr).ok()?;
-    write!(
-        c,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut s = String::new();
-    c.read_to_string(&mut s).ok()?;
-    Some(s)
-}
-
 #[test]
 fn dashboard_in_a_real_browser() {
-    require_browser();
+    browser::require();
     let s = sample();
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Child(
-        Command::new(env!("CARGO_BIN_EXE_stowage"))
-            .arg("--storage")
-            .arg(s.rootdirectory())
-            .args([
-                "--now",
-                NOW,
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--interval",
-                "1h",
-            ])
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let d = browser::Dashboard::start(
+        Path::new(env!("CARGO_BIN_EXE_stowage")),
+        &s.rootdirectory(),
+        &["--now", NOW],
+        &[],
     );
-    let mut line = String::new();
-    BufReader::new(child.0.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    // Wait (bounded: 600 x 50 ms) for the first scan to be served.
-    let mut ready = false;
-    for _ in 0..600 {
-        if http_get(&addr, "/api/v1/status").is_some_and(|r| r.contains("\"generation\":1")) {
-            ready = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert!(ready, "the dashboard never finished its first scan");
     let exp = expected(&s.rootdirectory(), dir.path());
-    node_check("dashboard", &format!("http://{addr}/"), &exp);
+    node_check("dashboard", &d.url(), &exp);
 }

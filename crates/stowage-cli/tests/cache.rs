@@ -16,6 +16,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
+use stowage_testkit::browser;
 use stowage_testkit::real::{self, Server};
 
 /// The images pulled through the cache: tags, an OCI index (children pulled by `--all`), and
@@ -158,10 +159,34 @@ fn pull_through_cache_end_to_end() {
     fresh_figures(&cache, &state);
     let (aged, expired_bytes) = aged_copy(&cache, &state, w);
     figures_and_policy_cap(&aged, w, expired_bytes);
+    pages_show_the_cache(&aged, w);
     registry_expiry_deletes_the_shared_layer(&aged, up_port, w);
     plan_and_apply(&aged, w, expired_bytes);
     serve_after_gc(&aged, &up.rootdirectory(), &up_dir, upstream, w);
     fail_safe(&cache, w);
+}
+
+/// Issue 20: the HTML report and the dashboard of the aged cache show its figures (the
+/// "expired but still stored" card, the cached repositories, per blob when it was cached and
+/// when its TTL expires) as `stowage cache` computes them, in a real browser.
+fn pages_show_the_cache(aged: &Path, w: &Path) {
+    browser::require();
+    let cache = json(&stowage(aged, &["--format", "json", "cache", "--objects"]));
+    let expected = w.join("cache-expected.json");
+    std::fs::write(&expected, serde_json::json!({ "cache": cache }).to_string()).unwrap();
+    let shots = browser::shots(Path::new(env!("CARGO_TARGET_TMPDIR")));
+    let html = w.join("cache-report.html");
+    let o = stowage(aged, &["report", "--html", html.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    browser::run_check(
+        "cache.mjs",
+        "report",
+        html.to_str().unwrap(),
+        &expected,
+        &shots,
+    );
+    let d = browser::Dashboard::start(Path::new(env!("CARGO_BIN_EXE_stowage")), aged, &[], &[]);
+    browser::run_check("cache.mjs", "dashboard", &d.url(), &expected, &shots);
 }
 
 fn shared_data(root: &Path) -> PathBuf {

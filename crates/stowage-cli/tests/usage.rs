@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
+use stowage_testkit::browser;
 use stowage_testkit::real::Server;
 
 fn stowage(storage: &Path, args: &[&str]) -> Output {
@@ -130,6 +131,69 @@ fn tags_and_inventory_show_the_same_last_pulls(storage: &Path, logs_db: &Path, w
     assert!(pulled_manifests.contains(web));
 }
 
+/// Issue 19: the last-pulled columns of the report's and the dashboard's repository and tag
+/// tables show these real pulls (and "never" for the others), in a real browser.
+fn pages_show_the_last_pulls(storage: &Path, db: &Path, dir: &Path) {
+    browser::require();
+    let db_s = db.to_str().unwrap();
+    let (_, usage) = pulled(storage, db);
+    let mut repositories = serde_json::Map::new();
+    let mut tags = serde_json::Map::new();
+    let du = serde_json::from_slice::<Value>(&stowage(storage, &["du", "--format", "json"]).stdout)
+        .unwrap();
+    for n in du["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["repository"] == true)
+    {
+        let name = n["name"].as_str().unwrap();
+        let last = usage["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["repository"] == name)
+            .filter_map(|i| i["last_pulled"].as_str())
+            .max();
+        repositories.insert(name.into(), last.map_or(Value::Null, |t| t.into()));
+        let o = stowage(storage, &["tags", name, "--db", db_s, "--format", "json"]);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        for p in v["pulls"].as_array().unwrap() {
+            let tag = format!("{name}:{}", p["tag"].as_str().unwrap());
+            tags.insert(tag, p["last_pulled"].clone());
+        }
+    }
+    let expected = dir.join("pulls-expected.json");
+    std::fs::write(
+        &expected,
+        serde_json::json!({"repositories": repositories, "tags": tags}).to_string(),
+    )
+    .unwrap();
+    let shots = browser::shots(Path::new(env!("CARGO_TARGET_TMPDIR")));
+    let html = dir.join("pulls.html");
+    let o = stowage(
+        storage,
+        &[
+            "report",
+            "--history",
+            db_s,
+            "--html",
+            html.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    browser::run_check(
+        "pulls.mjs",
+        "report",
+        html.to_str().unwrap(),
+        &expected,
+        &shots,
+    );
+    let exe = Path::new(env!("CARGO_BIN_EXE_stowage"));
+    let d = browser::Dashboard::start(exe, storage, &["--no-progress"], &["--history", db_s]);
+    browser::run_check("pulls.mjs", "dashboard", &d.url(), &expected, &shots);
+}
+
 #[test]
 fn real_registry_logs_and_notifications_give_the_same_last_pulls() {
     let sample = stowage_testkit::sample();
@@ -228,6 +292,7 @@ fn real_registry_logs_and_notifications_give_the_same_last_pulls() {
         }
     }
     tags_and_inventory_show_the_same_last_pulls(&storage, &logs_db, &web);
+    pages_show_the_last_pulls(&storage, &logs_db, work.path());
     // Ingesting the same log again, gzipped, through stdin: nothing new.
     let gz = work.path().join("registry.log.gz");
     let st = Command::new("sh")

@@ -16,6 +16,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod build;
+pub mod cached;
 pub mod digest;
 pub mod escape;
 pub mod finding;

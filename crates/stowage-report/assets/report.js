@@ -56,6 +56,11 @@
       (C.days_until_full !== null && C.days_until_full !== undefined ? "full in " + num(Math.round(C.days_until_full)) + " days at the growth of the last 30 days"
         : C.growth_bytes_per_day !== null && C.growth_bytes_per_day !== undefined ? "the blob store is not growing" : "days until full: needs history (--history)"), "capacity"]);
   }
+  // A pull-through cache (issue 20): "expired but still stored" is a headline figure (the
+  // registry's expiry removes links, not data; `stowage gc` reclaims these bytes).
+  const CA = D.cache;
+  if (CA) cards.push(["Expired, still stored", bytes(CA.expired_stored_bytes),
+    num(CA.expired_stored_blobs) + " blobs of the pull-through cache; stowage gc reclaims them", "cache-expired"]);
   // GitLab's metadata database: every figure is from the filesystem's links, which that
   // registry no longer writes; say so above the figures, not in a footnote.
   if (D.metadata_database) $("#headline").before(el("div", { class: "banner", id: "metadata-database" },
@@ -144,6 +149,26 @@
     }
     update();
     return { update };
+  }
+
+  // ---- pull-through cache ----------------------------------------------------------------
+  if (CA) {
+    const when = (t) => (t ? date(t) : "\u2013");
+    const sec = el("section", { id: "cache-section" }, el("h2", {}, "Pull-through cache ",
+      el("small", {}, "from the registry's scheduler state: cache time = expiry minus the 168 h TTL; expiry removes links, not data")));
+    sec.append(el("p", { class: "sentence", id: "cache-headline" },
+      "A pull-through cache" + (CA.remote_url ? " of " + CA.remote_url : "") + " (detected by " + CA.detected_by.join(", ") + "); scheduler state " + CA.state +
+      (CA.state === "read" ? ": " + num(CA.entries) + " entries, " + num(CA.expired_entries) + " expired; " + bytes(CA.expired_stored_bytes) +
+        " expired but still stored (" + num(CA.expired_stored_blobs) + " blobs, reclaimed by stowage gc)" + (CA.next_expiry ? "; next expiry " + date(CA.next_expiry) + " UTC" : "") : "") + "."));
+    const host = el("div", { id: "cache" });
+    sec.append(host);
+    $("#reclaim").closest("section").after(sec);
+    table(host, [{ key: "repository", label: "cached repository" }, { key: "manifests", label: "manifests", num: true },
+      { key: "blobs", label: "blobs", num: true }, { key: "expired", label: "expired entries", num: true },
+      { key: "first_cached", label: "first cached", cls: "date", search: false, fmt: (r) => when(r.first_cached) },
+      { key: "last_cached", label: "last cached", cls: "date", search: false, fmt: (r) => when(r.last_cached) },
+      { key: "next_expiry", label: "next expiry", cls: "date", search: false, fmt: (r) => (r.next_expiry ? date(r.next_expiry) : "all expired") }],
+      CA.repositories, { sort: "expired", id: "cache-table", search: "search cached repository\u2026", pageSize: 50 });
   }
 
   // ---- treemap ----------------------------------------------------------------------
@@ -308,16 +333,29 @@
 
   // ---- top tables ----------------------------------------------------------------------
   const B = (k) => ({ key: k, label: k, num: true, fmt: (r) => bytes(r[k]) });
+  // A table the server searches, sorts and pages (its TableQuery: q, sort, order, offset, limit).
+  const remoteRows = (url, dflt) => (st, draw) => {
+    const q = new URLSearchParams({ offset: st.page * st.pageSize, limit: st.pageSize, sort: st.sortKey || dflt, order: st.desc ? "desc" : "asc" });
+    if (st.query) q.set("q", st.query);
+    fetch(url + "?" + q, { credentials: "same-origin" }).then((r) => r.json()).then((j) => draw(j.rows || [], j.total || 0));
+  };
   const Dt = (k, label) => ({ key: k, label, cls: "date", search: false, fmt: (r) => date(r[k]) });
   const pulledCol = { key: "last_pulled", label: "last pulled", cls: "date", search: false,
     fmt: (r) => (r.last_pulled ? date(r.last_pulled) : D.pulls ? "never" : "no data") };
-  table($("#top-repos"), [
+  const repoCols = [
     { key: "repository", label: "repository" }, Object.assign(B("exclusive"), {}), B("shared"), B("total"),
     { key: "tags", label: "tags", num: true }, { key: "untagged_manifests", label: "untagged", num: true },
     Object.assign(B("untagged_bytes"), { label: "untagged bytes" }), Dt("last_pushed", "pushed"),
     { key: "newest_build", label: "built", cls: "date", search: false, fmt: (r) => (r.newest_build ? ageText(r.newest_build) : "?") },
     pulledCol,
-  ], D.top_repositories, { sort: "exclusive", id: "top-repos-table" });
+  ];
+  // The dashboard: every repository, searched, sorted by any column and paged by the server
+  // (issue 19; the page holds only the top ones).
+  if (D.live) {
+    $("#top-repos-title").firstChild.textContent = "Repositories ";
+    table($("#top-repos"), repoCols, [], { sort: "exclusive", id: "top-repos-table", pageSize: 20, search: "search repository\u2026",
+      remote: remoteRows("api/v1/repository-rows", "exclusive") });
+  } else table($("#top-repos"), repoCols, D.top_repositories, { sort: "exclusive", id: "top-repos-table" });
   const tagCols = [
     { key: "name", label: "tag", value: (r) => r.repository + ":" + r.tag }, B("exclusive"), B("shared"), B("total"),
     Dt("moved", "moved"), Dt("pushed", "pushed"),
@@ -329,11 +367,7 @@
     // Every tag, sorted and searched by the server (the page holds only the top ones).
     $("#top-tags-title").firstChild.textContent = "Tags ";
     table($("#top-tags"), tagCols, [], { sort: "exclusive", id: "top-tags-table", pageSize: 20, search: "search repository:tag, digest\u2026",
-      remote: (st, draw) => {
-        const q = new URLSearchParams({ offset: st.page * st.pageSize, limit: st.pageSize, sort: st.sortKey || "exclusive", order: st.desc ? "desc" : "asc" });
-        if (st.query) q.set("q", st.query);
-        fetch("api/v1/tag-rows?" + q, { credentials: "same-origin" }).then((r) => r.json()).then((j) => draw(j.rows || [], j.total || 0));
-      } });
+      remote: remoteRows("api/v1/tag-rows", "exclusive") });
   } else table($("#top-tags"), tagCols, D.top_tags, { sort: "exclusive", id: "top-tags-table" });
 
   // ---- image ages ------------------------------------------------------------------------
@@ -482,6 +516,11 @@
     { key: "repositories", label: "repositories", value: (r) => r.repositories.join(" "), fmt: (r) => owners(r.repositories, r.repositories_omitted) },
     { key: "tags", label: "tags", value: (r) => r.tags.join(" "), fmt: (r) => owners(r.tags, r.tags_omitted) },
   ];
+  // On a cache, when each blob was cached and when its last entry expires (none: no entry).
+  if (CA) blobCols.push(
+    { key: "cached", label: "cached", cls: "date", search: false, nosort: !!D.live, value: (r) => (r.cache ? r.cache.first_cached : null), fmt: (r) => (r.cache ? date(r.cache.first_cached) : "\u2013") },
+    { key: "expires", label: "TTL expires", cls: "date", search: false, nosort: !!D.live, value: (r) => (r.cache ? r.cache.expires : null),
+      fmt: (r) => (!r.cache ? "no entry" : r.cache.expired ? el("span", { class: "ref-no", title: "expired but still stored" }, "expired " + date(r.cache.expires)) : date(r.cache.expires)) });
   const blobNote = $("#blob-note");
   if (D.live) {
     blobNote.textContent = "All " + num(D.blobs.total) + " blobs, paged by the dashboard. Search matches digests, kinds and repositories.";

@@ -150,7 +150,7 @@ pub fn enrich(ov: &mut Overview, g: &Graph<'_>, referenced: &[bool], builds: Opt
     fill_tag_rows(&mut ov.top_tags, g, builds);
     let repo_ix = repo_index(g);
     let build = |id: BlobId| builds.map(|b| b.date(id));
-    for row in &mut ov.top_repositories {
+    for row in ov.top_repositories.iter_mut().chain(&mut ov.repositories) {
         let Some(&ri) = repo_ix.get(row.repository.as_str()) else {
             continue;
         };
@@ -227,7 +227,7 @@ pub fn set_last_pulled(
         let e = by_repo.entry(r.as_str()).or_insert(t);
         *e = (*e).max(t);
     }
-    for row in &mut ov.top_repositories {
+    for row in ov.top_repositories.iter_mut().chain(&mut ov.repositories) {
         row.last_pulled = by_repo.get(row.repository.as_str()).copied();
     }
 }

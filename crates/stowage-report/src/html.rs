@@ -82,7 +82,7 @@ pub fn render(o: &Overview) -> Result<String, serde_json::Error> {
 <div id="treemap"></div><div class="tm-note" id="tm-note"></div><div class="legend" id="tm-legend"></div></section>
 <section id="plan-section"><h2 id="plan-title">What the plan deletes</h2><div id="plan"></div></section>
 <section>
-<div><h2>Top repositories <small>by exclusive bytes; untagged = what gc --delete-untagged frees in it; pushed = newest revision link (file date); built = newest image build date (from its config)</small></h2><div id="top-repos"></div></div>
+<div><h2 id="top-repos-title">Top repositories <small>by exclusive bytes; untagged = what gc --delete-untagged frees in it; pushed = newest revision link (file date); built = newest image build date (from its config)</small></h2><div id="top-repos"></div></div>
 </section>
 <section>
 <div><h2 id="top-tags-title">Top tags <small>by exclusive bytes; pushed = revision link (file date); age = since the image was built (config created)</small></h2><div id="top-tags"></div></div>

@@ -109,8 +109,14 @@ pub struct Overview {
     pub tree: Vec<TreeNode>,
     /// Per-tag figures (at most `tags_per_repository` per repository).
     pub tags: Vec<TagRow>,
-    /// Repositories by exclusive bytes, largest first.
+    /// Repositories by exclusive bytes, largest first (the first `top_rows` of
+    /// `repositories`).
     pub top_repositories: Vec<RepoRow>,
+    /// Every repository's row, in the same order: the dashboard's repository table, which
+    /// the server searches, sorts and pages (`/api/v1/repository-rows`). Not in the page's
+    /// data, which carries the top rows only.
+    #[serde(skip)]
+    pub repositories: Vec<RepoRow>,
     /// Tags by exclusive bytes, largest first.
     pub top_tags: Vec<TagRow>,
     /// Bytes by month of creation (birth time, else modification time), oldest first.
@@ -135,6 +141,10 @@ pub struct Overview {
     /// Bytes by image age, when the build dates were read (`crate::ages`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_ages: Option<crate::ages::ImageAges>,
+    /// A pull-through cache (issue 20): how it was detected, its headline figures ("expired
+    /// but still stored") and its cached repositories; absent for a registry that is not one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<stowage_model::cached::CacheOverview>,
     /// Set by the dashboard: it pages blobs through its API.
     pub live: bool,
     /// Set when the storage's links are not the registry's metadata (GitLab's metadata
@@ -179,26 +189,22 @@ pub struct Reclaimable {
     pub grace_seconds: i64,
 }
 
+/// A node of the report's namespace tree: the `du` record ([`crate::DuRecord`], the one node
+/// shape) with its place in the tree.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TreeNode {
-    pub name: String,
+    #[serde(flatten)]
+    pub node: crate::DuRecord,
+    /// Index of the parent in `Overview::tree` (`null` for the root).
     pub parent: Option<u32>,
-    pub depth: u32,
-    pub repository: bool,
-    pub total: u64,
-    pub exclusive: u64,
-    pub own_total: u64,
-    pub own_exclusive: u64,
-    pub repositories: u64,
-    pub tags: u64,
-    pub manifests: u64,
-    pub untagged_manifests: u64,
-    pub upload_bytes: u64,
     /// Tags of this repository left out of `tags` (beyond the per-repository limit).
     pub tags_omitted: u64,
 }
 
+/// A repository's row: the report's top repositories and the dashboard's
+/// `/api/v1/repository-rows` (OpenAPI schema derived with `openapi`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RepoRow {
     pub repository: String,
     pub total: u64,
@@ -214,11 +220,14 @@ pub struct RepoRow {
     pub untagged_bytes: u64,
     /// The newest revision link (the last push).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub last_pushed: Option<Timestamp>,
     /// The newest build date of its images (`crate::ages`).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub newest_build: Option<Timestamp>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub last_pulled: Option<Timestamp>,
 }
 
@@ -309,6 +318,12 @@ pub struct BlobRow {
     pub repositories_omitted: u64,
     /// Tags beyond the per-blob limit.
     pub tags_omitted: u64,
+    /// On a pull-through cache: when it was first cached, when its last entry expires,
+    /// whether every entry has expired (`entries`, `first_cached`, `expires`, `expired`);
+    /// absent for a blob no entry names, and on a registry that is not a cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub cache: Option<stowage_model::cached::BlobCache>,
 }
 
 impl Overview {
@@ -344,16 +359,7 @@ pub fn owners(
     id: BlobId,
 ) -> (Vec<String>, Vec<String>) {
     let inv = g.inv;
-    let mut repos: Vec<u32> = Vec::new();
-    let mut tags: Vec<(u32, u32)> = Vec::new();
-    g.for_each_ancestor(id, scratch, |m| {
-        repos.extend_from_slice(g.revision_repos(m));
-        tags.extend(g.tags_of(m));
-    });
-    repos.sort_unstable();
-    repos.dedup();
-    tags.sort_unstable();
-    tags.dedup();
+    let (repos, tags) = crate::views::owner_ids(g, scratch, id);
     (
         repos
             .into_iter()
@@ -399,6 +405,7 @@ pub fn blob_row(
         tags_omitted,
         repositories,
         tags,
+        cache: None,
     }
 }
 
@@ -430,14 +437,15 @@ pub fn build_with(
     let reclaim = crate::reclaim::reclaimable(g, limits, now);
     let (tags, top_tags, omitted) = tag_rows(inv, u, limits);
     let tree = namespace_tree(u, &omitted);
-    let mut top_repositories = top_repositories(inv, u, limits);
-    for r in &mut top_repositories {
+    let mut repositories = repository_rows(inv, u);
+    for r in &mut repositories {
         r.untagged_bytes = reclaim
             .untagged_by_repository
             .get(&r.repository)
             .copied()
             .unwrap_or(0);
     }
+    let top_repositories = repositories[..repositories.len().min(limits.top_rows)].to_vec();
     let months = months(inv, referenced);
     let findings = finding_groups(findings, limits);
     let rows = largest_blobs(g, referenced, limits);
@@ -458,6 +466,7 @@ pub fn build_with(
         tree,
         tags,
         top_repositories,
+        repositories,
         top_tags,
         months,
         findings,
@@ -471,6 +480,7 @@ pub fn build_with(
         pulls: None,
         capacity: None,
         image_ages: None,
+        cache: None,
         live: false,
         metadata_database: None,
     }
@@ -551,19 +561,8 @@ fn namespace_tree(u: &Usage, omitted: &[u64]) -> Vec<TreeNode> {
         let n = &u.nodes[i as usize];
         index_of[i as usize] = tree.len() as u32;
         tree.push(TreeNode {
-            name: n.name.clone(),
+            node: crate::DuRecord::of(n),
             parent: (n.parent != stowage_graph::NONE).then(|| index_of[n.parent as usize]),
-            depth: n.depth,
-            repository: n.repository.is_some(),
-            total: n.total,
-            exclusive: n.exclusive,
-            own_total: n.own_total,
-            own_exclusive: n.own_exclusive,
-            repositories: n.repositories,
-            tags: n.tags,
-            manifests: n.manifests,
-            untagged_manifests: n.untagged,
-            upload_bytes: n.upload_bytes,
             tags_omitted: n.repository.map_or(0, |ri| omitted[ri as usize]),
         });
         for &c in n.children.iter().rev() {
@@ -574,9 +573,9 @@ fn namespace_tree(u: &Usage, omitted: &[u64]) -> Vec<TreeNode> {
     tree
 }
 
-/// Repositories by exclusive bytes, largest first.
-fn top_repositories(inv: &Inventory, u: &Usage, limits: &Limits) -> Vec<RepoRow> {
-    let mut top_repositories: Vec<RepoRow> = inv
+/// Every repository's row by exclusive bytes, largest first.
+fn repository_rows(inv: &Inventory, u: &Usage) -> Vec<RepoRow> {
+    let mut rows: Vec<RepoRow> = inv
         .repositories
         .iter()
         .enumerate()
@@ -597,15 +596,14 @@ fn top_repositories(inv: &Inventory, u: &Usage, limits: &Limits) -> Vec<RepoRow>
             }
         })
         .collect();
-    top_repositories.sort_by(|a, b| {
+    rows.sort_by(|a, b| {
         b.exclusive
             .cmp(&a.exclusive)
             .then_with(|| b.total.cmp(&a.total))
             .then_with(|| a.repository.cmp(&b.repository))
     });
-    top_repositories.truncate(limits.top_rows);
 
-    top_repositories
+    rows
 }
 
 /// Bytes by month of creation (birth time, else modification time).
@@ -727,31 +725,6 @@ pub fn write_blob_csv(
     }
     w.flush()?;
     Ok(())
-}
-
-impl From<&TreeNode> for crate::DuRecord {
-    /// The overview's tree node as a `du` record (the root, named `""` in the tree, is `/`).
-    fn from(n: &TreeNode) -> crate::DuRecord {
-        crate::DuRecord {
-            name: if n.name.is_empty() {
-                "/".into()
-            } else {
-                n.name.clone()
-            },
-            depth: n.depth,
-            repository: n.repository,
-            total: n.total,
-            exclusive: n.exclusive,
-            shared: n.total - n.exclusive.min(n.total),
-            own_total: n.own_total,
-            own_exclusive: n.own_exclusive,
-            repositories: n.repositories,
-            tags: n.tags,
-            manifests: n.manifests,
-            untagged_manifests: n.untagged_manifests,
-            upload_bytes: n.upload_bytes,
-        }
-    }
 }
 
 #[cfg(test)]

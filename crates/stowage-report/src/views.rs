@@ -1,7 +1,7 @@
 //! Serializable records built from the graph: blobs, links, uploads, usage nodes, tags.
 
-use serde::Serialize;
-use stowage_graph::{BlobKind, Graph, Usage};
+use serde::{Deserialize, Serialize};
+use stowage_graph::{BlobKind, Graph, NodeUsage, Usage};
 use stowage_layout as layout;
 use stowage_model::inventory::{BlobId, LinkState, Repository};
 use stowage_model::time::Timestamp;
@@ -159,6 +159,26 @@ impl Serialize for BlobRecord<'_, '_> {
     }
 }
 
+/// Who needs blob `id`, as indices: repositories, and (repository, tag) pairs, through every
+/// manifest that reaches it; both sorted (so in name order).
+pub fn owner_ids(
+    g: &Graph<'_>,
+    scratch: &mut stowage_graph::Scratch,
+    id: BlobId,
+) -> (Vec<u32>, Vec<(u32, u32)>) {
+    let mut repos: Vec<u32> = Vec::new();
+    let mut tags: Vec<(u32, u32)> = Vec::new();
+    g.for_each_ancestor(id, scratch, |m| {
+        repos.extend_from_slice(g.revision_repos(m));
+        tags.extend(g.tags_of(m));
+    });
+    repos.sort_unstable();
+    repos.dedup();
+    tags.sort_unstable();
+    tags.dedup();
+    (repos, tags)
+}
+
 /// Reusable buffers for building blob records (one per thread).
 pub struct BlobRecordBuilder<'g, 'a> {
     g: &'g Graph<'a>,
@@ -173,21 +193,9 @@ impl<'g, 'a> BlobRecordBuilder<'g, 'a> {
         }
     }
 
-    /// Who needs blob `id`, as indices: repositories, and (repository, tag) pairs, through
-    /// every manifest that reaches it; both sorted (so in name order).
+    /// Who needs blob `id`, as indices ([`owner_ids`]).
     pub fn owner_ids(&mut self, id: BlobId) -> (Vec<u32>, Vec<(u32, u32)>) {
-        let g = self.g;
-        let mut repos: Vec<u32> = Vec::new();
-        let mut tags: Vec<(u32, u32)> = Vec::new();
-        g.for_each_ancestor(id, &mut self.scratch, |m| {
-            repos.extend_from_slice(g.revision_repos(m));
-            tags.extend(g.tags_of(m));
-        });
-        repos.sort_unstable();
-        repos.dedup();
-        tags.sort_unstable();
-        tags.dedup();
-        (repos, tags)
+        owner_ids(self.g, &mut self.scratch, id)
     }
 
     /// Who needs blob `id`: repository names and `repo:tag` names.
@@ -349,13 +357,17 @@ pub fn upload_records(r: &Repository, now: Timestamp) -> Vec<UploadRecord> {
         .collect()
 }
 
-/// One row of `stowage du`, one node of the repository tree: the dashboard's
-/// `/api/v1/repositories` serves the same shape (its OpenAPI schema is derived from this
-/// struct with the `openapi` feature).
-#[derive(Clone, Debug, Serialize)]
+// One shape for `du`, the dashboard's API and the report's tree (`overview::TreeNode`
+// flattens it, adding its place in the tree): issue 24, there were two, kept in step by a
+// `From`.
+/// One node of the namespace tree: a row of `stowage du`, of the dashboard's
+/// `/api/v1/repositories` and a node of the report's tree (its OpenAPI schema is derived
+/// from this struct with the `openapi` feature).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(as = Repository))]
 pub struct DuRecord {
+    /// Full name (`team/app`); `/` for the registry root.
     pub name: String,
     pub depth: u32,
     /// Whether a repository lives at this name (it may also be a namespace).
@@ -373,15 +385,9 @@ pub struct DuRecord {
     pub upload_bytes: u64,
 }
 
-/// Rows of the usage tree in pre-order, children sorted by `key` (descending when `desc`).
-pub fn du_records(
-    u: &Usage,
-    max_depth: Option<u32>,
-    key: fn(&DuRecord) -> (u64, String),
-    desc: bool,
-) -> Vec<DuRecord> {
-    let rec = |i: u32| {
-        let n = &u.nodes[i as usize];
+impl DuRecord {
+    /// The record of one node of the usage tree (the root, named `""` there, is `/`).
+    pub fn of(n: &NodeUsage) -> DuRecord {
         DuRecord {
             name: if n.name.is_empty() {
                 "/".into()
@@ -392,7 +398,7 @@ pub fn du_records(
             repository: n.repository.is_some(),
             total: n.total,
             exclusive: n.exclusive,
-            shared: n.shared(),
+            shared: n.total.saturating_sub(n.exclusive),
             own_total: n.own_total,
             own_exclusive: n.own_exclusive,
             repositories: n.repositories,
@@ -401,7 +407,17 @@ pub fn du_records(
             untagged_manifests: n.untagged,
             upload_bytes: n.upload_bytes,
         }
-    };
+    }
+}
+
+/// Rows of the usage tree in pre-order, children sorted by `key` (descending when `desc`).
+pub fn du_records(
+    u: &Usage,
+    max_depth: Option<u32>,
+    key: fn(&DuRecord) -> (u64, String),
+    desc: bool,
+) -> Vec<DuRecord> {
+    let rec = |i: u32| DuRecord::of(&u.nodes[i as usize]);
     let mut out = Vec::new();
     let mut stack = vec![0u32];
     while let Some(i) = stack.pop() {

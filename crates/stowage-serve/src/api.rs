@@ -17,6 +17,7 @@ use stowage_report::metrics::ScanInfo;
 use stowage_report::overview::{BlobRow, blob_row};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
+use crate::tables::{Checked, TableQuery};
 use crate::{AppState, Snapshot};
 
 /// The OpenAPI document of the JSON API (`GET /api/openapi.json`, and `docs/openapi.json`).
@@ -26,8 +27,8 @@ use crate::{AppState, Snapshot};
         title = "stowage dashboard API",
         description = "Read-only views of a container registry's storage, from the last completed scan. Every error is JSON: {\"error\": message, \"status\": code}. With a token configured, send `Authorization: Bearer TOKEN`."
     ),
-    paths(status, scan, report, repositories, tags, crate::tables::tag_rows, findings, blobs, blobs_csv, metrics, openapi, crate::notify::notifications, crate::notify::usage),
-    components(schemas(Status, ScanStarted, ErrorBody, crate::notify::NotifyAnswer, BlobPage, BlobRow, FindingPage, ApiFinding, DuRecord, Tag, crate::tables::TagPage, stowage_report::overview::TagRow)),
+    paths(status, scan, report, repositories, tags, crate::tables::tag_rows, crate::tables::repository_rows, findings, blobs, blobs_csv, metrics, openapi, crate::notify::notifications, crate::notify::usage),
+    components(schemas(Status, ScanStarted, ErrorBody, crate::notify::NotifyAnswer, BlobPage, BlobRow, FindingPage, ApiFinding, DuRecord, Tag, crate::tables::TagPage, stowage_report::overview::TagRow, crate::tables::RepositoryPage, stowage_report::overview::RepoRow)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -86,6 +87,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/repositories", get(repositories))
         .route("/api/v1/tags", get(tags))
         .route("/api/v1/tag-rows", get(crate::tables::tag_rows))
+        .route(
+            "/api/v1/repository-rows",
+            get(crate::tables::repository_rows),
+        )
         .route("/api/v1/findings", get(findings))
         .route("/api/v1/blobs", get(blobs))
         .route("/api/v1/blobs.csv", get(blobs_csv))
@@ -379,7 +384,7 @@ async fn repositories(State(st): St) -> Response {
     let Some(s) = st.current() else {
         return no_scan_yet(&st);
     };
-    let rows: Vec<DuRecord> = s.overview.tree.iter().map(DuRecord::from).collect();
+    let rows: Vec<&DuRecord> = s.overview.tree.iter().map(|n| &n.node).collect();
     axum::Json(rows).into_response()
 }
 
@@ -538,23 +543,8 @@ async fn findings(State(st): St, q: Result<Query<FindingsQuery>, QueryRejection>
     .into_response()
 }
 
-#[derive(Deserialize, IntoParams, Default)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct BlobsQuery {
-    /// Matches digests (substring), kinds (`layer`), `referenced`/`unreferenced`, and
-    /// repository names (substring: every blob such a repository needs).
-    pub q: Option<String>,
-    /// `size` (default), `date` (creation, else modification), `digest`, `kind` or
-    /// `referenced` (each then by size).
-    pub sort: Option<String>,
-    /// `desc` (default) or `asc`.
-    pub order: Option<String>,
-    #[serde(default)]
-    pub offset: usize,
-    /// At most 1000 (default 50).
-    pub limit: Option<usize>,
-}
+/// Columns the blob table sorts by, the default first.
+pub const BLOB_SORTS: [&str; 5] = ["size", "date", "digest", "kind", "referenced"];
 
 #[derive(Serialize, ToSchema)]
 pub struct BlobPage {
@@ -564,12 +554,10 @@ pub struct BlobPage {
     pub rows: Vec<BlobRow>,
 }
 
-fn blob_page(s: &Snapshot, q: &BlobsQuery, limit: usize) -> BlobPage {
+fn blob_page(s: &Snapshot, c: &Checked) -> BlobPage {
     let g = s.analysis.graph();
-    let needle =
-        q.q.as_deref()
-            .map(str::to_ascii_lowercase)
-            .unwrap_or_default();
+    let (q, limit) = (&c.query, c.limit);
+    let needle = c.query.needle();
     // Blobs needed by repositories whose name matches: one walk over their revisions.
     let by_repo: Option<Vec<bool>> = (!needle.is_empty()).then(|| {
         let roots: Vec<BlobId> = s
@@ -598,13 +586,13 @@ fn blob_page(s: &Snapshot, q: &BlobsQuery, limit: usize) -> BlobPage {
             || (needle == "referenced" && refd)
             || by_repo.as_ref().is_some_and(|m| m[i])
     };
-    let asc = q.order.as_deref() == Some("asc");
+    let asc = !c.desc;
     let natural: Vec<BlobId>;
-    let order: &[BlobId] = match q.sort.as_deref() {
-        Some("date") => &s.by_date,
-        Some("kind") => &s.by_kind,
-        Some("referenced") => &s.by_referenced,
-        Some("digest") => {
+    let order: &[BlobId] = match c.sort {
+        "date" => &s.by_date,
+        "kind" => &s.by_kind,
+        "referenced" => &s.by_referenced,
+        "digest" => {
             natural = (0..s.inv().blobs.len() as BlobId).collect();
             &natural
         }
@@ -626,51 +614,29 @@ fn blob_page(s: &Snapshot, q: &BlobsQuery, limit: usize) -> BlobPage {
         order.iter().rev().copied().for_each(&mut visit);
     }
     let mut scratch = stowage_graph::Scratch::new(g.len());
+    let mut rows: Vec<BlobRow> = ids
+        .into_iter()
+        .map(|id| blob_row(&g, &mut scratch, id, s.referenced()[id as usize], 10))
+        .collect();
+    if let Some(c) = &s.blob_cache {
+        stowage_analysis::cache::fill_blob_rows(c, &mut rows);
+    }
     BlobPage {
         total,
         offset: q.offset,
-        rows: ids
-            .into_iter()
-            .map(|id| blob_row(&g, &mut scratch, id, s.referenced()[id as usize], 10))
-            .collect(),
+        rows,
     }
 }
 
 /// Every blob, paged, searchable and sortable.
-#[utoipa::path(get, path = "/api/v1/blobs", params(BlobsQuery), responses(
+///
+/// `q` matches digests (substring), kinds (`layer`), `referenced`/`unreferenced`, and repository names (substring: every blob such a
+/// repository needs); `sort` is one of `size` (default), `date` (creation, else
+/// modification), `digest`, `kind` or `referenced` (each then by size).
+#[utoipa::path(get, path = "/api/v1/blobs", params(TableQuery), responses(
     (status = 200, body = BlobPage), (status = 400, body = ErrorBody)))]
-async fn blobs(State(st): St, q: Result<Query<BlobsQuery>, QueryRejection>) -> Response {
-    let Query(q) = match q {
-        Ok(q) => q,
-        Err(e) => return bad_query(e),
-    };
-    let limit = q.limit.unwrap_or(50);
-    if limit == 0 || limit > 1000 {
-        return error(StatusCode::BAD_REQUEST, "limit must be between 1 and 1000");
-    }
-    if let Some(o) = &q.sort
-        && !["size", "date", "digest", "kind", "referenced"].contains(&o.as_str())
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("sort must be size, date, digest, kind or referenced, not {o:?}"),
-        );
-    }
-    if let Some(o) = &q.order
-        && !["asc", "desc"].contains(&o.as_str())
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("order must be asc or desc, not {o:?}"),
-        );
-    }
-    let Some(s) = st.current() else {
-        return no_scan_yet(&st);
-    };
-    match blocking(move || blob_page(&s, &q, limit)).await {
-        Ok(p) => axum::Json(p).into_response(),
-        Err(r) => r,
-    }
+async fn blobs(State(st): St, q: Result<Query<TableQuery>, QueryRejection>) -> Response {
+    crate::tables::answer(&st, q, &BLOB_SORTS, blob_page).await
 }
 
 /// Every blob as CSV (the columns of `stowage inventory --format csv`).

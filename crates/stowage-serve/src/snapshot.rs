@@ -31,6 +31,9 @@ pub struct Snapshot {
     /// Every tag's row (the tag table the API sorts and searches); the caller sets their
     /// last pulls when it has pull data.
     pub tags: Vec<TagRow>,
+    /// On a pull-through cache: per stored blob, its scheduler entries (the blob page's cache
+    /// columns).
+    pub(crate) blob_cache: Option<stowage_analysis::cache::BlobCaches>,
 }
 
 impl Snapshot {
@@ -60,7 +63,9 @@ impl Snapshot {
         by_referenced.sort_by_key(|&i| referenced[i as usize]);
         let finished_at = analysis.now();
         let tags = analysis.all_tag_rows();
+        let blob_cache = analysis.cache_figures().map(|c| c.by_blob());
         Snapshot {
+            blob_cache,
             tags,
             analysis,
             overview,

@@ -148,14 +148,7 @@ async fn a_real_client_gets_json_for_413_414_and_431() {
 async fn tag_rows_are_searched_sorted_by_every_column_and_paged() {
     let (addr, h, _s) = server().await;
     let base = format!("http://{addr}/api/v1/tag-rows");
-    let page = |q: String| {
-        let url = format!("{base}?{q}");
-        async move {
-            let (code, _, body) = curl(vec![url]).await;
-            assert_eq!(code, 200, "{body}");
-            serde_json::from_str::<Value>(&body).unwrap()
-        }
-    };
+    let page = |q: String| get_json(format!("{base}?{q}"));
     let all = page("limit=1000".into()).await;
     let total = all["total"].as_u64().unwrap();
     assert!(total >= 3, "{all}");
@@ -182,38 +175,8 @@ async fn tag_rows_are_searched_sorted_by_every_column_and_paged() {
                     k => r[k].clone(),
                 }
             };
-            // Present values are ordered as asked (age is the reverse of built); absent
-            // values come last either way.
-            let present: Vec<Value> = rows.iter().map(key).filter(|v| !v.is_null()).collect();
-            let first_null = rows.iter().position(|r| key(r).is_null());
-            if let Some(i) = first_null {
-                assert!(rows[i..].iter().all(|r| key(r).is_null()), "{sort} {order}");
-            }
-            fn cmp(a: &Value, b: &Value) -> std::cmp::Ordering {
-                match (a, b) {
-                    (Value::Number(x), Value::Number(y)) => {
-                        x.as_u64().unwrap().cmp(&y.as_u64().unwrap())
-                    }
-                    (Value::String(x), Value::String(y)) => x.cmp(y),
-                    (Value::Array(x), Value::Array(y)) => x
-                        .iter()
-                        .zip(y)
-                        .map(|(x, y)| cmp(x, y))
-                        .find(|o| o.is_ne())
-                        .unwrap_or(x.len().cmp(&y.len())),
-                    _ => panic!("{a} vs {b}"),
-                }
-            }
             let asc = (order == "asc") != (sort == "age");
-            for w in present.windows(2) {
-                let o = cmp(&w[0], &w[1]);
-                assert!(
-                    if asc { o.is_le() } else { o.is_ge() },
-                    "{sort} {order}: {} then {}",
-                    w[0],
-                    w[1]
-                );
-            }
+            check_order(rows, key, asc, &format!("{sort} {order}"));
         }
     }
     // Search: a tag name finds its rows and nothing else; the count is the match count.
@@ -242,4 +205,104 @@ async fn tag_rows_are_searched_sorted_by_every_column_and_paged() {
     json_error(code, &ct, &body, 400);
     assert!(body.contains("last_pulled"), "{body}");
     h.abort();
+}
+
+fn cmp(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_u64().unwrap().cmp(&y.as_u64().unwrap()),
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        (Value::Array(x), Value::Array(y)) => x
+            .iter()
+            .zip(y)
+            .map(|(x, y)| cmp(x, y))
+            .find(|o| o.is_ne())
+            .unwrap_or(x.len().cmp(&y.len())),
+        _ => panic!("{a} vs {b}"),
+    }
+}
+
+/// Present values are ordered as asked; absent (null) values come last either way.
+fn check_order(rows: &[Value], key: impl Fn(&Value) -> Value, asc: bool, what: &str) {
+    let present: Vec<Value> = rows.iter().map(&key).filter(|v| !v.is_null()).collect();
+    if let Some(i) = rows.iter().position(|r| key(r).is_null()) {
+        assert!(rows[i..].iter().all(|r| key(r).is_null()), "{what}");
+    }
+    for w in present.windows(2) {
+        let o = cmp(&w[0], &w[1]);
+        assert!(
+            if asc { o.is_le() } else { o.is_ge() },
+            "{what}: {} then {}",
+            w[0],
+            w[1]
+        );
+    }
+}
+
+/// Issue 19: the dashboard's repository table is searched, sorted by every column and paged
+/// on the server, like the tag table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repository_rows_are_searched_sorted_by_every_column_and_paged() {
+    let (addr, h, _s) = server().await;
+    let base = format!("http://{addr}/api/v1/repository-rows");
+    let page = |q: String| get_json(format!("{base}?{q}"));
+    let all = page("limit=1000".into()).await;
+    let total = all["total"].as_u64().unwrap();
+    // Every repository, not only the report's top rows.
+    let report = get_json(format!("http://{addr}/api/v1/repositories")).await;
+    let repositories = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["repository"] == true)
+        .count() as u64;
+    assert_eq!(total, repositories, "{all}");
+    for sort in [
+        "exclusive",
+        "repository",
+        "shared",
+        "total",
+        "tags",
+        "untagged_manifests",
+        "untagged_bytes",
+        "last_pushed",
+        "newest_build",
+        "last_pulled",
+        "manifests",
+    ] {
+        for order in ["asc", "desc"] {
+            let p = page(format!("limit=1000&sort={sort}&order={order}")).await;
+            let rows = p["rows"].as_array().unwrap();
+            assert_eq!(rows.len() as u64, total, "{sort}");
+            check_order(
+                rows,
+                |r| r[sort].clone(),
+                order == "asc",
+                &format!("{sort} {order}"),
+            );
+        }
+    }
+    // Search: a substring of the name, the total is the match count.
+    let p = page("q=TEAM%2F&limit=1000".into()).await;
+    let rows = p["rows"].as_array().unwrap();
+    assert!(!rows.is_empty());
+    assert_eq!(p["total"].as_u64().unwrap() as usize, rows.len());
+    assert!(
+        rows.iter()
+            .all(|r| r["repository"].as_str().unwrap().contains("team/"))
+    );
+    // Paging slices the same order.
+    let p1 = page("limit=1&offset=2&sort=repository&order=asc".into()).await;
+    let pa = page("limit=1000&sort=repository&order=asc".into()).await;
+    assert_eq!(p1["rows"][0], pa["rows"][2]);
+    let (code, ct, body) = curl(vec![format!("{base}?sort=color")]).await;
+    json_error(code, &ct, &body, 400);
+    assert!(body.contains("untagged_bytes"), "{body}");
+    h.abort();
+}
+
+/// A 200 answer's JSON.
+async fn get_json(url: String) -> Value {
+    let (code, _, body) = curl(vec![url]).await;
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
 }

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used)] // test support: a failed fixture write should stop the test
 
 pub mod broken;
+pub mod browser;
 pub mod conformance;
 pub mod emulators;
 pub mod random;

@@ -27,7 +27,7 @@ struct Document<'a> {
     metadata_database: Option<String>,
     /// A pull-through cache: its headline figures and cached repositories.
     #[serde(skip_serializing_if = "Option::is_none")]
-    cache: Option<stowage_analysis::cache::CacheOverview<'a>>,
+    cache: Option<stowage_analysis::cache::CacheOverview>,
 }
 
 /// How siblings are ordered: a key per row, and whether descending.
