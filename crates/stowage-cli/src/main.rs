@@ -1,6 +1,16 @@
 //! The `stowage` binary: argument parsing, settings resolution and command glue. The work is
 //! done by the library crates; this crate decides what to call and how to print it.
 
+/// `eprintln!` that never panics: notes and warnings go to stderr when it is there. A
+/// dashboard whose stderr reader went away (a closed pipe) would otherwise panic its scan at
+/// the first note (`eprintln!` panics on a write error).
+macro_rules! note {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 mod args;
 mod commands;
 mod exit;
@@ -27,7 +37,7 @@ fn main() {
             } else {
                 // Errors name repositories, tags and paths from the storage: escaped.
                 let msg = format!("{e:#}");
-                eprintln!("error: {}", stowage_model::escape::escape_lines(&msg));
+                note!("error: {}", stowage_model::escape::escape_lines(&msg));
                 exit::ERROR
             }
         }

@@ -41,7 +41,7 @@ pub fn load(s: &Settings, verify_links: bool, graph_findings: GraphFindings) -> 
         (Some(d), false) => match stowage_scan::ScanCache::open(d, &s.storage.describe()) {
             Ok(c) => Some(c),
             Err(e) => {
-                eprintln!("warning: {e}; scanning without the cache");
+                note!("warning: {e}; scanning without the cache");
                 None
             }
         },
@@ -64,7 +64,7 @@ pub fn load(s: &Settings, verify_links: bool, graph_findings: GraphFindings) -> 
     };
     if let (true, Some(c)) = (s.verbose, &cache) {
         let st = c.stats();
-        eprintln!(
+        note!(
             "scan cache {}: {} manifests from the cache, {} read ({} corrupt entries replaced); {} tag links unchanged, {} read{}{}",
             c.dir().display(),
             st.manifest_hits,
@@ -85,7 +85,7 @@ pub fn load(s: &Settings, verify_links: bool, graph_findings: GraphFindings) -> 
         );
     }
     if let (true, Some((report, date))) = (s.verbose, &s.listing) {
-        eprintln!(
+        note!(
             "listing: {report}, as of {} (the scan's date; objects written since are not seen)",
             date.rfc3339()
         );
@@ -106,10 +106,10 @@ pub fn load(s: &Settings, verify_links: bool, graph_findings: GraphFindings) -> 
         print_scan_stats(s, analysis.inv(), started);
     }
     if let Some(e) = analysis.metadata_database() {
-        eprintln!("note: {}", e.label());
+        note!("note: {}", e.label());
     }
     if let Some(f) = analysis.cache_figures() {
-        eprintln!(
+        note!(
             "note: {}; cached objects expire by its scheduler state, and `stowage gc` evicts expired images, never untagged ones",
             stowage_model::escape::escape(&f.headline())
         );
@@ -119,8 +119,8 @@ pub fn load(s: &Settings, verify_links: bool, graph_findings: GraphFindings) -> 
 
 fn print_scan_stats(s: &Settings, inv: &Inventory, started: std::time::Instant) {
     let st = &inv.stats;
-    eprintln!("peak memory after the scan: {}", peak_memory());
-    eprintln!(
+    note!("peak memory after the scan: {}", peak_memory());
+    note!(
         "scanned in {:.2}s: {} blobs, {} repositories, {} manifests; {} directories listed, {} stats, {} reads ({} bytes)",
         started.elapsed().as_secs_f64(),
         inv.blobs.len(),
@@ -133,7 +133,7 @@ fn print_scan_stats(s: &Settings, inv: &Inventory, started: std::time::Instant) 
     );
     if let stowage_storage::BackendKind::ObjectStore { scheme } = s.storage.backend() {
         let n = st.directories_listed + st.stats + st.reads;
-        eprintln!(
+        note!(
             "{scheme} requests: {} LIST pages, {} HEAD, {} GET: {n} in all, {:.0} per second",
             st.directories_listed,
             st.stats,
@@ -160,7 +160,7 @@ pub fn peak_memory() -> String {
 pub fn findings_exit(c: FindingCounts) -> i32 {
     let (errors, warnings) = (c.error, c.warning);
     if errors + warnings > 0 {
-        eprintln!(
+        note!(
             "note: {errors} integrity errors and {warnings} warnings found; `stowage check` lists them"
         );
     }

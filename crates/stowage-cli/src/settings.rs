@@ -246,7 +246,7 @@ impl Settings {
                 RootLayout::LayoutRoot => "the docker/registry/v2 directory",
                 RootLayout::GitLabOmnibus => "a GitLab omnibus registry path",
             };
-            eprintln!("storage: {} ({how})", storage.describe());
+            note!("storage: {} ({how})", storage.describe());
             let why = match &backend {
                 stowage_storage::BackendKind::NetworkFs { fs_type } => {
                     format!(
@@ -265,9 +265,9 @@ impl Settings {
             };
             match g.concurrency {
                 Some(n) => {
-                    eprintln!("concurrency: {n} (from --concurrency; default would follow: {why})")
+                    note!("concurrency: {n} (from --concurrency; default would follow: {why})")
                 }
-                None => eprintln!("concurrency: {concurrency} ({why}; --concurrency to change)"),
+                None => note!("concurrency: {concurrency} ({why}; --concurrency to change)"),
             }
         }
         // The report's date is the scan's: ages and the grace period count from it.
@@ -318,7 +318,7 @@ fn open_object_store(
         pool_size: Some(concurrency),
     };
     if verbose {
-        eprintln!(
+        note!(
             "object store: {url}; endpoint {}, region {}, {}{}",
             opts.endpoint
                 .as_deref()

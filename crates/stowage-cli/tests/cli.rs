@@ -427,3 +427,26 @@ fn inventory_csv_keeps_uploads_and_links() {
     assert_eq!(counts["link"], n("links"));
     assert_eq!(counts["blob"], n("blobs"));
 }
+
+/// A stderr nobody reads any more (a pipe whose reader went away) is not a reason to fail:
+/// the notes `--verbose` prints go nowhere and the command does its job (before,
+/// `eprintln!` panicked on the write error: exit 101; a dashboard's scan panicked at each
+/// note).
+#[test]
+fn a_stderr_whose_reader_is_gone_does_not_stop_a_command() {
+    let s = sample();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .arg("--verbose")
+        .arg("--storage")
+        .arg(s.rootdirectory())
+        .args(["du", "--format", "json"])
+        .env("TZ", "UTC")
+        .env_remove("STOWAGE_STORAGE")
+        .stderr(writer)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(json(&o)["schema"], "stowage.du/v1");
+}

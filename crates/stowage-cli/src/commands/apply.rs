@@ -68,7 +68,7 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
         if line.trim() != "yes" {
-            eprintln!("not applied");
+            note!("not applied");
             return Ok(exit::OK);
         }
     }
@@ -79,7 +79,7 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
     let mut opts = options(s, a)?;
     opts.ignore_metadata_signature = s.ignore_metadata_signature;
     if opts.mode == Mode::Online {
-        eprintln!(
+        note!(
             "apply: online (the registry may keep serving): fence, settle {}s, {}, verify, then delete",
             opts.settle.as_secs(),
             match &opts.cache {
@@ -90,7 +90,7 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
             }
         );
     }
-    let progress = |m: &str| eprintln!("apply: {}", escape(m));
+    let progress = |m: &str| note!("apply: {}", escape(m));
     let rep = match &plan.retention {
         Some(ret) => {
             let protect = stowage_plan::retention::recheck(
@@ -111,7 +111,7 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<i32> {
         None => stowage_plan::apply::apply(&s.writable, &plan, &opts, &progress)?,
     };
     for w in &rep.warnings {
-        eprintln!("warning: {}", escape(w));
+        note!("warning: {}", escape(w));
     }
     let mut out = output::stdout();
     match s.format {

@@ -57,7 +57,7 @@ pub fn run(s: &Settings, a: &CheckArgs) -> Result<i32> {
         if s.verbose {
             let n = hashed.load(std::sync::atomic::Ordering::Relaxed);
             let secs = started.elapsed().as_secs_f64().max(1e-6);
-            eprintln!(
+            note!(
                 "verified {n} bytes in {secs:.2}s ({:.0} MB/s)",
                 n as f64 / secs / 1e6
             );

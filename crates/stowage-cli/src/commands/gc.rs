@@ -82,7 +82,7 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
         stowage_plan::replay::check(&mut plan, Some(&data), action, None, s.now);
         let wb = &plan.would_break;
         if !wb.pulls.is_empty() && action != WouldBreakAction::Accept {
-            eprintln!(
+            note!(
                 "{}: {} (--would-break {})",
                 if action == WouldBreakAction::Block {
                     "blocked"
@@ -93,7 +93,7 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
                 action.as_str()
             );
             for b in &wb.pulls {
-                eprintln!(
+                note!(
                     "  {} ({} pulled as {}, last {} by {})",
                     escape(&b.image),
                     b.pulls,
@@ -106,13 +106,13 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
     }
     if let Some(path) = &a.out {
         crate::output::write_file(path, |w| plan.write_json(w))?;
-        eprintln!(
+        note!(
             "plan written to {} ({} to free); review it, then: stowage apply {}",
             path.display(),
             human_bytes(plan.bytes),
             path.display()
         );
-        eprintln!(
+        note!(
             "{}",
             stowage_plan::apply::mode_hint(s.registry_config.as_ref().map(|c| &c.blob_cache))
         );

@@ -101,7 +101,7 @@ pub fn run(s: &Settings, a: &ReportArgs) -> Result<i32> {
         f.write_all(html.as_bytes())?;
         Ok(())
     })?;
-    eprintln!(
+    note!(
         "report written to {} ({}; {} of {} blobs listed), every blob in {}",
         a.html.display(),
         human_bytes(html.len() as u64),

@@ -48,7 +48,7 @@ pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
     };
     let policy = read_policy(policy_path)?;
     for l in stowage_policy::lint::lint(&policy.file) {
-        eprintln!(
+        note!(
             "lint {} at {}: {}",
             l.code,
             escape(&l.at),
@@ -58,7 +58,7 @@ pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
     let expires = parse_age(&a.expires).context("--expires")?;
     let pulls = plan_pulls(&policy, a.pulls.as_deref(), None)?;
     if let Some(p) = &pulls {
-        eprintln!(
+        note!(
             "pull data: {} ({} images seen pulled, from {} to {})",
             p.source,
             p.last.len(),
@@ -71,7 +71,7 @@ pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
     let g = loaded.graph();
     let is_cache = !loaded.proxy_cache().is_empty();
     for l in stowage_policy::cache::storage_lint(&policy.file, is_cache) {
-        eprintln!("lint {} at {}: {}", l.code, l.at, escape(&l.message));
+        note!("lint {} at {}: {}", l.code, l.at, escape(&l.message));
     }
     if is_cache
         && let Some(plan) = stowage_plan::cache::policy_plan(&policy, &g, s.now, pulls.as_ref())
@@ -88,7 +88,7 @@ pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
         .with_context(|| format!("{}: planning refused", policy_path.display()))?;
     if let Some(out) = &a.out {
         crate::output::write_file(out, |w| plan.write_json(w))?;
-        eprintln!(
+        note!(
             "plan written to {}; review it (stowage plan show {0}), then: stowage apply {0} [--gc]",
             out.display()
         );
@@ -110,7 +110,7 @@ pub fn plan(s: &Settings, a: &PlanArgs) -> Result<i32> {
 fn cache_plan(s: &Settings, a: &PlanArgs, plan: &Plan) -> Result<i32> {
     if let Some(out) = &a.out {
         crate::output::write_file(out, |w| plan.write_json(w))?;
-        eprintln!(
+        note!(
             "plan written to {} ({} to free); review it, then stop the registry and: stowage apply --offline {0}",
             out.display(),
             human_bytes(plan.bytes)

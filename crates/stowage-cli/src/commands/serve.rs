@@ -133,7 +133,7 @@ pub fn run(mut s: Settings, a: &ServeArgs, now_pinned: bool) -> Result<i32> {
             .await
             .with_context(|| format!("listening on {}", a.listen))?;
         let local = listener.local_addr()?;
-        eprintln!(
+        note!(
             "stowage dashboard on http://{local}/ (API: /api/v1, OpenAPI: /api/openapi.json, metrics: /metrics){}; scanning every {}{}",
             if state.token.is_some() {
                 ", bearer token required"

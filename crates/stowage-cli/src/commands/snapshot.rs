@@ -34,7 +34,7 @@ pub fn run(s: &Settings, a: &SnapshotArgs) -> Result<i32> {
     let id = h
         .record(&data)
         .with_context(|| format!("recording the scan in {}", a.db.display()))?;
-    eprintln!(
+    note!(
         "snapshot {id} recorded in {}: {} repositories, {} tags, {} blobs ({})",
         a.db.display(),
         data.repositories.len(),

@@ -110,12 +110,12 @@ pub fn tag_delete(s: &Settings, a: &TagDeleteArgs) -> Result<i32> {
 fn finish(s: &Settings, c: &SurgeryCommon, plan: &Plan) -> Result<i32> {
     if let Some(path) = &c.out {
         output::write_file(path, |w| plan.write_json(w))?;
-        eprintln!(
+        note!(
             "plan written to {}; review it, then: stowage apply {} (--gc also collects what it frees)",
             path.display(),
             path.display()
         );
-        eprintln!(
+        note!(
             "{}",
             stowage_plan::apply::mode_hint(s.registry_config.as_ref().map(|c| &c.blob_cache))
         );

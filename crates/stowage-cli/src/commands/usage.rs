@@ -128,7 +128,7 @@ pub fn ingest(g: &GlobalArgs, a: &IngestArgs) -> Result<i32> {
     .with_context(|| format!("recording in {}", a.db.display()))?;
     let secs = started.elapsed().as_secs_f64();
     if g.verbose {
-        eprintln!(
+        note!(
             "{lines} lines in {secs:.2}s ({:.0} lines/s)",
             lines as f64 / secs.max(1e-9)
         );
@@ -161,7 +161,7 @@ fn tag_timeline(g: &GlobalArgs, db: &Db) -> Result<(TagTimeline, Option<Timestam
         earliest = stowage_usage::earliest_plausible(loaded.inv(), stowage_serve::SKEW_SECS);
         TagTimeline::from_inventory(loaded.inv())
     } else {
-        eprintln!(
+        note!(
             "warning: no --storage: pulls by tag cannot be attributed to a digest and are recorded as unresolved"
         );
         TagTimeline::default()
@@ -229,12 +229,12 @@ fn read_logs(
 fn report_ingest(done: &stowage_usage::Ingested) {
     let st = &done.stats;
     if st.overlapping > 0 {
-        eprintln!(
+        note!(
             "warning: {} requests were already recorded by the registry's notifications (the logs and the notifications overlap); they are not counted twice",
             st.overlapping
         );
     }
-    eprintln!(
+    note!(
         "{} lines: {} requests, {} manifest requests; recorded {} new events ({} duplicates of earlier ingests), {} pulls ignored by filters, {} tag pulls unresolved, {} other lines, {} unparseable{}{}",
         st.lines_read,
         st.requests,
@@ -261,13 +261,13 @@ fn report_ingest(done: &stowage_usage::Ingested) {
         }
     );
     if done.combined_skipped > 0 {
-        eprintln!(
+        note!(
             "note: {} combined-format access-log lines skipped: the same requests are in the registry's logrus lines, which are counted",
             done.combined_skipped
         );
     }
     for e in &done.examples {
-        eprintln!("unparseable: {e}");
+        note!("unparseable: {e}");
     }
 }
 
