@@ -85,6 +85,22 @@ try {
   }
   check(expired > 0, "some blob shows its expiry passed", expired);
   check(mixed > 0, "a blob another live image shares is not shown expired", mixed);
+
+  // Per tag: its manifest's entry in its repository (the tag table's cache columns).
+  await page.waitForSelector('#top-tags-table td[data-key="expires"]');
+  const tagRows = await page.$$eval("#top-tags-table tbody tr", (trs) => trs.map((tr) => Object.fromEntries(
+    [...tr.querySelectorAll("td")].map((td) => [td.dataset.key, td.textContent]))));
+  let tagsWithEntry = 0;
+  for (const t of tagRows) {
+    const at = t.name.lastIndexOf(":");
+    const [repo, tag] = [t.name.slice(0, at), t.name.slice(at + 1)];
+    const o = C.objects.find((o) => o.kind === "manifest" && o.repository === repo && (o.tags || []).includes(tag));
+    if (!o) { check(t.expires === "no entry", `tag ${t.name}: no entry`, t); continue; }
+    tagsWithEntry++;
+    check(t.cached === date(o.cached_at), `tag ${t.name}: cached`, [t, o]);
+    check(t.expires === (o.expired ? "expired " : "") + date(o.expires), `tag ${t.name}: expiry`, [t, o]);
+  }
+  check(tagsWithEntry > 0, "some tag shows its manifest's cache entry", [tagsWithEntry, tagRows.length]);
   await page.screenshot({ path: path.join(shots, `cache-${mode}.png`), fullPage: true });
   check(errors.length === 0, "no console errors", errors);
 } catch (e) {

@@ -349,6 +349,24 @@ impl CacheFigures {
         fill_blob_rows(&self.by_blob(), rows);
     }
 
+    /// Set the cache figures of tag rows: the entries of each tag's manifest in its
+    /// repository (rows without a digest are left as they are).
+    pub fn fill_tag_rows(&self, rows: &mut [stowage_report::overview::TagRow]) {
+        for row in rows {
+            let Some(d) = row.digest.as_deref() else {
+                continue;
+            };
+            let mut c = None;
+            for o in self
+                .objects_of(Some(&row.repository), d)
+                .filter(|o| o.kind == EntryKind::Manifest)
+            {
+                BlobCache::add(&mut c, o.cached_at, o.expires, o.expired);
+            }
+            row.cache = c;
+        }
+    }
+
     /// Per stored blob digest, its entries summed up (the blob table's cache columns; the
     /// dashboard keeps it per scan).
     pub fn by_blob(&self) -> BlobCaches {

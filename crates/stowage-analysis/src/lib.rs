@@ -240,6 +240,7 @@ impl Analysis {
         }
         if let Some(c) = self.cache_figures() {
             c.fill_blob_rows(&mut ov.blobs.rows);
+            c.fill_tag_rows(&mut ov.top_tags);
             ov.cache = Some(c.overview());
         }
         ov
@@ -279,6 +280,9 @@ impl Analysis {
         let g = self.graph();
         let mut rows = overview::all_tag_rows(&self.inv, self.usage());
         stowage_report::ages::fill_tag_rows(&mut rows, &g, self.builds.as_ref());
+        if let Some(c) = self.cache_figures() {
+            c.fill_tag_rows(&mut rows);
+        }
         rows
     }
 

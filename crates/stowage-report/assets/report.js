@@ -363,6 +363,11 @@
       fmt: (r) => (r.built ? el("span", { title: "built " + date(r.built) }, ageText(r.built)) : el("span", { class: "muted", title: r.build_unknown || "" }, "?")) },
     pulledCol,
   ];
+  // On a cache, when each tag's manifest was cached and when its entry expires.
+  if (D.cache) tagCols.push(
+    { key: "cached", label: "cached", cls: "date", search: false, nosort: !!D.live, value: (r) => (r.cache ? r.cache.first_cached : null), fmt: (r) => (r.cache ? date(r.cache.first_cached) : "\u2013") },
+    { key: "expires", label: "TTL expires", cls: "date", search: false, nosort: !!D.live, value: (r) => (r.cache ? r.cache.expires : null),
+      fmt: (r) => (!r.cache ? "no entry" : r.cache.expired ? el("span", { class: "ref-no", title: "expired; the manifest is still stored" }, "expired " + date(r.cache.expires)) : date(r.cache.expires)) });
   if (D.live) {
     // Every tag, sorted and searched by the server (the page holds only the top ones).
     $("#top-tags-title").firstChild.textContent = "Tags ";

@@ -257,6 +257,12 @@ pub struct TagRow {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub last_pulled: Option<Timestamp>,
+    /// On a pull-through cache: the scheduler entries of its manifest in this repository
+    /// (when first cached, when the last expires, whether all have); absent when no entry
+    /// names it, and on a registry that is not a cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub cache: Option<stowage_model::cached::BlobCache>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -528,6 +534,7 @@ fn tag_rows(inv: &Inventory, u: &Usage, limits: &Limits) -> (Vec<TagRow>, Vec<Ta
                     built: None,
                     build_unknown: None,
                     last_pulled: None,
+                    cache: None,
                 }
             })
             .collect();
