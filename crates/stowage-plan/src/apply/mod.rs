@@ -614,12 +614,10 @@ fn verify_to_fixpoint<S: StorageWrite>(
                     fresh: &fresh,
                     orphans: &orphans,
                 };
-                let incomplete =
-                    !inv.unlisted.is_empty() || inv.repositories.iter().any(|r| !r.complete);
                 let mut d = online::decide(&inv, &g, &left, &cx);
                 d.extend(sections::decide(
                     &inv,
-                    incomplete,
+                    online::incomplete(&inv),
                     plan.surgery.as_deref(),
                     &left,
                     &fenced_sections,

@@ -216,6 +216,11 @@ pub(crate) struct Context<'a> {
     pub orphans: &'a BTreeMap<String, Digest>,
 }
 
+/// Whether a verify scan could not read everything: then nothing can be shown unneeded.
+pub(crate) fn incomplete(inv: &Inventory) -> bool {
+    !inv.unlisted.is_empty() || inv.repositories.iter().any(|r| !r.complete)
+}
+
 pub(crate) fn decide(
     inv: &Inventory,
     g: &Graph<'_>,
@@ -230,7 +235,7 @@ pub(crate) fn decide(
             _ => None,
         })
         .collect();
-    let incomplete = !inv.unlisted.is_empty() || inv.repositories.iter().any(|r| !r.complete);
+    let incomplete = incomplete(inv);
     let marks = needed_marks(g);
     let subjects = if cx.orphans.is_empty() {
         None
