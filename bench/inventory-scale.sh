@@ -9,12 +9,14 @@
 # gc -m run from the report (no listing at all) under /usr/bin/time: wall time and peak RSS,
 # and peak RSS per blob. Nothing is asserted; the numbers go to bench/README.md.
 #
-# Needs a release build: cargo build --release -p stowage-cli -p stowage-gen
+# Needs a release build: cargo build --release -p stowage-cli -p stowage-gen (or BIN=DIR holding
+# copies of both, so a long run is not disturbed by rebuilds). COMMANDS picks and orders the
+# commands (default: "inventory du gc gc-m").
 # Disk: about 110 bytes of gzip'd report and the manifests' bytes per blob, under $OUT
 # (default /tmp/stowage-scale), removed at the end unless KEEP=1.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
-bin="$here/target/release"
+bin="${BIN:-$here/target/release}"
 out="${OUT:-/tmp/stowage-scale}"
 now=2026-11-01T00:00:00Z
 printf '| objects | blobs | report rows | command | wall (s) | peak RSS (MiB) | bytes/blob |\n|---:|---:|---:|---|---:|---:|---:|\n'
@@ -39,9 +41,14 @@ for objects in "$@"; do
     printf '| %s | %s | %s | %s | %s | %d | %d |\n' "$objects" "$nblobs" "$rows" "$name" "$wall" \
       $((kb / 1024)) $((kb * 1024 / nblobs))
   }
-  run "inventory --format ndjson" inventory --format ndjson
-  run "du" du
-  run "gc" gc --format json
-  run "gc -m" gc -m --format json
+  for c in ${COMMANDS:-inventory du gc gc-m}; do
+    case "$c" in
+      inventory) run "inventory --format ndjson" inventory --format ndjson ;;
+      du) run "du" du ;;
+      gc) run "gc" gc --format json ;;
+      gc-m) run "gc -m" gc -m --format json ;;
+      *) echo "inventory-scale: unknown command $c" >&2; exit 2 ;;
+    esac
+  done
 done
 [ "${KEEP:-0}" = 1 ] || rm -rf "$out"

@@ -20,6 +20,9 @@
 //! ```
 
 pub mod cache;
+mod settle;
+
+pub use settle::settle;
 
 use std::sync::OnceLock;
 
@@ -70,6 +73,8 @@ pub struct Analysis {
     usage: OnceLock<Usage>,
     /// Image build dates, when read ([`Analysis::read_build_dates`]).
     builds: Option<BuildDates>,
+    /// How it was analysed (to analyse again after [`settle`] stats more).
+    opts: Options,
 }
 
 impl Analysis {
@@ -122,6 +127,7 @@ impl Analysis {
             referenced: OnceLock::new(),
             usage: OnceLock::new(),
             builds: None,
+            opts: opts.clone(),
         }
     }
 

@@ -34,6 +34,18 @@ pub fn refuse_deleting(a: &Analysis, s: &Settings) -> Result<()> {
 
 /// Scan the storage (with progress) and analyse it: one call into the library.
 pub fn load(s: &Settings, verify_links: bool, graph_findings: GraphFindings) -> Result<Analysis> {
+    load_stating(s, verify_links, graph_findings, false)
+}
+
+/// [`load`], stating only what a plan may name when `candidates_only`
+/// (`ScanOptions::stat_candidates_only`; `gc` then settles its plan with
+/// `stowage_analysis::settle`).
+pub fn load_stating(
+    s: &Settings,
+    verify_links: bool,
+    graph_findings: GraphFindings,
+    candidates_only: bool,
+) -> Result<Analysis> {
     let progress = Arc::new(Progress::default());
     let started = std::time::Instant::now();
     // `check` (verify_links) reads the storage itself: a cache would hide what it checks.
@@ -56,6 +68,7 @@ pub fn load(s: &Settings, verify_links: bool, graph_findings: GraphFindings) -> 
                 concurrency: s.concurrency,
                 verify_links,
                 release_memory: Some(crate::memory::release),
+                stat_candidates_only: candidates_only && !verify_links,
             },
             cache.as_ref(),
             &progress,

@@ -25,8 +25,36 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A sha256 digest as 32 raw bytes.
-#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Ordered as its bytes are (which is also its hex's order), but compared as four
+/// big-endian words: the scan's blob table is searched and sorted by digest millions of
+/// times, and the derived order on `[u8; 32]` calls `memcmp` for each comparison (11% of a
+/// `gc`'s CPU on a 100k-blob tree, measured with perf).
+#[derive(Copy, Clone, PartialEq, Eq, Hash)]
 pub struct Sha256(pub [u8; 32]);
+
+impl Sha256 {
+    fn words(&self) -> [u64; 4] {
+        let w = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&self.0[i * 8..i * 8 + 8]);
+            u64::from_be_bytes(b)
+        };
+        [w(0), w(1), w(2), w(3)]
+    }
+}
+
+impl Ord for Sha256 {
+    fn cmp(&self, other: &Sha256) -> std::cmp::Ordering {
+        self.words().cmp(&other.words())
+    }
+}
+
+impl PartialOrd for Sha256 {
+    fn partial_cmp(&self, other: &Sha256) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
@@ -334,6 +362,33 @@ mod tests {
     use super::*;
 
     const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    proptest::proptest! {
+        /// The word-wise order is the byte order (and so the hex order every output and
+        /// every sorted file relies on), including digests that differ in one byte only.
+        #[test]
+        fn order_is_the_byte_order(a in proptest::array::uniform32(proptest::prelude::any::<u8>()),
+                                   i in 0usize..32, v in proptest::prelude::any::<u8>()) {
+            let mut b = a;
+            b[i] = v;
+            proptest::prop_assert_eq!(Sha256(a).cmp(&Sha256(b)), a.cmp(&b));
+            proptest::prop_assert_eq!(Sha256(b).cmp(&Sha256(a)), b.cmp(&a));
+            let hex = |x: &Sha256| x.to_string();
+            proptest::prop_assert_eq!(Sha256(a).cmp(&Sha256(b)), hex(&Sha256(a)).cmp(&hex(&Sha256(b))));
+        }
+
+        #[test]
+        fn order_of_unrelated_digests_is_the_byte_order(
+            a in proptest::array::uniform32(proptest::prelude::any::<u8>()),
+            b in proptest::array::uniform32(proptest::prelude::any::<u8>()),
+            shared in 0usize..32,
+        ) {
+            // Sharing a prefix of any length: the first differing byte decides.
+            let mut b = b;
+            b[..shared].copy_from_slice(&a[..shared]);
+            proptest::prop_assert_eq!(Sha256(a).cmp(&Sha256(b)), a.cmp(&b));
+        }
+    }
 
     #[test]
     fn short_forms_keep_algorithm_and_twelve_hex() {

@@ -41,6 +41,29 @@ impl BlobFile {
         }
     }
 
+    /// A blob the scan listed and did not stat ([`Secs::UNSTATED`]): its size reads 0 and
+    /// its time the latest there is, until [`BlobFile::stat`] fills them in.
+    pub fn unstated(digest: Sha256) -> BlobFile {
+        BlobFile {
+            digest,
+            size: 0,
+            modified: Secs::UNSTATED,
+            created: Secs::NONE,
+        }
+    }
+
+    /// Whether size and times are the storage's (see [`BlobFile::unstated`]).
+    pub fn is_stated(&self) -> bool {
+        self.modified != Secs::UNSTATED
+    }
+
+    /// Fill in what a stat found.
+    pub fn stat(&mut self, size: u64, modified: Timestamp, created: Option<Timestamp>) {
+        self.size = size;
+        self.modified = Secs::new(modified);
+        self.created = Secs::from_opt(created);
+    }
+
     /// Modification time, to the second.
     pub fn modified(&self) -> Timestamp {
         self.modified.get()
@@ -134,6 +157,25 @@ impl Link {
             2 => LinkState::Differs,
             _ => LinkState::Invalid,
         }
+    }
+
+    /// A link the scan listed and did not stat ([`Secs::UNSTATED`]): content assumed to be
+    /// the digest its path names, as for a 71-byte link, and its time the latest there is
+    /// until [`Link::stat`] fills it in.
+    pub fn unstated(target: BlobId) -> Link {
+        let mut l = Link::new(target, LinkState::Assumed, Timestamp::EPOCH);
+        l.modified = Secs::UNSTATED;
+        l
+    }
+
+    /// Whether the time is the storage's (see [`Link::unstated`]).
+    pub fn is_stated(&self) -> bool {
+        self.modified != Secs::UNSTATED
+    }
+
+    /// Fill in the modification time a stat found.
+    pub fn stat(&mut self, modified: Timestamp) {
+        self.modified = Secs::new(modified);
     }
 
     /// Modification time, to the second.

@@ -82,9 +82,16 @@ impl Secs {
     /// No time (where an optional time is kept).
     pub const NONE: Secs = Secs(u32::MAX);
 
+    /// Not stat-ed (yet): a scan that stats only what a plan may name
+    /// (`ScanOptions::stat_candidates_only`) leaves the rest without a time. It reads as the
+    /// latest time there is (2106), so every "written after T?" answers yes and every
+    /// grace period holds such a file back: a plan made before its stat can only keep
+    /// more, never delete more.
+    pub const UNSTATED: Secs = Secs(u32::MAX - 1);
+
     /// The second `t` falls in, clamped to the range.
     pub fn new(t: Timestamp) -> Secs {
-        Secs(t.secs().clamp(0, u32::MAX as i64 - 1) as u32)
+        Secs(t.secs().clamp(0, u32::MAX as i64 - 2) as u32)
     }
 
     pub fn from_opt(t: Option<Timestamp>) -> Secs {
@@ -183,8 +190,12 @@ mod tests {
         assert_eq!(Secs::new(Timestamp(-1)).get(), Timestamp::EPOCH);
         assert_eq!(
             Secs::new(Timestamp(i64::MAX)).get(),
-            Timestamp::from_secs(u32::MAX as i64 - 1)
+            Timestamp::from_secs(u32::MAX as i64 - 2)
         );
+        // No real time reads as "not stat-ed"; that one is after every real time.
+        assert_ne!(Secs::new(Timestamp(i64::MAX)), Secs::UNSTATED);
+        assert!(Secs::UNSTATED.maybe_after(Timestamp::from_secs(u32::MAX as i64 - 2)));
+        assert!(Secs::UNSTATED > Secs::new(Timestamp(i64::MAX)));
         assert_eq!(Secs::from_opt(None).get_opt(), None);
         assert_eq!(
             Secs::from_opt(Some(t)).get_opt(),

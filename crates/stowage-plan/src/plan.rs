@@ -214,6 +214,32 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Every digest the plan names, as an action, a hold-back or a kept-unlike-the-registry
+    /// record (sorted, once each): what a scan that stated only candidates must stat before
+    /// the plan is final (`stowage_analysis::settle`).
+    pub fn named_digests(&self) -> Vec<Digest> {
+        let mut out: Vec<Digest> = Vec::new();
+        out.extend(self.manifests.iter().map(|m| m.digest.clone()));
+        out.extend(self.tag_index_entries.iter().map(|t| t.digest.clone()));
+        out.extend(self.layer_links.iter().map(|l| l.digest.clone()));
+        out.extend(self.blobs.iter().map(|b| b.digest.clone()));
+        out.extend(self.held_back.blobs.iter().map(|b| b.digest.clone()));
+        out.extend(self.held_back.manifests.iter().map(|m| m.digest.clone()));
+        out.extend(self.kept_unlike_registry.iter().map(|k| k.digest.clone()));
+        out.extend(
+            self.manifests_kept_unlike_registry
+                .iter()
+                .map(|k| k.digest.clone()),
+        );
+        for t in self.tags.iter().chain(&self.held_back.tags) {
+            out.push(t.digest.clone());
+            out.extend(t.orphan_of.clone());
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// The plan file: pretty JSON and a newline.
     pub fn to_json(&self) -> String {
         let mut v = Vec::new();

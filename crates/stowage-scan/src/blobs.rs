@@ -182,6 +182,8 @@ impl Ctx<'_> {
             return;
         }
         let mut out = Vec::with_capacity(entries.len());
+        // Blob directories whose `data` is stat-ed, in one batch below the shard.
+        let mut blob_dirs: Vec<(Sha256, String)> = Vec::with_capacity(entries.len());
         for ent in entries {
             let dir = format!("{path}/{}", ent.name);
             if ent.kind == EntryKind::Symlink {
@@ -224,19 +226,30 @@ impl Ctx<'_> {
             if self.opts.verify_links {
                 self.inspect_blob_dir(&dir, snap.as_deref());
             }
-            let data = format!("{dir}/data");
-            match self.stat_in(snap.as_deref(), &data) {
+            if self.opts.stat_candidates_only && snap.is_none() {
+                self.progress.blobs.fetch_add(1, Ordering::Relaxed);
+                out.push(BlobFile::unstated(h));
+                continue;
+            }
+            blob_dirs.push((h, ent.name));
+        }
+        let rels: Vec<String> = blob_dirs.iter().map(|(_, n)| format!("{n}/data")).collect();
+        let rels: Vec<&str> = rels.iter().map(String::as_str).collect();
+        let metas = self.stat_below_in(snap.as_deref(), &path, &rels);
+        for ((h, name), meta) in blob_dirs.into_iter().zip(metas) {
+            let dir = || format!("{path}/{name}");
+            match meta {
                 Ok(m) => {
                     self.progress.blobs.fetch_add(1, Ordering::Relaxed);
                     out.push(BlobFile::new(h, m.size, m.modified, m.created));
                 }
                 Err(e) if e.is_not_found() => self.finding(
                     FindingKind::BlobMissingData,
-                    &dir,
+                    &dir(),
                     "blob directory without a data file (not a blob; an interrupted write or partial delete)",
                 ),
                 Err(e) => {
-                    self.unseen(&data);
+                    self.unseen(&format!("{}/data", dir()));
                     self.storage_finding(
                         &e,
                         "blob data that cannot be stat-ed as a regular file; blob deletion is blocked",

@@ -168,8 +168,8 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Stat (and, when needed, read) one link file whose path names `path_digest`.
-    /// `None` when there is no link file (a finding says why).
+    /// One link file whose path names `path_digest`, from its stat (`stat`; read too when
+    /// needed). `None` when there is no link file (a finding says why).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn link_at(
         &self,
@@ -178,13 +178,10 @@ impl<'a> Ctx<'a> {
         path_digest: Sha256,
         kind: LinkKind,
         tag: Option<&str>,
-        snap: Option<&Snapshot>,
+        stat: Result<Meta, StorageError>,
     ) -> Option<Link> {
         let file = format!("{dir}/link");
-        if self.opts.verify_links {
-            self.inspect_link_dir(dir, kind, snap);
-        }
-        let meta = match self.stat_in(snap, &file) {
+        let meta = match stat {
             Ok(m) => m,
             Err(e) if e.is_not_found() => {
                 let why = match kind {
@@ -364,6 +361,8 @@ impl<'a> Ctx<'a> {
                     continue;
                 }
             };
+            // sha256 link directories whose `link` is stat-ed in one batch below `apath`.
+            let mut linked: Vec<(Sha256, String)> = Vec::new();
             for hx in hexes {
                 let hdir = format!("{apath}/{}", hx.name);
                 if hx.kind != EntryKind::Dir {
@@ -373,9 +372,10 @@ impl<'a> Ctx<'a> {
                 if alg.name == "sha256" {
                     match Sha256::from_hex(hx.name.as_bytes()) {
                         Some(h) => {
-                            if let Some(l) = self.link_at(repo, &hdir, h, kind, tag, snap) {
-                                links.push(l);
+                            if self.opts.verify_links {
+                                self.inspect_link_dir(&hdir, kind, snap);
                             }
+                            linked.push((h, hx.name));
                         }
                         None => self.finding(
                             FindingKind::UnexpectedDirectory,
@@ -424,6 +424,26 @@ impl<'a> Ctx<'a> {
                         &hdir,
                         "not a digest directory (a legacy tarsum link?); skipped",
                     ),
+                }
+            }
+            if self.opts.stat_candidates_only && snap.is_none() && kind != LinkKind::Revision {
+                // Listed, not stat-ed: `resolve` stats the ones a plan names. Revision
+                // links are always stat-ed: an empty revision directory (a manifest
+                // DELETE's leftover) means the repository no longer holds the manifest.
+                links.extend(
+                    linked
+                        .iter()
+                        .map(|(h, _)| Link::unstated(self.intern_sha(*h))),
+                );
+                continue;
+            }
+            let rels: Vec<String> = linked.iter().map(|(_, n)| format!("{n}/link")).collect();
+            let rels: Vec<&str> = rels.iter().map(String::as_str).collect();
+            let stats = self.stat_below_in(snap, &apath, &rels);
+            for ((h, name), stat) in linked.into_iter().zip(stats) {
+                let hdir = format!("{apath}/{name}");
+                if let Some(l) = self.link_at(repo, &hdir, h, kind, tag, stat) {
+                    links.push(l);
                 }
             }
         }

@@ -9,6 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -249,6 +250,56 @@ fn detect_backend(root: &Path) -> BackendKind {
     }
 }
 
+/// `statx` of `rel` below `dir`, without following a symbolic link in its last component,
+/// checked as [`Storage::stat`] checks (a regular file only). `None` when the kernel has no
+/// `statx` (the caller stats by path then). The fields are those `std::fs::symlink_metadata`
+/// gives [`meta_of`]: size, modification time, and the birth time where the filesystem
+/// records one.
+fn stat_at(
+    dir: std::os::fd::BorrowedFd<'_>,
+    rel: &str,
+    shown: &str,
+) -> Option<Result<Meta, StorageError>> {
+    use rustix::fs::{AtFlags, FileType as Ft, StatxFlags};
+    let st = match rustix::fs::statx(
+        dir,
+        rel,
+        AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::BASIC_STATS | StatxFlags::BTIME,
+    ) {
+        Ok(st) => st,
+        Err(rustix::io::Errno::NOSYS) => return None,
+        Err(e) => return Some(Err(StorageError::io(shown, e.into()))),
+    };
+    let kind = match Ft::from_raw_mode(st.stx_mode.into()) {
+        Ft::RegularFile => None,
+        Ft::Symlink => return Some(Err(StorageError::new(ErrorKind::Symlink, shown))),
+        Ft::Directory => Some(FileType::Directory),
+        Ft::Fifo => Some(FileType::Fifo),
+        Ft::Socket => Some(FileType::Socket),
+        Ft::CharacterDevice => Some(FileType::CharDevice),
+        Ft::BlockDevice => Some(FileType::BlockDevice),
+        Ft::Unknown => Some(FileType::Unknown),
+    };
+    if let Some(t) = kind {
+        return Some(Err(StorageError::new(ErrorKind::NotAFile(t), shown)));
+    }
+    let at = |t: rustix::fs::StatxTimestamp| {
+        Timestamp(
+            t.tv_sec
+                .saturating_mul(1_000_000_000)
+                .saturating_add(i64::from(t.tv_nsec)),
+        )
+    };
+    let has_btime = StatxFlags::from_bits_retain(st.stx_mask).contains(StatxFlags::BTIME);
+    Some(Ok(Meta {
+        size: st.stx_size,
+        modified: at(st.stx_mtime),
+        created: has_btime.then(|| at(st.stx_btime)),
+        etag: None,
+    }))
+}
+
 fn meta_of(m: &std::fs::Metadata) -> Meta {
     Meta {
         size: m.len(),
@@ -346,6 +397,42 @@ impl Storage for FsStorage {
             }
             Ok(meta_of(&m))
         })
+    }
+
+    fn stat_below(
+        &self,
+        dir: &str,
+        rels: &[&str],
+        visit: &mut dyn FnMut(usize, Result<Meta, StorageError>),
+    ) {
+        use rustix::fs::{Mode, OFlags};
+        // O_PATH: the directory is only a starting point for the lookups, never read. A
+        // directory that cannot be opened answers each path on its own (the same errors a
+        // stat by path gives, each naming its path).
+        let fd = self.full(dir).ok().and_then(|p| {
+            rustix::fs::open(
+                p,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok()
+        });
+        for (i, rel) in rels.iter().enumerate() {
+            let shown = crate::join(dir, rel);
+            let r = match &fd {
+                Some(fd) => match StorageError::key(&shown) {
+                    Ok(_) => self
+                        .counters
+                        .track(&self.counters.stats, || stat_at(fd.as_fd(), rel, &shown)),
+                    Err(e) => Some(Err(e)),
+                },
+                None => None,
+            };
+            match r {
+                Some(r) => visit(i, r),
+                None => visit(i, self.stat(&shown)),
+            }
+        }
     }
 
     fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, StorageError> {

@@ -181,6 +181,23 @@ pub trait Storage: Send + Sync {
     /// the registry keeps a regular file).
     fn stat(&self, path: &str) -> Result<Meta, StorageError>;
 
+    /// [`Storage::stat`] of each `rels[i]` below the directory `dir`, answered through
+    /// `visit(i, result)` in order; errors name the whole path. Why a batch: on a filesystem
+    /// a stat by path walks every component again (`blobs/sha256/ab/<hex>/data` below a
+    /// root of six components is ten lookups), and the scanner stats every entry of the
+    /// directory it has just listed. One open of `dir` and a stat relative to it walks one
+    /// or two. The default stats each path (what wrappers that inject faults want).
+    fn stat_below(
+        &self,
+        dir: &str,
+        rels: &[&str],
+        visit: &mut dyn FnMut(usize, Result<Meta, StorageError>),
+    ) {
+        for (i, rel) in rels.iter().enumerate() {
+            visit(i, self.stat(&join(dir, rel)));
+        }
+    }
+
     /// Read a whole file of at most `limit` bytes ([`ErrorKind::TooLarge`] otherwise). Only
     /// regular files are read ([`ErrorKind::NotAFile`] otherwise): a FIFO would block the
     /// open or the read forever and a device may never end.
@@ -324,6 +341,14 @@ impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
     }
     fn stat(&self, path: &str) -> Result<Meta, StorageError> {
         (**self).stat(path)
+    }
+    fn stat_below(
+        &self,
+        dir: &str,
+        rels: &[&str],
+        visit: &mut dyn FnMut(usize, Result<Meta, StorageError>),
+    ) {
+        (**self).stat_below(dir, rels, visit)
     }
     fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, StorageError> {
         (**self).read(path, limit)

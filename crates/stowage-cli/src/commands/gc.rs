@@ -40,7 +40,20 @@ pub fn options(a: &GcArgs) -> Result<GcOptions> {
 
 pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
     let mut opts = options(a)?;
-    let loaded = load(s, false, GraphFindings::Count)?;
+    // A plain `gc` (with or without -m) stats only what its plan names. The options that
+    // look at every blob's presence or every link's file (dangling links, empty
+    // directories, orphaned signatures) and a cache's size cap stat everything.
+    let mut candidates_only = !(opts.dangling_links
+        || opts.empty_dirs
+        || opts.orphan_signatures
+        || opts.cache_max_bytes.is_some());
+    let mut loaded =
+        crate::pipeline::load_stating(s, false, GraphFindings::Count, candidates_only)?;
+    if candidates_only && !loaded.proxy_cache().is_empty() {
+        // A cache's plan follows its scheduler entries: scan it whole.
+        candidates_only = false;
+        loaded = load(s, false, GraphFindings::Count)?;
+    }
     super::refuse_deleting(&loaded, s)?;
     if !loaded.proxy_cache().is_empty() {
         anyhow::ensure!(
@@ -54,7 +67,6 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
             "--cache-max-bytes is for pull-through caches, and this storage is not one (no scheduler-state.json, no proxy.remoteurl)"
         );
     }
-    let g = loaded.graph();
     // The pull data orders a size cap (least recently pulled first) and checks the plan.
     let pulls = a
         .pulls
@@ -65,7 +77,28 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
         pulls: pulls.as_ref(),
         ..Default::default()
     };
-    let mut plan = stowage_plan::gc::build_capped(&g, &opts, s.now, order);
+    let build = |l: &crate::pipeline::Loaded| {
+        stowage_plan::gc::build_capped(&l.graph(), &opts, s.now, order)
+    };
+    let (_loaded, mut plan) = if candidates_only {
+        let settled = stowage_analysis::settle(loaded, &*s.storage, s.concurrency, |l| {
+            let p = build(l);
+            let named = p.named_digests();
+            (p, named)
+        });
+        match settled {
+            Ok(done) => done,
+            Err(e) => {
+                note!("note: {e}");
+                let l = load(s, false, GraphFindings::Count)?;
+                let p = build(&l);
+                (l, p)
+            }
+        }
+    } else {
+        let p = build(&loaded);
+        (loaded, p)
+    };
     plan.listing = s
         .listing
         .as_ref()

@@ -1,0 +1,235 @@
+//! `gc` stats only what its plan names (issue 22, the local-disk floor): its plans equal
+//! those of a scan that stats every file, digest by digest, on generated CI registries;
+//! what a listing cannot promise (a candidate's `data` gone, a link of another size) makes
+//! it scan again with every file stat-ed, and the plan is still the same; and it stats far
+//! fewer files (counted, not timed).
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use stowage_analysis::{Analysis, GraphFindings, Options};
+use stowage_model::time::Timestamp;
+use stowage_plan::GcOptions;
+use stowage_scan::{Progress, ScanOptions};
+use stowage_storage::Storage;
+use stowage_storage::{FsStorage, resolve_root};
+
+const NOW: &str = "2026-11-01T00:00:00Z";
+
+fn now() -> Timestamp {
+    Timestamp::parse_rfc3339(NOW).unwrap()
+}
+
+fn open(tree: &Path) -> FsStorage {
+    FsStorage::open(&resolve_root(tree).unwrap().layout_root).unwrap()
+}
+
+fn gc_opts(untagged: bool, grace: i64) -> GcOptions {
+    GcOptions {
+        delete_untagged: untagged,
+        grace_seconds: grace,
+        ..GcOptions::default()
+    }
+}
+
+fn analyse(st: &FsStorage, candidates_only: bool) -> Analysis {
+    let inv = stowage_scan::scan(
+        st,
+        &ScanOptions {
+            concurrency: 4,
+            stat_candidates_only: candidates_only,
+            ..ScanOptions::default()
+        },
+        &Progress::default(),
+    )
+    .unwrap();
+    Analysis::new(
+        inv,
+        &Options {
+            graph_findings: GraphFindings::Count,
+            now: now(),
+            ..Options::default()
+        },
+    )
+}
+
+/// The plan of a scan that stats every file, as JSON without its creation time.
+fn full_plan(tree: &Path, opts: &GcOptions) -> Value {
+    let a = analyse(&open(tree), false);
+    let p = stowage_plan::gc::build(&a.graph(), opts, now());
+    strip(serde_json::from_str(&p.to_json()).unwrap())
+}
+
+fn strip(mut v: Value) -> Value {
+    v.as_object_mut().unwrap().remove("created_at");
+    v
+}
+
+/// `stowage gc` (which stats only what its plan names) as JSON, and its stderr.
+fn cli_plan(tree: &Path, untagged: bool, grace: &str) -> (Value, String) {
+    let mut args = vec![
+        "--storage",
+        tree.to_str().unwrap(),
+        "--now",
+        NOW,
+        "--no-progress",
+        "gc",
+        "--grace",
+        grace,
+        "--format",
+        "json",
+    ];
+    if untagged {
+        args.push("-m");
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args(&args)
+        .env("TZ", "UTC")
+        .env_remove("STOWAGE_STORAGE")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{args:?}: {err}");
+    (strip(serde_json::from_slice(&o.stdout).unwrap()), err)
+}
+
+fn generate(dir: &Path, blobs: u64, seed: u64) {
+    let mut o = stowage_gen::Options::new(dir, blobs);
+    o.seed = seed;
+    o.size_scale = 0.001;
+    stowage_gen::generate(&o).unwrap();
+}
+
+fn count(plan: &Value, key: &str) -> usize {
+    plan[key].as_array().map_or(0, Vec::len)
+}
+
+#[test]
+fn plans_equal_those_of_a_scan_that_stats_everything() {
+    for seed in [3, 11] {
+        let t = tempfile::tempdir().unwrap();
+        generate(t.path(), 1500, seed);
+        for (untagged, grace, secs) in [
+            (false, "0s", 0),
+            (false, "30d", 30 * 86400),
+            (true, "0s", 0),
+            (true, "7d", 7 * 86400),
+        ] {
+            let want = full_plan(t.path(), &gc_opts(untagged, secs));
+            let (got, err) = cli_plan(t.path(), untagged, grace);
+            assert!(
+                !err.contains("scanning again"),
+                "seed {seed}: a generated registry needs no second scan: {err}"
+            );
+            assert_eq!(got, want, "seed {seed}, -m {untagged}, grace {grace}");
+        }
+        // The generated history has something for each kind of plan.
+        let m = full_plan(t.path(), &gc_opts(true, 0));
+        assert!(
+            count(&m, "blobs") > 0 && count(&m, "manifests") > 0,
+            "{seed}"
+        );
+    }
+}
+
+#[test]
+fn stats_only_what_the_plan_names() {
+    let t = tempfile::tempdir().unwrap();
+    generate(t.path(), 3000, 5);
+    for untagged in [false, true] {
+        let opts = gc_opts(untagged, 0);
+        let full = open(t.path());
+        let a = analyse(&full, false);
+        let want = stowage_plan::gc::build(&a.graph(), &opts, now()).to_json();
+        let full_stats = full.counters().snapshot().stats;
+
+        let lazy = open(t.path());
+        let a = analyse(&lazy, true);
+        let (_, plan) = stowage_analysis::settle(a, &lazy, 4, |a| {
+            let p = stowage_plan::gc::build(&a.graph(), &opts, now());
+            let n = p.named_digests();
+            (p, n)
+        })
+        .unwrap();
+        let lazy_stats = lazy.counters().snapshot().stats;
+        let strip_json = |s: &str| strip(serde_json::from_str(s).unwrap());
+        assert_eq!(strip_json(&plan.to_json()), strip_json(&want));
+        // Every blob and every link is stat-ed by the full scan; only revision links and
+        // what the plan names (with -m at no grace: every untagged image's) by the other.
+        eprintln!("-m {untagged}: {lazy_stats} stats, against {full_stats} for the full scan");
+        let at_most = if untagged {
+            full_stats * 3 / 4
+        } else {
+            full_stats / 2
+        };
+        assert!(
+            lazy_stats < at_most,
+            "-m {untagged}: {lazy_stats} stats, against {full_stats} for the full scan"
+        );
+    }
+}
+
+/// A file the listing promised that a stat does not find, or a link of another size than
+/// the registry writes, among what the plan names: `gc` scans again with every file
+/// stat-ed and says so, and its plan is the full scan's.
+#[test]
+fn what_a_listing_cannot_promise_makes_it_scan_again() {
+    let t = tempfile::tempdir().unwrap();
+    generate(t.path(), 1500, 7);
+    let v2 = resolve_root(t.path()).unwrap().layout_root;
+    let plan = full_plan(t.path(), &gc_opts(true, 0));
+    // A planned blob's data is gone (an interrupted delete): the directory stays.
+    let victim = plan["blobs"][0]["digest"].as_str().unwrap().to_owned();
+    let hex = victim.trim_start_matches("sha256:");
+    std::fs::remove_file(v2.join(format!("blobs/sha256/{}/{hex}/data", &hex[..2]))).unwrap();
+    let want = full_plan(t.path(), &gc_opts(true, 0));
+    let (got, err) = cli_plan(t.path(), true, "0s");
+    assert!(err.contains("scanning again"), "{err}");
+    assert_eq!(got, want);
+    assert!(
+        !got["blobs"].to_string().contains(&victim),
+        "a blob without data is not a blob to delete"
+    );
+
+    // A layer link to a planned blob rewritten with a newline by another tool (72 bytes),
+    // in a registry without the first fault.
+    let t = tempfile::tempdir().unwrap();
+    generate(t.path(), 1500, 7);
+    let v2 = resolve_root(t.path()).unwrap().layout_root;
+    let (path, digest) = plan["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["digest"].as_str().unwrap())
+        .find_map(|d| layer_link_to(&v2.join("repositories"), d).map(|p| (p, d.to_owned())))
+        .expect("a planned blob with a _layers link");
+    std::fs::write(&path, format!("{digest}\n")).unwrap();
+    let want = full_plan(t.path(), &gc_opts(true, 0));
+    let (got, err) = cli_plan(t.path(), true, "0s");
+    assert!(err.contains("scanning again"), "{err}");
+    assert!(err.contains("72 bytes"), "{err}");
+    assert_eq!(got, want);
+}
+
+/// Some `_layers/sha256/<hex>/link` below `dir` naming `digest`.
+fn layer_link_to(dir: &Path, digest: &str) -> Option<std::path::PathBuf> {
+    let hex = digest.trim_start_matches("sha256:");
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if !e.file_type().ok()?.is_dir() {
+            continue;
+        }
+        if p.file_name()? == "_layers" {
+            let link = p.join("sha256").join(hex).join("link");
+            if link.is_file() {
+                return Some(link);
+            }
+        } else if let Some(found) = layer_link_to(&p, digest) {
+            return Some(found);
+        }
+    }
+    None
+}

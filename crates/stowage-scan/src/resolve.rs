@@ -1,0 +1,158 @@
+//! Stat, after the fact, what a scan with [`ScanOptions::stat_candidates_only`] listed but
+//! did not stat, for the blobs a plan names.
+//!
+//! Why: on a local disk a `gc` scan spends most of its system calls on `statx` of every
+//! blob's `data` and every link file, for sizes and dates only a plan's candidates need
+//! (issue 22, "the floor"). The scan lists those files and leaves them unstated (present,
+//! content as the registry writes it, time the latest there is, so every grace period
+//! holds them back); the plan is made; then this stats the blobs it names and the
+//! `_layers` and tag history links that point at them, and the plan is made again, until
+//! it names nothing unstated (`stowage_analysis::settle`).
+//!
+//! Anything a stat finds that the listing did not promise (a file gone since, a link of
+//! another size than the registry writes, a non-file, an error) is [`Unexpected`]: the
+//! caller then scans again with every file stat-ed, which reports it as the full scan
+//! always does. Nothing is assumed that a full scan would have decided otherwise.
+
+use stowage_layout::{blob_data, layer_link, tag_index_link};
+use stowage_model::digest::{Digest, Sha256};
+use stowage_model::inventory::{BlobId, Inventory};
+use stowage_storage::{Storage, StorageError};
+
+use rayon::prelude::*;
+
+/// The registry writes a sha256 link as exactly this many bytes (`sha256:` and 64 hex).
+const SHA256_LINK_LEN: u64 = 71;
+
+/// What a deferred stat found that a listing-only scan could not know; the caller scans
+/// again with every file stat-ed.
+#[derive(Debug, thiserror::Error)]
+#[error("{why}; scanning again with every file stat-ed")]
+pub struct Unexpected {
+    pub path: String,
+    /// What was found, naming the path.
+    pub why: String,
+}
+
+impl Unexpected {
+    fn of(e: &StorageError) -> Unexpected {
+        Unexpected {
+            path: e.path.clone(),
+            why: e.to_string(),
+        }
+    }
+}
+
+/// One deferred stat: a blob's `data`, or a link (repository index, family, position).
+enum Target {
+    Blob(usize),
+    Layer(usize, usize),
+    History(usize, usize),
+}
+
+/// Stat the unstated blobs among `named` (ids of `inv`) and the unstated `_layers` and tag
+/// history links pointing at any of `named`, on `concurrency` threads, and fill in what
+/// they found. Returns how many entries were stat-ed (0: nothing named is unstated).
+pub fn resolve(
+    storage: &dyn Storage,
+    inv: &mut Inventory,
+    named: &[BlobId],
+    concurrency: usize,
+) -> Result<usize, Unexpected> {
+    let ids = inv.blobs.len() + inv.missing.len();
+    let mut is_named = vec![false; ids];
+    for &id in named {
+        if let Some(n) = is_named.get_mut(id as usize) {
+            *n = true;
+        }
+    }
+    let mut todo: Vec<(Target, String)> = Vec::new();
+    for (i, b) in inv.blobs.iter().enumerate() {
+        if is_named[i] && !b.is_stated() {
+            todo.push((Target::Blob(i), blob_data(&b.digest)));
+        }
+    }
+    let digest = |inv: &Inventory, id: BlobId| match inv.digest(id) {
+        Digest::Sha256(h) => Some(h),
+        _ => None,
+    };
+    for (ri, r) in inv.repositories.iter().enumerate() {
+        let name = r.name.as_str();
+        for (li, l) in r.layers.iter().enumerate() {
+            if !l.is_stated() && is_named[l.target() as usize] {
+                let Some(h) = digest(inv, l.target()) else {
+                    continue;
+                };
+                todo.push((Target::Layer(ri, li), layer_link(name, &Digest::Sha256(h))));
+            }
+        }
+        for t in &r.tags {
+            for li in t.index.range() {
+                let l = &r.tag_links[li];
+                if !l.is_stated() && is_named[l.target() as usize] {
+                    let Some(h) = digest(inv, l.target()) else {
+                        continue;
+                    };
+                    let path = tag_index_link(name, &t.name, &Digest::Sha256(h));
+                    todo.push((Target::History(ri, li), path));
+                }
+            }
+        }
+    }
+    if todo.is_empty() {
+        return Ok(0);
+    }
+    let stat = || {
+        todo.par_iter()
+            .map(|(_, path)| storage.stat(path))
+            .collect::<Vec<_>>()
+    };
+    let metas = match rayon::ThreadPoolBuilder::new()
+        .num_threads(concurrency.max(1))
+        .build()
+    {
+        Ok(pool) => pool.install(stat),
+        Err(_) => todo.iter().map(|(_, p)| storage.stat(p)).collect(),
+    };
+    for ((target, path), meta) in todo.iter().zip(metas) {
+        let m = meta.map_err(|e| Unexpected::of(&e))?;
+        match *target {
+            Target::Blob(i) => inv.blobs[i].stat(m.size, m.modified, m.created),
+            Target::Layer(ri, li) | Target::History(ri, li) => {
+                if m.size != SHA256_LINK_LEN {
+                    return Err(Unexpected {
+                        path: path.clone(),
+                        why: format!(
+                            "{path}: a link of {} bytes (the registry writes {SHA256_LINK_LEN})",
+                            m.size
+                        ),
+                    });
+                }
+                let r = &mut inv.repositories[ri];
+                match target {
+                    Target::Layer(..) => r.layers[li].stat(m.modified),
+                    _ => r.tag_links[li].stat(m.modified),
+                }
+            }
+        }
+    }
+    Ok(todo.len())
+}
+
+/// The ids of `digests` in `inv` (those it holds as blobs; others have nothing to stat).
+pub fn ids_of(inv: &Inventory, digests: &[Digest]) -> Vec<BlobId> {
+    digests
+        .iter()
+        .filter_map(|d| match d {
+            Digest::Sha256(h) => id_of(inv, h),
+            _ => None,
+        })
+        .collect()
+}
+
+fn id_of(inv: &Inventory, h: &Sha256) -> Option<BlobId> {
+    inv.blobs
+        .binary_search_by(|b| b.digest.cmp(h))
+        .ok()
+        .map(|i| i as BlobId)
+}
