@@ -214,6 +214,75 @@ fn what_a_listing_cannot_promise_makes_it_scan_again() {
     assert_eq!(got, want);
 }
 
+/// A `_layers` directory without its link (what a blob DELETE through the API leaves) is
+/// what the full scan says it is, without a second scan.
+#[test]
+fn a_layer_link_deleted_through_the_api_needs_no_second_scan() {
+    let t = tempfile::tempdir().unwrap();
+    generate(t.path(), 1500, 7);
+    let v2 = resolve_root(t.path()).unwrap().layout_root;
+    let plan = full_plan(t.path(), &gc_opts(true, 0));
+    let links: Vec<std::path::PathBuf> = plan["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| layer_link_to(&v2.join("repositories"), b["digest"].as_str().unwrap()))
+        .take(3)
+        .collect();
+    assert!(!links.is_empty());
+    for l in &links {
+        std::fs::remove_file(l).unwrap();
+    }
+    for untagged in [false, true] {
+        let want = full_plan(t.path(), &gc_opts(untagged, 0));
+        let (got, err) = cli_plan(t.path(), untagged, "0s");
+        assert!(!err.contains("scanning again"), "{err}");
+        assert_eq!(got, want, "-m {untagged}");
+    }
+}
+
+/// A manifest whose `data` is a symbolic link: the full scan cannot stat it and plans no
+/// blob at all; the scan that did not stat it cannot read it, and plans none either.
+#[test]
+fn a_manifest_that_cannot_be_read_blocks_as_in_a_full_scan() {
+    let t = tempfile::tempdir().unwrap();
+    generate(t.path(), 1500, 7);
+    let v2 = resolve_root(t.path()).unwrap().layout_root;
+    // A tagged manifest: a tag's current link names it.
+    let repos = v2.join("repositories");
+    let current = find_file(&repos, "current").expect("a tag");
+    let digest = std::fs::read_to_string(current.join("link")).unwrap();
+    let hex = digest.trim().trim_start_matches("sha256:").to_owned();
+    let data = v2.join(format!("blobs/sha256/{}/{hex}/data", &hex[..2]));
+    let moved = t.path().join("moved-data");
+    std::fs::rename(&data, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &data).unwrap();
+    for untagged in [false, true] {
+        let want = full_plan(t.path(), &gc_opts(untagged, 0));
+        assert_eq!(count(&want, "blobs"), 0, "{want}");
+        assert!(!want["blocked"].as_array().unwrap().is_empty());
+        let (got, _) = cli_plan(t.path(), untagged, "0s");
+        assert_eq!(got, want, "-m {untagged}");
+    }
+}
+
+/// Some directory named `name` below `dir`.
+fn find_file(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if !e.file_type().ok()?.is_dir() {
+            continue;
+        }
+        if p.file_name()? == name {
+            return Some(p);
+        }
+        if let Some(found) = find_file(&p, name) {
+            return Some(found);
+        }
+    }
+    None
+}
+
 /// Some `_layers/sha256/<hex>/link` below `dir` naming `digest`.
 fn layer_link_to(dir: &Path, digest: &str) -> Option<std::path::PathBuf> {
     let hex = digest.trim_start_matches("sha256:");

@@ -97,6 +97,10 @@ pub fn signature(inv: &Inventory) -> Option<Evidence> {
                 .iter()
                 .chain(&r.revisions)
                 .chain(&r.tag_links)
+                // A scan that stated only candidates leaves other links without a time
+                // (it would read as 2106 and hide every blob): the newest known link can
+                // only be earlier, which finds more blobs after it, never fewer.
+                .filter(|l| l.is_stated())
                 .map(|l| l.modified())
                 .chain(r.tags.iter().filter_map(|t| t.current.map(|c| c.modified)))
         })
@@ -108,7 +112,9 @@ pub fn signature(inv: &Inventory) -> Option<Evidence> {
     let blobs_after = inv
         .blobs
         .iter()
-        .filter(|b| t.seconds_until(b.modified()) > SIGNATURE_MARGIN_SECS)
+        // Unstated blobs are linked ones (every unlinked blob is a candidate, stated before
+        // a plan is final: `stowage_analysis::settle`), which this signature does not count.
+        .filter(|b| b.is_stated() && t.seconds_until(b.modified()) > SIGNATURE_MARGIN_SECS)
         .count() as u64;
     (blobs_after >= SIGNATURE_MIN_BLOBS).then_some(Evidence::Signature {
         blobs_after,

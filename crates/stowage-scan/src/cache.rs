@@ -144,12 +144,15 @@ impl ScanCache {
         self.dir.join("manifests/sha256").join(&hex[..2]).join(&hex)
     }
 
-    /// The cached manifest `h` whose blob is `size` bytes, verified; `None` (a miss) when
-    /// absent or corrupt (a corrupt entry is removed).
-    pub fn manifest(&self, h: &Sha256, size: u64) -> Option<Vec<u8>> {
+    /// The cached manifest `h` whose blob is `size` bytes (`None`: a blob listed, not
+    /// stat-ed, whose size is unknown: the digest alone verifies it), verified; `None` (a
+    /// miss) when absent or corrupt (a corrupt entry is removed).
+    pub fn manifest(&self, h: &Sha256, size: Option<u64>) -> Option<Vec<u8>> {
         let path = self.manifest_path(h);
         match std::fs::read(&path) {
-            Ok(bytes) if bytes.len() as u64 == size && Sha256::of(&bytes) == *h => {
+            Ok(bytes)
+                if size.is_none_or(|s| bytes.len() as u64 == s) && Sha256::of(&bytes) == *h =>
+            {
                 self.manifest_hits.fetch_add(1, Ordering::Relaxed);
                 Some(bytes)
             }
@@ -290,7 +293,7 @@ impl Ctx<'_> {
             .cache
             .filter(|_| lock(&self.odd_blobs).binary_search(&b.digest).is_err());
         if let Some(c) = cache
-            && let Some(bytes) = c.manifest(&b.digest, b.size)
+            && let Some(bytes) = c.manifest(&b.digest, b.is_stated().then_some(b.size))
         {
             return Ok(bytes);
         }
@@ -330,26 +333,32 @@ mod tests {
         let c = ScanCache::open(d.path(), "s3://b/r").unwrap();
         let body = br#"{"schemaVersion":2}"#;
         let h = Sha256::of(body);
-        assert_eq!(c.manifest(&h, body.len() as u64), None);
+        assert_eq!(c.manifest(&h, Some(body.len() as u64)), None);
         c.store_manifest(&h, body);
         assert_eq!(
-            c.manifest(&h, body.len() as u64).as_deref(),
+            c.manifest(&h, Some(body.len() as u64)).as_deref(),
             Some(&body[..])
         );
         // The listing says another size: not trusted.
-        assert_eq!(c.manifest(&h, 3), None);
+        assert_eq!(c.manifest(&h, Some(3)), None);
         assert_eq!(c.stats().corrupt, 1);
         // Gone after the failed check; a flipped byte is caught by the digest.
         c.store_manifest(&h, body);
         let mut bad = body.to_vec();
         bad[3] ^= 1;
         std::fs::write(c.manifest_path(&h), &bad).unwrap();
-        assert_eq!(c.manifest(&h, body.len() as u64), None);
+        assert_eq!(c.manifest(&h, Some(body.len() as u64)), None);
         assert_eq!(c.stats().corrupt, 2);
         assert!(!c.manifest_path(&h).exists());
         // Bytes that are not their digest's are never cached.
         c.store_manifest(&h, b"other");
         assert!(!c.manifest_path(&h).exists());
+        // A blob listed and not stat-ed (size unknown): the digest alone decides.
+        assert_eq!(c.manifest(&h, None), None);
+        c.store_manifest(&h, body);
+        assert_eq!(c.manifest(&h, None).as_deref(), Some(&body[..]));
+        std::fs::write(c.manifest_path(&h), &bad).unwrap();
+        assert_eq!(c.manifest(&h, None), None);
     }
 
     #[test]

@@ -65,6 +65,13 @@ impl Ctx<'_> {
             Ok(b) => b,
             Err(e) => {
                 rec.status = ManifestStatus::Unreadable;
+                if !self.table[id as usize].is_stated()
+                    && !matches!(e.kind, ErrorKind::TooLarge { .. } | ErrorKind::NotFound)
+                {
+                    // Not stat-ed (`stat_candidates_only`): the stat a full scan makes would
+                    // have failed the same way, and made the path unseen (no blob deleted).
+                    self.unseen(&path);
+                }
                 // A device or FIFO is refused by type, not read until the limit: the message
                 // says what it is (issue 25 item 11: a character device was "larger than 4 MiB").
                 let msg = match e.kind {
@@ -243,6 +250,10 @@ impl Ctx<'_> {
         let (Some(claimed), Some(b)) = (d.size, self.table.get(id as usize)) else {
             return;
         };
+        if !b.is_stated() {
+            // Listed, not stat-ed (`stat_candidates_only`): its size is not known.
+            return;
+        }
         if u64::try_from(claimed).is_ok_and(|c| c == b.size)
             || lock(&self.odd_blobs).binary_search(&b.digest).is_ok()
         {

@@ -9,13 +9,16 @@
 //! `_layers` and tag history links that point at them, and the plan is made again, until
 //! it names nothing unstated (`stowage_analysis::settle`).
 //!
-//! Anything a stat finds that the listing did not promise (a file gone since, a link of
-//! another size than the registry writes, a non-file, an error) is [`Unexpected`]: the
-//! caller then scans again with every file stat-ed, which reports it as the full scan
-//! always does. Nothing is assumed that a full scan would have decided otherwise.
+//! A `_layers` link found gone is what a blob DELETE through the registry's API leaves (its
+//! directory without the link): dropped and reported, as the full scan does. Anything else a
+//! stat finds that the listing did not promise (a blob's `data` gone, a link of another size
+//! than the registry writes, a non-file, an error) is [`Unexpected`]: the caller then scans
+//! again with every file stat-ed, which reports it as the full scan always does. Nothing is
+//! assumed that a full scan would have decided otherwise.
 
 use stowage_layout::{blob_data, layer_link, tag_index_link};
 use stowage_model::digest::{Digest, Sha256};
+use stowage_model::finding::{Finding, FindingKind};
 use stowage_model::inventory::{BlobId, Inventory};
 use stowage_storage::{Storage, StorageError};
 
@@ -114,8 +117,23 @@ pub fn resolve(
         Ok(pool) => pool.install(stat),
         Err(_) => todo.iter().map(|(_, p)| storage.stat(p)).collect(),
     };
+    // `_layers` links found gone: what a blob DELETE leaves (the directory without its
+    // link), which the full scan reports and does not count as a link.
+    let mut gone: Vec<(usize, usize)> = Vec::new();
     for ((target, path), meta) in todo.iter().zip(metas) {
-        let m = meta.map_err(|e| Unexpected::of(&e))?;
+        let m = match (meta, target) {
+            (Err(e), Target::Layer(ri, li)) if e.is_not_found() => {
+                gone.push((*ri, *li));
+                let dir = path.strip_suffix("/link").unwrap_or(path);
+                inv.findings.push(Finding::new(
+                    FindingKind::EmptyDirectory,
+                    dir,
+                    "_layers directory without a link (left behind by a blob DELETE)",
+                ));
+                continue;
+            }
+            (meta, _) => meta.map_err(|e| Unexpected::of(&e))?,
+        };
         match *target {
             Target::Blob(i) => inv.blobs[i].stat(m.size, m.modified, m.created),
             Target::Layer(ri, li) | Target::History(ri, li) => {
@@ -135,6 +153,15 @@ pub fn resolve(
                 }
             }
         }
+    }
+    // Highest index first, so the others stay where they are.
+    gone.sort_unstable_by(|a, b| b.cmp(a));
+    for (ri, li) in &gone {
+        inv.repositories[*ri].layers.remove(*li);
+    }
+    if !gone.is_empty() {
+        inv.findings.sort();
+        inv.findings.dedup();
     }
     Ok(todo.len())
 }

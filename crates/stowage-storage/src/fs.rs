@@ -12,6 +12,7 @@ use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use stowage_layout::LAYOUT_ROOT;
 use stowage_model::Timestamp;
@@ -93,6 +94,8 @@ pub struct FsStorage {
     root: PathBuf,
     backend: BackendKind,
     counters: OpCounters,
+    /// `statx` relative to a directory failed as unavailable: stat by path.
+    no_statx: AtomicBool,
 }
 
 impl FsStorage {
@@ -107,6 +110,7 @@ impl FsStorage {
             root,
             backend,
             counters: OpCounters::default(),
+            no_statx: AtomicBool::new(false),
         })
     }
 
@@ -252,7 +256,8 @@ fn detect_backend(root: &Path) -> BackendKind {
 
 /// `statx` of `rel` below `dir`, without following a symbolic link in its last component,
 /// checked as [`Storage::stat`] checks (a regular file only). `None` when the kernel has no
-/// `statx` (the caller stats by path then). The fields are those `std::fs::symlink_metadata`
+/// `statx` or a seccomp filter refuses it (`ENOSYS`, `EPERM`: a permission problem is
+/// `EACCES`; the caller stats by path then). The fields are those `std::fs::symlink_metadata`
 /// gives [`meta_of`]: size, modification time, and the birth time where the filesystem
 /// records one.
 fn stat_at(
@@ -268,7 +273,7 @@ fn stat_at(
         StatxFlags::BASIC_STATS | StatxFlags::BTIME,
     ) {
         Ok(st) => st,
-        Err(rustix::io::Errno::NOSYS) => return None,
+        Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM) => return None,
         Err(e) => return Some(Err(StorageError::io(shown, e.into()))),
     };
     let kind = match Ft::from_raw_mode(st.stx_mode.into()) {
@@ -409,21 +414,38 @@ impl Storage for FsStorage {
         // O_PATH: the directory is only a starting point for the lookups, never read. A
         // directory that cannot be opened answers each path on its own (the same errors a
         // stat by path gives, each naming its path).
-        let fd = self.full(dir).ok().and_then(|p| {
-            rustix::fs::open(
-                p,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .ok()
-        });
+        let fd = if self.no_statx.load(Ordering::Relaxed) || rels.len() < 2 {
+            None
+        } else {
+            // Counted as a stat: on a network filesystem the open is a lookup.
+            self.counters.stats.fetch_add(1, Ordering::Relaxed);
+            self.full(dir).ok().and_then(|p| {
+                rustix::fs::open(
+                    p,
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .ok()
+            })
+        };
         for (i, rel) in rels.iter().enumerate() {
             let shown = crate::join(dir, rel);
             let r = match &fd {
+                Some(_) if self.no_statx.load(Ordering::Relaxed) => None,
                 Some(fd) => match StorageError::key(&shown) {
-                    Ok(_) => self
-                        .counters
-                        .track(&self.counters.stats, || stat_at(fd.as_fd(), rel, &shown)),
+                    Ok(_) => match stat_at(fd.as_fd(), rel, &shown) {
+                        Some(r) => {
+                            self.counters.stats.fetch_add(1, Ordering::Relaxed);
+                            Some(r)
+                        }
+                        None => {
+                            // No statx here (an old kernel, or a seccomp filter that
+                            // refuses it, as older container runtimes did): stat by path
+                            // from now on, as std does.
+                            self.no_statx.store(true, Ordering::Relaxed);
+                            None
+                        }
+                    },
                     Err(e) => Some(Err(e)),
                 },
                 None => None,

@@ -80,7 +80,7 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
     let build = |l: &crate::pipeline::Loaded| {
         stowage_plan::gc::build_capped(&l.graph(), &opts, s.now, order)
     };
-    let (_loaded, mut plan) = if candidates_only {
+    let (loaded, mut plan) = if candidates_only {
         let settled = stowage_analysis::settle(loaded, &*s.storage, s.concurrency, |l| {
             let p = build(l);
             let named = p.named_digests();
@@ -99,6 +99,10 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
         let p = build(&loaded);
         (loaded, p)
     };
+    // Again on the registry the plan was made from: a scan that stated only candidates
+    // knows the dates the metadata-database signature counts only once the plan settled
+    // (every unlinked blob is a candidate, stated by then).
+    super::refuse_deleting(&loaded, s)?;
     plan.listing = s
         .listing
         .as_ref()
