@@ -65,14 +65,23 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
         pulls: pulls.as_ref(),
         ..Default::default()
     };
-    let mut plan = stowage_plan::gc::build_capped(&g, &opts, s.now, order);
-    plan.listing = s
-        .listing
-        .as_ref()
-        .map(|(report, date)| stowage_plan::plan::ListingSource {
-            report: report.clone(),
-            date: *date,
-        });
+    let mut rows = stowage_plan::gc::build_rows(&g, &opts, s.now, order);
+    rows.set_listing(
+        s.listing
+            .as_ref()
+            .map(|(report, date)| stowage_plan::plan::ListingSource {
+                report: report.clone(),
+                date: *date,
+            }),
+    );
+    if pulls.is_none() && !matches!(s.format, Format::Table) {
+        // The plan file made from its rows as it is written, never whole in memory (at 10
+        // million objects the whole plan was 400 MiB: issue 22). Same bytes.
+        emit(a, s, rows.bytes(), |w| rows.write_json(w))?;
+        return Ok(crate::exit::OK);
+    }
+    // The pull check and the table read the whole plan.
+    let mut plan = rows.into_plan();
     if let Some(data) = pulls {
         let action = match a.would_break.as_str() {
             "block" => WouldBreakAction::Block,
@@ -104,12 +113,29 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
             }
         }
     }
+    emit(a, s, plan.bytes, |w| plan.write_json(w))?;
+    if matches!(s.format, Format::Table) {
+        let mut out = output::stdout();
+        print_plan(&mut out, &plan, s)?;
+        out.flush()?;
+    }
+    Ok(crate::exit::OK)
+}
+
+/// The plan file to `--out` (with the notes that say what next), and, unless the output is
+/// a table, to standard output; `write` writes the plan file.
+fn emit(
+    a: &GcArgs,
+    s: &Settings,
+    bytes: u64,
+    write: impl Fn(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
     if let Some(path) = &a.out {
-        crate::output::write_file(path, |w| plan.write_json(w))?;
+        crate::output::write_file(path, |w| write(w))?;
         note!(
             "plan written to {} ({} to free); review it, then: stowage apply {}",
             path.display(),
-            human_bytes(plan.bytes),
+            human_bytes(bytes),
             path.display()
         );
         note!(
@@ -117,15 +143,12 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
             stowage_plan::apply::mode_hint(s.registry_config.as_ref().map(|c| &c.blob_cache))
         );
     }
-    let mut out = output::stdout();
-    match s.format {
-        Format::Json | Format::Parquet | Format::Ndjson | Format::Csv => {
-            plan.write_json(&mut out)?
-        }
-        Format::Table => print_plan(&mut out, &plan, s)?,
+    if !matches!(s.format, Format::Table) {
+        let mut out = output::stdout();
+        write(&mut out)?;
+        out.flush()?;
     }
-    out.flush()?;
-    Ok(crate::exit::OK)
+    Ok(())
 }
 
 pub fn print_plan(out: &mut impl Write, p: &Plan, s: &Settings) -> Result<()> {
