@@ -426,7 +426,8 @@ fn untagged_manifests(
 ) -> (Vec<ManifestRow>, Vec<ManifestAction>) {
     let inv = g.inv;
     let first = g.mark(roots.iter().copied(), true);
-    let mut candidates: Vec<(usize, BlobId, Timestamp)> = Vec::new();
+    // (repository index, id, pushed): 16 bytes a candidate.
+    let mut candidates: Vec<(u32, BlobId, Timestamp)> = Vec::new();
     for (ri, r) in inv.repositories.iter().enumerate() {
         if !r.complete {
             continue;
@@ -450,11 +451,11 @@ fn untagged_manifests(
             if !present && !dangling_links {
                 continue;
             }
-            candidates.push((ri, l.target(), l.modified()));
+            candidates.push((ri as u32, l.target(), l.modified()));
         }
     }
-    let action = |ri: usize, id: BlobId, modified: Timestamp| ManifestAction {
-        repository: inv.repositories[ri].name.to_string(),
+    let action = |ri: u32, id: BlobId, modified: Timestamp| ManifestAction {
+        repository: inv.repositories[ri as usize].name.to_string(),
         digest: inv.digest(id),
         modified,
         reason: String::new(),
@@ -473,7 +474,7 @@ fn untagged_manifests(
     for (ri, id, modified) in candidates {
         if !grace.recent(modified) && !marked[id as usize] {
             manifests.push(ManifestRow {
-                repo: ri as u32,
+                repo: ri,
                 id,
                 modified,
                 reason: Reason::Borrowed(""),
