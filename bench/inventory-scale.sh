@@ -9,14 +9,15 @@
 # gc -m run from the report (no listing at all) under /usr/bin/time: wall time and peak RSS,
 # and peak RSS per blob. Nothing is asserted; the numbers go to bench/README.md.
 #
-# Needs a release build: cargo build --release -p stowage-cli -p stowage-gen (or BIN=DIR holding
-# copies of both, so a long run is not disturbed by rebuilds). COMMANDS picks and orders the
-# commands (default: "inventory du gc gc-m").
+# Needs a release build: cargo build --release -p stowage-cli -p stowage-gen (BIN: another
+# directory of the two binaries, e.g. a copy of an older build to compare with). COMMANDS
+# picks the commands (default "inventory du gc gc-m").
 # Disk: about 110 bytes of gzip'd report and the manifests' bytes per blob, under $OUT
 # (default /tmp/stowage-scale), removed at the end unless KEEP=1.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${BIN:-$here/target/release}"
+commands=" ${COMMANDS:-inventory du gc gc-m} "
 out="${OUT:-/tmp/stowage-scale}"
 now=2026-11-01T00:00:00Z
 printf '| objects | blobs | report rows | command | wall (s) | peak RSS (MiB) | bytes/blob |\n|---:|---:|---:|---|---:|---:|---:|\n'
@@ -41,14 +42,9 @@ for objects in "$@"; do
     printf '| %s | %s | %s | %s | %s | %d | %d |\n' "$objects" "$nblobs" "$rows" "$name" "$wall" \
       $((kb / 1024)) $((kb * 1024 / nblobs))
   }
-  for c in ${COMMANDS:-inventory du gc gc-m}; do
-    case "$c" in
-      inventory) run "inventory --format ndjson" inventory --format ndjson ;;
-      du) run "du" du ;;
-      gc) run "gc" gc --format json ;;
-      gc-m) run "gc -m" gc -m --format json ;;
-      *) echo "inventory-scale: unknown command $c" >&2; exit 2 ;;
-    esac
-  done
+  case "$commands" in *" inventory "*) run "inventory --format ndjson" inventory --format ndjson ;; esac
+  case "$commands" in *" du "*) run "du" du ;; esac
+  case "$commands" in *" gc "*) run "gc" gc --format json ;; esac
+  case "$commands" in *" gc-m "*) run "gc -m" gc -m --format json ;; esac
 done
 [ "${KEEP:-0}" = 1 ] || rm -rf "$out"

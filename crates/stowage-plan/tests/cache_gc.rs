@@ -135,7 +135,16 @@ fn plan_capped(inv: &Inventory, now: Timestamp, cap: Option<u64>) -> Plan {
         orphan_signatures: false,
         ..Default::default()
     };
-    gc::build(&Graph::new(inv), &opts, now)
+    let g = Graph::new(inv);
+    let plan = gc::build(&g, &opts, now);
+    // The file `stowage gc` writes from the rows is the whole cache plan's (`cache` edit,
+    // expired blobs and manifests, size-capped ones).
+    let mut streamed = Vec::new();
+    gc::build_rows(&g, &opts, now, Default::default())
+        .write_json(&mut streamed)
+        .unwrap();
+    assert_eq!(String::from_utf8(streamed).unwrap(), plan.to_json());
+    plan
 }
 
 fn digests(p: &Plan) -> Vec<Digest> {

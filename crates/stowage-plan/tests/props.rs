@@ -11,7 +11,8 @@ use stowage_graph::{Graph, Scratch};
 use stowage_model::inventory::{BlobId, Inventory};
 use stowage_model::time::Timestamp;
 use stowage_plan::apply::{ApplyOptions, CacheStep, Mode, apply};
-use stowage_plan::{GcOptions, gc};
+use stowage_plan::plan::ListingSource;
+use stowage_plan::{GcOptions, Plan, gc};
 use stowage_scan::{Progress, ScanOptions, scan};
 use stowage_storage::FsStorage;
 use stowage_testkit::random::{build, push_strategy};
@@ -139,6 +140,49 @@ proptest! {
             .filter(|f| matches!(f.kind.as_str(), "reference_missing" | "tag_dangling" | "index_child_unlinked" | "layer_unlinked"))
             .collect();
         prop_assert!(broken.is_empty(), "{:#?}", broken);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// The plan file `stowage gc` writes from the plan's rows (`GcPlan::write_json`, never
+    /// whole in memory) is byte for byte the whole plan's (`Plan::write_json`, what apply
+    /// reads back), with every option that fills a list, the grace period, and blobs gone
+    /// (dangling links, ids past the present blobs).
+    #[test]
+    fn the_plan_written_from_its_rows_is_the_whole_plans_file(
+        pushes in proptest::collection::vec(push_strategy(), 1..10),
+        sizes in proptest::collection::vec(1usize..3000, 1..6),
+        untagged in proptest::bool::ANY,
+        tidy in proptest::bool::ANY,
+        held in proptest::bool::ANY,
+        orphans in proptest::bool::ANY,
+        gone in proptest::option::of(0usize..12),
+    ) {
+        let (_dir, root) = build(&pushes, &sizes);
+        if let Some(k) = gone {
+            let mut data: Vec<_> = walk_files(&root.join("blobs")).into_iter().filter(|p| p.ends_with("/data")).collect();
+            data.sort();
+            if let Some(p) = data.get(k % data.len().max(1)) {
+                std::fs::remove_dir_all(std::path::Path::new(p).parent().unwrap()).unwrap();
+            }
+        }
+        let inv = scan_dir(&root);
+        let g = Graph::new(&inv);
+        let opts = GcOptions { delete_untagged: untagged, grace_seconds: if held { 86400 } else { 0 }, dangling_links: tidy, empty_dirs: tidy, uploads_older_than_seconds: tidy.then_some(0), cache: false, cache_max_bytes: None, orphan_signatures: orphans };
+        let t = now();
+        let listing = Some(ListingSource { report: "S3 Inventory s3://inventory/manifest.json".into(), date: t });
+        let mut rows = gc::build_rows(&g, &opts, t, Default::default());
+        rows.set_listing(listing.clone());
+        let mut streamed = Vec::new();
+        rows.write_json(&mut streamed).unwrap();
+        let mut whole = gc::build(&g, &opts, t);
+        whole.listing = listing;
+        let text = whole.to_json();
+        prop_assert_eq!(String::from_utf8(streamed).unwrap(), text.clone());
+        prop_assert_eq!(rows.into_plan(), whole.clone());
+        prop_assert_eq!(Plan::from_json(&text).unwrap(), whole);
     }
 }
 

@@ -43,10 +43,13 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
     // A plain `gc` (with or without -m) stats only what its plan names. The options that
     // look at every blob's presence or every link's file (dangling links, empty
     // directories, orphaned signatures) and a cache's size cap stat everything.
+    // Where the storage lists sizes and dates with its listing (object stores, a provider
+    // report), everything is stated anyway.
     let mut candidates_only = !(opts.dangling_links
         || opts.empty_dirs
         || opts.orphan_signatures
-        || opts.cache_max_bytes.is_some());
+        || opts.cache_max_bytes.is_some()
+        || s.storage.prefers_tree_listing());
     let mut loaded =
         crate::pipeline::load_stating(s, false, GraphFindings::Count, candidates_only)?;
     if candidates_only && !loaded.proxy_cache().is_empty() {
@@ -77,39 +80,45 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
         pulls: pulls.as_ref(),
         ..Default::default()
     };
-    let build = |l: &crate::pipeline::Loaded| {
-        stowage_plan::gc::build_capped(&l.graph(), &opts, s.now, order)
-    };
-    let (loaded, mut plan) = if candidates_only {
+    let loaded = if candidates_only {
+        // Settle the registry: stat what the plan names, until it names nothing unstated.
         let settled = stowage_analysis::settle(loaded, &*s.storage, s.concurrency, |l| {
-            let p = build(l);
-            let named = p.named_digests();
-            (p, named)
+            let named =
+                stowage_plan::gc::build_rows(&l.graph(), &opts, s.now, order).named_digests();
+            ((), named)
         });
         match settled {
-            Ok(done) => done,
+            Ok((l, ())) => l,
             Err(e) => {
                 note!("note: {e}");
-                let l = load(s, false, GraphFindings::Count)?;
-                let p = build(&l);
-                (l, p)
+                load(s, false, GraphFindings::Count)?
             }
         }
     } else {
-        let p = build(&loaded);
-        (loaded, p)
+        loaded
     };
-    // Again on the registry the plan was made from: a scan that stated only candidates
+    // Again on the registry the plan is made from: a scan that stated only candidates
     // knows the dates the metadata-database signature counts only once the plan settled
     // (every unlinked blob is a candidate, stated by then).
     super::refuse_deleting(&loaded, s)?;
-    plan.listing = s
-        .listing
-        .as_ref()
-        .map(|(report, date)| stowage_plan::plan::ListingSource {
-            report: report.clone(),
-            date: *date,
-        });
+    let g = loaded.graph();
+    let mut rows = stowage_plan::gc::build_rows(&g, &opts, s.now, order);
+    rows.set_listing(
+        s.listing
+            .as_ref()
+            .map(|(report, date)| stowage_plan::plan::ListingSource {
+                report: report.clone(),
+                date: *date,
+            }),
+    );
+    if pulls.is_none() && !matches!(s.format, Format::Table) {
+        // The plan file made from its rows as it is written, never whole in memory (at 10
+        // million objects the whole plan was 400 MiB: issue 22). Same bytes.
+        emit(a, s, rows.bytes(), |w| rows.write_json(w))?;
+        return Ok(crate::exit::OK);
+    }
+    // The pull check and the table read the whole plan.
+    let mut plan = rows.into_plan();
     if let Some(data) = pulls {
         let action = match a.would_break.as_str() {
             "block" => WouldBreakAction::Block,
@@ -141,12 +150,29 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
             }
         }
     }
+    emit(a, s, plan.bytes, |w| plan.write_json(w))?;
+    if matches!(s.format, Format::Table) {
+        let mut out = output::stdout();
+        print_plan(&mut out, &plan, s)?;
+        out.flush()?;
+    }
+    Ok(crate::exit::OK)
+}
+
+/// The plan file to `--out` (with the notes that say what next), and, unless the output is
+/// a table, to standard output; `write` writes the plan file.
+fn emit(
+    a: &GcArgs,
+    s: &Settings,
+    bytes: u64,
+    write: impl Fn(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
     if let Some(path) = &a.out {
-        crate::output::write_file(path, |w| plan.write_json(w))?;
+        crate::output::write_file(path, |w| write(w))?;
         note!(
             "plan written to {} ({} to free); review it, then: stowage apply {}",
             path.display(),
-            human_bytes(plan.bytes),
+            human_bytes(bytes),
             path.display()
         );
         note!(
@@ -154,15 +180,12 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
             stowage_plan::apply::mode_hint(s.registry_config.as_ref().map(|c| &c.blob_cache))
         );
     }
-    let mut out = output::stdout();
-    match s.format {
-        Format::Json | Format::Parquet | Format::Ndjson | Format::Csv => {
-            plan.write_json(&mut out)?
-        }
-        Format::Table => print_plan(&mut out, &plan, s)?,
+    if !matches!(s.format, Format::Table) {
+        let mut out = output::stdout();
+        write(&mut out)?;
+        out.flush()?;
     }
-    out.flush()?;
-    Ok(crate::exit::OK)
+    Ok(())
 }
 
 pub fn print_plan(out: &mut impl Write, p: &Plan, s: &Settings) -> Result<()> {

@@ -16,20 +16,27 @@
 //!   blob deletion at all, and no manifest deletion in such a repository; an opaque manifest
 //!   (unreadable, unparseable, unknown type) keeps everything its repository links.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 use stowage_graph::Graph;
 use stowage_layout as layout;
-use stowage_model::digest::Digest;
 use stowage_model::finding::FindingKind;
-use stowage_model::inventory::{BlobId, LinkState};
+use stowage_model::inventory::{BlobId, Inventory, LinkState};
 use stowage_model::time::Timestamp;
 
 use crate::plan::{
-    BlobAction, HeldBack, Kept, KeptManifest, LinkAction, ManifestAction, PLAN_SCHEMA, Plan,
-    Reason, TagAction, TagIndexAction, UploadAction,
+    HeldBack, Kept, ManifestAction, PLAN_SCHEMA, Plan, Reason, TagAction, UploadAction,
 };
+
+mod kept;
+mod rows;
+mod stream;
+
+use kept::{Why, manifest_differences, registry_differences, why_kept};
+
+pub use rows::GcPlan;
+use rows::{BlobRow, BlobWhy, LinkRow, ManifestRow, TagIndexRow, TagIndexWhy};
 
 /// What a GC plan may remove. The default is the registry's plain GC with a one-hour grace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +125,17 @@ pub fn build_capped(
     now: Timestamp,
     order: crate::cache::CapOrder<'_>,
 ) -> Plan {
+    build_rows(g, opts, now, order).into_plan()
+}
+
+/// [`build_capped`] as compact rows ([`GcPlan`]): written with [`GcPlan::write_json`], the
+/// plan file never sits in memory whole (`stowage gc` at scale, issue 22).
+pub fn build_rows<'a>(
+    g: &'a Graph<'a>,
+    opts: &GcOptions,
+    now: Timestamp,
+    order: crate::cache::CapOrder<'_>,
+) -> GcPlan<'a> {
     let inv = g.inv;
     let grace = Grace {
         now,
@@ -153,30 +171,34 @@ pub fn build_capped(
     };
     let (mut manifests, held_manifests) = if let Some(ev) = &eviction {
         blocked.extend(ev.blocked.clone());
-        (ev.manifests.clone(), ev.held.clone())
+        (evicted_rows(ev), ev.held.clone())
     } else if opts.delete_untagged {
         untagged_manifests(g, grace, dangling_links, &mut roots)
     } else {
         (Vec::new(), Vec::new())
     };
     let marked = g.mark(roots.iter().copied(), true);
-    let referenced = g.mark(g.all_revision_roots(), false);
+    drop(roots);
 
     let mut held = HeldBack::default();
-    let (blobs, planned_blob) = if blobs_blocked {
+    let (mut blobs, planned_blob) = if blobs_blocked {
         (Vec::new(), vec![false; g.len()])
     } else {
+        let referenced = g.mark(g.all_revision_roots(), false);
         unmarked_blobs(g, grace, &marked, &referenced, &mut held)
     };
+    if eviction.is_some() {
+        // Blobs only expired manifests reached: evicted with them.
+        for b in &mut blobs {
+            if b.why == BlobWhy::Untagged {
+                b.why = BlobWhy::CacheExpired;
+            }
+        }
+    }
     let (mut tag_index_entries, mut layer_links) =
         stale_links(g, &manifests, &planned_blob, dangling_links);
     // A removed tag's history goes with its directory.
-    let removed_tags: BTreeSet<(&str, &str)> = orphans
-        .planned
-        .iter()
-        .map(|t| (t.repository.as_str(), t.tag.as_str()))
-        .collect();
-    tag_index_entries.retain(|e| !removed_tags.contains(&(e.repository.as_str(), e.tag.as_str())));
+    tag_index_entries.retain(|e| !orphans.removed.contains(&(e.repo, e.tag)));
     let mut uploads = match opts.uploads_older_than_seconds {
         Some(age) => old_uploads(g, grace, age, &mut held),
         None => Vec::new(),
@@ -193,46 +215,36 @@ pub fn build_capped(
         .iter()
         .filter_map(|m| inv.id_of(&m.digest))
         .collect();
-    let why = Why {
-        marked: &marked,
-        held: &held_ids,
-    };
-    let kept_unlike_registry =
-        registry_differences(g, opts, &planned_blob, &held, blobs_blocked, why);
-    let manifests_kept_unlike_registry = if opts.delete_untagged {
-        manifest_differences(g, &manifests, &held_manifests, why)
+    let kept = registry_differences(g, opts, &planned_blob, &held, blobs_blocked);
+    drop(planned_blob);
+    let kept_manifests = if opts.delete_untagged {
+        manifest_differences(g, &manifests, &held_manifests)
     } else {
         Vec::new()
     };
 
-    manifests.sort();
-    tag_index_entries.sort();
-    layer_links.sort();
+    sort_rows(
+        inv,
+        &mut manifests,
+        &mut tag_index_entries,
+        &mut layer_links,
+    );
     uploads.sort();
     held.blobs.sort();
     held.manifests = held_manifests;
     held.manifests.sort();
     held.uploads.sort();
     held.tags = orphans.held;
-    let blob_bytes: u64 = blobs.iter().map(|b| b.size).sum();
+    let blob_bytes: u64 = blobs.iter().map(|b| inv.blobs[b.id as usize].size).sum();
     let upload_bytes: u64 = uploads.iter().map(|u| u.size).sum();
-    let cache = eviction
-        .as_ref()
-        .map(|ev| Box::new(crate::cache::edit(g, ev, &planned_blob)));
-    let blobs = match &eviction {
-        // Blobs only expired manifests reached: evicted with them.
-        Some(_) => blobs
-            .into_iter()
-            .map(|mut b| {
-                if b.reason == "untagged" {
-                    b.reason = crate::cache::EXPIRED.into();
-                }
-                b
-            })
-            .collect(),
-        None => blobs,
-    };
-    Plan {
+    let cache = eviction.as_ref().map(|ev| {
+        let mut planned = vec![false; g.len()];
+        for b in &blobs {
+            planned[b.id as usize] = true;
+        }
+        Box::new(crate::cache::edit(g, ev, &planned))
+    });
+    let head = Plan {
         schema: PLAN_SCHEMA.into(),
         kind: crate::PlanKind::Gc,
         created_at: now,
@@ -241,15 +253,15 @@ pub fn build_capped(
         bytes: blob_bytes + upload_bytes,
         blob_bytes,
         upload_bytes,
-        manifests,
-        tag_index_entries,
-        layer_links,
-        blobs,
+        manifests: Vec::new(),
+        tag_index_entries: Vec::new(),
+        layer_links: Vec::new(),
+        blobs: Vec::new(),
         uploads,
         empty_dirs,
         held_back: held,
-        kept_unlike_registry,
-        manifests_kept_unlike_registry,
+        kept_unlike_registry: Vec::new(),
+        manifests_kept_unlike_registry: Vec::new(),
         blocked,
         tags: eviction.map_or(orphans.planned, |ev| ev.tags),
         retention: None,
@@ -257,7 +269,86 @@ pub fn build_capped(
         surgery: None,
         would_break: crate::replay::WouldBreak::not_checked(),
         cache,
+    };
+    GcPlan {
+        g,
+        head,
+        blobs,
+        manifests,
+        tag_index_entries,
+        layer_links,
+        kept,
+        kept_manifests,
+        marked,
+        held: held_ids,
     }
+}
+
+/// The rows in the order of their records' own `Ord` (repository name, tag, digest, reason),
+/// as `Plan` lists them.
+fn sort_rows(
+    inv: &Inventory,
+    manifests: &mut [ManifestRow],
+    tag_index_entries: &mut [TagIndexRow],
+    layer_links: &mut [LinkRow],
+) {
+    // The orders of the records' own `Ord` (repository name, tag, digest, reason): every
+    // field of a record is compared, so an unstable sort gives the same order.
+    let name = |ri: u32| inv.repositories[ri as usize].name.as_str();
+    manifests.sort_unstable_by(|a, b| {
+        name(a.repo)
+            .cmp(name(b.repo))
+            .then_with(|| cmp_digest(inv, a.id, b.id))
+            .then_with(|| a.modified.cmp(&b.modified))
+            .then_with(|| a.reason.cmp(&b.reason))
+    });
+    let tag = |ri: u32, ti: u32| {
+        inv.repositories[ri as usize].tags[ti as usize]
+            .name
+            .as_str()
+    };
+    tag_index_entries.sort_unstable_by(|a, b| {
+        name(a.repo)
+            .cmp(name(b.repo))
+            .then_with(|| tag(a.repo, a.tag).cmp(tag(b.repo, b.tag)))
+            .then_with(|| cmp_digest(inv, a.id, b.id))
+            .then_with(|| a.why.as_str().cmp(b.why.as_str()))
+    });
+    layer_links.sort_unstable_by(|a, b| {
+        name(a.repo)
+            .cmp(name(b.repo))
+            .then_with(|| cmp_digest(inv, a.id, b.id))
+            .then_with(|| a.why().cmp(b.why()))
+    });
+}
+
+/// Digest order of two ids without making the digests when both are present blobs (sorted
+/// by digest, so their ids are in digest order).
+fn cmp_digest(inv: &Inventory, a: BlobId, b: BlobId) -> std::cmp::Ordering {
+    if inv.is_present(a) && inv.is_present(b) {
+        a.cmp(&b)
+    } else {
+        inv.digest(a).cmp(&inv.digest(b))
+    }
+}
+
+/// A cache's evicted manifests as rows (`Eviction::evicted` is their repository and id, in
+/// the order of `Eviction::manifests`).
+fn evicted_rows(ev: &crate::cache::Eviction) -> Vec<ManifestRow> {
+    ev.evicted
+        .iter()
+        .zip(&ev.manifests)
+        .map(|(&(ri, id), m)| ManifestRow {
+            repo: ri as u32,
+            id,
+            modified: m.modified,
+            reason: match m.reason.as_str() {
+                crate::cache::EXPIRED => crate::cache::EXPIRED.into(),
+                crate::cache::SIZE_CAP => crate::cache::SIZE_CAP.into(),
+                other => other.to_string().into(),
+            },
+        })
+        .collect()
 }
 
 /// The reason of a signature tag removed because its subject is gone.
@@ -351,10 +442,11 @@ fn untagged_manifests(
     grace: Grace,
     dangling_links: bool,
     roots: &mut Vec<BlobId>,
-) -> (Vec<ManifestAction>, Vec<ManifestAction>) {
+) -> (Vec<ManifestRow>, Vec<ManifestAction>) {
     let inv = g.inv;
     let first = g.mark(roots.iter().copied(), true);
-    let mut candidates: Vec<(usize, BlobId, Timestamp)> = Vec::new();
+    // (repository index, id, pushed): 16 bytes a candidate.
+    let mut candidates: Vec<(u32, BlobId, Timestamp)> = Vec::new();
     for (ri, r) in inv.repositories.iter().enumerate() {
         if !r.complete {
             continue;
@@ -378,11 +470,11 @@ fn untagged_manifests(
             if !present && !dangling_links {
                 continue;
             }
-            candidates.push((ri, l.target(), l.modified()));
+            candidates.push((ri as u32, l.target(), l.modified()));
         }
     }
-    let action = |ri: usize, id: BlobId, modified: Timestamp| ManifestAction {
-        repository: inv.repositories[ri].name.to_string(),
+    let action = |ri: u32, id: BlobId, modified: Timestamp| ManifestAction {
+        repository: inv.repositories[ri as usize].name.to_string(),
         digest: inv.digest(id),
         modified,
         reason: String::new(),
@@ -400,7 +492,12 @@ fn untagged_manifests(
     let mut manifests = Vec::new();
     for (ri, id, modified) in candidates {
         if !grace.recent(modified) && !marked[id as usize] {
-            manifests.push(action(ri, id, modified));
+            manifests.push(ManifestRow {
+                repo: ri,
+                id,
+                modified,
+                reason: Reason::Borrowed(""),
+            });
         }
     }
     (manifests, held)
@@ -414,18 +511,18 @@ fn unmarked_blobs(
     marked: &[bool],
     referenced: &[bool],
     held: &mut HeldBack,
-) -> (Vec<BlobAction>, Vec<bool>) {
+) -> (Vec<BlobRow>, Vec<bool>) {
     let inv = g.inv;
     let mut blobs = Vec::new();
     let mut planned_blob: Vec<bool> = vec![false; g.len()];
-    let latest_link = latest_layer_links(g);
+    let linked = recently_linked(g, grace);
     for (i, b) in inv.blobs.iter().enumerate() {
         if marked[i] {
             continue;
         }
         // A blob mounted into a repository, or committed again, keeps its old mtime; its
         // new `_layers` link is the sign of a push in progress.
-        if grace.recent(b.modified()) || grace.recent(latest_link[i]) {
+        if grace.recent(b.modified()) || linked[i] {
             held.blobs.push(Kept {
                 digest: b.digest.digest(),
                 size: b.size,
@@ -435,32 +532,32 @@ fn unmarked_blobs(
             continue;
         }
         planned_blob[i] = true;
-        blobs.push(BlobAction {
-            digest: b.digest.digest(),
-            size: b.size,
-            modified: b.modified(),
-            reason: if referenced[i] {
-                "untagged".into()
+        blobs.push(BlobRow {
+            id: i as BlobId,
+            why: if referenced[i] {
+                BlobWhy::Untagged
             } else {
-                "unreferenced".into()
+                BlobWhy::Unreferenced
             },
         });
     }
     (blobs, planned_blob)
 }
 
-/// For each blob, the newest `_layers` link to it in any repository (the epoch if none).
-fn latest_layer_links(g: &Graph<'_>) -> Vec<Timestamp> {
+/// For each blob, whether its newest `_layers` link in any repository (the epoch if none)
+/// is within the grace period: whether any is, as the grace period is a bound on a date (a
+/// bit a blob, where the dates themselves were 8 bytes).
+fn recently_linked(g: &Graph<'_>, grace: Grace) -> Vec<bool> {
     let inv = g.inv;
-    let mut latest_link = vec![Timestamp::EPOCH; inv.blobs.len()];
+    let mut linked = vec![grace.recent(Timestamp::EPOCH); inv.blobs.len()];
     for r in &inv.repositories {
         for l in &r.layers {
-            if let Some(t) = latest_link.get_mut(l.target() as usize) {
-                *t = (*t).max(l.modified());
+            if let Some(t) = linked.get_mut(l.target() as usize) {
+                *t |= grace.recent(l.modified());
             }
         }
     }
-    latest_link
+    linked
 }
 
 /// Links in complete repositories that go: tag-history entries of deleted manifests, and
@@ -468,68 +565,66 @@ fn latest_layer_links(g: &Graph<'_>) -> Vec<Timestamp> {
 /// goes in this plan.
 fn stale_links(
     g: &Graph<'_>,
-    manifests: &[ManifestAction],
+    manifests: &[ManifestRow],
     planned_blob: &[bool],
     dangling_links: bool,
-) -> (Vec<TagIndexAction>, Vec<LinkAction>) {
+) -> (Vec<TagIndexRow>, Vec<LinkRow>) {
     let inv = g.inv;
-    let deleted: BTreeSet<(&str, &Digest)> = manifests
-        .iter()
-        .map(|m| (m.repository.as_str(), &m.digest))
-        .collect();
+    let deleted = repo_ids(manifests.iter().map(|m| (m.repo, m.id)));
     let mut tag_index_entries = Vec::new();
     let mut layer_links = Vec::new();
-    for r in &inv.repositories {
+    for (ri, r) in inv.repositories.iter().enumerate() {
         if !r.complete {
             continue;
         }
-        let repo = r.name.as_str();
-        for t in &r.tags {
+        let repo = ri as u32;
+        for (ti, t) in r.tags.iter().enumerate() {
             let current = t.current.and_then(|c| c.target);
             for l in r.history(t) {
                 if Some(l.target()) == current {
                     continue;
                 }
-                let d = inv.digest(l.target());
-                if deleted.contains(&(repo, &d)) {
-                    tag_index_entries.push(TagIndexAction {
-                        repository: repo.into(),
-                        tag: t.name.to_string(),
-                        digest: d,
-                        reason: "untagged-manifest".into(),
-                    });
+                let why = if deleted.binary_search(&(repo, l.target())).is_ok() {
+                    TagIndexWhy::UntaggedManifest
                 } else if dangling_links
                     && (!inv.is_present(l.target()) || planned_blob[l.target() as usize])
                     && r.revision(l.target())
                         .is_none_or(|_| planned_blob[l.target() as usize])
                 {
-                    tag_index_entries.push(TagIndexAction {
-                        repository: repo.into(),
-                        tag: t.name.to_string(),
-                        digest: d,
-                        reason: "dangling".into(),
-                    });
-                }
+                    TagIndexWhy::Dangling
+                } else {
+                    continue;
+                };
+                tag_index_entries.push(TagIndexRow {
+                    repo,
+                    tag: ti as u32,
+                    id: l.target(),
+                    why,
+                });
             }
         }
         if dangling_links {
             for l in &r.layers {
                 let present = inv.is_present(l.target());
                 if !present || planned_blob[l.target() as usize] {
-                    layer_links.push(LinkAction {
-                        repository: repo.into(),
-                        digest: inv.digest(l.target()),
-                        reason: if present {
-                            "blob-deleted".into()
-                        } else {
-                            "dangling".into()
-                        },
+                    layer_links.push(LinkRow {
+                        repo,
+                        id: l.target(),
+                        present,
                     });
                 }
             }
         }
     }
     (tag_index_entries, layer_links)
+}
+
+/// (repository index, id) pairs, sorted for `binary_search`: 8 bytes a pair, where a set
+/// of (name, digest) was 50 and more.
+fn repo_ids(pairs: impl Iterator<Item = (u32, BlobId)>) -> Vec<(u32, BlobId)> {
+    let mut v: Vec<(u32, BlobId)> = pairs.collect();
+    v.sort_unstable();
+    v
 }
 
 /// Upload directories started at least `age` seconds before `now`; those still written to
@@ -561,22 +656,24 @@ fn old_uploads(g: &Graph<'_>, grace: Grace, age: i64, held: &mut HeldBack) -> Ve
 
 /// Empty directories: the known ones, and the parents this plan empties, deepest first so
 /// that parents are tried after their children.
-fn emptied_dirs(g: &Graph<'_>, blobs: &[BlobAction], layer_links: &[LinkAction]) -> Vec<String> {
+fn emptied_dirs(g: &Graph<'_>, blobs: &[BlobRow], layer_links: &[LinkRow]) -> Vec<String> {
+    let inv = g.inv;
     let mut empty_dirs: BTreeSet<String> = BTreeSet::new();
     for f in &g.inv.findings {
         if f.kind == FindingKind::EmptyDirectory {
             empty_dirs.insert(f.path.clone());
         }
     }
-    for h in blobs.iter().filter_map(|b| b.digest.sha256()) {
+    for b in blobs {
         // The shard directory `blobs/sha256/<hh>`: the blob directory's parent.
-        let dir = layout::blob_dir(&h);
+        let dir = layout::blob_dir(&inv.blobs[b.id as usize].digest);
         if let Some((shard, _)) = dir.rsplit_once('/') {
             empty_dirs.insert(shard.to_string());
         }
     }
     for l in layer_links {
-        let link = layout::layer_link(&l.repository, &l.digest);
+        let repo = inv.repositories[l.repo as usize].name.as_str();
+        let link = layout::layer_link(repo, &inv.digest(l.id));
         empty_dirs.insert(link.trim_end_matches("/link").to_string());
     }
     let mut empty_dirs: Vec<String> = empty_dirs.into_iter().collect();
@@ -587,178 +684,4 @@ fn emptied_dirs(g: &Graph<'_>, blobs: &[BlobAction], layer_links: &[LinkAction])
             .then_with(|| a.cmp(b))
     });
     empty_dirs
-}
-
-/// The registry 2.8 with --delete-untagged removes every revision no tag of its own
-/// repository points at; list the ones this plan keeps, each with the reason.
-fn manifest_differences(
-    g: &Graph<'_>,
-    manifests: &[ManifestAction],
-    held_manifests: &[ManifestAction],
-    why: Why<'_>,
-) -> Vec<KeptManifest> {
-    let inv = g.inv;
-    let planned: BTreeSet<(&str, &Digest)> = manifests
-        .iter()
-        .map(|m| (m.repository.as_str(), &m.digest))
-        .collect();
-    let held_set: BTreeSet<(&str, &Digest)> = held_manifests
-        .iter()
-        .map(|m| (m.repository.as_str(), &m.digest))
-        .collect();
-    let mut out = Vec::new();
-    for r in &inv.repositories {
-        let tagged = r.tagged();
-        for l in &r.revisions {
-            if tagged.contains(&l.target()) || !inv.is_present(l.target()) {
-                continue;
-            }
-            let d = inv.digest(l.target());
-            let key = (r.name.as_str(), &d);
-            if planned.contains(&key) {
-                continue;
-            }
-            let reason: Reason = if held_set.contains(&key) {
-                "pushed within the grace period".into()
-            } else if !r.complete {
-                "its repository could not be read completely".into()
-            } else {
-                why_kept(g, l.target(), why).into()
-            };
-            out.push(KeptManifest {
-                repository: r.name.to_string(),
-                digest: d,
-                reason,
-            });
-        }
-    }
-    out
-}
-
-/// Blobs the registry 2.8's GC (same `--delete-untagged` choice) would delete but the plan
-/// keeps, each with the reason.
-fn registry_differences(
-    g: &Graph<'_>,
-    opts: &GcOptions,
-    planned: &[bool],
-    held: &HeldBack,
-    blocked: bool,
-    why: Why<'_>,
-) -> Vec<Kept> {
-    let inv = g.inv;
-    // The registry 2.8 marks each enumerated manifest and its direct references only; with
-    // --delete-untagged, only manifests a tag of their own repository points at.
-    let mut reg = vec![false; g.len()];
-    for r in &inv.repositories {
-        let tagged = r.tagged();
-        for l in &r.revisions {
-            if !inv.is_present(l.target())
-                || (opts.delete_untagged && !tagged.contains(&l.target()))
-            {
-                continue;
-            }
-            reg[l.target() as usize] = true;
-            for c in g.refs(l.target()) {
-                reg[c as usize] = true;
-            }
-        }
-    }
-    let held_set: HashSet<&Digest> = held.blobs.iter().map(|k| &k.digest).collect();
-    let mut out = Vec::new();
-    for (i, b) in inv.blobs.iter().enumerate() {
-        if reg[i] || planned[i] {
-            continue;
-        }
-        let d = b.digest.digest();
-        let reason: Reason = if held_set.contains(&d) {
-            "modified within the grace period".into()
-        } else if blocked {
-            "deletion blocked: the scan was incomplete".into()
-        } else {
-            why_kept(g, i as BlobId, why).into()
-        };
-        out.push(Kept {
-            digest: d,
-            size: b.size,
-            reason,
-        });
-    }
-    out
-}
-
-/// What [`why_kept`] looks at: the final mark, and the untagged manifests the grace period
-/// held back (roots of that mark).
-#[derive(Clone, Copy)]
-struct Why<'a> {
-    marked: &'a [bool],
-    held: &'a HashSet<BlobId>,
-}
-
-/// Explain why a marked blob is kept, naming the kept manifest that needs it.
-fn why_kept(g: &Graph<'_>, id: BlobId, why: Why<'_>) -> String {
-    let inv = g.inv;
-    let marked = why.marked;
-    if g.is_opaque(id) {
-        return "a manifest that could not be read or parsed: kept, with everything its repository links".into();
-    }
-    let describe = |m: BlobId| -> Option<String> {
-        if why.held.contains(&m) {
-            return Some(format!(
-                "untagged manifest {} pushed within the grace period",
-                inv.digest(m)
-            ));
-        }
-        for &p in g.parents(m) {
-            if marked[p as usize] && g.manifest_kind(p).is_some_and(|k| k.is_index()) {
-                return Some(format!(
-                    "platform child {} of kept index {}",
-                    inv.digest(m),
-                    inv.digest(p)
-                ));
-            }
-        }
-        let rec = g.manifest(m)?;
-        if let Some(s) = rec.subject()
-            && marked[s as usize]
-        {
-            return Some(format!(
-                "referrer {} of kept manifest {}",
-                inv.digest(m),
-                inv.digest(s)
-            ));
-        }
-        None
-    };
-    if let Some(why) = describe(id) {
-        return why;
-    }
-    for &p in g.parents(id) {
-        if marked[p as usize] {
-            if let Some(why) = describe(p) {
-                return format!("needed by {why}");
-            }
-            if g.is_opaque(p) {
-                return format!(
-                    "needed by manifest {} which could not be parsed (kept with all it may reference)",
-                    inv.digest(p)
-                );
-            }
-        }
-    }
-    // Only a repository that does hold an opaque manifest keeps what it links for that
-    // reason (the message named one where none existed).
-    let owners: BTreeMap<&str, ()> = g
-        .layer_repos(id)
-        .iter()
-        .map(|&r| &inv.repositories[r as usize])
-        .filter(|r| r.revisions.iter().any(|l| g.is_opaque(l.target())))
-        .map(|r| (r.name.as_str(), ()))
-        .collect();
-    if !owners.is_empty() {
-        return format!(
-            "linked in {} which holds a manifest that could not be parsed (kept with all it may reference)",
-            owners.keys().copied().collect::<Vec<_>>().join(", ")
-        );
-    }
-    "reachable from a kept manifest".to_string()
 }
