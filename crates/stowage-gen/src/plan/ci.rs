@@ -251,6 +251,9 @@ fn image(b: &mut Builder<'_>, rng: &mut Rng, ci: &Ci<'_>, a: u8, t: i64) -> u32 
     new_image(b, rng, ci, a, t, true)
 }
 
+/// An image's own layer: its kind and the table its real size is drawn from.
+type OwnLayer = (LayerKind, &'static [(u64, u64, u64)]);
+
 /// The base's layers for `a` (60%), then two or four layers of its own (40%).
 fn new_image(
     b: &mut Builder<'_>,
@@ -262,7 +265,7 @@ fn new_image(
 ) -> u32 {
     let mut layers = ci.base.layers[a as usize].clone();
     // Two own layers on a base of three, four on a base of six: 40% either way.
-    let own: &[(LayerKind, &[(u64, u64, u64)])] = if layers.len() == 3 {
+    let own: &[OwnLayer] = if layers.len() == 3 {
         &[(LayerKind::Deps, DEPS), (LayerKind::App, APP)]
     } else if rng.chance(0.5) {
         &[
