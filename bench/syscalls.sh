@@ -6,6 +6,8 @@
 # time. Warm page cache (each command runs once before it is counted).
 #
 #   bench/syscalls.sh [BLOBS] [SEED]        default: 100000 blobs, seed 1
+#   PROFILE=realistic bench/syscalls.sh     the generator's default history instead of the
+#                                           issue's CI shape (stowage-gen --profile ci)
 #
 # Needs strace, GNU time and docker-registry (scripts/install-test-deps.sh). Trees are generated
 # once under bench/out/ (or $BENCH_DIR) by bench/lib.sh, shared with the other scripts.
@@ -15,13 +17,17 @@ BLOBS=${1:-100000}
 SEED=${2:-1}
 OUT=${BENCH_DIR:-bench/out}
 SCALE=
+# The issue's CI-shaped tree (10 tags per repository, 2 moved, an OCI index every 10th tag,
+# 60% of layers from a shared pool) unless told otherwise.
+PROFILE=${PROFILE:-ci}
+GEN_PROFILE=$PROFILE
 for t in strace /usr/bin/time docker-registry; do
   command -v "$t" >/dev/null || { echo "bench: $t not found" >&2; exit 2; }
 done
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 bench_tree
-CONFIG="$OUT/config-$BLOBS-$SEED.yml"
+CONFIG="$TREE.config.yml"
 cat >"$CONFIG" <<YML
 version: 0.1
 log:
@@ -30,7 +36,7 @@ storage:
   filesystem:
     rootdirectory: $(realpath "$TREE")
 YML
-echo "== $TREE: $(find "$TREE/docker/registry/v2/blobs" -name data | wc -l) blobs; $(nproc) cores" >&2
+echo "== $TREE (profile $PROFILE): $(find "$TREE/docker/registry/v2/blobs" -name data | wc -l) blobs; $(nproc) cores" >&2
 printf '| command | system calls | top calls | wall (s, no strace) |\n|---|---:|---|---:|\n'
 measure() {
   local name="$1"; shift

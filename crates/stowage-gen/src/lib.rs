@@ -19,6 +19,13 @@
 //! The same options always give a byte-identical tree with identical mtimes, whatever the
 //! number of threads: every decision comes from streams derived from the seed, and every byte
 //! from its blob's spec.
+//!
+//! Two shapes ([`Profile`]): the realistic history above (the default), and `ci`
+//! ([`plan::ci`]), a fixed, countable CI registry for benchmarks that must be compared with
+//! a stated shape (issue 22's local-disk floor): ten tags per repository, two of them moved,
+//! an OCI index every tenth tag, 60% of every image's layers from a shared base pool, a few
+//! pushes by digest, failed pushes and a repository removed by hand. Both go through the
+//! same replay and writer, in tree and in inventory mode.
 
 pub mod content;
 pub mod inventory;
@@ -35,6 +42,7 @@ use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+pub use crate::plan::Profile;
 use crate::plan::{BlobSpec, DAY, Params};
 
 /// Default `--now`: the fixed "present" the history leads up to.
@@ -83,6 +91,11 @@ pub struct Options {
     /// (`group-NNNN/...`, each with its own base images), one at a time, so that the
     /// generator's memory is one group's, whatever the total. 1: one registry, no prefix.
     pub shards: u32,
+    /// The registry's shape: the drawn realistic history (default) or the fixed CI shape
+    /// ([`plan::ci`]), which derives its repositories from `blobs` and has no uploads, GC
+    /// runs or digest-only repositories (`repos`, `base_images`, `multiarch`, `gc_runs`,
+    /// `uploads` do not apply).
+    pub profile: Profile,
 }
 
 impl Options {
@@ -105,6 +118,7 @@ impl Options {
             threads: None,
             inventory_format: inventory::Format::Csv,
             shards: 1,
+            profile: Profile::Realistic,
         }
     }
 }
@@ -165,6 +179,9 @@ pub struct RecordedOptions {
     pub digest_only_repos: bool,
     /// When the registry GC ran (RFC 3339).
     pub gc_times: Vec<String>,
+    /// `ci` for the CI profile; absent for the realistic one (so its file is unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 /// `<out>/gen-manifest.json`.
@@ -213,6 +230,7 @@ fn derived_params(o: &Options) -> Params {
         gc_runs: o.gc_runs,
         uploads,
         digest_only_repos: o.digest_only_repos,
+        profile: o.profile,
     }
 }
 
@@ -232,7 +250,13 @@ fn calibrate(base: &Params, target: u64) -> (plan::Plan, sim::Final) {
         return (best.1, best.2);
     }
     let tol = (target / 100).max(2);
-    let mut builds = (target - fixed) / 4;
+    // Blobs one build adds, for the first guess: a build of the realistic history adds about
+    // four, a repository of the CI profile about sixty.
+    let per_build = match base.profile {
+        plan::Profile::Realistic => 4,
+        plan::Profile::Ci => 60,
+    };
+    let mut builds = (target - fixed) / per_build;
     let (mut lo_b, mut lo_n) = (0u64, fixed);
     for _ in 0..8 {
         let (got, plan, fin) = run(builds.max(1));
@@ -376,6 +400,11 @@ pub fn generate(o: &Options) -> Result<Summary> {
     if o.history_days < 14 {
         bail!("--history-days must be at least 14");
     }
+    if o.profile == Profile::Ci && (o.repos.is_some() || o.base_images.is_some()) {
+        bail!(
+            "--repos and --base-images do not apply to --profile ci (it derives them from --blobs)"
+        );
+    }
     match o.threads {
         Some(n) => rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
@@ -460,21 +489,7 @@ fn generate_in_pool(o: &Options) -> Result<Summary> {
     tags.sort();
     let gm = GenManifest {
         generator: format!("stowage-gen {}", env!("CARGO_PKG_VERSION")),
-        options: RecordedOptions {
-            seed: o.seed,
-            blobs: o.blobs,
-            repos: params.repos,
-            base_images: params.families,
-            size_scale: o.size_scale,
-            now: time::rfc3339(o.now),
-            history_days: o.history_days,
-            multiarch: o.multiarch,
-            oci: o.oci,
-            gc_runs: o.gc_runs,
-            uploads: params.uploads,
-            digest_only_repos: o.digest_only_repos,
-            gc_times: plan.gc_times.iter().map(|&t| time::rfc3339(t)).collect(),
-        },
+        options: recorded(o, &params, &plan),
         summary: s.clone(),
         repositories: names,
         tags,
@@ -486,4 +501,32 @@ fn generate_in_pool(o: &Options) -> Result<Summary> {
     write::set_dir_time(out, o.now)
         .with_context(|| format!("setting the mtime of {}", out.display()))?;
     Ok(s)
+}
+
+/// The options as gen-manifest.json records them: for the CI profile, the repositories and
+/// base images it derived, and no GC runs or uploads.
+fn recorded(o: &Options, params: &Params, plan: &plan::Plan) -> RecordedOptions {
+    let ci = o.profile == Profile::Ci;
+    let (repos, base_images, gc_runs, uploads) = if ci {
+        let n = plan.repos.len() as u32;
+        (n, plan::ci::pool_bases(u64::from(n)), 0, 0)
+    } else {
+        (params.repos, params.families, o.gc_runs, params.uploads)
+    };
+    RecordedOptions {
+        seed: o.seed,
+        blobs: o.blobs,
+        repos,
+        base_images,
+        size_scale: o.size_scale,
+        now: time::rfc3339(o.now),
+        history_days: o.history_days,
+        multiarch: o.multiarch,
+        oci: o.oci,
+        gc_runs,
+        uploads,
+        digest_only_repos: o.digest_only_repos,
+        gc_times: plan.gc_times.iter().map(|&t| time::rfc3339(t)).collect(),
+        profile: ci.then(|| "ci".to_string()),
+    }
 }

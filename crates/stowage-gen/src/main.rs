@@ -76,6 +76,20 @@ struct Cli {
     /// memory of one million.
     #[arg(long, default_value_t = 1)]
     shards: u32,
+    /// The registry's shape. realistic: a drawn year of CI history with every case a real
+    /// registry accumulates. ci: a fixed, countable CI registry (10 tags per repository, 2 of
+    /// them moved, an OCI index every 10th tag, 60% of layers from a shared base pool, a few
+    /// pushes by digest and failed pushes, one repository in 200 removed by hand); it derives
+    /// its repositories from --blobs (--repos, --base-images, --multiarch, --gc-runs,
+    /// --uploads do not apply).
+    #[arg(long, value_enum, default_value_t = ProfileArg::Realistic)]
+    profile: ProfileArg,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum ProfileArg {
+    Realistic,
+    Ci,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -105,6 +119,10 @@ fn main() -> ExitCode {
     o.threads = cli.threads;
     o.force = cli.force;
     o.shards = cli.shards;
+    o.profile = match cli.profile {
+        ProfileArg::Realistic => stowage_gen::Profile::Realistic,
+        ProfileArg::Ci => stowage_gen::Profile::Ci,
+    };
     o.inventory_format = match cli.inventory_format {
         InventoryFormat::Csv => stowage_gen::inventory::Format::Csv,
         InventoryFormat::Parquet => stowage_gen::inventory::Format::Parquet,

@@ -19,6 +19,7 @@ use crate::rng::Rng;
 
 mod builds;
 mod catalog;
+pub mod ci;
 mod extras;
 mod families;
 mod repos;
@@ -207,7 +208,19 @@ pub struct Event {
     pub ev: Ev,
 }
 
-/// Knobs of one plan. `builds` is what calibration varies to hit the blob target.
+/// Which shape of registry a plan describes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Profile {
+    /// A drawn year of CI history (the default): every case a real registry accumulates.
+    #[default]
+    Realistic,
+    /// The fixed, countable CI shape of [`ci`]: ten tags per repository, two of them moved,
+    /// an OCI index every tenth tag, 60% of layers from a shared pool.
+    Ci,
+}
+
+/// Knobs of one plan. `builds` is what calibration varies to hit the blob target (in the
+/// `ci` profile: the number of application repositories).
 #[derive(Clone, Debug)]
 pub struct Params {
     pub seed: u64,
@@ -226,6 +239,7 @@ pub struct Params {
     /// Allow repositories whose every push was by digest (no `_manifests/tags/` directory:
     /// registry 2.8's `garbage-collect --delete-untagged` aborts on them).
     pub digest_only_repos: bool,
+    pub profile: Profile,
 }
 
 pub struct Plan {
@@ -369,6 +383,10 @@ pub fn build(p: &Params) -> Plan {
             gc_times: Vec::new(),
         },
     };
+    if p.profile == Profile::Ci {
+        ci::build(&mut b);
+        return b.plan;
+    }
     let nfam = (p.families as usize).clamp(1, FAMILIES.len());
 
     // ---- base image families, mirrored into library/<name> --------------------------------

@@ -90,7 +90,7 @@ fn repo_name(rng: &mut Rng) -> String {
 }
 
 /// A repository name not taken yet (drawing again until one is), now taken.
-fn fresh_name(rng: &mut Rng, names: &mut HashSet<String>) -> String {
+pub(super) fn fresh_name(rng: &mut Rng, names: &mut HashSet<String>) -> String {
     loop {
         let n = repo_name(rng);
         if names.insert(n.clone()) {
