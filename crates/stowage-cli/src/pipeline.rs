@@ -34,17 +34,19 @@ pub fn refuse_deleting(a: &Analysis, s: &Settings) -> Result<()> {
 
 /// Scan the storage (with progress) and analyse it: one call into the library.
 pub fn load(s: &Settings, verify_links: bool, graph_findings: GraphFindings) -> Result<Analysis> {
-    load_stating(s, verify_links, graph_findings, false)
+    load_stating(s, verify_links, graph_findings, false, false)
 }
 
 /// [`load`], stating only what a plan may name when `candidates_only`
 /// (`ScanOptions::stat_candidates_only`; `gc` then settles its plan with
-/// `stowage_analysis::settle`).
+/// `stowage_analysis::settle`), and without the tags' history when `skip_tag_history`
+/// (`ScanOptions::skip_tag_history`: a plain `gc`).
 pub fn load_stating(
     s: &Settings,
     verify_links: bool,
     graph_findings: GraphFindings,
     candidates_only: bool,
+    skip_tag_history: bool,
 ) -> Result<Analysis> {
     let progress = Arc::new(Progress::default());
     let started = std::time::Instant::now();
@@ -69,6 +71,7 @@ pub fn load_stating(
                 verify_links,
                 release_memory: Some(crate::memory::release),
                 stat_candidates_only: candidates_only && !verify_links,
+                skip_tag_history: skip_tag_history && !verify_links,
             },
             cache.as_ref(),
             &progress,

@@ -36,11 +36,16 @@ fn gc_opts(untagged: bool, grace: i64) -> GcOptions {
 }
 
 fn analyse(st: &FsStorage, candidates_only: bool) -> Analysis {
+    analyse_with(st, candidates_only, false)
+}
+
+fn analyse_with(st: &FsStorage, candidates_only: bool, skip_tag_history: bool) -> Analysis {
     let inv = stowage_scan::scan(
         st,
         &ScanOptions {
             concurrency: 4,
             stat_candidates_only: candidates_only,
+            skip_tag_history,
             ..ScanOptions::default()
         },
         &Progress::default(),
@@ -145,9 +150,11 @@ fn stats_only_what_the_plan_names() {
         let a = analyse(&full, false);
         let want = stowage_plan::gc::build(&a.graph(), &opts, now()).to_json();
         let full_stats = full.counters().snapshot().stats;
+        let full_lists = full.counters().snapshot().lists;
 
+        // As `stowage gc` scans: without the tags' history unless -m.
         let lazy = open(t.path());
-        let a = analyse(&lazy, true);
+        let a = analyse_with(&lazy, true, !untagged);
         let (_, plan) = stowage_analysis::settle(a, &lazy, 4, |a| {
             let p = stowage_plan::gc::build(&a.graph(), &opts, now());
             let n = p.named_digests();
@@ -155,6 +162,7 @@ fn stats_only_what_the_plan_names() {
         })
         .unwrap();
         let lazy_stats = lazy.counters().snapshot().stats;
+        let lazy_lists = lazy.counters().snapshot().lists;
         let strip_json = |s: &str| strip(serde_json::from_str(s).unwrap());
         assert_eq!(strip_json(&plan.to_json()), strip_json(&want));
         // Every blob and every link is stat-ed by the full scan; only revision links and
@@ -169,6 +177,13 @@ fn stats_only_what_the_plan_names() {
             lazy_stats < at_most,
             "-m {untagged}: {lazy_stats} stats, against {full_stats} for the full scan"
         );
+        eprintln!("-m {untagged}: {lazy_lists} listings, against {full_lists}");
+        if untagged {
+            assert_eq!(lazy_lists, full_lists);
+        } else {
+            // Two listings per tag (`index/`, `index/sha256/`) are not made.
+            assert!(lazy_lists < full_lists, "{lazy_lists} against {full_lists}");
+        }
     }
 }
 

@@ -299,13 +299,17 @@ impl<'a> Ctx<'a> {
                 None
             }
         };
-        let (index, _, complete) = self.scan_link_family(
-            repo,
-            &format!("{dir}/index"),
-            LinkKind::TagIndex,
-            Some(&name),
-            snap,
-        );
+        let (index, _, complete) = if self.opts.skip_tag_history && snap.is_none() {
+            (Vec::new(), Vec::new(), true)
+        } else {
+            self.scan_link_family(
+                repo,
+                &format!("{dir}/index"),
+                LinkKind::TagIndex,
+                Some(&name),
+                snap,
+            )
+        };
         if !complete {
             self.incomplete(repo);
         }

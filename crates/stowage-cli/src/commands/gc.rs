@@ -50,8 +50,15 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
         || opts.orphan_signatures
         || opts.cache_max_bytes.is_some()
         || s.storage.prefers_tree_listing());
-    let mut loaded =
-        crate::pipeline::load_stating(s, false, GraphFindings::Count, candidates_only)?;
+    // A plain `gc` (no -m) plans nothing from the tags' history: not listed.
+    let skip_history = candidates_only && !opts.delete_untagged;
+    let mut loaded = crate::pipeline::load_stating(
+        s,
+        false,
+        GraphFindings::Count,
+        candidates_only,
+        skip_history,
+    )?;
     if candidates_only && !loaded.proxy_cache().is_empty() {
         // A cache's plan follows its scheduler entries: scan it whole.
         candidates_only = false;
