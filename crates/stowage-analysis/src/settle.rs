@@ -30,7 +30,7 @@ pub fn settle<P>(
 ) -> Result<(Analysis, P), Unexpected> {
     for _ in 0..MAX_ROUNDS {
         let (p, named) = plan(&analysis);
-        let ids = stowage_scan::ids_of(&analysis.inv, &named);
+        let ids: Vec<_> = named.iter().filter_map(|d| analysis.inv.id_of(d)).collect();
         let opts = analysis.opts.clone();
         let mut inv = analysis.inv;
         let stated = stowage_scan::resolve(storage, &mut inv, &ids, concurrency)?;

@@ -185,7 +185,8 @@ impl Ctx<'_> {
         // Blob directories whose `data` is stat-ed, in one batch below the shard.
         let mut blob_dirs: Vec<(Sha256, String)> = Vec::with_capacity(entries.len());
         for ent in entries {
-            let dir = format!("{path}/{}", ent.name);
+            // Named only where something is reported (no allocation per blob).
+            let dir = || format!("{path}/{}", ent.name);
             if ent.kind == EntryKind::Symlink {
                 // Reported by the listing, and blob deletion is blocked; a manifest stored
                 // behind it must not look missing (its revision would look dangling).
@@ -199,23 +200,23 @@ impl Ctx<'_> {
                 continue;
             }
             if ent.kind != EntryKind::Dir {
-                self.unexpected_file(&dir, "expected a blob directory named by its digest");
+                self.unexpected_file(&dir(), "expected a blob directory named by its digest");
                 continue;
             }
             let Some(h) = Sha256::from_hex(ent.name.as_bytes()) else {
-                self.unseen(&dir);
+                self.unseen(&dir());
                 self.finding(
                     FindingKind::BlobMisplaced,
-                    &dir,
+                    &dir(),
                     "directory name is not a sha256 hex digest; not a blob",
                 );
                 continue;
             };
             if h.shard()[..] != *shard.as_bytes() {
-                self.unseen(&dir);
+                self.unseen(&dir());
                 self.finding(
                     FindingKind::BlobMisplaced,
-                    &dir,
+                    &dir(),
                     format!(
                         "blob {} sits under fan-out {shard}; the registry never finds it there",
                         h.short()
@@ -224,7 +225,7 @@ impl Ctx<'_> {
                 continue;
             }
             if self.opts.verify_links {
-                self.inspect_blob_dir(&dir, snap.as_deref());
+                self.inspect_blob_dir(&dir(), snap.as_deref());
             }
             if self.opts.stat_candidates_only && snap.is_none() {
                 self.progress.blobs.fetch_add(1, Ordering::Relaxed);

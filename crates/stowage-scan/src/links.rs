@@ -203,22 +203,23 @@ impl Ctx<'_> {
             // sha256 link directories whose `link` is stat-ed in one batch below `apath`.
             let mut linked: Vec<(Sha256, String)> = Vec::new();
             for hx in hexes {
-                let hdir = format!("{apath}/{}", hx.name);
+                // Named only where something is reported (no allocation per link).
+                let hdir = || format!("{apath}/{}", hx.name);
                 if hx.kind != EntryKind::Dir {
-                    self.unexpected_file(&hdir, "expected a directory named by a digest");
+                    self.unexpected_file(&hdir(), "expected a directory named by a digest");
                     continue;
                 }
                 if alg.name == "sha256" {
                     match Sha256::from_hex(hx.name.as_bytes()) {
                         Some(h) => {
                             if self.opts.verify_links {
-                                self.inspect_link_dir(&hdir, kind, snap);
+                                self.inspect_link_dir(&hdir(), kind, snap);
                             }
                             linked.push((h, hx.name));
                         }
                         None => self.finding(
                             FindingKind::UnexpectedDirectory,
-                            &hdir,
+                            &hdir(),
                             "not a sha256 digest; skipped",
                         ),
                     }
@@ -227,7 +228,7 @@ impl Ctx<'_> {
                 // Non-sha256: alias links (sha384/sha512 in _layers) or legacy tarsum dirs.
                 match Digest::from_parts(&alg.name, &hx.name) {
                     Ok(d) if kind == LinkKind::Layer => {
-                        let file = format!("{hdir}/link");
+                        let file = format!("{}/link", hdir());
                         match self.storage.read(&file, MAX_LINK_LEN) {
                             Ok(b) => {
                                 let content = parse_link(&b).ok();
@@ -243,7 +244,7 @@ impl Ctx<'_> {
                             }
                             Err(e) if e.is_not_found() => self.finding(
                                 FindingKind::EmptyDirectory,
-                                &hdir,
+                                &hdir(),
                                 "alias directory without a link",
                             ),
                             Err(e) => {
@@ -255,12 +256,12 @@ impl Ctx<'_> {
                     }
                     Ok(_) => self.finding(
                         FindingKind::UnexpectedDirectory,
-                        &hdir,
+                        &hdir(),
                         "the registry stores manifests only under sha256; skipped",
                     ),
                     Err(_) => self.finding(
                         FindingKind::UnexpectedDirectory,
-                        &hdir,
+                        &hdir(),
                         "not a digest directory (a legacy tarsum link?); skipped",
                     ),
                 }

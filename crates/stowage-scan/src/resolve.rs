@@ -16,16 +16,12 @@
 //! again with every file stat-ed, which reports it as the full scan always does. Nothing is
 //! assumed that a full scan would have decided otherwise.
 
-use stowage_layout::{blob_data, layer_link, tag_index_link};
-use stowage_model::digest::{Digest, Sha256};
+use stowage_layout::{SHA256_LINK_LEN, blob_data, layer_link, tag_index_link};
 use stowage_model::finding::{Finding, FindingKind};
 use stowage_model::inventory::{BlobId, Inventory};
 use stowage_storage::{Storage, StorageError};
 
 use rayon::prelude::*;
-
-/// The registry writes a sha256 link as exactly this many bytes (`sha256:` and 64 hex).
-const SHA256_LINK_LEN: u64 = 71;
 
 /// What a deferred stat found that a listing-only scan could not know; the caller scans
 /// again with every file stat-ed.
@@ -62,8 +58,7 @@ pub fn resolve(
     named: &[BlobId],
     concurrency: usize,
 ) -> Result<usize, Unexpected> {
-    let ids = inv.blobs.len() + inv.missing.len();
-    let mut is_named = vec![false; ids];
+    let mut is_named = vec![false; inv.id_count()];
     for &id in named {
         if let Some(n) = is_named.get_mut(id as usize) {
             *n = true;
@@ -75,28 +70,20 @@ pub fn resolve(
             todo.push((Target::Blob(i), blob_data(&b.digest)));
         }
     }
-    let digest = |inv: &Inventory, id: BlobId| match inv.digest(id) {
-        Digest::Sha256(h) => Some(h),
-        _ => None,
-    };
+    // A link's target is the digest its path names (`inv.digest` gives it back).
     for (ri, r) in inv.repositories.iter().enumerate() {
         let name = r.name.as_str();
         for (li, l) in r.layers.iter().enumerate() {
             if !l.is_stated() && is_named[l.target() as usize] {
-                let Some(h) = digest(inv, l.target()) else {
-                    continue;
-                };
-                todo.push((Target::Layer(ri, li), layer_link(name, &Digest::Sha256(h))));
+                let path = layer_link(name, &inv.digest(l.target()));
+                todo.push((Target::Layer(ri, li), path));
             }
         }
         for t in &r.tags {
             for li in t.index.range() {
                 let l = &r.tag_links[li];
                 if !l.is_stated() && is_named[l.target() as usize] {
-                    let Some(h) = digest(inv, l.target()) else {
-                        continue;
-                    };
-                    let path = tag_index_link(name, &t.name, &Digest::Sha256(h));
+                    let path = tag_index_link(name, &t.name, &inv.digest(l.target()));
                     todo.push((Target::History(ri, li), path));
                 }
             }
@@ -164,22 +151,4 @@ pub fn resolve(
         inv.findings.dedup();
     }
     Ok(todo.len())
-}
-
-/// The ids of `digests` in `inv` (those it holds as blobs; others have nothing to stat).
-pub fn ids_of(inv: &Inventory, digests: &[Digest]) -> Vec<BlobId> {
-    digests
-        .iter()
-        .filter_map(|d| match d {
-            Digest::Sha256(h) => id_of(inv, h),
-            _ => None,
-        })
-        .collect()
-}
-
-fn id_of(inv: &Inventory, h: &Sha256) -> Option<BlobId> {
-    inv.blobs
-        .binary_search_by(|b| b.digest.cmp(h))
-        .ok()
-        .map(|i| i as BlobId)
 }
