@@ -584,7 +584,7 @@ impl Inventory {
     /// Look a digest up.
     pub fn id_of(&self, d: &Digest) -> Option<BlobId> {
         if let Digest::Sha256(h) = d
-            && let Ok(i) = self.blobs.binary_search_by(|b| b.digest.cmp(h))
+            && let Ok(i) = crate::digest::find_sorted(&self.blobs, h, |b| &b.digest)
         {
             return Some(i as BlobId);
         }

@@ -657,7 +657,7 @@ impl<'a> Ctx<'a> {
     /// Intern a digest: the index of a present blob, or a temporary id for a missing one.
     fn intern(&self, d: &Digest) -> BlobId {
         if let Digest::Sha256(h) = d
-            && let Ok(i) = self.table.binary_search_by(|b| b.digest.cmp(h))
+            && let Ok(i) = stowage_model::digest::find_sorted(&self.table, h, |b| &b.digest)
         {
             return i as BlobId;
         }
@@ -684,7 +684,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn intern_sha(&self, h: Sha256) -> BlobId {
-        match self.table.binary_search_by(|b| b.digest.cmp(&h)) {
+        match stowage_model::digest::find_sorted(&self.table, &h, |b| &b.digest) {
             Ok(i) => i as BlobId,
             Err(_) => self.intern(&Digest::Sha256(h)),
         }
