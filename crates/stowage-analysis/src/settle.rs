@@ -9,7 +9,7 @@
 //! the file's real time, so the rounds converge: usually one stat round and a second plan.
 
 use stowage_model::digest::Digest;
-use stowage_scan::Unexpected;
+use stowage_scan::{Resolved, Unexpected};
 use stowage_storage::Storage;
 
 use crate::Analysis;
@@ -32,14 +32,19 @@ pub fn settle<P>(
         let (p, named) = plan(&analysis);
         let ids: Vec<_> = named.iter().filter_map(|d| analysis.inv.id_of(d)).collect();
         let opts = analysis.opts.clone();
-        let mut inv = analysis.inv;
-        let stated = stowage_scan::resolve(storage, &mut inv, &ids, concurrency)?;
-        if stated == 0 {
+        let mut inv = std::mem::take(&mut analysis.inv);
+        let r = stowage_scan::resolve(storage, &mut inv, &ids, concurrency)?;
+        if r == Resolved::default() {
             // Nothing changed: put the analysis back together without redoing it.
             analysis.inv = inv;
             return Ok((analysis, p));
         }
-        analysis = Analysis::new(inv, &opts);
+        analysis = if r.dropped == 0 {
+            // Only sizes and dates were filled in: the graph and its findings stand.
+            analysis.restated(inv)
+        } else {
+            Analysis::new(inv, &opts)
+        };
     }
     Err(Unexpected {
         path: storage.describe(),

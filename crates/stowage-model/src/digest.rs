@@ -42,6 +42,13 @@ impl Sha256 {
         };
         [w(0), w(1), w(2), w(3)]
     }
+
+    /// The first eight bytes as a big-endian number: where the digest falls in the range.
+    fn first_word(&self) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.0[..8]);
+        u64::from_be_bytes(b)
+    }
 }
 
 impl Ord for Sha256 {
@@ -69,22 +76,24 @@ pub fn find_sorted<T>(
     key: &Sha256,
     digest: impl Fn(&T) -> &Sha256,
 ) -> Result<usize, usize> {
-    let k = key.words()[0];
+    let k = key.first_word();
     let (mut lo, mut hi) = (0usize, items.len());
     for _ in 0..4 {
         if hi - lo <= 8 {
             break;
         }
         let (lk, hk) = (
-            digest(&items[lo]).words()[0],
-            digest(&items[hi - 1]).words()[0],
+            digest(&items[lo]).first_word(),
+            digest(&items[hi - 1]).first_word(),
         );
         if k <= lk || k >= hk {
             break;
         }
         // lk < k < hk, so the guess falls strictly inside (lo, hi - 1).
-        let off = (u128::from(k - lk) * (hi - 1 - lo) as u128 / u128::from(hk - lk)) as usize;
-        let pos = lo + off;
+        // In floating point: a 128-bit division is a library call, slower than the probes
+        // it saves. The ratio is below 1, so the guess stays in [lo, hi - 1].
+        let ratio = (k - lk) as f64 / (hk - lk) as f64;
+        let pos = lo + ((ratio * (hi - 1 - lo) as f64) as usize).min(hi - 1 - lo);
         match digest(&items[pos]).cmp(key) {
             std::cmp::Ordering::Equal => return Ok(pos),
             std::cmp::Ordering::Less => lo = pos + 1,

@@ -58,7 +58,7 @@ use std::sync::Arc;
 
 pub use builds::read_build_dates;
 pub use cache::{CacheError, CacheStats, ScanCache};
-pub use resolve::{Unexpected, resolve};
+pub use resolve::{Resolved, Unexpected, resolve};
 pub use verify::{VerifyOptions, verify_blobs};
 
 use std::hash::BuildHasher;

@@ -42,6 +42,16 @@ impl Unexpected {
     }
 }
 
+/// What [`resolve`] did to the inventory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// Files stat-ed: sizes and dates filled in, nothing else changed.
+    pub stated: usize,
+    /// `_layers` links found gone and removed from the inventory (its structure changed:
+    /// what was built on it must be built again).
+    pub dropped: usize,
+}
+
 /// One deferred stat: a blob's `data`, or a link (repository index, family, position).
 enum Target {
     Blob(usize),
@@ -51,13 +61,14 @@ enum Target {
 
 /// Stat the unstated blobs among `named` (ids of `inv`) and the unstated `_layers` and tag
 /// history links pointing at any of `named`, on `concurrency` threads, and fill in what
-/// they found. Returns how many entries were stat-ed (0: nothing named is unstated).
+/// they found. Returns how many were stat-ed and how many links were found gone (both 0:
+/// nothing named is unstated).
 pub fn resolve(
     storage: &dyn Storage,
     inv: &mut Inventory,
     named: &[BlobId],
     concurrency: usize,
-) -> Result<usize, Unexpected> {
+) -> Result<Resolved, Unexpected> {
     let mut is_named = vec![false; inv.id_count()];
     for &id in named {
         if let Some(n) = is_named.get_mut(id as usize) {
@@ -90,7 +101,7 @@ pub fn resolve(
         }
     }
     if todo.is_empty() {
-        return Ok(0);
+        return Ok(Resolved::default());
     }
     let stat = || {
         todo.par_iter()
@@ -150,5 +161,8 @@ pub fn resolve(
         inv.findings.sort();
         inv.findings.dedup();
     }
-    Ok(todo.len())
+    Ok(Resolved {
+        stated: todo.len() - gone.len(),
+        dropped: gone.len(),
+    })
 }
