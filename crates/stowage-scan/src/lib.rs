@@ -100,6 +100,7 @@ pub struct ScanOptions {
     /// are stat-ed as always. [`resolve`] then stats what the plan names. Where the storage
     /// lists metadata for free (object stores, a provider report) everything is stated
     /// anyway. A local disk's `gc` makes about a third of the system calls (issue 22).
+    /// A tag's history is listed at `index/sha256/` directly (not `index/` first).
     pub stat_candidates_only: bool,
     /// Do not list the tags' history (`_manifests/tags/<tag>/index/`): a plain `gc` (without
     /// `-m`) plans nothing from it and decides nothing by it (the registry's GC does not
