@@ -235,6 +235,9 @@ impl Settings {
                     stowage_storage::listing::ListedStorage::from_report(storage, report, &*fetch)
                         .with_context(|| format!("reading the inventory report {report}"))?;
                 let (source, date) = (listed.listing().source.clone(), listed.listing().date);
+                if g.verbose {
+                    note_listing(listed.listing());
+                }
                 let listed: Arc<dyn Storage> = Arc::new(listed);
                 (listed, Some((source, date)))
             }
@@ -433,6 +436,19 @@ pub fn parse_age(s: &str) -> Result<i64> {
 /// flags and policies: `stowage_model::units`).
 pub fn parse_size(s: &str) -> Result<u64> {
     Ok(stowage_model::units::parse_bytes(s)?)
+}
+
+/// What a provider report's listing costs: its sorted file in `$TMPDIR` (and the most the
+/// sort held there) and its index in memory.
+fn note_listing(l: &stowage_storage::listing::Listing) {
+    let (file, peak) = l.disk_bytes();
+    note!(
+        "inventory report: {} objects, sorted on disk in a temporary directory ({} MB; {} MB at the sort's peak), {} KB of index in memory",
+        l.len(),
+        file / 1_000_000,
+        peak / 1_000_000,
+        l.index_bytes() / 1000
+    );
 }
 
 #[cfg(test)]

@@ -78,6 +78,12 @@ impl Listing {
         self.len() == 0
     }
 
+    /// Bytes on disk of the finished listing's sorted file, and the most its temporary
+    /// directory held while sorting (`$TMPDIR`: what a report of many objects needs free).
+    pub fn disk_bytes(&self) -> (u64, u64) {
+        self.sorted.as_ref().map_or((0, 0), Sorted::disk_bytes)
+    }
+
     /// Bytes of memory the finished listing keeps (its block index).
     pub fn index_bytes(&self) -> usize {
         self.sorted.as_ref().map_or(0, Sorted::index_bytes)
