@@ -36,8 +36,10 @@ for objects in "$@"; do
   run() {
     local name="$1"; shift
     /usr/bin/time -f "%e %M" -o "$out/time.txt" "$bin/stowage" --storage "$dir/inventory/reads.pack" \
-      --from-inventory "$dir/inventory/manifest.json" --no-cache --no-progress --now "$now" "$@" \
+      --from-inventory "$dir/inventory/manifest.json" --no-cache --no-progress --verbose --now "$now" "$@" \
       >/dev/null 2>"$out/err.txt" || { [ $? -le 1 ] || { cat "$out/err.txt" >&2; exit 1; }; }
+    # The listing's disk and the scan's figures (--verbose) beside the table.
+    grep -E "^(inventory report|peak memory|scanned in)" "$out/err.txt" | sed "s/^/$name: /" >&2 || true
     read -r wall kb <"$out/time.txt"
     printf '| %s | %s | %s | %s | %s | %d | %d |\n' "$objects" "$nblobs" "$rows" "$name" "$wall" \
       $((kb / 1024)) $((kb * 1024 / nblobs))

@@ -35,8 +35,8 @@ mod stream;
 
 use kept::{Why, manifest_differences, registry_differences, why_kept};
 
-pub use rows::GcPlan;
 use rows::{BlobRow, BlobWhy, LinkRow, ManifestRow, TagIndexRow, TagIndexWhy};
+pub use rows::{GcPlan, PlanLists};
 
 /// What a GC plan may remove. The default is the registry's plain GC with a one-hour grace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
