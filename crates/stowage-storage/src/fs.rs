@@ -142,14 +142,18 @@ impl FsStorage {
         })
     }
 
-    /// Open the root's descriptor again (at the start of each scan, when the root is
-    /// listed): a long-running process (the dashboard) follows a root directory that was
-    /// replaced by another one (a restore renamed into place) as a path would.
+    /// Open the root's descriptor again at the start of each scan (when the root is
+    /// listed): a long-running process (the dashboard) sees a root directory that was
+    /// replaced by another one (a restore renamed into place) from its next scan on, as a
+    /// path would; until then it reads the tree it scanned. Writes (`write.rs`) look the
+    /// root up by its path, and `apply` re-scans, so re-opens, before it deletes. A failed
+    /// open (the root missing for a moment) is tried again at the next scan.
     fn reopen_root(&self) {
-        let mut guard = self.root_fd.write().unwrap_or_else(|e| e.into_inner());
-        if guard.is_some() {
-            *guard = open_root_fd(&self.root, &self.backend);
+        if self.backend.is_latency_bound() {
+            return;
         }
+        let fd = open_root_fd(&self.root, &self.backend);
+        *self.root_fd.write().unwrap_or_else(|e| e.into_inner()) = fd;
     }
 
     pub fn root(&self) -> &Path {
@@ -431,12 +435,19 @@ impl Storage for FsStorage {
             }
             let fd = self
                 .at(path, |dir, p| {
-                    rustix::fs::openat(
-                        dir,
-                        p,
-                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
+                    // O_NOFOLLOW: a directory the scanner names without having listed
+                    // it (a tag's `index/sha256/` in a `gc -m` scan) is never a symbolic
+                    // link followed; Linux answers ENOTDIR, reported as the link it is.
+                    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW;
+                    match rustix::fs::openat(dir, p, flags | OFlags::CLOEXEC, Mode::empty()) {
+                        Err(rustix::io::Errno::NOTDIR)
+                            if rustix::fs::statat(dir, p, AtFlags::SYMLINK_NOFOLLOW)
+                                .is_ok_and(|st| Ft::from_raw_mode(st.st_mode) == Ft::Symlink) =>
+                        {
+                            Err(rustix::io::Errno::LOOP)
+                        }
+                        r => r,
+                    }
                 })?
                 .map_err(io)?;
             let mut dir = rustix::fs::Dir::new(fd).map_err(io)?;

@@ -47,8 +47,16 @@ fn get_varint(r: &mut impl Read) -> io::Result<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let mut b = [0u8; 1];
-        if r.read(&mut b)? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
+        loop {
+            match r.read(&mut b) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if shift == 63 && b[0] > 1 {
+            break;
         }
         v |= u64::from(b[0] & 0x7f) << shift;
         if b[0] & 0x80 == 0 {
@@ -60,6 +68,10 @@ fn get_varint(r: &mut impl Read) -> io::Result<u64> {
         "spill file: varint too long",
     ))
 }
+
+/// The longest key a row may carry: a corrupt temporary file never makes a huge
+/// allocation (object keys are at most 1 KiB on S3, GCS and Azure).
+const MAX_FIELD: usize = 1 << 20;
 
 /// How an ETag is stored: most are an MD5 in hex (S3's, with or without the quotes its
 /// API puts around it), kept as its 16 bytes; anything else byte for byte.
@@ -141,6 +153,9 @@ fn decode_from(r: &mut impl Read, prev: &mut Vec<u8>) -> io::Result<Option<Entry
         return Err(bad("a key shares more than the previous key has"));
     }
     let rest = get_varint(r)? as usize;
+    if rest > MAX_FIELD {
+        return Err(bad("a key longer than any the listing writes"));
+    }
     prev.truncate(shared);
     prev.resize(shared + rest, 0);
     r.read_exact(&mut prev[shared..])?;
@@ -171,7 +186,11 @@ fn decode_from(r: &mut impl Read, prev: &mut Vec<u8>) -> io::Result<Option<Entry
             Some(h)
         }
         ETAG_RAW => {
-            let mut e = vec![0u8; get_varint(r)? as usize];
+            let n = get_varint(r)? as usize;
+            if n > usize::from(u16::MAX) {
+                return Err(bad("an ETag longer than any the listing writes"));
+            }
+            let mut e = vec![0u8; n];
             r.read_exact(&mut e)?;
             Some(String::from_utf8_lossy(&e).into_owned())
         }

@@ -216,3 +216,24 @@ fn fifo_hang_special_files_are_refused_by_type_without_blocking() {
         ErrorKind::NotAFile(FileType::CharDevice)
     );
 }
+
+/// A directory named by a key without having been listed (a tag's `index/sha256/` in a
+/// `gc -m` scan) is never followed when it is a symbolic link: the listing fails as one.
+#[test]
+fn a_listed_directory_that_is_a_symbolic_link_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(t.path().join("elsewhere/x")).unwrap();
+    std::fs::create_dir_all(t.path().join("v2/tags/t/index")).unwrap();
+    std::os::unix::fs::symlink(
+        t.path().join("elsewhere"),
+        t.path().join("v2/tags/t/index/sha256"),
+    )
+    .unwrap();
+    let s = FsStorage::open(&t.path().join("v2")).unwrap();
+    let mut seen = 0;
+    let e = s
+        .list_dir("tags/t/index/sha256", &mut |_| seen += 1)
+        .unwrap_err();
+    assert_eq!((e.kind, seen), (ErrorKind::Symlink, 0));
+    assert_eq!(e.path, "tags/t/index/sha256");
+}
