@@ -128,7 +128,7 @@ const HEX_VAL: [u8; 256] = {
 /// Table-driven and branch-free per character, the bad characters checked once at the end:
 /// every digest of every link and manifest goes through here (perf: the per-character
 /// `match` with an early return was 4% of a `gc`'s CPU).
-fn decode_hex(s: &[u8], out: &mut [u8]) -> Option<()> {
+pub fn decode_hex(s: &[u8], out: &mut [u8]) -> Option<()> {
     if s.len() != out.len() * 2 {
         return None;
     }
@@ -141,7 +141,8 @@ fn decode_hex(s: &[u8], out: &mut [u8]) -> Option<()> {
     (bad & 0x10 == 0).then_some(())
 }
 
-fn encode_hex(bytes: &[u8], out: &mut String) {
+/// Append `bytes` as lowercase hex.
+pub fn encode_hex(bytes: &[u8], out: &mut String) {
     out.reserve(bytes.len() * 2);
     for b in bytes {
         out.push(HEX[(b >> 4) as usize] as char);

@@ -96,21 +96,24 @@ impl Ctx<'_> {
         kind: LinkKind,
         tag: Option<&str>,
     ) -> Option<LinkState> {
-        if size > MAX_LINK_LEN {
-            self.finding(
-                FindingKind::LinkOversized,
-                file,
-                format!("{size} bytes; a link holds one digest (71 bytes for sha256)"),
-            );
+        let odd = |content| {
             self.odd_link(
                 repo,
                 OddLink {
                     kind,
                     tag: tag.map(str::to_owned),
                     path_digest: path_digest.clone(),
-                    content: None,
+                    content,
                 },
+            )
+        };
+        if size > MAX_LINK_LEN {
+            self.finding(
+                FindingKind::LinkOversized,
+                file,
+                format!("{size} bytes; a link holds one digest (71 bytes for sha256)"),
             );
+            odd(None);
             return Some(LinkState::Invalid);
         }
         let bytes = match self.storage.read(file, MAX_LINK_LEN) {
@@ -129,15 +132,7 @@ impl Ctx<'_> {
                     file,
                     format!("content {d} differs from the digest in its path ({path_digest}); the registry follows the content"),
                 );
-                self.odd_link(
-                    repo,
-                    OddLink {
-                        kind,
-                        tag: tag.map(str::to_owned),
-                        path_digest: path_digest.clone(),
-                        content: Some(d),
-                    },
-                );
+                odd(Some(d));
                 Some(LinkState::Differs)
             }
             Err(e) => {
@@ -147,15 +142,7 @@ impl Ctx<'_> {
                     FindingKind::LinkInvalid
                 };
                 self.finding(k, file, e.to_string());
-                self.odd_link(
-                    repo,
-                    OddLink {
-                        kind,
-                        tag: tag.map(str::to_owned),
-                        path_digest: path_digest.clone(),
-                        content: None,
-                    },
-                );
+                odd(None);
                 Some(LinkState::Invalid)
             }
         }

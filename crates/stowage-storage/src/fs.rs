@@ -651,15 +651,7 @@ fn read_regular_nofollow(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, Sto
     if m.len() > limit {
         return Err(StorageError::new(ErrorKind::TooLarge { limit }, shown));
     }
-    let mut buf = Vec::with_capacity(m.len() as usize);
-    (&mut f)
-        .take(limit + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| StorageError::io(shown.clone(), e))?;
-    if buf.len() as u64 > limit {
-        return Err(StorageError::new(ErrorKind::TooLarge { limit }, shown));
-    }
-    Ok(Some(buf))
+    read_to_limit(&mut f, m.len(), limit, &shown).map(Some)
 }
 
 #[cfg(test)]

@@ -81,19 +81,8 @@ const ETAG_MD5_QUOTED: u8 = 2;
 const ETAG_RAW: u8 = 3;
 
 fn md5_hex(e: &str) -> Option<[u8; 16]> {
-    let h = e.as_bytes();
-    if h.len() != 32 {
-        return None;
-    }
     let mut out = [0u8; 16];
-    for (o, p) in out.iter_mut().zip(h.chunks_exact(2)) {
-        let v = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        };
-        *o = (v(p[0])? << 4) | v(p[1])?;
-    }
+    stowage_model::digest::decode_hex(e.as_bytes(), &mut out)?;
     Some(out)
 }
 
@@ -165,12 +154,8 @@ fn decode_from(r: &mut impl Read, prev: &mut Vec<u8>) -> io::Result<Option<Entry
     let mut tag = [0u8; 1];
     r.read_exact(&mut tag)?;
     let hex = |b: &[u8; 16]| {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut h = String::with_capacity(34);
-        for x in b {
-            h.push(HEX[usize::from(x >> 4)] as char);
-            h.push(HEX[usize::from(x & 15)] as char);
-        }
+        stowage_model::digest::encode_hex(b, &mut h);
         h
     };
     let etag = match tag[0] {
