@@ -368,9 +368,10 @@ fn plan_and_apply(aged: &Path, w: &Path, expired_bytes: u64) {
     // 4. The cache GC plan: library/base evicted; the shared layer and the image pulled by
     // digest kept; the state edit extends nothing kept below its need.
     let plan_path = w.join("plan.json");
-    let plan = json(&stowage(
+    let out = stowage(
         aged,
         &[
+            "--verbose",
             "--format",
             "json",
             "gc",
@@ -379,7 +380,11 @@ fn plan_and_apply(aged: &Path, w: &Path, expired_bytes: u64) {
             "-o",
             plan_path.to_str().unwrap(),
         ],
-    ));
+    );
+    // The state file is seen before the scan: one scan, with every file stat-ed.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("scanned in").count(), 1, "{err}");
+    let plan = json(&out);
     assert_eq!(plan["options"]["cache"], true);
     let evicted: Vec<String> = plan["manifests"]
         .as_array()

@@ -18,7 +18,7 @@ use std::io::Read;
 
 use stowage_model::Timestamp;
 
-use crate::spill::{Builder, Entry as Row, Sorted};
+use crate::spill::{Builder, EntryRef as Row, Sorted};
 use crate::{
     BackendKind, Entry, EntryKind, ErrorKind, Meta, OpCounters, Storage, StorageError, TreeEntry,
 };
@@ -103,12 +103,12 @@ impl Listing {
     }
 }
 
-fn meta(r: &Row) -> Meta {
+fn meta(r: &Row<'_>) -> Meta {
     Meta {
         size: r.size,
         modified: Timestamp(r.modified),
         created: None,
-        etag: r.etag.clone(),
+        etag: r.etag.map(str::to_owned),
     }
 }
 
@@ -194,7 +194,7 @@ impl Storage for ListedStorage {
                     c.skip_to(&format!("{prefix}{name}0")).map_err(io)?;
                 }
                 None => {
-                    let (name, m) = (rest.to_owned(), meta(e));
+                    let (name, m) = (rest.to_owned(), meta(&e));
                     c.advance().map_err(io)?;
                     // A key that is also a prefix (`a` and `a/b`) is a directory, as on
                     // the object store's own listing: reported once, as the directory.
@@ -224,7 +224,7 @@ impl Storage for ListedStorage {
     fn stat(&self, path: &str) -> Result<Meta, StorageError> {
         match self.listing.cursor(path, path)? {
             Some(c) => match c.peek() {
-                Some(e) if e.key == path => Ok(meta(e)),
+                Some(e) if e.key == path => Ok(meta(&e)),
                 _ => Err(StorageError::new(ErrorKind::NotFound, path)),
             },
             None => Err(StorageError::new(ErrorKind::NotFound, path)),
@@ -315,7 +315,7 @@ impl ListedStorage {
                 visit(TreeEntry {
                     path: rel,
                     kind: EntryKind::File,
-                    meta: Some(meta(e)),
+                    meta: Some(meta(&e)),
                 });
             }
             c.advance().map_err(io)?;

@@ -39,6 +39,18 @@ pub fn options(a: &GcArgs) -> Result<GcOptions> {
     })
 }
 
+/// Whether the registry is a pull-through cache, known before scanning: its `config.yml`
+/// names a remote, or its scheduler state file is there (read once more by the scan). A cache's plan
+/// follows its scheduler entries, which need every blob stated, so it is scanned whole
+/// from the start, once (it was scanned twice: a scan that stated only candidates, then
+/// the full one).
+fn is_pull_through_cache(s: &Settings) -> bool {
+    s.registry_config
+        .as_ref()
+        .is_some_and(|c| c.proxy_remoteurl.is_some())
+        || stowage_scan::scheduler::read_state(&*s.storage).0.present()
+}
+
 pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
     let mut opts = options(a)?;
     // A plain `gc` (with or without -m) stats only what its plan names. The options that
@@ -50,7 +62,8 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
         || opts.empty_dirs
         || opts.orphan_signatures
         || opts.cache_max_bytes.is_some()
-        || s.storage.prefers_tree_listing());
+        || s.storage.prefers_tree_listing()
+        || is_pull_through_cache(s));
     // A plain `gc` (no -m) plans nothing from the tags' history: not listed.
     let skip_history = candidates_only && !opts.delete_untagged;
     let mut loaded = crate::pipeline::load_stating(
@@ -61,7 +74,9 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
         skip_history,
     )?;
     if candidates_only && !loaded.proxy_cache().is_empty() {
-        // A cache's plan follows its scheduler entries: scan it whole.
+        // A cache's plan follows its scheduler entries: scan it whole. (Known before the
+        // scan as a rule, `is_pull_through_cache`; this is for a state file written
+        // between that look and the scan.)
         candidates_only = false;
         loaded = load(s, false, GraphFindings::Count)?;
     }
