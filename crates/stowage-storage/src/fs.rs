@@ -181,13 +181,18 @@ impl FsStorage {
             // the attributes).
             let (mut f, m) = self.open_nofollow(path)?;
             let meta = want_meta.then(|| meta_of(&m));
-            let buf = read_to_limit(&mut f, m.len(), limit, path)?;
-            self.counters
-                .bytes_read
-                .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            if buf.len() as u64 > limit {
-                return Err(StorageError::new(ErrorKind::TooLarge { limit }, path));
-            }
+            let counted = |n: u64| {
+                self.counters
+                    .bytes_read
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            };
+            let buf = read_to_limit(&mut f, m.len(), limit, path).inspect_err(|e| {
+                if matches!(e.kind, ErrorKind::TooLarge { .. }) {
+                    // Read to learn it: the limit and one byte more.
+                    counted(limit.saturating_add(1));
+                }
+            })?;
+            counted(buf.len() as u64);
             Ok((buf, meta))
         })
     }

@@ -94,6 +94,8 @@ fn read_limits_and_errors_name_paths() {
     assert_eq!(e.to_string(), "missing/file: not found");
     let snap = s.counters().snapshot();
     assert_eq!((snap.reads, snap.stats, snap.in_flight), (2, 1, 0));
+    // The refused read counts what it read to learn the file was too large.
+    assert_eq!(snap.bytes_read, 101 + 1000);
 }
 
 /// Reads stop at the size the descriptor's fstat gave without an extra read, so every
