@@ -203,8 +203,10 @@ fn repository_reach(
     let inv = g.inv;
     let n = g.len();
     let mut owner = vec![NONE; n];
-    // The only repository reaching a blob, or MULTI.
-    let mut single = vec![NONE; n];
+    // A bit per id: reached by more than one repository. While it is clear, `owner` is the
+    // only repository reaching the id (a repository's reach names an id once, so a second
+    // visit is another repository); a `u32` per id held that before.
+    let mut multi = vec![0u64; n.div_ceil(64)];
     let mut last = vec![NONE; n];
     let mut total_delta = vec![0i128; nodes.len()];
     for &node in order {
@@ -231,11 +233,9 @@ fn repository_reach(
             } else {
                 lca(nodes, owner[id as usize], node)
             };
-            single[id as usize] = if single[id as usize] == NONE {
-                node
-            } else {
-                MULTI
-            };
+            if prev != NONE {
+                multi[id as usize / 64] |= 1 << (id % 64);
+            }
         }
         let nu = &mut nodes[node as usize];
         nu.own_total = own;
@@ -251,8 +251,8 @@ fn repository_reach(
             excl_delta[o as usize] += g.size(id as BlobId);
         }
     }
-    for (id, &o) in single.iter().enumerate() {
-        if o != NONE && o != MULTI {
+    for (id, &o) in owner.iter().enumerate() {
+        if o != NONE && multi[id / 64] & (1 << (id % 64)) == 0 {
             nodes[o as usize].own_exclusive += g.size(id as BlobId);
         }
     }
