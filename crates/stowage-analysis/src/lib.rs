@@ -187,7 +187,7 @@ impl Analysis {
     pub fn referenced(&self) -> &[bool] {
         self.referenced.get_or_init(|| {
             let g = self.graph();
-            g.mark(g.all_revision_roots(), false)
+            g.mark(g.revision_roots(), false)
         })
     }
 

@@ -379,18 +379,20 @@ impl<'a> Graph<'a> {
     /// Roots of the registry's plain GC: every revision of every repository (both digests
     /// of a link whose content disagrees with its path).
     pub fn all_revision_roots(&self) -> Vec<BlobId> {
-        let mut roots = Vec::new();
-        for r in &self.inv.repositories {
-            roots.extend(r.revisions.iter().map(|l| l.target()));
-            for o in &r.odd_links {
-                if o.kind == LinkKind::Revision
-                    && let Some(id) = o.content.as_ref().and_then(|d| self.inv.id_of(d))
-                {
-                    roots.push(id);
-                }
-            }
-        }
-        roots
+        self.revision_roots().collect()
+    }
+
+    /// [`Graph::all_revision_roots`] one by one, for [`Graph::mark`] (no list of them: at
+    /// 1M objects of a CI registry 135k ids).
+    pub fn revision_roots(&self) -> impl Iterator<Item = BlobId> + '_ {
+        self.inv.repositories.iter().flat_map(|r| {
+            r.revisions.iter().map(|l| l.target()).chain(
+                r.odd_links
+                    .iter()
+                    .filter(|o| o.kind == LinkKind::Revision)
+                    .filter_map(|o| o.content.as_ref().and_then(|d| self.inv.id_of(d))),
+            )
+        })
     }
 
     /// Mark everything reachable from `roots` (manifests). Follows references, index
@@ -398,52 +400,41 @@ impl<'a> Graph<'a> {
     /// or SBOM lives while its subject lives). Opaque manifests mark everything their
     /// repositories link.
     pub fn mark(&self, roots: impl IntoIterator<Item = BlobId>, referrers: bool) -> Vec<bool> {
-        let mut marked = vec![false; self.ix.n];
-        let mut expanded = vec![false; self.inv.repositories.len()];
-        let mut stack: Vec<u32> = Vec::new();
+        let mut walk = Walk {
+            marked: vec![false; self.ix.n],
+            expanded: vec![false; self.inv.repositories.len()],
+            stack: Vec::new(),
+        };
+        // A root's closure is walked before the next root is taken: the stack holds one
+        // walk, not every root.
         for r in roots {
-            if !marked[r as usize] {
-                marked[r as usize] = true;
-                stack.push(r);
-            }
-        }
-        while let Some(id) = stack.pop() {
-            for c in self.refs(id) {
-                if !marked[c as usize] {
-                    marked[c as usize] = true;
-                    stack.push(c);
+            walk.visit(r);
+            while let Some(id) = walk.stack.pop() {
+                for c in self.refs(id) {
+                    walk.visit(c);
                 }
-            }
-            for &c in self.ix.aliases.row(id) {
-                if !marked[c as usize] {
-                    marked[c as usize] = true;
-                    stack.push(c);
+                for &c in self.ix.aliases.row(id) {
+                    walk.visit(c);
                 }
-            }
-            if referrers {
-                for &c in self.referrers(id) {
-                    if !marked[c as usize] {
-                        marked[c as usize] = true;
-                        stack.push(c);
+                if referrers {
+                    for &c in self.referrers(id) {
+                        walk.visit(c);
                     }
                 }
-            }
-            if self.is_opaque(id) {
-                for &ri in self.revision_repos(id) {
-                    if std::mem::replace(&mut expanded[ri as usize], true) {
-                        continue;
-                    }
-                    let repo = &self.inv.repositories[ri as usize];
-                    for l in repo.layers.iter().chain(repo.revisions.iter()) {
-                        if !marked[l.target() as usize] {
-                            marked[l.target() as usize] = true;
-                            stack.push(l.target());
+                if self.is_opaque(id) {
+                    for &ri in self.revision_repos(id) {
+                        if std::mem::replace(&mut walk.expanded[ri as usize], true) {
+                            continue;
+                        }
+                        let repo = &self.inv.repositories[ri as usize];
+                        for l in repo.layers.iter().chain(repo.revisions.iter()) {
+                            walk.visit(l.target());
                         }
                     }
                 }
             }
         }
-        marked
+        walk.marked
     }
 
     /// Whether a revision link is trustworthy (its content is the digest its path names, or
@@ -566,6 +557,23 @@ impl Scratch {
             self.touched = Vec::new();
         }
         true
+    }
+}
+
+/// The state of [`Graph::mark`].
+struct Walk {
+    marked: Vec<bool>,
+    /// Repositories whose links an opaque manifest already marked.
+    expanded: Vec<bool>,
+    stack: Vec<u32>,
+}
+
+impl Walk {
+    /// Mark `id` and queue it, unless marked already.
+    fn visit(&mut self, id: BlobId) {
+        if !std::mem::replace(&mut self.marked[id as usize], true) {
+            self.stack.push(id);
+        }
     }
 }
 

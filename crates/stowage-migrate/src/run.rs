@@ -68,7 +68,7 @@ fn reachable(source: &dyn Storage, concurrency: usize) -> Result<HashSet<Sha256>
         )));
     }
     let g = stowage_graph::Graph::new(&inv);
-    let marked = g.mark(g.all_revision_roots(), false);
+    let marked = g.mark(g.revision_roots(), false);
     Ok(inv
         .blobs
         .iter()

@@ -417,7 +417,7 @@ pub fn blob_row(
 
 /// Build the overview. `findings` are the scan's plus the graph's (as `stowage check` lists).
 pub fn build(g: &Graph<'_>, findings: &[Finding], now: Timestamp, limits: &Limits) -> Overview {
-    let referenced = g.mark(g.all_revision_roots(), false);
+    let referenced = g.mark(g.revision_roots(), false);
     let summary = stowage_graph::summary(
         g,
         &referenced,

@@ -165,8 +165,12 @@ pub fn build_rows<'a>(
         }
         OrphanTags::default()
     };
+    // Without -m and outside a cache every revision is a root: marked straight from the
+    // links, no list of them (135k ids at 1M objects of a CI registry).
+    let every_revision = eviction.is_none() && !opts.delete_untagged;
     let mut roots = match &eviction {
         Some(ev) => ev.roots.clone(),
+        None if every_revision => Vec::new(),
         None => keep_roots(g, opts.delete_untagged, &orphans.removed),
     };
     let (mut manifests, held_manifests) = if let Some(ev) = &eviction {
@@ -177,15 +181,21 @@ pub fn build_rows<'a>(
     } else {
         (Vec::new(), Vec::new())
     };
-    let marked = g.mark(roots.iter().copied(), true);
+    let marked = if every_revision {
+        g.mark(g.revision_roots(), true)
+    } else {
+        g.mark(roots.iter().copied(), true)
+    };
     drop(roots);
 
     let mut held = HeldBack::default();
     let (mut blobs, planned_blob) = if blobs_blocked {
         (Vec::new(), vec![false; g.len()])
     } else {
-        let referenced = g.mark(g.all_revision_roots(), false);
-        unmarked_blobs(g, grace, &marked, &referenced, &mut held)
+        // Which unmarked blobs some manifest still references (untagged ones' layers).
+        // When every revision was a root, nothing unmarked is referenced: no second mark.
+        let referenced = (!every_revision).then(|| g.mark(g.revision_roots(), false));
+        unmarked_blobs(g, grace, &marked, referenced.as_deref(), &mut held)
     };
     if eviction.is_some() {
         // Blobs only expired manifests reached: evicted with them.
@@ -509,7 +519,7 @@ fn unmarked_blobs(
     g: &Graph<'_>,
     grace: Grace,
     marked: &[bool],
-    referenced: &[bool],
+    referenced: Option<&[bool]>,
     held: &mut HeldBack,
 ) -> (Vec<BlobRow>, Vec<bool>) {
     let inv = g.inv;
@@ -534,7 +544,7 @@ fn unmarked_blobs(
         planned_blob[i] = true;
         blobs.push(BlobRow {
             id: i as BlobId,
-            why: if referenced[i] {
+            why: if referenced.is_some_and(|r| r[i]) {
                 BlobWhy::Untagged
             } else {
                 BlobWhy::Unreferenced
