@@ -66,7 +66,9 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
     let mut candidates_only = !(every_file || s.storage.prefers_tree_listing() || cache);
     // A plain `gc` (no -m) plans nothing from the tags' history: not listed on a disk (two
     // listings per tag), not kept from a listing or a report (8 bytes an entry: at 1M
-    // objects of the CI shape, 608k entries, more than a tenth of the scan's memory).
+    // objects of the CI shape, 608k entries, more than a tenth of the scan's memory). So
+    // history it cannot read does not make its repository incomplete either: it is not a
+    // root, and the registry's own GC never reads it.
     let skip_history = !opts.delete_untagged && !every_file && !cache;
     let mut loaded = crate::pipeline::load_stating(
         s,
@@ -75,10 +77,10 @@ pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
         candidates_only,
         skip_history,
     )?;
-    if candidates_only && !loaded.proxy_cache().is_empty() {
-        // A cache's plan follows its scheduler entries: scan it whole. (Known before the
-        // scan as a rule, `is_pull_through_cache`; this is for a state file written
-        // between that look and the scan.)
+    if (candidates_only || skip_history) && !loaded.proxy_cache().is_empty() {
+        // A cache's plan follows its scheduler entries and plans its stale history: scan
+        // it whole. (Known before the scan as a rule, `is_pull_through_cache`; this is for
+        // a state file written, or readable, only between that look and the scan.)
         candidates_only = false;
         loaded = load(s, false, GraphFindings::Count)?;
     }
