@@ -95,8 +95,21 @@ impl CacheFigures {
 
 /// Whether the storage belongs to a pull-through cache, and how that is known.
 pub fn detected_by(inv: &Inventory, remote_url: Option<&str>) -> Vec<String> {
+    detected_by_state(&inv.scheduler, remote_url)
+}
+
+/// [`detected_by`] before any scan: the scheduler state file read on its own (the scan
+/// reads it again). `gc` decides by it how to scan (a cache is scanned whole, once).
+pub fn detected_before_scan(
+    storage: &dyn stowage_storage::Storage,
+    remote_url: Option<&str>,
+) -> Vec<String> {
+    detected_by_state(&stowage_scan::scheduler::read_state(storage).0, remote_url)
+}
+
+fn detected_by_state(scheduler: &SchedulerFile, remote_url: Option<&str>) -> Vec<String> {
     let mut by = Vec::new();
-    if inv.scheduler.present() {
+    if scheduler.present() {
         by.push(stowage_model::scheduler::STATE_FILE.to_string());
     }
     if remote_url.is_some() {

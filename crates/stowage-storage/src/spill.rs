@@ -223,6 +223,11 @@ fn decode_row(r: &mut impl Read, prev: &mut Vec<u8>) -> io::Result<Option<(u64, 
     Ok(Some((size, i64::from_le_bytes(m), etag)))
 }
 
+/// A place in a buffer as a `u32` (chunks and blocks stay far below 4 GiB).
+fn place(n: usize, what: &str) -> io::Result<u32> {
+    u32::try_from(n).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, what.to_owned()))
+}
+
 fn not_utf8() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, "spill file: key is not UTF-8")
 }
@@ -278,14 +283,7 @@ impl Block {
             rows: Vec::with_capacity(r.len() / 40),
         };
         let mut prev = Vec::new();
-        let place = |n: usize| {
-            u32::try_from(n).map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "spill file: a block of over 4 GiB",
-                )
-            })
-        };
+        let place = |n| place(n, "spill file: a block of over 4 GiB");
         while let Some((size, modified, etag)) = decode_row(&mut r, &mut prev)? {
             let key = std::str::from_utf8(&prev).map_err(|_| not_utf8())?;
             let k0 = place(b.keys.len())?;
@@ -411,11 +409,7 @@ impl Builder {
         self.arena.extend_from_slice(key.as_bytes());
         let key_end = self.arena.len();
         encode_tail(&mut self.arena, size, modified, etag);
-        let place = |n: usize| {
-            u32::try_from(n).map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidData, "a report row of over 3 GiB")
-            })
-        };
+        let place = |n| place(n, "a report row of over 3 GiB");
         self.rows.push(ChunkRow {
             start: place(start)?,
             key_end: place(key_end)?,
@@ -607,6 +601,10 @@ impl RunWriter {
         self.buf.clear();
         put_key(&mut self.buf, &mut self.prev, key);
         self.buf.extend_from_slice(tail);
+        self.write_buf()
+    }
+
+    fn write_buf(&mut self) -> io::Result<()> {
         self.w.write_all(&self.buf)?;
         self.bytes += self.buf.len() as u64;
         Ok(())
@@ -622,9 +620,7 @@ impl RunWriter {
             e.modified,
             e.etag.as_deref(),
         );
-        self.w.write_all(&self.buf)?;
-        self.bytes += self.buf.len() as u64;
-        Ok(())
+        self.write_buf()
     }
 
     fn finish(self) -> io::Result<File> {

@@ -45,10 +45,11 @@ pub fn options(a: &GcArgs) -> Result<GcOptions> {
 /// from the start, once (it was scanned twice: a scan that stated only candidates, then
 /// the full one).
 fn is_pull_through_cache(s: &Settings) -> bool {
-    s.registry_config
+    let remote = s
+        .registry_config
         .as_ref()
-        .is_some_and(|c| c.proxy_remoteurl.is_some())
-        || stowage_scan::scheduler::read_state(&*s.storage).0.present()
+        .and_then(|c| c.proxy_remoteurl.as_deref());
+    !stowage_analysis::cache::detected_before_scan(&*s.storage, remote).is_empty()
 }
 
 pub fn run(s: &Settings, a: &GcArgs) -> Result<i32> {
