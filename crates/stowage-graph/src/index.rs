@@ -1,5 +1,7 @@
 //! Building the adjacency tables, and walks over them.
 
+use std::sync::OnceLock;
+
 use stowage_model::inventory::{BlobId, Inventory, LinkKind, LinkState, ManifestStatus, RefRole};
 use stowage_model::manifest::ManifestKind;
 
@@ -134,21 +136,24 @@ impl Csr {
 /// and kept beside the inventory (the analysed registry, the dashboard between requests), so
 /// a view ([`Graph::view`]) costs nothing. It holds ids, not references into the inventory;
 /// a view pairs it with the inventory it was built from.
+///
+/// The tables only some commands read (who references a blob, which repositories link or
+/// hold it, which tags name it: 4.0 of the 8.3 MB at 1M objects) are built on first use,
+/// from the inventory the view pairs with, and kept: a GC reads none but the first, a
+/// dashboard builds each once.
 #[derive(Debug, Clone, Default)]
 pub struct GraphIndex {
     n: usize,
     /// Referenced id -> manifests referencing it.
-    rev: Csr,
+    rev: OnceLock<Csr>,
     /// Subject -> its referrers.
     referrers: Csr,
     /// Manifest id -> repositories holding a revision link for it (by repository index).
-    revision_repos: Csr,
+    revision_repos: OnceLock<Csr>,
     /// Blob id -> repositories holding a `_layers` link for it.
-    layer_repos: Csr,
-    /// Manifest id -> tags whose `current` names it, as `repo << 32 | tag` split over two rows.
-    current_tags: Csr,
-    /// Tag coordinates indexed by `current_tags` values.
-    pub(crate) tag_coords: Vec<(u32, u32)>,
+    layer_repos: OnceLock<Csr>,
+    /// Manifest id -> tags whose `current` names it.
+    current_tags: OnceLock<CurrentTags>,
     /// One bit per id: whether `inv.manifests` has a record for it (found by binary search;
     /// a bit per id instead of a `u32` index per id).
     is_manifest: Vec<u64>,
@@ -157,6 +162,25 @@ pub struct GraphIndex {
     aliases: Csr,
     /// Id -> role it is referenced in (the strongest seen: config beats layer), or NONE.
     pub(crate) role: Vec<u8>,
+}
+
+/// Manifest id -> tags whose `current` names it: values index `coords`, each tag's
+/// (repository index, tag index).
+#[derive(Debug, Clone, Default)]
+struct CurrentTags {
+    csr: Csr,
+    coords: Vec<(u32, u32)>,
+}
+
+/// The manifests referencing some ids ([`Graph::parents_of`]); nothing for the others.
+#[derive(Debug, Clone, Default)]
+pub struct Parents(Csr);
+
+impl Parents {
+    /// Manifests that reference `id` directly, if `id` was wanted.
+    pub fn row(&self, id: BlobId) -> &[u32] {
+        self.0.row(id)
+    }
 }
 
 /// The index a view reads: its own (built by [`Graph::new`]) or one kept elsewhere.
@@ -186,7 +210,8 @@ pub(crate) const ROLE_LAYER: u8 = 1;
 pub(crate) const ROLE_CONFIG: u8 = 2;
 
 impl GraphIndex {
-    /// Build the tables of `inv` (two linear passes per table, see [`Csr`]).
+    /// Build the tables every command reads (two linear passes per table, see [`Csr`]);
+    /// the others are built by the first view that needs them.
     pub fn build(inv: &Inventory) -> GraphIndex {
         let n = inv.id_count();
         let mut is_manifest = vec![0u64; n.div_ceil(64)];
@@ -204,11 +229,6 @@ impl GraphIndex {
                 role[r.id() as usize] = role[r.id() as usize].max(rl);
             }
         }
-        let rev = Csr::build(n, |f| {
-            for m in &inv.manifests {
-                inv.refs_of(m).iter().for_each(|r| f(r.id(), m.id));
-            }
-        });
         let referrers = Csr::build(n, |f| {
             for m in &inv.manifests {
                 if let Some(s) = m.subject() {
@@ -228,60 +248,87 @@ impl GraphIndex {
                 }
             }
         });
-        let revision_repos = Csr::build(n, |f| {
-            for (ri, r) in inv.repositories.iter().enumerate() {
-                r.revisions.iter().for_each(|l| f(l.target(), ri as u32));
-            }
-        });
-        let layer_repos = Csr::build(n, |f| {
-            for (ri, r) in inv.repositories.iter().enumerate() {
-                r.layers.iter().for_each(|l| f(l.target(), ri as u32));
-            }
-        });
-        let mut tag_coords = Vec::new();
-        for (ri, r) in inv.repositories.iter().enumerate() {
-            for (ti, t) in r.tags.iter().enumerate() {
-                if t.current.and_then(|c| c.target).is_some() {
-                    tag_coords.push((ri as u32, ti as u32));
-                }
-            }
-        }
-        tag_coords.shrink_to_fit();
-        let current_tags = Csr::build(n, |f| {
-            let mut i = 0u32;
-            for r in &inv.repositories {
-                for t in &r.tags {
-                    if let Some(id) = t.current.and_then(|c| c.target) {
-                        f(id, i);
-                        i += 1;
-                    }
-                }
-            }
-        });
         GraphIndex {
             n,
-            rev,
+            rev: OnceLock::new(),
             referrers,
-            revision_repos,
-            layer_repos,
-            current_tags,
+            revision_repos: OnceLock::new(),
+            layer_repos: OnceLock::new(),
+            current_tags: OnceLock::new(),
             aliases,
-            tag_coords,
             is_manifest,
             role,
         }
     }
 
-    /// Bytes held by the tables (for `--verbose` and the memory benchmarks).
+    fn rev(&self, inv: &Inventory) -> &Csr {
+        self.rev.get_or_init(|| {
+            Csr::build(self.n, |f| {
+                for m in &inv.manifests {
+                    inv.refs_of(m).iter().for_each(|r| f(r.id(), m.id));
+                }
+            })
+        })
+    }
+
+    fn revision_repos(&self, inv: &Inventory) -> &Csr {
+        self.revision_repos.get_or_init(|| {
+            Csr::build(self.n, |f| {
+                for (ri, r) in inv.repositories.iter().enumerate() {
+                    r.revisions.iter().for_each(|l| f(l.target(), ri as u32));
+                }
+            })
+        })
+    }
+
+    fn layer_repos(&self, inv: &Inventory) -> &Csr {
+        self.layer_repos.get_or_init(|| {
+            Csr::build(self.n, |f| {
+                for (ri, r) in inv.repositories.iter().enumerate() {
+                    r.layers.iter().for_each(|l| f(l.target(), ri as u32));
+                }
+            })
+        })
+    }
+
+    fn current_tags(&self, inv: &Inventory) -> &CurrentTags {
+        self.current_tags.get_or_init(|| {
+            let mut coords = Vec::new();
+            for (ri, r) in inv.repositories.iter().enumerate() {
+                for (ti, t) in r.tags.iter().enumerate() {
+                    if t.current.and_then(|c| c.target).is_some() {
+                        coords.push((ri as u32, ti as u32));
+                    }
+                }
+            }
+            coords.shrink_to_fit();
+            let csr = Csr::build(self.n, |f| {
+                let mut i = 0u32;
+                for r in &inv.repositories {
+                    for t in &r.tags {
+                        if let Some(id) = t.current.and_then(|c| c.target) {
+                            f(id, i);
+                            i += 1;
+                        }
+                    }
+                }
+            });
+            CurrentTags { csr, coords }
+        })
+    }
+
+    /// Bytes held by the tables built so far (for `--verbose` and the memory benchmarks).
     pub fn heap_bytes(&self) -> usize {
-        let csr = |c: &Csr| c.heap_bytes();
-        csr(&self.rev)
-            + csr(&self.referrers)
-            + csr(&self.revision_repos)
-            + csr(&self.layer_repos)
-            + csr(&self.current_tags)
-            + csr(&self.aliases)
-            + self.tag_coords.capacity() * 8
+        let csr = |c: Option<&Csr>| c.map_or(0, Csr::heap_bytes);
+        csr(self.rev.get())
+            + csr(Some(&self.referrers))
+            + csr(self.revision_repos.get())
+            + csr(self.layer_repos.get())
+            + self
+                .current_tags
+                .get()
+                .map_or(0, |t| t.csr.heap_bytes() + t.coords.capacity() * 8)
+            + csr(Some(&self.aliases))
             + self.is_manifest.capacity() * 8
             + self.role.capacity()
     }
@@ -304,6 +351,16 @@ impl<'a> Graph<'a> {
             inv,
             ix: Ix::Borrowed(index),
         }
+    }
+
+    /// Build now the tables a view otherwise builds on first use: for whoever keeps the
+    /// index to serve many requests (the dashboard), so that no request pays for one.
+    pub fn build_tables(&self) {
+        let inv = self.inv;
+        self.ix.rev(inv);
+        self.ix.revision_repos(inv);
+        self.ix.layer_repos(inv);
+        self.ix.current_tags(inv);
     }
 
     /// Number of ids (present blobs + missing digests).
@@ -334,7 +391,23 @@ impl<'a> Graph<'a> {
 
     /// Manifests that reference `id` directly.
     pub fn parents(&self, id: BlobId) -> &[u32] {
-        self.ix.rev.row(id)
+        self.ix.rev(self.inv).row(id)
+    }
+
+    /// [`Graph::parents`] for the ids `wanted` selects, and for no other: for a few ids of a
+    /// large registry, without the table of every id's parents (3.9 MB at 1M objects,
+    /// otherwise unused by a GC, which explains only what it keeps unlike the registry).
+    pub fn parents_of(&self, wanted: impl Fn(BlobId) -> bool) -> Parents {
+        let inv = self.inv;
+        Parents(Csr::build(self.ix.n, |f| {
+            for m in &inv.manifests {
+                for r in inv.refs_of(m) {
+                    if wanted(r.id()) {
+                        f(r.id(), m.id);
+                    }
+                }
+            }
+        }))
     }
 
     pub fn referrers(&self, subject: BlobId) -> &[u32] {
@@ -343,21 +416,18 @@ impl<'a> Graph<'a> {
 
     /// Repositories (indices) with a revision link for manifest `id`.
     pub fn revision_repos(&self, id: BlobId) -> &[u32] {
-        self.ix.revision_repos.row(id)
+        self.ix.revision_repos(self.inv).row(id)
     }
 
     /// Repositories (indices) with a `_layers` link for blob `id`.
     pub fn layer_repos(&self, id: BlobId) -> &[u32] {
-        self.ix.layer_repos.row(id)
+        self.ix.layer_repos(self.inv).row(id)
     }
 
     /// Tags whose current link names `id`, as (repository index, tag index).
     pub fn tags_of(&self, id: BlobId) -> impl Iterator<Item = (u32, u32)> + '_ {
-        self.ix
-            .current_tags
-            .row(id)
-            .iter()
-            .map(|&i| self.ix.tag_coords[i as usize])
+        let t = self.ix.current_tags(self.inv);
+        t.csr.row(id).iter().map(|&i| t.coords[i as usize])
     }
 
     pub fn manifest(&self, id: BlobId) -> Option<&'a stowage_model::inventory::ManifestRecord> {

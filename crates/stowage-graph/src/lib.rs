@@ -27,7 +27,7 @@ mod signatures;
 mod sizes;
 mod verdicts;
 
-pub use index::{Graph, GraphIndex, Scratch};
+pub use index::{Graph, GraphIndex, Parents, Scratch};
 pub use signatures::{OrphanSignature, SubjectStatus, Subjects, orphan_signatures};
 pub use sizes::{NodeUsage, TagUsage, Usage, usage};
 pub use verdicts::{

@@ -428,26 +428,32 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// `src` appended to `dst` in an allocation made here (the assembling thread) rather than
-/// kept where a worker made it: kept for the whole run, the workers' vectors would pin the
-/// pages of the short-lived buffers around them.
-pub(crate) fn append<T: Copy>(dst: &mut Vec<T>, src: &[T]) {
-    dst.reserve_exact(src.len());
-    dst.extend_from_slice(src);
+/// What [`assemble`] sizes each repository's lists to, counted before anything is copied.
+#[derive(Clone, Copy, Default)]
+struct Counts {
+    tags: usize,
+    tag_links: usize,
+    layers: usize,
+    revisions: usize,
 }
+
+/// Fragments placed between two releases of freed memory in [`assemble`].
+const ASSEMBLE_BATCH: usize = 16_384;
 
 /// Build the repositories from what the walk's tasks produced.
 ///
-/// Everything kept is *copied* (links, tags, names, uploads), and the tasks' originals are
-/// dropped by the caller only once every copy exists. Copying keeps long-lived data out of
-/// the I/O workers' heaps, and copying before freeing matters as much: a chunk freed by this
-/// thread goes to its allocator cache (glibc's tcache, whatever heap the chunk belongs to),
-/// and the next allocation of that size would take it back, so a copy made right after
-/// freeing its original lands where the original was.
+/// Everything kept is *copied* (links, tags, names, uploads) into lists allocated here, each
+/// once at its final size, and not kept where a worker made it: kept for the whole run, the
+/// workers' vectors would pin the pages of the short-lived buffers around them. The
+/// fragments are consumed as they are copied, and every [`ASSEMBLE_BATCH`] of them the
+/// freed originals are given back (`release`, and the fragment list shrunk): holding every
+/// fragment and every copy at once was the scan's peak (at 1M objects 17.6 MB of fragments
+/// beside 8.8 MB of copies).
 pub(crate) fn assemble(
     heads: &[RepoHead],
-    fragments: &[Fragment],
+    mut fragments: Vec<Fragment>,
     odd: &[(u32, OddLink)],
+    release: &dyn Fn(),
 ) -> Vec<Repository> {
     let mut repos: Vec<Repository> = heads
         .iter()
@@ -460,65 +466,60 @@ pub(crate) fn assemble(
             r
         })
         .collect();
-    let mut tag_counts = vec![(0usize, 0usize); repos.len()];
-    for f in fragments {
-        if let (Part::Tag(t), Some((n, l))) = (&f.part, tag_counts.get_mut(f.repo as usize)) {
-            *n += 1;
-            *l += t.index.len();
-        }
-    }
-    for (r, (n, l)) in repos.iter_mut().zip(tag_counts) {
-        r.tags = Vec::with_capacity(n);
-        r.tag_links = Vec::with_capacity(l);
-    }
-    // Tags in name order, so that their histories sit in `tag_links` in the same order
-    // whatever order the tasks finished in.
-    let mut tags: Vec<(u32, &TagOut)> = fragments
-        .iter()
-        .filter_map(|f| match &f.part {
-            Part::Tag(t) => Some((f.repo, t)),
-            _ => None,
-        })
-        .collect();
-    tags.sort_unstable_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
-    for (ri, t) in tags {
-        let Some(r) = repos.get_mut(ri as usize) else {
-            continue;
-        };
-        let start = r.tag_links.len() as u32;
-        r.tag_links.extend_from_slice(&t.index);
-        r.tags.push(Tag {
-            name: compact_str::CompactString::from(t.name.as_str()),
-            current: t.current,
-            index: Span {
-                start,
-                len: t.index.len() as u32,
-            },
-        });
-    }
-    for f in fragments {
-        let Some(r) = repos.get_mut(f.repo as usize) else {
+    let mut counts = vec![Some(Counts::default()); repos.len()];
+    for f in &fragments {
+        let Some(Some(c)) = counts.get_mut(f.repo as usize) else {
             continue;
         };
         match &f.part {
-            Part::Layers { links, aliases } => {
-                append(&mut r.layers, links);
-                r.aliases.extend(aliases.iter().cloned());
+            Part::Tag(t) => {
+                c.tags += 1;
+                c.tag_links += t.index.len();
             }
-            Part::Revisions(links) => append(&mut r.revisions, links),
-            Part::Tag(_) => {}
-            Part::Uploads(u) => r.uploads.extend(u.iter().cloned()),
-            Part::Incomplete => r.complete = false,
-            Part::RevisionsUnlisted => {
-                r.complete = false;
-                r.revisions_listed = false;
-            }
-            Part::LayersUnlisted => {
-                r.complete = false;
-                r.layers_listed = false;
-            }
+            Part::Layers { links, .. } => c.layers += links.len(),
+            Part::Revisions(links) => c.revisions += links.len(),
+            _ => {}
         }
     }
+    // Taken from the end: in reverse, each repository's tags come in name order, so that
+    // their histories sit in `tag_links` in the same order whatever order the tasks
+    // finished in. The other parts are sorted once placed (links by target, uploads by id).
+    fn tag_name(f: &Fragment) -> Option<&str> {
+        match &f.part {
+            Part::Tag(t) => Some(t.name.as_str()),
+            _ => None,
+        }
+    }
+    fragments.sort_unstable_by(|a, b| (b.repo, tag_name(b)).cmp(&(a.repo, tag_name(a))));
+    let mut placed = Vec::with_capacity(ASSEMBLE_BATCH);
+    while let Some(f) = fragments.pop() {
+        if let (Some(r), Some(c)) = (
+            repos.get_mut(f.repo as usize),
+            counts.get_mut(f.repo as usize),
+        ) {
+            // Each repository's lists are allocated when its first fragment is placed, not
+            // all at once before any fragment is freed: a list's allocation touches its
+            // pages (the allocator's headers), so allocating them all first held every
+            // copy's memory beside every fragment's, the very peak this avoids.
+            if let Some(c) = c.take() {
+                r.tags = Vec::with_capacity(c.tags);
+                r.tag_links = Vec::with_capacity(c.tag_links);
+                r.layers = Vec::with_capacity(c.layers);
+                r.revisions = Vec::with_capacity(c.revisions);
+            }
+            place(r, &f.part);
+        }
+        placed.push(f.part);
+        if placed.len() == ASSEMBLE_BATCH {
+            crate::free_apart(std::mem::replace(
+                &mut placed,
+                Vec::with_capacity(ASSEMBLE_BATCH),
+            ));
+            fragments.shrink_to_fit();
+            release();
+        }
+    }
+    crate::free_apart((placed, fragments));
     for (ri, o) in odd {
         if let Some(r) = repos.get_mut(*ri as usize) {
             r.odd_links.push(o.clone());
@@ -533,4 +534,37 @@ pub(crate) fn assemble(
     }
     repos.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     repos
+}
+
+/// Copy one fragment into its repository.
+fn place(r: &mut Repository, part: &Part) {
+    match part {
+        Part::Tag(t) => {
+            let start = r.tag_links.len() as u32;
+            r.tag_links.extend_from_slice(&t.index);
+            r.tags.push(Tag {
+                name: compact_str::CompactString::from(t.name.as_str()),
+                current: t.current,
+                index: Span {
+                    start,
+                    len: t.index.len() as u32,
+                },
+            });
+        }
+        Part::Layers { links, aliases } => {
+            r.layers.extend_from_slice(links);
+            r.aliases.extend(aliases.iter().cloned());
+        }
+        Part::Revisions(links) => r.revisions.extend_from_slice(links),
+        Part::Uploads(u) => r.uploads.extend(u.iter().cloned()),
+        Part::Incomplete => r.complete = false,
+        Part::RevisionsUnlisted => {
+            r.complete = false;
+            r.revisions_listed = false;
+        }
+        Part::LayersUnlisted => {
+            r.complete = false;
+            r.layers_listed = false;
+        }
+    }
 }

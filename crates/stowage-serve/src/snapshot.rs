@@ -56,6 +56,7 @@ impl Snapshot {
             (b.created().unwrap_or(b.modified()), i)
         });
         let g = analysis.graph();
+        g.build_tables();
         let mut by_kind = by_size.clone();
         by_kind.sort_by_key(|&i| g.blob_kind(i).as_str());
         let referenced = analysis.referenced();

@@ -134,6 +134,8 @@ pub struct GcPlan<'a> {
     /// The final mark and the held-back untagged manifests, for [`why_kept`].
     pub(crate) marked: Vec<bool>,
     pub(crate) held: HashSet<BlobId>,
+    pub(crate) opaque_repos: Vec<u32>,
+    pub(crate) parents: stowage_graph::Parents,
 }
 
 impl<'a> GcPlan<'a> {
@@ -241,6 +243,8 @@ impl<'a> GcPlan<'a> {
         Why {
             marked: &self.marked,
             held: &self.held,
+            opaque_repos: &self.opaque_repos,
+            parents: &self.parents,
         }
     }
 
