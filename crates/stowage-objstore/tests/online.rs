@@ -107,5 +107,5 @@ fn online_apply_on_s3_restores_a_blob_linked_during_the_settle() {
     // The restored copy is byte-identical: a fresh scan finds it with its size.
     let inv = scan(&s, &ScanOptions::default(), &Progress::default()).unwrap();
     let id = inv.id_of(&layer.digest()).unwrap();
-    assert_eq!(inv.blob(id).unwrap().size, layer.size);
+    assert_eq!({ inv.blob(id).unwrap().size }, layer.size);
 }

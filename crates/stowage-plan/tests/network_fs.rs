@@ -49,9 +49,7 @@ fn plan(inv: &Inventory) -> Plan {
 fn comparable(mut inv: Inventory) -> Inventory {
     inv.root = String::new();
     inv.stats = Default::default();
-    for b in &mut inv.blobs {
-        b.clear_created();
-    }
+    inv.created.clear();
     inv
 }
 

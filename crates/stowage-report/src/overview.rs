@@ -404,7 +404,7 @@ pub fn blob_row(
         digest: b.digest.to_string(),
         size: b.size,
         modified: b.modified(),
-        created: b.created(),
+        created: g.inv.created(id),
         kind: g.blob_kind(id).as_str().into(),
         referenced,
         repositories_omitted,
@@ -617,7 +617,7 @@ fn repository_rows(inv: &Inventory, u: &Usage) -> Vec<RepoRow> {
 fn months(inv: &Inventory, referenced: &[bool]) -> Vec<MonthRow> {
     let mut months: BTreeMap<String, MonthRow> = BTreeMap::new();
     for (i, b) in inv.blobs.iter().enumerate() {
-        let m = month_of(b.created().unwrap_or(b.modified()));
+        let m = month_of(inv.created(i as BlobId).unwrap_or(b.modified()));
         let row = months.entry(m.clone()).or_insert_with(|| MonthRow {
             month: m,
             referenced_bytes: 0,
@@ -720,9 +720,9 @@ pub fn write_blob_csv(
         let (repos, tags) = owners(g, &mut scratch, id);
         w.write_record([
             b.digest.to_string().as_str(),
-            &b.size.to_string(),
+            &{ b.size }.to_string(),
             &b.modified().rfc3339(),
-            &b.created().map(|c| c.rfc3339()).unwrap_or_default(),
+            &g.inv.created(id).map(|c| c.rfc3339()).unwrap_or_default(),
             g.blob_kind(id).as_str(),
             if referenced[i] { "true" } else { "false" },
             &repos.join(";"),

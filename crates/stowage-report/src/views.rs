@@ -44,7 +44,7 @@ impl<'g, 'a> BlobRecord<'g, 'a> {
 
     /// Birth time where the filesystem records it (`statx` btime).
     pub fn created(&self) -> Option<Timestamp> {
-        self.blob().created()
+        self.g.inv.created(self.id)
     }
 
     pub fn kind(&self) -> BlobKind {
@@ -122,9 +122,9 @@ impl Serialize for BlobRecord<'_, '_> {
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("record", "blob")?;
         m.serialize_entry("digest", &Disp(&b.digest))?;
-        m.serialize_entry("size", &b.size)?;
+        m.serialize_entry("size", &{ b.size })?;
         m.serialize_entry("modified", &b.modified())?;
-        m.serialize_entry("created", &b.created())?;
+        m.serialize_entry("created", &self.created())?;
         m.serialize_entry("kind", &self.kind())?;
         if let Some(mt) = media_type {
             m.serialize_entry("media_type", mt)?;

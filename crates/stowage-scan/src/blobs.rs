@@ -22,10 +22,10 @@ use std::sync::atomic::Ordering;
 use stowage_model::digest::Sha256;
 use stowage_model::finding::FindingKind;
 use stowage_model::inventory::BlobFile;
-use stowage_model::time::Timestamp;
+use stowage_model::time::{Secs, Timestamp};
 use stowage_storage::{EntryKind, StorageError};
 
-use crate::{Ctx, lock};
+use crate::{Ctx, Shard, lock};
 
 /// Is `name` a fan-out directory the registry writes: two lowercase hex digits?
 fn is_shard_name(name: &str) -> bool {
@@ -193,7 +193,7 @@ impl Ctx<'_> {
                 if let Some(h) = Sha256::from_hex(ent.name.as_bytes())
                     && h.shard()[..] == *shard.as_bytes()
                 {
-                    out.push(BlobFile::new(h, 0, Timestamp::EPOCH, None));
+                    out.push((BlobFile::new(h, 0, Timestamp::EPOCH), Secs::NONE));
                     lock(&self.odd_blobs).push(h);
                     lock(&self.linked_blobs).push(h);
                 }
@@ -229,7 +229,7 @@ impl Ctx<'_> {
             }
             if self.opts.stat_candidates_only && snap.is_none() {
                 self.progress.blobs.fetch_add(1, Ordering::Relaxed);
-                out.push(BlobFile::unstated(h));
+                out.push((BlobFile::unstated(h), Secs::NONE));
                 continue;
             }
             blob_dirs.push((h, ent.name));
@@ -242,7 +242,7 @@ impl Ctx<'_> {
             match meta {
                 Ok(m) => {
                     self.progress.blobs.fetch_add(1, Ordering::Relaxed);
-                    out.push(BlobFile::new(h, m.size, m.modified, m.created));
+                    out.push((BlobFile::new(h, m.size, m.modified), Secs::from_opt(m.created)));
                 }
                 Err(e) if e.is_not_found() => self.finding(
                     FindingKind::BlobMissingData,
@@ -256,15 +256,14 @@ impl Ctx<'_> {
                         "blob data that cannot be stat-ed as a regular file; blob deletion is blocked",
                     );
                     self.progress.blobs.fetch_add(1, Ordering::Relaxed);
-                    out.push(BlobFile::new(h, 0, Timestamp::EPOCH, None));
+                    out.push((BlobFile::new(h, 0, Timestamp::EPOCH), Secs::NONE));
                     lock(&self.odd_blobs).push(h);
                 }
             }
         }
-        out.sort_unstable_by_key(|b| b.digest);
-        out.shrink_to_fit();
+        out.sort_unstable_by_key(|b| b.0.digest);
         if !out.is_empty() {
-            lock(&self.blobs).push(out);
+            lock(&self.blobs).push(Shard::from(out));
         }
     }
 

@@ -74,7 +74,7 @@ use stowage_model::inventory::{
 };
 use stowage_model::manifest::Platform;
 use stowage_model::name::{RepositoryName, is_valid_tag};
-use stowage_model::time::Timestamp;
+use stowage_model::time::{Secs, Timestamp};
 use stowage_storage::{EntryKind, ErrorKind, Meta, Storage, StorageError};
 
 /// The registry refuses manifest bodies over 4 MiB (`maxManifestBodySize` in 2.8); anything
@@ -241,6 +241,7 @@ pub fn scan_cached(
 
     // Finalise: give missing digests their final ids (sorted), sort everything.
     let blobs = std::mem::take(&mut ctx.table);
+    let created = std::mem::take(&mut ctx.created);
     let Missing { digests, .. } = std::mem::take(&mut *lock(&ctx.missing));
     if blobs.len() + digests.len() > MAX_IDS {
         return Err(ScanError::TooManyDigests { max: MAX_IDS });
@@ -268,6 +269,7 @@ pub fn scan_cached(
     let inv = Inventory {
         root: storage.describe(),
         blobs,
+        created,
         missing,
         manifests,
         refs,
@@ -468,6 +470,26 @@ struct Missing {
     hasher: std::hash::RandomState,
 }
 
+/// One fan-out directory's blobs, sorted, and their birth times (empty where the storage
+/// recorded none).
+struct Shard {
+    blobs: Vec<BlobFile>,
+    created: Vec<Secs>,
+}
+
+impl From<Vec<(BlobFile, Secs)>> for Shard {
+    fn from(rows: Vec<(BlobFile, Secs)>) -> Shard {
+        let births = rows.iter().any(|(_, c)| *c != Secs::NONE);
+        Shard {
+            blobs: rows.iter().map(|(b, _)| *b).collect(),
+            created: match births {
+                true => rows.iter().map(|(_, c)| *c).collect(),
+                false => Vec::new(),
+            },
+        }
+    }
+}
+
 /// A repository the walk found; its sections and tags name it by index.
 struct RepoHead {
     name: RepositoryName,
@@ -516,10 +538,12 @@ struct Ctx<'a> {
     /// Links whose content differs from their path, by repository (rare).
     odd: Mutex<Vec<(u32, OddLink)>>,
     /// One sorted vector per blob shard.
-    blobs: Mutex<Vec<Vec<BlobFile>>>,
+    blobs: Mutex<Vec<Shard>>,
     missing: Mutex<Missing>,
     /// The sorted blob table (phase 2 on).
     table: Vec<BlobFile>,
+    /// The table's birth times ([`Inventory::created`]).
+    created: Vec<Secs>,
     /// Index children's platforms, interned: a few distinct values, hundreds of thousands
     /// of uses.
     platforms: Mutex<std::collections::HashSet<Arc<Platform>>>,
@@ -555,6 +579,7 @@ impl<'a> Ctx<'a> {
             blobs: Mutex::new(Vec::new()),
             missing: Mutex::new(Missing::default()),
             table: Vec::new(),
+            created: Vec::new(),
             platforms: Mutex::new(Default::default()),
             media_types: Mutex::new(Default::default()),
             other_bytes: AtomicU64::new(0),
@@ -598,16 +623,26 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// The sorted blob table from the shards phase 1 produced.
+    /// The sorted blob table, and its birth-time column, from the shards phase 1 produced.
     fn build_table(&mut self) -> Result<(), ScanError> {
         // Each shard arrives sorted; shards sort by their two-hex prefix, so concatenating them
         // in that order gives the sorted table in one allocation of exactly the right size.
         let mut shards = std::mem::take(&mut *lock(&self.blobs));
-        shards.sort_unstable_by_key(|v| v.first().map(|b| b.digest));
-        let mut table = Vec::with_capacity(shards.iter().map(Vec::len).sum());
+        shards.sort_unstable_by_key(|v| v.blobs.first().map(|b| b.digest));
+        let n = shards.iter().map(|s| s.blobs.len()).sum();
+        let mut table = Vec::with_capacity(n);
+        let births = shards.iter().any(|s| !s.created.is_empty());
+        let mut created = Vec::with_capacity(if births { n } else { 0 });
         for shard in shards {
-            table.extend(shard);
+            if births {
+                match shard.created.is_empty() {
+                    true => created.extend(std::iter::repeat_n(Secs::NONE, shard.blobs.len())),
+                    false => created.extend(shard.created),
+                }
+            }
+            table.extend(shard.blobs);
         }
+        self.created = created;
         if table.len() >= MAX_IDS {
             // Links and references keep flags in an id's top bits: stop before numbering any.
             return Err(ScanError::TooManyDigests { max: MAX_IDS });

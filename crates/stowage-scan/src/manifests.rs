@@ -291,7 +291,7 @@ impl Ctx<'_> {
             &layout::blob_data(&b.digest),
             format!(
                 "{} bytes on disk, but a manifest's descriptor says {claimed}: truncated or replaced; pulls of it fail",
-                b.size
+                { b.size }
             ),
         );
     }

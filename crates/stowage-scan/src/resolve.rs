@@ -133,7 +133,10 @@ pub fn resolve(
             (meta, _) => meta.map_err(|e| Unexpected::of(&e))?,
         };
         match *target {
-            Target::Blob(i) => inv.blobs[i].stat(m.size, m.modified, m.created),
+            Target::Blob(i) => {
+                inv.blobs[i].stat(m.size, m.modified);
+                inv.set_created(i as BlobId, m.created);
+            }
             Target::Layer(ri, li) | Target::History(ri, li) => {
                 if m.size != SHA256_LINK_LEN {
                     return Err(Unexpected {

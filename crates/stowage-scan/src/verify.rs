@@ -62,10 +62,9 @@ pub fn verify_blobs(
                             Some(Finding::new(
                                 FindingKind::Vanished,
                                 path,
-                                format!(
-                                    "size changed during verification ({} -> {n} bytes)",
+                                format!("size changed during verification ({} -> {n} bytes)", {
                                     b.size
-                                ),
+                                }),
                             ))
                         } else {
                             None

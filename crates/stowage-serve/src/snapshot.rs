@@ -53,7 +53,7 @@ impl Snapshot {
         let mut by_date: Vec<BlobId> = (0..inv.blobs.len() as BlobId).collect();
         by_date.sort_by_key(|&i| {
             let b = &inv.blobs[i as usize];
-            (b.created().unwrap_or(b.modified()), i)
+            (inv.created(i).unwrap_or(b.modified()), i)
         });
         let g = analysis.graph();
         g.build_tables();

@@ -303,7 +303,7 @@ fn log_lines_dated_before_the_registry_existed_are_rejected() {
         .enumerate()
     {
         inv.blobs
-            .push(BlobFile::new(Sha256([i as u8 + 1; 32]), 10, t(at), None));
+            .push(BlobFile::new(Sha256([i as u8 + 1; 32]), 10, t(at)));
     }
     let earliest = stowage_usage::earliest_plausible(&inv, 900).unwrap();
     assert_eq!(earliest, t("2026-10-01T11:45:00Z"));

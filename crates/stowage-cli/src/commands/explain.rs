@@ -223,17 +223,19 @@ fn describe_blob(c: &Ctx<'_>, id: BlobId, b: &BlobFile, e: &mut Explanation) {
         human_bytes(b.size),
         layout::blob_data(&b.digest)
     );
-    e.facts.push(("size".into(), format!("{} bytes", b.size)));
+    e.facts
+        .push(("size".into(), format!("{} bytes", { b.size })));
     e.facts.push((
         "modified".into(),
         format!("{} ({})", b.modified().human(c.tz), b.modified().rfc3339()),
     ));
     e.facts.push((
         "created".into(),
-        b.created()
+        c.g.inv
+            .created(id)
             .map(|t| format!("{} (birth time)", t.human(c.tz)))
             .unwrap_or_else(|| {
-                if b.birth_after_write() {
+                if c.g.inv.birth_after_write(id) {
                     "unknown: the file's birth time is after its last write (a copy or restore)"
                         .into()
                 } else {

@@ -263,7 +263,7 @@ pub(crate) fn decide(
                         // the fenced copy stays in the batch and the skip is reported.
                         Decision::Restore(format!(
                             "the registry wrote it again with {} bytes, not the {} planned",
-                            b.size,
+                            { b.size },
                             (cx.planned_size)(path)
                         ))
                     }
