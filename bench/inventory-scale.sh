@@ -7,7 +7,7 @@
 # links a scan reads (no tree), in groups of a million objects (--shards: the generator's
 # memory is one group's); then inventory, du, gc and
 # gc -m run from the report (no listing at all) under /usr/bin/time: wall time and peak RSS,
-# and peak RSS per blob. Nothing is asserted; the numbers go to bench/README.md.
+# and peak RSS per blob. Nothing is asserted; the numbers go to bench/scale.md.
 #
 # Needs a release build: cargo build --release -p stowage-cli -p stowage-gen (BIN: another
 # directory of the two binaries, e.g. a copy of an older build to compare with). COMMANDS

@@ -1,5 +1,5 @@
 //! Scale run of the listing's external sort (`stowage-storage/src/spill.rs`;
-//! `bench/README.md`): push N rows shaped like a registry bucket's report (blob `data`
+//! `bench/scale.md`): push N rows shaped like a registry bucket's report (blob `data`
 //! files, `_layers` and revision links) in no order at all (the worst case: every run
 //! spans the whole key range), finish, then read every row back and check the order.
 //! Prints the rows, the runs merged, the file's and the sort's peak disk bytes and the

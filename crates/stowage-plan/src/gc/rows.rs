@@ -7,7 +7,7 @@
 //! time, each by one function, both by [`GcPlan::into_plan`] (the whole [`Plan`], for apply's
 //! checks, the table and `--pulls`) and by [`GcPlan::write_json`] (`super::stream`), which
 //! writes the same bytes without holding them: `gc -m` at 10 million objects held 890 MiB,
-//! 400 MiB of it its plan (issue 22, `bench/README.md`).
+//! 400 MiB of it its plan (issue 22, `bench/scale.md`).
 
 use std::collections::HashSet;
 use std::io::Write;
