@@ -619,6 +619,10 @@ impl Inventory {
     /// Birth time of blob `id`, to the second, where the storage records one and it is not
     /// after the modification time (see [`Inventory::created`]).
     pub fn created(&self, id: BlobId) -> Option<Timestamp> {
+        debug_assert!(
+            self.created.is_empty() || self.created.len() == self.blobs.len(),
+            "the birth-time column is a row per blob, or none"
+        );
         let (c, b) = (self.created.get(id as usize)?, self.blobs.get(id as usize)?);
         birth(*c, b.modified_secs())
     }
@@ -635,7 +639,7 @@ impl Inventory {
     /// Record blob `id`'s birth time (a stat made after the scan), making the column if
     /// this is its first.
     pub fn set_created(&mut self, id: BlobId, created: Option<Timestamp>) {
-        if created.is_none() && self.created.is_empty() {
+        if (created.is_none() && self.created.is_empty()) || id as usize >= self.blobs.len() {
             return;
         }
         if self.created.is_empty() {
@@ -718,6 +722,8 @@ mod size_tests {
         inv.set_created(0, Some(Timestamp::EPOCH));
         assert_eq!(inv.created(0), Some(Timestamp::EPOCH));
         assert_eq!((inv.created(1), inv.created(7)), (None, None));
+        inv.set_created(7, Some(Timestamp::EPOCH));
+        assert_eq!(inv.created.len(), 2, "an id out of range adds nothing");
         assert!(!inv.birth_after_write(0));
         // Born after its last write: a copy (cp -a, rsync, restore); the birth is unknown.
         inv.blobs[1] = BlobFile::new(Sha256([2; 32]), 5, Timestamp::from_secs(1_600_000_000));

@@ -204,6 +204,8 @@ impl Ctx<'_> {
             // once, and with the whole round in one batch that was the scan's peak (at 1M
             // objects 8.5 MB of chunks beside 7 MB of lists). Each batch ends when its
             // slowest read does: with many reads in flight per batch, a few waits per scan.
+            // At most one record per id: the records' list grows once per round.
+            read.reserve_exact(wanted.len());
             let batch = MANIFEST_BATCH.max(64 * self.opts.concurrency);
             for ids in wanted.chunks(batch) {
                 self.read_batch(&pool, ids, (&mut read, &mut read_refs, &mut read_extras));
