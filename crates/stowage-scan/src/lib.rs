@@ -30,12 +30,12 @@
 //! Results are sorted at the end, so the output does not depend on concurrency or timing.
 //!
 //! # Memory
-//! A scan of a million blobs keeps about 110 MB; what it keeps is laid out without an
+//! A scan of a million objects keeps about 35 MB; what it keeps is laid out without an
 //! allocation per item (references, tag histories and details in shared tables), made by the
-//! scanning thread rather than the I/O workers, and copied before the workers' originals are
-//! freed (see `assemble` for why the order matters). Each phase's pool is joined at its end
+//! scanning thread rather than the I/O workers, and the workers' originals are freed on a
+//! thread of their own (`free_apart` says why). Each phase's pool is joined at its end
 //! and [`ScanOptions::release_memory`] then runs, so that the workers' freed buffers do not
-//! stay resident (`ARCHITECTURE.md`, "Scale notes"; `bench/README.md`).
+//! stay resident (`ARCHITECTURE.md`, "Scale notes"; `bench/scale.md`).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -407,9 +407,9 @@ impl IoPool {
 
 /// Findings' paths and messages were allocated by the I/O workers among their short-lived
 /// buffers; copied here they stop pinning those pages (a collected registry has a finding
-/// per API-deleted manifest: 44k at a million blobs). A few thousand at a time, each batch
-/// copied whole before its originals are freed (see [`assemble`]), so that the copies do
-/// not double the list's memory at once.
+/// per API-deleted manifest: 44k at a million blobs). A few thousand at a time, so that the
+/// copies do not double the list's memory at once; each batch's originals are freed apart
+/// ([`free_apart`]).
 fn compact_findings(findings: &mut [Finding]) {
     use std::borrow::Cow;
     for batch in findings.chunks_mut(4096) {
